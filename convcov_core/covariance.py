@@ -1,0 +1,351 @@
+"""Filter covariances: closed forms, flat/block/tiled views, empirical estimates, PSD, transfer, fit.
+
+Notation (DESIGN.md section 2). A k x k filter F is flattened row-major, f[k*i + j] = F[i, j]; its
+covariance is the flat k^2 x k^2 matrix S. The block form is B[i, j, l, m] = S[k*i + j, k*l + m] and
+the tiled display view is T[i*k + l, j*k + m] = B[i, j, l, m].
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+Tensor = torch.Tensor
+
+_NON_SQUARE = "non-square kernels are not supported yet (convcov handles k x k filters only)"
+
+
+# ---------------------------------------------------------------------------------------------
+# Argument checks
+# ---------------------------------------------------------------------------------------------
+
+
+def check_int(value, name: str, minimum: int) -> int:
+    """Return `value` as an int, or raise ValueError unless it is a whole number >= minimum."""
+    try:
+        whole = not isinstance(value, bool) and float(value).is_integer()
+    except (TypeError, ValueError):
+        whole = False
+    if not whole or int(value) < minimum:
+        raise ValueError(f"{name} must be a whole number >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def check_kernel_size(kernel_size: int, *, odd: bool = False) -> int:
+    """Return `kernel_size` as an int, or raise ValueError if it is not a usable kernel size."""
+    k = check_int(kernel_size, "kernel size", 1)
+    if odd and k % 2 == 0:
+        raise ValueError(f"kernel size must be odd so the filter has a centre pixel, got {k}")
+    return k
+
+
+def check_sigma(sigma: float, name: str = "sigma") -> float:
+    """Return `sigma` as a float, or raise ValueError unless it is finite and > 0."""
+    try:
+        s = float(sigma)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number, got {sigma!r}") from None
+    if not math.isfinite(s) or s <= 0:
+        raise ValueError(f"{name} must be a finite number > 0, got {sigma!r}")
+    return s
+
+
+def kernel_size_of(S: Tensor) -> int:
+    """k for a flat k^2 x k^2 covariance; ValueError if S is not square or its side is not a square."""
+    if S.dim() != 2 or S.shape[0] != S.shape[1]:
+        raise ValueError(f"a covariance must be a square matrix, got shape {tuple(S.shape)}")
+    n = S.shape[0]
+    k = math.isqrt(n)
+    if k * k != n or n == 0:
+        raise ValueError(
+            f"a filter covariance is k^2 x k^2; side {n} is not a perfect square ({_NON_SQUARE})"
+        )
+    return k
+
+
+def validate_covariance(S, *, atol: float = 1e-6) -> Tensor:
+    """Return S as a float64 tensor after checking it is a finite, symmetric k^2 x k^2 matrix.
+
+    Positive semi-definiteness is not required here (see `is_psd` / `nearest_psd`).
+    """
+    S = torch.as_tensor(S).to(torch.float64)
+    kernel_size_of(S)
+    if not torch.isfinite(S).all():
+        raise ValueError("covariance contains NaN or infinite values")
+    scale = max(S.abs().max().item(), 1e-300)
+    if not torch.allclose(S, S.T, rtol=0.0, atol=atol * scale):
+        asym = (S - S.T).abs().max().item()
+        raise ValueError(f"covariance must be symmetric (max |S - S^T| = {asym:.3g})")
+    return S
+
+
+def is_psd(S: Tensor, *, tol: float = 1e-9) -> bool:
+    """True when the smallest eigenvalue of symmetric S is >= -tol * max |eigenvalue|."""
+    w = torch.linalg.eigvalsh(S.to(torch.float64))
+    return bool(w.min() >= -tol * max(w.abs().max().item(), 1e-300))
+
+
+# ---------------------------------------------------------------------------------------------
+# Closed form
+# ---------------------------------------------------------------------------------------------
+
+
+def gaussian_factor(kernel_size: int, sigma: float) -> Tensor:
+    """The k x k factor A[i, l] = exp(-(i - l)^2 / (2 sigma^2)), so that gaussian(k, s) = kron(A, A)."""
+    k = check_kernel_size(kernel_size)
+    s = check_sigma(sigma)
+    idx = torch.arange(k, dtype=torch.float64)
+    return torch.exp(-((idx[:, None] - idx[None, :]) ** 2) / (2 * s * s))
+
+
+@dataclass(frozen=True)
+class KroneckerCovariance:
+    """The covariance scale * kron(A, A) of a k x k filter, stored as its k x k factor A.
+
+    Sampling and eigenvalues cost O(k^3) instead of the O(k^6) of the dense k^2 x k^2 matrix.
+    """
+
+    factor: Tensor
+    scale: float = 1.0
+
+    def __post_init__(self):
+        A = torch.as_tensor(self.factor).to(torch.float64)
+        if A.dim() != 2 or A.shape[0] != A.shape[1]:
+            raise ValueError(f"Kronecker factor must be square, got shape {tuple(A.shape)} ({_NON_SQUARE})")
+        if not torch.isfinite(A).all() or not torch.allclose(A, A.T):
+            raise ValueError("Kronecker factor must be finite and symmetric")
+        check_sigma(self.scale, "scale")
+        object.__setattr__(self, "factor", A)
+
+    @property
+    def kernel_size(self) -> int:
+        return self.factor.shape[0]
+
+    def dense(self) -> Tensor:
+        """The flat k^2 x k^2 matrix scale * kron(A, A)."""
+        return self.scale * torch.kron(self.factor, self.factor)
+
+    def scaled(self, scale: float) -> "KroneckerCovariance":
+        """The same structure multiplied by `scale`."""
+        return KroneckerCovariance(self.factor, self.scale * check_sigma(scale, "scale"))
+
+    def mean_variance(self) -> float:
+        """Mean of the diagonal of the dense matrix: scale * mean(diag A)^2."""
+        return self.scale * self.factor.diagonal().mean().item() ** 2
+
+    def eigenvalues(self) -> Tensor:
+        """All k^2 eigenvalues, descending: products scale * a_p * a_q of the factor's eigenvalues."""
+        a = torch.linalg.eigvalsh(self.factor).clamp_min(0)
+        return (self.scale * torch.outer(a, a)).flatten().sort(descending=True).values
+
+
+def gaussian(kernel_size: int, sigma: float, *, structured: bool = False):
+    """Closed-form covariance S[k*i+j, k*l+m] = exp(-((i-l)^2 + (j-m)^2) / (2 sigma^2)), unit diagonal.
+
+    Returns the dense float64 k^2 x k^2 matrix, or a KroneckerCovariance when `structured` is True.
+    """
+    cov = KroneckerCovariance(gaussian_factor(kernel_size, sigma))
+    return cov if structured else cov.dense()
+
+
+def depth_schedule(sigma_first: float, sigma_last: float, depth: int) -> list[float]:
+    """sigma_l = sigma_first + (sigma_last - sigma_first) * l / (L - 1) for l = 0..L-1."""
+    a, b = check_sigma(sigma_first, "sigma_first"), check_sigma(sigma_last, "sigma_last")
+    depth = check_int(depth, "depth", 1)
+    if depth == 1:
+        return [a]
+    return [a + (b - a) * l / (depth - 1) for l in range(depth)]
+
+
+# ---------------------------------------------------------------------------------------------
+# Views: flat <-> blocks <-> tiled
+# ---------------------------------------------------------------------------------------------
+
+
+def to_blocks(S: Tensor) -> Tensor:
+    """Block form B[i, j, l, m] = S[k*i + j, k*l + m], shape (k, k, k, k)."""
+    k = kernel_size_of(S)
+    return S.reshape(k, k, k, k)
+
+
+def from_blocks(B: Tensor) -> Tensor:
+    """Inverse of `to_blocks`: the flat k^2 x k^2 matrix."""
+    if B.dim() != 4 or len(set(B.shape)) != 1:
+        raise ValueError(f"block form must have shape (k, k, k, k), got {tuple(B.shape)}")
+    k = B.shape[0]
+    return B.reshape(k * k, k * k)
+
+
+def to_tiled(S: Tensor) -> Tensor:
+    """Tiled display view T[i*k + l, j*k + m] = B[i, j, l, m]: a k x k grid of k x k tiles."""
+    k = kernel_size_of(S)
+    return to_blocks(S).permute(0, 2, 1, 3).reshape(k * k, k * k)
+
+
+def from_tiled(T: Tensor) -> Tensor:
+    """Inverse of `to_tiled`."""
+    k = kernel_size_of(T)
+    return from_blocks(T.reshape(k, k, k, k).permute(0, 2, 1, 3))
+
+
+# ---------------------------------------------------------------------------------------------
+# Empirical covariance, PSD projection, transfer, fit
+# ---------------------------------------------------------------------------------------------
+
+
+def flatten_filters(filters: Tensor) -> Tensor:
+    """(N, k, k) or depthwise weight (C, 1, k, k) -> (N, k^2) float64 rows f[k*i + j] = F[i, j]."""
+    W = torch.as_tensor(filters).detach()
+    if W.dim() == 4:
+        if W.shape[1] != 1:
+            raise ValueError(
+                f"expected a depthwise weight (C, 1, k, k), got shape {tuple(W.shape)}; "
+                "regular convolutions have c_in > 1 input channels per filter"
+            )
+        W = W[:, 0]
+    if W.dim() != 3:
+        raise ValueError(f"filters must have shape (N, k, k) or (C, 1, k, k), got {tuple(W.shape)}")
+    if W.shape[1] != W.shape[2]:
+        raise ValueError(f"filters are {W.shape[1]} x {W.shape[2]}: {_NON_SQUARE}")
+    return W.reshape(W.shape[0], -1).to(torch.float64)
+
+
+def empirical(filters: Tensor, centered: bool = True) -> Tensor:
+    """Covariance of filters. Centered: unbiased, (W - mean)^T (W - mean) / (N - 1). Uncentered: W^T W / N."""
+    W = flatten_filters(filters)
+    n = W.shape[0]
+    if centered:
+        if n < 2:
+            raise ValueError("a centered covariance needs at least 2 filters")
+        W = W - W.mean(dim=0, keepdim=True)
+        return W.T @ W / (n - 1)
+    if n < 1:
+        raise ValueError("need at least one filter")
+    return W.T @ W / n
+
+
+def nearest_psd(S: Tensor, eps: float = 0.0) -> Tensor:
+    """Nearest symmetric PSD matrix in Frobenius norm: V diag(max(w, eps)) V^T of sym(S) = V diag(w) V^T."""
+    S = torch.as_tensor(S).to(torch.float64)
+    kernel_size_of(S)
+    if not torch.isfinite(S).all():
+        raise ValueError("covariance contains NaN or infinite values")
+    if eps < 0:
+        raise ValueError(f"eps must be >= 0, got {eps}")
+    w, V = torch.linalg.eigh((S + S.T) / 2)
+    P = (V * w.clamp_min(eps)) @ V.T
+    return (P + P.T) / 2
+
+
+def resize(S: Tensor, new_kernel_size: int) -> Tensor:
+    """Transfer a covariance to another kernel size k'.
+
+    Trilinear-style interpolation of the block tensor B (k, k, k, k) to (k', k', k', k') with aligned
+    corners on all four axes, then the nearest PSD matrix.
+    """
+    S = validate_covariance(S)
+    k = kernel_size_of(S)
+    k2 = check_kernel_size(new_kernel_size)
+    if k2 == k:
+        return nearest_psd(S)
+    B = to_blocks(S)
+    for axis in range(4):
+        B = _interp_axis(B, axis, k2)
+    return nearest_psd(from_blocks(B))
+
+
+def _interp_axis(x: Tensor, axis: int, size: int) -> Tensor:
+    """Linear interpolation with aligned corners of one axis of x to `size` points."""
+    moved = x.movedim(axis, -1)
+    shape = moved.shape
+    flat = moved.reshape(-1, 1, shape[-1])
+    if shape[-1] == 1:
+        out = flat.expand(-1, 1, size)
+    else:
+        out = F.interpolate(flat, size=size, mode="linear", align_corners=True)
+    return out.reshape(*shape[:-1], size).movedim(-1, axis)
+
+
+def normalize_trace(S: Tensor) -> Tensor:
+    """S scaled so that the mean of its diagonal is 1."""
+    d = S.diagonal().mean()
+    if not d > 0:
+        raise ValueError("covariance has a non-positive mean diagonal; cannot normalize it")
+    return S / d
+
+
+def pearson(a: Tensor, b: Tensor) -> float:
+    """Pearson correlation of the flattened entries of a and b."""
+    x = a.flatten().to(torch.float64)
+    y = b.flatten().to(torch.float64)
+    x, y = x - x.mean(), y - y.mean()
+    den = x.norm() * y.norm()
+    return float((x @ y) / den) if den > 0 else float("nan")
+
+
+def fit_sigma(S: Tensor) -> tuple[float, float]:
+    """Best Gaussian closed-form sigma for a covariance and its Pearson r.
+
+    Both matrices are scaled to unit mean diagonal; sigma minimizes the squared error over a log grid
+    (0.05..50), refined by golden-section search. Returns (sigma, r).
+    """
+    S = normalize_trace(validate_covariance(S))
+    k = kernel_size_of(S)
+    idx = torch.arange(k, dtype=torch.float64)
+    D2 = ((idx[:, None] - idx[None, :]) ** 2)
+    D2 = (D2[:, None, :, None] + D2[None, :, None, :]).reshape(k * k, k * k)
+
+    def loss(log_s: float) -> float:
+        s = math.exp(log_s)
+        return float(((torch.exp(-D2 / (2 * s * s)) - S) ** 2).sum())
+
+    grid = torch.linspace(math.log(0.05), math.log(50), 121)
+    losses = [loss(float(g)) for g in grid]
+    best = min(range(len(losses)), key=losses.__getitem__)
+    lo = float(grid[max(best - 1, 0)])
+    hi = float(grid[min(best + 1, len(grid) - 1)])
+    phi = (math.sqrt(5) - 1) / 2
+    for _ in range(60):
+        a, b = hi - phi * (hi - lo), lo + phi * (hi - lo)
+        if loss(a) < loss(b):
+            hi = b
+        else:
+            lo = a
+    sigma = math.exp((lo + hi) / 2)
+    return sigma, pearson(gaussian(k, sigma), S)
+
+
+def effective_rank(S) -> float:
+    """exp(entropy of the normalized eigenvalues) (Roy & Vetterli): 1 for rank one, k^2 for the identity."""
+    if isinstance(S, KroneckerCovariance):
+        w = S.eigenvalues()
+    else:
+        w = torch.linalg.eigvalsh(torch.as_tensor(S).to(torch.float64)).clamp_min(0)
+    p = w / w.sum()
+    p = p[p > 0]
+    return float(torch.exp(-(p * p.log()).sum()))
+
+
+def transfer(covariances: list[Tensor], kernel_size: int, depth: int) -> list[Tensor]:
+    """Covariances learned at depth L transferred to `depth` layers of `kernel_size`.
+
+    Each is resized to k' (see `resize`); layer l' takes the covariance at fractional index
+    t = l' (L - 1) / (L' - 1), linearly interpolated between layers floor(t) and floor(t) + 1.
+    Convex combinations of PSD matrices stay PSD.
+    """
+    if not covariances:
+        raise ValueError("no learned covariances given: pass one k^2 x k^2 matrix per layer")
+    depth = check_int(depth, "depth", 1)
+    sized = [resize(S, kernel_size) for S in covariances]
+    L = len(sized)
+    out = []
+    for layer in range(depth):
+        t = layer * (L - 1) / (depth - 1) if depth > 1 else 0.0
+        lo = min(int(math.floor(t)), L - 1)
+        hi = min(lo + 1, L - 1)
+        w = t - lo
+        out.append((1 - w) * sized[lo] + w * sized[hi])
+    return out
