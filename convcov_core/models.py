@@ -25,6 +25,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .init import depthwise_convs
+
 Tensor = torch.Tensor
 
 DEFAULT_MAX_CHECKPOINT_BYTES = 512 * 1024 * 1024
@@ -207,18 +209,13 @@ def _timm_model(name: str, num_classes: int, in_chans: int, kernel_size: int | N
     return model
 
 
-def _depthwise(module: nn.Module) -> bool:
-    return (isinstance(module, nn.Conv2d) and module.groups > 1 and module.groups == module.in_channels
-            and module.out_channels % module.in_channels == 0 and max(module.kernel_size) > 1)
-
-
 def _replace(model: nn.Module, name: str, new: nn.Module) -> None:
     parent, _, child = name.rpartition(".")
     setattr(model.get_submodule(parent) if parent else model, child, new)
 
 
 def _set_depthwise_kernels(model: nn.Module, model_name: str, k: int) -> None:
-    convs = [(n, m) for n, m in model.named_modules() if _depthwise(m)]
+    convs = depthwise_convs(model)
     if not convs:
         raise ValueError(f"timm model {model_name!r} has no depthwise convolutions, so its kernel size "
                          "cannot be set; leave the kernel size empty")
@@ -232,8 +229,11 @@ def _set_depthwise_kernels(model: nn.Module, model_name: str, k: int) -> None:
 
 
 def _set_patch_embedding(model: nn.Module, model_name: str, p: int) -> None:
-    first = getattr(model, "pretrained_cfg", {}).get("first_conv")
-    conv = model.get_submodule(first) if isinstance(first, str) else None
+    first = (getattr(model, "pretrained_cfg", None) or {}).get("first_conv")
+    try:
+        conv = model.get_submodule(first)
+    except (AttributeError, TypeError):
+        conv = None
     if not isinstance(conv, nn.Conv2d) or conv.kernel_size != conv.stride:
         raise ValueError(f"timm model {model_name!r} does not start with a patch embedding, so its patch "
                          "size cannot be set; leave the patch size empty")
