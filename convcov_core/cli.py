@@ -1,0 +1,490 @@
+"""Command line: `python -m convcov_core ...` or `convcov ...`.
+
+    compare     train inits against each other over seeds; table of mean ± std and paired differences
+    covariance  write the closed-form Gaussian covariance of k x k filters (.npy, .pt or .safetensors)
+    sample      draw filters from an init scheme or a covariance file
+    runs        list | show | export | delete stored runs
+
+Bad arguments print one line on stderr and exit with code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import covariance, init
+from .train import ComparisonResult, ProgressEvent, TrainConfig, compare
+
+FREEZE_MODES = ("none", "filters", "both")
+
+
+class UsageError(Exception):
+    """Bad command-line input: reported in one line, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise UsageError(message)
+
+
+# ---------------------------------------------------------------------------------------------
+# Parsing helpers
+# ---------------------------------------------------------------------------------------------
+
+
+def _int_list(text: str) -> list[int]:
+    """"0,1,2" or "0-4" (inclusive) -> list of ints."""
+    try:
+        if "-" in text.strip("-") and "," not in text:
+            lo, hi = (int(part) for part in text.split("-"))
+            if hi < lo:
+                raise ValueError
+            return list(range(lo, hi + 1))
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected integers like 0,1,2 or 0-4, got {text!r}") from None
+
+
+def _name_list(text: str) -> list[str]:
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError("expected comma-separated names, e.g. default,gaussian")
+    return names
+
+
+def _key_value(text: str) -> tuple[str, object]:
+    key, sep, raw = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        return key, json.loads(raw)
+    except json.JSONDecodeError:
+        return key, raw
+
+
+def variants_for(inits: list[str], freeze: str) -> tuple[dict, dict]:
+    """(variants, references) for --inits and --freeze: "both" runs every init trained and frozen
+    ("default", "default-frozen", ...); each variant is paired with the first init of its own kind."""
+    if freeze not in FREEZE_MODES:
+        raise ValueError(f"--freeze must be one of {', '.join(FREEZE_MODES)}, got {freeze!r}")
+    if len(set(inits)) != len(inits):
+        raise ValueError(f"--inits lists a scheme twice: {','.join(inits)}")
+    modes = {"none": [False], "filters": [True], "both": [False, True]}[freeze]
+    variants, references = {}, {}
+    for frozen in modes:
+        names = [f"{i}-frozen" if frozen else i for i in inits]
+        for scheme, name in zip(inits, names):
+            variants[name] = {"init": scheme, "freeze_filters": frozen}
+            references[name] = names[0] if name != names[0] else None
+    return variants, references
+
+
+# ---------------------------------------------------------------------------------------------
+# Progress bar and tables
+# ---------------------------------------------------------------------------------------------
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None or not math.isfinite(seconds):
+        return "?"
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+class TerminalProgress:
+    """Callback drawing a progress bar with ETA on a terminal (one line per finished run otherwise)."""
+
+    def __init__(self, stream=None, width: int = 24, min_interval: float = 0.1):
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty()
+        self.width, self.min_interval = width, min_interval
+        self.started = self.run_started = time.perf_counter()
+        self.last_draw = 0.0
+        self.drawn = False
+
+    def __call__(self, event: ProgressEvent):
+        now = time.perf_counter()
+        frac = (event.run_index + event.step / max(event.total_steps, 1)) / max(event.n_runs, 1)
+        elapsed = now - self.started
+        eta = elapsed * (1 - frac) / frac if frac > 0 else None
+        where = f"run {event.run_index + 1}/{event.n_runs} {event.variant or ''} seed {event.seed}"
+        if event.kind == "done":
+            if self.tty and self.drawn:
+                self.stream.write("\r\033[K")
+            acc = f"test {event.test_acc:.2f}%" if event.test_acc is not None else event.status
+            self.stream.write(f"{where}: {acc} ({_duration(now - self.run_started)}), "
+                              f"ETA {_duration(eta)}\n")
+            self.stream.flush()
+            self.run_started, self.drawn = now, False
+            return None
+        if not self.tty or (now - self.last_draw < self.min_interval and event.kind == "step"):
+            return None
+        filled = int(round(self.width * frac))
+        loss = f" loss {event.loss:.3f}" if event.loss is not None else ""
+        line = (f"[{'#' * filled}{'-' * (self.width - filled)}] {100 * frac:3.0f}% {where} "
+                f"epoch {event.epoch} step {event.step}/{event.total_steps}{loss} ETA {_duration(eta)}")
+        self.stream.write("\r\033[K" + line)
+        self.stream.flush()
+        self.last_draw, self.drawn = now, True
+        return None
+
+
+def _fmt(value, spec: str = ".2f", missing: str = "-") -> str:
+    return missing if value is None else format(value, spec)
+
+
+def format_table(header: list[str], rows: list[list[str]]) -> str:
+    """Left-aligned text table with a rule under the header."""
+    widths = [max(len(str(r[i])) for r in [header] + rows) for i in range(len(header))]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(header, widths)).rstrip(),
+             "  ".join("-" * w for w in widths)]
+    lines += ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    return "\n".join(lines)
+
+
+def format_comparison(cmp: ComparisonResult) -> str:
+    """The comparison as text: setup line, table (test accuracy mean ± std, per-seed values, paired
+    difference vs the reference ± std, wins), verdicts and times."""
+    c = cmp.base_config
+    device = next((r.device for runs in cmp.runs.values() for r in runs), "?")
+    setup = (f"{c.model} k={c.kernel_size} p={c.patch_size} on {c.dataset}, {c.epochs} epoch(s), "
+             f"batch {c.batch_size}, lr {c.lr:g}, seeds {','.join(map(str, cmp.seeds))}, device {device}")
+    header = ["variant", "test acc % (mean ± std)", "per seed " + "/".join(map(str, cmp.seeds)),
+              "diff vs ref (± std)", "wins", "s/run"]
+    rows = []
+    for r in cmp.rows:
+        per_seed = " ".join(_fmt(r["per_seed"][s], ".1f", r["statuses"].get(s, "-")[:4])
+                            for s in cmp.seeds)
+        acc = f"{_fmt(r['mean'])} ± {_fmt(r['std'])}" if r["std"] is not None else _fmt(r["mean"])
+        if r["reference"] is None:
+            diff, wins = "(reference)", ""
+        else:
+            diff = f"{_fmt(r['diff_mean'], '+.2f')} ± {_fmt(r['diff_std'])} vs {r['reference']}"
+            wins = f"{r['wins']}/{len(r['diffs'])}"
+        rows.append([r["variant"], acc, per_seed, diff, wins, _fmt(r["mean_time"], ".0f")])
+    lines = [setup, "", format_table(header, rows), ""]
+    lines += cmp.verdicts
+    status = "" if cmp.status == "ok" else f" ({cmp.status}: only finished runs are counted)"
+    lines.append(f"Total wall time {_duration(cmp.wall_time)} for "
+                 f"{sum(len(v) for v in cmp.runs.values())} run(s){status}.")
+    return "\n".join(lines)
+
+
+def _clean_json(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): _clean_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean_json(v) for v in value]
+    return value
+
+
+# ---------------------------------------------------------------------------------------------
+# Matrices in and out
+# ---------------------------------------------------------------------------------------------
+
+_MATRIX_SUFFIXES = (".npy", ".pt", ".pth", ".safetensors")
+
+
+def _check_suffix(path: str) -> Path:
+    p = Path(path)
+    if p.suffix not in _MATRIX_SUFFIXES:
+        raise ValueError(f"{path}: use a file name ending in {', '.join(_MATRIX_SUFFIXES)}")
+    return p
+
+
+def save_tensor(tensor: torch.Tensor, path: str, key: str) -> Path:
+    """Write one tensor as .npy, .pt (loadable with weights_only=True) or .safetensors {key: tensor}."""
+    p = _check_suffix(path)
+    if not p.parent.is_dir():
+        raise ValueError(f"{path}: folder {p.parent} does not exist")
+    tensor = tensor.detach().cpu().contiguous()
+    if p.suffix == ".npy":
+        np.save(p, tensor.numpy())
+    elif p.suffix == ".safetensors":
+        from safetensors.torch import save_file
+        save_file({key: tensor}, p)
+    else:
+        torch.save(tensor, p)
+    return p
+
+
+def load_matrix(path: str) -> torch.Tensor:
+    """A covariance from .npy (no pickles), .pt/.pth (weights_only) or .safetensors (the only tensor,
+    or the one named "covariance")."""
+    p = _check_suffix(path)
+    if not p.is_file():
+        raise ValueError(f"{path}: no such file")
+    try:
+        if p.suffix == ".npy":
+            return torch.from_numpy(np.load(p, allow_pickle=False))
+        if p.suffix == ".safetensors":
+            from safetensors.torch import load_file
+            tensors = load_file(p)
+            if "covariance" in tensors:
+                return tensors["covariance"]
+            if len(tensors) != 1:
+                raise ValueError(f"{path} holds {len(tensors)} tensors; name the covariance 'covariance'")
+            return next(iter(tensors.values()))
+        obj = torch.load(p, map_location="cpu", weights_only=True)
+    except ValueError:
+        raise
+    except Exception as exc:
+        raise ValueError(f"{path}: not a readable {p.suffix} matrix ({type(exc).__name__})") from None
+    if not isinstance(obj, torch.Tensor):
+        raise ValueError(f"{path}: expected a single tensor, found {type(obj).__name__}")
+    return obj
+
+
+# ---------------------------------------------------------------------------------------------
+# Commands
+# ---------------------------------------------------------------------------------------------
+
+
+def _store(args):
+    from .runs import RunStore
+    return RunStore(args.db)
+
+
+def cmd_compare(args) -> int:
+    variants, references = variants_for(args.inits, args.freeze)
+    covariances = None
+    if args.learned_from is not None:
+        covariances = _store(args).get(args.learned_from).covariances
+        if not covariances:
+            raise ValueError(f"run {args.learned_from} has no stored covariances to initialize from")
+    elif "learned" in args.inits:
+        raise ValueError("the learned init needs --learned-from RUN_ID (a stored run's covariances)")
+    base = TrainConfig(dataset=args.dataset, dataset_params=dict(args.dataset_param), model=args.model,
+                       kernel_size=args.kernel_size, patch_size=args.patch_size, epochs=args.epochs,
+                       batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
+                       schedule=args.schedule, label_smoothing=args.label_smoothing,
+                       sigma_first=args.sigma_first, sigma_last=args.sigma_last, covariances=covariances,
+                       device=args.device, max_steps=args.max_steps, data_root=args.data_root)
+    base.validate()
+    progress = None if args.quiet else TerminalProgress()
+    cmp = compare(base, variants, args.seeds, progress, references=references)
+    print(format_comparison(cmp))
+    if args.json:
+        Path(args.json).write_text(json.dumps(_clean_json(cmp.to_dict()), indent=1, allow_nan=False))
+        print(f"wrote {args.json}", file=sys.stderr)
+    if args.save:
+        store = _store(args)
+        cmp_id = store.save_comparison(cmp, name=args.name)
+        ids = [r.id for runs in cmp.runs.values() for r in runs]
+        print(f"saved comparison {cmp_id} (runs {min(ids)}-{max(ids)}) in {store.path}", file=sys.stderr)
+    return 0
+
+
+def cmd_covariance(args) -> int:
+    S = covariance.gaussian(args.kernel_size, args.sigma)
+    if args.view == "tiled":
+        S = covariance.to_tiled(S)
+    path = save_tensor(S, args.out, "covariance")
+    print(f"wrote {args.view} Gaussian covariance ({S.shape[0]} x {S.shape[1]}, k={args.kernel_size}, "
+          f"sigma={args.sigma:g}) to {path}", file=sys.stderr)
+    return 0
+
+
+def cmd_sample(args) -> int:
+    generator = torch.Generator().manual_seed(args.seed)
+    variance = args.variance if args.variance is not None else "default"
+    if args.covariance is not None:
+        S = covariance.validate_covariance(load_matrix(args.covariance))
+        k = args.kernel_size or covariance.kernel_size_of(S)
+        filters = init.sample_scheme("learned", k, args.n, covariance=S, variance=variance,
+                                     generator=generator)
+        source = f"covariance {args.covariance}"
+    else:
+        k = args.kernel_size or 9
+        filters = init.sample_scheme(args.scheme, k, args.n, sigma=args.sigma, variance=variance,
+                                     generator=generator)
+        source = f"scheme {args.scheme}"
+    path = save_tensor(filters, args.out, "filters")
+    print(f"wrote {args.n} filters {k}x{k} from {source} to {path}", file=sys.stderr)
+    return 0
+
+
+def cmd_runs_list(args) -> int:
+    store = _store(args)
+    if args.comparisons:
+        items = store.list_comparisons()
+        if args.json:
+            print(json.dumps([vars(c) for c in items], indent=1))
+            return 0
+        rows = [[c.id, c.created, c.name or "", c.dataset, c.model, ",".join(c.variants),
+                 ",".join(map(str, c.seeds)), c.n_runs, c.status] for c in items]
+        print(format_table(["id", "created", "name", "dataset", "model", "variants", "seeds", "runs",
+                            "status"], rows) if rows else f"no comparisons in {store.path}")
+        return 0
+    items = store.list()
+    if args.json:
+        print(json.dumps([vars(r) for r in items], indent=1))
+        return 0
+    rows = [[r.id, r.created, r.variant or r.name or "", r.dataset, r.model, _fmt(r.kernel_size, "d"),
+             _fmt(r.depth, "d"), r.init, "yes" if r.freeze_filters else "no", r.seed, r.status,
+             _fmt(r.test_acc), _fmt(r.wall_time, ".0f"), _fmt(r.comparison_id, "d", "")] for r in items]
+    print(format_table(["id", "created", "variant/name", "dataset", "model", "k", "depth", "init", "frozen",
+                        "seed", "status", "test acc %", "s", "comparison"], rows)
+          if rows else f"no runs in {store.path}")
+    return 0
+
+
+def cmd_runs_show(args) -> int:
+    store = _store(args)
+    if args.comparison:
+        print(format_comparison(store.get_comparison(args.id)))
+        return 0
+    run = store.get(args.id)
+    c = run.config
+    print(f"run {run.id}: {run.status} - {run.message}")
+    print(f"{c.model} k={c.kernel_size} p={c.patch_size} on {c.dataset}; init {c.init}"
+          f"{' (filters frozen)' if c.freeze_filters else ''}; seed {c.seed}; {c.epochs} epoch(s), "
+          f"batch {c.batch_size}, lr {c.lr:g}; {run.device}, {_duration(run.wall_time)}")
+    h = run.history
+    rows = [[i + 1, h["epoch_end_step"][i], _fmt(h["train_acc"][i]), _fmt(h["test_acc"][i]),
+             _fmt(h["images_per_s"][i], ".0f")] for i in range(len(h["test_acc"]))]
+    if rows:
+        print()
+        print(format_table(["epoch", "step", "train acc %", "test acc %", "images/s"], rows))
+    if run.covariances:
+        fits = [covariance.fit_sigma(S) for S in run.covariances]
+        rows = [[name, f"{s:.2f}", f"{r:.3f}"] for name, (s, r) in zip(run.layer_names, fits)]
+        print()
+        print("learned filter covariance per depthwise layer (closest Gaussian):")
+        print(format_table(["layer", "sigma", "fit r"], rows))
+    return 0
+
+
+def cmd_runs_export(args) -> int:
+    json_path, csv_path = _store(args).export(args.id, args.path)
+    print(f"wrote {json_path} and {csv_path}", file=sys.stderr)
+    return 0
+
+
+def cmd_runs_delete(args) -> int:
+    store = _store(args)
+    for run_id in args.ids:
+        if args.comparison:
+            store.delete_comparison(run_id)
+        else:
+            store.delete(run_id)
+    what = "comparison" if args.comparison else "run"
+    print(f"deleted {what}(s) {', '.join(map(str, args.ids))}", file=sys.stderr)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="convcov", description="Covariance structure of convolutional filters.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("compare", help="train inits against each other over seeds")
+    p.add_argument("--dataset", default="mnist5k")
+    p.add_argument("--dataset-param", action="append", type=_key_value, default=[], metavar="KEY=VALUE",
+                   help="dataset parameter (repeatable), e.g. noise=0.5")
+    p.add_argument("--data-root", default=None)
+    p.add_argument("--model", default="convmixer-64/6")
+    p.add_argument("--kernel-size", type=int, default=9)
+    p.add_argument("--patch-size", type=int, default=2)
+    p.add_argument("--epochs", type=int, default=2)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--lr", type=float, default=0.01)
+    p.add_argument("--weight-decay", type=float, default=0.01)
+    p.add_argument("--schedule", default="onecycle")
+    p.add_argument("--label-smoothing", type=float, default=0.0)
+    p.add_argument("--inits", type=_name_list, default=["default", "gaussian"],
+                   help=f"comma-separated init schemes ({', '.join(init.SCHEMES)}); the first is the reference")
+    p.add_argument("--freeze", choices=FREEZE_MODES, default="none",
+                   help="train the depthwise filters (none), freeze them (filters), or run both")
+    p.add_argument("--sigma-first", type=float, default=None)
+    p.add_argument("--sigma-last", type=float, default=None)
+    p.add_argument("--learned-from", type=int, default=None, metavar="RUN_ID",
+                   help="stored run whose learned covariances the 'learned' init uses")
+    p.add_argument("--seeds", type=_int_list, default=[0, 1, 2])
+    p.add_argument("--device", default="auto")
+    p.add_argument("--max-steps", type=int, default=None, help="cap on training steps per run")
+    p.add_argument("--json", default=None, metavar="PATH", help="also write the comparison as JSON")
+    p.add_argument("--save", action="store_true", help="save the runs in the run store")
+    p.add_argument("--name", default=None, help="name for the saved comparison")
+    p.add_argument("--db", default=None, help="run store file (default $CONVCOV_HOME/runs.db)")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("covariance", help="write the closed-form Gaussian covariance")
+    p.add_argument("--kernel-size", type=int, required=True)
+    p.add_argument("--sigma", type=float, required=True)
+    p.add_argument("--view", choices=("flat", "tiled"), default="flat",
+                   help="flat S[k*i+j, k*l+m] or the tiled k x k grid of k x k blocks")
+    p.add_argument("--out", required=True, help="file ending in .npy, .pt or .safetensors")
+    p.set_defaults(func=cmd_covariance)
+
+    p = sub.add_parser("sample", help="draw filters from an init scheme or a covariance file")
+    p.add_argument("--kernel-size", type=int, default=None, help="default 9, or the covariance's")
+    p.add_argument("--scheme", choices=[s for s in init.SCHEMES if s != "learned"], default="gaussian")
+    p.add_argument("--sigma", type=float, default=None, help="Gaussian sigma (default 1)")
+    p.add_argument("--covariance", default=None, metavar="FILE", help="k^2 x k^2 covariance to sample from")
+    p.add_argument("--variance", type=float, default=None,
+                   help="mean per-weight variance (default 1/(3 k^2), PyTorch's depthwise init)")
+    p.add_argument("--n", type=int, default=64)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="file ending in .npy, .pt or .safetensors")
+    p.set_defaults(func=cmd_sample)
+
+    runs = sub.add_parser("runs", help="stored runs: list, show, export, delete")
+    runs_sub = runs.add_subparsers(dest="runs_command", required=True, metavar="ACTION")
+    p = runs_sub.add_parser("list", help="list stored runs (or comparisons)")
+    p.add_argument("--comparisons", action="store_true")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=cmd_runs_list)
+    p = runs_sub.add_parser("show", help="show one run (or comparison)")
+    p.add_argument("id", type=int)
+    p.add_argument("--comparison", action="store_true", help="ID is a comparison id")
+    p.set_defaults(func=cmd_runs_show)
+    p = runs_sub.add_parser("export", help="write a run as JSON plus its history as CSV")
+    p.add_argument("id", type=int)
+    p.add_argument("path", help="JSON file to write; the CSV goes next to it")
+    p.set_defaults(func=cmd_runs_export)
+    p = runs_sub.add_parser("delete", help="delete runs (or comparisons with their runs)")
+    p.add_argument("ids", type=int, nargs="+")
+    p.add_argument("--comparison", action="store_true", help="IDs are comparison ids")
+    p.set_defaults(func=cmd_runs_delete)
+    for p in (runs_sub.choices.values()):
+        p.add_argument("--db", default=None, help="run store file (default $CONVCOV_HOME/runs.db)")
+    return parser
+
+
+def _one_line(message: str) -> str:
+    return " ".join(str(message).split())
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit code (0 ok, 1 failure, 2 bad arguments, 130 interrupted)."""
+    try:
+        args = build_parser().parse_args(argv)
+        return args.func(args)
+    except (UsageError, ValueError, OSError) as exc:
+        print(f"convcov: error: {_one_line(exc)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\nconvcov: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if os.environ.get("CONVCOV_DEBUG"):
+            raise
+        print(f"convcov: failed: {type(exc).__name__}: {_one_line(exc)} (set CONVCOV_DEBUG=1 for details)",
+              file=sys.stderr)
+        return 1

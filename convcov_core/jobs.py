@@ -1,0 +1,269 @@
+"""Server-wide job manager: long work (training, comparisons, any callable) in background threads.
+
+A Streamlit page reruns from the top on every click, so it cannot own a training loop. It submits a
+job here instead (one JobManager per server, e.g. from st.cache_resource), then renders the job's
+progress events from a fragment on a timer; Cancel sets the job's stop flag, which the training
+callback answers with "stop". The manager enforces a per-server limit on running jobs
+(CONVCOV_MAX_JOBS, default 1) and a cap on the images one job may train on
+(CONVCOV_MAX_JOB_SAMPLES = epochs x training images x seeds x variants, default 200,000), and
+saves finished runs and comparisons to the run store.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from .runs import RunStore
+from .train import (ComparisonResult, ProgressEvent, RunResult, TrainConfig, compare, load_training_data,
+                    plan_steps, train)
+
+DEFAULT_MAX_JOBS = 1
+DEFAULT_MAX_JOB_SAMPLES = 200_000
+KEEP_FINISHED = 50  # finished jobs remembered for list_jobs / status
+
+
+class Busy(RuntimeError):
+    """The server already runs as many jobs as it allows; the message says what to do."""
+
+
+class JobTooLarge(ValueError):
+    """A job would train on more images than this server allows per job."""
+
+
+@dataclass
+class JobStatus:
+    """A snapshot of one job. state: "running", "done", "cancelled" or "failed"; progress in [0, 1];
+    result_id: the saved run or comparison id (None until saved)."""
+
+    id: int
+    kind: str
+    label: str
+    state: str
+    progress: float
+    message: str
+    created: float
+    finished: float | None
+    n_events: int
+    last_event: ProgressEvent | None
+    eta_s: float | None
+    result_id: int | None
+
+    @property
+    def running(self) -> bool:
+        return self.state == "running"
+
+
+@dataclass
+class _Job:
+    id: int
+    kind: str
+    label: str
+    work: Callable
+    samples: int | None
+    created: float = field(default_factory=time.time)
+    state: str = "running"
+    message: str = ""
+    finished: float | None = None
+    events: list = field(default_factory=list)
+    stop: threading.Event = field(default_factory=threading.Event)
+    result: object = None
+    result_id: int | None = None
+    thread: threading.Thread | None = None
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw.replace("_", "").replace(",", ""))
+    except ValueError:
+        raise ValueError(f"{name} must be a whole number >= 1, got {raw!r}") from None
+    if value < 1:
+        raise ValueError(f"{name} must be a whole number >= 1, got {raw!r}")
+    return value
+
+
+def _images_per_run(config: TrainConfig) -> int:
+    """Images one run trains on: steps x batch (full batches of every epoch, or max_steps)."""
+    batch, _, total = plan_steps(config, len(load_training_data(config)[1]))
+    return batch * total
+
+
+class JobManager:
+    """Runs train/compare jobs (or any callable taking a progress callback) in background threads."""
+
+    def __init__(self, max_jobs: int | None = None, store: RunStore | None = None,
+                 max_samples: int | None = None):
+        self.max_jobs = max_jobs if max_jobs is not None else _env_int("CONVCOV_MAX_JOBS", DEFAULT_MAX_JOBS)
+        self.max_samples = (max_samples if max_samples is not None
+                            else _env_int("CONVCOV_MAX_JOB_SAMPLES", DEFAULT_MAX_JOB_SAMPLES))
+        if self.max_jobs < 1 or self.max_samples < 1:
+            raise ValueError("max_jobs and max_samples must be >= 1")
+        self._store = store
+        self._lock = threading.Lock()
+        self._jobs: dict[int, _Job] = {}
+        self._next_id = 1
+
+    @property
+    def store(self) -> RunStore:
+        if self._store is None:
+            self._store = RunStore()
+        return self._store
+
+    # -- submitting ------------------------------------------------------------------------------
+
+    def submit(self, kind: str, target, *, variants: dict | None = None, seeds=None,
+               references: dict | None = None, name: str | None = None, samples: int | None = None,
+               label: str | None = None) -> int:
+        """Start a job; return its id. Raises Busy when the server is full, JobTooLarge (a ValueError)
+        when it would train on too many images, ValueError for a bad config.
+
+        kind "train": target is a TrainConfig. kind "compare": target is the base TrainConfig, with
+        variants and seeds as for train.compare. kind "task": target is fn(callback) -> result, with
+        `samples` (images it will process, if known) checked against the cap.
+        """
+        if kind == "train":
+            config = target.validate()
+            samples = _images_per_run(config)
+            label = label or f"train {config.model} on {config.dataset}, init {config.init}, seed {config.seed}"
+            work = functools.partial(train, config)
+        elif kind == "compare":
+            config = target.validate()
+            if not variants or seeds is None or not list(seeds):
+                raise ValueError("a compare job needs variants and at least one seed")
+            seeds = list(seeds)
+            samples = _images_per_run(config) * len(variants) * len(seeds)
+            label = label or (f"compare {', '.join(variants)} on {config.dataset} ({config.model}), "
+                              f"{len(seeds)} seed(s)")
+            work = functools.partial(compare, config, variants, seeds, references=references)
+        elif kind == "task":
+            if not callable(target):
+                raise ValueError("a task job needs a callable fn(callback) -> result")
+            label = label or getattr(target, "__name__", "task")
+            work = target
+        else:
+            raise ValueError(f"unknown job kind {kind!r}; use train, compare or task")
+        if samples is not None and samples > self.max_samples:
+            raise JobTooLarge(
+                f"this job would train on {samples:,} images (epochs x training images x runs); this "
+                f"server allows {self.max_samples:,} per job (CONVCOV_MAX_JOB_SAMPLES). Use fewer "
+                "epochs, seeds or variants, a smaller dataset, or the command line "
+                "(python -m convcov_core compare ...) on your own machine.")
+        with self._lock:
+            running = [j for j in self._jobs.values() if j.state == "running"]
+            if len(running) >= self.max_jobs:
+                names = "; ".join(j.label for j in running)
+                raise Busy(
+                    f"this server already runs {len(running)} job(s), its limit (CONVCOV_MAX_JOBS="
+                    f"{self.max_jobs}): {names}. Wait for it to finish or cancel it, then start again.")
+            job = _Job(self._next_id, kind, label, work, samples)
+            self._next_id += 1
+            self._jobs[job.id] = job
+            self._forget_old_jobs()
+        job.thread = threading.Thread(target=self._run, args=(job, name), name=f"convcov-job-{job.id}",
+                                      daemon=True)
+        job.thread.start()
+        return job.id
+
+    def _forget_old_jobs(self) -> None:
+        finished = sorted((j for j in self._jobs.values() if j.state != "running"), key=lambda j: j.id)
+        for job in finished[:max(0, len(finished) - KEEP_FINISHED)]:
+            del self._jobs[job.id]
+
+    def _run(self, job: _Job, name: str | None) -> None:
+        def callback(event):
+            with self._lock:
+                job.events.append(event)
+            return "stop" if job.stop.is_set() else None
+
+        try:
+            result = job.work(callback)
+            state, message = "done", "finished"
+            if isinstance(result, RunResult):
+                state = "cancelled" if result.status == "cancelled" else "done"
+                message = result.message
+                if state == "done":
+                    job.result_id = self.store.save(result, name=name)
+            elif isinstance(result, ComparisonResult):
+                state = "cancelled" if result.status == "cancelled" else "done"
+                message = result.verdict or result.status
+                if state == "done":
+                    job.result_id = self.store.save_comparison(result, name=name)
+            elif job.stop.is_set():
+                state, message = "cancelled", "cancelled"
+        except Exception as exc:  # the job's owner reads the message from status(); nothing to re-raise to
+            result, state, message = None, "failed", f"{type(exc).__name__}: {exc}"
+        with self._lock:
+            job.result, job.state, job.message, job.finished = result, state, message, time.time()
+
+    # -- observing -------------------------------------------------------------------------------
+
+    def _job(self, job_id: int) -> _Job:
+        job = self._jobs.get(job_id)
+        if job is None:
+            raise ValueError(f"no job with id {job_id} (finished jobs are forgotten after {KEEP_FINISHED})")
+        return job
+
+    def status(self, job_id: int) -> JobStatus:
+        """Snapshot of a job's state and progress."""
+        with self._lock:
+            job = self._job(job_id)
+            last = job.events[-1] if job.events else None
+            progress = 1.0 if job.state == "done" else _progress(last)
+            return JobStatus(id=job.id, kind=job.kind, label=job.label, state=job.state, progress=progress,
+                             message=job.message, created=job.created, finished=job.finished,
+                             n_events=len(job.events), last_event=last,
+                             eta_s=_eta(job, progress) if job.state == "running" else None,
+                             result_id=job.result_id)
+
+    def events(self, job_id: int, since: int = 0) -> list[ProgressEvent]:
+        """The job's progress events from index `since` on (pass the count you already have)."""
+        with self._lock:
+            return list(self._job(job_id).events[since:])
+
+    def result(self, job_id: int):
+        """The job's RunResult / ComparisonResult / task return value (None while running or failed)."""
+        with self._lock:
+            return self._job(job_id).result
+
+    def cancel(self, job_id: int) -> bool:
+        """Ask a running job to stop after its current step; False if it had already finished."""
+        with self._lock:
+            job = self._job(job_id)
+            if job.state != "running":
+                return False
+            job.stop.set()
+            return True
+
+    def wait(self, job_id: int, timeout: float | None = None) -> JobStatus:
+        """Block until the job finishes (or timeout seconds pass); return its status."""
+        with self._lock:
+            thread = self._job(job_id).thread
+        thread.join(timeout)
+        return self.status(job_id)
+
+    def list_jobs(self) -> list[JobStatus]:
+        """Every remembered job, newest first (running ones are the queue a second visitor sees)."""
+        with self._lock:
+            ids = sorted(self._jobs, reverse=True)
+        return [self.status(i) for i in ids]
+
+
+def _progress(event: ProgressEvent | None) -> float:
+    """Fraction of the job done: (finished runs + steps / total steps) / runs."""
+    if event is None or not event.total_steps:
+        return 0.0
+    return min(1.0, (event.run_index + event.step / event.total_steps) / max(event.n_runs, 1))
+
+
+def _eta(job: _Job, progress: float) -> float | None:
+    if progress <= 0:
+        return None
+    elapsed = time.time() - job.created
+    return elapsed * (1 - progress) / progress

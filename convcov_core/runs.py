@@ -1,0 +1,382 @@
+"""Run store: training runs and comparisons in one SQLite file ($CONVCOV_HOME/runs.db by default).
+
+WAL mode with a busy timeout, so two processes can write at once; every save is one transaction,
+so a process killed mid-save leaves every earlier run intact. Nothing is pickled: configs, histories
+and metrics are JSON, covariances are float32 bytes of their upper triangle (k^2 (k^2 + 1) / 2
+numbers per layer), state dicts are safetensors bytes.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import sqlite3
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save as save_safetensors
+
+from .paths import convcov_home
+from .train import ComparisonResult, RunResult, TrainConfig
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS comparisons (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    created TEXT NOT NULL,
+    name TEXT,
+    base_config TEXT NOT NULL,
+    variants TEXT NOT NULL,
+    refs TEXT NOT NULL,
+    seeds TEXT NOT NULL,
+    rows TEXT NOT NULL,
+    verdicts TEXT NOT NULL,
+    wall_time REAL,
+    status TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    created TEXT NOT NULL,
+    name TEXT,
+    comparison_id INTEGER,
+    variant TEXT,
+    dataset TEXT NOT NULL,
+    model TEXT NOT NULL,
+    kernel_size INTEGER,
+    depth INTEGER,
+    init TEXT NOT NULL,
+    freeze_filters INTEGER NOT NULL,
+    seed INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    message TEXT NOT NULL,
+    test_acc REAL,
+    train_acc REAL,
+    loss REAL,
+    wall_time REAL NOT NULL,
+    device TEXT NOT NULL,
+    config TEXT NOT NULL,
+    history TEXT NOT NULL,
+    final TEXT NOT NULL,
+    layer_names TEXT NOT NULL,
+    state_dict BLOB
+);
+CREATE INDEX IF NOT EXISTS runs_by_comparison ON runs (comparison_id);
+CREATE TABLE IF NOT EXISTS covariances (
+    run_id INTEGER NOT NULL,
+    role TEXT NOT NULL,
+    layer INTEGER NOT NULL,
+    kernel_size INTEGER NOT NULL,
+    data BLOB NOT NULL,
+    PRIMARY KEY (run_id, role, layer)
+);
+"""
+
+_LEARNED, _INIT = "learned", "init"  # covariance roles: filters at the end / learned-init input
+
+
+@dataclass
+class RunSummary:
+    """One line of the run list (no history, covariances or weights)."""
+
+    id: int
+    created: str
+    name: str | None
+    dataset: str
+    model: str
+    kernel_size: int | None
+    depth: int | None
+    init: str
+    freeze_filters: bool
+    seed: int
+    status: str
+    test_acc: float | None
+    wall_time: float
+    comparison_id: int | None
+    has_covariances: bool
+    variant: str | None = None
+
+
+@dataclass
+class ComparisonSummary:
+    """One line of the comparison list."""
+
+    id: int
+    created: str
+    name: str | None
+    dataset: str
+    model: str
+    variants: list
+    seeds: list
+    status: str
+    verdict: str
+    wall_time: float | None
+    n_runs: int
+
+
+def encode_covariance(S: torch.Tensor) -> bytes:
+    """Upper triangle (diagonal included), row by row, as float32 bytes."""
+    m = np.asarray(torch.as_tensor(S, dtype=torch.float64).cpu(), dtype=np.float32)
+    rows, cols = np.triu_indices(m.shape[0])
+    return m[rows, cols].tobytes()
+
+
+def decode_covariance(blob: bytes, kernel_size: int) -> torch.Tensor:
+    """Inverse of encode_covariance: the symmetric k^2 x k^2 matrix as float64."""
+    n = kernel_size * kernel_size
+    values = np.frombuffer(blob, dtype=np.float32)
+    if values.size != n * (n + 1) // 2:
+        raise ValueError(f"stored covariance has {values.size} numbers, expected {n * (n + 1) // 2}")
+    m = np.zeros((n, n), dtype=np.float64)
+    rows, cols = np.triu_indices(n)
+    m[rows, cols] = values
+    m[cols, rows] = values
+    return torch.from_numpy(m)
+
+
+def _json(value) -> str:
+    return json.dumps(value, sort_keys=True)
+
+
+def _finite_or_none(value):
+    """JSON for export: NaN and infinities (diverged runs) become null, as strict JSON requires."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_or_none(v) for v in value]
+    return value
+
+
+def _kernel_size(result: RunResult) -> int | None:
+    if result.config.kernel_size is not None:
+        return result.config.kernel_size
+    if result.covariances:
+        return int(round(math.sqrt(result.covariances[0].shape[0])))
+    return None
+
+
+class RunStore:
+    """Training runs and comparisons in SQLite; see the module docstring for the guarantees."""
+
+    def __init__(self, path: str | Path | None = None):
+        self.path = Path(path) if path is not None else convcov_home() / "runs.db"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        for attempt in range(50):
+            try:
+                with self._connection() as conn:
+                    conn.execute("PRAGMA journal_mode=WAL")
+                    conn.executescript(_SCHEMA)
+                break
+            except sqlite3.OperationalError as exc:  # another process is switching to WAL right now
+                if "locked" not in str(exc) or attempt == 49:
+                    raise
+                time.sleep(0.1)
+
+    @contextmanager
+    def _connection(self):
+        conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        try:
+            conn.execute("PRAGMA busy_timeout=30000")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            yield conn
+        finally:
+            conn.close()
+
+    @contextmanager
+    def _transaction(self):
+        """One write transaction: all of it lands or none of it does."""
+        with self._connection() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    # -- writing ---------------------------------------------------------------------------------
+
+    def save(self, result: RunResult, *, name: str | None = None, comparison_id: int | None = None) -> int:
+        """Store one run (and its covariances and state dict); return its id, also set on result.id."""
+        with self._transaction() as conn:
+            result.id = self._insert_run(conn, result, name, comparison_id)
+        return result.id
+
+    def save_comparison(self, cmp: ComparisonResult, *, name: str | None = None) -> int:
+        """Store a comparison and all of its runs in one transaction; return the comparison id."""
+        with self._transaction() as conn:
+            cur = conn.execute(
+                "INSERT INTO comparisons (created, name, base_config, variants, refs, seeds, rows, "
+                "verdicts, wall_time, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (_now(), name, _json(cmp.base_config.to_dict()), json.dumps(cmp.variants),
+                 json.dumps(cmp.references), json.dumps(cmp.seeds), _json(_rows_to_json(cmp.rows)),
+                 json.dumps(cmp.verdicts), cmp.wall_time, cmp.status))
+            cmp_id = cur.lastrowid
+            for runs in cmp.runs.values():
+                for run in runs:
+                    run.id = self._insert_run(conn, run, name, cmp_id)
+        cmp.id = cmp_id
+        return cmp_id
+
+    def _insert_run(self, conn, result: RunResult, name, comparison_id) -> int:
+        cfg = result.config
+        state = save_safetensors(result.state_dict) if result.state_dict else None
+        cur = conn.execute(
+            "INSERT INTO runs (created, name, comparison_id, variant, dataset, model, kernel_size, depth, "
+            "init, freeze_filters, seed, status, message, test_acc, train_acc, loss, wall_time, device, "
+            "config, history, final, layer_names, state_dict) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (_now(), name, comparison_id, result.variant, cfg.dataset, cfg.model, _kernel_size(result),
+             len(result.layer_names) or None, cfg.init, int(cfg.freeze_filters), cfg.seed, result.status,
+             result.message, result.final.get("test_acc"), result.final.get("train_acc"),
+             result.final.get("loss"), result.wall_time, result.device, _json(cfg.to_dict()),
+             json.dumps(result.history), json.dumps(result.final), json.dumps(result.layer_names), state))
+        run_id = cur.lastrowid
+        for role, covs in ((_LEARNED, result.covariances), (_INIT, cfg.covariances or [])):
+            conn.executemany(
+                "INSERT INTO covariances (run_id, role, layer, kernel_size, data) VALUES (?, ?, ?, ?, ?)",
+                [(run_id, role, i, int(round(math.sqrt(S.shape[0]))), encode_covariance(S))
+                 for i, S in enumerate(covs)])
+        return run_id
+
+    def delete(self, run_id: int) -> None:
+        """Remove one run and its covariances (ValueError if there is no such run)."""
+        with self._transaction() as conn:
+            if conn.execute("DELETE FROM runs WHERE id = ?", (run_id,)).rowcount == 0:
+                raise ValueError(f"no run with id {run_id} in {self.path}")
+            conn.execute("DELETE FROM covariances WHERE run_id = ?", (run_id,))
+
+    def delete_comparison(self, comparison_id: int) -> None:
+        """Remove a comparison together with its runs."""
+        with self._transaction() as conn:
+            if conn.execute("DELETE FROM comparisons WHERE id = ?", (comparison_id,)).rowcount == 0:
+                raise ValueError(f"no comparison with id {comparison_id} in {self.path}")
+            conn.execute("DELETE FROM covariances WHERE run_id IN "
+                         "(SELECT id FROM runs WHERE comparison_id = ?)", (comparison_id,))
+            conn.execute("DELETE FROM runs WHERE comparison_id = ?", (comparison_id,))
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    def list(self) -> list[RunSummary]:
+        """All runs, newest first."""
+        with self._connection() as conn:
+            rows = conn.execute(
+                "SELECT id, created, name, dataset, model, kernel_size, depth, init, freeze_filters, seed, "
+                "status, test_acc, wall_time, comparison_id, "
+                "EXISTS (SELECT 1 FROM covariances c WHERE c.run_id = runs.id AND c.role = ?), variant "
+                "FROM runs ORDER BY id DESC", (_LEARNED,)).fetchall()
+        return [RunSummary(id=r[0], created=r[1], name=r[2], dataset=r[3], model=r[4], kernel_size=r[5],
+                           depth=r[6], init=r[7], freeze_filters=bool(r[8]), seed=r[9], status=r[10],
+                           test_acc=r[11], wall_time=r[12], comparison_id=r[13],
+                           has_covariances=bool(r[14]), variant=r[15]) for r in rows]
+
+    def get(self, run_id: int) -> RunResult:
+        """The stored run with its history, covariances (float64) and state dict."""
+        with self._connection() as conn:
+            return self._read_run(conn, run_id)
+
+    def _read_run(self, conn, run_id: int) -> RunResult:
+        row = conn.execute(
+            "SELECT config, history, final, status, message, wall_time, device, layer_names, state_dict, "
+            "variant FROM runs WHERE id = ?", (run_id,)).fetchone()
+        if row is None:
+            raise ValueError(f"no run with id {run_id} in {self.path}")
+        covs = {_LEARNED: [], _INIT: []}
+        for role, k, blob in conn.execute(
+                "SELECT role, kernel_size, data FROM covariances WHERE run_id = ? ORDER BY role, layer",
+                (run_id,)):
+            covs[role].append(decode_covariance(blob, k))
+        config = TrainConfig.from_dict(json.loads(row[0]))
+        config.covariances = covs[_INIT] or None
+        return RunResult(config=config, history=json.loads(row[1]), final=json.loads(row[2]),
+                         status=row[3], message=row[4], wall_time=row[5], device=row[6],
+                         layer_names=json.loads(row[7]), covariances=covs[_LEARNED],
+                         state_dict=dict(load_safetensors(row[8])) if row[8] else None, id=run_id,
+                         variant=row[9])
+
+    def list_comparisons(self) -> list[ComparisonSummary]:
+        """All comparisons, newest first."""
+        with self._connection() as conn:
+            rows = conn.execute(
+                "SELECT id, created, name, base_config, variants, seeds, status, verdicts, wall_time, "
+                "(SELECT COUNT(*) FROM runs WHERE comparison_id = comparisons.id) "
+                "FROM comparisons ORDER BY id DESC").fetchall()
+        out = []
+        for r in rows:
+            base = json.loads(r[3])
+            out.append(ComparisonSummary(id=r[0], created=r[1], name=r[2], dataset=base["dataset"],
+                                         model=base["model"], variants=list(json.loads(r[4])),
+                                         seeds=json.loads(r[5]), status=r[6],
+                                         verdict=" ".join(json.loads(r[7])), wall_time=r[8], n_runs=r[9]))
+        return out
+
+    def get_comparison(self, comparison_id: int) -> ComparisonResult:
+        """A stored comparison with all of its runs."""
+        with self._connection() as conn:
+            row = conn.execute(
+                "SELECT base_config, variants, refs, seeds, rows, verdicts, wall_time, status "
+                "FROM comparisons WHERE id = ?", (comparison_id,)).fetchone()
+            if row is None:
+                raise ValueError(f"no comparison with id {comparison_id} in {self.path}")
+            variants = json.loads(row[1])
+            runs = {name: [] for name in variants}
+            for (run_id,) in conn.execute("SELECT id FROM runs WHERE comparison_id = ? ORDER BY id",
+                                          (comparison_id,)).fetchall():
+                run = self._read_run(conn, run_id)
+                runs.setdefault(run.variant, []).append(run)
+        return ComparisonResult(base_config=TrainConfig.from_dict(json.loads(row[0])), variants=variants,
+                                seeds=json.loads(row[3]), runs=runs, rows=_rows_from_json(json.loads(row[4])),
+                                verdicts=json.loads(row[5]), wall_time=row[6], status=row[7],
+                                references=json.loads(row[2]), id=comparison_id)
+
+    def export(self, run_id: int, path: str | Path) -> tuple[Path, Path]:
+        """Write a run as JSON (config, metrics, history, covariances per layer) and its history as CSV
+        next to it (same name, .csv); return both paths."""
+        run = self.get(run_id)
+        json_path = Path(path)
+        csv_path = json_path.with_suffix(".csv")
+        doc = {
+            "id": run.id, "variant": run.variant, "status": run.status, "message": run.message,
+            "device": run.device, "wall_time": run.wall_time, "config": run.config.to_dict(),
+            "final": run.final, "history": run.history, "layer_names": run.layer_names,
+            "covariances": {name: S.tolist() for name, S in zip(run.layer_names, run.covariances)},
+        }
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(_finite_or_none(doc), allow_nan=False))
+        write_history_csv(run.history, csv_path)
+        return json_path, csv_path
+
+
+def write_history_csv(history: dict, path: Path) -> None:
+    """One row per step (step, epoch, loss, lr); the per-epoch metrics sit on the epoch's last step."""
+    per_epoch = {s: i for i, s in enumerate(history.get("epoch_end_step", []))}
+    epoch_keys = ("train_acc", "test_acc", "images_per_s")
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(("step", "epoch", "loss", "lr") + epoch_keys)
+        for i, step in enumerate(history["step"]):
+            e = per_epoch.get(step)
+            writer.writerow([step, history["epoch"][i], history["loss"][i], history["lr"][i]]
+                            + ["" if e is None else history[key][e] for key in epoch_keys])
+
+
+def _rows_to_json(rows: list) -> list:
+    """Rows keyed by seed use int keys; JSON objects need strings."""
+    return [{**r, **{k: {str(s): v for s, v in r[k].items()} for k in ("per_seed", "diffs", "statuses")}}
+            for r in rows]
+
+
+def _rows_from_json(rows: list) -> list:
+    return [{**r, **{k: {int(s): v for s, v in r[k].items()} for k in ("per_seed", "diffs", "statuses")}}
+            for r in rows]
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")

@@ -1,0 +1,218 @@
+"""Training engine: loss goes down, frozen filters stay put, divergence and cancel, paired comparisons."""
+
+import math
+
+import pytest
+import torch
+
+from convcov_core import init
+from convcov_core.train import (
+    ProgressEvent,
+    RunResult,
+    TrainConfig,
+    build_model_for,
+    compare,
+    estimate_time,
+    load_training_data,
+    lr_at,
+    resolve_device,
+    summarize,
+    train,
+    verdict_sentence,
+)
+
+TINY = dict(dataset="mnist5k", model="convmixer-16/2", kernel_size=5, patch_size=4, epochs=1,
+            batch_size=32, max_steps=12, device="cpu")
+
+
+def tiny(**overrides) -> TrainConfig:
+    return TrainConfig(**{**TINY, **overrides})
+
+
+def test_tiny_training_lowers_the_loss_and_reports_everything():
+    events = []
+    result = train(tiny(max_steps=30, batch_size=64, lr=0.02), events.append)
+    assert result.status == "ok", result.message
+    losses = result.history["loss"]
+    assert len(losses) == 30 and result.history["step"] == list(range(1, 31))
+    assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5 - 0.3
+    assert 0 <= result.final["test_acc"] <= 100 and result.final["loss"] == losses[-1]
+    assert result.history["epoch_end_step"] == [30] and len(result.history["test_acc"]) == 1
+    assert result.device == "cpu" and result.wall_time > 0
+    assert result.layer_names == ["blocks.0.0.fn.0", "blocks.1.0.fn.0"]
+    for S in result.covariances:
+        assert S.shape == (25, 25) and S.dtype == torch.float64
+        assert torch.allclose(S, S.T)
+    kinds = [e.kind for e in events]
+    assert kinds.count("step") == 30 and kinds.count("epoch") == 1 and kinds[-1] == "done"
+    assert events[-1].status == "ok" and events[-1].test_acc == result.final["test_acc"]
+    assert all(e.seed == 0 and e.total_steps == 30 for e in events)
+
+
+def test_same_seed_same_run_on_cpu():
+    a, b = train(tiny()), train(tiny())
+    assert a.history["loss"] == b.history["loss"]
+    assert a.final == b.final
+    assert train(tiny(seed=1)).history["loss"] != a.history["loss"]
+
+
+def test_frozen_filters_stay_bit_identical_while_the_rest_trains():
+    config = tiny(freeze_filters=True, keep_state_dict=True, init="gaussian")
+    info = load_training_data(config)[4]
+    before = build_model_for(config, info).state_dict()
+    result = train(config)
+    assert result.status == "ok"
+    after = result.state_dict
+    for name, _ in init.depthwise_convs(build_model_for(config, info)):
+        assert torch.equal(after[f"{name}.weight"], before[f"{name}.weight"])
+        assert not torch.equal(after[f"{name}.bias"], before[f"{name}.bias"])  # biases still train
+    assert not torch.equal(after["head.weight"], before["head.weight"])
+    trained = train(config.replace(freeze_filters=False))
+    name = result.layer_names[0]
+    assert not torch.equal(trained.state_dict[f"{name}.weight"], before[f"{name}.weight"])
+
+
+def test_huge_learning_rate_ends_as_diverged_with_the_step():
+    result = train(tiny(lr=1e6, schedule="constant"))
+    assert result.status == "diverged"
+    step = len(result.history["loss"])
+    assert f"at step {step} of 12" in result.message and "learning rate" in result.message
+    assert not math.isfinite(result.history["loss"][-1])
+    assert all(math.isfinite(v) for v in result.history["loss"][:-1])
+    assert result.final["test_acc"] is None
+
+
+@pytest.mark.parametrize("answer", [True, "stop"])
+def test_callback_cancels_the_run(answer):
+    seen = []
+
+    def stop_at_three(event: ProgressEvent):
+        seen.append(event.kind)
+        return answer if event.kind == "step" and event.step == 3 else None
+
+    result = train(tiny(), stop_at_three)
+    assert result.status == "cancelled" and "step 3 of 12" in result.message
+    assert result.history["step"] == [1, 2, 3]
+    assert result.final["test_acc"] is None
+    assert seen.count("step") == 3 and seen[-1] == "done"
+
+
+def test_one_cycle_schedule_matches_the_convmixer_script():
+    total, lr = 100, 0.01
+    values = [lr_at(s, total, lr) for s in range(total)]
+    assert values[39] == pytest.approx(lr)  # t = 0.4
+    assert values[79] == pytest.approx(lr / 20)  # t = 0.8
+    assert values[-1] == pytest.approx(0.0)
+    assert values[0] == pytest.approx(lr * 0.01 / 0.4)
+    assert max(values) == pytest.approx(lr)
+    assert lr_at(5, total, lr, "constant") == lr
+
+
+@pytest.mark.parametrize("field,value,words", [
+    ("epochs", 0, "epochs"), ("lr", -1.0, "lr"), ("batch_size", 1.5, "batch_size"),
+    ("schedule", "cosine", "schedule"), ("init", "nope", "init scheme"), ("lr", float("nan"), "finite"),
+])
+def test_bad_config_is_a_value_error_naming_the_field(field, value, words):
+    with pytest.raises(ValueError, match=words):
+        train(tiny(**{field: value}))
+
+
+def test_config_round_trips_through_a_dict():
+    config = tiny(init="learned", covariances=[torch.eye(25)], dataset_params={"seed": 3})
+    d = config.to_dict()
+    assert "covariances" not in d and d["n_covariances"] == 1
+    back = TrainConfig.from_dict(d)
+    assert back.covariances is None
+    assert {**back.to_dict(), "n_covariances": 1} == d
+    with pytest.raises(ValueError, match="unknown training setting"):
+        TrainConfig.from_dict({**d, "epochz": 3})
+
+
+def test_resolve_device():
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_device("auto").type in ("cpu", "cuda", "mps")
+    with pytest.raises(ValueError, match="device"):
+        resolve_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            resolve_device("cuda")
+
+
+def test_estimate_time_is_positive_and_scales_with_steps():
+    short = estimate_time(tiny(max_steps=10), n_steps=2)
+    assert 0 < short < 600
+    assert estimate_time(tiny(max_steps=1000, epochs=20), n_steps=2) > short
+
+
+def _run(seed: int, acc: float | None, status: str = "ok") -> RunResult:
+    return RunResult(config=tiny(seed=seed), history={}, final={"test_acc": acc, "train_acc": None,
+                                                              "loss": None},
+                     status=status, message="", wall_time=2.0, device="cpu")
+
+
+def test_summary_matches_hand_computation():
+    variants = {"default": {}, "gaussian": {"init": "gaussian"}}
+    runs = {"default": [_run(0, 90.0), _run(1, 92.0), _run(2, 91.0)],
+            "gaussian": [_run(0, 91.0), _run(1, 92.5), _run(2, 92.5)]}
+    rows, verdicts = summarize(variants, [0, 1, 2], runs, {"default": None, "gaussian": "default"})
+    base, gauss = rows
+    assert base["mean"] == pytest.approx(91.0) and base["std"] == pytest.approx(1.0)
+    assert base["reference"] is None and base["diff_mean"] is None
+    diffs = [1.0, 0.5, 1.5]
+    assert gauss["diffs"] == {0: 1.0, 1: 0.5, 2: 1.5}
+    assert gauss["diff_mean"] == pytest.approx(1.0)
+    assert gauss["diff_std"] == pytest.approx(math.sqrt(sum((d - 1) ** 2 for d in diffs) / 2))
+    assert (gauss["wins"], gauss["losses"], gauss["ties"]) == (3, 0, 0)
+    assert verdicts == ["gaussian beat default by 1.0 ± 0.5 points over 3 seeds (3/3 seeds favour gaussian)."]
+
+
+def test_verdict_calls_noise_when_seeds_disagree_or_the_mean_is_small():
+    assert "within seed noise" in verdict_sentence("g", "d", [1.0, 2.0, -0.5])
+    assert "within seed noise" in verdict_sentence("g", "d", [0.1, 0.1, 0.9, -0.0])
+    assert verdict_sentence("g", "d", [-2.0, -3.0]).startswith("d beat g by 2.5 ± 0.7 points over 2 seeds")
+    assert "single seed" in verdict_sentence("g", "d", [1.0])
+    assert "tied" in verdict_sentence("g", "d", [0.0, 0.0])
+
+
+def test_diverged_seed_is_left_out_of_the_pairs():
+    variants = {"a": {}, "b": {}}
+    runs = {"a": [_run(0, 50.0), _run(1, 60.0)], "b": [_run(0, None, "diverged"), _run(1, 70.0)]}
+    rows, _ = summarize(variants, [0, 1], runs, {"a": None, "b": "a"})
+    assert rows[1]["n"] == 1 and rows[1]["diffs"] == {1: 10.0}
+    assert rows[1]["statuses"] == {0: "diverged", 1: "ok"}
+
+
+def test_compare_runs_every_variant_and_seed_and_pairs_them():
+    events = []
+    variants = {"default": {"init": "default"}, "gaussian-frozen": {"init": "gaussian", "freeze_filters": True}}
+    cmp = compare(tiny(max_steps=6), variants, [0, 1], events.append)
+    assert cmp.status == "ok"
+    for name in variants:
+        assert [r.config.seed for r in cmp.runs[name]] == [0, 1]
+        assert all(r.variant == name for r in cmp.runs[name])
+    assert cmp.runs["gaussian-frozen"][0].config.freeze_filters
+    row = cmp.rows[1]
+    accs = {name: [r.final["test_acc"] for r in cmp.runs[name]] for name in variants}
+    diffs = [g - d for g, d in zip(accs["gaussian-frozen"], accs["default"])]
+    assert row["diff_mean"] == pytest.approx(sum(diffs) / 2)
+    assert row["per_seed"] == dict(zip([0, 1], accs["gaussian-frozen"]))
+    assert len(cmp.verdicts) == 1 and "gaussian-frozen" in cmp.verdict
+    done = [e for e in events if e.kind == "done"]
+    assert [(e.variant, e.seed, e.run_index, e.n_runs) for e in done] == [
+        ("default", 0, 0, 4), ("gaussian-frozen", 0, 1, 4), ("default", 1, 2, 4), ("gaussian-frozen", 1, 3, 4)]
+
+
+def test_compare_stops_when_the_callback_says_so():
+    cmp = compare(tiny(max_steps=4), {"a": {}, "b": {}}, [0, 1],
+                  lambda e: "stop" if e.variant == "b" and e.step == 2 else None)
+    assert cmp.status == "cancelled"
+    assert len(cmp.runs["a"]) == 1 and cmp.runs["b"] == []
+
+
+def test_compare_refuses_bad_input():
+    with pytest.raises(ValueError, match="variant"):
+        compare(tiny(), {}, [0])
+    with pytest.raises(ValueError, match="distinct"):
+        compare(tiny(), {"a": {}}, [0, 0])
+    with pytest.raises(ValueError, match="unknown training setting"):
+        compare(tiny(), {"a": {"lrr": 1}}, [0])
