@@ -1,0 +1,472 @@
+"""What the Feature Ansatz and Frequency View pages compute: a model trained and at init, their CNFA
+check, eigenfilters and feature maps (seed 001); filters of a scheme or a run, their spectra and
+effective sizes (seed 002). No streamlit here: the pages call these with widget values.
+
+CNFA check (seed 001): per conv layer, r = pearson(M, W^T W) with M the patch-AGOP of the model's
+outputs; the ansatz says r is high after training and is a consequence of training, so the same
+model at its initialization is the control.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import analysis, covariance, data, init, models, train
+
+Tensor = torch.Tensor
+
+#: Embedded datasets a small CNN can be trained on here, and which of them take a noise level.
+CNN_DATASETS = ("mnist5k", "noisy-bars", "noisy-mnist")
+NOISY_DATASETS = ("noisy-bars", "noisy-mnist")
+#: Pictures from scikit-image for the feature maps (grayscale luminance, resized).
+NATURAL_IMAGES = data.TEXTURE_PICTURES
+
+
+def _whole(value, what: str, minimum: int) -> int:
+    """value as an int >= minimum (not a bool), else ValueError."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{what} must be a whole number >= {minimum}, got {value!r}")
+    return int(value)
+
+
+# ---------------------------------------------------------------------------------------------
+# A small plain CNN, trained here
+
+
+def cnn_config(dataset: str = "mnist5k", *, noise: float = 0.5, layers: int = 3, width: int = 32,
+               kernel_size: int | None = None, epochs: int = 2, batch_size: int = 128, lr: float = 0.01,
+               seed: int = 0, max_steps: int | None = None, dataset_params: dict | None = None
+               ) -> train.TrainConfig:
+    """The training config of a plain CNN (`layers` conv blocks of `width` channels, k x k filters,
+    ReLU, 2 x 2 max pooling; models.SmallCNN) on an embedded dataset; AdamW, one-cycle schedule.
+
+    kernel_size: every layer's k, or None for 5 x 5 in the first layer and 3 x 3 after.
+    noise: the background noise std of noisy-bars / noisy-mnist (ignored for mnist5k);
+    dataset_params: further dataset options (e.g. n_train for a tiny test run).
+    """
+    if dataset not in CNN_DATASETS:
+        raise ValueError(f"the small CNN trains on {', '.join(CNN_DATASETS)}, not {dataset!r}")
+    for value, what in ((layers, "layers"), (width, "width")):
+        _whole(value, what, 1)
+    if kernel_size is not None:
+        _whole(kernel_size, "kernel size", 1)
+    params = dict(dataset_params or {})
+    if dataset in NOISY_DATASETS:
+        params["noise"] = float(noise)
+    config = train.TrainConfig(dataset=dataset, dataset_params=params,
+                               model="cnn-" + ",".join([str(width)] * layers), kernel_size=kernel_size,
+                               patch_size=None, init="default", epochs=epochs, batch_size=batch_size,
+                               lr=lr, seed=seed, max_steps=max_steps, keep_state_dict=True)
+    return config.validate()
+
+
+@dataclass
+class ModelPair:
+    """A model after training and the same model at its initialization, with where it came from."""
+
+    label: str
+    trained: nn.Module
+    initial: nn.Module
+    config: train.TrainConfig
+    info: data.DatasetInfo
+    history: dict = field(default_factory=dict)
+    test_acc: float | None = None
+
+
+def _initial_cnn(config: train.TrainConfig, info: data.DatasetInfo) -> nn.Module:
+    """The config's plain CNN with PyTorch's default init, seeded by config.seed (the caller's RNG
+    state is left alone)."""
+    if models.parse_spec(config.model)["kind"] != "cnn":
+        raise ValueError(f"train_cnn trains plain CNNs ('cnn-<w1>,<w2>,...'), not {config.model!r}")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        return models.build_model(config.model, num_classes=len(info.classes), in_chans=info.in_chans,
+                                  kernel_size=config.kernel_size)
+
+
+def train_cnn(config: train.TrainConfig, callback: train.Callback | None = None) -> ModelPair | None:
+    """Train the plain CNN of `config` (see cnn_config) and keep a copy of it at initialization.
+
+    Same recipe as train.train (AdamW, train.lr_at schedule, full batches from a seeded permutation,
+    cross-entropy, test accuracy after each epoch) and the same ProgressEvents to `callback`, which
+    may answer True / "stop" to cancel: None is returned then. train.train itself cannot be used: it
+    initializes depthwise filters and refuses models that have none.
+    """
+    config.validate()
+    device = train.resolve_device(config.device)
+    train_x, train_y, test_x, test_y, info = train.load_training_data(config)
+    batch, per_epoch, total = train.plan_steps(config, len(train_y))
+    if total < 1:
+        raise ValueError("nothing to train: the dataset has fewer images than one batch")
+    model = _initial_cnn(config, info)
+    initial = copy.deepcopy(model).eval()
+    model = model.to(device).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    xs, ys = train_x.to(device), train_y.to(device)
+    xt, yt = test_x.to(device), test_y.to(device)
+    shuffle = torch.Generator().manual_seed(config.seed)
+    history = {"step": [], "loss": [], "test_acc": []}
+    started, step = time.perf_counter(), 0
+
+    def stop_asked(kind: str, epoch: int, **values) -> bool:
+        eta = (time.perf_counter() - started) / max(step, 1) * (total - step)
+        event = train.ProgressEvent(kind, step, total, epoch, eta_s=eta, seed=config.seed, **values)
+        return callback is not None and callback(event) in (True, "stop")
+
+    for epoch in range(1, math.ceil(total / per_epoch) + 1):
+        steps_here = min(per_epoch, total - step)
+        perm = torch.randperm(len(train_y), generator=shuffle)[: steps_here * batch].to(device)
+        for i in range(steps_here):
+            lr = train.lr_at(step, total, config.lr, config.schedule)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            idx = perm[i * batch:(i + 1) * batch]
+            loss = F.cross_entropy(model(xs[idx]), ys[idx], label_smoothing=config.label_smoothing)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            step += 1
+            value = loss.detach().item()
+            if not math.isfinite(value):
+                raise ValueError(f"training diverged: loss {value} at step {step}; lower the learning rate")
+            history["step"].append(step)
+            history["loss"].append(value)
+            if stop_asked("step", epoch, loss=value, lr=lr):
+                return None
+        history["test_acc"].append(train.evaluate(model, xt.permute(0, 2, 3, 1), yt))
+        if stop_asked("epoch", epoch, loss=history["loss"][-1], test_acc=history["test_acc"][-1]):
+            return None
+    trained = model.cpu().eval()
+    label = f"{describe_model(config)} trained here on {describe_dataset(config)}"
+    return ModelPair(label, trained, initial, config, info, history, history["test_acc"][-1])
+
+
+def training_images(config: train.TrainConfig) -> int:
+    """Images a training run goes through (full batches x steps), for a server's per-job cap."""
+    batch, _, total = train.plan_steps(config, len(train.load_training_data(config)[1]))
+    return batch * total
+
+
+def describe_model(config: train.TrainConfig) -> str:
+    """'cnn-32,32,32 (5 x 5, then 3 x 3)' or 'convmixer-64/6 (k = 9)'."""
+    if config.kernel_size is None and models.parse_spec(config.model)["kind"] == "cnn":
+        return f"{config.model} (5 x 5, then 3 x 3 filters)"
+    return f"{config.model} (k = {config.kernel_size})"
+
+
+def describe_dataset(config: train.TrainConfig) -> str:
+    """'mnist5k' or 'noisy-bars (noise 0.5)'."""
+    noise = config.dataset_params.get("noise")
+    return config.dataset + (f" (noise {noise:g})" if noise is not None else "")
+
+
+# ---------------------------------------------------------------------------------------------
+# A saved run
+
+
+def pair_from_run(run: train.RunResult) -> ModelPair:
+    """The run's trained model (from its saved state dict) and the same model at initialization,
+    rebuilt from the run's config and seed exactly as train.train built it."""
+    if not run.state_dict:
+        raise ValueError(f"run {run.id} saved no weights, so its model cannot be analysed; train it "
+                         "again with the weights kept (keep_state_dict)")
+    _, _, _, _, info = train.load_training_data(run.config)
+    initial = train.build_model_for(run.config, info).eval()
+    trained = copy.deepcopy(initial)
+    models.load_checkpoint_into(trained, run.state_dict)
+    acc = run.final.get("test_acc")
+    label = f"run #{run.id}: {describe_model(run.config)} on {describe_dataset(run.config)}"
+    return ModelPair(label, trained.eval(), initial, run.config, info, run.history, acc)
+
+
+def analysis_images(config: train.TrainConfig, n: int) -> Tensor:
+    """The first n test images of the config's dataset (N, C, H, W), normalized as in training."""
+    n = _whole(n, "number of images", 1)
+    _, _, test_x, _, _ = train.load_training_data(config)
+    return test_x[:n]
+
+
+# ---------------------------------------------------------------------------------------------
+# The CNFA check, trained vs at init
+
+
+@dataclass
+class CNFAComparison:
+    """cnfa_report rows of the trained model and of the same model at init (same layers, order)."""
+
+    trained: list[dict]
+    initial: list[dict]
+    n_images: int
+    outputs: str | int
+
+    def table(self) -> list[dict]:
+        """One row per layer: r(AGOP, CNFM) trained and at init, and how far training moved the CNFM
+        (Pearson r between the CNFM at init and after training; the seed's control)."""
+        rows = []
+        for t, i in zip(self.trained, self.initial):
+            rows.append({
+                "layer": t["name"], "kind": t["kind"],
+                "filters": f"{t['out_channels']} x {t['in_channels'] if t['kind'] == 'regular' else 1}"
+                           f" x {t['kernel_size']}²",
+                "matrix": t["matrix_size"],
+                "r trained": t["r"], "r at init": i["r"],
+                "r(CNFM init, CNFM trained)": analysis.pearson(i["cnfm"], t["cnfm"]),
+            })
+        return rows
+
+    def row(self, layer: str, which: str = "trained") -> dict:
+        rows = self.trained if which == "trained" else self.initial
+        for row in rows:
+            if row["name"] == layer:
+                return row
+        raise ValueError(f"no layer {layer!r}; layers: {[r['name'] for r in rows]}")
+
+
+def compare_cnfa(pair: ModelPair, inputs: Tensor, *, outputs="all", batch_size: int = 64,
+                 progress: Callable[[float], None] | None = None) -> CNFAComparison:
+    """cnfa_report of the trained model and of the model at init on the same inputs.
+
+    progress(fraction done in [0, 1]) after every batch of either model.
+    """
+    def relay(offset: float):
+        return None if progress is None else (lambda done, total: progress(offset + 0.5 * done / total))
+
+    trained = analysis.cnfa_report(pair.trained, inputs, outputs=outputs, batch_size=batch_size,
+                                   progress=relay(0.0))
+    initial = analysis.cnfa_report(pair.initial, inputs, outputs=outputs, batch_size=batch_size,
+                                   progress=relay(0.5))
+    return CNFAComparison(trained, initial, int(inputs.shape[0]), outputs)
+
+
+# ---------------------------------------------------------------------------------------------
+# Eigenfilters and feature maps
+
+
+def spatial_matrix(M: Tensor, in_chans: int, kernel_size: int) -> Tensor:
+    """The k^2 x k^2 spatial part of a (c k^2) x (c k^2) patch matrix: the mean of its c diagonal
+    channel blocks (M itself when c = 1)."""
+    side = kernel_size * kernel_size
+    M = torch.as_tensor(M, dtype=torch.float64)
+    if M.shape != (in_chans * side, in_chans * side):
+        raise ValueError(f"M is {tuple(M.shape)}, expected {in_chans * side} x {in_chans * side}")
+    blocks = M.reshape(in_chans, side, in_chans, side)
+    return blocks.diagonal(dim1=0, dim2=2).mean(dim=-1)
+
+
+def eigenfilters(row: dict, matrix: str = "agop", n: int = 8) -> tuple[Tensor, Tensor]:
+    """(share of the trace held by each eigenvalue, top-n eigenvectors as (n, k, k) filters) of a
+    cnfa_report row's AGOP or CNFM; for a layer with several input channels, of its spatial part
+    (spatial_matrix): what the layer looks for in every channel's k x k patch."""
+    if matrix not in ("agop", "cnfm"):
+        raise ValueError(f"matrix must be 'agop' or 'cnfm', got {matrix!r}")
+    k = row["kernel_size"]
+    if not isinstance(k, int):
+        raise ValueError(f"layer {row['name']} has a non-square kernel {k}; eigenfilters need k x k")
+    channels = row["in_channels"] if row["kind"] == "regular" else 1
+    M = spatial_matrix(row[matrix], channels, k)
+    values, vectors = analysis.top_eigenvectors(M, min(n, k * k), k)
+    trace = float(torch.trace(M))
+    shares = values / trace if trace > 0 else torch.zeros_like(values)
+    return shares, vectors[:, 0]
+
+
+def natural_images(names, size: int, info: data.DatasetInfo) -> Tensor:
+    """scikit-image pictures (grayscale, centre-cropped square, resized to size x size) normalized
+    with the dataset's mean and std, on as many channels as the dataset has: (N, C, size, size)."""
+    pictures = data.texture_pictures(color=False)
+    size = _whole(size, "image size", 8)
+    out = []
+    for name in names:
+        if name not in pictures:
+            raise ValueError(f"unknown picture {name!r}; choose from {', '.join(pictures)}")
+        picture = torch.from_numpy(pictures[name])
+        side = min(picture.shape)
+        top, left = (picture.shape[0] - side) // 2, (picture.shape[1] - side) // 2
+        square = picture[top:top + side, left:left + side][None, None]
+        out.append(F.interpolate(square, size=(size, size), mode="area")[0])
+    images = torch.stack(out).repeat(1, info.in_chans, 1, 1)
+    mean = torch.tensor(info.mean, dtype=images.dtype)[None, :, None, None]
+    std = torch.tensor(info.std, dtype=images.dtype)[None, :, None, None]
+    return (images - mean) / std
+
+
+def layer_feature_maps(model: nn.Module, matrices: dict[str, Tensor], image: Tensor) -> dict[str, Tensor]:
+    """||M^(1/2) patch|| maps (analysis.feature_map) of one image (C, H, W) for each named conv layer,
+    M = matrices[name], each applied to that layer's own input in one forward pass of the model."""
+    convs = dict(analysis.conv_layers(model))
+    missing = [name for name in matrices if name not in convs]
+    if missing:
+        raise ValueError(f"no conv layer {missing}; conv layers: {list(convs)}")
+    inputs: dict[str, Tensor] = {}
+    hooks = [convs[name].register_forward_pre_hook(
+        lambda module, args, name=name: inputs.__setitem__(name, args[0].detach()))
+        for name in matrices]
+    was_training = model.training
+    try:
+        model.eval()
+        weight = next(iter(convs.values())).weight
+        with torch.no_grad():
+            model(torch.as_tensor(image)[None].to(device=weight.device, dtype=weight.dtype))
+    finally:
+        for hook in hooks:
+            hook.remove()
+        model.train(was_training)
+    return {name: analysis.feature_map(M, inputs[name][0], convs[name]) for name, M in matrices.items()}
+
+
+def to_pixels(image: Tensor, info: data.DatasetInfo) -> np.ndarray:
+    """A normalized (C, H, W) image back on its [0, 1]-ish pixel scale, as an H x W array (channel
+    mean) for display."""
+    mean = torch.tensor(info.mean, dtype=torch.float64)[:, None, None]
+    std = torch.tensor(info.std, dtype=torch.float64)[:, None, None]
+    return (torch.as_tensor(image, dtype=torch.float64) * std + mean).mean(dim=0).numpy()
+
+
+# ---------------------------------------------------------------------------------------------
+# Frequency view: filters of a scheme or a run, their spectra and effective sizes
+
+
+#: Where the Frequency View's filters come from: a scheme's samples or a saved run.
+FREQUENCY_SOURCES = ("gaussian", "default", "learned", "trained")
+
+
+def source_layers(source: str, *, kernel_size: int = 9, n: int = 1024, sigma: float | None = None,
+                  run: train.RunResult | None = None, seed: int = 0) -> list[tuple[str, Tensor]]:
+    """(layer name, filters (N, k, k)) for the Frequency View.
+
+    "gaussian" / "default": n filters of one k x k layer as that init scheme draws them (sigma for
+    the closed form). "learned": n filters per layer of `run`, drawn from its learned covariances at
+    the run's own kernel size. "trained": the run's trained depthwise filters (its saved weights).
+    """
+    if source not in FREQUENCY_SOURCES:
+        raise ValueError(f"unknown filter source {source!r}; choose one of {', '.join(FREQUENCY_SOURCES)}")
+    generator = torch.Generator().manual_seed(int(seed))
+    if source in ("gaussian", "default"):
+        name = f"Gaussian σ = {sigma:g}" if source == "gaussian" and sigma is not None else source
+        return [(name, init.sample_scheme(source, kernel_size, n, sigma=sigma, generator=generator))]
+    if run is None:
+        raise ValueError(f"the {source!r} source needs a saved run")
+    if source == "learned":
+        if not run.covariances:
+            raise ValueError(f"run {run.id} saved no covariances")
+        names = run.layer_names if len(run.layer_names) == len(run.covariances) else [
+            f"layer {i + 1}" for i in range(len(run.covariances))]
+        k = covariance.kernel_size_of(run.covariances[0])
+        return [(name, init.sample_scheme("learned", k, n, covariance=c, generator=generator))
+                for name, c in zip(names, run.covariances)]
+    if not run.state_dict:
+        raise ValueError(f"run {run.id} saved no weights, only covariances: pick 'learned covariance' "
+                         "for it, or train it again with its weights kept")
+    layers = []
+    for name in run.layer_names:
+        weight = run.state_dict.get(f"{name}.weight")
+        if weight is None or weight.dim() != 4:
+            raise ValueError(f"run {run.id} has no depthwise weight {name}.weight in its state dict")
+        layers.append((name, weight.detach().to(torch.float64).reshape(-1, *weight.shape[-2:])))
+    if not layers:
+        raise ValueError(f"run {run.id} has no depthwise layers")
+    return layers
+
+
+@dataclass
+class FrequencySummary:
+    """Per layer: mean |FFT| spectrum (size x size, centred), its radial profile, effective sizes."""
+
+    names: list[str]
+    kernel_size: int
+    size: int
+    energy: float
+    spectra: list[Tensor]
+    radii: Tensor
+    profiles: list[Tensor]
+    effective_sizes: list[Tensor]
+
+
+def frequency_summary(layers: list[tuple[str, Tensor]], *, size: int = 64,
+                      energy: float = 0.9) -> FrequencySummary:
+    """Spectrum, radial profile and effective sizes (analysis.effective_size) of each layer's filters."""
+    if not layers:
+        raise ValueError("no filters to analyse")
+    spectra, profiles, sizes = [], [], []
+    radii = None
+    for _, filters in layers:
+        spec = analysis.spectrum(filters, size=size)
+        radii, profile = analysis.radial_profile(spec)
+        spectra.append(spec)
+        profiles.append(profile)
+        sizes.append(analysis.effective_size(filters, energy=energy))
+    k = layers[0][1].shape[-1]
+    return FrequencySummary([name for name, _ in layers], int(k), size, float(energy), spectra,
+                            radii, profiles, sizes)
+
+
+@dataclass
+class SigmaCurve:
+    """Effective size of closed-form Gaussian filters against sigma: mean and 10 / 90% quantiles,
+    and the mean for PyTorch's default i.i.d. filters as a reference level."""
+
+    kernel_size: int
+    energy: float
+    sigmas: list[float]
+    mean: list[float]
+    low: list[float]
+    high: list[float]
+    default_mean: float
+
+
+def sigma_curve(kernel_size: int, sigmas, *, n: int = 512, energy: float = 0.9,
+                seed: int = 0) -> SigmaCurve:
+    """For each sigma: effective sizes of n filters drawn from the Gaussian closed form."""
+    sigmas = [covariance.check_sigma(s, "sigma") for s in sigmas]
+    if not sigmas:
+        raise ValueError("need at least one sigma")
+    mean, low, high = [], [], []
+    for sigma in sigmas:
+        generator = torch.Generator().manual_seed(int(seed))
+        filters = init.sample_scheme("gaussian", kernel_size, n, sigma=sigma, generator=generator)
+        sizes = analysis.effective_size(filters, energy=energy).to(torch.float64)
+        mean.append(float(sizes.mean()))
+        low.append(float(torch.quantile(sizes, 0.1)))
+        high.append(float(torch.quantile(sizes, 0.9)))
+    generator = torch.Generator().manual_seed(int(seed))
+    default = analysis.effective_size(init.sample_scheme("default", kernel_size, n, generator=generator),
+                                      energy=energy).to(torch.float64).mean()
+    return SigmaCurve(int(kernel_size), float(energy), sigmas, mean, low, high, float(default))
+
+
+@dataclass
+class FrequencyView:
+    """Everything the Frequency View draws. fitted: per layer of a run, the closed-form sigma that
+    best fits its learned covariance (covariance.fit_sigma, with r) and its filters' mean effective
+    size, to place the run's layers against the closed-form curve; empty for a scheme."""
+
+    summary: FrequencySummary
+    curve: SigmaCurve
+    fitted: list[dict]
+
+
+def frequency_view(source: str, *, kernel_size: int = 9, n: int = 1024, sigma: float | None = None,
+                   run: train.RunResult | None = None, seed: int = 0, energy: float = 0.9,
+                   sigmas=(0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.5, 2.0, 3.0, 5.0, 7.0, 10.0),
+                   size: int = 64, curve_filters: int = 512) -> FrequencyView:
+    """Filters of `source` (see source_layers), their spectra and effective sizes, the closed-form
+    sigma -> effective size curve at their kernel size, and a run's layers placed against it."""
+    layers = source_layers(source, kernel_size=kernel_size, n=n, sigma=sigma, run=run, seed=seed)
+    summary = frequency_summary(layers, size=max(size, layers[0][1].shape[-1]), energy=energy)
+    curve = sigma_curve(summary.kernel_size, sigmas, n=curve_filters, energy=energy, seed=seed)
+    fitted = []
+    if run is not None and source in ("learned", "trained") and len(run.covariances) == len(layers):
+        for (name, _), S, sizes in zip(layers, run.covariances, summary.effective_sizes):
+            fit, r = covariance.fit_sigma(S)
+            fitted.append({"layer": name, "sigma": fit, "r": r,
+                           "mean effective size": float(sizes.to(torch.float64).mean())})
+    return FrequencyView(summary, curve, fitted)

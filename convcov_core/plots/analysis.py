@@ -1,0 +1,262 @@
+"""Plotly figures for the Feature Ansatz and Frequency View pages (no streamlit here).
+
+Patch matrices (AGOP, CNFM) of a layer with one input channel are shown in the tiled view, so every
+k x k tile is an image of how one patch pixel pairs with the others; with several input channels
+the flat (channel, row, column) order is shown, large ones as an image.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import plotly.graph_objects as go
+import torch
+from plotly.colors import sample_colorscale
+from plotly.subplots import make_subplots
+
+from ..covariance import to_tiled
+from .covariance import (
+    DIVERGING,
+    HEATMAP_MAX_CELLS,
+    SEQUENTIAL,
+    _colourbar_trace,
+    _finish,
+    _image_trace,
+    colour_range,
+)
+
+TRAINED_COLOUR = "#1f77b4"
+INIT_COLOUR = "#aaaaaa"
+
+
+def _numpy(x) -> np.ndarray:
+    return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+
+
+def layer_colours(n: int) -> list[str]:
+    """n colours from light to dark along the sequential scale: shallow to deep layers."""
+    if n == 1:
+        return [TRAINED_COLOUR]
+    return sample_colorscale(SEQUENTIAL, list(np.linspace(0.0, 0.85, n)))
+
+
+# ---------------------------------------------------------------------------------------------
+# Feature Ansatz
+
+
+def cnfa_bar_figure(table: list[dict], *, height: int = 340) -> go.Figure:
+    """Grouped bars per layer: r(AGOP, CNFM) after training and at initialization."""
+    if not table:
+        raise ValueError("the CNFA table is empty")
+    layers = [row["layer"] for row in table]
+    fig = go.Figure()
+    for key, name, colour in (("r trained", "trained", TRAINED_COLOUR),
+                              ("r at init", "at initialization", INIT_COLOUR)):
+        fig.add_trace(go.Bar(
+            x=layers, y=[row[key] for row in table], name=name, marker_color=colour,
+            text=[f"{row[key]:.2f}" for row in table], textposition="outside",
+            hovertemplate=f"%{{x}} ({name})<br>r = %{{y:.3f}}<extra></extra>"))
+    low = min(0.0, *(row[k] for row in table for k in ("r trained", "r at init") if np.isfinite(row[k])))
+    fig.update_yaxes(title_text="Pearson r(AGOP, CNFM)", range=[low, 1.12])
+    fig.update_xaxes(title_text="conv layer")
+    fig.update_layout(barmode="group", legend=dict(orientation="h", y=1.02, yanchor="bottom", x=1,
+                                                   xanchor="right"))
+    return _finish(fig, "CNFA check per layer", height)
+
+
+def _matrix_view(M, kernel_size: int, channels: int) -> tuple[np.ndarray, bool]:
+    """(matrix to draw scaled to max |value| = 1, tiled?): tiled view for one input channel."""
+    M = torch.as_tensor(M, dtype=torch.float64)
+    top = float(M.abs().max())
+    M = M / top if top > 0 else M
+    if channels == 1 and M.shape[0] == kernel_size * kernel_size and kernel_size > 1:
+        return _numpy(to_tiled(M)), True
+    return _numpy(M), False
+
+
+def matrix_pair_figure(agop, cnfm, *, kernel_size: int, channels: int, r: float,
+                       height: int = 420) -> go.Figure:
+    """AGOP next to CNFM of one layer, each divided by its largest |entry| (one colour scale)."""
+    panels = [_matrix_view(M, kernel_size, channels) for M in (agop, cnfm)]
+    tiled = panels[0][1]
+    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.08,
+                        subplot_titles=["patch-AGOP  M = WᵀGW", "CNFM  WᵀW"])
+    zmin, zmax, scale = colour_range(np.stack([p for p, _ in panels]))
+    for col, (z, _) in enumerate(panels, start=1):
+        if z.size <= HEATMAP_MAX_CELLS:
+            fig.add_trace(go.Heatmap(z=z, zmin=zmin, zmax=zmax, colorscale=scale, showscale=col == 2,
+                                     colorbar=dict(title=dict(text="/ max", side="right"), thickness=10),
+                                     hovertemplate="row %{y}, column %{x}<br>%{z:.3f}<extra></extra>"),
+                          row=1, col=col)
+        else:
+            fig.add_trace(_image_trace(z, zmin, zmax, scale, max_side=480), row=1, col=col)
+    if not panels[0][0].size <= HEATMAP_MAX_CELLS:
+        fig.add_trace(_colourbar_trace(zmin, zmax, scale, "/ max"))
+    side = panels[0][0].shape[0]
+    for col in (1, 2):
+        fig.update_xaxes(showgrid=False, zeroline=False, constrain="domain", row=1, col=col,
+                         range=[-0.5, side - 0.5])
+        fig.update_yaxes(showgrid=False, zeroline=False, autorange="reversed", constrain="domain",
+                         scaleanchor=f"x{'' if col == 1 else col}", row=1, col=col)
+    view = ("tiled: tile (i, j) shows patch pixel (i, j) against every pixel" if tiled
+            else "entries in (channel, row, column) order")
+    fig = _finish(fig, f"r = {r:.3f} ({view})", height)
+    return fig.update_layout(margin=dict(l=10, r=10, t=70, b=10))
+
+
+def eigenfilter_figure(filters, shares, *, height: int = 240) -> go.Figure:
+    """Top eigenvectors as k x k filters in a row, each on its own diverging scale centred on 0,
+    titled with its share of the trace."""
+    f = _numpy(torch.as_tensor(filters, dtype=torch.float64))
+    shares = _numpy(torch.as_tensor(shares, dtype=torch.float64))
+    n = f.shape[0]
+    fig = make_subplots(rows=1, cols=n, horizontal_spacing=0.015,
+                        subplot_titles=[f"#{i + 1}: {s:.0%}" for i, s in enumerate(shares)])
+    for i in range(n):
+        top = float(np.abs(f[i]).max()) or 1.0
+        fig.add_trace(go.Heatmap(z=f[i], zmin=-top, zmax=top, colorscale=DIVERGING, showscale=False,
+                                 hovertemplate=f"eigenvector {i + 1}<br>pixel (%{{y}}, %{{x}}): "
+                                               "%{z:.3f}<extra></extra>"), row=1, col=i + 1)
+        axis = "" if i == 0 else str(i + 1)
+        fig.update_xaxes(visible=False, constrain="domain", row=1, col=i + 1)
+        fig.update_yaxes(visible=False, autorange="reversed", scaleanchor=f"x{axis}", constrain="domain",
+                         row=1, col=i + 1)
+    fig.update_annotations(font_size=11)
+    fig = _finish(fig, "", height)
+    return fig.update_layout(margin=dict(l=5, r=5, t=30, b=5))
+
+
+def feature_map_figure(images: list[np.ndarray], maps: list[list[np.ndarray]], row_titles: list[str],
+                       layer_titles: list[str], *, panel_height: int = 190) -> go.Figure:
+    """One row per image: the image (grey) then its ||M^(1/2) patch|| map for each layer, every map
+    scaled to its own maximum."""
+    if not images or len(maps) != len(images) or len(row_titles) != len(images):
+        raise ValueError("need one row of maps and one title per image")
+    cols = 1 + len(layer_titles)
+    titles = []
+    for r, row_title in enumerate(row_titles):
+        titles += [row_title] + (layer_titles if r == 0 else [""] * len(layer_titles))
+    fig = make_subplots(rows=len(images), cols=cols, horizontal_spacing=0.02,
+                        vertical_spacing=0.08 / max(len(images), 1), subplot_titles=titles)
+    for r, (image, row_maps) in enumerate(zip(images, maps), start=1):
+        panels = [(np.asarray(image), "Greys_r", "pixel")] + [(np.asarray(m), SEQUENTIAL, "‖M½ p‖")
+                                                               for m in row_maps]
+        for c, (z, scale, what) in enumerate(panels, start=1):
+            top = float(np.abs(z).max()) or 1.0
+            zmin = float(z.min()) if scale == "Greys_r" else 0.0
+            fig.add_trace(go.Heatmap(z=z if scale == "Greys_r" else z / top, zmin=zmin,
+                                     zmax=float(z.max()) if scale == "Greys_r" else 1.0,
+                                     colorscale=scale, showscale=False,
+                                     hovertemplate=f"({'%{y}'}, {'%{x}'})<br>{what} %{{z:.3f}}<extra></extra>"),
+                          row=r, col=c)
+            index = (r - 1) * cols + c
+            axis = "" if index == 1 else str(index)
+            fig.update_xaxes(visible=False, constrain="domain", row=r, col=c)
+            fig.update_yaxes(visible=False, autorange="reversed", scaleanchor=f"x{axis}",
+                             constrain="domain", row=r, col=c)
+    fig.update_annotations(font_size=11)
+    fig = _finish(fig, "", panel_height * len(images) + 30)
+    return fig.update_layout(margin=dict(l=5, r=5, t=30, b=5))
+
+
+# ---------------------------------------------------------------------------------------------
+# Frequency view
+
+
+def spectra_figure(spectra, names: list[str], *, columns: int = 4, panel_height: int = 230) -> go.Figure:
+    """Small multiples of centred mean |FFT| spectra, one per layer, frequencies in cycles/pixel,
+    each on its own colour scale from 0 to its maximum."""
+    spectra = [_numpy(torch.as_tensor(s, dtype=torch.float64)) for s in spectra]
+    if not spectra or len(spectra) != len(names):
+        raise ValueError("need one name per spectrum and at least one spectrum")
+    cols = min(columns, len(spectra))
+    rows = math.ceil(len(spectra) / cols)
+    fig = make_subplots(rows=rows, cols=cols, horizontal_spacing=0.04, vertical_spacing=0.25 / rows,
+                        subplot_titles=names)
+    for n, spec in enumerate(spectra):
+        size = spec.shape[0]
+        freq = (np.arange(size) - size // 2) / size
+        where = dict(row=n // cols + 1, col=n % cols + 1)
+        fig.add_trace(go.Heatmap(z=spec / (spec.max() or 1.0), x=freq, y=freq, zmin=0, zmax=1,
+                                 colorscale=SEQUENTIAL, showscale=n == 0,
+                                 colorbar=dict(title=dict(text="|FFT| / max", side="right"), thickness=10),
+                                 hovertemplate="u = %{x:.3f}, v = %{y:.3f} cycles/pixel<br>"
+                                               "|FFT| / max %{z:.3f}<extra></extra>"), **where)
+        axis = "" if n == 0 else str(n + 1)
+        fig.update_xaxes(constrain="domain", tickvals=[-0.5, 0, 0.5], **where)
+        fig.update_yaxes(constrain="domain", scaleanchor=f"x{axis}", tickvals=[-0.5, 0, 0.5], **where)
+    fig.update_xaxes(title_text="u (cycles/pixel)", row=rows, col=1)
+    fig.update_yaxes(title_text="v", row=rows, col=1)
+    fig.update_annotations(font_size=11)
+    fig = _finish(fig, "", panel_height * rows + 40)
+    return fig.update_layout(margin=dict(l=50, r=10, t=30, b=40))
+
+
+def radial_profile_figure(radii, profiles, names: list[str], *, size: int,
+                          height: int = 330) -> go.Figure:
+    """Mean |FFT| on rings of growing frequency, one line per layer, each divided by its maximum."""
+    freq = _numpy(torch.as_tensor(radii, dtype=torch.float64)) / size
+    fig = go.Figure()
+    for profile, name, colour in zip(profiles, names, layer_colours(len(names))):
+        p = _numpy(torch.as_tensor(profile, dtype=torch.float64))
+        fig.add_trace(go.Scatter(x=freq, y=p / (p.max() or 1.0), mode="lines", name=name,
+                                 line=dict(color=colour),
+                                 hovertemplate=f"{name}<br>%{{x:.3f}} cycles/pixel: %{{y:.3f}}<extra></extra>"))
+    fig.update_xaxes(title_text="radial frequency (cycles/pixel)", range=[0, 0.5])
+    fig.update_yaxes(title_text="mean |FFT| / max", rangemode="tozero")
+    fig.update_layout(showlegend=len(names) > 1)
+    return _finish(fig, "Radial profile of the spectrum", height)
+
+
+def effective_size_figure(sizes, names: list[str], *, kernel_size: int, energy: float,
+                          height: int = 330) -> go.Figure:
+    """Share of filters at each effective size (odd sides 1..k), grouped bars per layer."""
+    sides = np.arange(1, kernel_size + 1, 2)
+    fig = go.Figure()
+    for s, name, colour in zip(sizes, names, layer_colours(len(names))):
+        s = _numpy(torch.as_tensor(s)).astype(int)
+        share = np.array([(s == side).mean() for side in sides])
+        fig.add_trace(go.Bar(x=sides, y=share, name=f"{name} (mean {s.mean():.1f})", marker_color=colour,
+                             hovertemplate=f"{name}<br>size %{{x}}: %{{y:.1%}} of filters<extra></extra>"))
+    fig.update_xaxes(title_text=f"effective size (side of the centred square holding {energy:.0%} of "
+                                "the energy)", tickvals=sides, range=[0, kernel_size + 1])
+    fig.update_yaxes(title_text="share of filters", tickformat=".0%")
+    fig.update_layout(barmode="group", showlegend=True,
+                      legend=dict(orientation="h", y=1.02, yanchor="bottom", x=1, xanchor="right"))
+    return _finish(fig, f"Effective sizes ({kernel_size} x {kernel_size} filters)", height)
+
+
+def sigma_curve_figure(curve, *, current_sigma: float | None = None, fitted: list[dict] | None = None,
+                       height: int = 330) -> go.Figure:
+    """Mean effective size of closed-form Gaussian filters against sigma (log axis), with the
+    10-90% band, the level of PyTorch's default i.i.d. filters, the current sigma marked, and a
+    run's layers (`fitted`: layer, sigma, r, mean effective size) as points at their fitted sigma."""
+    x, k = list(curve.sigmas), curve.kernel_size
+    fig = go.Figure([
+        go.Scatter(x=x + x[::-1], y=list(curve.high) + list(curve.low)[::-1], fill="toself",
+                   fillcolor="rgba(31,119,180,0.18)", line=dict(width=0), hoverinfo="skip",
+                   name="10-90% of filters"),
+        go.Scatter(x=x, y=curve.mean, mode="lines+markers", name="Gaussian closed form (mean)",
+                   line=dict(color=TRAINED_COLOUR), marker=dict(size=5),
+                   hovertemplate="σ = %{x:.3g}: mean effective size %{y:.2f}<extra></extra>"),
+    ])
+    fig.add_hline(y=curve.default_mean, line=dict(color="#d62728", dash="dash"),
+                  annotation_text=f"PyTorch default i.i.d.: {curve.default_mean:.1f}",
+                  annotation_position="bottom right")
+    if fitted:
+        fig.add_trace(go.Scatter(
+            x=[f["sigma"] for f in fitted], y=[f["mean effective size"] for f in fitted],
+            mode="markers", name="run's layers (at their fitted σ)",
+            marker=dict(size=10, symbol="diamond", color=layer_colours(len(fitted)),
+                        line=dict(width=1, color="#333")),
+            customdata=[[f["layer"], f["r"]] for f in fitted],
+            hovertemplate="%{customdata[0]}: fitted σ = %{x:.2f} (r = %{customdata[1]:.2f})<br>"
+                          "mean effective size %{y:.2f}<extra></extra>"))
+    if current_sigma is not None:
+        fig.add_vline(x=current_sigma, line=dict(color="#555", dash="dot"),
+                      annotation_text=f"σ = {current_sigma:g}", annotation_position="top left")
+    fig.update_xaxes(title_text="σ of the closed-form covariance (pixels, log scale)", type="log")
+    fig.update_yaxes(title_text="effective size (pixels)", range=[0, k + 1])
+    fig.update_layout(legend=dict(orientation="h", y=1.02, yanchor="bottom", x=1, xanchor="right"))
+    return _finish(fig, f"σ against effective size, {k} x {k} filters", height)

@@ -1,0 +1,229 @@
+"""Test the Convolutional Neural Feature Ansatz: filter covariance WᵀW against the patch-AGOP, trained vs at init."""
+
+import functools
+
+import pandas as pd
+import streamlit as st
+
+from app_support import page_setup, shown_errors
+from convcov_core import feature_ansatz as fa
+from convcov_core.jobs import Busy, JobManager
+from convcov_core.plots import analysis as figures
+
+page_setup("Feature Ansatz")
+
+CHART = {"displaylogo": False}
+KERNELS = {"5 × 5, then 3 × 3": None, "3 × 3": 3, "5 × 5": 5, "7 × 7": 7}
+SOURCES = ("A small CNN trained here", "A saved run (weights needed)")
+IMAGE_COUNTS = (16, 32, 64, 128, 256, 512)
+NATURAL_SIZE = 112  # pixels: natural pictures are shown larger than the 28 x 28 training images
+MEMO_SIZE = 4
+
+
+@st.cache_resource
+def job_manager() -> JobManager:
+    """The server's background job runner (its job limit applies to every visitor)."""
+    return JobManager()
+
+
+@st.cache_data(max_entries=8, show_spinner=False, ttl=60)
+def stored_runs() -> list:
+    from convcov_core import runs
+
+    return runs.RunStore().list()
+
+
+@st.cache_data(max_entries=4, show_spinner="Loading the run's weights…")
+def run_pair(run_id: int) -> fa.ModelPair:
+    from convcov_core import runs
+
+    return fa.pair_from_run(runs.RunStore().get(run_id))
+
+
+def run_label(summary) -> str:
+    acc = f", test acc {summary.test_acc:.1f}%" if summary.test_acc is not None else ""
+    return f"#{summary.id} {summary.name or summary.model} on {summary.dataset}{acc}"
+
+
+def start_training(config) -> None:
+    manager = job_manager()
+    try:
+        job = manager.submit("task", functools.partial(fa.train_cnn, config),
+                             samples=fa.training_images(config),
+                             label=f"Feature Ansatz: {fa.describe_model(config)} on {config.dataset}")
+    except Busy as err:
+        st.session_state.train_message = ("warning", str(err))
+        return
+    except ValueError as err:
+        st.session_state.train_message = ("error", str(err))
+        return
+    st.session_state.job = job
+    st.session_state.pop("train_message", None)
+
+
+@st.fragment(run_every=1.0)
+def training_progress(job_id: int) -> None:
+    """Progress of the training job; when it ends, keep its model and rerun the page."""
+    with shown_errors():
+        manager = job_manager()
+        status = manager.status(job_id)
+        if status.running:
+            event = status.last_event
+            detail = ""
+            if event is not None:
+                eta = f", about {event.eta_s:.0f} s left" if event.eta_s is not None else ""
+                detail = f": step {event.step} of {event.total_steps}, loss {event.loss:.3f}{eta}"
+            st.progress(status.progress, text=f"Training{detail}")
+            st.button("Cancel training", key="cancel", on_click=manager.cancel, args=(job_id,))
+            return
+        del st.session_state.job
+        if status.state == "done":
+            st.session_state.trained = (job_id, manager.result(job_id))
+        elif status.state == "cancelled":
+            st.session_state.train_message = ("info", "Training cancelled.")
+        else:
+            st.session_state.train_message = ("error", f"Training failed: {status.message}")
+        st.rerun()
+
+
+def cnfa(key, pair: fa.ModelPair, n_images: int, outputs) -> fa.CNFAComparison:
+    """The trained-vs-init CNFA comparison, computed once per model and settings in this session."""
+    memo = st.session_state.setdefault("cnfa_memo", {})
+    memo_key = (key, n_images, outputs)
+    if memo_key not in memo:
+        bar = st.progress(0.0, text="Patch-AGOPs of the trained model and at init…")
+        inputs = fa.analysis_images(pair.config, n_images)
+        memo[memo_key] = fa.compare_cnfa(pair, inputs, outputs=outputs,
+                                         progress=lambda done: bar.progress(done, text="Patch-AGOPs "
+                                                                            "of the trained model and at init…"))
+        bar.empty()
+        for old in list(memo)[:-MEMO_SIZE]:
+            del memo[old]
+    return memo[memo_key]
+
+
+st.title("Feature Ansatz")
+st.markdown(
+    "The *Convolutional Neural Feature Ansatz* says that a trained conv layer's filter covariance, "
+    "the CNFM WᵀW, is proportional to the **patch-AGOP** M: the average outer product of the "
+    "gradients of the network's outputs with respect to the patches the layer reads. Train a small "
+    "CNN here (or pick a saved run) and check it layer by layer against the same network at "
+    "initialization, then look at what M selects: its top eigenvectors and its feature maps."
+)
+
+with shown_errors():
+    try:
+        saved = stored_runs()
+    except Exception as err:  # a broken run store must not take the page down with it
+        st.warning(f"The run store could not be read ({err}); saved runs are hidden.")
+        saved = []
+    with st.sidebar:
+        st.header("Model")
+        source = st.radio("Analyse", SOURCES if saved else SOURCES[:1], key="source")
+        if source == SOURCES[0]:
+            dataset = st.selectbox("Dataset", fa.CNN_DATASETS, key="dataset",
+                                   help="noisy-bars: a short white or black bar in noise; noisy-mnist: "
+                                        "a digit at a random place on a larger noisy canvas.")
+            noise = st.slider("Background noise (std)", 0.0, 2.0, 0.5, step=0.1, key="noise",
+                              disabled=dataset not in fa.NOISY_DATASETS)
+            layers = st.slider("Conv layers", 1, 4, 3, key="layers")
+            width = st.select_slider("Channels per layer", (8, 16, 32, 64), value=32, key="width")
+            kernel = st.radio("Filters", list(KERNELS), key="kernel")
+            epochs = st.slider("Epochs", 1, 10, 2, key="epochs")
+            seed = st.number_input("Seed", 0, 2**31 - 1, 0, step=1, key="seed")
+            config = fa.cnn_config(dataset, noise=noise, layers=layers, width=width,
+                                   kernel_size=KERNELS[kernel], epochs=epochs, seed=int(seed))
+            st.button("Train", key="train", type="primary", on_click=start_training, args=(config,),
+                      disabled="job" in st.session_state)
+            st.caption("Conv + ReLU + 2 × 2 max pooling blocks, AdamW with a one-cycle schedule. "
+                       "Training runs in the background; the default takes well under a minute on "
+                       "a laptop CPU.")
+        else:
+            by_label = {run_label(summary): summary.id for summary in saved}
+            run_id = by_label[st.selectbox("Saved run", list(by_label), key="run")]
+        st.header("Analysis")
+        n_images = st.select_slider("Test images for the AGOP", IMAGE_COUNTS, value=128,
+                                    key="n_images")
+        outputs = st.radio("Gradients of", ("all outputs", "the predicted class"), key="outputs",
+                           help="All outputs: M sums the AGOP of every class score (exact, one "
+                                "backward pass per class). Predicted class: one backward pass.")
+
+    if "train_message" in st.session_state:
+        kind, message = st.session_state.train_message
+        getattr(st, kind)(message)
+    if "job" in st.session_state:
+        training_progress(st.session_state.job)
+
+    if source == SOURCES[0]:
+        if "trained" not in st.session_state:
+            st.info("Press **Train** in the sidebar to train the small CNN; the analysis appears here "
+                    "when it is done.")
+            st.stop()
+        job_id, pair = st.session_state.trained
+        key = ("job", job_id)
+    else:
+        pair = run_pair(run_id)
+        key = ("run", run_id)
+
+    accuracy = f", test accuracy {pair.test_acc:.1f}%" if pair.test_acc is not None else ""
+    st.markdown(f"**Model:** {pair.label}{accuracy}.")
+    comparison = cnfa(key, pair, n_images, "all" if outputs == "all outputs" else "predicted")
+    table = comparison.table()
+
+    st.subheader("r(AGOP, CNFM) per layer: trained vs at initialization")
+    left, right = st.columns([1.1, 1], gap="medium")
+    with left:
+        st.dataframe(pd.DataFrame(table).style.format(precision=3), hide_index=True)
+    with right:
+        st.plotly_chart(figures.cnfa_bar_figure(table), config=CHART)
+    st.caption(
+        f"Pearson r over all matrix entries, AGOP from {comparison.n_images} test images. At "
+        "initialization M = WᵀGW with nearly isotropic output gradients G, so r is high there too; "
+        "the ansatz's claim is that r stays high after training although training moved the CNFM "
+        "far from its initial value (a low last column)."
+    )
+
+    st.subheader("AGOP and CNFM of one layer")
+    names = [row["layer"] for row in table]
+    c1, c2, c3 = st.columns(3)
+    layer = c1.selectbox("Layer", names, key="layer")
+    which = c2.radio("Model", ("trained", "at initialization"), horizontal=True, key="which")
+    operator = c3.radio("Operator M for the views below", ("patch-AGOP", "CNFM"), horizontal=True,
+                        key="operator")
+    row = comparison.row(layer, "trained" if which == "trained" else "initial")
+    channels = row["in_channels"] if row["kind"] == "regular" else 1
+    st.plotly_chart(figures.matrix_pair_figure(row["agop"], row["cnfm"], kernel_size=row["kernel_size"],
+                                               channels=channels, r=row["r"]), config=CHART)
+    st.caption("Each matrix divided by its largest entry. Similar patterns are what the ansatz "
+               "predicts; at initialization both are close to a scaled identity.")
+
+    st.subheader("Top eigenvectors of M as filters")
+    n_vectors = st.slider("Eigenvectors", 1, 16, 8, key="n_vectors")
+    matrix = "agop" if operator == "patch-AGOP" else "cnfm"
+    shares, vectors = fa.eigenfilters(row, matrix, n_vectors)
+    st.plotly_chart(figures.eigenfilter_figure(vectors, shares), config=CHART)
+    st.caption("Titles give each eigenvalue's share of the trace. On digits, the first layer's top "
+               "eigenvectors of the trained model look like smooth blobs and oriented edge detectors; "
+               "at initialization they are noise."
+               + (" For a layer with several input channels these are the eigenvectors of the "
+                  "channel average of its k × k diagonal blocks." if channels > 1 else ""))
+
+    st.subheader("Feature maps ‖M½ patch‖")
+    f1, f2, f3 = st.columns(3)
+    index = f1.number_input("Test image #", 0, comparison.n_images - 1, 0, step=1, key="image")
+    picture = f2.selectbox("Natural image (scikit-image)", fa.NATURAL_IMAGES,
+                           index=fa.NATURAL_IMAGES.index("camera"), key="picture")
+    n_layers = f3.slider("Layers shown", 1, min(4, len(names)), min(3, len(names)), key="map_layers")
+    shown_layers = names[:n_layers]
+    model = pair.trained if which == "trained" else pair.initial
+    rows = {r["name"]: r for r in (comparison.trained if which == "trained" else comparison.initial)}
+    matrices = {name: rows[name][matrix] for name in shown_layers}
+    images = [fa.analysis_images(pair.config, int(index) + 1)[int(index)],
+              fa.natural_images([picture], NATURAL_SIZE, pair.info)[0]]
+    maps = [[m.numpy() for m in fa.layer_feature_maps(model, matrices, image).values()] for image in images]
+    st.plotly_chart(figures.feature_map_figure(
+        [fa.to_pixels(image, pair.info) for image in images], maps,
+        [f"test image #{int(index)}", picture], shown_layers), config=CHART)
+    st.caption("Bright where M responds to the patch the layer reads. Edge detectors light up the "
+               "outlines of digits and objects and stay dark on flat regions; on the noisy datasets "
+               "a trained model dims the background noise and keeps the signal.")

@@ -1,0 +1,112 @@
+"""Filters in frequency: mean |FFT| spectra, radial profiles and effective sizes of sampled or trained filters."""
+
+import streamlit as st
+
+from app_support import page_setup, shown_errors
+from convcov_core import feature_ansatz as fa
+from convcov_core import ui
+from convcov_core.plots import analysis as figures
+
+page_setup("Frequency View")
+
+SOURCES = {
+    "Closed-form Gaussian (σ)": "gaussian",
+    "PyTorch default (uniform)": "default",
+    "Learned covariance of a saved run": "learned",
+    "Trained filters of a saved run": "trained",
+}
+FILTER_COUNTS = (64, 256, 1024, 4096)
+CHART = {"displaylogo": False}
+
+
+@st.cache_data(max_entries=8, show_spinner=False, ttl=60)
+def stored_runs() -> list:
+    from convcov_core import runs
+
+    return [s for s in runs.RunStore().list() if s.has_covariances]
+
+
+@st.cache_data(max_entries=16, show_spinner="Sampling filters and computing spectra…")
+def view(source, k, n, sigma, run_id, seed, energy) -> fa.FrequencyView:
+    run = None
+    if run_id is not None:
+        from convcov_core import runs
+
+        run = runs.RunStore().get(run_id)
+    return fa.frequency_view(source, kernel_size=k, n=n, sigma=sigma, run=run, seed=seed,
+                             energy=energy, sigmas=ui.SIGMA_OPTIONS)
+
+
+def run_label(summary) -> str:
+    acc = f", test acc {summary.test_acc:.1f}%" if summary.test_acc is not None else ""
+    return f"#{summary.id} {summary.name or summary.model} on {summary.dataset} (k = {summary.kernel_size}){acc}"
+
+
+st.title("Frequency View")
+st.markdown(
+    "Where the energy of convolutional filters sits: the mean |FFT| of the filters zero-padded to "
+    "64 × 64, its radial profile, and each filter's *effective size*: the side of the smallest "
+    "centred square that holds a chosen share of the filter's energy (sum of squared weights)."
+)
+
+with shown_errors():
+    try:
+        runs_found = stored_runs()
+    except Exception as err:  # a broken run store must not take the page down with it
+        st.warning(f"The run store could not be read ({err}); saved runs are hidden.")
+        runs_found = []
+    labels = [label for label, source in SOURCES.items()
+              if source in ("gaussian", "default") or runs_found]
+    with st.sidebar:
+        st.header("Filters")
+        source = SOURCES[st.radio("Filters from", labels, key="source")]
+        from_run = source in ("learned", "trained")
+        run_id = None
+        if from_run:
+            by_label = {run_label(summary): summary.id for summary in runs_found}
+            run_id = by_label[st.selectbox("Saved run", list(by_label), key="run")]
+        k = st.slider("Kernel size k", 3, 31, 9, step=2, key="kernel_size", disabled=from_run,
+                      help="A saved run's filters keep their own kernel size.")
+        sigma = st.select_slider("σ of the closed form (pixels)", ui.SIGMA_OPTIONS, value=2.0,
+                                 key="sigma", disabled=source != "gaussian")
+        n = st.select_slider("Filters sampled per layer", FILTER_COUNTS, value=1024, key="n",
+                             disabled=source == "trained")
+        seed = st.number_input("Seed", 0, 2**31 - 1, 0, step=1, key="seed")
+        energy = st.slider("Energy share for the effective size", 0.5, 0.99, 0.9, step=0.01,
+                           key="energy")
+        if not runs_found:
+            st.caption("Saved runs appear here as sources once a training run with saved "
+                       "covariances is in the run store.")
+
+    result = view(source, k, n, sigma if source == "gaussian" else None, run_id, int(seed), energy)
+    summary = result.summary
+
+    st.subheader("Mean |FFT| spectrum")
+    st.plotly_chart(figures.spectra_figure(summary.spectra, summary.names), config=CHART)
+    st.caption("Low frequencies sit in the centre: white-noise filters (PyTorch default) spread "
+               "their energy evenly, smooth filters (a larger σ, or trained ones) keep it in a "
+               "central blob whose width shrinks as the filters get smoother.")
+
+    left, right = st.columns(2, gap="medium")
+    with left:
+        st.plotly_chart(figures.radial_profile_figure(summary.radii, summary.profiles, summary.names,
+                                                      size=summary.size), config=CHART)
+        st.caption("How fast the spectrum falls with frequency: a flat line is white noise, a "
+                   "steep drop means low-pass (smooth) filters.")
+    with right:
+        st.plotly_chart(figures.effective_size_figure(summary.effective_sizes, summary.names,
+                                                      kernel_size=summary.kernel_size,
+                                                      energy=summary.energy), config=CHART)
+        st.caption(f"Bars near {summary.kernel_size} mean the energy fills the whole filter; bars "
+                   "far below it mean localized filters (learned filters are, the frequency-view "
+                   "seed found effective sizes far below the kernel size).")
+
+    st.subheader("Closed-form σ against the effective size it produces")
+    st.plotly_chart(figures.sigma_curve_figure(result.curve,
+                                               current_sigma=sigma if source == "gaussian" else None,
+                                               fitted=result.fitted), config=CHART)
+    st.caption("The closed form gives every pixel the same variance, so its filters fill the whole "
+               "window whatever σ (a flat curve at k): σ sets smoothness, not size. "
+               + ("The diamonds are the run's layers at the σ that best fits their learned "
+                  "covariance: below the curve means more localized than the closed form."
+                  if result.fitted else "Pick a saved run as the source to place its layers here."))
