@@ -1,0 +1,153 @@
+"""Command line: compare end to end, covariance/sample files, runs list|show|export|delete, bad input."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from convcov_core import covariance
+from convcov_core.cli import main, variants_for
+from convcov_core.runs import RunStore
+from test_runs import fake_run
+
+REPO = Path(__file__).resolve().parents[1]
+TINY_ARGS = ["--dataset", "mnist5k", "--model", "convmixer-16/2", "--kernel-size", "5", "--patch-size", "4",
+             "--epochs", "1", "--batch-size", "32", "--max-steps", "3", "--device", "cpu"]
+
+
+def run_cli(*args, home):
+    env = {**os.environ, "CONVCOV_HOME": str(home)}
+    return subprocess.run([sys.executable, "-m", "convcov_core", *args], capture_output=True, text=True,
+                          cwd=REPO, env=env, timeout=300)
+
+
+def test_compare_end_to_end_prints_the_table_and_saves(tmp_path):
+    out = tmp_path / "cmp.json"
+    proc = run_cli("compare", *TINY_ARGS, "--inits", "default,gaussian", "--freeze", "both",
+                   "--seeds", "0,1", "--json", str(out), "--save", home=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    table = proc.stdout
+    for name in ("default", "gaussian", "default-frozen", "gaussian-frozen"):
+        assert f"\n{name} " in table
+    assert "(reference)" in table and "vs default-frozen" in table and "±" in table
+    assert "per seed 0/1" in table and "Total wall time" in table
+    assert "run 8/8 gaussian-frozen seed 1" in proc.stderr  # progress, one line per run off a terminal
+    doc = json.loads(out.read_text())
+    assert doc["references"]["gaussian-frozen"] == "default-frozen"
+    assert [r["variant"] for r in doc["rows"]] == ["default", "gaussian", "default-frozen", "gaussian-frozen"]
+    assert len(doc["verdicts"]) == 2
+    store = RunStore(tmp_path / "runs.db")
+    assert len(store.list()) == 8 and len(store.list_comparisons()) == 1
+
+
+def test_bad_arguments_exit_2_with_one_line(tmp_path):
+    proc = run_cli("compare", "--epochs", "two", home=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and "invalid int value: 'two'" in proc.stderr
+
+
+@pytest.mark.parametrize("argv,words", [
+    (["dance"], "invalid choice"),
+    (["compare", "--seeds", "a,b"], "integers"),
+    (["compare", "--freeze", "sometimes"], "invalid choice"),
+    (["compare", *TINY_ARGS, "--dataset", "nope"], "unknown dataset"),
+    (["compare", *TINY_ARGS, "--inits", "default,nope"], "unknown init scheme"),
+    (["compare", *TINY_ARGS, "--inits", "default,default"], "twice"),
+    (["compare", *TINY_ARGS, "--inits", "default,learned"], "--learned-from"),
+    (["compare", *TINY_ARGS, "--epochs", "0"], "epochs"),
+    (["compare", *TINY_ARGS, "--device", "tpu"], "device"),
+    (["covariance", "--kernel-size", "5", "--sigma", "1", "--out", "cov.txt"], ".npy"),
+    (["covariance", "--kernel-size", "0", "--sigma", "1", "--out", "cov.npy"], "kernel"),
+    (["covariance", "--kernel-size", "5", "--sigma", "1", "--out", "/no/such/dir/cov.npy"], "does not exist"),
+    (["sample", "--covariance", "missing.npy", "--out", "f.npy"], "no such file"),
+    (["runs", "show", "999"], "no run with id 999"),
+    (["runs", "delete", "5"], "no run with id 5"),
+    (["runs"], "required"),
+])
+def test_bad_input_is_one_line_and_exit_code_2(argv, words, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("convcov: error: ") and words in err
+
+
+def test_variants_for_freeze_modes():
+    assert variants_for(["default", "gaussian"], "none") == (
+        {"default": {"init": "default", "freeze_filters": False},
+         "gaussian": {"init": "gaussian", "freeze_filters": False}},
+        {"default": None, "gaussian": "default"})
+    variants, refs = variants_for(["default", "gaussian"], "filters")
+    assert list(variants) == ["default-frozen", "gaussian-frozen"]
+    assert refs["gaussian-frozen"] == "default-frozen"
+    variants, refs = variants_for(["default", "gaussian"], "both")
+    assert list(variants) == ["default", "gaussian", "default-frozen", "gaussian-frozen"]
+    assert refs == {"default": None, "gaussian": "default", "default-frozen": None,
+                    "gaussian-frozen": "default-frozen"}
+
+
+@pytest.mark.parametrize("suffix", [".npy", ".pt", ".safetensors"])
+def test_covariance_writes_the_closed_form(suffix, tmp_path, capsys):
+    out = tmp_path / f"cov{suffix}"
+    assert main(["covariance", "--kernel-size", "5", "--sigma", "1.5", "--out", str(out)]) == 0
+    if suffix == ".npy":
+        S = torch.from_numpy(np.load(out))
+    elif suffix == ".pt":
+        S = torch.load(out, weights_only=True)
+    else:
+        S = load_file(out)["covariance"]
+    assert torch.allclose(S, covariance.gaussian(5, 1.5))
+    tiled = tmp_path / "tiled.npy"
+    assert main(["covariance", "--kernel-size", "5", "--sigma", "1.5", "--view", "tiled", "--out", str(tiled)]) == 0
+    assert torch.allclose(torch.from_numpy(np.load(tiled)), covariance.to_tiled(covariance.gaussian(5, 1.5)))
+
+
+def test_sample_draws_filters_from_a_scheme_or_a_covariance_file(tmp_path):
+    a, b = tmp_path / "a.npy", tmp_path / "b.npy"
+    assert main(["sample", "--kernel-size", "7", "--sigma", "2", "--n", "32", "--seed", "1", "--out", str(a)]) == 0
+    assert main(["sample", "--kernel-size", "7", "--sigma", "2", "--n", "32", "--seed", "1", "--out", str(b)]) == 0
+    fa = np.load(a)
+    assert fa.shape == (32, 7, 7) and np.array_equal(fa, np.load(b))
+    cov = tmp_path / "cov.pt"
+    assert main(["covariance", "--kernel-size", "5", "--sigma", "1", "--out", str(cov)]) == 0
+    out = tmp_path / "f.safetensors"
+    assert main(["sample", "--covariance", str(cov), "--n", "4000", "--variance", "1", "--out", str(out)]) == 0
+    filters = load_file(out)["filters"]
+    assert filters.shape == (4000, 5, 5)
+    emp = covariance.empirical(filters)
+    assert torch.allclose(emp, covariance.gaussian(5, 1.0), atol=0.1)
+
+
+def test_runs_list_show_export_delete(tmp_path, capsys):
+    db = str(tmp_path / "runs.db")
+    store = RunStore(db)
+    first = store.save(fake_run(seed=4, acc=88.25), name="mine")
+    second = store.save(fake_run(seed=5))
+    assert main(["runs", "list", "--db", db]) == 0
+    listing = capsys.readouterr().out
+    assert "88.25" in listing and "mine" in listing and "gaussian" in listing
+    assert main(["runs", "list", "--json", "--db", db]) == 0
+    assert [r["id"] for r in json.loads(capsys.readouterr().out)] == [second, first]
+    assert main(["runs", "show", str(first), "--db", db]) == 0
+    shown = capsys.readouterr().out
+    assert f"run {first}: ok" in shown and "sigma" in shown and "blocks.1.0.fn.0" in shown
+    assert main(["runs", "export", str(first), str(tmp_path / "x.json"), "--db", db]) == 0
+    assert json.loads((tmp_path / "x.json").read_text())["id"] == first
+    assert (tmp_path / "x.csv").read_text().startswith("step,epoch,loss,lr")
+    assert main(["runs", "delete", str(first), "--db", db]) == 0
+    assert [r.id for r in store.list()] == [second]
+    assert main(["runs", "list", "--comparisons", "--db", db]) == 0
+    assert "no comparisons" in capsys.readouterr().out
+
+
+def test_console_script_is_installed():
+    script = Path(sys.executable).parent / "convcov"
+    if not script.exists():
+        pytest.skip("package not installed in this environment (pip install -e .)")
+    proc = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and "compare" in proc.stdout

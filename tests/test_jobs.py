@@ -1,0 +1,118 @@
+"""Job manager: background runs, buffered events, the per-server limit, the size cap, cancel."""
+
+import threading
+import time
+
+import pytest
+
+from convcov_core.jobs import Busy, JobManager, JobTooLarge
+from convcov_core.runs import RunStore
+from convcov_core.train import TrainConfig
+
+TINY = TrainConfig(model="convmixer-16/2", kernel_size=5, patch_size=4, epochs=1, batch_size=32,
+                   max_steps=5, device="cpu")
+
+
+@pytest.fixture
+def manager(tmp_path):
+    return JobManager(max_jobs=1, store=RunStore(tmp_path / "runs.db"), max_samples=100_000)
+
+
+def _blocking_task(release: threading.Event):
+    def task(callback):
+        release.wait(30)
+        return "finished"
+    return task
+
+
+def test_train_job_runs_in_the_background_keeps_events_and_saves(manager):
+    job = manager.submit("train", TINY, name="bg")
+    status = manager.wait(job, 120)
+    assert status.state == "done" and status.progress == 1.0, status.message
+    events = manager.events(job)
+    assert [e.kind for e in events].count("step") == 5 and events[-1].kind == "done"
+    assert manager.events(job, since=3) == events[3:]
+    run = manager.store.get(status.result_id)
+    assert run.status == "ok" and run.final == manager.result(job).final
+    assert manager.store.list()[0].name == "bg"
+
+
+def test_the_job_limit_refuses_a_second_job_with_a_clear_message(manager):
+    release = threading.Event()
+    first = manager.submit("task", _blocking_task(release), label="slow thing")
+    with pytest.raises(Busy, match=r"already runs 1 job.*CONVCOV_MAX_JOBS=1.*slow thing"):
+        manager.submit("train", TINY)
+    assert [j.state for j in manager.list_jobs()] == ["running"]
+    release.set()
+    assert manager.wait(first, 30).state == "done" and manager.result(first) == "finished"
+    second = manager.submit("task", _blocking_task(release))
+    assert manager.wait(second, 30).state == "done"
+
+
+def test_two_jobs_at_once_when_the_limit_allows(tmp_path):
+    manager = JobManager(max_jobs=2, store=RunStore(tmp_path / "runs.db"))
+    release = threading.Event()
+    jobs = [manager.submit("task", _blocking_task(release)) for _ in range(2)]
+    with pytest.raises(Busy):
+        manager.submit("task", _blocking_task(release))
+    release.set()
+    assert all(manager.wait(j, 30).state == "done" for j in jobs)
+
+
+def test_cancel_stops_a_training_job_early_and_saves_nothing(manager):
+    job = manager.submit("train", TINY.replace(max_steps=100_000 // 32, epochs=20))
+    while not manager.events(job):
+        time.sleep(0.05)
+    assert manager.cancel(job) is True
+    status = manager.wait(job, 120)
+    assert status.state == "cancelled" and status.result_id is None
+    steps = [e for e in manager.events(job) if e.kind == "step"]
+    assert 0 < len(steps) < 100_000 // 32
+    assert manager.result(job).status == "cancelled"
+    assert manager.store.list() == []
+    assert manager.cancel(job) is False
+
+
+def test_a_job_over_the_sample_cap_is_refused_before_it_starts(manager):
+    manager.max_samples = 1_000
+    with pytest.raises(JobTooLarge, match=r"4,000 images.*allows 1,000.*CONVCOV_MAX_JOB_SAMPLES"):
+        manager.submit("train", TINY.replace(max_steps=None))  # 125 steps x 32: all of mnist5k's 4,000
+    with pytest.raises(JobTooLarge, match="allows 1,000"):
+        manager.submit("compare", TINY.replace(max_steps=8), variants={"a": {}, "b": {}}, seeds=[0, 1])
+    assert manager.list_jobs() == []
+
+
+def test_compare_job_saves_the_comparison(manager):
+    job = manager.submit("compare", TINY.replace(max_steps=3),
+                         variants={"default": {}, "gaussian": {"init": "gaussian"}}, seeds=[0])
+    status = manager.wait(job, 120)
+    assert status.state == "done", status.message
+    saved = manager.store.get_comparison(status.result_id)
+    assert list(saved.runs) == ["default", "gaussian"] and len(saved.runs["gaussian"]) == 1
+    assert {e.variant for e in manager.events(job)} == {"default", "gaussian"}
+
+
+def test_a_failing_job_reports_its_error(manager):
+    def broken(callback):
+        raise RuntimeError("disk on fire")
+
+    job = manager.submit("task", broken)
+    status = manager.wait(job, 30)
+    assert status.state == "failed" and "disk on fire" in status.message
+    with pytest.raises(ValueError, match="no job with id 999"):
+        manager.status(999)
+    with pytest.raises(ValueError, match="unknown job kind"):
+        manager.submit("dance", TINY)
+
+
+def test_limits_come_from_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("CONVCOV_MAX_JOBS", "3")
+    monkeypatch.setenv("CONVCOV_MAX_JOB_SAMPLES", "50,000")
+    manager = JobManager(store=RunStore(tmp_path / "runs.db"))
+    assert (manager.max_jobs, manager.max_samples) == (3, 50_000)
+    monkeypatch.setenv("CONVCOV_MAX_JOBS", "lots")
+    with pytest.raises(ValueError, match="CONVCOV_MAX_JOBS must be a whole number"):
+        JobManager()
+    monkeypatch.delenv("CONVCOV_MAX_JOBS")
+    monkeypatch.delenv("CONVCOV_MAX_JOB_SAMPLES")
+    assert (JobManager().max_jobs, JobManager().max_samples) == (1, 200_000)

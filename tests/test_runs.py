@@ -1,0 +1,191 @@
+"""Run store: round trips, two writer processes at once, a writer killed mid-save, export."""
+
+import csv
+import json
+import multiprocessing
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+from convcov_core.runs import RunStore, decode_covariance, encode_covariance
+from convcov_core.train import ComparisonResult, RunResult, TrainConfig, summarize, train
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def fake_run(seed: int = 0, k: int = 5, acc: float = 90.0, init: str = "gaussian", variant=None) -> RunResult:
+    """A finished run with two layers of covariances and a small state dict, no training needed."""
+    g = torch.Generator().manual_seed(seed)
+    covs = []
+    for _ in range(2):
+        w = torch.randn(16, k * k, generator=g, dtype=torch.float64)
+        covs.append(torch.cov(w.T))
+    history = {"step": [1, 2, 3, 4], "loss": [2.3, 2.0, float("nan"), 1.5], "lr": [0.01, 0.02, 0.01, 0.0],
+               "epoch": [0.5, 1.0, 1.5, 2.0], "train_acc": [50.0, 70.0], "test_acc": [60.0, acc],
+               "images_per_s": [1000.0, 1100.0], "epoch_end_step": [2, 4]}
+    return RunResult(config=TrainConfig(init=init, seed=seed, kernel_size=k, model="convmixer-16/2"),
+                     history=history, final={"test_acc": acc, "train_acc": 70.0, "loss": 1.5},
+                     status="ok", message="4 steps", wall_time=1.25, device="cpu",
+                     layer_names=["blocks.0.0.fn.0", "blocks.1.0.fn.0"], covariances=covs,
+                     state_dict={"head.weight": torch.randn(10, 16, generator=g),
+                                 "head.bias": torch.zeros(10)}, variant=variant)
+
+
+def test_covariance_bytes_round_trip_keeps_float32_precision():
+    S = fake_run().covariances[0]
+    blob = encode_covariance(S)
+    assert len(blob) == 4 * 25 * 26 // 2  # upper triangle only
+    back = decode_covariance(blob, 5)
+    assert back.dtype == torch.float64 and torch.equal(back, back.T)
+    assert torch.allclose(back, S, rtol=1e-6, atol=1e-7)
+    with pytest.raises(ValueError, match="expected"):
+        decode_covariance(blob, 4)
+
+
+def test_save_get_list_delete_round_trip(tmp_path):
+    store = RunStore(tmp_path / "runs.db")
+    run = fake_run(seed=3, acc=91.5)
+    run_id = store.save(run, name="first")
+    assert run.id == run_id
+    got = store.get(run_id)
+    assert got.id == run_id and got.status == "ok" and got.final == run.final
+    assert got.config.to_dict() == run.config.to_dict()
+    assert got.history["loss"][:2] == [2.3, 2.0] and got.history["loss"][2] != got.history["loss"][2]
+    assert got.layer_names == run.layer_names
+    for a, b in zip(got.covariances, run.covariances):
+        assert torch.allclose(a, b, rtol=1e-6, atol=1e-7)
+    assert torch.equal(got.state_dict["head.weight"], run.state_dict["head.weight"])
+    [summary] = store.list()
+    assert (summary.id, summary.name, summary.init, summary.seed, summary.test_acc) == (run_id, "first",
+                                                                                       "gaussian", 3, 91.5)
+    assert summary.kernel_size == 5 and summary.depth == 2 and summary.has_covariances
+    store.delete(run_id)
+    assert store.list() == []
+    with pytest.raises(ValueError, match=f"no run with id {run_id}"):
+        store.get(run_id)
+    with pytest.raises(ValueError, match="no run"):
+        store.delete(run_id)
+
+
+def test_learned_init_covariances_come_back_with_the_config(tmp_path):
+    store = RunStore(tmp_path / "runs.db")
+    run = fake_run(init="learned")
+    run.config.covariances = [torch.eye(25, dtype=torch.float64)] * 3
+    run.state_dict = None
+    got = store.get(store.save(run))
+    assert len(got.config.covariances) == 3 and torch.equal(got.config.covariances[0], torch.eye(25).double())
+    assert len(got.covariances) == 2 and got.state_dict is None
+
+
+def test_a_real_training_run_round_trips(tmp_path):
+    config = TrainConfig(model="convmixer-16/2", kernel_size=5, patch_size=4, epochs=1, batch_size=32,
+                         max_steps=3, device="cpu", keep_state_dict=True)
+    run = train(config)
+    store = RunStore(tmp_path / "runs.db")
+    got = store.get(store.save(run))
+    assert got.history == run.history and got.final == run.final
+    assert set(got.state_dict) == set(run.state_dict)
+    assert all(torch.equal(got.state_dict[k], v) for k, v in run.state_dict.items())
+
+
+def test_comparison_round_trip(tmp_path):
+    variants = {"default": {"init": "default"}, "gaussian": {"init": "gaussian"}}
+    runs = {"default": [fake_run(s, acc=90.0 + s, init="default", variant="default") for s in (0, 1)],
+            "gaussian": [fake_run(s, acc=91.0 + 2 * s, variant="gaussian") for s in (0, 1)]}
+    refs = {"default": None, "gaussian": "default"}
+    rows, verdicts = summarize(variants, [0, 1], runs, refs)
+    cmp = ComparisonResult(base_config=TrainConfig(), variants=variants, seeds=[0, 1], runs=runs, rows=rows,
+                           verdicts=verdicts, wall_time=10.0, references=refs)
+    store = RunStore(tmp_path / "runs.db")
+    cmp_id = store.save_comparison(cmp, name="demo")
+    assert all(r.id is not None for rs in runs.values() for r in rs)
+    [summary] = store.list_comparisons()
+    assert (summary.id, summary.name, summary.variants, summary.seeds, summary.n_runs) == (
+        cmp_id, "demo", ["default", "gaussian"], [0, 1], 4)
+    got = store.get_comparison(cmp_id)
+    assert got.rows == rows and got.verdicts == verdicts and got.references == refs
+    assert [r.final["test_acc"] for r in got.runs["gaussian"]] == [91.0, 93.0]
+    assert {r.comparison_id for r in store.list()} == {cmp_id}
+    store.delete_comparison(cmp_id)
+    assert store.list() == [] and store.list_comparisons() == []
+
+
+def test_export_writes_strict_json_and_a_history_csv(tmp_path):
+    store = RunStore(tmp_path / "runs.db")
+    run_id = store.save(fake_run())
+    json_path, csv_path = store.export(run_id, tmp_path / "out" / "run.json")
+    doc = json.loads(json_path.read_text(), parse_constant=lambda c: pytest.fail(f"non-standard {c}"))
+    assert doc["id"] == run_id and doc["final"]["test_acc"] == 90.0
+    assert doc["history"]["loss"][2] is None  # NaN becomes null
+    assert len(doc["covariances"]["blocks.0.0.fn.0"]) == 25
+    rows = list(csv.DictReader(csv_path.open()))
+    assert [r["step"] for r in rows] == ["1", "2", "3", "4"]
+    assert rows[1]["test_acc"] == "60.0" and rows[0]["test_acc"] == "" and rows[3]["test_acc"] == "90.0"
+
+
+def _write_runs(path: str, seed: int, n: int) -> None:
+    store = RunStore(path)
+    for i in range(n):
+        store.save(fake_run(seed=seed * 1000 + i, acc=float(i)), name=f"writer{seed}")
+
+
+def test_two_writer_processes_at_once_lose_nothing(tmp_path):
+    path = str(tmp_path / "runs.db")
+    n = 15
+    ctx = multiprocessing.get_context("spawn")
+    workers = [ctx.Process(target=_write_runs, args=(path, w, n)) for w in (1, 2)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(120)
+        assert w.exitcode == 0
+    store = RunStore(path)
+    runs = store.list()
+    assert len(runs) == 2 * n
+    assert sorted(r.seed for r in runs) == sorted([1000 + i for i in range(n)] + [2000 + i for i in range(n)])
+    assert all(len(store.get(r.id).covariances) == 2 for r in runs)
+
+
+_KILLED_WRITER = textwrap.dedent("""
+    import sys, torch
+    sys.path.insert(0, {repo!r})
+    from convcov_core.runs import RunStore
+    from tests.test_runs import fake_run
+    store = RunStore({path!r})
+    i = 0
+    while True:
+        run = fake_run(seed=i, k=15)
+        run.state_dict = {{"big": torch.randn(2_000_000)}}
+        print(store.save(run), flush=True)
+        i += 1
+""")
+
+
+def test_a_writer_killed_mid_save_leaves_every_finished_run_intact(tmp_path):
+    path = tmp_path / "runs.db"
+    RunStore(path).save(fake_run(seed=99))
+    child = subprocess.Popen([sys.executable, "-c", _KILLED_WRITER.format(repo=str(REPO), path=str(path))],
+                             stdout=subprocess.PIPE, text=True, cwd=REPO)
+    finished = [int(child.stdout.readline()) for _ in range(3)]
+    child.send_signal(signal.SIGKILL)
+    child.wait(30)
+    assert child.returncode == -signal.SIGKILL
+    store = RunStore(path)
+    runs = store.list()
+    ids = {r.id for r in runs}
+    assert set(finished) <= ids and len(ids) >= 4
+    for r in runs:
+        got = store.get(r.id)
+        assert len(got.covariances) == 2
+        assert got.state_dict is not None
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        orphans = conn.execute("SELECT COUNT(*) FROM covariances WHERE run_id NOT IN (SELECT id FROM runs)")
+        assert orphans.fetchone() == (0,)
+    assert store.save(fake_run(seed=7)) > max(finished)  # still writable
