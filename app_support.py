@@ -1,0 +1,117 @@
+"""Streamlit helpers shared by app.py and the pages: page discovery, the status box, error display.
+
+Lives at the top level (not in pages/, where Streamlit would list it as a page, and not in
+convcov_core, which never imports streamlit).
+"""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import importlib.metadata
+import importlib.util
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import streamlit as st
+from streamlit.source_util import page_icon_and_name, page_sort_key
+
+ROOT = Path(__file__).resolve().parent
+PAGES_DIR = ROOT / "pages"
+
+log = logging.getLogger("convcov.app")
+
+
+@dataclass(frozen=True)
+class PageEntry:
+    """A page script in pages/: its path, the title Streamlit shows, its URL path, its summary."""
+
+    path: Path
+    title: str
+    url_path: str
+    summary: str
+
+
+def discover_pages(pages_dir: Path = PAGES_DIR) -> list[PageEntry]:
+    """Every page in `pages_dir` in Streamlit's sidebar order; the summary is the first line of
+    the page's module docstring (read without running the page)."""
+    entries = []
+    for path in sorted(pages_dir.glob("*.py"), key=page_sort_key):
+        _, name = page_icon_and_name(path)
+        docstring = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8"))) or ""
+        summary = docstring.strip().splitlines()[0] if docstring.strip() else ""
+        entries.append(PageEntry(path, name.replace("_", " "), name, summary))
+    return entries
+
+
+def page_setup(title: str) -> None:
+    """Page config shared by every page: wide layout, the page title in the browser tab."""
+    st.set_page_config(page_title=f"{title} · convcov", layout="wide")
+
+
+@contextlib.contextmanager
+def shown_errors():
+    """Show an exception raised inside the block as `st.error` instead of a traceback.
+
+    A ValueError carries a message meant for the user and is shown as is; anything else is a bug:
+    its type and message are shown, the traceback goes to the server log.
+    """
+    try:
+        yield
+    except ValueError as err:
+        st.error(str(err))
+    except Exception as err:  # a bug: keep the page alive, keep the traceback for the log
+        log.exception("unexpected error in page")
+        st.error(f"Unexpected error ({type(err).__name__}): {err}. Details are in the server log.")
+
+
+def _version(package: str) -> str:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def device_name() -> str:
+    """The device training would use: the CUDA GPU's name, Apple MPS, or CPU."""
+    import torch
+
+    if torch.cuda.is_available():
+        return f"GPU: {torch.cuda.get_device_name(0)}"
+    if torch.backends.mps.is_available():
+        return "Apple MPS"
+    return "CPU (no GPU found)"
+
+
+def dataset_status() -> str:
+    """Which datasets load without a download, from convcov_core.data when it is installed."""
+    if importlib.util.find_spec("convcov_core.data") is None:
+        return "dataset module not installed"
+    from convcov_core import data
+
+    present = [name for name, ok in data.available_datasets().items() if ok]
+    return ", ".join(present) if present else "none (datasets need a download first)"
+
+
+def runs_path() -> Path:
+    """Where the run store keeps its SQLite file: $CONVCOV_HOME/runs.db (default ~/.convcov)."""
+    if importlib.util.find_spec("convcov_core.paths") is not None:
+        from convcov_core import paths
+
+        return paths.convcov_home() / "runs.db"
+    return Path(os.environ.get("CONVCOV_HOME", "~/.convcov")).expanduser() / "runs.db"
+
+
+def status_box() -> None:
+    """A bordered box: device, library versions, offline datasets, run store location."""
+    with st.container(border=True):
+        st.markdown("**Status**")
+        versions = ", ".join(f"{p} {_version(p)}" for p in ("torch", "timm", "streamlit"))
+        st.markdown(
+            f"- **Device:** {device_name()}\n"
+            f"- **Versions:** {versions}\n"
+            f"- **Datasets available offline:** {dataset_status()}\n"
+            f"- **Runs stored in:** `{runs_path()}`"
+        )

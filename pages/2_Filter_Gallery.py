@@ -1,0 +1,100 @@
+"""Sample filters from each init scheme side by side, with their covariance and mean spectrum."""
+
+import streamlit as st
+
+from app_support import page_setup, shown_errors
+from convcov_core import plots, ui
+
+page_setup("Filter Gallery")
+
+SAMPLE_SIZES = (100, 300, 1000, 3000, 10000, 20000)
+
+
+@st.cache_data(max_entries=8, show_spinner=False, ttl=60)
+def learned_runs() -> list:
+    return ui.runs_with_covariances()
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def learned_layers(run_id: int) -> list:
+    return ui.learned_covariances(run_id)
+
+
+@st.cache_data(max_entries=32, show_spinner="Sampling filters…")
+def panel(scheme, k, n_show, n_sample, seed, sigma, run_id, layer) -> ui.GalleryPanel:
+    learned = learned_layers(run_id)[layer] if scheme == "learned" else None
+    return ui.gallery_panel(scheme, k, n_show, n_sample, seed,
+                            sigma=sigma if scheme == "gaussian" else None, learned=learned)
+
+
+def resample() -> None:
+    st.session_state.seed = (st.session_state.seed + 1) % 2**31
+
+
+def run_label(summary) -> str:
+    acc = f", test acc {summary.test_acc:.1%}" if summary.test_acc is not None else ""
+    return f"#{summary.id} {summary.name or summary.model} on {summary.dataset}{acc}"
+
+
+st.title("Filter Gallery")
+st.markdown(
+    "Filters of one depthwise layer as each init scheme draws them, all at PyTorch's default "
+    "per-weight variance 1 / (3k²) so only the *structure* differs. Under each grid: the covariance "
+    "of a large sample next to the scheme's target covariance, and the filters' mean |FFT|."
+)
+
+with shown_errors():
+    try:
+        runs = learned_runs()
+    except Exception as err:  # a broken run store must not take the gallery down with it
+        st.warning(f"The run store could not be read ({err}); the learned scheme is hidden.")
+        runs = []
+    by_label = {ui.scheme_label(name): name for name in ui.scheme_names(include_learned=bool(runs))}
+    with st.sidebar:
+        st.header("Schemes")
+        chosen = st.multiselect("Init schemes", list(by_label), key="schemes",
+                                default=[ui.scheme_label("default"), ui.scheme_label("gaussian")])
+        schemes = [by_label[label] for label in chosen]
+        k = st.slider("Kernel size k", 3, min(15, ui.max_kernel_size()), 9, step=2, key="kernel_size")
+        sigma = st.select_slider("σ of the Gaussian scheme (pixels)", ui.SIGMA_OPTIONS, value=2.0,
+                                 key="sigma", disabled="gaussian" not in schemes)
+        run_id, layer = None, 0
+        if "learned" in schemes:
+            run_ids = {run_label(summary): summary.id for summary in runs}
+            run_id = run_ids[st.selectbox("Learned covariance from run", list(run_ids), key="run")]
+            n_layers = len(learned_layers(run_id))
+            layer = st.slider("Layer", 1, n_layers, 1, key="layer", disabled=n_layers == 1) - 1
+        st.header("Sampling")
+        n_show = st.slider("Filters shown (N)", 1, 64, 16, key="n_show")
+        n_sample = st.select_slider("Sample size for the covariance", SAMPLE_SIZES, value=20000,
+                                    key="n_sample",
+                                    help="Move it to watch the empirical covariance converge: the "
+                                         "relative error shrinks like 1/√(sample size).")
+        if "seed" not in st.session_state:
+            st.session_state.seed = 0
+        st.number_input("Seed", 0, 2**31 - 1, step=1, key="seed")
+        st.button("Resample", on_click=resample, key="resample", help="Draw again with the next seed.")
+        if not runs:
+            st.caption("A *learned covariance* scheme appears here once a training run with saved "
+                       "covariances is in the run store.")
+
+    if not schemes:
+        st.info("Pick at least one init scheme in the sidebar.")
+        st.stop()
+
+    for column, scheme in zip(st.columns(len(schemes), gap="medium"), schemes):
+        with column:
+            st.subheader(ui.scheme_label(scheme))
+            p = panel(scheme, k, n_show, n_sample, st.session_state.seed, sigma, run_id, layer)
+            st.plotly_chart(plots.filter_grid_figure(p.filters, columns=8 if len(schemes) == 1 else 4,
+                                                     title=f"{n_show} filters, {k} × {k}"),
+                            config={"displaylogo": False})
+            st.plotly_chart(plots.covariance_pair_figure(
+                p.empirical, p.target,
+                title=f"Covariance (tiled): relative error {p.relative_error:.3f}"),
+                config={"displaylogo": False})
+            st.caption(f"Empirical covariance of {n_sample:,} filters vs the target; relative error "
+                       "= ‖empirical − target‖_F / ‖target‖_F.")
+            st.plotly_chart(plots.spectrum_figure(
+                p.spectrum, title=f"Mean |FFT| of {min(n_sample, ui.SPECTRUM_FILTERS):,} filters"),
+                config={"displaylogo": False})

@@ -1,0 +1,135 @@
+"""Run Streamlit pages headless with AppTest and check they render cleanly.
+
+Pattern for a page test (copy it for a new page):
+
+    from page_helpers import check_widget_extremes, run_page
+
+    def test_my_page_renders():
+        at = run_page("pages/3_My_Page.py")
+        assert len(at.get("plotly_chart")) >= 1
+
+    def test_my_page_widgets_at_extremes():
+        check_widget_extremes("pages/3_My_Page.py")
+
+Conventions this relies on: every widget has a `key=`, and select-type widgets (radio, selectbox,
+select_slider, multiselect) offer plain options (strings or numbers, no `format_func` that maps
+objects), so a test can pick an option by its displayed text.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from streamlit.testing.v1 import AppTest
+
+ROOT = Path(__file__).resolve().parents[1]
+TIMEOUT_S = 30
+
+#: Widget kinds the extremes check moves, with how to find their extreme values.
+_RANGE_KINDS = ("slider", "number_input")
+_CHOICE_KINDS = ("select_slider", "radio", "selectbox")
+_TOGGLE_KINDS = ("checkbox", "toggle")
+
+
+def new_app(script: str, *, timeout: float = TIMEOUT_S) -> AppTest:
+    """An AppTest for a script given relative to the repository root (not yet run)."""
+    return AppTest.from_file(str(ROOT / script), default_timeout=timeout)
+
+
+def problems(at: AppTest, *, allow_errors: bool = False) -> list[str]:
+    """Exceptions shown on the page, plus st.error messages unless allow_errors."""
+    found = [f"exception: {e.value}" for e in at.exception]
+    if not allow_errors:
+        found += [f"st.error: {e.value}" for e in at.error]
+    return found
+
+
+def assert_clean(at: AppTest, context: str = "default render", *, allow_errors: bool = False) -> None:
+    """Fail with every exception (and st.error, unless allowed) the last run showed."""
+    found = problems(at, allow_errors=allow_errors)
+    assert not found, f"{context}: " + "; ".join(found)
+
+
+def run_page(script: str, *, timeout: float = TIMEOUT_S) -> AppTest:
+    """Run a page once and assert it rendered without an exception or an st.error."""
+    at = new_app(script, timeout=timeout).run()
+    assert_clean(at)
+    return at
+
+
+def _widgets(at: AppTest, kinds) -> list:
+    return [w for kind in kinds for w in at.get(kind)]
+
+
+def extreme_values(widget) -> list:
+    """The values at the ends of a widget's range: min and max, first and last option, every
+    option of a radio or selectbox, both states of a checkbox, no and all options of a multiselect."""
+    kind = widget.type
+    if kind in _RANGE_KINDS:
+        return [v for v in (widget.min, widget.max) if v is not None]
+    if kind == "select_slider":
+        return [widget.options[0], widget.options[-1]]
+    if kind in ("radio", "selectbox"):
+        return list(widget.options)
+    if kind == "multiselect":
+        return [[], list(widget.options)]
+    if kind in _TOGGLE_KINDS:
+        return [False, True]
+    return []
+
+
+def widget_keys(at: AppTest) -> list[tuple[str, str]]:
+    """(kind, key) of every enabled input widget on the page; fails on a widget without a key."""
+    found = []
+    for w in _widgets(at, _RANGE_KINDS + _CHOICE_KINDS + ("multiselect",) + _TOGGLE_KINDS):
+        assert w.key, f"{w.type} {w.label!r} has no key=: give it one so tests can address it"
+        if not w.disabled:
+            found.append((w.type, w.key))
+    return found
+
+
+def _find(at: AppTest, kind: str, key: str):
+    matches = [w for w in at.get(kind) if w.key == key]
+    return matches[0] if matches else None
+
+
+def check_widget_extremes(script: str, *, timeout: float = TIMEOUT_S, allow_errors: bool = False,
+                          skip: tuple[str, ...] = ()) -> int:
+    """Move every widget of the default render, one at a time, to each of its extreme values and
+    back; every render must be clean. Buttons are clicked once. Returns the number of renders."""
+    at = run_page(script, timeout=timeout)
+    renders = 0
+    for kind, key in widget_keys(at):
+        if key in skip:
+            continue
+        default = _find(at, kind, key).value
+        for value in extreme_values(_find(at, kind, key)):
+            _find(at, kind, key).set_value(value)
+            at.run()
+            renders += 1
+            assert_clean(at, f"{kind} {key!r} = {value!r}", allow_errors=allow_errors)
+        widget = _find(at, kind, key)
+        if widget is not None and not widget.disabled:
+            widget.set_value(default)
+    for button in at.get("button"):
+        if button.key not in skip and not button.disabled:
+            button.click()
+            at.run()
+            renders += 1
+            assert_clean(at, f"button {button.key!r} clicked", allow_errors=allow_errors)
+    return renders
+
+
+def check_all_at(script: str, end: str, *, timeout: float = TIMEOUT_S,
+                 allow_errors: bool = False) -> AppTest:
+    """Set every range and choice widget to its first (end="min") or last (end="max") extreme at
+    once and render; the combined extremes (largest kernel, deepest schedule, ...) must be clean."""
+    at = run_page(script, timeout=timeout)
+    pick = 0 if end == "min" else -1
+    for kind, key in widget_keys(at):
+        values = extreme_values(_find(at, kind, key))
+        if values:
+            _find(at, kind, key).set_value(values[pick])
+    at.run()
+    assert_clean(at, f"every widget at its {end}", allow_errors=allow_errors)
+    return at

@@ -1,0 +1,33 @@
+"""Real-browser test: every page of a live `streamlit run app.py`, in headless Chromium at 1280 x 800.
+
+Pages are discovered from pages/, so a new page is covered without editing this file. Screenshots
+go to $CONVCOV_SCREENSHOTS (or a temporary folder); the test prints where.
+"""
+
+import pytest
+from browser_helpers import CHROMIUM, CHROMIUM_ARGS, VIEWPORT, screenshot_dir, streamlit_server, visit
+
+from app_support import discover_pages
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} not installed (apt-get install chromium)"),
+]
+
+
+def test_every_page_renders_without_errors():
+    sync_api = pytest.importorskip("playwright.sync_api")
+    shots = screenshot_dir()
+    targets = [("home", "")] + [(entry.url_path.lower(), entry.url_path) for entry in discover_pages()]
+    problems = {}
+    with streamlit_server() as base_url, sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        context = browser.new_context(viewport=VIEWPORT)
+        for name, path in targets:
+            report = visit(context, f"{base_url}/{path}", shots, name)
+            if report.problems():
+                problems[name] = report.problems()
+        browser.close()
+    print(f"screenshots of {len(targets)} pages: {shots}")
+    listing = "\n".join(f"{name}: {message}" for name, found in problems.items() for message in found)
+    assert not problems, f"problems seen in the browser:\n{listing}"

@@ -1,0 +1,92 @@
+"""Page tests (AppTest): the landing page, Covariance Explorer and Filter Gallery render cleanly by
+default, with every widget at its extremes, and show the figures they promise."""
+
+import pytest
+from page_helpers import check_all_at, check_widget_extremes, new_app, run_page
+
+from app_support import discover_pages
+
+EXPLORER = "pages/1_Covariance_Explorer.py"
+GALLERY = "pages/2_Filter_Gallery.py"
+
+
+def test_landing_lists_every_page_with_a_link_and_shows_status():
+    at = run_page("app.py")
+    assert len(at.get("plotly_chart")) == 2  # closed-form covariance + sampled filters
+    links = [link.proto.page for link in at.get("page_link")]
+    pages = discover_pages()
+    assert len(links) == len(pages) >= 2
+    assert all(page.summary for page in pages), "every page needs a one-line module docstring"
+    status = " ".join(m.value for m in at.markdown)
+    for item in ("Device:", "torch", "timm", "streamlit", "Datasets available offline:", "runs.db"):
+        assert item in status
+
+
+def test_explorer_default_shows_heatmap_block_spectrum_factor_and_depth():
+    at = run_page(EXPLORER)
+    # main heatmap, selected block, eigenvalues, factor A, depth small multiples
+    assert len(at.get("plotly_chart")) == 5
+    assert len(at.get("download_button")) == 3
+    assert any("Effective rank = exp" in c.value for c in at.caption)
+
+
+def test_explorer_widgets_at_extremes():
+    assert check_widget_extremes(EXPLORER, timeout=60) >= 18
+
+
+@pytest.mark.parametrize("end", ["min", "max"])
+def test_explorer_all_widgets_at_once(end):
+    at = check_all_at(EXPLORER, end, timeout=90)
+    assert len(at.get("plotly_chart")) == 5
+    if end == "max":  # k = 51: the 2601 x 2601 matrix goes to the browser as an image
+        assert any("sent as an image" in c.value for c in at.caption)
+
+
+def test_explorer_kernel_cap_comes_from_environment(monkeypatch):
+    monkeypatch.setenv("CONVCOV_MAX_KERNEL", "15")
+    at = run_page(EXPLORER)
+    assert at.slider(key="kernel_size").max == 15
+
+
+def test_explorer_bad_kernel_cap_is_an_error_message_not_a_traceback(monkeypatch):
+    monkeypatch.setenv("CONVCOV_MAX_KERNEL", "twelve")
+    at = new_app(EXPLORER).run()
+    assert not at.exception
+    assert "CONVCOV_MAX_KERNEL" in at.error[0].value
+
+
+def test_explorer_pixel_sliders_follow_kernel_size():
+    at = run_page(EXPLORER)
+    at.slider(key="pixel_row").set_value(8).run()
+    at.slider(key="kernel_size").set_value(5).run()
+    assert at.slider(key="pixel_row").max == 4
+    assert at.slider(key="pixel_row").value == 2  # re-centred for the new size
+
+
+def test_gallery_default_two_schemes_each_with_grid_covariance_spectrum():
+    at = run_page(GALLERY)
+    assert len(at.get("plotly_chart")) == 2 * 3
+    assert [h.value for h in at.subheader] == ["PyTorch default (uniform)", "Gaussian covariance"]
+
+
+def test_gallery_hides_learned_scheme_without_stored_runs():
+    at = run_page(GALLERY)
+    assert "Learned covariance" not in at.multiselect(key="schemes").options
+
+
+def test_gallery_widgets_at_extremes():
+    assert check_widget_extremes(GALLERY, timeout=60) >= 12
+
+
+@pytest.mark.parametrize("end", ["min", "max"])
+def test_gallery_all_widgets_at_once(end):
+    at = check_all_at(GALLERY, end, timeout=90)
+    schemes = at.multiselect(key="schemes").value
+    assert len(at.get("plotly_chart")) == 3 * len(schemes)
+
+
+def test_gallery_resample_moves_to_next_seed():
+    at = run_page(GALLERY)
+    seed = at.number_input(key="seed").value
+    at.button(key="resample").click().run()
+    assert at.number_input(key="seed").value == seed + 1
