@@ -1,5 +1,7 @@
 """Sample filters from each init scheme side by side, with their covariance and mean spectrum."""
 
+import math
+
 import streamlit as st
 
 from app_support import page_setup, shown_errors
@@ -8,11 +10,6 @@ from convcov_core import plots, ui
 page_setup("Filter Gallery")
 
 SAMPLE_SIZES = (100, 300, 1000, 3000, 10000, 20000)
-
-
-@st.cache_data(max_entries=8, show_spinner=False, ttl=60)
-def learned_runs() -> list:
-    return ui.runs_with_covariances()
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
@@ -32,7 +29,7 @@ def resample() -> None:
 
 
 def run_label(summary) -> str:
-    acc = f", test acc {summary.test_acc:.1%}" if summary.test_acc is not None else ""
+    acc = f", test accuracy {summary.test_acc:.1f}%" if summary.test_acc is not None else ""
     return f"#{summary.id} {summary.name or summary.model} on {summary.dataset}{acc}"
 
 
@@ -45,7 +42,7 @@ st.markdown(
 
 with shown_errors():
     try:
-        runs = learned_runs()
+        runs = ui.runs_with_covariances()
     except Exception as err:  # a broken run store must not take the gallery down with it
         st.warning(f"The run store could not be read ({err}); the learned scheme is hidden.")
         runs = []
@@ -82,19 +79,24 @@ with shown_errors():
         st.info("Pick at least one init scheme in the sidebar.")
         st.stop()
 
+    # Figure heights follow the column width so square plots fill their column without blank
+    # bands: at a 1280 px window the main area is 820 px wide, split with 32 px gaps. A single
+    # scheme's plots stop growing at 480 px.
+    width = min(480, (820 - 32 * (len(schemes) - 1)) // len(schemes))
+    grid_columns = math.ceil(math.sqrt(n_show))
+    grid_height = int((width - 20) * math.ceil(n_show / grid_columns) / grid_columns) + 98
     for column, scheme in zip(st.columns(len(schemes), gap="medium"), schemes):
         with column:
-            st.subheader(ui.scheme_label(scheme))
+            st.markdown(f"**{ui.scheme_label(scheme)}**")
             p = panel(scheme, k, n_show, n_sample, st.session_state.seed, sigma, run_id, layer)
-            st.plotly_chart(plots.filter_grid_figure(p.filters, columns=8 if len(schemes) == 1 else 4,
+            st.plotly_chart(plots.filter_grid_figure(p.filters, columns=grid_columns, height=grid_height,
                                                      title=f"{n_show} filters, {k} × {k}"),
                             config={"displaylogo": False})
             st.plotly_chart(plots.covariance_pair_figure(
-                p.empirical, p.target,
-                title=f"Covariance (tiled): relative error {p.relative_error:.3f}"),
-                config={"displaylogo": False})
-            st.caption(f"Empirical covariance of {n_sample:,} filters vs the target; relative error "
-                       "= ‖empirical − target‖_F / ‖target‖_F.")
+                p.empirical, p.target, title=f"Covariance: error {p.relative_error:.3f}",
+                height=int((width - 20) * 0.47) + 118), config={"displaylogo": False})
+            st.caption(f"Tiled covariance of {n_sample:,} filters (sample) vs the scheme's target; "
+                       "error = ‖sample − target‖_F / ‖target‖_F.")
             st.plotly_chart(plots.spectrum_figure(
-                p.spectrum, title=f"Mean |FFT| of {min(n_sample, ui.SPECTRUM_FILTERS):,} filters"),
-                config={"displaylogo": False})
+                p.spectrum, title=f"Mean |FFT| of {min(n_sample, ui.SPECTRUM_FILTERS):,} filters",
+                height=width + 70), config={"displaylogo": False})

@@ -2,7 +2,7 @@
 default, with every widget at its extremes, and show the figures they promise."""
 
 import pytest
-from page_helpers import check_all_at, check_widget_extremes, new_app, run_page
+from page_helpers import assert_clean, check_all_at, check_widget_extremes, new_app, run_page
 
 from app_support import discover_pages
 
@@ -66,7 +66,8 @@ def test_explorer_pixel_sliders_follow_kernel_size():
 def test_gallery_default_two_schemes_each_with_grid_covariance_spectrum():
     at = run_page(GALLERY)
     assert len(at.get("plotly_chart")) == 2 * 3
-    assert [h.value for h in at.subheader] == ["PyTorch default (uniform)", "Gaussian covariance"]
+    headings = [m.value for m in at.markdown if m.value.startswith("**")]
+    assert headings == ["**PyTorch default (uniform)**", "**Gaussian covariance**"]
 
 
 def test_gallery_hides_learned_scheme_without_stored_runs():
@@ -90,3 +91,28 @@ def test_gallery_resample_moves_to_next_seed():
     seed = at.number_input(key="seed").value
     at.button(key="resample").click().run()
     assert at.number_input(key="seed").value == seed + 1
+
+
+def test_gallery_offers_learned_covariance_of_a_stored_run(monkeypatch, tmp_path):
+    runs = pytest.importorskip("convcov_core.runs")
+    from convcov_core import covariance
+    from convcov_core.train import RunResult, TrainConfig
+
+    monkeypatch.setenv("CONVCOV_HOME", str(tmp_path))
+    covs = [covariance.gaussian(7, sigma) for sigma in (1.0, 2.5)]
+    result = RunResult(config=TrainConfig(kernel_size=7), history={}, final={"test_acc": 91.5},
+                       status="ok", message="", wall_time=1.0, device="cpu",
+                       layer_names=["blocks.0", "blocks.1"], covariances=covs)
+    runs.RunStore().save(result, name="gaussian-init")
+
+    at = run_page(GALLERY)
+    label = "Learned covariance"
+    assert label in at.multiselect(key="schemes").options
+    at.multiselect(key="schemes").set_value([label]).run()
+    assert_clean(at, "learned scheme selected")
+    assert "#1 gaussian-init" in at.selectbox(key="run").value
+    assert len(at.get("plotly_chart")) == 3
+    for layer in (1, 2):
+        at.slider(key="layer").set_value(layer).run()
+        assert_clean(at, f"learned layer {layer}")
+        assert len(at.get("plotly_chart")) == 3  # grid, covariance pair, spectrum

@@ -91,12 +91,27 @@ def _image_trace(matrix: np.ndarray, zmin: float, zmax: float, colorscale: str,
 
 
 def colourbar(title: str, *, below: bool = False) -> dict:
-    """Colour bar settings: a thin bar on the right, or a horizontal one under the x-axis title
-    (for square plots in narrow columns, where a full-height side bar dwarfs the plot)."""
+    """Colour bar settings: a thin bar on the right, or a horizontal bar under the plot (for
+    square plots in narrow columns, where a side bar takes a third of the width);
+    `_place_bar_below` puts it at a fixed distance in pixels once the figure's height is known."""
     if below:
-        return dict(title=dict(text=title, side="top"), orientation="h", thickness=10, len=0.8,
-                    y=-0.16, yanchor="top", x=0.5, xanchor="center")
+        return dict(title=dict(text=title, side="top"), orientation="h", thickness=8, len=0.9,
+                    x=0.5, xanchor="center", yanchor="top", title_font_size=11)
     return dict(title=dict(text=title, side="right"), thickness=12)
+
+
+def _place_bar_below(fig: go.Figure, gap_px: int) -> go.Figure:
+    """Put the horizontal colour bars of a finished figure gap_px under the plot area."""
+    margin = fig.layout.margin
+    bottom = gap_px + 50
+    plot_px = max(fig.layout.height - margin.t - bottom, 40)
+    fig.update_layout(margin=dict(b=bottom))
+    y = -gap_px / plot_px
+    for trace in fig.data:
+        bar = trace.marker.colorbar if isinstance(trace, go.Scatter) else getattr(trace, "colorbar", None)
+        if bar is not None and bar.orientation == "h":
+            bar.y = y
+    return fig
 
 
 def _colourbar_trace(zmin: float, zmax: float, colorscale: str, bar: dict) -> go.Scatter:
@@ -206,7 +221,7 @@ def covariance_figure(S, *, view: str = "tiled", per_block: bool = False, pickab
         fig.add_trace(tile_picker_trace(k))
         fig.update_layout(hoverdistance=2)  # the heatmap's hover wins except right on a tile centre
     _square_axes(fig, *_axis_titles(view))
-    return _finish(fig, title, height).update_layout(margin=dict(b=110))
+    return _place_bar_below(_finish(fig, title, height), gap_px=60)
 
 
 def outline_block(fig: go.Figure, k: int, view: str, i: int, j: int) -> None:
@@ -312,15 +327,16 @@ def depth_figure(covariances, sigmas, *, columns: int = 4, panel_side: int = 400
 # ---------------------------------------------------------------------------------------------
 
 
-def filter_grid_figure(filters, *, columns: int = 8, title: str = "", height: int | None = None,
+def filter_grid_figure(filters, *, columns: int | None = None, title: str = "", height: int = 400,
                        max_cells: int = HEATMAP_MAX_CELLS) -> go.Figure:
-    """Filters (N, k, k) as a mosaic on one diverging colour scale centred on 0 (shared by all
-    filters shown), with the filter number, pixel and value on hover."""
+    """Filters (N, k, k) as a mosaic (`columns` wide, default a square-ish ceil(sqrt(N))) on one
+    diverging colour scale centred on 0 shared by all filters shown; hover gives the filter number,
+    pixel and weight."""
     f = _numpy(torch.as_tensor(filters, dtype=torch.float64))
     if f.ndim != 3 or f.shape[0] == 0:
         raise ValueError(f"filters must have shape (N, k, k) with N >= 1, got {f.shape}")
     n, k, _ = f.shape
-    cols = min(columns, n)
+    cols = min(columns or math.ceil(math.sqrt(n)), n)
     rows = math.ceil(n / cols)
     pitch = k + 1  # one blank row/column between filters
     mosaic = np.full((rows * pitch - 1, cols * pitch - 1), np.nan)
@@ -335,18 +351,18 @@ def filter_grid_figure(filters, *, columns: int = 8, title: str = "", height: in
     if mosaic.size <= max_cells:
         fig.add_trace(go.Heatmap(
             z=mosaic, zmin=-top, zmax=top, colorscale=DIVERGING, customdata=info, hoverongaps=False,
-            colorbar=colourbar("weight"),
+            colorbar=colourbar("weight", below=True),
             hovertemplate="filter %{customdata[0]}, pixel (%{customdata[1]}, %{customdata[2]})"
                           "<br>weight %{z:.4g}<extra></extra>",
         ))
     else:
         fig.add_trace(_image_trace(mosaic, -top, top, DIVERGING))
-        fig.add_trace(_colourbar_trace(-top, top, DIVERGING, colourbar("weight")))
+        fig.add_trace(_colourbar_trace(-top, top, DIVERGING, colourbar("weight", below=True)))
     fig.update_xaxes(showticklabels=False, ticks="")
     fig.update_yaxes(showticklabels=False, ticks="")
     _square_axes(fig)
-    fig = _finish(fig, title, height or int(np.clip(70 + 300 * rows / cols, 200, 1000)))
-    return fig.update_layout(margin=dict(l=10, r=10, t=40, b=10))
+    fig = _finish(fig, title, height).update_layout(margin=dict(l=10, r=10, t=40))
+    return _place_bar_below(fig, gap_px=8)
 
 
 def covariance_pair_figure(empirical, target, *, title: str = "", height: int = 330,
@@ -355,28 +371,28 @@ def covariance_pair_figure(empirical, target, *, title: str = "", height: int = 
     E, T = (_numpy(to_tiled(torch.as_tensor(M, dtype=torch.float64))) for M in (empirical, target))
     k = kernel_size_of(torch.as_tensor(target))
     zmin, zmax, scale = colour_range(np.stack([E, T]))
-    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.06,
-                        subplot_titles=["empirical (sample)", "target"])
+    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.06, subplot_titles=["sample", "target"])
     if E.size <= max_cells:
         pairs = pixel_pairs(k, "tiled")
         for col, z in ((1, E), (2, T)):
             fig.add_trace(go.Heatmap(
                 z=z, zmin=zmin, zmax=zmax, colorscale=scale, customdata=pairs, coloraxis=None,
-                showscale=col == 2, colorbar=colourbar("cov"),
+                showscale=col == 2, colorbar=colourbar("covariance", below=True),
                 hovertemplate="pixel (%{customdata[0]}, %{customdata[1]}) with "
                               "(%{customdata[2]}, %{customdata[3]})<br>%{z:.3g}<extra></extra>",
             ), row=1, col=col)
     else:
         for col, z in ((1, E), (2, T)):
             fig.add_trace(_image_trace(z, zmin, zmax, scale, max_side=480), row=1, col=col)
-        fig.add_trace(_colourbar_trace(zmin, zmax, scale, colourbar("cov")))
+        fig.add_trace(_colourbar_trace(zmin, zmax, scale, colourbar("covariance", below=True)))
     for col in (1, 2):
-        fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False, constrain="domain",
-                         row=1, col=col)
-        fig.update_yaxes(showticklabels=False, showgrid=False, zeroline=False, autorange="reversed",
+        fig.update_xaxes(showticklabels=False, ticks="", showgrid=False, zeroline=False,
+                         constrain="domain", row=1, col=col)
+        fig.update_yaxes(showticklabels=False, ticks="", showgrid=False, zeroline=False, autorange="reversed",
                          scaleanchor=f"x{'' if col == 1 else col}", constrain="domain", row=1, col=col)
-    fig = _finish(fig, title, height)
-    return fig.update_layout(margin=dict(l=10, r=10, t=60, b=10))
+    fig.update_annotations(font_size=11)  # subplot titles
+    fig = _finish(fig, title, height).update_layout(margin=dict(l=10, r=10, t=60))
+    return _place_bar_below(fig, gap_px=8)
 
 
 def spectrum_figure(spectrum, *, title: str = "Mean |FFT| of the filters", height: int = 330) -> go.Figure:
@@ -386,9 +402,9 @@ def spectrum_figure(spectrum, *, title: str = "Mean |FFT| of the filters", heigh
     freq = (np.arange(size) - size // 2) / size
     fig = go.Figure(go.Heatmap(
         z=spec, x=freq, y=freq, colorscale=SEQUENTIAL, zmin=0, zmax=float(spec.max()) or 1.0,
-        colorbar=colourbar("|FFT|"),
+        colorbar=colourbar("|FFT|", below=True),
         hovertemplate="u = %{x:.3f}, v = %{y:.3f} cycles/pixel<br>|FFT| %{z:.4g}<extra></extra>",
     ))
     fig.update_xaxes(title_text="u (cycles/pixel)", constrain="domain")
     fig.update_yaxes(title_text="v (cycles/pixel)", scaleanchor="x", constrain="domain")
-    return _finish(fig, title, height)
+    return _place_bar_below(_finish(fig, title, height), gap_px=60)
