@@ -18,7 +18,8 @@ def closed_form(k: int, sigma: float) -> covariance.KroneckerCovariance:
 @st.cache_data(max_entries=16, show_spinner="Drawing the covariance…")
 def main_figure(k: int, sigma: float, view: str, per_block: bool):
     return plots.covariance_figure(closed_form(k, sigma), view=view, per_block=per_block,
-                                   pickable=True, height=620)
+                                   pickable=True, height=560,
+                                   title=f"Covariance S, {view} view (k = {k}, σ = {sigma:g})")
 
 
 @st.cache_data(max_entries=8, show_spinner="Drawing one panel per layer…")

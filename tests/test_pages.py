@@ -116,3 +116,42 @@ def test_gallery_offers_learned_covariance_of_a_stored_run(monkeypatch, tmp_path
         at.slider(key="layer").set_value(layer).run()
         assert_clean(at, f"learned layer {layer}")
         assert len(at.get("plotly_chart")) == 3  # grid, covariance pair, spectrum
+
+
+# What the pages compute (convcov_core.ui), checked without streamlit.
+
+
+def test_max_kernel_size_reads_an_odd_cap_and_rejects_others():
+    from convcov_core import ui
+
+    assert ui.max_kernel_size({}) == 51
+    assert ui.max_kernel_size({"CONVCOV_MAX_KERNEL": "31"}) == 31
+    for bad in ("30", "1", "-3", "big"):
+        with pytest.raises(ValueError, match="CONVCOV_MAX_KERNEL"):
+            ui.max_kernel_size({"CONVCOV_MAX_KERNEL": bad})
+
+
+@pytest.mark.parametrize("scheme", ["default", "kaiming_normal", "orthogonal", "gaussian"])
+def test_gallery_sample_covariance_approaches_the_target(scheme):
+    from convcov_core import ui
+
+    small = ui.gallery_panel(scheme, 5, 4, 200, seed=1, sigma=1.5)
+    large = ui.gallery_panel(scheme, 5, 4, 20000, seed=1, sigma=1.5)
+    assert small.filters.shape == (4, 5, 5)
+    assert large.relative_error < 0.1
+    assert large.relative_error <= small.relative_error
+
+
+def test_covariance_downloads_load_back_exactly(tmp_path):
+    import io
+
+    import numpy as np
+    import torch
+
+    from convcov_core import covariance, ui
+
+    S = covariance.gaussian(5, 1.3)
+    assert torch.equal(torch.from_numpy(np.load(io.BytesIO(ui.covariance_bytes(S, "npy")))), S)
+    assert torch.equal(torch.load(io.BytesIO(ui.covariance_bytes(S, "pt")), weights_only=True), S)
+    with pytest.raises(ValueError, match="npy"):
+        ui.covariance_bytes(S, "csv")

@@ -314,8 +314,8 @@ def depth_figure(covariances, sigmas, *, columns: int = 4, panel_side: int = 400
     for n, z in enumerate(panels):
         where = dict(row=n // cols + 1, col=n % cols + 1)
         fig.add_trace(_image_trace(z, zmin, zmax, scale), **where)
-        fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False, **where)
-        fig.update_yaxes(showticklabels=False, showgrid=False, zeroline=False, **where)
+        fig.update_xaxes(showticklabels=False, ticks="", showgrid=False, zeroline=False, **where)
+        fig.update_yaxes(showticklabels=False, ticks="", showgrid=False, zeroline=False, **where)
     fig.update_traces(hoverinfo="skip", hovertemplate=None, selector=dict(type="image"))
     fig.add_trace(_colourbar_trace(zmin, zmax, scale, colourbar("covariance")))
     fig = _finish(fig, "", panel_height * rows + 40)
