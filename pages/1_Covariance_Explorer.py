@@ -130,4 +130,6 @@ with shown_errors():
                                         key="sigma_last")
     depth = depth_col.slider("Depth L (layers)", 1, 12, 8, key="depth")
     st.plotly_chart(schedule_figure(k, sigma_first, sigma_last, depth), config={"displaylogo": False})
-    st.caption(f"Tiled covariances at k = {k}, one shared colour scale.")
+    st.caption(f"Tiled covariances at k = {k}, one shared colour scale"
+               + (f"; each {k * k} × {k * k} panel is area-averaged to fit, which lowers its peaks."
+                  if k * k > plots.covariance.PANEL_MAX_SIDE else "."))

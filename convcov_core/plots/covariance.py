@@ -27,6 +27,8 @@ HEATMAP_MAX_CELLS = 15**4
 TILE_LINES_MAX_K = 15
 #: Longest side (pixels) of a matrix sent as an image; larger matrices are area-averaged down.
 IMAGE_MAX_SIDE = 1024
+#: Longest side (pixels) of each small-multiple panel of `depth_figure`.
+PANEL_MAX_SIDE = 400
 
 SEQUENTIAL = "Viridis"
 DIVERGING = "RdBu_r"
@@ -279,24 +281,27 @@ def factor_figure(A, *, sigma: float | None = None, height: int = 300) -> go.Fig
     return _finish(fig, f"1-D factor A (S = A ⊗ A{formula})", height)
 
 
-def eigenvalue_figure(eigenvalues, effective_rank: float, *, height: int = 300) -> go.Figure:
-    """Eigenvalues, largest first, on a log axis; values below 1e-16 of the largest are floored."""
+def eigenvalue_figure(eigenvalues, effective_rank: float, *, height: int = 300,
+                      relative_floor: float = 1e-16) -> go.Figure:
+    """Eigenvalues, largest first, on a log axis. Those below relative_floor x the largest are
+    round-off (float64 cannot resolve them) and are left out, with their count in the title."""
     w = np.sort(_numpy(torch.as_tensor(eigenvalues, dtype=torch.float64)))[::-1]
-    top = max(float(w[0]), 1e-300) if w.size else 1.0
-    floor = top * 1e-16
-    shown = np.maximum(w, floor)
+    top = float(w[0]) if w.size else 0.0
+    resolved = w[w > relative_floor * top] if top > 0 else w[:0]
     fig = go.Figure(go.Scatter(
-        x=np.arange(1, w.size + 1), y=shown, mode="lines+markers", marker=dict(size=4),
-        customdata=w, hovertemplate="eigenvalue #%{x}: %{customdata:.4g}<extra></extra>",
-        showlegend=False,
+        x=np.arange(1, resolved.size + 1), y=resolved, mode="lines+markers", marker=dict(size=4),
+        hovertemplate="eigenvalue #%{x}: %{y:.4g}<extra></extra>", showlegend=False,
     ))
     fig.update_yaxes(type="log", title_text="eigenvalue", exponentformat="power")
-    fig.update_xaxes(title_text="index (largest first)")
+    fig.update_xaxes(title_text="index (largest first)", range=[0, w.size + 1])
     title = f"Eigenvalues: effective rank {effective_rank:.1f} of {w.size}"
+    if resolved.size < w.size:
+        title += f"<br><sup>{w.size - resolved.size} below {relative_floor:g} × largest not shown</sup>"
+        return _finish(fig, title, height).update_layout(margin=dict(t=65))
     return _finish(fig, title, height)
 
 
-def depth_figure(covariances, sigmas, *, columns: int = 4, panel_side: int = 400,
+def depth_figure(covariances, sigmas, *, columns: int = 4, panel_side: int = PANEL_MAX_SIDE,
                  panel_height: int = 220) -> go.Figure:
     """Small multiples: the tiled covariance of each layer as an image, one shared colour scale."""
     covariances = list(covariances)
