@@ -274,7 +274,8 @@ def cmd_compare(args) -> int:
                        batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
                        schedule=args.schedule, label_smoothing=args.label_smoothing,
                        sigma_first=args.sigma_first, sigma_last=args.sigma_last, covariances=covariances,
-                       device=args.device, max_steps=args.max_steps, data_root=args.data_root)
+                       device=args.device, max_steps=args.max_steps, threads=args.threads,
+                       data_root=args.data_root)
     base.validate()
     progress = None if args.quiet else TerminalProgress()
     cmp = compare(base, variants, args.seeds, progress, references=references)
@@ -417,6 +418,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=_int_list, default=[0, 1, 2])
     p.add_argument("--device", default="auto")
     p.add_argument("--max-steps", type=int, default=None, help="cap on training steps per run")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads for training (default: torch's choice, one per core)")
     p.add_argument("--json", default=None, metavar="PATH", help="also write the comparison as JSON")
     p.add_argument("--save", action="store_true", help="save the runs in the run store")
     p.add_argument("--name", default=None, help="name for the saved comparison")

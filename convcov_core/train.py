@@ -17,6 +17,7 @@ Accuracies are in percent (0-100).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
@@ -59,6 +60,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     max_steps: int | None = None
+    threads: int | None = None
     keep_state_dict: bool = False
     data_root: str | None = None
 
@@ -67,8 +69,9 @@ class TrainConfig:
         _check_int(self.epochs, "epochs", 1)
         _check_int(self.batch_size, "batch_size", 1)
         _check_int(self.seed, "seed", 0)
-        if self.max_steps is not None:
-            _check_int(self.max_steps, "max_steps", 1)
+        for name in ("max_steps", "threads"):
+            if getattr(self, name) is not None:
+                _check_int(getattr(self, name), name, 1)
         for name in ("lr", "weight_decay", "label_smoothing"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
@@ -309,9 +312,26 @@ def train(config: TrainConfig, callback: Callback | None = None, *, variant: str
 
     A non-finite loss stops the run as "diverged" (history up to that step kept). Losses are read
     back from the device every `sync_every` steps (default: 1 on CPU, 16 on accelerators), so step
-    events and the divergence check come in groups of that size.
+    events and the divergence check come in groups of that size. config.threads, when set, is the
+    number of CPU threads torch uses during the run (restored afterwards).
     """
     config.validate()
+    with _cpu_threads(config.threads):
+        return _train(config, callback, variant, run_index, n_runs, sync_every)
+
+
+@contextlib.contextmanager
+def _cpu_threads(n: int | None):
+    previous = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _train(config: TrainConfig, callback, variant, run_index, n_runs, sync_every) -> RunResult:
     started = time.perf_counter()
     device = resolve_device(config.device)
     train_x, train_y, test_x, test_y, info = load_training_data(config)

@@ -50,10 +50,12 @@ def test_tiny_training_lowers_the_loss_and_reports_everything():
 
 
 def test_same_seed_same_run_on_cpu():
-    a, b = train(tiny()), train(tiny())
+    threads = torch.get_num_threads()
+    a, b = train(tiny(threads=1)), train(tiny(threads=1))
+    assert torch.get_num_threads() == threads
     assert a.history["loss"] == b.history["loss"]
     assert a.final == b.final
-    assert train(tiny(seed=1)).history["loss"] != a.history["loss"]
+    assert train(tiny(seed=1, threads=1)).history["loss"] != a.history["loss"]
 
 
 def test_frozen_filters_stay_bit_identical_while_the_rest_trains():
@@ -110,7 +112,8 @@ def test_one_cycle_schedule_matches_the_convmixer_script():
 
 @pytest.mark.parametrize("field,value,words", [
     ("epochs", 0, "epochs"), ("lr", -1.0, "lr"), ("batch_size", 1.5, "batch_size"),
-    ("schedule", "cosine", "schedule"), ("init", "nope", "init scheme"), ("lr", float("nan"), "finite"),
+    ("schedule", "cosine", "schedule"), ("threads", 0, "threads"), ("init", "nope", "init scheme"),
+    ("lr", float("nan"), "finite"),
 ])
 def test_bad_config_is_a_value_error_naming_the_field(field, value, words):
     with pytest.raises(ValueError, match=words):
