@@ -40,6 +40,7 @@ def timed_moves(at: AppTest, k: int, moves: int, *, clear_cache: bool) -> list[f
             at.select_slider(key="sigma").set_value(SIGMAS[(step // 2) % 2])
         if clear_cache:
             st.cache_data.clear()
+            st.cache_resource.clear()
         start = time.perf_counter()
         at.run()
         times.append(time.perf_counter() - start)

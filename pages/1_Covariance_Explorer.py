@@ -1,5 +1,6 @@
 """Move sigma and the kernel size and watch the closed-form Gaussian covariance, its blocks and spectrum."""
 
+import threading
 from functools import partial
 
 import streamlit as st
@@ -15,14 +16,26 @@ def closed_form(k: int, sigma: float) -> covariance.KroneckerCovariance:
     return covariance.gaussian(k, sigma, structured=True)
 
 
-@st.cache_data(max_entries=16, show_spinner="Drawing the covariance…")
+# Figures are cached as shared objects (st.cache_resource): copying a plotly figure out of
+# st.cache_data re-validates it, which cost more than the rest of a rerun. The main figure is only
+# re-framed for the selected pixel under its lock, right before it is serialized.
+@st.cache_resource(max_entries=16, show_spinner="Drawing the covariance…")
 def main_figure(k: int, sigma: float, view: str, per_block: bool):
-    return plots.covariance_figure(closed_form(k, sigma), view=view, per_block=per_block,
-                                   pickable=True, height=560,
-                                   title=f"Covariance S, {view} view (k = {k}, σ = {sigma:g})")
+    fig = plots.covariance_figure(closed_form(k, sigma), view=view, per_block=per_block,
+                                  pickable=True, height=560,
+                                  title=f"Covariance S, {view} view (k = {k}, σ = {sigma:g})")
+    return fig, threading.Lock()
 
 
-@st.cache_data(max_entries=8, show_spinner="Drawing one panel per layer…")
+@st.cache_resource(max_entries=16, show_spinner=False)
+def side_figures(k: int, sigma: float):
+    cov = closed_form(k, sigma)
+    rank = covariance.effective_rank(cov)
+    return (rank, plots.eigenvalue_figure(cov.eigenvalues(), rank, height=300),
+            plots.factor_figure(cov.factor, sigma=sigma, height=300))
+
+
+@st.cache_resource(max_entries=8, show_spinner="Drawing one panel per layer…")
 def schedule_figure(k: int, sigma_first: float, sigma_last: float, depth: int):
     sigmas = covariance.depth_schedule(sigma_first, sigma_last, depth)
     return plots.depth_figure([closed_form(k, s) for s in sigmas], sigmas)
@@ -35,7 +48,7 @@ def covariance_file(k: int, sigma: float, fmt: str) -> bytes:
 
 @st.cache_data(max_entries=4, show_spinner=False)
 def figure_html(k: int, sigma: float, view: str, per_block: bool) -> str:
-    return main_figure(k, sigma, view, per_block).to_html(include_plotlyjs=True, full_html=True)
+    return main_figure(k, sigma, view, per_block)[0].to_html(include_plotlyjs=True, full_html=True)
 
 
 def pick_pixel_from_click(k: int, view: str) -> None:
@@ -81,10 +94,12 @@ with shown_errors():
 
     left, right = st.columns([3, 2], gap="medium")
     with left:
-        fig = main_figure(k, sigma, view, per_block)
-        plots.outline_block(fig, k, view, i, j)
-        st.plotly_chart(fig, key="covariance_chart", on_select=partial(pick_pixel_from_click, k, view),
-                        selection_mode="points", config={"displaylogo": False})
+        fig, lock = main_figure(k, sigma, view, per_block)
+        with lock:
+            plots.outline_block(fig, k, view, i, j)
+            st.plotly_chart(fig, key="covariance_chart",
+                            on_select=partial(pick_pixel_from_click, k, view),
+                            selection_mode="points", config={"displaylogo": False})
         if k * k * k * k > plots.covariance.HEATMAP_MAX_CELLS:
             st.caption(f"At k = {k} the {k * k} × {k * k} matrix is sent as an image: hover shows "
                        "row and column only; the block on the right has exact values on hover.")
@@ -93,9 +108,8 @@ with shown_errors():
                        + (" Click a tile to select its pixel." if view == "tiled" else ""))
     with right:
         st.plotly_chart(plots.block_figure(cov, i, j, height=330), config={"displaylogo": False})
-        w = cov.eigenvalues()
-        rank = covariance.effective_rank(cov)
-        st.plotly_chart(plots.eigenvalue_figure(w, rank, height=300), config={"displaylogo": False})
+        rank, eigen_fig, factor_fig = side_figures(k, sigma)
+        st.plotly_chart(eigen_fig, config={"displaylogo": False})
         st.caption(
             "Effective rank = exp(−Σ pₙ log pₙ) with pₙ = λₙ / Σλ: the number of equally strong "
             f"directions that would give the same eigenvalue entropy ({rank:.1f} of {k * k} here). "
@@ -104,8 +118,7 @@ with shown_errors():
 
     factor_col, download_col = st.columns([2, 3], gap="medium")
     with factor_col:
-        st.plotly_chart(plots.factor_figure(cov.factor, sigma=sigma, height=300),
-                        config={"displaylogo": False})
+        st.plotly_chart(factor_fig, config={"displaylogo": False})
     with download_col:
         st.subheader("Downloads")
         st.markdown(f"The flat {k * k} × {k * k} covariance S[k·i + j, k·l + m] (float64, unit diagonal).")

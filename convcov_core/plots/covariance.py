@@ -227,12 +227,16 @@ def covariance_figure(S, *, view: str = "tiled", per_block: bool = False, pickab
 
 
 def outline_block(fig: go.Figure, k: int, view: str, i: int, j: int) -> None:
-    """Frame the cells that hold block B[i, j]: tile (i, j) when tiled, row k*i + j when flat."""
+    """Frame the cells that hold block B[i, j]: tile (i, j) when tiled, row k*i + j when flat.
+
+    Replaces any earlier outline, so one figure can be re-framed for each selected pixel.
+    """
     if view == "tiled":
         x0, y0, x1, y1 = j * k - 0.5, i * k - 0.5, (j + 1) * k - 0.5, (i + 1) * k - 0.5
     else:
         x0, y0, x1, y1 = -0.5, k * i + j - 0.5, k * k - 0.5, k * i + j + 0.5
-    fig.add_shape(type="rect", x0=x0, y0=y0, x1=x1, y1=y1, line=dict(color="#ff3d00", width=2))
+    fig.layout.shapes = [dict(type="rect", x0=x0, y0=y0, x1=x1, y1=y1,
+                              line=dict(color="#ff3d00", width=2))]
 
 
 def tile_picker_trace(k: int) -> go.Scatter:
