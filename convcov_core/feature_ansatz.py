@@ -43,7 +43,7 @@ def _whole(value, what: str, minimum: int) -> int:
 
 
 def cnn_config(dataset: str = "mnist5k", *, noise: float = 0.5, layers: int = 3, width: int = 32,
-               kernel_size: int | None = None, epochs: int = 2, batch_size: int = 128, lr: float = 0.01,
+               kernel_size: int | None = None, epochs: int = 2, batch_size: int = 64, lr: float = 0.01,
                seed: int = 0, max_steps: int | None = None, dataset_params: dict | None = None
                ) -> train.TrainConfig:
     """The training config of a plain CNN (`layers` conv blocks of `width` channels, k x k filters,
@@ -82,19 +82,37 @@ class ModelPair:
     test_acc: float | None = None
 
 
-def _initial_cnn(config: train.TrainConfig, info: data.DatasetInfo) -> nn.Module:
-    """The config's plain CNN with PyTorch's default init, seeded by config.seed (the caller's RNG
-    state is left alone)."""
+#: Seed 001's CNFA experiments: conv weights N(0, 0.005²) in the first layer, N(0, 0.01²) after.
+SMALL_INIT_STD = (5e-3, 1e-2)
+
+
+@torch.no_grad()
+def small_normal_init_(model: nn.Module, first: float = SMALL_INIT_STD[0],
+                       rest: float = SMALL_INIT_STD[1]) -> nn.Module:
+    """Conv weights ~ N(0, first²) in the first conv layer and N(0, rest²) in the others, in place
+    (other parameters untouched). With weights this small the trained filters are almost all
+    learned, not left over from the init."""
+    for i, (_, conv) in enumerate(analysis.conv_layers(model)):
+        conv.weight.normal_(0.0, first if i == 0 else rest)
+    return model
+
+
+def _initial_cnn(config: train.TrainConfig, info: data.DatasetInfo, small_init: bool) -> nn.Module:
+    """The config's plain CNN at init (PyTorch's default, or small_normal_init_), seeded by
+    config.seed (the caller's RNG state is left alone)."""
     if models.parse_spec(config.model)["kind"] != "cnn":
         raise ValueError(f"train_cnn trains plain CNNs ('cnn-<w1>,<w2>,...'), not {config.model!r}")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
-        return models.build_model(config.model, num_classes=len(info.classes), in_chans=info.in_chans,
-                                  kernel_size=config.kernel_size)
+        model = models.build_model(config.model, num_classes=len(info.classes), in_chans=info.in_chans,
+                                   kernel_size=config.kernel_size)
+        return small_normal_init_(model) if small_init else model
 
 
-def train_cnn(config: train.TrainConfig, callback: train.Callback | None = None) -> ModelPair | None:
-    """Train the plain CNN of `config` (see cnn_config) and keep a copy of it at initialization.
+def train_cnn(config: train.TrainConfig, callback: train.Callback | None = None, *,
+              small_init: bool = True) -> ModelPair | None:
+    """Train the plain CNN of `config` (see cnn_config) and keep a copy of it at initialization:
+    small_normal_init_ (seed 001's setting, the default) or PyTorch's default init.
 
     Same recipe as train.train (AdamW, train.lr_at schedule, full batches from a seeded permutation,
     cross-entropy, test accuracy after each epoch) and the same ProgressEvents to `callback`, which
@@ -107,7 +125,7 @@ def train_cnn(config: train.TrainConfig, callback: train.Callback | None = None)
     batch, per_epoch, total = train.plan_steps(config, len(train_y))
     if total < 1:
         raise ValueError("nothing to train: the dataset has fewer images than one batch")
-    model = _initial_cnn(config, info)
+    model = _initial_cnn(config, info, small_init)
     initial = copy.deepcopy(model).eval()
     model = model.to(device).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -146,7 +164,8 @@ def train_cnn(config: train.TrainConfig, callback: train.Callback | None = None)
         if stop_asked("epoch", epoch, loss=history["loss"][-1], test_acc=history["test_acc"][-1]):
             return None
     trained = model.cpu().eval()
-    label = f"{describe_model(config)} trained here on {describe_dataset(config)}"
+    init_name = "small normal init" if small_init else "PyTorch default init"
+    label = f"{describe_model(config)}, {init_name}, trained here on {describe_dataset(config)}"
     return ModelPair(label, trained, initial, config, info, history, history["test_acc"][-1])
 
 
@@ -391,15 +410,16 @@ class FrequencySummary:
     effective_sizes: list[Tensor]
 
 
-def frequency_summary(layers: list[tuple[str, Tensor]], *, size: int = 64,
-                      energy: float = 0.9) -> FrequencySummary:
-    """Spectrum, radial profile and effective sizes (analysis.effective_size) of each layer's filters."""
+def frequency_summary(layers: list[tuple[str, Tensor]], *, size: int = 64, energy: float = 0.9,
+                      spectrum_filters: int = 1024) -> FrequencySummary:
+    """Spectrum and radial profile (of each layer's first `spectrum_filters` filters: the mean
+    |FFT| settles long before that) and effective sizes (analysis.effective_size, every filter)."""
     if not layers:
         raise ValueError("no filters to analyse")
     spectra, profiles, sizes = [], [], []
     radii = None
     for _, filters in layers:
-        spec = analysis.spectrum(filters, size=size)
+        spec = analysis.spectrum(filters[:spectrum_filters], size=size)
         radii, profile = analysis.radial_profile(spec)
         spectra.append(spec)
         profiles.append(profile)
@@ -423,7 +443,11 @@ class SigmaCurve:
     default_mean: float
 
 
-def sigma_curve(kernel_size: int, sigmas, *, n: int = 512, energy: float = 0.9,
+#: The sigmas of the closed-form curve (pixels), evenly spread in log sigma.
+CURVE_SIGMAS = (0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.5, 2.0, 3.0, 5.0, 7.0, 10.0)
+
+
+def sigma_curve(kernel_size: int, sigmas=CURVE_SIGMAS, *, n: int = 256, energy: float = 0.9,
                 seed: int = 0) -> SigmaCurve:
     """For each sigma: effective sizes of n filters drawn from the Gaussian closed form."""
     sigmas = [covariance.check_sigma(s, "sigma") for s in sigmas]
@@ -445,28 +469,25 @@ def sigma_curve(kernel_size: int, sigmas, *, n: int = 512, energy: float = 0.9,
 
 @dataclass
 class FrequencyView:
-    """Everything the Frequency View draws. fitted: per layer of a run, the closed-form sigma that
-    best fits its learned covariance (covariance.fit_sigma, with r) and its filters' mean effective
-    size, to place the run's layers against the closed-form curve; empty for a scheme."""
+    """The Frequency View of one source. fitted: per layer of a run, the closed-form sigma that best
+    fits its learned covariance (covariance.fit_sigma, with r) and its filters' mean effective size,
+    to place the run's layers against the sigma curve; empty for a scheme."""
 
     summary: FrequencySummary
-    curve: SigmaCurve
     fitted: list[dict]
 
 
 def frequency_view(source: str, *, kernel_size: int = 9, n: int = 1024, sigma: float | None = None,
                    run: train.RunResult | None = None, seed: int = 0, energy: float = 0.9,
-                   sigmas=(0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.5, 2.0, 3.0, 5.0, 7.0, 10.0),
-                   size: int = 64, curve_filters: int = 512) -> FrequencyView:
-    """Filters of `source` (see source_layers), their spectra and effective sizes, the closed-form
-    sigma -> effective size curve at their kernel size, and a run's layers placed against it."""
+                   size: int = 64) -> FrequencyView:
+    """Filters of `source` (see source_layers), their spectra and effective sizes, and a run's
+    layers placed at their fitted sigma."""
     layers = source_layers(source, kernel_size=kernel_size, n=n, sigma=sigma, run=run, seed=seed)
     summary = frequency_summary(layers, size=max(size, layers[0][1].shape[-1]), energy=energy)
-    curve = sigma_curve(summary.kernel_size, sigmas, n=curve_filters, energy=energy, seed=seed)
     fitted = []
     if run is not None and source in ("learned", "trained") and len(run.covariances) == len(layers):
         for (name, _), S, sizes in zip(layers, run.covariances, summary.effective_sizes):
             fit, r = covariance.fit_sigma(S)
             fitted.append({"layer": name, "sigma": fit, "r": r,
                            "mean effective size": float(sizes.to(torch.float64).mean())})
-    return FrequencyView(summary, curve, fitted)
+    return FrequencyView(summary, fitted)

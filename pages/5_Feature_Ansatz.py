@@ -15,6 +15,7 @@ page_setup("Feature Ansatz")
 CHART = {"displaylogo": False}
 KERNELS = {"5 × 5, then 3 × 3": None, "3 × 3": 3, "5 × 5": 5, "7 × 7": 7}
 SOURCES = ("A small CNN trained here", "A saved run (weights needed)")
+INITS = ("small normal (as in the paper)", "PyTorch default")
 IMAGE_COUNTS = (16, 32, 64, 128, 256, 512)
 NATURAL_SIZE = 112  # pixels: natural pictures are shown larger than the 28 x 28 training images
 MEMO_SIZE = 4
@@ -45,10 +46,10 @@ def run_label(summary) -> str:
     return f"#{summary.id} {summary.name or summary.model} on {summary.dataset}{acc}"
 
 
-def start_training(config) -> None:
+def start_training(config, small_init: bool) -> None:
     manager = job_manager()
     try:
-        job = manager.submit("task", functools.partial(fa.train_cnn, config),
+        job = manager.submit("task", functools.partial(fa.train_cnn, config, small_init=small_init),
                              samples=fa.training_images(config),
                              label=f"Feature Ansatz: {fa.describe_model(config)} on {config.dataset}")
     except Busy as err:
@@ -69,7 +70,7 @@ def training_progress(job_id: int) -> None:
         status = manager.status(job_id)
         if status.running:
             event = status.last_event
-            detail = ""
+            detail = ": loading the data and starting…"
             if event is not None:
                 eta = f", about {event.eta_s:.0f} s left" if event.eta_s is not None else ""
                 detail = f": step {event.step} of {event.total_steps}, loss {event.loss:.3f}{eta}"
@@ -129,15 +130,15 @@ with shown_errors():
             layers = st.slider("Conv layers", 1, 4, 3, key="layers")
             width = st.select_slider("Channels per layer", (8, 16, 32, 64), value=32, key="width")
             kernel = st.radio("Filters", list(KERNELS), key="kernel")
+            init_choice = st.radio("Initial weights", INITS, key="init",
+                                   help="Small normal: conv weights N(0, 0.005²) in the first layer and "
+                                        "N(0, 0.01²) after, as in the Feature Ansatz paper, so the "
+                                        "trained filters are learned rather than left over from "
+                                        "the init.")
             epochs = st.slider("Epochs", 1, 10, 2, key="epochs")
             seed = st.number_input("Seed", 0, 2**31 - 1, 0, step=1, key="seed")
             config = fa.cnn_config(dataset, noise=noise, layers=layers, width=width,
                                    kernel_size=KERNELS[kernel], epochs=epochs, seed=int(seed))
-            st.button("Train", key="train", type="primary", on_click=start_training, args=(config,),
-                      disabled="job" in st.session_state)
-            st.caption("Conv + ReLU + 2 × 2 max pooling blocks, AdamW with a one-cycle schedule. "
-                       "Training runs in the background; the default takes well under a minute on "
-                       "a laptop CPU.")
         else:
             by_label = {run_label(summary): summary.id for summary in saved}
             run_id = by_label[st.selectbox("Saved run", list(by_label), key="run")]
@@ -148,6 +149,14 @@ with shown_errors():
                            help="All outputs: M sums the AGOP of every class score (exact, one "
                                 "backward pass per class). Predicted class: one backward pass.")
 
+    if source == SOURCES[0]:
+        button, about = st.columns([1, 5], vertical_alignment="center")
+        button.button("Train", key="train", type="primary", on_click=start_training,
+                      args=(config, init_choice == INITS[0]), disabled="job" in st.session_state)
+        about.caption(f"{fa.describe_model(config)}, {init_choice} init, on "
+                      f"{fa.describe_dataset(config)}, {epochs} epoch(s): conv + ReLU + 2 × 2 max "
+                      "pooling blocks, AdamW. Change it in the sidebar. Training runs in the "
+                      "background; the default takes about a minute on 2 CPU cores.")
     if "train_message" in st.session_state:
         kind, message = st.session_state.train_message
         getattr(st, kind)(message)
@@ -156,8 +165,9 @@ with shown_errors():
 
     if source == SOURCES[0]:
         if "trained" not in st.session_state:
-            st.info("Press **Train** in the sidebar to train the small CNN; the analysis appears here "
-                    "when it is done.")
+            if "job" not in st.session_state:
+                st.info("Press **Train** to train the small CNN; the analysis appears here when it "
+                        "is done.")
             st.stop()
         job_id, pair = st.session_state.trained
         key = ("job", job_id)
@@ -171,16 +181,14 @@ with shown_errors():
     table = comparison.table()
 
     st.subheader("r(AGOP, CNFM) per layer: trained vs at initialization")
-    left, right = st.columns([1.1, 1], gap="medium")
-    with left:
-        st.dataframe(pd.DataFrame(table).style.format(precision=3), hide_index=True)
-    with right:
-        st.plotly_chart(figures.cnfa_bar_figure(table), config=CHART)
+    st.dataframe(pd.DataFrame(table).style.format(precision=3), hide_index=True)
+    st.plotly_chart(figures.cnfa_bar_figure(table), config=CHART)
     st.caption(
-        f"Pearson r over all matrix entries, AGOP from {comparison.n_images} test images. At "
-        "initialization M = WᵀGW with nearly isotropic output gradients G, so r is high there too; "
-        "the ansatz's claim is that r stays high after training although training moved the CNFM "
-        "far from its initial value (a low last column)."
+        f"Pearson r over all entries of the two matrices, AGOP from {comparison.n_images} test "
+        "images. Read the columns together: a high r at init is expected (M = WᵀGW with nearly "
+        "isotropic output gradients G is close to a multiple of WᵀW), so the evidence for the "
+        "ansatz is r staying high after training although training moved the CNFM far from its "
+        "init (a low last column)."
     )
 
     st.subheader("AGOP and CNFM of one layer")
@@ -194,17 +202,20 @@ with shown_errors():
     channels = row["in_channels"] if row["kind"] == "regular" else 1
     st.plotly_chart(figures.matrix_pair_figure(row["agop"], row["cnfm"], kernel_size=row["kernel_size"],
                                                channels=channels, r=row["r"]), config=CHART)
-    st.caption("Each matrix divided by its largest entry. Similar patterns are what the ansatz "
-               "predicts; at initialization both are close to a scaled identity.")
+    st.caption("Each matrix divided by its largest |entry|; the ansatz predicts the same pattern in "
+               "both. " + ("Tile (i, j) shows how patch pixel (i, j) pairs with every pixel of the "
+                           "patch." if channels == 1 else "Entries run over (channel, row, column) "
+                                                          "of the patch."))
 
     st.subheader("Top eigenvectors of M as filters")
     n_vectors = st.slider("Eigenvectors", 1, 16, 8, key="n_vectors")
     matrix = "agop" if operator == "patch-AGOP" else "cnfm"
     shares, vectors = fa.eigenfilters(row, matrix, n_vectors)
     st.plotly_chart(figures.eigenfilter_figure(vectors, shares), config=CHART)
-    st.caption("Titles give each eigenvalue's share of the trace. On digits, the first layer's top "
-               "eigenvectors of the trained model look like smooth blobs and oriented edge detectors; "
-               "at initialization they are noise."
+    st.caption("Titles give each eigenvalue's share of the trace. With the small init on digits "
+               "the first layer's top eigenvectors after training are edge detectors (light and dark "
+               "bands); at initialization they are noise. With PyTorch's default init a short run "
+               "leaves much of the random start in place."
                + (" For a layer with several input channels these are the eigenvectors of the "
                   "channel average of its k × k diagonal blocks." if channels > 1 else ""))
 
@@ -213,7 +224,9 @@ with shown_errors():
     index = f1.number_input("Test image #", 0, comparison.n_images - 1, 0, step=1, key="image")
     picture = f2.selectbox("Natural image (scikit-image)", fa.NATURAL_IMAGES,
                            index=fa.NATURAL_IMAGES.index("camera"), key="picture")
-    n_layers = f3.slider("Layers shown", 1, min(4, len(names)), min(3, len(names)), key="map_layers")
+    n_layers = 1
+    if len(names) > 1:
+        n_layers = f3.slider("Layers shown", 1, min(4, len(names)), min(3, len(names)), key="map_layers")
     shown_layers = names[:n_layers]
     model = pair.trained if which == "trained" else pair.initial
     rows = {r["name"]: r for r in (comparison.trained if which == "trained" else comparison.initial)}
@@ -224,6 +237,8 @@ with shown_errors():
     st.plotly_chart(figures.feature_map_figure(
         [fa.to_pixels(image, pair.info) for image in images], maps,
         [f"test image #{int(index)}", picture], shown_layers), config=CHART)
-    st.caption("Bright where M responds to the patch the layer reads. Edge detectors light up the "
-               "outlines of digits and objects and stay dark on flat regions; on the noisy datasets "
-               "a trained model dims the background noise and keeps the signal.")
+    st.caption("Each map scaled to its own maximum: bright where M responds strongly to the patch "
+               "the layer reads there. Edge detectors trace the strokes of digits and the outlines "
+               "of objects; eigenvectors that do not sum to zero also respond to plain brightness "
+               "(the sky of the camera picture). On the noisy datasets a trained model dims the "
+               "background noise and keeps the signal.")

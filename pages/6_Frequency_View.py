@@ -34,7 +34,12 @@ def view(source, k, n, sigma, run_id, seed, energy) -> fa.FrequencyView:
 
         run = runs.RunStore().get(run_id)
     return fa.frequency_view(source, kernel_size=k, n=n, sigma=sigma, run=run, seed=seed,
-                             energy=energy, sigmas=ui.SIGMA_OPTIONS)
+                             energy=energy)
+
+
+@st.cache_data(max_entries=16, show_spinner="Sampling the closed form at every σ…")
+def sigma_curve(k, energy, seed) -> fa.SigmaCurve:
+    return fa.sigma_curve(k, energy=energy, seed=seed)
 
 
 def run_label(summary) -> str:
@@ -81,32 +86,35 @@ with shown_errors():
     result = view(source, k, n, sigma if source == "gaussian" else None, run_id, int(seed), energy)
     summary = result.summary
 
-    st.subheader("Mean |FFT| spectrum")
-    st.plotly_chart(figures.spectra_figure(summary.spectra, summary.names), config=CHART)
-    st.caption("Low frequencies sit in the centre: white-noise filters (PyTorch default) spread "
-               "their energy evenly, smooth filters (a larger σ, or trained ones) keep it in a "
-               "central blob whose width shrinks as the filters get smoother.")
-
-    left, right = st.columns(2, gap="medium")
-    with left:
+    one_layer = len(summary.names) == 1
+    top = st.columns(2, gap="medium") if one_layer else [st.container()]
+    with top[0]:
+        st.plotly_chart(figures.spectra_figure(summary.spectra, summary.names,
+                                               panel_height=300 if one_layer else 230), config=CHART)
+        st.caption("Mean |FFT|, low frequencies in the centre: white-noise filters (PyTorch default) "
+                   "spread their energy over all frequencies, smooth filters (a larger σ, or trained "
+                   "ones) keep it in a central blob that shrinks as they get smoother.")
+    middle = st.columns(2, gap="medium")
+    with (top[1] if one_layer else middle[0]):
         st.plotly_chart(figures.radial_profile_figure(summary.radii, summary.profiles, summary.names,
                                                       size=summary.size), config=CHART)
         st.caption("How fast the spectrum falls with frequency: a flat line is white noise, a "
                    "steep drop means low-pass (smooth) filters.")
-    with right:
+    with middle[0 if one_layer else 1]:
         st.plotly_chart(figures.effective_size_figure(summary.effective_sizes, summary.names,
                                                       kernel_size=summary.kernel_size,
                                                       energy=summary.energy), config=CHART)
-        st.caption(f"Bars near {summary.kernel_size} mean the energy fills the whole filter; bars "
-                   "far below it mean localized filters (learned filters are, the frequency-view "
-                   "seed found effective sizes far below the kernel size).")
-
-    st.subheader("Closed-form σ against the effective size it produces")
-    st.plotly_chart(figures.sigma_curve_figure(result.curve,
-                                               current_sigma=sigma if source == "gaussian" else None,
-                                               fitted=result.fitted), config=CHART)
-    st.caption("The closed form gives every pixel the same variance, so its filters fill the whole "
-               "window whatever σ (a flat curve at k): σ sets smoothness, not size. "
-               + ("The diamonds are the run's layers at the σ that best fits their learned "
-                  "covariance: below the curve means more localized than the closed form."
-                  if result.fitted else "Pick a saved run as the source to place its layers here."))
+        st.caption(f"Bars at {summary.kernel_size} mean the energy fills the whole filter; bars far "
+                   "below it mean localized filters (the frequency-view paper found trained filters "
+                   "far smaller than their kernel).")
+    with (middle[1] if one_layer else st.container()):
+        st.plotly_chart(figures.sigma_curve_figure(
+            sigma_curve(summary.kernel_size, energy, int(seed)),
+            current_sigma=sigma if source == "gaussian" else None,
+            fitted=result.fitted), config=CHART)
+        st.caption("The closed form gives every pixel the same variance, so its filters fill the "
+                   "whole window whatever σ (a flat curve at k): σ sets smoothness, not size. "
+                   + ("Diamonds: the run's layers at the σ that best fits their learned covariance; "
+                      "below the curve means more localized than the closed form."
+                      if result.fitted else "Pick a saved run as the source to place its layers "
+                                            "here."))

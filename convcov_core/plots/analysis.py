@@ -99,13 +99,25 @@ def matrix_pair_figure(agop, cnfm, *, kernel_size: int, channels: int, r: float,
                          range=[-0.5, side - 0.5])
         fig.update_yaxes(showgrid=False, zeroline=False, autorange="reversed", constrain="domain",
                          scaleanchor=f"x{'' if col == 1 else col}", row=1, col=col)
-    view = ("tiled: tile (i, j) shows patch pixel (i, j) against every pixel" if tiled
-            else "entries in (channel, row, column) order")
-    fig = _finish(fig, f"r = {r:.3f} ({view})", height)
+    if tiled:
+        for col in (1, 2):
+            _tile_lines(fig, kernel_size, row=1, col=col)
+    fig = _finish(fig, f"Pearson r = {r:.3f}", height)
     return fig.update_layout(margin=dict(l=10, r=10, t=70, b=10))
 
 
-def eigenfilter_figure(filters, shares, *, height: int = 240) -> go.Figure:
+def _tile_lines(fig: go.Figure, k: int, **where) -> None:
+    """Thin grey lines between the k x k tiles of a tiled view, in one subplot."""
+    n = k * k
+    for t in range(1, k):
+        edge = t * k - 0.5
+        fig.add_shape(type="line", x0=edge, x1=edge, y0=-0.5, y1=n - 0.5,
+                      line=dict(color="rgba(0,0,0,0.3)", width=1), **where)
+        fig.add_shape(type="line", x0=-0.5, x1=n - 0.5, y0=edge, y1=edge,
+                      line=dict(color="rgba(0,0,0,0.3)", width=1), **where)
+
+
+def eigenfilter_figure(filters, shares, *, height: int | None = None) -> go.Figure:
     """Top eigenvectors as k x k filters in a row, each on its own diverging scale centred on 0,
     titled with its share of the trace."""
     f = _numpy(torch.as_tensor(filters, dtype=torch.float64))
@@ -123,7 +135,7 @@ def eigenfilter_figure(filters, shares, *, height: int = 240) -> go.Figure:
         fig.update_yaxes(visible=False, autorange="reversed", scaleanchor=f"x{axis}", constrain="domain",
                          row=1, col=i + 1)
     fig.update_annotations(font_size=11)
-    fig = _finish(fig, "", height)
+    fig = _finish(fig, "", height or int(np.clip(860 / n + 40, 110, 300)))
     return fig.update_layout(margin=dict(l=5, r=5, t=30, b=5))
 
 
@@ -164,7 +176,8 @@ def feature_map_figure(images: list[np.ndarray], maps: list[list[np.ndarray]], r
 # Frequency view
 
 
-def spectra_figure(spectra, names: list[str], *, columns: int = 4, panel_height: int = 230) -> go.Figure:
+def spectra_figure(spectra, names: list[str], *, columns: int = 4, panel_height: int = 230,
+                   title: str = "Mean |FFT| spectrum") -> go.Figure:
     """Small multiples of centred mean |FFT| spectra, one per layer, frequencies in cycles/pixel,
     each on its own colour scale from 0 to its maximum."""
     spectra = [_numpy(torch.as_tensor(s, dtype=torch.float64)) for s in spectra]
@@ -189,8 +202,8 @@ def spectra_figure(spectra, names: list[str], *, columns: int = 4, panel_height:
     fig.update_xaxes(title_text="u (cycles/pixel)", row=rows, col=1)
     fig.update_yaxes(title_text="v", row=rows, col=1)
     fig.update_annotations(font_size=11)
-    fig = _finish(fig, "", panel_height * rows + 40)
-    return fig.update_layout(margin=dict(l=50, r=10, t=30, b=40))
+    fig = _finish(fig, title, panel_height * rows + 70)
+    return fig.update_layout(margin=dict(l=50, r=10, t=70, b=40))
 
 
 def radial_profile_figure(radii, profiles, names: list[str], *, size: int,
@@ -219,8 +232,8 @@ def effective_size_figure(sizes, names: list[str], *, kernel_size: int, energy: 
         share = np.array([(s == side).mean() for side in sides])
         fig.add_trace(go.Bar(x=sides, y=share, name=f"{name} (mean {s.mean():.1f})", marker_color=colour,
                              hovertemplate=f"{name}<br>size %{{x}}: %{{y:.1%}} of filters<extra></extra>"))
-    fig.update_xaxes(title_text=f"effective size (side of the centred square holding {energy:.0%} of "
-                                "the energy)", tickvals=sides, range=[0, kernel_size + 1])
+    fig.update_xaxes(title_text=f"effective size (pixels, {energy:.0%} of the energy)", tickvals=sides,
+                     range=[0, kernel_size + 1])
     fig.update_yaxes(title_text="share of filters", tickformat=".0%")
     fig.update_layout(barmode="group", showlegend=True,
                       legend=dict(orientation="h", y=1.02, yanchor="bottom", x=1, xanchor="right"))
@@ -256,7 +269,10 @@ def sigma_curve_figure(curve, *, current_sigma: float | None = None, fitted: lis
     if current_sigma is not None:
         fig.add_vline(x=current_sigma, line=dict(color="#555", dash="dot"),
                       annotation_text=f"σ = {current_sigma:g}", annotation_position="top left")
-    fig.update_xaxes(title_text="σ of the closed-form covariance (pixels, log scale)", type="log")
+    sigmas = [s for s in x + [f["sigma"] for f in fitted or []] if s > 0]
+    fig.update_xaxes(title_text="σ of the closed-form covariance (pixels, log scale)", type="log",
+                     range=[math.log10(min(sigmas)) - 0.05, math.log10(max(sigmas)) + 0.05])
     fig.update_yaxes(title_text="effective size (pixels)", range=[0, k + 1])
-    fig.update_layout(legend=dict(orientation="h", y=1.02, yanchor="bottom", x=1, xanchor="right"))
-    return _finish(fig, f"σ against effective size, {k} x {k} filters", height)
+    fig.update_layout(legend=dict(orientation="h", y=-0.25, yanchor="top", x=0, xanchor="left"))
+    fig = _finish(fig, f"σ against effective size, {k} x {k} filters", height + 40)
+    return fig.update_layout(margin=dict(l=60, r=20, t=50, b=20))

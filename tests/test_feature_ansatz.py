@@ -1,0 +1,269 @@
+"""Tests for convcov_core.feature_ansatz: the small-CNN training, trained-vs-init CNFA, eigenfilters,
+feature maps, and the Frequency View's filters, spectra, effective sizes and sigma curve."""
+
+import pytest
+import torch
+
+from convcov_core import analysis, covariance, data, feature_ansatz as fa, models, train
+
+TINY = {"n_train": 64, "n_test": 16, "image_size": 12, "bar_size": 4}
+
+
+def tiny_config(**overrides) -> train.TrainConfig:
+    settings = dict(noise=0.3, layers=2, width=4, kernel_size=3, epochs=1, batch_size=16,
+                    dataset_params=TINY)
+    settings.update(overrides)
+    return fa.cnn_config("noisy-bars", **settings)
+
+
+@pytest.fixture(scope="module")
+def tiny_pair():
+    return fa.train_cnn(tiny_config())
+
+
+def info(channels: int = 1, mean: float = 0.5, std: float = 0.25) -> data.DatasetInfo:
+    return data.DatasetInfo("test", ["a", "b"], channels, 8, [mean] * channels, [std] * channels, "test")
+
+
+# ---------------------------------------------------------------------------------------------
+# Training
+
+
+def test_cnn_config_builds_a_plain_cnn_spec_and_passes_noise_only_to_noisy_datasets():
+    config = fa.cnn_config("noisy-mnist", noise=1.5, layers=3, width=16)
+    assert config.model == "cnn-16,16,16" and config.patch_size is None
+    assert config.dataset_params == {"noise": 1.5}
+    assert fa.cnn_config("mnist5k", noise=1.5).dataset_params == {}
+
+
+@pytest.mark.parametrize("bad", [dict(dataset="cifar10"), dict(layers=0), dict(width=2.5),
+                                 dict(kernel_size=0), dict(epochs=0)])
+def test_cnn_config_refuses_bad_settings(bad):
+    with pytest.raises(ValueError):
+        fa.cnn_config(**{"dataset": "mnist5k", **bad})
+
+
+def test_train_cnn_trains_and_keeps_the_exact_initial_model(tiny_pair):
+    config = tiny_config()
+    _, _, _, _, dataset_info = train.load_training_data(config)
+    fresh = fa._initial_cnn(config, dataset_info, small_init=True)
+    for (name, p0), p1, p2 in zip(fresh.named_parameters(), tiny_pair.initial.parameters(),
+                                  tiny_pair.trained.parameters()):
+        assert torch.equal(p0, p1), name
+        assert not torch.equal(p1, p2), f"{name} did not move in training"
+    steps = (TINY["n_train"] // 16) * 1
+    assert tiny_pair.history["step"] == list(range(1, steps + 1))
+    assert 0 <= tiny_pair.test_acc <= 100
+    assert "small normal init" in tiny_pair.label and "noisy-bars (noise 0.3)" in tiny_pair.label
+
+
+def test_small_normal_init_sets_the_seed_scales():
+    torch.manual_seed(0)
+    model = fa.small_normal_init_(models.SmallCNN(1, 10, widths=(64, 64), kernel_sizes=(5, 3)))
+    first, second = [conv.weight for _, conv in analysis.conv_layers(model)]
+    assert first.std().item() == pytest.approx(5e-3, rel=0.1)
+    assert second.std().item() == pytest.approx(1e-2, rel=0.05)
+
+
+def test_train_cnn_reports_progress_and_can_be_cancelled():
+    events = []
+    pair = fa.train_cnn(tiny_config(), lambda e: events.append(e))
+    assert pair is not None
+    kinds = [e.kind for e in events]
+    assert kinds.count("epoch") == 1 and kinds.count("step") == 4
+    assert [e.step for e in events if e.kind == "step"] == [1, 2, 3, 4]
+    assert all(e.total_steps == 4 for e in events)
+
+    seen = []
+    stopped = fa.train_cnn(tiny_config(), lambda e: seen.append(e) or "stop")
+    assert stopped is None and len(seen) == 1
+
+
+def test_train_cnn_refuses_models_that_are_not_plain_cnns():
+    with pytest.raises(ValueError, match="plain CNN"):
+        fa.train_cnn(tiny_config().replace(model="convmixer-8/1", patch_size=2))
+
+
+def test_training_images_counts_full_batches():
+    assert fa.training_images(tiny_config()) == 64
+    assert fa.training_images(tiny_config(epochs=3)) == 3 * 64
+
+
+# ---------------------------------------------------------------------------------------------
+# Saved runs
+
+
+@pytest.fixture(scope="module")
+def tiny_run():
+    config = train.TrainConfig(dataset="noisy-bars", dataset_params=TINY, model="convmixer-8/2",
+                               kernel_size=5, patch_size=2, epochs=1, batch_size=16,
+                               keep_state_dict=True)
+    return train.train(config)
+
+
+def test_pair_from_run_rebuilds_init_and_loads_trained_weights(tiny_run):
+    pair = fa.pair_from_run(tiny_run)
+    for name, value in pair.trained.state_dict().items():
+        assert torch.equal(value, tiny_run.state_dict[name]), name
+    _, _, _, _, dataset_info = train.load_training_data(tiny_run.config)
+    rebuilt = train.build_model_for(tiny_run.config, dataset_info).state_dict()
+    for name, value in pair.initial.state_dict().items():
+        assert torch.equal(value, rebuilt[name]), name
+    assert not torch.equal(pair.trained.state_dict()["blocks.0.0.fn.0.weight"],
+                           pair.initial.state_dict()["blocks.0.0.fn.0.weight"])
+
+
+def test_pair_from_run_without_weights_says_so(tiny_run):
+    weightless = train.RunResult(**{**tiny_run.__dict__, "state_dict": None, "id": 7})
+    with pytest.raises(ValueError, match="run 7 saved no weights"):
+        fa.pair_from_run(weightless)
+
+
+# ---------------------------------------------------------------------------------------------
+# CNFA comparison, eigenfilters, feature maps
+
+
+def test_compare_cnfa_rows_match_cnfa_report_of_each_model(tiny_pair):
+    inputs = fa.analysis_images(tiny_pair.config, 8)
+    fractions = []
+    comparison = fa.compare_cnfa(tiny_pair, inputs, batch_size=4, progress=fractions.append)
+    assert fractions == sorted(fractions) and fractions[-1] == pytest.approx(1.0)
+    direct = analysis.cnfa_report(tiny_pair.initial, inputs)
+    table = comparison.table()
+    assert [row["layer"] for row in table] == ["block1.0", "block2.0"]
+    for row, init_row in zip(table, direct):
+        assert row["r at init"] == pytest.approx(init_row["r"])
+        assert -1 <= row["r trained"] <= 1
+    assert table[1]["filters"] == "4 x 4 x 3²" and table[1]["matrix"] == 36
+    with pytest.raises(ValueError, match="no layer"):
+        comparison.row("head")
+
+
+def test_cnfm_movement_is_one_when_training_did_not_move_the_weights(tiny_pair):
+    still = fa.ModelPair("same", tiny_pair.initial, tiny_pair.initial, tiny_pair.config, tiny_pair.info)
+    table = fa.compare_cnfa(still, fa.analysis_images(tiny_pair.config, 4)).table()
+    for row in table:
+        assert row["r(CNFM init, CNFM trained)"] == pytest.approx(1.0)
+        assert row["r trained"] == pytest.approx(row["r at init"])
+
+
+def test_spatial_matrix_averages_the_channel_diagonal_blocks():
+    blocks = [torch.randn(9, 9, dtype=torch.float64) for _ in range(2)]
+    M = torch.randn(18, 18, dtype=torch.float64)
+    M[:9, :9], M[9:, 9:] = blocks
+    assert torch.allclose(fa.spatial_matrix(M, 2, 3), (blocks[0] + blocks[1]) / 2)
+    assert torch.equal(fa.spatial_matrix(blocks[0], 1, 3), blocks[0])
+    with pytest.raises(ValueError):
+        fa.spatial_matrix(M, 3, 3)
+
+
+def test_eigenfilters_recover_a_planted_edge_detector():
+    edge = torch.tensor([[1.0, 1, 1], [0, 0, 0], [-1, -1, -1]], dtype=torch.float64)
+    v = edge.flatten() / edge.norm()
+    M = 4 * torch.outer(v, v) + 0.01 * torch.eye(9, dtype=torch.float64)
+    row = {"name": "c", "kind": "regular", "in_channels": 1, "kernel_size": 3, "agop": M, "cnfm": M}
+    shares, filters = fa.eigenfilters(row, "agop", 2)
+    assert filters.shape == (2, 3, 3)
+    assert torch.allclose(filters[0], edge / edge.norm(), atol=1e-8)
+    assert shares[0] == pytest.approx(4.01 / 4.09)
+    with pytest.raises(ValueError, match="agop"):
+        fa.eigenfilters(row, "covariance")
+
+
+def test_natural_images_are_square_resized_and_normalized():
+    images = fa.natural_images(["camera", "coins"], 20, info(channels=3, mean=0.5, std=0.25))
+    assert images.shape == (2, 3, 20, 20)
+    assert torch.equal(images[:, 0], images[:, 2])
+    pixels = fa.to_pixels(images[0], info(channels=3, mean=0.5, std=0.25))
+    assert pixels.shape == (20, 20) and 0 <= pixels.min() and pixels.max() <= 1 + 1e-6
+    with pytest.raises(ValueError, match="unknown picture"):
+        fa.natural_images(["lena"], 20, info())
+
+
+def test_layer_feature_maps_apply_m_to_each_layers_own_input():
+    torch.manual_seed(0)
+    model = models.SmallCNN(1, 3, widths=(2, 3), kernel_sizes=(3, 3)).double()
+    image = torch.randn(1, 10, 10, dtype=torch.float64)
+    matrices = {"block1.0": torch.eye(9, dtype=torch.float64), "block2.0": torch.eye(18, dtype=torch.float64)}
+    maps = fa.layer_feature_maps(model, matrices, image)
+    assert torch.allclose(maps["block1.0"], analysis.feature_map(matrices["block1.0"], image, model.block1[0]))
+    second_input = model.block1(image[None])[0]
+    assert torch.allclose(maps["block2.0"], analysis.feature_map(matrices["block2.0"], second_input,
+                                                                 model.block2[0]))
+    assert maps["block2.0"].shape == (5, 5)
+    with pytest.raises(ValueError, match="no conv layer"):
+        fa.layer_feature_maps(model, {"head": torch.eye(3)}, image)
+
+
+# ---------------------------------------------------------------------------------------------
+# Frequency view
+
+
+def fake_run(layers: int = 2, k: int = 5, with_weights: bool = True) -> train.RunResult:
+    names = [f"blocks.{i}.0.fn.0" for i in range(layers)]
+    weights = {f"{n}.weight": torch.randn(6, 1, k, k) for n in names}
+    covs = [covariance.gaussian(k, 1.0 + i) for i in range(layers)]
+    return train.RunResult(config=train.TrainConfig(kernel_size=k), history={}, final={}, status="ok",
+                           message="", wall_time=0.0, device="cpu", layer_names=names,
+                           covariances=covs, state_dict=weights if with_weights else None, id=3)
+
+
+def test_source_layers_of_schemes_and_runs():
+    (name, filters), = fa.source_layers("gaussian", kernel_size=7, n=10, sigma=2.0)
+    assert name == "Gaussian σ = 2" and filters.shape == (10, 7, 7)
+    run = fake_run()
+    trained = fa.source_layers("trained", run=run)
+    assert [n for n, _ in trained] == run.layer_names
+    assert torch.equal(trained[0][1], run.state_dict["blocks.0.0.fn.0.weight"][:, 0].double())
+    learned = fa.source_layers("learned", n=12, run=run)
+    assert [f.shape for _, f in learned] == [(12, 5, 5)] * 2
+
+
+@pytest.mark.parametrize("source, run, message", [
+    ("fourier", None, "unknown filter source"),
+    ("learned", None, "needs a saved run"),
+    ("trained", fake_run(with_weights=False), "saved no weights"),
+])
+def test_source_layers_bad_requests(source, run, message):
+    with pytest.raises(ValueError, match=message):
+        fa.source_layers(source, run=run)
+
+
+def test_frequency_summary_of_delta_filters_is_flat_and_size_one():
+    delta = torch.zeros(3, 5, 5)
+    delta[:, 2, 2] = 1.0
+    summary = fa.frequency_summary([("delta", delta)], size=16)
+    assert torch.allclose(summary.spectra[0], torch.ones(16, 16, dtype=torch.float64))
+    assert torch.allclose(summary.profiles[0], torch.ones_like(summary.profiles[0]))
+    assert summary.effective_sizes[0].tolist() == [1, 1, 1]
+    assert summary.radii[-1] == 8 and summary.kernel_size == 5
+
+
+def test_frequency_summary_spectrum_uses_the_first_filters_and_sizes_use_all():
+    filters = torch.ones(4, 3, 3)
+    filters[:2] = 0.0
+    filters[:2, 1, 1] = 1.0  # two deltas, then two constant filters
+    summary = fa.frequency_summary([("mixed", filters)], size=8, spectrum_filters=2)
+    assert torch.allclose(summary.spectra[0], torch.ones(8, 8, dtype=torch.float64))
+    assert summary.effective_sizes[0].tolist() == [1, 1, 3, 3]
+
+
+def test_closed_form_filters_fill_the_window_whatever_sigma():
+    curve = fa.sigma_curve(9, [0.3, 1.0, 3.0, 10.0], n=256, energy=0.9)
+    assert curve.mean == [9.0] * 4 and curve.default_mean == 9.0
+    low = fa.sigma_curve(9, [0.3, 10.0], n=256, energy=0.3)
+    assert all(m < 9 for m in low.mean)
+    assert all(lo <= m <= hi for lo, m, hi in zip(low.low, low.mean, low.high))
+    with pytest.raises(ValueError):
+        fa.sigma_curve(9, [0.0])
+
+
+def test_frequency_view_places_a_runs_layers_at_their_fitted_sigma():
+    view = fa.frequency_view("learned", n=64, run=fake_run())
+    assert [f["layer"] for f in view.fitted] == ["blocks.0.0.fn.0", "blocks.1.0.fn.0"]
+    assert [f["sigma"] for f in view.fitted] == pytest.approx([1.0, 2.0], rel=1e-3)
+    assert all(f["r"] == pytest.approx(1.0) for f in view.fitted)
+    assert all(1 <= f["mean effective size"] <= 5 for f in view.fitted)
+    assert view.summary.kernel_size == 5 and view.summary.names == fake_run().layer_names
+    assert fa.frequency_view("default", kernel_size=3, n=16).fitted == []
+

@@ -1,0 +1,164 @@
+"""Page tests (AppTest) for the Feature Ansatz and Frequency View pages: default render, widgets at
+their extremes, a tiny training run end to end, cancelling it, and saved runs as sources."""
+
+import time
+
+import pytest
+import streamlit as st
+from page_helpers import assert_clean, check_widget_extremes, new_app, run_page
+
+from convcov_core import runs, train
+
+FEATURE = "pages/5_Feature_Ansatz.py"
+FREQUENCY = "pages/6_Frequency_View.py"
+TINY = {"n_train": 64, "n_test": 16, "image_size": 12, "bar_size": 4}
+
+
+@pytest.fixture(scope="module")
+def run_store(tmp_path_factory):
+    """A private run store: a tiny ConvMixer run saved without weights, then one with its weights
+    (the newest, so the pages pick it first)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CONVCOV_HOME", str(tmp_path_factory.mktemp("analysis_runs")))
+        config = train.TrainConfig(dataset="noisy-bars", dataset_params=TINY, model="convmixer-8/2",
+                                   kernel_size=5, patch_size=2, epochs=1, batch_size=16)
+        store = runs.RunStore()
+        store.save(train.train(config), name="no weights")
+        store.save(train.train(config.replace(keep_state_dict=True)), name="tiny")
+        st.cache_data.clear()  # the pages cache the run list
+        yield store
+    st.cache_data.clear()
+
+
+def wait_for(at, done, *, limit_s: float = 120):
+    """Rerun the page (as the progress fragment's timer would) until done(at) or the limit."""
+    deadline = time.monotonic() + limit_s
+    while not done(at):
+        assert time.monotonic() < deadline, "the page did not get there in time"
+        time.sleep(0.3)
+        at.run()
+        assert_clean(at, "while waiting for the training job")
+    return at
+
+
+def charts(at) -> int:
+    return len(at.get("plotly_chart"))
+
+
+# ---------------------------------------------------------------------------------------------
+# Frequency View
+
+
+def test_frequency_default_shows_spectrum_profile_sizes_and_sigma_curve():
+    at = run_page(FREQUENCY)
+    assert charts(at) == 4
+    assert len(at.caption) >= 4  # one sentence under each figure
+    assert at.radio(key="source").options == ["Closed-form Gaussian (σ)", "PyTorch default (uniform)"]
+
+
+def test_frequency_widgets_at_extremes():
+    assert check_widget_extremes(FREQUENCY, timeout=60) >= 10
+
+
+# ---------------------------------------------------------------------------------------------
+# Feature Ansatz
+
+
+def test_feature_default_render_asks_to_train():
+    at = run_page(FEATURE)
+    assert charts(at) == 0
+    assert "Press **Train**" in at.info[0].value
+    assert at.radio(key="source").options == ["A small CNN trained here"]
+
+
+def test_feature_widgets_at_extremes_before_training():
+    # the Train button starts a real job; the tiny-training test below clicks it
+    assert check_widget_extremes(FEATURE, skip=("train",)) >= 20
+
+
+def tiny_training(at, layers: int):
+    at.selectbox(key="dataset").set_value("noisy-bars")
+    at.slider(key="layers").set_value(layers)
+    at.select_slider(key="width").set_value(8)
+    at.radio(key="kernel").set_value("3 × 3")
+    at.slider(key="epochs").set_value(1)
+    at.select_slider(key="n_images").set_value(16)
+    at.run()
+    at.button(key="train").click().run()
+    assert_clean(at, "after pressing Train")
+
+
+def test_feature_tiny_training_end_to_end_and_analysis_widgets():
+    at = run_page(FEATURE, timeout=60)
+    tiny_training(at, layers=2)
+    wait_for(at, lambda at: charts(at) == 4)
+    table = at.dataframe[0].value
+    assert list(table["layer"]) == ["block1.0", "block2.0"]
+    assert table["r trained"].between(-1, 1).all() and table["r at init"].between(-1, 1).all()
+    assert "trained here on noisy-bars" in at.markdown[1].value
+    # each analysis widget at the end of its range that the default does not already show
+    for kind, key, value in (("selectbox", "layer", "block2.0"), ("radio", "which", "at initialization"),
+                             ("radio", "operator", "CNFM"), ("slider", "n_vectors", 16),
+                             ("slider", "n_vectors", 1), ("number_input", "image", 15),
+                             ("selectbox", "picture", "rocket"), ("slider", "map_layers", 1),
+                             ("radio", "outputs", "the predicted class")):
+        getattr(at, kind)(key=key).set_value(value).run()
+        assert_clean(at, f"{key} = {value!r}")
+        assert charts(at) == 4
+
+
+def test_feature_one_layer_cnn_has_no_layer_count_slider():
+    at = run_page(FEATURE, timeout=60)
+    at.select_slider(key="width").set_value(8)
+    tiny_training(at, layers=1)
+    wait_for(at, lambda at: charts(at) == 4)
+    assert list(at.dataframe[0].value["layer"]) == ["block1.0"]
+    assert not [s for s in at.slider if s.key == "map_layers"]
+
+
+def test_feature_training_can_be_cancelled():
+    at = run_page(FEATURE, timeout=60)
+    at.slider(key="epochs").set_value(10)  # long enough to still be running when cancelled
+    at.run()
+    at.button(key="train").click().run()
+    wait_for(at, lambda at: any(b.key == "cancel" for b in at.button))
+    at.button(key="cancel").click().run()
+    wait_for(at, lambda at: any("cancelled" in i.value for i in at.info))
+    assert charts(at) == 0
+    assert not at.button(key="train").disabled
+
+
+# ---------------------------------------------------------------------------------------------
+# Saved runs as sources (last: the module's run store exists from the first of these on)
+
+
+def test_frequency_saved_run_sources(run_store):
+    at = run_page(FREQUENCY)
+    for source in ("Learned covariance of a saved run", "Trained filters of a saved run"):
+        at.radio(key="source").set_value(source).run()
+        assert_clean(at, source)
+        assert charts(at) == 4
+        assert at.slider(key="kernel_size").disabled
+        assert any("Diamonds" in c.value for c in at.caption)
+
+
+def test_feature_saved_run(run_store):
+    at = run_page(FEATURE, timeout=60)
+    at.radio(key="source").set_value("A saved run (weights needed)").run()
+    at.select_slider(key="n_images").set_value(16).run()
+    assert_clean(at, "saved run")
+    assert charts(at) == 4
+    layers = at.selectbox(key="layer").options
+    assert "blocks.0.0.fn.0" in layers  # depthwise, next to the stem and the 1x1 convs
+    for layer in layers:
+        at.selectbox(key="layer").set_value(layer).run()
+        assert_clean(at, f"layer {layer}")
+
+
+def test_feature_saved_run_without_weights_is_an_error_message(run_store):
+    at = run_page(FEATURE, timeout=60)
+    at.radio(key="source").set_value("A saved run (weights needed)").run()
+    weightless = [label for label in at.selectbox(key="run").options if "no weights" in label]
+    at.selectbox(key="run").set_value(weightless[0]).run()
+    assert not at.exception
+    assert "saved no weights" in at.error[0].value
