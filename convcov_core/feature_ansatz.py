@@ -242,6 +242,14 @@ class CNFAComparison:
             })
         return rows
 
+    def first_spatial_layer(self) -> str:
+        """The first layer with k x k filters, k >= 3 (a ConvMixer starts with a p x p patch
+        embedding), else the first layer."""
+        for row in self.trained:
+            if isinstance(row["kernel_size"], int) and row["kernel_size"] >= 3:
+                return row["name"]
+        return self.trained[0]["name"]
+
     def row(self, layer: str, which: str = "trained") -> dict:
         rows = self.trained if which == "trained" else self.initial
         for row in rows:

@@ -194,7 +194,7 @@ with shown_errors():
     st.subheader("AGOP and CNFM of one layer")
     names = [row["layer"] for row in table]
     c1, c2, c3 = st.columns(3)
-    layer = c1.selectbox("Layer", names, key="layer")
+    layer = c1.selectbox("Layer", names, key="layer", index=names.index(comparison.first_spatial_layer()))
     which = c2.radio("Model", ("trained", "at initialization"), horizontal=True, key="which")
     operator = c3.radio("Operator M for the views below", ("patch-AGOP", "CNFM"), horizontal=True,
                         key="operator")
@@ -212,10 +212,11 @@ with shown_errors():
     matrix = "agop" if operator == "patch-AGOP" else "cnfm"
     shares, vectors = fa.eigenfilters(row, matrix, n_vectors)
     st.plotly_chart(figures.eigenfilter_figure(vectors, shares), config=CHART)
-    st.caption("Titles give each eigenvalue's share of the trace. With the small init on digits "
-               "the first layer's top eigenvectors after training are edge detectors (light and dark "
-               "bands); at initialization they are noise. With PyTorch's default init a short run "
-               "leaves much of the random start in place."
+    st.caption("Titles give each eigenvalue's share of the trace. Edge detectors (light and dark "
+               "bands) are what the ansatz predicts for first layers, noise at initialization."
+               + (" With the small init on digits the first layer shows them after two epochs; "
+                  "PyTorch's default init keeps much of its random start in a short run."
+                  if source == SOURCES[0] else "")
                + (" For a layer with several input channels these are the eigenvectors of the "
                   "channel average of its k × k diagonal blocks." if channels > 1 else ""))
 

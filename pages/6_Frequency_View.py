@@ -70,8 +70,9 @@ with shown_errors():
         if from_run:
             by_label = {run_label(summary): summary.id for summary in runs_found}
             run_id = by_label[st.selectbox("Saved run", list(by_label), key="run")]
-        k = st.slider("Kernel size k", 3, 31, 9, step=2, key="kernel_size", disabled=from_run,
-                      help="A saved run's filters keep their own kernel size.")
+        k = 9
+        if not from_run:  # a saved run's filters keep their own kernel size
+            k = st.slider("Kernel size k", 3, 31, 9, step=2, key="kernel_size")
         sigma = st.select_slider("σ of the closed form (pixels)", ui.SIGMA_OPTIONS, value=2.0,
                                  key="sigma", disabled=source != "gaussian")
         n = st.select_slider("Filters sampled per layer", FILTER_COUNTS, value=1024, key="n",
@@ -105,8 +106,9 @@ with shown_errors():
                                                       kernel_size=summary.kernel_size,
                                                       energy=summary.energy), config=CHART)
         st.caption(f"Bars at {summary.kernel_size} mean the energy fills the whole filter; bars far "
-                   "below it mean localized filters (the frequency-view paper found trained filters "
-                   "far smaller than their kernel).")
+                   "below it mean localized filters. The frequency-view paper found trained filters "
+                   "far smaller than their kernel; a short run from a random init keeps much of the "
+                   "init's spread.")
     with (middle[1] if one_layer else st.container()):
         st.plotly_chart(figures.sigma_curve_figure(
             sigma_curve(summary.kernel_size, energy, int(seed)),

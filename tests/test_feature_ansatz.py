@@ -137,6 +137,14 @@ def test_compare_cnfa_rows_match_cnfa_report_of_each_model(tiny_pair):
     assert table[1]["filters"] == "4 x 4 x 3²" and table[1]["matrix"] == 36
     with pytest.raises(ValueError, match="no layer"):
         comparison.row("head")
+    assert comparison.first_spatial_layer() == "block1.0"
+
+
+def test_first_spatial_layer_skips_a_patch_embedding():
+    rows = [{"name": "stem.0", "kernel_size": 2}, {"name": "pw", "kernel_size": 1},
+            {"name": "dw", "kernel_size": 9}]
+    assert fa.CNFAComparison(rows, rows, 4, "all").first_spatial_layer() == "dw"
+    assert fa.CNFAComparison(rows[:2], rows[:2], 4, "all").first_spatial_layer() == "stem.0"
 
 
 def test_cnfm_movement_is_one_when_training_did_not_move_the_weights(tiny_pair):
@@ -267,3 +275,31 @@ def test_frequency_view_places_a_runs_layers_at_their_fitted_sigma():
     assert view.summary.kernel_size == 5 and view.summary.names == fake_run().layer_names
     assert fa.frequency_view("default", kernel_size=3, n=16).fitted == []
 
+
+
+# ---------------------------------------------------------------------------------------------
+# Figures (convcov_core.plots.analysis)
+
+
+def test_matrix_pair_figure_tiles_one_channel_and_averages_large_matrices_down():
+    from convcov_core.plots import analysis as figures
+
+    small = figures.matrix_pair_figure(torch.eye(25), 2 * torch.eye(25), kernel_size=5, channels=1, r=1.0)
+    assert [t.z.shape for t in small.data] == [(25, 25)] * 2
+    assert small.data[0].z.max() == small.data[1].z.max() == 1.0  # each scaled to its own max
+    assert len(small.layout.shapes) == 2 * 2 * 4  # tile lines of both panels
+    big = figures.matrix_pair_figure(torch.eye(576), torch.eye(576), kernel_size=3, channels=64, r=1.0)
+    assert [t.z.shape for t in big.data] == [(200, 200)] * 2  # area averages of 2.88 x 2.88 entries
+    assert big.data[0].x[0] == pytest.approx(0.5 * 576 / 200 - 0.5) and not big.layout.shapes
+
+
+def test_cnfa_bar_figure_has_trained_and_init_bars_per_layer():
+    from convcov_core.plots import analysis as figures
+
+    table = [{"layer": "a", "r trained": 0.9, "r at init": 0.5}, {"layer": "b", "r trained": -0.2,
+                                                                  "r at init": float("nan")}]
+    fig = figures.cnfa_bar_figure(table)
+    assert [t.name for t in fig.data] == ["trained", "at initialization"]
+    assert list(fig.data[0].x) == ["a", "b"] and fig.layout.yaxis.range[0] == -0.2
+    with pytest.raises(ValueError):
+        figures.cnfa_bar_figure([])

@@ -16,18 +16,22 @@ from plotly.colors import sample_colorscale
 from plotly.subplots import make_subplots
 
 from ..covariance import to_tiled
-from .covariance import (
-    DIVERGING,
-    HEATMAP_MAX_CELLS,
-    SEQUENTIAL,
-    _colourbar_trace,
-    _finish,
-    _image_trace,
-    colour_range,
-)
+from .covariance import DIVERGING, SEQUENTIAL, colour_range, downscale
 
 TRAINED_COLOUR = "#1f77b4"
+BOTTOM_LEGEND = dict(orientation="h", y=-0.3, yanchor="top", x=0, xanchor="left")
 INIT_COLOUR = "#aaaaaa"
+
+
+#: Longest side of a matrix drawn cell by cell; larger ones are block-averaged down to it.
+MATRIX_MAX_SIDE = 200
+
+
+def _finish(fig: go.Figure, title: str, height: int) -> go.Figure:
+    fig.update_layout(title=dict(text=title, x=0.0, xanchor="left", font=dict(size=14)),
+                      height=height, margin=dict(l=60, r=20, t=50, b=50), font=dict(size=12),
+                      plot_bgcolor="white")
+    return fig
 
 
 def _numpy(x) -> np.ndarray:
@@ -83,17 +87,16 @@ def matrix_pair_figure(agop, cnfm, *, kernel_size: int, channels: int, r: float,
     fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.08,
                         subplot_titles=["patch-AGOP  M = WᵀGW", "CNFM  WᵀW"])
     zmin, zmax, scale = colour_range(np.stack([p for p, _ in panels]))
-    for col, (z, _) in enumerate(panels, start=1):
-        if z.size <= HEATMAP_MAX_CELLS:
-            fig.add_trace(go.Heatmap(z=z, zmin=zmin, zmax=zmax, colorscale=scale, showscale=col == 2,
-                                     colorbar=dict(title=dict(text="/ max", side="right"), thickness=10),
-                                     hovertemplate="row %{y}, column %{x}<br>%{z:.3f}<extra></extra>"),
-                          row=1, col=col)
-        else:
-            fig.add_trace(_image_trace(z, zmin, zmax, scale, max_side=480), row=1, col=col)
-    if not panels[0][0].size <= HEATMAP_MAX_CELLS:
-        fig.add_trace(_colourbar_trace(zmin, zmax, scale, "/ max"))
     side = panels[0][0].shape[0]
+    for col, (z, _) in enumerate(panels, start=1):
+        shown, step = downscale(z, MATRIX_MAX_SIDE)  # block averages above MATRIX_MAX_SIDE
+        centres = (np.arange(shown.shape[0]) + 0.5) * step - 0.5
+        where = "row %{y:.0f}, column %{x:.0f}" if step == 1 else "around row %{y:.0f}, column %{x:.0f}"
+        fig.add_trace(go.Heatmap(z=shown, x=centres, y=centres, zmin=zmin, zmax=zmax, colorscale=scale,
+                                 showscale=col == 2,
+                                 colorbar=dict(title=dict(text="/ max", side="right"), thickness=10),
+                                 hovertemplate=where + "<br>%{z:.3f}<extra></extra>"),
+                      row=1, col=col)
     for col in (1, 2):
         fig.update_xaxes(showgrid=False, zeroline=False, constrain="domain", row=1, col=col,
                          range=[-0.5, side - 0.5])
@@ -197,8 +200,8 @@ def spectra_figure(spectra, names: list[str], *, columns: int = 4, panel_height:
                                  hovertemplate="u = %{x:.3f}, v = %{y:.3f} cycles/pixel<br>"
                                                "|FFT| / max %{z:.3f}<extra></extra>"), **where)
         axis = "" if n == 0 else str(n + 1)
-        fig.update_xaxes(constrain="domain", tickvals=[-0.5, 0, 0.5], **where)
-        fig.update_yaxes(constrain="domain", scaleanchor=f"x{axis}", tickvals=[-0.5, 0, 0.5], **where)
+        fig.update_xaxes(constrain="domain", tickvals=[-0.25, 0, 0.25], **where)
+        fig.update_yaxes(constrain="domain", scaleanchor=f"x{axis}", tickvals=[-0.25, 0, 0.25], **where)
     fig.update_xaxes(title_text="u (cycles/pixel)", row=rows, col=1)
     fig.update_yaxes(title_text="v", row=rows, col=1)
     fig.update_annotations(font_size=11)
@@ -207,7 +210,7 @@ def spectra_figure(spectra, names: list[str], *, columns: int = 4, panel_height:
 
 
 def radial_profile_figure(radii, profiles, names: list[str], *, size: int,
-                          height: int = 330) -> go.Figure:
+                          height: int = 360) -> go.Figure:
     """Mean |FFT| on rings of growing frequency, one line per layer, each divided by its maximum."""
     freq = _numpy(torch.as_tensor(radii, dtype=torch.float64)) / size
     fig = go.Figure()
@@ -218,12 +221,12 @@ def radial_profile_figure(radii, profiles, names: list[str], *, size: int,
                                  hovertemplate=f"{name}<br>%{{x:.3f}} cycles/pixel: %{{y:.3f}}<extra></extra>"))
     fig.update_xaxes(title_text="radial frequency (cycles/pixel)", range=[0, 0.5])
     fig.update_yaxes(title_text="mean |FFT| / max", rangemode="tozero")
-    fig.update_layout(showlegend=len(names) > 1)
+    fig.update_layout(showlegend=len(names) > 1, legend=BOTTOM_LEGEND)
     return _finish(fig, "Radial profile of the spectrum", height)
 
 
 def effective_size_figure(sizes, names: list[str], *, kernel_size: int, energy: float,
-                          height: int = 330) -> go.Figure:
+                          height: int = 360) -> go.Figure:
     """Share of filters at each effective size (odd sides 1..k), grouped bars per layer."""
     sides = np.arange(1, kernel_size + 1, 2)
     fig = go.Figure()
@@ -235,8 +238,7 @@ def effective_size_figure(sizes, names: list[str], *, kernel_size: int, energy: 
     fig.update_xaxes(title_text=f"effective size (pixels, {energy:.0%} of the energy)", tickvals=sides,
                      range=[0, kernel_size + 1])
     fig.update_yaxes(title_text="share of filters", tickformat=".0%")
-    fig.update_layout(barmode="group", showlegend=True,
-                      legend=dict(orientation="h", y=1.02, yanchor="bottom", x=1, xanchor="right"))
+    fig.update_layout(barmode="group", showlegend=True, legend=BOTTOM_LEGEND)
     return _finish(fig, f"Effective sizes ({kernel_size} x {kernel_size} filters)", height)
 
 
@@ -271,8 +273,9 @@ def sigma_curve_figure(curve, *, current_sigma: float | None = None, fitted: lis
                       annotation_text=f"σ = {current_sigma:g}", annotation_position="top left")
     sigmas = [s for s in x + [f["sigma"] for f in fitted or []] if s > 0]
     fig.update_xaxes(title_text="σ of the closed-form covariance (pixels, log scale)", type="log",
-                     range=[math.log10(min(sigmas)) - 0.05, math.log10(max(sigmas)) + 0.05])
+                     range=[math.log10(min(sigmas)) - 0.05, math.log10(max(sigmas)) + 0.05],
+                     tickvals=[0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50])
     fig.update_yaxes(title_text="effective size (pixels)", range=[0, k + 1])
-    fig.update_layout(legend=dict(orientation="h", y=-0.25, yanchor="top", x=0, xanchor="left"))
+    fig.update_layout(legend=BOTTOM_LEGEND)
     fig = _finish(fig, f"σ against effective size, {k} x {k} filters", height + 40)
     return fig.update_layout(margin=dict(l=60, r=20, t=50, b=20))
