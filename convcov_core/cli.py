@@ -4,6 +4,7 @@
     covariance  write the closed-form Gaussian covariance of k x k filters (.npy, .pt or .safetensors)
     sample      draw filters from an init scheme or a covariance file
     runs        list | show | export | delete stored runs
+    reproduce   test the papers' claims with small fixed experiments; write a report
 
 Bad arguments print one line on stderr and exit with code 2.
 """
@@ -21,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import covariance, init
+from . import covariance, init, reproduce
 from .train import ComparisonResult, ProgressEvent, TrainConfig, compare
 
 FREEZE_MODES = ("none", "filters", "both")
@@ -320,6 +321,17 @@ def cmd_sample(args) -> int:
     return 0
 
 
+def cmd_reproduce(args) -> int:
+    folder = reproduce.reproduce(args.suite, out=args.out, dataset=args.dataset, device=args.device,
+                                 callback=None if args.quiet else TerminalProgress())
+    report = reproduce.load_report(folder)
+    print(reproduce.provenance(report))
+    print(format_table(["#", "claim", "verdict", "our number"],
+                       [[c["id"], c["title"], c["verdict"], c["our_number"]] for c in report["claims"]]))
+    print(f"report written to {folder}", file=sys.stderr)
+    return 0
+
+
 def cmd_runs_list(args) -> int:
     store = _store(args)
     if args.comparisons:
@@ -446,6 +458,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="file ending in .npy, .pt or .safetensors")
     p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser("reproduce", help="test the papers' claims with small experiments; write a report")
+    p.add_argument("--suite", choices=list(reproduce.SUITES), default="quick",
+                   help="tiny: seconds, a smoke test; quick: about 10 minutes on 2 CPU cores; full: for a GPU")
+    p.add_argument("--dataset", default=None, help="dataset of claims 1-4 (default: the suite's own)")
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="report folder (default $CONVCOV_HOME/reports/<suite>-<time>)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.set_defaults(func=cmd_reproduce)
 
     runs = sub.add_parser("runs", help="stored runs: list, show, export, delete")
     runs_sub = runs.add_subparsers(dest="runs_command", required=True, metavar="ACTION")

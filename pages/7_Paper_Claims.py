@@ -1,0 +1,142 @@
+"""Check the papers' claims: for each one our number and a verdict from seeded runs, and run the quick suite here."""
+
+import pandas as pd
+import streamlit as st
+
+import app_jobs
+from app_support import device_name, page_setup, shown_errors
+from convcov_core import reproduce
+from convcov_core.plots import claims as figures
+
+page_setup("Paper Claims")
+
+SLOT = "claims"
+CHART = {"displaylogo": False}
+COLOURS = {reproduce.SUPPORTED: "green", reproduce.NOT_SUPPORTED: "red", reproduce.INCONCLUSIVE: "orange"}
+
+
+def verdict_text(verdict: str) -> str:
+    return f":{COLOURS.get(verdict, 'gray')}[**{verdict}**]"
+
+
+def report_label(folder, report: dict) -> str:
+    where = "reports" if folder.parent == reproduce.REPO_REPORTS else "your reports"
+    when = report.get("created", "?").replace("T", " ")[:16]
+    return f"{report.get('suite', '?')} suite, {when} UTC ({where}/{folder.name})"
+
+
+def quick_suite_job(callback):
+    """The job: run the quick suite, report into $CONVCOV_HOME/reports; the folder, or None if cancelled."""
+    return reproduce.reproduce("quick", callback=callback)
+
+
+def start_quick_suite() -> None:
+    with st.spinner("Preparing the datasets…"):
+        suite = reproduce.build_suite("quick")
+        images = reproduce.suite_images(suite)
+    app_jobs.start(SLOT, "task", quick_suite_job, samples=images,
+                   label=f"Paper claims: quick suite ({reproduce.suite_runs(suite)} runs)",
+                   batch_size=suite.base.batch_size)
+
+
+def run_area(reports: list) -> None:
+    """The Run button, the running suite's progress, and how the last run ended."""
+    quick = [r for _, r in reports if r.get("suite") == "quick"]
+    took = (f" The latest quick report took {reproduce.duration(quick[0]['wall_time_s'])} on "
+            f"{quick[0]['device_label']}." if quick else "")
+    busy = app_jobs.running(SLOT) is not None
+    button_col, text_col = st.columns([1, 4], vertical_alignment="center")
+    button_col.button("Run the quick suite", key="run_quick", type="primary", on_click=start_quick_suite,
+                      disabled=busy)
+    text_col.caption(f"Trains {reproduce.suite_runs(reproduce.build_suite('quick'))} small models in the "
+                     "background on this server "
+                     f"({device_name()}): about 10 minutes on 2 free CPU cores.{took} Its report "
+                     "appears here when it is done.")
+    app_jobs.show_message(SLOT)
+    mine = app_jobs.running(SLOT)
+    if mine is None and app_jobs.others_running(SLOT):
+        app_jobs.busy_notice(SLOT)
+    if mine is not None:
+        app_jobs.progress(SLOT, what="Quick suite")
+        return
+    done = app_jobs.finished(SLOT)
+    if done is not None:
+        status, folder = done
+        if status.state == "done" and folder is not None:
+            st.success(f"The quick suite finished; its report is in {folder} and shown below.")
+        elif status.state == "cancelled":
+            st.info("The quick suite was cancelled; no report was written.")
+        else:
+            st.error(f"The quick suite failed: {status.message}")
+
+
+def part_row(part: dict) -> dict:
+    """One test of a claim as a table row: the statement, its interval (or layer count), the verdict."""
+    if part["test"] == "majority-above":
+        numbers = f"{part['above']} of {part['n_layers']} layers clearly above {part['threshold']:g}"
+    elif part["low"] is None:
+        numbers = f"{part['n']} seed(s): too few for an interval"
+    else:
+        numbers = f"{part['mean']:+.2f}, interval [{part['low']:+.2f}, {part['high']:+.2f}], n = {part['n']}"
+    return {"test": part["statement"], "numbers": numbers, "verdict": part["verdict"]}
+
+
+def show_claim(claim: dict) -> None:
+    st.subheader(f"Claim {claim['id']}: {claim['title']}")
+    st.markdown(f"> {claim['claim']}  \n> — {claim['source']}")
+    left, right = st.columns([3, 2], gap="medium")
+    left.plotly_chart(figures.claim_figure(claim["figure"]), config=CHART, key=f"claim_{claim['id']}")
+    with right:
+        st.markdown(f"**Verdict:** {verdict_text(claim['verdict'])}")
+        st.markdown(f"**Our number:** {claim['our_number']}")
+        st.caption(f"Setup: {claim['setup']}")
+    st.dataframe(pd.DataFrame([part_row(p) for p in claim["parts"]]), hide_index=True,
+                 key=f"parts_{claim['id']}")
+
+
+def show_report(folder, report: dict) -> None:
+    st.markdown(f"**{report['suite'].capitalize()} suite.** {reproduce.provenance(report)}")
+    st.caption(report["description"])
+    st.markdown("| # | Claim | Our number | Verdict |\n|---|---|---|---|\n" + "\n".join(
+        f"| {c['id']} | {c['title']} | {c['our_number']} | {verdict_text(c['verdict'])} |"
+        for c in report["claims"]))
+    with st.expander("How verdicts are decided"):
+        st.markdown("\n".join(f"- **{name}**: {text}" for name, text in report["rules"].items()))
+        st.caption(f"Margin m = {report['settings']['margin_points']:g} accuracy point(s). "
+                   "d = A - B per seed, paired on the seed; SE = std(d) / √n.")
+    for note in report.get("notes", []):
+        st.warning(note)
+    for claim in report["claims"]:
+        show_claim(claim)
+    markdown = folder / reproduce.REPORT_MD
+    if markdown.is_file():
+        st.download_button("Download the report (Markdown)", markdown.read_bytes(), file_name="report.md",
+                           mime="text/markdown", key="download_md")
+
+
+st.title("Paper Claims")
+st.markdown(
+    "Five claims from the papers behind convcov, each tested by a small fixed experiment over several "
+    "seeds: the Gaussian init against PyTorch's default, frozen filters, covariances transferred from a "
+    "small model, how learned covariances widen with depth, and the Convolutional Neural Feature Ansatz. "
+    "Each verdict (supported, not supported or inconclusive) follows a rule stated with the report, "
+    "from the paired differences over seeds; short runs often cannot tell, and then say so."
+)
+
+with shown_errors():
+    found = reproduce.find_reports()
+    run_area(found)
+    done = app_jobs.finished(SLOT)
+    if done is not None and st.session_state.get("claims_shown_job") != done[0].id:
+        st.session_state.claims_shown_job = done[0].id
+        st.session_state.pop("report", None)  # show the new report
+    if not found:
+        st.info("No report yet. Run the quick suite above, or on your own machine: "
+                "`python -m convcov_core reproduce --suite quick` (or `--suite full` on a GPU).")
+    else:
+        by_label = {report_label(folder, report): (folder, report) for folder, report in found}
+        with st.sidebar:
+            label = st.selectbox("Report", list(by_label), key="report",
+                                 help="Newest first: the repository's reports/ and your own runs "
+                                      "($CONVCOV_HOME/reports).")
+        show_report(*by_label[label])

@@ -1,0 +1,107 @@
+"""Paper Claims page (AppTest): a report's five claims with number, verdict and figure; switching
+reports; no report yet; the quick suite started from the page (the tiny suite stands in for it)
+through the server's job manager until its report shows."""
+
+import dataclasses
+import time
+
+import pytest
+from page_helpers import assert_clean, check_widget_extremes, run_page
+
+from convcov_core import covariance, reproduce, train
+from convcov_core.plots import claims as claim_plots
+
+PAGE = "pages/7_Paper_Claims.py"
+JOB_DEADLINE_S = 300  # a stuck job fails the test instead of hanging it
+
+
+def fake_suite_runs(name: str, accuracies: dict) -> reproduce.SuiteRuns:
+    """What run_suite returns, with made-up accuracies and covariances instead of training."""
+    suite = dataclasses.replace(reproduce.build_suite("tiny", device="cpu"), name=name)
+    layers = ["blocks.0.0.fn.0", "blocks.1.0.fn.0"]
+
+    def run(variant, seed, acc):
+        return train.RunResult(config=suite.base.replace(seed=seed), history={},
+                               final={"test_acc": acc, "train_acc": acc, "loss": 0.5}, status="ok", message="",
+                               wall_time=1.0, device="cpu", layer_names=layers,
+                               covariances=[covariance.gaussian(5, s + 0.1 * seed) for s in (0.8, 1.6)],
+                               variant=variant)
+
+    runs = {v: [run(v, s, accuracies[v] + s) for s in suite.seeds] for v in suite.variants}
+    references = {v: None if v == "default" else "default" for v in suite.variants}
+    rows, verdicts = train.summarize(suite.variants, suite.seeds, runs, references)
+    comparison = train.ComparisonResult(suite.base, suite.variants, suite.seeds, runs, rows, verdicts, 10.0,
+                                        references=references)
+    cnfa = {s: {"label": "cnn-4,4", "test_acc": 90.0,
+                "layers": [{"layer": "block1.0", "kind": "regular", "r_trained": 0.95 + 0.01 * s, "r_init": 0.4},
+                           {"layer": "block2.0", "kind": "regular", "r_trained": 0.92 + 0.01 * s, "r_init": 0.5}]}
+            for s in suite.seeds}
+    sources = {s: run("default", s, 60.0) for s in suite.seeds}
+    return reproduce.SuiteRuns(suite, comparison, sources, cnfa, 12.0, 20.0, time.time(), [0.5, 0.5, 0.5],
+                               [0.6, 0.5, 0.5])
+
+
+def write_fake_report(name: str, accuracies: dict, folder) -> None:
+    """report.json and report.md of made-up runs (no PNGs: the page draws its own figures)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(claim_plots, "can_draw_png", lambda: False)
+        reproduce.write_report(reproduce.make_report(fake_suite_runs(name, accuracies)), folder)
+
+
+@pytest.fixture(scope="module")
+def report_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("reports")
+    write_fake_report("quick", {"default": 70.0, "gaussian": 72.0, "default-frozen": 40.0,
+                                "gaussian-frozen": 69.5, "learned": 71.0}, root / "quick")
+    return root
+
+
+@pytest.fixture
+def no_reports(tmp_path, monkeypatch):
+    """A fresh $CONVCOV_HOME and no repository reports."""
+    monkeypatch.setenv("CONVCOV_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(reproduce, "REPO_REPORTS", tmp_path / "no_reports")
+
+
+def test_page_shows_each_claim_with_number_verdict_and_figure(report_root, no_reports, monkeypatch):
+    monkeypatch.setattr(reproduce, "REPO_REPORTS", report_root)
+    at = run_page(PAGE)
+    assert [h.value for h in at.subheader] == [f"Claim {c['id']}: {c['title']}"
+                                               for c in reproduce.load_report(report_root / "quick")["claims"]]
+    assert len(at.get("plotly_chart")) == 5
+    text = " ".join(m.value for m in at.markdown)
+    assert text.count("**Verdict:**") == 5 and text.count("**Our number:**") == 5
+    assert "gaussian - default = +2.00" in text  # made-up accuracies: gaussian is 2 points above default
+    assert "Produced" in text and "wall time" in text and "CPU" in text
+    assert at.selectbox(key="report").value.startswith("quick suite")
+    assert len(at.get("download_button")) == 1 and not at.info
+
+
+def test_page_switches_between_reports(report_root, no_reports, monkeypatch, tmp_path):
+    monkeypatch.setattr(reproduce, "REPO_REPORTS", report_root)
+    home_reports = tmp_path / "home" / "reports"
+    write_fake_report("full", {"default": 80.0, "gaussian": 79.0, "default-frozen": 50.0,
+                               "gaussian-frozen": 60.0, "learned": 80.0}, home_reports / "full-1")
+    assert check_widget_extremes(PAGE, skip=("run_quick",)) >= 2
+
+
+def test_page_without_report_says_how_to_make_one(no_reports):
+    at = run_page(PAGE)
+    assert "No report yet" in at.info[0].value
+    assert not at.get("plotly_chart")
+    assert not at.button(key="run_quick").disabled
+
+
+def test_quick_suite_runs_from_the_page_and_its_report_appears(no_reports, monkeypatch):
+    monkeypatch.setitem(reproduce.SUITES, "quick", reproduce.tiny_suite)
+    at = run_page(PAGE)
+    at.button(key="run_quick").click().run()
+    assert_clean(at)
+    deadline = time.monotonic() + JOB_DEADLINE_S
+    while not at.get("plotly_chart") and time.monotonic() < deadline:
+        time.sleep(2)
+        at.run()
+        assert_clean(at)
+    assert len(at.get("plotly_chart")) == 5
+    assert any("The quick suite finished" in s.value for s in at.success)
+    assert reproduce.find_reports()[0][1]["suite"] == "tiny"
