@@ -137,7 +137,8 @@ def train_cnn(config: train.TrainConfig, callback: train.Callback | None = None,
 
     def stop_asked(kind: str, epoch: int, **values) -> bool:
         eta = (time.perf_counter() - started) / max(step, 1) * (total - step)
-        event = train.ProgressEvent(kind, step, total, epoch, eta_s=eta, seed=config.seed, **values)
+        event = train.ProgressEvent(kind, step, total, epoch, eta_s=eta, seed=config.seed,
+                                    variant=config.model, **values)
         return callback is not None and callback(event) in (True, "stop")
 
     for epoch in range(1, math.ceil(total / per_epoch) + 1):

@@ -5,9 +5,9 @@ import functools
 import pandas as pd
 import streamlit as st
 
+import app_jobs
 from app_support import page_setup, shown_errors
 from convcov_core import feature_ansatz as fa
-from convcov_core.jobs import Busy, JobManager
 from convcov_core.plots import analysis as figures
 
 page_setup("Feature Ansatz")
@@ -19,12 +19,7 @@ INITS = ("small normal (as in the paper)", "PyTorch default")
 IMAGE_COUNTS = (16, 32, 64, 128, 256, 512)
 NATURAL_SIZE = 112  # pixels: natural pictures are shown larger than the 28 x 28 training images
 MEMO_SIZE = 4
-
-
-@st.cache_resource
-def job_manager() -> JobManager:
-    """The server's background job runner (its job limit applies to every visitor)."""
-    return JobManager()
+SLOT = "feature_ansatz"  # this page's background-job slot (app_jobs)
 
 
 @st.cache_data(max_entries=8, show_spinner=False, ttl=60)
@@ -47,44 +42,39 @@ def run_label(summary) -> str:
 
 
 def start_training(config, small_init: bool) -> None:
-    manager = job_manager()
-    try:
-        job = manager.submit("task", functools.partial(fa.train_cnn, config, small_init=small_init),
-                             samples=fa.training_images(config),
-                             label=f"Feature Ansatz: {fa.describe_model(config)} on {config.dataset}")
-    except Busy as err:
-        st.session_state.train_message = ("warning", str(err))
-        return
-    except ValueError as err:
-        st.session_state.train_message = ("error", str(err))
-        return
-    st.session_state.job = job
-    st.session_state.pop("train_message", None)
+    app_jobs.start(SLOT, "task", functools.partial(fa.train_cnn, config, small_init=small_init),
+                   samples=fa.training_images(config), batch_size=config.batch_size,
+                   label=f"Feature Ansatz: {fa.describe_model(config)} on {config.dataset}")
 
 
-@st.fragment(run_every=1.0)
-def training_progress(job_id: int) -> None:
-    """Progress of the training job; when it ends, keep its model and rerun the page."""
-    with shown_errors():
-        manager = job_manager()
-        status = manager.status(job_id)
-        if status.running:
-            event = status.last_event
-            detail = ": loading the data and starting…"
-            if event is not None:
-                eta = f", about {event.eta_s:.0f} s left" if event.eta_s is not None else ""
-                detail = f": step {event.step} of {event.total_steps}, loss {event.loss:.3f}{eta}"
-            st.progress(status.progress, text=f"Training{detail}")
-            st.button("Cancel training", key="cancel", on_click=manager.cancel, args=(job_id,))
-            return
-        del st.session_state.job
-        if status.state == "done":
-            st.session_state.trained = (job_id, manager.result(job_id))
-        elif status.state == "cancelled":
-            st.session_state.train_message = ("info", "Training cancelled.")
-        else:
-            st.session_state.train_message = ("error", f"Training failed: {status.message}")
-        st.rerun()
+def training_area(config, init_choice: str, epochs: int) -> None:
+    """The Train button, the job's progress, and how it ended; a finished model is kept in the
+    session (st.session_state.trained = (job id, ModelPair))."""
+    mine = app_jobs.running(SLOT)
+    button, about = st.columns([1, 5], vertical_alignment="center")
+    button.button("Train", key="train", type="primary", on_click=start_training,
+                  args=(config, init_choice == INITS[0]), disabled=mine is not None)
+    about.caption(f"{fa.describe_model(config)}, {init_choice} init, on {fa.describe_dataset(config)}, "
+                  f"{epochs} epoch(s): conv + ReLU + 2 × 2 max pooling blocks, AdamW. Change it in "
+                  "the sidebar. Training runs in the background: a minute or two on 2 CPU cores for "
+                  "the default, seconds on a GPU.")
+    app_jobs.show_message(SLOT)
+    if mine is None and app_jobs.others_running(SLOT):
+        app_jobs.busy_notice(SLOT)
+    if mine is not None:
+        app_jobs.progress(SLOT)
+        return
+    done = app_jobs.finished(SLOT)
+    if done is None:
+        return
+    status, result = done
+    if status.state == "done" and result is not None:
+        if st.session_state.get("trained", (None,))[0] != status.id:
+            st.session_state.trained = (status.id, result)
+    elif status.state == "cancelled":
+        st.info("Training cancelled.")
+    else:
+        st.error(f"Training failed: {status.message}")
 
 
 def cnfa(key, pair: fa.ModelPair, n_images: int, outputs) -> fa.CNFAComparison:
@@ -92,11 +82,11 @@ def cnfa(key, pair: fa.ModelPair, n_images: int, outputs) -> fa.CNFAComparison:
     memo = st.session_state.setdefault("cnfa_memo", {})
     memo_key = (key, n_images, outputs)
     if memo_key not in memo:
-        bar = st.progress(0.0, text="Patch-AGOPs of the trained model and at init…")
+        text = f"Patch-AGOPs of the trained model and at init on {n_images} test images…"
+        bar = st.progress(0.0, text=text)
         inputs = fa.analysis_images(pair.config, n_images)
         memo[memo_key] = fa.compare_cnfa(pair, inputs, outputs=outputs,
-                                         progress=lambda done: bar.progress(done, text="Patch-AGOPs "
-                                                                            "of the trained model and at init…"))
+                                         progress=lambda done: bar.progress(done, text=text))
         bar.empty()
         for old in list(memo)[:-MEMO_SIZE]:
             del memo[old]
@@ -150,22 +140,9 @@ with shown_errors():
                                 "backward pass per class). Predicted class: one backward pass.")
 
     if source == SOURCES[0]:
-        button, about = st.columns([1, 5], vertical_alignment="center")
-        button.button("Train", key="train", type="primary", on_click=start_training,
-                      args=(config, init_choice == INITS[0]), disabled="job" in st.session_state)
-        about.caption(f"{fa.describe_model(config)}, {init_choice} init, on "
-                      f"{fa.describe_dataset(config)}, {epochs} epoch(s): conv + ReLU + 2 × 2 max "
-                      "pooling blocks, AdamW. Change it in the sidebar. Training runs in the "
-                      "background; the default takes about a minute on 2 CPU cores.")
-    if "train_message" in st.session_state:
-        kind, message = st.session_state.train_message
-        getattr(st, kind)(message)
-    if "job" in st.session_state:
-        training_progress(st.session_state.job)
-
-    if source == SOURCES[0]:
+        training_area(config, init_choice, epochs)
         if "trained" not in st.session_state:
-            if "job" not in st.session_state:
+            if app_jobs.running(SLOT) is None:
                 st.info("Press **Train** to train the small CNN; the analysis appears here when it "
                         "is done.")
             st.stop()

@@ -113,8 +113,8 @@ def test_feature_training_can_be_cancelled():
     at.slider(key="epochs").set_value(10)  # long enough to still be running when cancelled
     at.run()
     at.button(key="train").click().run()
-    wait_for(at, lambda at: any(b.key == "cancel" for b in at.button))
-    at.button(key="cancel").click().run()
+    wait_for(at, lambda at: any(b.key == "feature_ansatz.cancel" for b in at.button))
+    at.button(key="feature_ansatz.cancel").click().run()
     wait_for(at, lambda at: any("cancelled" in i.value for i in at.info))
     assert charts(at) == 0
     assert not at.button(key="train").disabled
