@@ -1,6 +1,6 @@
 """Training images/second: convcov_core.train against the loop of the public ConvMixer CIFAR-10 script.
 
-    python benchmarks/train_throughput.py             # ConvMixer-256/8 (k=5, p=2, 32x32) and -64/6 (k=9, p=2, 28x28)
+    python benchmarks/train_throughput.py             # ConvMixer-256/8 k=5 and ConvMixer-64/6 k=9
     python benchmarks/train_throughput.py --ablation  # also: which fast path buys what
     python benchmarks/train_throughput.py --quick     # tiny smoke run
 
@@ -133,7 +133,8 @@ def main(argv=None):
     parser.add_argument("--ablation", action="store_true", help="also time the reference with each fast path")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--steps", type=int, default=None, help="timed steps per round (default: by model/device)")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="timed steps per round (default: by model and device)")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads for both loops")
     parser.add_argument("--only", default="", help="run only models whose label contains this text")

@@ -420,7 +420,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--schedule", default="onecycle")
     p.add_argument("--label-smoothing", type=float, default=0.0)
     p.add_argument("--inits", type=_name_list, default=["default", "gaussian"],
-                   help=f"comma-separated init schemes ({', '.join(init.SCHEMES)}); the first is the reference")
+                   help=f"comma-separated init schemes ({', '.join(init.SCHEMES)}); "
+                        "the first is the reference")
     p.add_argument("--freeze", choices=FREEZE_MODES, default="none",
                    help="train the depthwise filters (none), freeze them (filters), or run both")
     p.add_argument("--sigma-first", type=float, default=None)

@@ -131,7 +131,8 @@ class JobManager:
         if kind == "train":
             config = target.validate()
             samples = _images_per_run(config)
-            label = label or f"train {config.model} on {config.dataset}, init {config.init}, seed {config.seed}"
+            label = label or (f"train {config.model} on {config.dataset}, init {config.init}, "
+                              f"seed {config.seed}")
             work = functools.partial(train, config)
         elif kind == "compare":
             config = target.validate()
@@ -193,7 +194,7 @@ class JobManager:
             elif isinstance(result, ComparisonResult):
                 state = "cancelled" if result.status == "cancelled" else "done"
                 message = result.verdict or result.status
-                if state == "done":
+                if state == "done" or any(result.runs.values()):  # a cancelled one keeps its finished runs
                     job.result_id = self.store.save_comparison(result, name=name)
             elif job.stop.is_set():
                 state, message = "cancelled", "cancelled"

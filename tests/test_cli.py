@@ -103,20 +103,23 @@ def test_covariance_writes_the_closed_form(suffix, tmp_path, capsys):
         S = load_file(out)["covariance"]
     assert torch.allclose(S, covariance.gaussian(5, 1.5))
     tiled = tmp_path / "tiled.npy"
-    assert main(["covariance", "--kernel-size", "5", "--sigma", "1.5", "--view", "tiled", "--out", str(tiled)]) == 0
+    assert main(["covariance", "--kernel-size", "5", "--sigma", "1.5", "--view", "tiled",
+                 "--out", str(tiled)]) == 0
     assert torch.allclose(torch.from_numpy(np.load(tiled)), covariance.to_tiled(covariance.gaussian(5, 1.5)))
 
 
 def test_sample_draws_filters_from_a_scheme_or_a_covariance_file(tmp_path):
     a, b = tmp_path / "a.npy", tmp_path / "b.npy"
-    assert main(["sample", "--kernel-size", "7", "--sigma", "2", "--n", "32", "--seed", "1", "--out", str(a)]) == 0
-    assert main(["sample", "--kernel-size", "7", "--sigma", "2", "--n", "32", "--seed", "1", "--out", str(b)]) == 0
+    for out in (a, b):
+        assert main(["sample", "--kernel-size", "7", "--sigma", "2", "--n", "32", "--seed", "1",
+                     "--out", str(out)]) == 0
     fa = np.load(a)
     assert fa.shape == (32, 7, 7) and np.array_equal(fa, np.load(b))
     cov = tmp_path / "cov.pt"
     assert main(["covariance", "--kernel-size", "5", "--sigma", "1", "--out", str(cov)]) == 0
     out = tmp_path / "f.safetensors"
-    assert main(["sample", "--covariance", str(cov), "--n", "4000", "--variance", "1", "--out", str(out)]) == 0
+    assert main(["sample", "--covariance", str(cov), "--n", "4000", "--variance", "1",
+                 "--out", str(out)]) == 0
     filters = load_file(out)["filters"]
     assert filters.shape == (4000, 5, 5)
     emp = covariance.empirical(filters)

@@ -166,7 +166,8 @@ def test_summary_matches_hand_computation():
     assert gauss["diff_mean"] == pytest.approx(1.0)
     assert gauss["diff_std"] == pytest.approx(math.sqrt(sum((d - 1) ** 2 for d in diffs) / 2))
     assert (gauss["wins"], gauss["losses"], gauss["ties"]) == (3, 0, 0)
-    assert verdicts == ["gaussian beat default by 1.0 ± 0.5 points over 3 seeds (3/3 seeds favour gaussian)."]
+    assert verdicts == [
+        "gaussian beat default by 1.0 ± 0.5 points over 3 seeds (3/3 seeds favour gaussian)."]
 
 
 def test_verdict_calls_noise_when_seeds_disagree_or_the_mean_is_small():
@@ -187,7 +188,8 @@ def test_diverged_seed_is_left_out_of_the_pairs():
 
 def test_compare_runs_every_variant_and_seed_and_pairs_them():
     events = []
-    variants = {"default": {"init": "default"}, "gaussian-frozen": {"init": "gaussian", "freeze_filters": True}}
+    variants = {"default": {"init": "default"},
+                "gaussian-frozen": {"init": "gaussian", "freeze_filters": True}}
     cmp = compare(tiny(max_steps=6), variants, [0, 1], events.append)
     assert cmp.status == "ok"
     for name in variants:
@@ -202,7 +204,8 @@ def test_compare_runs_every_variant_and_seed_and_pairs_them():
     assert len(cmp.verdicts) == 1 and "gaussian-frozen" in cmp.verdict
     done = [e for e in events if e.kind == "done"]
     assert [(e.variant, e.seed, e.run_index, e.n_runs) for e in done] == [
-        ("default", 0, 0, 4), ("gaussian-frozen", 0, 1, 4), ("default", 1, 2, 4), ("gaussian-frozen", 1, 3, 4)]
+        ("default", 0, 0, 4), ("gaussian-frozen", 0, 1, 4),
+        ("default", 1, 2, 4), ("gaussian-frozen", 1, 3, 4)]
 
 
 def test_compare_stops_when_the_callback_says_so():
