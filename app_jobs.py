@@ -1,0 +1,127 @@
+"""Background jobs for the app pages: the server's one JobManager and a fragment showing a job's progress.
+
+A page starts a job with `start(slot, ...)` from a button callback. The job id lives in
+st.session_state under the page's `slot`, so a visitor can leave the page and come back to it.
+`progress(slot, ...)` draws the bar (ETA, images/s), Cancel and optional live content from a
+fragment that refreshes on a timer without rerunning the page; when the job ends it reruns the
+page once, and `finished(slot)` gives the job's final status and result. Lives at the top level
+(not in pages/, which Streamlit lists as pages; not in convcov_core, which never imports streamlit).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+import streamlit as st
+
+from convcov_core import lab
+from convcov_core.jobs import Busy, JobManager, JobStatus
+
+REFRESH_S = 1.0
+
+
+@st.cache_resource
+def job_manager() -> JobManager:
+    """The server's background job runner: its job limit (CONVCOV_MAX_JOBS) and size cap
+    (CONVCOV_MAX_JOB_SAMPLES) apply to every visitor of every page that uses it."""
+    return JobManager()
+
+
+def _key(slot: str, what: str) -> str:
+    return f"{slot}.{what}"
+
+
+def start(slot: str, kind: str, target, *, batch_size: int = 0, **submit_kwargs) -> None:
+    """Submit a job (JobManager.submit arguments); a refusal (server busy, job too large, bad
+    settings) is kept as a message that `show_message` displays."""
+    state = st.session_state
+    try:
+        job_id = job_manager().submit(kind, target, **submit_kwargs)
+    except Busy as err:
+        state[_key(slot, "message")] = ("warning", f"The server is busy. {err}")
+        return
+    except ValueError as err:  # JobTooLarge is a ValueError
+        state[_key(slot, "message")] = ("error", str(err))
+        return
+    state[_key(slot, "job")] = job_id
+    state[_key(slot, "batch")] = batch_size
+    for what in ("message", "finished", "cancelling"):
+        state.pop(_key(slot, what), None)
+
+
+def show_message(slot: str) -> None:
+    """The last refusal or outcome message of this slot, if any."""
+    if _key(slot, "message") in st.session_state:
+        kind, text = st.session_state[_key(slot, "message")]
+        getattr(st, kind)(text)
+
+
+def running(slot: str) -> int | None:
+    """The id of this visitor's job in this slot while it runs."""
+    return st.session_state.get(_key(slot, "job"))
+
+
+def _cancel(slot: str, job_id: int) -> None:
+    job_manager().cancel(job_id)
+    st.session_state[_key(slot, "cancelling")] = True
+
+
+@st.fragment(run_every=REFRESH_S)
+def progress(slot: str, live: Callable | None = None, what: str = "Training") -> None:
+    """Progress bar with time left and images/s, a Cancel button, and `live(events)` (e.g. curves);
+    refreshed every REFRESH_S seconds. When the job ends the page reruns once."""
+    job_id = running(slot)
+    if job_id is None:
+        return
+    manager = job_manager()
+    try:
+        status = manager.status(job_id)
+    except ValueError:  # forgotten by the manager (server restarted): nothing left to show
+        st.session_state.pop(_key(slot, "job"), None)
+        st.rerun()
+    if status.running:
+        cancelling = st.session_state.get(_key(slot, "cancelling"), False)
+        text = lab.progress_text(status.last_event, status.eta_s, time.time() - status.created,
+                                 st.session_state.get(_key(slot, "batch"), 0) or 0)
+        st.progress(status.progress, text=("Stopping after the current step… " if cancelling else f"{what}: ")
+                    + text)
+        st.button("Cancel", key=_key(slot, "cancel"), on_click=_cancel, args=(slot, job_id),
+                  disabled=cancelling, help="Stops after the current step; finished runs are kept.")
+        if live is not None:
+            live(manager.events(job_id))
+        return
+    st.session_state.pop(_key(slot, "job"), None)
+    st.session_state[_key(slot, "finished")] = job_id
+    st.rerun()
+
+
+def finished(slot: str) -> tuple[JobStatus, object] | None:
+    """(status, result) of this slot's last finished job, while the manager remembers it."""
+    job_id = st.session_state.get(_key(slot, "finished"))
+    if job_id is None:
+        return None
+    manager = job_manager()
+    try:
+        return manager.status(job_id), manager.result(job_id)
+    except ValueError:
+        return None
+
+
+def others_running(slot: str) -> list[JobStatus]:
+    """Jobs running on this server that this visitor did not start from this slot."""
+    mine = running(slot)
+    return [s for s in job_manager().list_jobs() if s.running and s.id != mine]
+
+
+@st.fragment(run_every=3 * REFRESH_S)
+def busy_notice(slot: str) -> None:
+    """While another job runs on the server: what it is, how far along, and when to try again;
+    reruns the page when it ends."""
+    jobs = others_running(slot)
+    if not jobs:
+        st.rerun()
+    job = jobs[0]
+    st.info(f"The server is busy: another job is running ({job.label}; {100 * job.progress:.0f}% done, "
+            f"about {lab.duration(job.eta_s)} left). This server runs {job_manager().max_jobs} training "
+            "job(s) at a time: start yours when it has finished (this note updates by itself).")

@@ -1,0 +1,626 @@
+"""What the Training Lab and Learned Covariances pages compute, free of streamlit.
+
+Training Lab: presets, a comparison (base config, variants, references, seeds) built from the
+page's choices, its size and time estimate, curves from live progress events or saved runs, and
+the results table. Learned Covariances: the per-layer covariances of a saved run or an uploaded
+checkpoint, each layer's fitted sigma against the closed-form schedule, the closed form beside the
+learned covariance, transfer to another kernel size and depth, and named covariance sets that the
+Training Lab offers as the `learned` init ($CONVCOV_HOME/covariance_sets/<name>.safetensors).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import math
+import os
+import re
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from . import covariance, init, models, train
+from .cli import variants_for
+from .paths import convcov_home
+
+Tensor = torch.Tensor
+
+#: How the depthwise filters are treated, as the page names it -> the CLI's --freeze mode.
+FILTER_MODES = {"trained": "none", "frozen at init": "filters", "both (trained and frozen)": "both"}
+
+
+# ---------------------------------------------------------------------------------------------
+# Setups and presets
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LabSetup:
+    """The Training Lab's choices. inits: init schemes to compare, the first is the reference;
+    filters: a key of FILTER_MODES; n_seeds: runs per variant (seeds 0..n-1); sigma_first /
+    sigma_last: the Gaussian scheme's depth schedule (None: init.default_sigmas); max_steps: cap
+    on steps per run (None: whole epochs)."""
+
+    dataset: str = "mnist5k"
+    model: str = "convmixer-64/8"
+    kernel_size: int = 15
+    patch_size: int | None = 2
+    inits: tuple = ("default", "gaussian")
+    filters: str = "frozen at init"
+    epochs: int = 1
+    batch_size: int = 128
+    lr: float = 0.01
+    n_seeds: int = 2
+    sigma_first: float | None = None
+    sigma_last: float | None = None
+    max_steps: int | None = None
+    dataset_params: tuple = ()  # (name, value) pairs, e.g. (("n_train", 256),)
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named setup with what a visitor should expect from it, said plainly."""
+
+    name: str
+    setup: LabSetup
+    expect: str
+    fallback_dataset: str | None = None  # used where setup.dataset is not available on the server
+
+
+QUICK_CPU = "Quick CPU demo: frozen filters"
+PRESETS: dict[str, Preset] = {p.name: p for p in (
+    Preset(QUICK_CPU, LabSetup(),
+           "ConvMixer-64/8 with 15 × 15 filters on 5,000 MNIST digits, one epoch, the depthwise "
+           "filters frozen at their init, 2 seeds (about a minute per run on 2 CPU cores). With "
+           "frozen filters the network can only use the spatial structure it was given, so the "
+           "init decides the outcome: measured while planning, the Gaussian covariance init "
+           "reached about 60% test accuracy and the default init about 18%, on every seed."),
+    Preset("Trained filters, 1 epoch: seed noise", LabSetup(filters="trained", n_seeds=3),
+           "The same ConvMixer with its filters trained, 3 seeds (about 3 runs per variant, a "
+           "minute each on 2 CPU cores). In runs this short the seed matters more than the init: "
+           "measured while planning, the default init reached 63-84% and the Gaussian init 57-79%. "
+           "Expect a verdict of 'within seed noise'; that is the honest answer at this budget."),
+    Preset("Paper-like, GPU", LabSetup(dataset="cifar10", model="convmixer-256/8", kernel_size=9,
+                                       filters="trained", epochs=20, batch_size=512, n_seeds=3),
+           "ConvMixer-256/8 with 9 × 9 filters and 2 × 2 patches on CIFAR-10, 20 epochs, filters "
+           "trained, 3 seeds: the kind of run where the paper reports a small, consistent gain for "
+           "the covariance init. It needs a GPU, CIFAR-10 in the data root and a server that allows "
+           "large jobs (6,000,000 training images; CONVCOV_MAX_JOB_SAMPLES).",
+           fallback_dataset="textures"),
+)}
+
+
+def preset_setup(name: str, available: dict[str, bool]) -> tuple[LabSetup, str | None]:
+    """(the preset's setup, a note) with the dataset swapped for the fallback when the server
+    does not have it; available: data.available_datasets()."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
+    preset = PRESETS[name]
+    setup = preset.setup
+    if available.get(setup.dataset) or preset.fallback_dataset is None:
+        return setup, None
+    note = (f"{setup.dataset} is not in this server's data root, so this preset uses "
+            f"{preset.fallback_dataset} instead.")
+    return dataclasses.replace(setup, dataset=preset.fallback_dataset), note
+
+
+def matching_preset(setup: LabSetup, available: dict[str, bool]) -> str | None:
+    """The name of the preset whose settings `setup` has, if any."""
+    for name in PRESETS:
+        if preset_setup(name, available)[0] == setup:
+            return name
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# From a setup to a comparison
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ComparisonPlan:
+    """What train.compare (or JobManager.submit("compare", ...)) takes."""
+
+    base: train.TrainConfig
+    variants: dict
+    references: dict
+    seeds: list
+
+    @property
+    def n_runs(self) -> int:
+        return len(self.variants) * len(self.seeds)
+
+    def config(self, variant: str, seed: int | None = None) -> train.TrainConfig:
+        """The full config of one run."""
+        return self.base.replace(**self.variants[variant], seed=self.seeds[0] if seed is None else seed)
+
+
+def plan_comparison(setup: LabSetup, learned: list[Tensor] | None = None) -> ComparisonPlan:
+    """Variants named as the CLI names them ("gaussian", "gaussian-frozen", ...), each paired with
+    the first init of its own kind; the Gaussian schedule goes only to the gaussian variants and
+    the learned covariances only to the learned ones."""
+    inits = list(setup.inits)
+    if not inits:
+        raise ValueError("pick at least one init scheme to run")
+    for name in inits:
+        init.get_scheme(name)
+    if setup.filters not in FILTER_MODES:
+        raise ValueError(f"filters must be one of: {', '.join(FILTER_MODES)}; got {setup.filters!r}")
+    if "learned" in inits and not learned:
+        raise ValueError("the learned init needs covariances: pick a saved run or a covariance set, "
+                         "or make one on the Learned Covariances page")
+    covariance.check_int(setup.n_seeds, "number of seeds", 1)
+    variants, references = variants_for(inits, FILTER_MODES[setup.filters])
+    for overrides in variants.values():
+        if overrides["init"] == "gaussian":
+            overrides.update(sigma_first=setup.sigma_first, sigma_last=setup.sigma_last)
+        elif overrides["init"] == "learned":
+            overrides["covariances"] = list(learned)
+    base = train.TrainConfig(
+        dataset=setup.dataset, dataset_params=dict(setup.dataset_params), model=setup.model,
+        kernel_size=setup.kernel_size, patch_size=setup.patch_size, epochs=setup.epochs,
+        batch_size=setup.batch_size, lr=setup.lr, max_steps=setup.max_steps).validate()
+    return ComparisonPlan(base, variants, references, list(range(setup.n_seeds)))
+
+
+def run_images(config: train.TrainConfig) -> int:
+    """Training images one run goes through (full batches of every epoch, or max_steps)."""
+    batch, _, total = train.plan_steps(config, len(train.load_training_data(config)[1]))
+    return batch * total
+
+
+def check_model_fits(config: train.TrainConfig) -> None:
+    """ValueError with a plain message unless the model builds for the dataset and a batch of its
+    images passes through it (a timm model with too many downsampling stages for small images
+    fails here, not in the background job)."""
+    *_, test_x, _, info = train.load_training_data(config)
+    try:
+        model = train.build_model_for(config.replace(init="default"), info).eval()
+        with torch.no_grad():
+            model(test_x[:2])
+    except RuntimeError as err:
+        raise ValueError(f"{config.model} (kernel {config.kernel_size}, patch {config.patch_size}) does "
+                         f"not fit the {info.image_size} × {info.image_size} images of {config.dataset}: "
+                         f"{str(err).splitlines()[0]}. Try a smaller patch size or another model.") from None
+
+
+def estimate_seconds(plan: ComparisonPlan, n_steps: int = 3) -> float:
+    """Wall time of the whole comparison on this device: train.estimate_time (a few measured steps
+    and one evaluation) for the first variant of each filter mode, times the runs of that mode."""
+    total = 0.0
+    by_mode: dict[bool, list[str]] = {}
+    for name, overrides in plan.variants.items():
+        by_mode.setdefault(bool(overrides.get("freeze_filters")), []).append(name)
+    for names in by_mode.values():
+        total += train.estimate_time(plan.config(names[0]), n_steps) * len(names) * len(plan.seeds)
+    return total
+
+
+def duration(seconds: float | None) -> str:
+    """'45 s', '3 min 20 s', '1 h 05 min'; '?' for None."""
+    if seconds is None or not math.isfinite(seconds):
+        return "?"
+    s = int(round(seconds))
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60:02d} s"
+    return f"{s // 3600} h {s % 3600 // 60:02d} min"
+
+
+def progress_text(event: train.ProgressEvent | None, eta_s: float | None, elapsed_s: float,
+                  batch_size: int) -> str:
+    """One line under the progress bar: which run, step, training images per second so far (when
+    the batch size is known, > 0), time left."""
+    if event is None:
+        return "Loading data and building the model…"
+    where = f"Run {event.run_index + 1} of {event.n_runs}: {event.variant or 'run'}, seed {event.seed} · "
+    if event.n_runs == 1 and event.variant is None:
+        where = ""
+    done_images = (event.run_index * event.total_steps + event.step) * batch_size
+    rate = f" · {done_images / elapsed_s:,.0f} images/s" if batch_size > 0 and elapsed_s > 0 else ""
+    left = f" · about {duration(eta_s)} left" if eta_s is not None else ""
+    return f"{where}step {event.step} of {event.total_steps}{rate}{left}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Curves: live from progress events, or from saved runs
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Curve:
+    """One run's training loss per step and test accuracy per epoch; `group` names the colour
+    (variant, prefixed by the comparison for history overlays)."""
+
+    group: str
+    variant: str
+    seed: int
+    steps: list = field(default_factory=list)
+    losses: list = field(default_factory=list)
+    epochs: list = field(default_factory=list)
+    test_acc: list = field(default_factory=list)
+    status: str = "running"
+
+    @property
+    def label(self) -> str:
+        return f"{self.group}, seed {self.seed}"
+
+
+def _finite(value):
+    return value if value is not None and math.isfinite(value) else None
+
+
+def curves_from_events(events) -> list[Curve]:
+    """Curves of every run a job has reported so far, in the order the runs started."""
+    curves: dict[tuple, Curve] = {}
+    for e in events:
+        key = (e.run_index, e.variant, e.seed)
+        if key not in curves:
+            name = e.variant or "run"
+            curves[key] = Curve(name, name, e.seed if e.seed is not None else 0)
+        c = curves[key]
+        if e.kind == "step":
+            c.steps.append(e.step)
+            c.losses.append(_finite(e.loss))
+        elif e.kind == "epoch" and e.test_acc is not None:
+            c.epochs.append(e.epoch)
+            c.test_acc.append(e.test_acc)
+        elif e.kind == "done":
+            c.status = e.status or "ok"
+    return list(curves.values())
+
+
+def curves_from_runs(runs, prefix: str = "") -> list[Curve]:
+    """Curves of saved RunResults; group = prefix + variant (or init)."""
+    out = []
+    for run in runs:
+        h = run.history
+        name = run.variant or run.config.init
+        out.append(Curve(f"{prefix}{name}", name, run.config.seed, list(h.get("step", [])),
+                         [_finite(v) for v in h.get("loss", [])],
+                         list(range(1, len(h.get("test_acc", [])) + 1)), list(h.get("test_acc", [])),
+                         run.status))
+    return out
+
+
+def curves_csv(curves: list[Curve]) -> str:
+    """CSV with one row per step (loss) and per epoch (test accuracy) of every curve."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["group", "variant", "seed", "step", "loss", "epoch", "test_acc"])
+    for c in curves:
+        for step, loss in zip(c.steps, c.losses):
+            writer.writerow([c.group, c.variant, c.seed, step, "" if loss is None else loss, "", ""])
+        for epoch, acc in zip(c.epochs, c.test_acc):
+            writer.writerow([c.group, c.variant, c.seed, "", "", epoch, acc])
+    return out.getvalue()
+
+
+# ---------------------------------------------------------------------------------------------
+# Results
+# ---------------------------------------------------------------------------------------------
+
+
+def _pm(mean, std, spec: str = ".1f") -> str:
+    if mean is None:
+        return "–"
+    return f"{mean:{spec}} ± {std:.1f}" if std is not None else f"{mean:{spec}}"
+
+
+def results_rows(cmp: train.ComparisonResult) -> list[dict]:
+    """The results table: per variant its init, filters, test accuracy mean ± std over seeds, each
+    seed's accuracy (or what stopped it), the paired difference against its reference and time."""
+    rows = []
+    for r in cmp.rows:
+        overrides = cmp.variants.get(r["variant"], {})
+        per_seed = ", ".join(f"{r['per_seed'][s]:.1f}" if r["per_seed"].get(s) is not None
+                             else r["statuses"].get(s, "not run") for s in cmp.seeds)
+        if r["reference"] is None:
+            diff = "reference"
+        elif r["diff_mean"] is None:
+            diff = "–"
+        else:
+            diff = (f"{_pm(r['diff_mean'], r['diff_std'], '+.1f')} vs {r['reference']} "
+                    f"({r['wins']}/{len(r['diffs'])} seeds better)")
+        rows.append({
+            "variant": r["variant"],
+            "init": overrides.get("init", cmp.base_config.init),
+            "filters": "frozen" if overrides.get("freeze_filters") else "trained",
+            "test acc % (mean ± std)": _pm(r["mean"], r["std"]),
+            f"per seed ({', '.join(map(str, cmp.seeds))})": per_seed,
+            "paired difference (points)": diff,
+            "time per run": duration(r["mean_time"]),
+        })
+    return rows
+
+
+def problem_runs(cmp: train.ComparisonResult) -> list[str]:
+    """One line per run that did not finish normally (diverged), with what happened."""
+    return [f"{name}, seed {run.config.seed}: {run.status}: {run.message}"
+            for name, runs in cmp.runs.items() for run in runs if run.status not in ("ok", "cancelled")]
+
+
+def verdict_text(cmp: train.ComparisonResult) -> str:
+    """The verdict sentences, with a note when the comparison was cancelled part way."""
+    text = cmp.verdict or "Only one variant: nothing to compare against."
+    if cmp.status == "cancelled":
+        finished = sum(len(runs) for runs in cmp.runs.values())
+        text += f" (Cancelled: {finished} of {len(cmp.variants) * len(cmp.seeds)} runs finished.)"
+    return text
+
+
+def setup_line(cmp: train.ComparisonResult) -> str:
+    c = cmp.base_config
+    device = next((r.device for runs in cmp.runs.values() for r in runs), "?")
+    return (f"{c.model}, k = {c.kernel_size}, patch {c.patch_size} on {c.dataset}; {c.epochs} epoch(s), "
+            f"batch {c.batch_size}, lr {c.lr:g}; seeds {', '.join(map(str, cmp.seeds))}; device {device}; "
+            f"{duration(cmp.wall_time)} in all")
+
+
+# ---------------------------------------------------------------------------------------------
+# Learned covariances: from runs or checkpoints, fitted sigma, closed form, transfer
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class LearnedSet:
+    """Per-layer learned covariances (k^2 x k^2, float64) with their layer names and origin."""
+
+    source: str
+    layer_names: list
+    covariances: list
+
+    @property
+    def kernel_size(self) -> int:
+        return covariance.kernel_size_of(self.covariances[0])
+
+    @property
+    def depth(self) -> int:
+        return len(self.covariances)
+
+
+def learned_from_run(run: train.RunResult) -> LearnedSet:
+    if not run.covariances:
+        raise ValueError(f"run {run.id} saved no covariances (its filters were not finite at the end)")
+    names = run.layer_names or [f"layer {i + 1}" for i in range(len(run.covariances))]
+    acc = f", test accuracy {run.final['test_acc']:.1f}%" if run.final.get("test_acc") is not None else ""
+    return LearnedSet(f"run #{run.id}: {run.config.model} on {run.config.dataset}, init {run.config.init}"
+                      f"{' (frozen)' if run.config.freeze_filters else ''}{acc}",
+                      list(names), [torch.as_tensor(S, dtype=torch.float64) for S in run.covariances])
+
+
+#: Architectures an uploaded checkpoint may have: label -> model spec ("convmixer" = read from file).
+CHECKPOINT_ARCHITECTURES = {
+    "ConvMixer (ours or timm's; sizes read from the file)": "convmixer",
+    "timm ConvNeXt-Atto": "timm:convnext_atto",
+    "timm ConvNeXt-Femto": "timm:convnext_femto",
+    "timm ConvNeXt-Pico": "timm:convnext_pico",
+    "timm ConvNeXt-Nano": "timm:convnext_nano",
+    "timm ConvNeXt-Tiny": "timm:convnext_tiny",
+}
+
+_BLOCK_DW = re.compile(r"blocks\.(\d+)\.0\.fn\.0\.weight")
+
+
+def _convmixer_layout(state: dict[str, Tensor]) -> dict:
+    """dim, depth, kernel and patch size, classes and input channels of a ConvMixer state dict
+    (module names stem / blocks.i / head, as ours and timm's use)."""
+    blocks = sorted(int(m[1]) for key in state if (m := _BLOCK_DW.fullmatch(key)))
+    stem, head = state.get("stem.0.weight"), state.get("head.weight")
+    if not blocks or stem is None or head is None or stem.dim() != 4 or head.dim() != 2:
+        raise ValueError("this checkpoint does not have a ConvMixer's layout (stem.0, blocks.<i>.0.fn.0, "
+                         "head); if it holds a timm ConvNeXt, choose that architecture")
+    dw = state[f"blocks.{blocks[0]}.0.fn.0.weight"]
+    return dict(spec=f"convmixer-{stem.shape[0]}/{len(blocks)}", kernel_size=int(dw.shape[-1]),
+                patch_size=int(stem.shape[-1]), num_classes=int(head.shape[0]), in_chans=int(stem.shape[1]))
+
+
+def _timm_layout(spec: str, state: dict[str, Tensor]) -> dict:
+    """Classes, input channels, kernel and patch size of a timm model's state dict (stem.0 and
+    head.fc, as timm's ConvNeXt names them)."""
+    stem, head = state.get("stem.0.weight"), state.get("head.fc.weight")
+    depthwise = [v for v in state.values() if v.dim() == 4 and v.shape[1] == 1 and v.shape[-1] > 1]
+    if stem is None or head is None or not depthwise:
+        raise ValueError(f"this checkpoint does not fit {spec} (no stem.0, head.fc or depthwise "
+                         "filters found); choose the architecture it was saved from")
+    return dict(spec=spec, kernel_size=int(depthwise[0].shape[-1]), patch_size=int(stem.shape[-1]),
+                num_classes=int(head.shape[0]), in_chans=int(stem.shape[1]))
+
+
+def learned_from_state_dict(state: dict[str, Tensor], architecture: str, source: str) -> LearnedSet:
+    """Build the architecture (a value of CHECKPOINT_ARCHITECTURES) at the checkpoint's sizes, load
+    the weights strictly, and take the centered covariance of each depthwise layer's filters."""
+    if architecture == "convmixer":
+        layout = _convmixer_layout(state)
+    elif architecture in CHECKPOINT_ARCHITECTURES.values():
+        layout = _timm_layout(architecture, state)
+    else:
+        raise ValueError(f"unknown architecture {architecture!r}")
+    model = models.build_model(layout["spec"], num_classes=layout["num_classes"], in_chans=layout["in_chans"],
+                               kernel_size=layout["kernel_size"], patch_size=layout["patch_size"])
+    models.load_checkpoint_into(model, state)
+    layers = init.depthwise_convs(model)
+    if not layers:
+        raise ValueError(f"{layout['spec']} has no depthwise filters to analyse")
+    weights = [conv.weight.detach().float() for _, conv in layers]
+    if not all(torch.isfinite(w).all() for w in weights):
+        raise ValueError("the checkpoint's depthwise filters contain NaN or infinite values")
+    return LearnedSet(f"{source} ({layout['spec']}, {layout['kernel_size']} × {layout['kernel_size']} filters)",
+                      [name for name, _ in layers], [covariance.empirical(w) for w in weights])
+
+
+def learned_from_checkpoint(data: bytes, filename: str, architecture: str, *,
+                            max_bytes: int = models.DEFAULT_MAX_CHECKPOINT_BYTES) -> LearnedSet:
+    """Learned covariances of an uploaded checkpoint, read only by models.load_state_dict (safetensors
+    or torch weights_only: no code in the file runs). Every problem is a ValueError to show."""
+    suffix = Path(filename).suffix if Path(filename).suffix in (".safetensors", ".pt", ".pth", ".bin",
+                                                                ".ckpt") else ".bin"
+    with tempfile.TemporaryDirectory(prefix="convcov-upload-") as folder:
+        path = Path(folder) / f"checkpoint{suffix}"
+        path.write_bytes(data)
+        try:
+            state = models.load_state_dict(path, max_bytes=max_bytes)
+        except ValueError as err:
+            raise ValueError(str(err).replace(path.name, filename)) from None
+    return learned_from_state_dict(state, architecture, filename)
+
+
+def max_upload_bytes(environ=None) -> int:
+    """Largest checkpoint accepted: $CONVCOV_MAX_CHECKPOINT_MB megabytes, default 512."""
+    raw = (environ if environ is not None else os.environ).get("CONVCOV_MAX_CHECKPOINT_MB", "").strip()
+    if not raw:
+        return models.DEFAULT_MAX_CHECKPOINT_BYTES
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise ValueError(f"CONVCOV_MAX_CHECKPOINT_MB must be a number > 0, got {raw!r}")
+    return int(value * 1024 * 1024)
+
+
+def layer_fits(covariances: list[Tensor]) -> list[dict]:
+    """Per layer: the Gaussian closed form's best sigma and its Pearson r (covariance.fit_sigma)."""
+    fits = []
+    for i, S in enumerate(covariances):
+        sigma, r = covariance.fit_sigma(S)
+        fits.append({"layer": i + 1, "sigma": sigma, "r": r})
+    return fits
+
+
+def fitted_schedule(fits: list[dict]) -> tuple[float, float]:
+    """(sigma_first, sigma_last) of the least-squares straight line through the fitted sigmas over
+    the layers, floored at 0.1: what to give the Gaussian init to imitate these layers."""
+    n = len(fits)
+    if n == 0:
+        raise ValueError("no layers to fit")
+    ys = [f["sigma"] for f in fits]
+    if n == 1:
+        return max(ys[0], 0.1), max(ys[0], 0.1)
+    xs = list(range(n))
+    mx, my = sum(xs) / n, sum(ys) / n
+    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
+    return max(my - slope * mx, 0.1), max(my + slope * (n - 1 - mx), 0.1)
+
+
+def closed_form_schedule(kernel_size: int, depth: int) -> list[float]:
+    """The Gaussian init's default sigma per layer: init.default_sigmas(k) spread over the depth."""
+    return covariance.depth_schedule(*init.default_sigmas(kernel_size), depth)
+
+
+def closed_form_beside(S: Tensor, sigma: float) -> tuple[Tensor, Tensor, Tensor]:
+    """(learned, closed form, learned - closed form), both scaled to unit mean diagonal."""
+    learned = covariance.normalize_trace(torch.as_tensor(S, dtype=torch.float64))
+    closed = covariance.gaussian(covariance.kernel_size_of(learned), sigma)
+    return learned, closed, learned - closed
+
+
+# ---------------------------------------------------------------------------------------------
+# Named covariance sets: "use as init"
+# ---------------------------------------------------------------------------------------------
+
+_SET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 _.\-]{0,59}")
+
+
+@dataclass(frozen=True)
+class CovarianceSetInfo:
+    name: str
+    kernel_size: int
+    depth: int
+    source: str
+
+
+def covariance_set_label(info: CovarianceSetInfo) -> str:
+    """How the Training Lab lists a set."""
+    return f"set: {info.name} ({info.kernel_size} × {info.kernel_size}, {info.depth} layers)"
+
+
+def covariance_sets_dir() -> Path:
+    return convcov_home() / "covariance_sets"
+
+
+def _set_path(name: str) -> Path:
+    name = str(name).strip()
+    if not _SET_NAME.fullmatch(name):
+        raise ValueError("a covariance set name is 1-60 letters, digits, spaces, '.', '_' or '-', "
+                         f"starting with a letter or digit; got {name!r}")
+    return covariance_sets_dir() / f"{name}.safetensors"
+
+
+def save_covariance_set(name: str, covariances: list[Tensor], *, source: str) -> Path:
+    """Save per-layer covariances (one k^2 x k^2 matrix per layer) as safetensors with their origin;
+    an existing set of that name is replaced."""
+    from safetensors.torch import save_file
+
+    if not covariances:
+        raise ValueError("no covariances to save")
+    checked = [covariance.validate_covariance(torch.as_tensor(S, dtype=torch.float64)) for S in covariances]
+    path = _set_path(name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {f"layer_{i:03d}": S.contiguous() for i, S in enumerate(checked)}
+    meta = {"source": source, "kernel_size": str(covariance.kernel_size_of(checked[0])),
+            "depth": str(len(checked))}
+    partial = path.with_suffix(".partial")
+    save_file(tensors, str(partial), metadata=meta)
+    partial.replace(path)
+    return path
+
+
+def list_covariance_sets() -> list[CovarianceSetInfo]:
+    """Saved covariance sets, by name; unreadable files are skipped."""
+    from safetensors import safe_open
+
+    found = []
+    folder = covariance_sets_dir()
+    for path in sorted(folder.glob("*.safetensors")) if folder.is_dir() else []:
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                meta = f.metadata() or {}
+            found.append(CovarianceSetInfo(path.stem, int(meta["kernel_size"]), int(meta["depth"]),
+                                           meta.get("source", "")))
+        except Exception:  # a damaged or foreign file in the folder is not offered
+            continue
+    return found
+
+
+def load_covariance_set(name: str) -> list[Tensor]:
+    """The per-layer covariances of a saved set, first layer first."""
+    from safetensors.torch import load_file
+
+    path = _set_path(name)
+    if not path.is_file():
+        raise ValueError(f"no covariance set named {name!r}")
+    tensors = load_file(str(path))
+    return [covariance.validate_covariance(tensors[key].to(torch.float64)) for key in sorted(tensors)]
+
+
+def _json_safe(value):
+    """NaN and infinities (diverged runs) as None, keys as strings: what strict JSON allows."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def run_dict(run: train.RunResult) -> dict:
+    """A saved run as plain data: config, metrics, history and each layer's covariance."""
+    return {"id": run.id, "variant": run.variant, "status": run.status, "message": run.message,
+            "device": run.device, "wall_time": run.wall_time, "config": run.config.to_dict(),
+            "final": run.final, "history": run.history, "layer_names": run.layer_names,
+            "covariances": {name: S.tolist() for name, S in zip(run.layer_names, run.covariances)}}
+
+
+def history_json(comparisons: list, runs: list) -> str:
+    """Comparisons (configs, table rows, verdicts, every run's history) and single runs (with
+    their covariances) as one strict JSON document."""
+    doc = {"comparisons": [{"id": c.id, **c.to_dict()} for c in comparisons],
+           "runs": [run_dict(r) for r in runs]}
+    return json.dumps(_json_safe(doc), allow_nan=False)

@@ -1,0 +1,221 @@
+"""Plotly figures for the Training Lab and Learned Covariances pages (no streamlit here).
+
+Curves are objects with group, seed, steps, losses, epochs, test_acc and label (lab.Curve): one
+colour per group (a variant, or "#id variant" in history overlays), one line per seed. Learned
+covariances are shown scaled to unit mean diagonal, so layers whose filters grew or shrank during
+training share one colour scale and compare with the closed form exp(-d^2 / 2 sigma^2) directly.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import plotly.graph_objects as go
+import torch
+from plotly.colors import qualitative
+from plotly.subplots import make_subplots
+
+from ..covariance import normalize_trace, to_tiled
+from .covariance import (
+    DIVERGING,
+    HEATMAP_MAX_CELLS,
+    _colourbar_trace,
+    _finish,
+    _image_trace,
+    colour_range,
+    colourbar,
+    downscale,
+    pixel_pairs,
+)
+
+PALETTE = qualitative.D3
+#: Most points drawn per loss curve; longer curves are averaged over equal buckets of steps.
+MAX_POINTS = 600
+_LEGEND = dict(orientation="h", y=1.02, yanchor="bottom", x=0, xanchor="left")
+
+
+def group_colours(groups) -> dict[str, str]:
+    """One palette colour per group, in order of first appearance."""
+    colours: dict[str, str] = {}
+    for g in groups:
+        if g not in colours:
+            colours[g] = PALETTE[len(colours) % len(PALETTE)]
+    return colours
+
+
+def thin(xs, ys, max_points: int = MAX_POINTS) -> tuple[list, list]:
+    """At most max_points (x, y) pairs: bucket means of consecutive points (None values skipped)."""
+    if len(xs) <= max_points:
+        return list(xs), list(ys)
+    edges = np.linspace(0, len(xs), max_points + 1).astype(int)
+    x_out, y_out = [], []
+    for a, b in zip(edges[:-1], edges[1:]):
+        vals = [v for v in ys[a:b] if v is not None]
+        x_out.append(float(np.mean(xs[a:b])))
+        y_out.append(float(np.mean(vals)) if vals else None)
+    return x_out, y_out
+
+
+def _curve_traces(fig: go.Figure, curves, x_of, y_of, mode: str, hover: str) -> None:
+    colours = group_colours(c.group for c in curves)
+    shown = set()
+    for c in curves:
+        x, y = x_of(c), y_of(c)
+        if not x:
+            continue
+        fig.add_trace(go.Scatter(
+            x=x, y=y, mode=mode, name=c.group, legendgroup=c.group, showlegend=c.group not in shown,
+            line=dict(color=colours[c.group], width=1.5), marker=dict(size=7, color=colours[c.group]),
+            hovertemplate=f"{c.label}<br>{hover}<extra></extra>"))
+        shown.add(c.group)
+
+
+def loss_figure(curves, *, title: str = "Training loss per step", height: int = 340) -> go.Figure:
+    """Training loss against the step of each run, one colour per variant."""
+    fig = go.Figure()
+    _curve_traces(fig, curves, lambda c: thin(c.steps, c.losses)[0], lambda c: thin(c.steps, c.losses)[1],
+                  "lines", "step %{x:.0f}: loss %{y:.3f}")
+    if not fig.data:
+        fig.add_annotation(text="waiting for the first steps…", showarrow=False, x=0.5, y=0.5,
+                           xref="paper", yref="paper")
+    fig.update_xaxes(title_text="step", rangemode="tozero")
+    fig.update_yaxes(title_text="loss (cross-entropy)", rangemode="tozero")
+    fig.update_layout(legend=_LEGEND)
+    return _finish(fig, title, height).update_layout(margin=dict(t=80))
+
+
+def accuracy_figure(curves, *, title: str = "Test accuracy per epoch", height: int = 340) -> go.Figure:
+    """Test accuracy (%) after each epoch of each run, one colour per variant."""
+    fig = go.Figure()
+    _curve_traces(fig, curves, lambda c: c.epochs, lambda c: c.test_acc, "lines+markers",
+                  "epoch %{x}: %{y:.1f}%")
+    if not fig.data:
+        fig.add_annotation(text="the first point appears after the first epoch", showarrow=False,
+                           x=0.5, y=0.5, xref="paper", yref="paper")
+    epochs = max((e for c in curves for e in c.epochs), default=1)
+    fig.update_xaxes(title_text="epoch", range=[0.5, epochs + 0.5], dtick=max(1, math.ceil(epochs / 10)))
+    fig.update_yaxes(title_text="test accuracy (%)", range=[0, 100])
+    fig.update_layout(legend=_LEGEND)
+    return _finish(fig, title, height).update_layout(margin=dict(t=80))
+
+
+def results_figure(rows: list[dict], seeds: list, *, height: int = 300) -> go.Figure:
+    """Final test accuracy per variant: one dot per seed, a bar for the mean with ± std (the
+    `rows` of a ComparisonResult)."""
+    colours = group_colours(r["variant"] for r in rows)
+    fig = go.Figure()
+    for r in rows:
+        name, colour = r["variant"], colours[r["variant"]]
+        if r["mean"] is not None:
+            fig.add_trace(go.Bar(
+                x=[name], y=[r["mean"]], marker_color=colour, opacity=0.35, showlegend=False,
+                error_y=dict(type="data", array=[r["std"] or 0], visible=r["std"] is not None),
+                hovertemplate=f"{name}: mean %{{y:.2f}}%<extra></extra>"))
+        acc = [(s, r["per_seed"].get(s)) for s in seeds if r["per_seed"].get(s) is not None]
+        fig.add_trace(go.Scatter(
+            x=[name] * len(acc), y=[a for _, a in acc], mode="markers", showlegend=False,
+            marker=dict(size=10, color=colour, line=dict(width=1, color="#333")),
+            customdata=[s for s, _ in acc], hovertemplate=f"{name}, seed %{{customdata}}: %{{y:.2f}}%<extra></extra>"))
+    fig.update_yaxes(title_text="final test accuracy (%)", range=[0, 100])
+    return _finish(fig, "Final test accuracy: seeds (dots), mean ± std (bars)", height)
+
+
+def sigma_depth_figure(fits: list[dict], schedule: list[float], *, fitted_line=None,
+                       height: int = 360) -> go.Figure:
+    """Fitted sigma per layer (marker colour: the fit's r) beside the closed-form schedule the
+    Gaussian init uses, and optionally the straight line through the fitted values."""
+    layers = [f["layer"] for f in fits]
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(
+        x=list(range(1, len(schedule) + 1)), y=schedule, mode="lines", name="closed-form schedule (init)",
+        line=dict(color="#888", dash="dash"), hovertemplate="layer %{x}: σ = %{y:.2f}<extra></extra>"))
+    if fitted_line is not None:
+        first, last = fitted_line
+        n = len(fits)
+        xs = list(range(1, n + 1))
+        ys = [first + (last - first) * i / (n - 1) if n > 1 else first for i in range(n)]
+        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=f"straight line: {first:.2f} → {last:.2f}",
+                                 line=dict(color="#ff7f0e", width=1.5),
+                                 hovertemplate="layer %{x}: σ = %{y:.2f}<extra></extra>"))
+    fig.add_trace(go.Scatter(
+        x=layers, y=[f["sigma"] for f in fits], mode="lines+markers", name="fitted σ of the learned layer",
+        line=dict(color="#1f77b4"),
+        marker=dict(size=11, color=[f["r"] for f in fits], colorscale="Viridis", cmin=0, cmax=1,
+                    line=dict(width=1, color="#333"), colorbar=dict(title=dict(text="r", side="right"),
+                                                                    thickness=10, len=0.7)),
+        customdata=[f["r"] for f in fits],
+        hovertemplate="layer %{x}: fitted σ = %{y:.2f} (r = %{customdata:.2f})<extra></extra>"))
+    fig.update_xaxes(title_text="layer (depth)", dtick=1 if len(layers) <= 16 else None)
+    fig.update_yaxes(title_text="σ (pixels)", rangemode="tozero")
+    fig.update_layout(legend=dict(orientation="h", y=-0.25, yanchor="top", x=0, xanchor="left"))
+    return _finish(fig, "Fitted σ against depth", height).update_layout(margin=dict(b=110))
+
+
+def _normalized(S) -> np.ndarray:
+    return to_tiled(normalize_trace(torch.as_tensor(S, dtype=torch.float64))).numpy()
+
+
+def layer_grid_figure(covariances, titles: list[str], *, columns: int = 4, panel_side: int = 300,
+                      panel_height: int = 210) -> go.Figure:
+    """Small multiples: each layer's tiled covariance (unit mean diagonal) as an image on one
+    shared colour scale, titled by `titles`."""
+    covariances = list(covariances)
+    if not covariances or len(titles) != len(covariances):
+        raise ValueError("need at least one covariance and one title per covariance")
+    panels = [downscale(_normalized(S), panel_side)[0] for S in covariances]
+    zmin, zmax, scale = colour_range(np.concatenate([p.ravel() for p in panels]))
+    cols = min(columns, len(panels))
+    rows = math.ceil(len(panels) / cols)
+    fig = make_subplots(rows=rows, cols=cols, horizontal_spacing=0.02, vertical_spacing=0.25 / rows,
+                        subplot_titles=titles)
+    for n, z in enumerate(panels):
+        where = dict(row=n // cols + 1, col=n % cols + 1)
+        fig.add_trace(_image_trace(z, zmin, zmax, scale), **where)
+        fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False, **where)
+        fig.update_yaxes(showticklabels=False, showgrid=False, zeroline=False, **where)
+    fig.update_traces(hoverinfo="skip", hovertemplate=None, selector=dict(type="image"))
+    fig.add_trace(_colourbar_trace(zmin, zmax, scale, colourbar("covariance / mean variance")))
+    fig.update_annotations(font=dict(size=11))
+    fig = _finish(fig, "", panel_height * rows + 40)
+    return fig.update_layout(margin=dict(l=10, r=10, t=30, b=10))
+
+
+def closed_form_figure(learned, closed, difference, *, sigma: float, r: float, layer: str,
+                       height: int = 470, max_cells: int = HEATMAP_MAX_CELLS) -> go.Figure:
+    """Learned covariance, the closed form at its fitted sigma (both unit mean diagonal, one colour
+    scale, bar under them) and their difference (own diverging scale, bar under it), tiled."""
+    L, C, D = (to_tiled(torch.as_tensor(M, dtype=torch.float64)).numpy() for M in (learned, closed, difference))
+    k = int(round(math.sqrt(L.shape[0])))
+    zmin, zmax, scale = colour_range(np.stack([L, C]))
+    top = float(np.abs(D).max()) or 1.0
+    titles = [f"learned ({layer})", f"closed form at the fitted σ = {sigma:.2f}",
+              f"learned − closed form (r = {r:.2f})"]
+    fig = make_subplots(rows=1, cols=3, horizontal_spacing=0.03, subplot_titles=titles)
+    shared_bar = dict(title=dict(text="covariance / mean variance", side="top"), orientation="h",
+                      thickness=10, len=0.6, x=0.33, xanchor="center", y=-0.04, yanchor="top")
+    diff_bar = dict(title=dict(text="difference", side="top"), orientation="h", thickness=10, len=0.3,
+                    x=0.84, xanchor="center", y=-0.04, yanchor="top")
+    panels = ((1, L, zmin, zmax, scale, None), (2, C, zmin, zmax, scale, shared_bar),
+              (3, D, -top, top, DIVERGING, diff_bar))
+    pairs = pixel_pairs(k, "tiled") if L.size <= max_cells else None
+    for col, z, lo, hi, cs, bar in panels:
+        if pairs is not None:
+            fig.add_trace(go.Heatmap(
+                z=z.astype(np.float32), zmin=lo, zmax=hi, colorscale=cs, customdata=pairs,
+                showscale=bar is not None, colorbar=bar,
+                hovertemplate="pixel (%{customdata[0]}, %{customdata[1]}) with "
+                              "(%{customdata[2]}, %{customdata[3]})<br>%{z:.3g}<extra></extra>"),
+                row=1, col=col)
+        else:
+            fig.add_trace(_image_trace(z, lo, hi, cs, max_side=480), row=1, col=col)
+            if bar is not None:
+                fig.add_trace(_colourbar_trace(lo, hi, cs, bar))
+    for col in (1, 2, 3):
+        fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False, constrain="domain",
+                         row=1, col=col)
+        fig.update_yaxes(showticklabels=False, showgrid=False, zeroline=False, autorange="reversed",
+                         scaleanchor=f"x{'' if col == 1 else col}", constrain="domain", row=1, col=col)
+    fig.update_annotations(font=dict(size=13))
+    fig = _finish(fig, "", height)
+    return fig.update_layout(margin=dict(l=10, r=10, t=40, b=80))

@@ -1,0 +1,332 @@
+"""Race init schemes: short training comparisons over seeds with live curves, a results table and a verdict."""
+
+from functools import partial
+
+import pandas as pd
+import streamlit as st
+
+import app_jobs
+from app_support import device_name, page_setup, shown_errors
+from convcov_core import data, init, lab, models, ui
+from convcov_core.plots import training as figures
+
+page_setup("Training Lab")
+
+SLOT = "lab"
+CHART = {"displaylogo": False}
+CUSTOM_MODEL = "custom ConvMixer"
+MODEL_CHOICES = [name for name, (spec, *_rest) in models.MODEL_PRESETS.items()
+                 if not spec.startswith("cnn-")] + [CUSTOM_MODEL]
+WIDTHS = (8, 16, 32, 64, 128, 256, 512)
+BATCH_SIZES = (16, 32, 64, 128, 256, 512)
+LEARNING_RATES = (0.0003, 0.001, 0.003, 0.01, 0.03, 0.1)
+SCHEME_BY_LABEL = {ui.scheme_label(name): name for name in init.SCHEMES}
+
+
+@st.cache_data(ttl=60, show_spinner=False)
+def available_datasets() -> dict:
+    return {name: ok for name, ok in data.available_datasets().items() if ok}
+
+
+def learned_sources() -> dict:
+    """Label -> ("set", name) or ("run", id) for every source of learned covariances."""
+    sources = {lab.covariance_set_label(s): ("set", s.name) for s in lab.list_covariance_sets()}
+    for r in ui.runs_with_covariances():
+        acc = f", test {r.test_acc:.1f}%" if r.test_acc is not None else ""
+        sources[f"run #{r.id}: {r.variant or r.init} {r.model} on {r.dataset}, k = {r.kernel_size}{acc}"] = ("run", r.id)
+    return sources
+
+
+@st.cache_data(ttl=60, max_entries=4, show_spinner=False)
+def load_learned(source: tuple) -> list:
+    kind, ref = source
+    return lab.load_covariance_set(ref) if kind == "set" else ui.learned_covariances(ref)
+
+
+def model_choice(spec: str, kernel_size: int, patch_size) -> str:
+    """The model widget's option for a spec (the preset with these sizes, else any preset of it)."""
+    presets = [(name, k, p) for name, (s, k, p, _) in models.MODEL_PRESETS.items()
+               if s == spec and name in MODEL_CHOICES]
+    exact = [name for name, k, p in presets if (k, p) == (kernel_size, patch_size)]
+    return (exact or [name for name, *_ in presets] or [CUSTOM_MODEL])[0]
+
+
+def apply_setup(setup: lab.LabSetup) -> None:
+    """Put a setup's values into the widgets."""
+    s = st.session_state
+    s.lab_dataset, s.lab_k, s.lab_patch = setup.dataset, setup.kernel_size, setup.patch_size or 1
+    s.lab_model = model_choice(setup.model, setup.kernel_size, setup.patch_size)
+    if s.lab_model == CUSTOM_MODEL:
+        parsed = models.parse_spec(setup.model)
+        s.lab_width, s.lab_depth = parsed["dim"], parsed["depth"]
+    s.lab_inits = [ui.scheme_label(name) for name in setup.inits]
+    s.lab_custom_sigma = setup.sigma_first is not None
+    s.lab_filters, s.lab_epochs, s.lab_batch = setup.filters, setup.epochs, setup.batch_size
+    s.lab_lr, s.lab_seeds, s.lab_max_steps = setup.lr, setup.n_seeds, setup.max_steps or 0
+
+
+def apply_preset() -> None:
+    setup, note = lab.preset_setup(st.session_state.lab_preset, available_datasets())
+    apply_setup(setup)
+    st.session_state.lab_preset_note = note
+
+
+def apply_model_sizes() -> None:
+    """A model preset brings its own kernel and patch size."""
+    choice = st.session_state.lab_model
+    if choice in models.MODEL_PRESETS:
+        _, k, p, _ = models.MODEL_PRESETS[choice]
+        st.session_state.lab_k, st.session_state.lab_patch = k or st.session_state.lab_k, p or 1
+    else:
+        st.session_state.setdefault("lab_width", 32)
+        st.session_state.setdefault("lab_depth", 4)
+
+
+def sidebar(datasets: dict, max_k: int) -> tuple[lab.LabSetup, tuple | None]:
+    """The setup widgets; returns the setup and the learned-covariance source (if learned is picked)."""
+    st.header("Setup")
+    st.selectbox("Start from a preset", list(lab.PRESETS), key="lab_preset", on_change=apply_preset,
+                 help="Fills in every setting below; change any of them to make your own.")
+    dataset = st.selectbox("Dataset", list(datasets), key="lab_dataset",
+                           help="; ".join(f"{n}: {data.DATASETS.get(n, 'image folder')}" for n in datasets))
+    choice = st.selectbox("Model", MODEL_CHOICES, key="lab_model", on_change=apply_model_sizes)
+    if choice == CUSTOM_MODEL:
+        width = st.select_slider("Channels (width)", WIDTHS, key="lab_width")
+        depth = st.slider("Blocks (depth)", 1, 16, key="lab_depth")
+        spec = f"convmixer-{width}/{depth}"
+    else:
+        spec = models.MODEL_PRESETS[choice][0]
+        st.caption(models.MODEL_PRESETS[choice][3])
+    k = st.slider("Kernel size k of the depthwise filters", 3, max_k, step=2, key="lab_k")
+    patch = st.number_input("Patch size", 1, 16, step=1, key="lab_patch",
+                            help="The stem cuts images into p × p patches; larger is faster but coarser.")
+
+    st.header("Init schemes")
+    sources = learned_sources()
+    labels = [label for label, name in SCHEME_BY_LABEL.items() if name != "learned" or sources]
+    st.session_state.lab_inits = [v for v in st.session_state.lab_inits if v in labels]
+    chosen = st.multiselect("Compare (the first one is the reference)", labels, key="lab_inits")
+    inits = tuple(SCHEME_BY_LABEL[label] for label in chosen)
+    sigma_first = sigma_last = None
+    if "gaussian" in inits:
+        first, last = init.default_sigmas(k)
+        if st.toggle("Custom σ schedule for the Gaussian init", key="lab_custom_sigma",
+                     help=f"Default: σ grows linearly over depth from {first:g} to {last:g} (k / 3)."):
+            sigma_first = st.select_slider("σ_first (first layer)", ui.SIGMA_OPTIONS, key="lab_sigma_first")
+            sigma_last = st.select_slider("σ_last (last layer)", ui.SIGMA_OPTIONS, key="lab_sigma_last")
+        else:
+            st.caption(f"Gaussian init: σ from {first:g} (first layer) to {last:.3g} (last layer).")
+    source = None
+    if "learned" in inits:
+        wanted = st.session_state.get("learned_init")
+        if wanted in sources and st.session_state.get("lab_learned") not in sources:
+            st.session_state.lab_learned = wanted
+        source = sources[st.selectbox("Learned covariances from", list(sources), key="lab_learned",
+                                      help="Resized to this model's kernel size and depth.")]
+    if not sources:
+        st.caption("A *learned* scheme appears once a run with saved covariances exists (or a set "
+                   "made on the Learned Covariances page).")
+    filters = st.radio("Depthwise filters", list(lab.FILTER_MODES), key="lab_filters",
+                       help="frozen at init: the filters never change, so the init alone decides "
+                            "what spatial structure the network can use.")
+
+    st.header("Training")
+    epochs = st.number_input("Epochs", 1, 100, step=1, key="lab_epochs")
+    batch = st.select_slider("Batch size", BATCH_SIZES, key="lab_batch")
+    lr = st.select_slider("Peak learning rate (AdamW, one-cycle)", LEARNING_RATES, key="lab_lr")
+    n_seeds = st.number_input("Seeds (runs per variant)", 1, 10, step=1, key="lab_seeds",
+                              help="Seeds 0, 1, ...: every variant runs once per seed, and the "
+                                   "differences are paired by seed.")
+    with st.expander("Advanced"):
+        max_steps = st.number_input("Stop each run after this many steps (0: whole epochs)", 0, 100_000,
+                                    step=10, key="lab_max_steps")
+    setup = lab.LabSetup(dataset=dataset, model=spec, kernel_size=k, patch_size=int(patch), inits=inits,
+                         filters=filters, epochs=int(epochs), batch_size=batch, lr=lr, n_seeds=int(n_seeds),
+                         sigma_first=sigma_first, sigma_last=sigma_last, max_steps=int(max_steps) or None)
+    return setup, source
+
+
+def init_widgets() -> None:
+    if "lab_preset" not in st.session_state:
+        st.session_state.lab_preset = lab.QUICK_CPU
+        apply_preset()
+    st.session_state.setdefault("lab_sigma_first", 1.0)
+    st.session_state.setdefault("lab_sigma_last", 5.0)
+
+
+def live_curves(events) -> None:
+    curves = lab.curves_from_events(events)
+    left, right = st.columns(2, gap="medium")
+    left.plotly_chart(figures.loss_figure(curves), config=CHART)
+    right.plotly_chart(figures.accuracy_figure(curves), config=CHART)
+
+
+def start_comparison(plan: lab.ComparisonPlan) -> None:
+    with st.spinner("Checking that the model fits the images…"):
+        lab.check_model_fits(plan.config(next(iter(plan.variants))))
+    app_jobs.start(SLOT, "compare", plan.base, variants=plan.variants, seeds=plan.seeds,
+                   references=plan.references, batch_size=plan.base.batch_size)
+    st.rerun()
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def stored_comparison(store_path: str, comparison_id: int):
+    return app_jobs.job_manager().store.get_comparison(comparison_id)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def stored_run(store_path: str, run_id: int):
+    return app_jobs.job_manager().store.get(run_id)
+
+
+def show_results(status, result) -> None:
+    """The finished job: verdict, table, figures, and where it was saved."""
+    st.header("Results")
+    store = app_jobs.job_manager().store
+    if status.state == "failed":
+        st.error(f"The comparison stopped with an error: {status.message}")
+        return
+    cmp = stored_comparison(str(store.path), status.result_id) if status.result_id else result
+    if cmp is None or not any(cmp.runs.values()):
+        st.info("Cancelled before any run finished: nothing to show or save.")
+        return
+    say = st.success if cmp.status == "ok" else st.warning
+    say(lab.verdict_text(cmp))
+    st.caption(lab.setup_line(cmp))
+    st.dataframe(pd.DataFrame(lab.results_rows(cmp)), hide_index=True)
+    for line in lab.problem_runs(cmp):
+        st.warning(f"Run {line}. Its history up to that point is kept and shown below.")
+    curves = lab.curves_from_runs([r for runs in cmp.runs.values() for r in runs])
+    c1, c2, c3 = st.columns([1, 1, 0.8], gap="medium")
+    c1.plotly_chart(figures.loss_figure(curves), config=CHART)
+    c2.plotly_chart(figures.accuracy_figure(curves), config=CHART)
+    c3.plotly_chart(figures.results_figure(cmp.rows, cmp.seeds, height=340), config=CHART)
+    if cmp.id is not None:
+        st.caption(f"Saved to the run store as comparison #{cmp.id}; find it under History below.")
+
+
+def history_options(store) -> dict:
+    options = {}
+    for c in store.list_comparisons():
+        options[f"comparison #{c.id} ({c.created[:16].replace('T', ' ')}): {', '.join(c.variants)} on "
+                f"{c.dataset}, {len(c.seeds)} seed(s){' [cancelled]' if c.status != 'ok' else ''}"] = ("c", c.id)
+    for r in store.list():
+        if r.comparison_id is None:
+            acc = f", test {r.test_acc:.1f}%" if r.test_acc is not None else f", {r.status}"
+            options[f"run #{r.id} ({r.created[:16].replace('T', ' ')}): {r.init} {r.model} on "
+                    f"{r.dataset}{acc}"] = ("r", r.id)
+    return options
+
+
+def delete_selected(chosen: list) -> None:
+    store = app_jobs.job_manager().store
+    for kind, ref in chosen:
+        try:
+            (store.delete_comparison if kind == "c" else store.delete)(ref)
+        except ValueError:  # already deleted (another tab)
+            pass
+    st.session_state.lab_history = []
+    st.session_state.lab_confirm_delete = False
+
+
+def history() -> None:
+    st.header("History")
+    store = app_jobs.job_manager().store
+    options = history_options(store)
+    if not options:
+        st.caption("Finished comparisons are saved here automatically.")
+        return
+    st.session_state.lab_history = [v for v in st.session_state.get("lab_history", []) if v in options]
+    picked = st.multiselect("Saved comparisons and runs to overlay", list(options), key="lab_history")
+    if not picked:
+        st.caption(f"{len(options)} saved. Pick some to overlay their curves, export or delete them.")
+        return
+    chosen = [options[label] for label in picked]
+    comparisons = [stored_comparison(str(store.path), ref) for kind, ref in chosen if kind == "c"]
+    runs = [stored_run(str(store.path), ref) for kind, ref in chosen if kind == "r"]
+    curves = [c for cmp in comparisons
+              for c in lab.curves_from_runs([r for rs in cmp.runs.values() for r in rs], prefix=f"#{cmp.id} ")]
+    curves += lab.curves_from_runs(runs, prefix="run ")
+    left, right = st.columns(2, gap="medium")
+    left.plotly_chart(figures.loss_figure(curves), config=CHART)
+    right.plotly_chart(figures.accuracy_figure(curves), config=CHART)
+    for cmp in comparisons:
+        st.markdown(f"**#{cmp.id}:** {lab.verdict_text(cmp)}")
+    c1, c2, c3, c4 = st.columns(4)
+    c1.download_button("Export JSON", partial(lab.history_json, comparisons, runs), file_name="convcov_history.json",
+                       mime="application/json", key="lab_export_json")
+    c2.download_button("Export curves CSV", partial(lab.curves_csv, curves), file_name="convcov_curves.csv",
+                       mime="text/csv", key="lab_export_csv")
+    confirm = c3.checkbox("Yes, delete these", key="lab_confirm_delete")
+    c4.button("Delete selected", key="lab_delete", disabled=not confirm, on_click=delete_selected,
+              args=(chosen,))
+
+
+def controls(setup: lab.LabSetup, source) -> None:
+    """What the setup will run, its size against the server's cap, Run and Estimate."""
+    preset = lab.matching_preset(setup, available_datasets())
+    if preset:
+        st.info(f"**{preset}.** {lab.PRESETS[preset].expect}")
+        if st.session_state.get("lab_preset_note"):
+            st.caption(st.session_state.lab_preset_note)
+    else:
+        st.caption("Custom settings (they match no preset). Pick a preset in the sidebar to start over.")
+    if not setup.inits:
+        st.info("Pick at least one init scheme in the sidebar.")
+        return
+    plan = lab.plan_comparison(setup, load_learned(source) if source else None)
+    manager = app_jobs.job_manager()
+    images = lab.run_images(plan.base) * plan.n_runs
+    st.markdown(f"**{plan.n_runs} run(s):** {', '.join(plan.variants)} × seed(s) "
+                f"{', '.join(map(str, plan.seeds))}; {images:,} training images in all.")
+    if images > manager.max_samples:
+        st.warning(f"This comparison trains on {images:,} images, more than the {manager.max_samples:,} "
+                   "this server allows per job (CONVCOV_MAX_JOB_SAMPLES): use fewer epochs, seeds or "
+                   "variants, or run it from the command line on your own machine.")
+    busy = app_jobs.running(SLOT) is not None
+    run_col, estimate_col, note_col = st.columns([1, 1, 3], vertical_alignment="center")
+    run = run_col.button("Run comparison", type="primary", key="lab_run", disabled=busy)
+    estimate = estimate_col.button("Estimate time", key="lab_estimate", disabled=busy,
+                                   help="Times a few training steps and one evaluation on this device.")
+    if estimate:
+        with st.spinner("Timing a few steps…"):
+            st.session_state.lab_estimate_for = (setup, lab.estimate_seconds(plan))
+    if st.session_state.get("lab_estimate_for", (None,))[0] == setup:
+        note_col.markdown(f"Estimated time on this device: **about "
+                          f"{lab.duration(st.session_state.lab_estimate_for[1])}** "
+                          "(more if the server is busy).")
+    if run:
+        start_comparison(plan)
+
+
+def job_area() -> None:
+    """Messages, the running job's progress and live curves, or the last result."""
+    app_jobs.show_message(SLOT)
+    mine = app_jobs.running(SLOT)
+    if mine is None and app_jobs.others_running(SLOT):
+        app_jobs.busy_notice(SLOT)
+    if mine is not None:
+        app_jobs.progress(SLOT, live=live_curves, what="Training")
+        return
+    done = app_jobs.finished(SLOT)
+    if done is not None:
+        show_results(*done)
+
+
+st.title("Training Lab")
+st.markdown(
+    "Train the same network from different initializations of its depthwise filters and compare "
+    "the test accuracy over several seeds, paired seed by seed. Training runs in the background on "
+    f"this server (**{device_name()}**); the curves update as it goes, and every finished comparison "
+    "is saved under History."
+)
+
+with shown_errors():
+    init_widgets()
+    with st.sidebar:
+        setup, source = sidebar(available_datasets(), min(31, ui.max_kernel_size()))
+    controls(setup, source)
+with shown_errors():
+    job_area()
+with shown_errors():
+    history()

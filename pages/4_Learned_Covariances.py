@@ -1,0 +1,238 @@
+"""Extract the covariances a trained network learned, layer by layer: fitted σ against depth, closed form beside them, transfer and reuse as init."""
+
+import re
+
+import pandas as pd
+import streamlit as st
+
+import app_jobs
+from app_support import page_setup, shown_errors
+from convcov_core import covariance, data, lab, train, ui
+from convcov_core.plots import training as figures
+
+page_setup("Learned Covariances")
+
+SLOT = "lc"
+CHART = {"displaylogo": False}
+SOURCES = ("A saved run", "A quick run trained here", "An uploaded checkpoint")
+QUICK_DATASETS = ("mnist5k", "noisy-mnist", "textures")
+WIDTHS = (16, 32, 64, 128)
+UPLOAD_TYPES = ["safetensors", "pt", "pth", "bin", "ckpt"]
+
+
+def saved_runs() -> dict:
+    """Label -> run id of every stored run with covariances."""
+    out = {}
+    for r in ui.runs_with_covariances():
+        acc = f", test {r.test_acc:.1f}%" if r.test_acc is not None else ""
+        frozen = " (frozen)" if r.freeze_filters else ""
+        out[f"#{r.id} {r.variant or r.init}{frozen}: {r.model} on {r.dataset}, k = {r.kernel_size}{acc}"] = r.id
+    return out
+
+
+@st.cache_data(max_entries=8, show_spinner="Reading the run's covariances…")
+def run_set(store_path: str, run_id: int) -> lab.LearnedSet:
+    return lab.learned_from_run(app_jobs.job_manager().store.get(run_id))
+
+
+@st.cache_data(max_entries=8, show_spinner="Fitting σ to every layer…")
+def fits_of(key: str, _learned: lab.LearnedSet) -> list:
+    return lab.layer_fits(_learned.covariances)
+
+
+@st.cache_data(max_entries=8, show_spinner="Transferring…")
+def transferred(key: str, _learned: lab.LearnedSet, k: int, depth: int) -> list:
+    return covariance.transfer(_learned.covariances, k, depth)
+
+
+def uploaded_set(upload, architecture: str) -> lab.LearnedSet:
+    """The covariances of an uploaded checkpoint, read once per file and architecture; a problem
+    with the file is a ValueError (shown by the caller)."""
+    memo_key = (upload.file_id, architecture)
+    memo = st.session_state.get("lc_upload_memo")
+    if memo is None or memo[0] != memo_key:
+        try:
+            with st.spinner("Reading the checkpoint (weights only; no code in it runs)…"):
+                value = lab.learned_from_checkpoint(upload.getvalue(), upload.name,
+                                                    lab.CHECKPOINT_ARCHITECTURES[architecture],
+                                                    max_bytes=lab.max_upload_bytes())
+        except ValueError as err:
+            value = err
+        memo = st.session_state.lc_upload_memo = (memo_key, value)
+    if isinstance(memo[1], ValueError):
+        raise memo[1]
+    return memo[1]
+
+
+def quick_run_settings() -> train.TrainConfig:
+    dataset = st.selectbox("Dataset", QUICK_DATASETS, key="lc_dataset",
+                           help="; ".join(f"{n}: {data.DATASETS[n]}" for n in QUICK_DATASETS))
+    width = st.select_slider("Channels (width)", WIDTHS, value=32, key="lc_width")
+    depth = st.slider("Blocks (depth)", 2, 12, 6, key="lc_depth")
+    k = st.slider("Kernel size k", 3, 15, 9, step=2, key="lc_k")
+    patch = st.number_input("Patch size", 1, 8, 2, step=1, key="lc_patch")
+    epochs = st.number_input("Epochs", 1, 20, 2, step=1, key="lc_epochs")
+    st.caption("ConvMixer with PyTorch's default init, AdamW one-cycle. The default takes a minute "
+               "or two on a 2-core CPU; its deeper layers learn wider covariances already.")
+    return train.TrainConfig(dataset=dataset, model=f"convmixer-{width}/{depth}", kernel_size=k,
+                             patch_size=int(patch), epochs=int(epochs), init="default")
+
+
+def source_sidebar():
+    """Sidebar: where the covariances come from. Returns ("run", id), ("upload", file, arch),
+    ("quick", config) or None."""
+    runs = saved_runs()
+    st.header("Source")
+    if "lc_source" not in st.session_state:
+        st.session_state.lc_source = SOURCES[0] if runs else SOURCES[1]
+    source = st.radio("Learned covariances from", SOURCES, key="lc_source")
+    if source == SOURCES[0]:
+        if not runs:
+            st.caption("No saved run has covariances yet: train a quick run or use the Training Lab.")
+            return None
+        wanted = st.session_state.pop("lc_select_run", None)
+        if wanted in runs.values():
+            st.session_state.lc_run = next(label for label, i in runs.items() if i == wanted)
+        return ("run", runs[st.selectbox("Run", list(runs), key="lc_run")])
+    if source == SOURCES[1]:
+        config = quick_run_settings()
+        st.button("Train", type="primary", key="lc_train", disabled=app_jobs.running(SLOT) is not None,
+                  on_click=app_jobs.start, args=(SLOT, "train", config),
+                  kwargs=dict(batch_size=config.batch_size, label=f"Learned Covariances: {config.model} "
+                                                                   f"on {config.dataset}"))
+        return ("quick", config)
+    upload = st.file_uploader("Checkpoint (state dict)", type=UPLOAD_TYPES, key="lc_upload",
+                              help="safetensors, or a torch.save file of model.state_dict(); read with "
+                                   "weights_only=True, so code inside a file never runs.")
+    arch = st.selectbox("Architecture", list(lab.CHECKPOINT_ARCHITECTURES), key="lc_arch")
+    st.caption(f"Up to {lab.max_upload_bytes() / 2**20:.0f} MiB. A ConvMixer's sizes are read from "
+               "the file; for ConvNeXt pick the variant it was saved from.")
+    return ("upload", upload, arch) if upload is not None else None
+
+
+def quick_run_area() -> tuple | None:
+    """Progress of the quick run; when it has finished, its saved run."""
+    app_jobs.show_message(SLOT)
+    if app_jobs.running(SLOT) is not None:
+        app_jobs.progress(SLOT, what="Training",
+                          live=lambda events: st.plotly_chart(
+                              figures.loss_figure(lab.curves_from_events(events), height=260), config=CHART,
+                              key="lc_live_loss"))
+        return None
+    if app_jobs.others_running(SLOT):
+        app_jobs.busy_notice(SLOT)
+    done = app_jobs.finished(SLOT)
+    if done is None:
+        st.info("Press **Train** in the sidebar. The covariances of the trained run appear here, and the "
+                "run is saved so you can come back to it under *A saved run*.")
+        return None
+    status, _ = done
+    if status.state != "done" or status.result_id is None:
+        st.warning(f"The quick run did not finish ({status.state}): {status.message}")
+        return None
+    return ("run", status.result_id)
+
+
+def layer_title(i: int, name: str, fit: dict) -> str:
+    return f"{i + 1}: σ = {fit['sigma']:.2f}, r = {fit['r']:.2f}"
+
+
+def analysis(learned: lab.LearnedSet, key: str, name_hint: str) -> None:
+    """Everything shown for one set of learned covariances; `key` identifies it for the caches."""
+    k, depth = learned.kernel_size, learned.depth
+    fits = fits_of(key, learned)
+    st.markdown(f"**Source:** {learned.source}. {depth} depthwise layer(s), {k} × {k} filters.")
+
+    st.subheader("Every layer's learned covariance")
+    titles = [layer_title(i, n, f) for i, (n, f) in enumerate(zip(learned.layer_names, fits))]
+    st.plotly_chart(figures.layer_grid_figure(learned.covariances, titles, columns=min(depth, 6),
+                                              panel_height=190 if depth > 6 else 230), config=CHART)
+    st.caption("Tiled view (tile (i, j) shows how pixel (i, j) co-varies with every pixel), each layer "
+               "divided by its mean variance. Titles: the σ of the closed-form Gaussian that fits the "
+               "layer best, and how well it fits (Pearson r over all entries; 1 = exactly Gaussian).")
+
+    left, right = st.columns([1.2, 1], gap="medium")
+    first, last = lab.fitted_schedule(fits)
+    with left:
+        st.plotly_chart(figures.sigma_depth_figure(fits, lab.closed_form_schedule(k, depth),
+                                                   fitted_line=(first, last)), config=CHART)
+    with right:
+        table = pd.DataFrame([{"layer": f"{f['layer']}: {name}", "fitted σ": f["sigma"], "r": f["r"]}
+                              for f, name in zip(fits, learned.layer_names)])
+        st.dataframe(table.style.format({"fitted σ": "{:.2f}", "r": "{:.2f}"}), hide_index=True,
+                     height=min(38 + 35 * len(table), 320))
+        st.caption(f"In trained ConvMixers σ grows with depth. The straight line through these layers "
+                   f"runs from σ = {first:.2f} to {last:.2f}; the Gaussian init's default schedule "
+                   f"(dashed) runs from {lab.closed_form_schedule(k, depth)[0]:g} to "
+                   f"{lab.closed_form_schedule(k, depth)[-1]:.3g}. Use the fitted values as σ_first / "
+                   "σ_last in the Training Lab to imitate this network.")
+
+    st.subheader("One layer: learned vs closed form")
+    layer = st.slider("Layer", 1, depth, 1, key="lc_layer") - 1 if depth > 1 else 0
+    fit = fits[layer]
+    S, closed, diff = lab.closed_form_beside(learned.covariances[layer], fit["sigma"])
+    st.plotly_chart(figures.closed_form_figure(S, closed, diff, sigma=fit["sigma"], r=fit["r"],
+                                               layer=f"layer {layer + 1}, {learned.layer_names[layer]}"),
+                    config=CHART)
+    st.caption("Tiled views; hover a cell for its pixel pair. Learned and closed form are both scaled "
+               "to unit mean diagonal and share a colour scale. The difference shows what the closed "
+               "form misses, often a negative ring around each pixel's bump.")
+
+    st.subheader("Transfer preview and use as init")
+    st.markdown("Resize the learned covariances to another kernel size (interpolating every axis of "
+                "the block tensor, then the nearest PSD matrix) and depth (layer l′ takes the "
+                "covariance at the same relative depth), as the *learned* init does for any model.")
+    c1, c2 = st.columns(2)
+    max_k = max(min(31, ui.max_kernel_size()), k)
+    new_k = c1.slider("Kernel size k′", 3, max_k, k, step=2 if k % 2 else 1, key="lc_new_k")
+    new_depth = c2.slider("Depth L′", 1, 32, depth, key="lc_new_depth")
+    moved = transferred(key, learned, new_k, new_depth)
+    shown = moved if new_depth <= 12 else moved[:: max(1, new_depth // 12)]
+    step = 1 if new_depth <= 12 else max(1, new_depth // 12)
+    st.plotly_chart(figures.layer_grid_figure(shown, [f"layer {1 + i * step} of {new_depth}"
+                                                      for i in range(len(shown))],
+                                              columns=min(len(shown), 6), panel_height=180), config=CHART)
+    if new_depth > 12:
+        st.caption(f"Every {step}th of the {new_depth} layers shown.")
+    default_name = re.sub(r"[^A-Za-z0-9_.\-]+", "-", f"{name_hint}-k{new_k}-d{new_depth}").strip("-")[:60]
+    n1, n2 = st.columns([2, 1], vertical_alignment="bottom")
+    name = n1.text_input("Name for the Training Lab", default_name, key=f"lc_set_name_{default_name}",
+                         max_chars=60)
+    if n2.button("Use as init", key="lc_use", type="primary"):
+        path = lab.save_covariance_set(name, moved, source=learned.source)
+        st.session_state.learned_init = lab.covariance_set_label(
+            lab.CovarianceSetInfo(path.stem, new_k, new_depth, learned.source))
+        st.success(f"Saved as covariance set '{name.strip()}'. Open the Training Lab and add *Learned "
+                   "covariance* to the init schemes: this set is preselected.")
+
+
+st.title("Learned Covariances")
+st.markdown(
+    "Trained depthwise filters are not independent pixels: stack one layer's filters and their "
+    "covariance shows a smooth bump around each pixel, close to the closed-form Gaussian, that widens "
+    "with depth. Pick a trained network (a saved run, a quick run trained here, or your own "
+    "checkpoint) to see it layer by layer, compare it with the closed form, and reuse it as an init."
+)
+
+with shown_errors():
+    with st.sidebar:
+        chosen = source_sidebar()
+    if chosen is not None and chosen[0] == "quick":
+        chosen = quick_run_area()
+    if chosen is None:
+        if st.session_state.get("lc_source") == SOURCES[2]:
+            st.info("Upload a checkpoint in the sidebar: a .safetensors file or a torch.save file of "
+                    "model.state_dict() of our ConvMixer, a timm ConvMixer or a timm ConvNeXt.")
+        elif st.session_state.get("lc_source") == SOURCES[0]:
+            st.info("No saved run has covariances yet. Choose *A quick run trained here* in the sidebar, "
+                    "or run a comparison in the Training Lab.")
+        st.stop()
+    if chosen[0] == "run":
+        store = app_jobs.job_manager().store
+        learned = run_set(str(store.path), chosen[1])
+        analysis(learned, f"{store.path}#{chosen[1]}", f"run{chosen[1]}")
+    else:
+        _, upload, arch = chosen
+        learned = uploaded_set(upload, arch)
+        hint = re.sub(r"[^A-Za-z0-9]+", "-", upload.name.rsplit(".", 1)[0])[:30] or "upload"
+        analysis(learned, f"{upload.file_id}:{arch}", hint)

@@ -1,0 +1,98 @@
+"""Real-browser test of the Training Lab: set up a tiny comparison with the sidebar widgets, start it,
+watch the live loss curve grow while the progress bar runs, and see the verdict and table at the end.
+
+Screenshots (streaming and finished) go to $CONVCOV_SCREENSHOTS or a temporary folder.
+"""
+
+import time
+
+import pytest
+from browser_helpers import (CHROMIUM, CHROMIUM_ARGS, ERRORS, VIEWPORT, console_text, is_harmless, screenshot_dir,
+                             streamlit_server, wait_until_rendered)
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} not installed (apt-get install chromium)"),
+]
+
+LOSS_POINTS = """() => {
+    const chart = [...document.querySelectorAll('[data-testid="stPlotlyChart"] .js-plotly-plot')]
+        .find(div => div.layout && div.layout.title && String(div.layout.title.text).includes('Training loss'));
+    return chart ? chart.data.reduce((n, trace) => n + (trace.x ? trace.x.length : 0), 0) : -1;
+}"""
+
+
+def widget(page, testid: str, label: str):
+    return page.locator(f'[data-testid="{testid}"]').filter(has_text=label).first
+
+
+def choose(page, label: str, option: str) -> None:
+    """Pick an option of a selectbox by typing it."""
+    widget(page, "stSelectbox", label).click()
+    page.keyboard.type(option)
+    page.keyboard.press("Enter")
+    wait_until_rendered(page)
+
+
+def type_number(page, label: str, value: int) -> None:
+    field = widget(page, "stNumberInput", label).locator("input")
+    field.fill(str(value))
+    field.press("Enter")
+    wait_until_rendered(page)
+
+
+def set_up_tiny_run(page) -> None:
+    """Noisy bars, a custom ConvMixer (32/4), 5 x 5 filters, 4 x 4 patches, filters trained, 1 seed,
+    one epoch of 15 steps per variant."""
+    choose(page, "Dataset", "noisy-bars")
+    choose(page, "Model", "custom ConvMixer")
+    thumb = widget(page, "stSlider", "Kernel size k").locator('input[type="range"]')
+    thumb.focus()
+    page.keyboard.press("Home")
+    page.keyboard.press("ArrowRight")  # 3 -> 5
+    wait_until_rendered(page)
+    type_number(page, "Patch size", 4)
+    widget(page, "stRadio", "Depthwise filters").get_by_text("trained", exact=True).click()
+    wait_until_rendered(page)
+    type_number(page, "Seeds", 1)
+
+
+def test_training_lab_streams_live_curves_and_shows_the_verdict():
+    sync_api = pytest.importorskip("playwright.sync_api")
+    shots = screenshot_dir()
+    errors = []
+    with streamlit_server() as base_url, sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        page = browser.new_context(viewport=VIEWPORT).new_page()
+        page.on("console", lambda msg: msg.type == "error" and not is_harmless(console_text(msg))
+                and errors.append(console_text(msg)))
+        page.on("pageerror", lambda err: errors.append(str(err)))
+        page.goto(base_url, wait_until="domcontentloaded")  # Home first, so the app's navigation is set up
+        wait_until_rendered(page)
+        page.goto(f"{base_url}/Training_Lab", wait_until="domcontentloaded")
+        wait_until_rendered(page)
+        set_up_tiny_run(page)
+        assert "2 run(s):" in page.locator('[data-testid="stMain"]').inner_text()
+
+        page.get_by_role("button", name="Run comparison").click()
+        page.wait_for_selector('[data-testid="stProgress"]', timeout=60_000)
+        counts, deadline = [], time.monotonic() + 300
+        while time.monotonic() < deadline and page.locator('[data-testid="stProgress"]').count():
+            counts.append(page.evaluate(LOSS_POINTS))
+            if len({c for c in counts if c > 0}) == 3:
+                page.screenshot(path=str(shots / "training_lab_streaming.png"))
+            page.wait_for_timeout(250)
+        growing = sorted({c for c in counts if c > 0})
+        assert len(growing) >= 2, f"the live loss curve did not update while training: {counts}"
+
+        page.wait_for_selector('[data-testid="stAlertContentSuccess"]', timeout=120_000)
+        wait_until_rendered(page)
+        main = page.locator('[data-testid="stMain"]').inner_text()
+        assert "Results" in main and page.locator('[data-testid="stDataFrame"]').count() == 1
+        assert "Saved to the run store as comparison #" in main
+        page.get_by_text("Results", exact=True).scroll_into_view_if_needed()
+        page.screenshot(path=str(shots / "training_lab_finished.png"))
+        errors += [e.inner_text()[:300] for e in page.locator(ERRORS).all()]
+        browser.close()
+    print(f"screenshots: {shots}")
+    assert not errors, f"problems seen in the browser: {errors}"

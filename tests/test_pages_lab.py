@@ -1,0 +1,202 @@
+"""Page tests (AppTest) for the Training Lab and Learned Covariances: a tiny comparison end to end,
+cancel mid-run, a second visitor while the server is busy, the learned covariances of the run just
+made, "use as init", and every bad checkpoint upload with its own message."""
+
+import io
+import time
+
+import pytest
+import torch
+from page_helpers import assert_clean, new_app, run_page
+from safetensors.torch import save as save_safetensors
+from test_lab import _tiny_convmixer_state, malicious_checkpoint
+
+import app_jobs
+
+LAB = "pages/3_Training_Lab.py"
+LEARNED = "pages/4_Learned_Covariances.py"
+POLL_S = 0.5
+MAX_POLLS = 400
+
+
+@pytest.fixture(autouse=True)
+def no_job_left_running():
+    """The job manager is shared by the whole process (st.cache_resource): stop what a test left."""
+    yield
+    manager = app_jobs.job_manager()
+    for status in manager.list_jobs():
+        if status.running:
+            manager.cancel(status.id)
+            manager.wait(status.id, 120)
+
+
+def tiny_lab(at, *, seeds=1, max_steps=3):
+    """A ConvMixer-16/2 with 5 x 5 filters on noisy bars, trained filters, a few steps per run."""
+    at.selectbox(key="lab_dataset").set_value("noisy-bars")
+    at.selectbox(key="lab_model").set_value("custom ConvMixer").run()
+    at.select_slider(key="lab_width").set_value(16)
+    at.slider(key="lab_depth").set_value(2)
+    at.slider(key="lab_k").set_value(5)
+    at.number_input(key="lab_patch").set_value(4)
+    at.radio(key="lab_filters").set_value("trained")
+    at.number_input(key="lab_seeds").set_value(seeds)
+    at.number_input(key="lab_max_steps").set_value(max_steps)
+    at.run()
+    assert_clean(at, "tiny setup")
+    return at
+
+
+def poll_until_finished(at) -> list[str]:
+    """Rerun the page until its progress bar is gone; return the progress texts seen."""
+    texts = []
+    for _ in range(MAX_POLLS):
+        bars = at.get("progress")
+        if not bars:
+            return texts
+        texts.append(bars[0].proto.text)
+        time.sleep(POLL_S)
+        at.run()
+    raise AssertionError(f"the job did not finish; last progress: {texts[-1:]}")
+
+
+def test_lab_default_is_the_frozen_cpu_demo_and_says_what_to_expect():
+    at = run_page(LAB, timeout=120)
+    assert at.selectbox(key="lab_preset").value == "Quick CPU demo: frozen filters"
+    assert "Gaussian covariance init reached about 60%" in at.info[0].value
+    assert "4 run(s):** default-frozen, gaussian-frozen × seed(s) 0, 1" in " ".join(m.value for m in at.markdown)
+    assert not at.get("progress")
+
+
+def test_lab_runs_a_tiny_comparison_end_to_end_then_learned_page_opens_its_run():
+    at = tiny_lab(new_app(LAB, timeout=120).run())
+    assert "Custom settings" in at.caption[0].value
+    at.button(key="lab_run").click().run()
+    assert_clean(at, "run clicked")
+    assert at.button(key="lab_run").disabled
+    live = len(at.get("plotly_chart"))
+    texts = poll_until_finished(at)
+    assert_clean(at, "finished")
+    assert live == 2 and texts and texts[0].startswith("Training: ")  # loss and accuracy curves
+
+    verdict = at.success[0].value
+    assert "gaussian" in verdict and "default" in verdict
+    table = at.dataframe[0].value
+    assert list(table["variant"]) == ["default", "gaussian"]
+    assert table["paired difference (points)"][0] == "reference"
+    saved = [c.value for c in at.caption if "Saved to the run store as comparison #" in c.value]
+    assert saved
+    comparison_id = int(saved[0].split("#")[1].split(";")[0])
+    stored = app_jobs.job_manager().store.get_comparison(comparison_id)
+    assert list(stored.runs) == ["default", "gaussian"] and stored.status == "ok"
+    assert len(at.get("plotly_chart")) == 3  # loss, accuracy, results
+
+    history = at.multiselect(key="lab_history")
+    label = next(o for o in history.options if o.startswith(f"comparison #{comparison_id} "))
+    history.set_value([label]).run()
+    assert_clean(at, "history selected")
+    assert len(at.get("download_button")) == 2 and len(at.get("plotly_chart")) == 5
+
+    run_id = stored.runs["gaussian"][0].id
+    page = run_page(LEARNED, timeout=120)
+    run_label = next(o for o in page.selectbox(key="lc_run").options if o.startswith(f"#{run_id} "))
+    page.selectbox(key="lc_run").set_value(run_label).run()
+    assert_clean(page, "learned covariances of the run")
+    # layer grid, fitted sigma vs depth, learned vs closed form, transfer preview
+    assert len(page.get("plotly_chart")) == 4
+    assert f"run #{run_id}" in page.markdown[1].value
+    page.slider(key="lc_layer").set_value(2).run()
+    page.slider(key="lc_new_k").set_value(7)
+    page.slider(key="lc_new_depth").set_value(3).run()
+    page.button(key="lc_use").click().run()
+    assert_clean(page, "use as init")
+    assert "Saved as covariance set" in page.success[0].value
+
+    lab_page = new_app(LAB, timeout=120)
+    lab_page.session_state["learned_init"] = page.session_state["learned_init"]
+    lab_page.run()
+    lab_page.multiselect(key="lab_inits").set_value(["Gaussian covariance", "Learned covariance"]).run()
+    assert_clean(lab_page, "learned init offered")
+    assert lab_page.selectbox(key="lab_learned").value == page.session_state["learned_init"]
+    assert "(7 × 7, 3 layers)" in lab_page.selectbox(key="lab_learned").value
+
+
+def test_lab_cancel_stops_cleanly_and_a_second_visitor_sees_the_busy_server():
+    at = tiny_lab(new_app(LAB, timeout=120).run(), seeds=3, max_steps=0)  # 6 runs of a whole epoch
+    at.button(key="lab_run").click().run()
+    for _ in range(MAX_POLLS):
+        if at.get("progress") and "images/s" in at.get("progress")[0].proto.text:
+            break
+        time.sleep(POLL_S)
+        at.run()
+    assert "Run 1 of 6: default, seed 0 · step" in at.get("progress")[0].proto.text
+
+    other = run_page(LAB, timeout=120)
+    assert "The server is busy: another job is running" in other.info[-1].value
+    other.button(key="lab_run").click().run()
+    assert any("The server is busy" in w.value for w in other.warning)
+
+    at.button(key="lab.cancel").click().run()
+    assert_clean(at, "cancel clicked")
+    poll_until_finished(at)
+    assert_clean(at, "after cancel")
+    shown = [m.value for m in at.warning] + [m.value for m in at.info]
+    assert any("Cancelled" in text for text in shown), shown
+    assert not any(s.running for s in app_jobs.job_manager().list_jobs())
+
+
+@pytest.fixture
+def upload_page(monkeypatch):
+    def open_with(filename: str, content: bytes, architecture: str | None = None):
+        at = new_app(LEARNED, timeout=120).run()
+        at.radio(key="lc_source").set_value("An uploaded checkpoint").run()
+        if architecture:
+            at.selectbox(key="lc_arch").set_value(architecture)
+        at.get("file_uploader")[0].set_value((filename, content, "application/octet-stream"))
+        return at.run()
+    return open_with
+
+
+def _torch_bytes(obj) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return buffer.getvalue()
+
+
+def test_learned_page_reads_a_good_checkpoint(upload_page):
+    _, state = _tiny_convmixer_state()
+    at = upload_page("mine.safetensors", save_safetensors(state))
+    assert_clean(at, "good checkpoint")
+    assert "convmixer-8/3" in at.markdown[1].value
+    assert len(at.get("plotly_chart")) == 4
+
+
+def test_malicious_checkpoint_never_runs_and_is_explained(upload_page, tmp_path):
+    marker = tmp_path / "created_by_the_pickle"
+    at = upload_page("evil.pt", malicious_checkpoint(marker))
+    assert not at.exception
+    assert "contains arbitrary Python objects" in at.error[0].value
+    assert "was not executed" in at.error[0].value
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("case, message", [
+    ("truncated", "is truncated or damaged"),
+    ("empty", "is empty (0 bytes)"),
+    ("wrong architecture", "does not fit timm:convnext_atto"),
+    ("oversized", "over the 1.0 KiB limit"),
+])
+def test_each_bad_checkpoint_gets_its_own_message(upload_page, monkeypatch, case, message):
+    _, state = _tiny_convmixer_state()
+    whole = _torch_bytes(state)
+    content, architecture = {
+        "truncated": (whole[: len(whole) // 2], None),
+        "empty": (b"", None),
+        "wrong architecture": (whole, "timm ConvNeXt-Atto"),
+        "oversized": (whole, None),
+    }[case]
+    if case == "oversized":
+        monkeypatch.setenv("CONVCOV_MAX_CHECKPOINT_MB", str(1 / 1024))
+    at = upload_page(f"{case.replace(' ', '_')}.pt", content, architecture)
+    assert not at.exception
+    assert len(at.error) == 1 and message in at.error[0].value, [e.value for e in at.error]
+    assert not at.get("plotly_chart")
