@@ -258,7 +258,7 @@ def sigma_curve_figure(curve, *, current_sigma: float | None = None, fitted: lis
     ])
     fig.add_hline(y=curve.default_mean, line=dict(color="#d62728", dash="dash"),
                   annotation_text=f"PyTorch default i.i.d.: {curve.default_mean:.1f}",
-                  annotation_position="bottom right")
+                  annotation_position="bottom left")
     if fitted:
         fig.add_trace(go.Scatter(
             x=[f["sigma"] for f in fitted], y=[f["mean effective size"] for f in fitted],
@@ -269,8 +269,10 @@ def sigma_curve_figure(curve, *, current_sigma: float | None = None, fitted: lis
             hovertemplate="%{customdata[0]}: fitted σ = %{x:.2f} (r = %{customdata[1]:.2f})<br>"
                           "mean effective size %{y:.2f}<extra></extra>"))
     if current_sigma is not None:
-        fig.add_vline(x=current_sigma, line=dict(color="#555", dash="dot"),
-                      annotation_text=f"σ = {current_sigma:g}", annotation_position="top left")
+        fig.add_vline(x=current_sigma, line=dict(color="#555", dash="dot"))
+        # annotations on a log axis take log10 coordinates
+        fig.add_annotation(x=math.log10(current_sigma), y=0.02, yref="paper", text=f" σ = {current_sigma:g}",
+                           showarrow=False, xanchor="left", yanchor="bottom", font=dict(color="#555"))
     sigmas = [s for s in x + [f["sigma"] for f in fitted or []] if s > 0]
     fig.update_xaxes(title_text="σ of the closed-form covariance (pixels, log scale)", type="log",
                      range=[math.log10(min(sigmas)) - 0.05, math.log10(max(sigmas)) + 0.05],
