@@ -1,4 +1,4 @@
-"""Test the Convolutional Neural Feature Ansatz: filter covariance WᵀW against the patch-AGOP, trained vs at init."""
+"""The Convolutional Neural Feature Ansatz: filter covariance WᵀW vs the patch-AGOP, trained and at init."""
 
 import functools
 

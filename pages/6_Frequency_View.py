@@ -1,4 +1,4 @@
-"""Filters in frequency: mean |FFT| spectra, radial profiles and effective sizes of sampled or trained filters."""
+"""Filters in frequency: mean |FFT| spectra, radial profiles and effective sizes, sampled or trained."""
 
 import streamlit as st
 
@@ -44,7 +44,8 @@ def sigma_curve(k, energy, seed) -> fa.SigmaCurve:
 
 def run_label(summary) -> str:
     acc = f", test acc {summary.test_acc:.1f}%" if summary.test_acc is not None else ""
-    return f"#{summary.id} {summary.name or summary.model} on {summary.dataset} (k = {summary.kernel_size}){acc}"
+    name = summary.name or summary.model
+    return f"#{summary.id} {name} on {summary.dataset} (k = {summary.kernel_size}){acc}"
 
 
 st.title("Frequency View")

@@ -194,7 +194,8 @@ def test_layer_feature_maps_apply_m_to_each_layers_own_input():
     image = torch.randn(1, 10, 10, dtype=torch.float64)
     matrices = {"block1.0": torch.eye(9, dtype=torch.float64), "block2.0": torch.eye(18, dtype=torch.float64)}
     maps = fa.layer_feature_maps(model, matrices, image)
-    assert torch.allclose(maps["block1.0"], analysis.feature_map(matrices["block1.0"], image, model.block1[0]))
+    first = analysis.feature_map(matrices["block1.0"], image, model.block1[0])
+    assert torch.allclose(maps["block1.0"], first)
     second_input = model.block1(image[None])[0]
     assert torch.allclose(maps["block2.0"], analysis.feature_map(matrices["block2.0"], second_input,
                                                                  model.block2[0]))

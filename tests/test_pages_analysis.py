@@ -5,7 +5,7 @@ import time
 
 import pytest
 import streamlit as st
-from page_helpers import assert_clean, check_widget_extremes, new_app, run_page
+from page_helpers import assert_clean, check_widget_extremes, run_page
 
 from convcov_core import runs, train
 

@@ -163,7 +163,7 @@ def feature_map_figure(images: list[np.ndarray], maps: list[list[np.ndarray]], r
             fig.add_trace(go.Heatmap(z=z if scale == "Greys_r" else z / top, zmin=zmin,
                                      zmax=float(z.max()) if scale == "Greys_r" else 1.0,
                                      colorscale=scale, showscale=False,
-                                     hovertemplate=f"({'%{y}'}, {'%{x}'})<br>{what} %{{z:.3f}}<extra></extra>"),
+                                     hovertemplate=f"(%{{y}}, %{{x}})<br>{what} %{{z:.3f}}<extra></extra>"),
                           row=r, col=c)
             index = (r - 1) * cols + c
             axis = "" if index == 1 else str(index)
@@ -218,7 +218,8 @@ def radial_profile_figure(radii, profiles, names: list[str], *, size: int,
         p = _numpy(torch.as_tensor(profile, dtype=torch.float64))
         fig.add_trace(go.Scatter(x=freq, y=p / (p.max() or 1.0), mode="lines", name=name,
                                  line=dict(color=colour),
-                                 hovertemplate=f"{name}<br>%{{x:.3f}} cycles/pixel: %{{y:.3f}}<extra></extra>"))
+                                 hovertemplate=f"{name}<br>%{{x:.3f}} cycles/pixel: %{{y:.3f}}"
+                                               "<extra></extra>"))
     fig.update_xaxes(title_text="radial frequency (cycles/pixel)", range=[0, 0.5])
     fig.update_yaxes(title_text="mean |FFT| / max", rangemode="tozero")
     fig.update_layout(showlegend=len(names) > 1, legend=BOTTOM_LEGEND)
