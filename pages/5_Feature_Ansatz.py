@@ -56,8 +56,8 @@ def training_area(config, init_choice: str, epochs: int) -> None:
                   args=(config, init_choice == INITS[0]), disabled=mine is not None)
     about.caption(f"{fa.describe_model(config)}, {init_choice} init, on {fa.describe_dataset(config)}, "
                   f"{epochs} epoch(s): conv + ReLU + 2 × 2 max pooling blocks, AdamW. Change it in "
-                  "the sidebar. Training runs in the background: a minute or two on 2 CPU cores for "
-                  "the default, seconds on a GPU.")
+                  "the sidebar. Training runs in the background: about 20 s for the default on a "
+                  "free CPU core, longer on a busy server.")
     app_jobs.show_message(SLOT)
     if mine is None and app_jobs.others_running(SLOT):
         app_jobs.busy_notice(SLOT)
