@@ -6,7 +6,8 @@ progress events from a fragment on a timer; Cancel sets the job's stop flag, whi
 callback answers with "stop". The manager enforces a per-server limit on running jobs
 (CONVCOV_MAX_JOBS, default 1) and a cap on the images one job may train on
 (CONVCOV_MAX_JOB_SAMPLES = epochs x training images x seeds x variants, default 200,000), and
-saves finished runs and comparisons to the run store.
+saves finished runs and comparisons to the run store (a cancelled comparison is saved with the runs it
+finished; a cancelled single run is not saved).
 """
 
 from __future__ import annotations
@@ -183,6 +184,7 @@ class JobManager:
                 job.events.append(event)
             return "stop" if job.stop.is_set() else None
 
+        result = None
         try:
             result = job.work(callback)
             state, message = "done", "finished"
@@ -194,12 +196,13 @@ class JobManager:
             elif isinstance(result, ComparisonResult):
                 state = "cancelled" if result.status == "cancelled" else "done"
                 message = result.verdict or result.status
-                if state == "done" or any(result.runs.values()):  # a cancelled one keeps its finished runs
+                if state == "done" or any(result.runs.values()):  # cancelled: keep the finished runs
                     job.result_id = self.store.save_comparison(result, name=name)
             elif job.stop.is_set():
                 state, message = "cancelled", "cancelled"
         except Exception as exc:  # the job's owner reads the message from status(); nothing to re-raise to
-            result, state, message = None, "failed", f"{type(exc).__name__}: {exc}"
+            saving = " (the work finished; saving it to the run store failed)" if result is not None else ""
+            state, message = "failed", f"{type(exc).__name__}: {exc}{saving}"
         with self._lock:
             job.result, job.state, job.message, job.finished = result, state, message, time.time()
 

@@ -73,6 +73,18 @@ def test_cancel_stops_a_training_job_early_and_saves_nothing(manager):
     assert manager.cancel(job) is False
 
 
+def test_a_cancelled_comparison_is_saved_with_the_runs_it_finished(manager):
+    job = manager.submit("compare", TINY.replace(max_steps=40), variants={"a": {}, "b": {}}, seeds=[0, 1])
+    while not any(e.kind == "done" for e in manager.events(job)):
+        time.sleep(0.05)
+    manager.cancel(job)
+    status = manager.wait(job, 120)
+    assert status.state == "cancelled"
+    saved = manager.store.get_comparison(status.result_id)
+    assert saved.status == "cancelled"
+    assert [len(saved.runs[v]) for v in ("a", "b")] == [1, 0]
+
+
 def test_a_job_over_the_sample_cap_is_refused_before_it_starts(manager):
     manager.max_samples = 1_000
     with pytest.raises(JobTooLarge, match=r"4,000 images.*allows 1,000.*CONVCOV_MAX_JOB_SAMPLES"):
