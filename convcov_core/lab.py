@@ -75,15 +75,16 @@ QUICK_CPU = "Quick CPU demo: frozen filters"
 PRESETS: dict[str, Preset] = {p.name: p for p in (
     Preset(QUICK_CPU, LabSetup(),
            "ConvMixer-64/8 with 15 × 15 filters on 5,000 MNIST digits, one epoch, the depthwise "
-           "filters frozen at their init, 2 seeds (about a minute per run on 2 CPU cores). With "
-           "frozen filters the network can only use the spatial structure it was given, so the "
-           "init decides the outcome: measured while planning, the Gaussian covariance init "
-           "reached about 60% test accuracy and the default init about 18%, on every seed."),
+           "filters frozen at their init, 2 seeds: 4 runs of about a minute each on 2 idle CPU cores "
+           "(press Estimate time: a busy server is slower). With frozen filters the network can only "
+           "use the spatial structure it was given, so the init decides the outcome: in two measured "
+           "comparisons the Gaussian covariance init reached 47-60% test accuracy and the default "
+           "init 12-18%, on every seed."),
     Preset("Trained filters, 1 epoch: seed noise", LabSetup(filters="trained", n_seeds=3),
-           "The same ConvMixer with its filters trained, 3 seeds (about 3 runs per variant, a "
-           "minute each on 2 CPU cores). In runs this short the seed matters more than the init: "
-           "measured while planning, the default init reached 63-84% and the Gaussian init 57-79%. "
-           "Expect a verdict of 'within seed noise'; that is the honest answer at this budget."),
+           "The same ConvMixer with its filters trained, 3 seeds (6 runs). In runs this short the "
+           "seed matters more than the init: measured while planning, the default init reached "
+           "63-84% and the Gaussian init 57-79%. Expect a verdict of 'within seed noise'; that is "
+           "the honest answer at this budget."),
     Preset("Paper-like, GPU", LabSetup(dataset="cifar10", model="convmixer-256/8", kernel_size=9,
                                        filters="trained", epochs=20, batch_size=512, n_seeds=3),
            "ConvMixer-256/8 with 9 × 9 filters and 2 × 2 patches on CIFAR-10, 20 epochs, filters "
@@ -313,27 +314,22 @@ def _pm(mean, std, spec: str = ".1f") -> str:
 
 
 def results_rows(cmp: train.ComparisonResult) -> list[dict]:
-    """The results table: per variant its init, filters, test accuracy mean ± std over seeds, each
-    seed's accuracy (or what stopped it), the paired difference against its reference and time."""
+    """The results table: per variant its test accuracy mean ± std over seeds, each seed's accuracy
+    (or what stopped it), the paired difference against its reference (mean ± std over seeds, and
+    on how many seeds it was better) and the time per run."""
     rows = []
     for r in cmp.rows:
-        overrides = cmp.variants.get(r["variant"], {})
         per_seed = ", ".join(f"{r['per_seed'][s]:.1f}" if r["per_seed"].get(s) is not None
                              else r["statuses"].get(s, "not run") for s in cmp.seeds)
-        if r["reference"] is None:
-            diff = "reference"
-        elif r["diff_mean"] is None:
-            diff = "–"
-        else:
-            diff = (f"{_pm(r['diff_mean'], r['diff_std'], '+.1f')} vs {r['reference']} "
-                    f"({r['wins']}/{len(r['diffs'])} seeds better)")
+        paired = r["reference"] is not None and r["diff_mean"] is not None
         rows.append({
             "variant": r["variant"],
-            "init": overrides.get("init", cmp.base_config.init),
-            "filters": "frozen" if overrides.get("freeze_filters") else "trained",
             "test acc % (mean ± std)": _pm(r["mean"], r["std"]),
             f"per seed ({', '.join(map(str, cmp.seeds))})": per_seed,
-            "paired difference (points)": diff,
+            "Δ vs reference (points)": (_pm(r["diff_mean"], r["diff_std"], "+.1f") if paired
+                                        else "reference" if r["reference"] is None else "–"),
+            "reference": r["reference"] or "",
+            "seeds better": f"{r['wins']}/{len(r['diffs'])}" if paired else "",
             "time per run": duration(r["mean_time"]),
         })
     return rows
@@ -355,9 +351,11 @@ def verdict_text(cmp: train.ComparisonResult) -> str:
 
 
 def setup_line(cmp: train.ComparisonResult) -> str:
+    """Model, data, training budget, seeds, device and wall time of a comparison, in one line."""
     c = cmp.base_config
     device = next((r.device for runs in cmp.runs.values() for r in runs), "?")
-    return (f"{c.model}, k = {c.kernel_size}, patch {c.patch_size} on {c.dataset}; {c.epochs} epoch(s), "
+    stop = f" (stopped after {c.max_steps} steps)" if c.max_steps else ""
+    return (f"{c.model}, k = {c.kernel_size}, patch {c.patch_size} on {c.dataset}; {c.epochs} epoch(s){stop}, "
             f"batch {c.batch_size}, lr {c.lr:g}; seeds {', '.join(map(str, cmp.seeds))}; device {device}; "
             f"{duration(cmp.wall_time)} in all")
 
@@ -511,6 +509,26 @@ def fitted_schedule(fits: list[dict]) -> tuple[float, float]:
 def closed_form_schedule(kernel_size: int, depth: int) -> list[float]:
     """The Gaussian init's default sigma per layer: init.default_sigmas(k) spread over the depth."""
     return covariance.depth_schedule(*init.default_sigmas(kernel_size), depth)
+
+
+def offset_profile(S: Tensor) -> Tensor:
+    """Average covariance of pixel pairs at each offset, divided by the mean variance:
+    P[di + k - 1, dj + k - 1] = mean over (i, j) of B[i, j, i + di, j + dj] / mean(diag S), for
+    offsets -k < di, dj < k, averaged over the pixels (i, j) where (i + di, j + dj) is in the filter.
+    For the Gaussian closed form it is exp(-(di^2 + dj^2) / 2 sigma^2) exactly; for a learned
+    covariance it is the smooth bump the tiled view shows once per pixel, with the noise averaged."""
+    S = covariance.normalize_trace(torch.as_tensor(S, dtype=torch.float64))
+    k = covariance.kernel_size_of(S)
+    B = covariance.to_blocks(S)
+    idx = torch.arange(k)
+    out = torch.zeros(2 * k - 1, 2 * k - 1, dtype=torch.float64)
+    for di in range(-k + 1, k):
+        rows = idx[(idx + di >= 0) & (idx + di < k)]
+        for dj in range(-k + 1, k):
+            cols = idx[(idx + dj >= 0) & (idx + dj < k)]
+            i, j = torch.meshgrid(rows, cols, indexing="ij")
+            out[di + k - 1, dj + k - 1] = B[i, j, i + di, j + dj].mean()
+    return out
 
 
 def closed_form_beside(S: Tensor, sigma: float) -> tuple[Tensor, Tensor, Tensor]:

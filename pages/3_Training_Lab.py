@@ -32,6 +32,8 @@ def learned_sources() -> dict:
     """Label -> ("set", name) or ("run", id) for every source of learned covariances."""
     sources = {lab.covariance_set_label(s): ("set", s.name) for s in lab.list_covariance_sets()}
     for r in ui.runs_with_covariances():
+        if r.freeze_filters:  # its filters are its init's: nothing learned
+            continue
         acc = f", test {r.test_acc:.1f}%" if r.test_acc is not None else ""
         sources[f"run #{r.id}: {r.variant or r.init} {r.model} on {r.dataset}, k = {r.kernel_size}{acc}"] = ("run", r.id)
     return sources
@@ -200,7 +202,7 @@ def show_results(status, result) -> None:
     c1, c2, c3 = st.columns([1, 1, 0.8], gap="medium")
     c1.plotly_chart(figures.loss_figure(curves), config=CHART)
     c2.plotly_chart(figures.accuracy_figure(curves), config=CHART)
-    c3.plotly_chart(figures.results_figure(cmp.rows, cmp.seeds, height=340), config=CHART)
+    c3.plotly_chart(figures.results_figure(cmp.rows, cmp.seeds, height=380), config=CHART)
     if cmp.id is not None:
         st.caption(f"Saved to the run store as comparison #{cmp.id}; find it under History below.")
 
@@ -251,7 +253,9 @@ def history() -> None:
     left.plotly_chart(figures.loss_figure(curves), config=CHART)
     right.plotly_chart(figures.accuracy_figure(curves), config=CHART)
     for cmp in comparisons:
-        st.markdown(f"**#{cmp.id}:** {lab.verdict_text(cmp)}")
+        st.markdown(f"**Comparison #{cmp.id}:** {lab.verdict_text(cmp)}")
+        st.caption(lab.setup_line(cmp))
+        st.dataframe(pd.DataFrame(lab.results_rows(cmp)), hide_index=True)
     c1, c2, c3, c4 = st.columns(4)
     c1.download_button("Export JSON", partial(lab.history_json, comparisons, runs), file_name="convcov_history.json",
                        mime="application/json", key="lab_export_json")
@@ -277,7 +281,7 @@ def controls(setup: lab.LabSetup, source) -> None:
     plan = lab.plan_comparison(setup, load_learned(source) if source else None)
     manager = app_jobs.job_manager()
     images = lab.run_images(plan.base) * plan.n_runs
-    st.markdown(f"**{plan.n_runs} run(s):** {', '.join(plan.variants)} × seed(s) "
+    st.markdown(f"**{plan.n_runs} run{'s' if plan.n_runs > 1 else ''}:** {', '.join(plan.variants)} × seed(s) "
                 f"{', '.join(map(str, plan.seeds))}; {images:,} training images in all.")
     if images > manager.max_samples:
         st.warning(f"This comparison trains on {images:,} images, more than the {manager.max_samples:,} "
@@ -295,6 +299,8 @@ def controls(setup: lab.LabSetup, source) -> None:
         note_col.markdown(f"Estimated time on this device: **about "
                           f"{lab.duration(st.session_state.lab_estimate_for[1])}** "
                           "(more if the server is busy).")
+    elif not busy:
+        note_col.caption("Progress, live curves and then the results table and verdict appear below.")
     if run:
         start_comparison(plan)
 
@@ -316,9 +322,9 @@ def job_area() -> None:
 st.title("Training Lab")
 st.markdown(
     "Train the same network from different initializations of its depthwise filters and compare "
-    "the test accuracy over several seeds, paired seed by seed. Training runs in the background on "
-    f"this server (**{device_name()}**); the curves update as it goes, and every finished comparison "
-    "is saved under History."
+    "the test accuracy over several seeds, paired seed by seed. Training runs in the background "
+    "while its curves update here, and every finished comparison is saved under History. "
+    f"Device: **{device_name()}**."
 )
 
 with shown_errors():

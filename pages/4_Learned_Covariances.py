@@ -21,12 +21,13 @@ UPLOAD_TYPES = ["safetensors", "pt", "pth", "bin", "ckpt"]
 
 
 def saved_runs() -> dict:
-    """Label -> run id of every stored run with covariances."""
+    """Label -> run id of every stored run whose filters were trained (a run with frozen filters
+    ends with its init's covariance: nothing learned to show)."""
     out = {}
     for r in ui.runs_with_covariances():
-        acc = f", test {r.test_acc:.1f}%" if r.test_acc is not None else ""
-        frozen = " (frozen)" if r.freeze_filters else ""
-        out[f"#{r.id} {r.variant or r.init}{frozen}: {r.model} on {r.dataset}, k = {r.kernel_size}{acc}"] = r.id
+        if not r.freeze_filters:
+            acc = f", test {r.test_acc:.1f}%" if r.test_acc is not None else ""
+            out[f"#{r.id} {r.variant or r.init} init: {r.model} on {r.dataset}, k = {r.kernel_size}{acc}"] = r.id
     return out
 
 
@@ -38,6 +39,11 @@ def run_set(store_path: str, run_id: int) -> lab.LearnedSet:
 @st.cache_data(max_entries=8, show_spinner="Fitting σ to every layer…")
 def fits_of(key: str, _learned: lab.LearnedSet) -> list:
     return lab.layer_fits(_learned.covariances)
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def profiles_of(key: str, _learned: lab.LearnedSet) -> list:
+    return [lab.offset_profile(S) for S in _learned.covariances]
 
 
 @st.cache_data(max_entries=8, show_spinner="Transferring…")
@@ -88,7 +94,7 @@ def source_sidebar():
     source = st.radio("Learned covariances from", SOURCES, key="lc_source")
     if source == SOURCES[0]:
         if not runs:
-            st.caption("No saved run has covariances yet: train a quick run or use the Training Lab.")
+            st.caption("No saved run with trained filters yet: train a quick run or use the Training Lab.")
             return None
         wanted = st.session_state.pop("lc_select_run", None)
         if wanted in runs.values():
@@ -150,6 +156,12 @@ def analysis(learned: lab.LearnedSet, key: str, name_hint: str) -> None:
     st.caption("Tiled view (tile (i, j) shows how pixel (i, j) co-varies with every pixel), each layer "
                "divided by its mean variance. Titles: the σ of the closed-form Gaussian that fits the "
                "layer best, and how well it fits (Pearson r over all entries; 1 = exactly Gaussian).")
+    st.plotly_chart(figures.offset_profile_figure(profiles_of(key, learned), [t.split(",")[0] for t in titles],
+                                                  columns=min(depth, 8), panel_height=150 if depth > 8 else 190),
+                    config=CHART)
+    st.caption("The same covariances averaged over all pixel pairs at each offset (centre: a pixel with "
+               "itself, 1 = the variance). The tiles above are noisy when a layer has few channels; "
+               "this average shows the bump each one holds, and how it widens with depth.")
 
     left, right = st.columns([1.2, 1], gap="medium")
     first, last = lab.fitted_schedule(fits)
@@ -224,8 +236,8 @@ with shown_errors():
             st.info("Upload a checkpoint in the sidebar: a .safetensors file or a torch.save file of "
                     "model.state_dict() of our ConvMixer, a timm ConvMixer or a timm ConvNeXt.")
         elif st.session_state.get("lc_source") == SOURCES[0]:
-            st.info("No saved run has covariances yet. Choose *A quick run trained here* in the sidebar, "
-                    "or run a comparison in the Training Lab.")
+            st.info("No saved run with trained filters yet. Choose *A quick run trained here* in the "
+                    "sidebar, or run a comparison with trained filters in the Training Lab.")
         st.stop()
     if chosen[0] == "run":
         store = app_jobs.job_manager().store

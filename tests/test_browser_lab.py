@@ -72,7 +72,7 @@ def test_training_lab_streams_live_curves_and_shows_the_verdict():
         page.goto(f"{base_url}/Training_Lab", wait_until="domcontentloaded")
         wait_until_rendered(page)
         set_up_tiny_run(page)
-        assert "2 run(s):" in page.locator('[data-testid="stMain"]').inner_text()
+        assert "2 runs:" in page.locator('[data-testid="stMain"]').inner_text()
 
         page.get_by_role("button", name="Run comparison").click()
         page.wait_for_selector('[data-testid="stProgress"]', timeout=60_000)

@@ -156,10 +156,11 @@ def test_results_rows_show_mean_std_per_seed_paired_difference_and_problems():
     cmp = _comparison()
     default, gaussian = lab.results_rows(cmp)
     assert default["test acc % (mean ± std)"] == "55.0 ± 7.1"
-    assert default["paired difference (points)"] == "reference"
+    assert (default["Δ vs reference (points)"], default["reference"]) == ("reference", "")
     assert gaussian["per seed (0, 1)"] == "70.0, diverged"
-    assert gaussian["paired difference (points)"] == "+20.0 vs default (1/1 seeds better)"
-    assert gaussian["time per run"] == "10 s" and gaussian["filters"] == "trained"
+    assert (gaussian["Δ vs reference (points)"], gaussian["reference"], gaussian["seeds better"]) == \
+        ("+20.0", "default", "1/1")
+    assert gaussian["time per run"] == "10 s"
     assert lab.problem_runs(cmp) == ["gaussian, seed 1: diverged: m"]
     assert lab.verdict_text(cmp) == cmp.verdict
     assert "Cancelled: 4 of 4 runs finished" in lab.verdict_text(_comparison("cancelled"))
@@ -194,6 +195,16 @@ def test_thin_keeps_short_curves_and_averages_long_ones():
 
 
 # -- learned covariances ---------------------------------------------------------------------
+
+
+def test_offset_profile_of_the_closed_form_is_the_gaussian_of_the_offset():
+    k, sigma = 5, 1.3
+    profile = lab.offset_profile(2.0 * covariance.gaussian(k, sigma))
+    d = torch.arange(-k + 1, k, dtype=torch.float64)
+    expected = torch.exp(-(d[:, None] ** 2 + d[None, :] ** 2) / (2 * sigma**2))
+    assert profile.shape == (9, 9) and torch.allclose(profile, expected)
+    assert float(lab.offset_profile(torch.eye(k * k))[k - 1, k - 1]) == 1.0
+    assert len(figures.offset_profile_figure([profile, profile], ["a", "b"]).data) == 2
 
 
 def test_fits_recover_the_closed_form_sigmas_and_their_straight_line():

@@ -62,8 +62,8 @@ def poll_until_finished(at) -> list[str]:
 def test_lab_default_is_the_frozen_cpu_demo_and_says_what_to_expect():
     at = run_page(LAB, timeout=120)
     assert at.selectbox(key="lab_preset").value == "Quick CPU demo: frozen filters"
-    assert "Gaussian covariance init reached about 60%" in at.info[0].value
-    assert "4 run(s):** default-frozen, gaussian-frozen × seed(s) 0, 1" in " ".join(m.value for m in at.markdown)
+    assert "the Gaussian covariance init reached 47-60% test accuracy" in at.info[0].value
+    assert "4 runs:** default-frozen, gaussian-frozen × seed(s) 0, 1" in " ".join(m.value for m in at.markdown)
     assert not at.get("progress")
 
 
@@ -82,7 +82,7 @@ def test_lab_runs_a_tiny_comparison_end_to_end_then_learned_page_opens_its_run()
     assert "gaussian" in verdict and "default" in verdict
     table = at.dataframe[0].value
     assert list(table["variant"]) == ["default", "gaussian"]
-    assert table["paired difference (points)"][0] == "reference"
+    assert table["Δ vs reference (points)"][0] == "reference" and table["reference"][1] == "default"
     saved = [c.value for c in at.caption if "Saved to the run store as comparison #" in c.value]
     assert saved
     comparison_id = int(saved[0].split("#")[1].split(";")[0])
@@ -101,8 +101,8 @@ def test_lab_runs_a_tiny_comparison_end_to_end_then_learned_page_opens_its_run()
     run_label = next(o for o in page.selectbox(key="lc_run").options if o.startswith(f"#{run_id} "))
     page.selectbox(key="lc_run").set_value(run_label).run()
     assert_clean(page, "learned covariances of the run")
-    # layer grid, fitted sigma vs depth, learned vs closed form, transfer preview
-    assert len(page.get("plotly_chart")) == 4
+    # layer grid, offset profiles, fitted sigma vs depth, learned vs closed form, transfer preview
+    assert len(page.get("plotly_chart")) == 5
     assert f"run #{run_id}" in page.markdown[1].value
     page.slider(key="lc_layer").set_value(2).run()
     page.slider(key="lc_new_k").set_value(7)
@@ -167,7 +167,7 @@ def test_learned_page_reads_a_good_checkpoint(upload_page):
     at = upload_page("mine.safetensors", save_safetensors(state))
     assert_clean(at, "good checkpoint")
     assert "convmixer-8/3" in at.markdown[1].value
-    assert len(at.get("plotly_chart")) == 4
+    assert len(at.get("plotly_chart")) == 5
 
 
 def test_malicious_checkpoint_never_runs_and_is_explained(upload_page, tmp_path):

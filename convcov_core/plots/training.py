@@ -32,7 +32,7 @@ from .covariance import (
 PALETTE = qualitative.D3
 #: Most points drawn per loss curve; longer curves are averaged over equal buckets of steps.
 MAX_POINTS = 600
-_LEGEND = dict(orientation="h", y=1.02, yanchor="bottom", x=0, xanchor="left")
+_LEGEND = dict(orientation="h", y=-0.3, yanchor="top", x=0, xanchor="left")
 
 
 def group_colours(groups) -> dict[str, str]:
@@ -71,7 +71,7 @@ def _curve_traces(fig: go.Figure, curves, x_of, y_of, mode: str, hover: str) -> 
         shown.add(c.group)
 
 
-def loss_figure(curves, *, title: str = "Training loss per step", height: int = 340) -> go.Figure:
+def loss_figure(curves, *, title: str = "Training loss per step", height: int = 380) -> go.Figure:
     """Training loss against the step of each run, one colour per variant."""
     fig = go.Figure()
     _curve_traces(fig, curves, lambda c: thin(c.steps, c.losses)[0], lambda c: thin(c.steps, c.losses)[1],
@@ -82,10 +82,10 @@ def loss_figure(curves, *, title: str = "Training loss per step", height: int = 
     fig.update_xaxes(title_text="step", rangemode="tozero")
     fig.update_yaxes(title_text="loss (cross-entropy)", rangemode="tozero")
     fig.update_layout(legend=_LEGEND)
-    return _finish(fig, title, height).update_layout(margin=dict(t=80))
+    return _finish(fig, title, height).update_layout(margin=dict(b=100))
 
 
-def accuracy_figure(curves, *, title: str = "Test accuracy per epoch", height: int = 340) -> go.Figure:
+def accuracy_figure(curves, *, title: str = "Test accuracy per epoch", height: int = 380) -> go.Figure:
     """Test accuracy (%) after each epoch of each run, one colour per variant."""
     fig = go.Figure()
     _curve_traces(fig, curves, lambda c: c.epochs, lambda c: c.test_acc, "lines+markers",
@@ -97,7 +97,7 @@ def accuracy_figure(curves, *, title: str = "Test accuracy per epoch", height: i
     fig.update_xaxes(title_text="epoch", range=[0.5, epochs + 0.5], dtick=max(1, math.ceil(epochs / 10)))
     fig.update_yaxes(title_text="test accuracy (%)", range=[0, 100])
     fig.update_layout(legend=_LEGEND)
-    return _finish(fig, title, height).update_layout(margin=dict(t=80))
+    return _finish(fig, title, height).update_layout(margin=dict(b=100))
 
 
 def results_figure(rows: list[dict], seeds: list, *, height: int = 300) -> go.Figure:
@@ -118,7 +118,7 @@ def results_figure(rows: list[dict], seeds: list, *, height: int = 300) -> go.Fi
             marker=dict(size=10, color=colour, line=dict(width=1, color="#333")),
             customdata=[s for s, _ in acc], hovertemplate=f"{name}, seed %{{customdata}}: %{{y:.2f}}%<extra></extra>"))
     fig.update_yaxes(title_text="final test accuracy (%)", range=[0, 100])
-    return _finish(fig, "Final test accuracy: seeds (dots), mean ± std (bars)", height)
+    return _finish(fig, "Final test accuracy", height)
 
 
 def sigma_depth_figure(fits: list[dict], schedule: list[float], *, fitted_line=None,
@@ -148,7 +148,7 @@ def sigma_depth_figure(fits: list[dict], schedule: list[float], *, fitted_line=N
         hovertemplate="layer %{x}: fitted σ = %{y:.2f} (r = %{customdata:.2f})<extra></extra>"))
     fig.update_xaxes(title_text="layer (depth)", dtick=1 if len(layers) <= 16 else None)
     fig.update_yaxes(title_text="σ (pixels)", rangemode="tozero")
-    fig.update_layout(legend=dict(orientation="h", y=-0.25, yanchor="top", x=0, xanchor="left"))
+    fig.update_layout(legend=_LEGEND)
     return _finish(fig, "Fitted σ against depth", height).update_layout(margin=dict(b=110))
 
 
@@ -176,6 +176,34 @@ def layer_grid_figure(covariances, titles: list[str], *, columns: int = 4, panel
         fig.update_yaxes(showticklabels=False, showgrid=False, zeroline=False, **where)
     fig.update_traces(hoverinfo="skip", hovertemplate=None, selector=dict(type="image"))
     fig.add_trace(_colourbar_trace(zmin, zmax, scale, colourbar("covariance / mean variance")))
+    fig.update_annotations(font=dict(size=11))
+    fig = _finish(fig, "", panel_height * rows + 40)
+    return fig.update_layout(margin=dict(l=10, r=10, t=30, b=10))
+
+
+def offset_profile_figure(profiles, titles: list[str], *, columns: int = 6, panel_height: int = 200) -> go.Figure:
+    """Small multiples of each layer's average covariance by pixel offset (lab.offset_profile),
+    (2k - 1) x (2k - 1) heatmaps on one scale centred on 0 with the variance at 1."""
+    profiles = [np.asarray(p, dtype=np.float64) for p in profiles]
+    if not profiles or len(titles) != len(profiles):
+        raise ValueError("need at least one profile and one title per profile")
+    n = profiles[0].shape[0]
+    half = n // 2
+    offsets = list(range(-half, half + 1))
+    top = max(1.0, max(float(np.abs(p).max()) for p in profiles))
+    cols = min(columns, len(profiles))
+    rows = math.ceil(len(profiles) / cols)
+    fig = make_subplots(rows=rows, cols=cols, horizontal_spacing=0.02, vertical_spacing=0.25 / rows,
+                        subplot_titles=titles)
+    for i, p in enumerate(profiles):
+        where = dict(row=i // cols + 1, col=i % cols + 1)
+        fig.add_trace(go.Heatmap(
+            z=p.astype(np.float32), x=offsets, y=offsets, zmin=-top, zmax=top, colorscale=DIVERGING,
+            showscale=i == 0, colorbar=colourbar("covariance / variance"),
+            hovertemplate="offset (%{y}, %{x}): %{z:.3f}<extra></extra>"), **where)
+        fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False, constrain="domain", **where)
+        fig.update_yaxes(showticklabels=False, showgrid=False, zeroline=False, autorange="reversed",
+                         constrain="domain", scaleanchor=f"x{'' if i == 0 else i + 1}", **where)
     fig.update_annotations(font=dict(size=11))
     fig = _finish(fig, "", panel_height * rows + 40)
     return fig.update_layout(margin=dict(l=10, r=10, t=30, b=10))
