@@ -84,8 +84,8 @@ def progress(slot: str, live: Callable | None = None, what: str = "Training") ->
         cancelling = st.session_state.get(_key(slot, "cancelling"), False)
         text = lab.progress_text(status.last_event, status.eta_s, time.time() - status.created,
                                  st.session_state.get(_key(slot, "batch"), 0) or 0)
-        st.progress(status.progress, text=("Stopping after the current step… " if cancelling else f"{what}: ")
-                    + text)
+        prefix = "Stopping after the current step… " if cancelling else f"{what}: "
+        st.progress(status.progress, text=prefix + text)
         st.button("Cancel", key=_key(slot, "cancel"), on_click=_cancel, args=(slot, job_id),
                   disabled=cancelling, help="Stops after the current step; finished runs are kept.")
         if live is not None:

@@ -350,14 +350,23 @@ def verdict_text(cmp: train.ComparisonResult) -> str:
     return text
 
 
+def verdict_is_clear(cmp: train.ComparisonResult) -> bool:
+    """True when every paired variant has 2+ seeds that all agree on who won, by more than the
+    seed-to-seed spread of the difference (|mean| >= std): the verdict is more than noise."""
+    paired = [r for r in cmp.rows if r["reference"] is not None]
+    return bool(paired) and all(
+        len(r["diffs"]) >= 2 and r["diff_std"] is not None and abs(r["diff_mean"]) >= r["diff_std"]
+        and len(r["diffs"]) in (r["wins"], r["losses"]) for r in paired)
+
+
 def setup_line(cmp: train.ComparisonResult) -> str:
     """Model, data, training budget, seeds, device and wall time of a comparison, in one line."""
     c = cmp.base_config
     device = next((r.device for runs in cmp.runs.values() for r in runs), "?")
     stop = f" (stopped after {c.max_steps} steps)" if c.max_steps else ""
-    return (f"{c.model}, k = {c.kernel_size}, patch {c.patch_size} on {c.dataset}; {c.epochs} epoch(s){stop}, "
-            f"batch {c.batch_size}, lr {c.lr:g}; seeds {', '.join(map(str, cmp.seeds))}; device {device}; "
-            f"{duration(cmp.wall_time)} in all")
+    return (f"{c.model}, k = {c.kernel_size}, patch {c.patch_size} on {c.dataset}; "
+            f"{c.epochs} epoch(s){stop}, batch {c.batch_size}, lr {c.lr:g}; "
+            f"seeds {', '.join(map(str, cmp.seeds))}; device {device}; {duration(cmp.wall_time)} in all")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -448,7 +457,8 @@ def learned_from_state_dict(state: dict[str, Tensor], architecture: str, source:
     weights = [conv.weight.detach().float() for _, conv in layers]
     if not all(torch.isfinite(w).all() for w in weights):
         raise ValueError("the checkpoint's depthwise filters contain NaN or infinite values")
-    return LearnedSet(f"{source} ({layout['spec']}, {layout['kernel_size']} × {layout['kernel_size']} filters)",
+    k = layout["kernel_size"]
+    return LearnedSet(f"{source} ({layout['spec']}, {k} × {k} filters)",
                       [name for name, _ in layers], [covariance.empirical(w) for w in weights])
 
 

@@ -1,4 +1,4 @@
-"""Race init schemes: short training comparisons over seeds with live curves, a results table and a verdict."""
+"""Race init schemes: short comparisons over seeds with live curves, a results table and a verdict."""
 
 from functools import partial
 
@@ -35,7 +35,8 @@ def learned_sources() -> dict:
         if r.freeze_filters:  # its filters are its init's: nothing learned
             continue
         acc = f", test {r.test_acc:.1f}%" if r.test_acc is not None else ""
-        sources[f"run #{r.id}: {r.variant or r.init} {r.model} on {r.dataset}, k = {r.kernel_size}{acc}"] = ("run", r.id)
+        label = f"run #{r.id}: {r.variant or r.init} {r.model} on {r.dataset}, k = {r.kernel_size}{acc}"
+        sources[label] = ("run", r.id)
     return sources
 
 
@@ -192,7 +193,7 @@ def show_results(status, result) -> None:
     if cmp is None or not any(cmp.runs.values()):
         st.info("Cancelled before any run finished: nothing to show or save.")
         return
-    say = st.success if cmp.status == "ok" else st.warning
+    say = st.warning if cmp.status != "ok" else st.success if lab.verdict_is_clear(cmp) else st.info
     say(lab.verdict_text(cmp))
     st.caption(lab.setup_line(cmp))
     st.dataframe(pd.DataFrame(lab.results_rows(cmp)), hide_index=True)
@@ -210,8 +211,9 @@ def show_results(status, result) -> None:
 def history_options(store) -> dict:
     options = {}
     for c in store.list_comparisons():
+        cancelled = " [cancelled]" if c.status != "ok" else ""
         options[f"comparison #{c.id} ({c.created[:16].replace('T', ' ')}): {', '.join(c.variants)} on "
-                f"{c.dataset}, {len(c.seeds)} seed(s){' [cancelled]' if c.status != 'ok' else ''}"] = ("c", c.id)
+                f"{c.dataset}, {len(c.seeds)} seed(s){cancelled}"] = ("c", c.id)
     for r in store.list():
         if r.comparison_id is None:
             acc = f", test {r.test_acc:.1f}%" if r.test_acc is not None else f", {r.status}"
@@ -246,8 +248,8 @@ def history() -> None:
     chosen = [options[label] for label in picked]
     comparisons = [stored_comparison(str(store.path), ref) for kind, ref in chosen if kind == "c"]
     runs = [stored_run(str(store.path), ref) for kind, ref in chosen if kind == "r"]
-    curves = [c for cmp in comparisons
-              for c in lab.curves_from_runs([r for rs in cmp.runs.values() for r in rs], prefix=f"#{cmp.id} ")]
+    curves = [c for cmp in comparisons for c in
+              lab.curves_from_runs([r for rs in cmp.runs.values() for r in rs], prefix=f"#{cmp.id} ")]
     curves += lab.curves_from_runs(runs, prefix="run ")
     left, right = st.columns(2, gap="medium")
     left.plotly_chart(figures.loss_figure(curves), config=CHART)
@@ -257,8 +259,8 @@ def history() -> None:
         st.caption(lab.setup_line(cmp))
         st.dataframe(pd.DataFrame(lab.results_rows(cmp)), hide_index=True)
     c1, c2, c3, c4 = st.columns(4)
-    c1.download_button("Export JSON", partial(lab.history_json, comparisons, runs), file_name="convcov_history.json",
-                       mime="application/json", key="lab_export_json")
+    c1.download_button("Export JSON", partial(lab.history_json, comparisons, runs),
+                       file_name="convcov_history.json", mime="application/json", key="lab_export_json")
     c2.download_button("Export curves CSV", partial(lab.curves_csv, curves), file_name="convcov_curves.csv",
                        mime="text/csv", key="lab_export_csv")
     confirm = c3.checkbox("Yes, delete these", key="lab_confirm_delete")
@@ -281,7 +283,8 @@ def controls(setup: lab.LabSetup, source) -> None:
     plan = lab.plan_comparison(setup, load_learned(source) if source else None)
     manager = app_jobs.job_manager()
     images = lab.run_images(plan.base) * plan.n_runs
-    st.markdown(f"**{plan.n_runs} run{'s' if plan.n_runs > 1 else ''}:** {', '.join(plan.variants)} × seed(s) "
+    runs = f"{plan.n_runs} run{'s' if plan.n_runs > 1 else ''}"
+    st.markdown(f"**{runs}:** {', '.join(plan.variants)} × seed(s) "
                 f"{', '.join(map(str, plan.seeds))}; {images:,} training images in all.")
     if images > manager.max_samples:
         st.warning(f"This comparison trains on {images:,} images, more than the {manager.max_samples:,} "

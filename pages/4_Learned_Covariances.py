@@ -1,4 +1,4 @@
-"""Extract the covariances a trained network learned, layer by layer: fitted σ against depth, closed form beside them, transfer and reuse as init."""
+"""What a trained network learned, layer by layer: fitted σ vs depth, closed form, transfer, use as init."""
 
 import re
 
@@ -27,7 +27,8 @@ def saved_runs() -> dict:
     for r in ui.runs_with_covariances():
         if not r.freeze_filters:
             acc = f", test {r.test_acc:.1f}%" if r.test_acc is not None else ""
-            out[f"#{r.id} {r.variant or r.init} init: {r.model} on {r.dataset}, k = {r.kernel_size}{acc}"] = r.id
+            label = f"#{r.id} {r.variant or r.init} init: {r.model} on {r.dataset}, k = {r.kernel_size}{acc}"
+            out[label] = r.id
     return out
 
 
@@ -156,9 +157,10 @@ def analysis(learned: lab.LearnedSet, key: str, name_hint: str) -> None:
     st.caption("Tiled view (tile (i, j) shows how pixel (i, j) co-varies with every pixel), each layer "
                "divided by its mean variance. Titles: the σ of the closed-form Gaussian that fits the "
                "layer best, and how well it fits (Pearson r over all entries; 1 = exactly Gaussian).")
-    st.plotly_chart(figures.offset_profile_figure(profiles_of(key, learned), [t.split(",")[0] for t in titles],
-                                                  columns=min(depth, 8), panel_height=150 if depth > 8 else 190),
-                    config=CHART)
+    short_titles = [t.split(",")[0] for t in titles]
+    profiles = figures.offset_profile_figure(profiles_of(key, learned), short_titles, columns=min(depth, 8),
+                                             panel_height=150 if depth > 8 else 190)
+    st.plotly_chart(profiles, config=CHART)
     st.caption("The same covariances averaged over all pixel pairs at each offset (centre: a pixel with "
                "itself, 1 = the variance). The tiles above are noisy when a layer has few channels; "
                "this average shows the bump each one holds, and how it widens with depth.")

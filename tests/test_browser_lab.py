@@ -7,8 +7,8 @@ Screenshots (streaming and finished) go to $CONVCOV_SCREENSHOTS or a temporary f
 import time
 
 import pytest
-from browser_helpers import (CHROMIUM, CHROMIUM_ARGS, ERRORS, VIEWPORT, console_text, is_harmless, screenshot_dir,
-                             streamlit_server, wait_until_rendered)
+from browser_helpers import (CHROMIUM, CHROMIUM_ARGS, ERRORS, VIEWPORT, console_text, is_harmless,
+                             screenshot_dir, streamlit_server, wait_until_rendered)
 
 pytestmark = [
     pytest.mark.browser,
@@ -17,7 +17,8 @@ pytestmark = [
 
 LOSS_POINTS = """() => {
     const chart = [...document.querySelectorAll('[data-testid="stPlotlyChart"] .js-plotly-plot')]
-        .find(div => div.layout && div.layout.title && String(div.layout.title.text).includes('Training loss'));
+        .find(div => div.layout && div.layout.title
+                     && String(div.layout.title.text).includes('Training loss'));
     return chart ? chart.data.reduce((n, trace) => n + (trace.x ? trace.x.length : 0), 0) : -1;
 }"""
 
@@ -85,12 +86,11 @@ def test_training_lab_streams_live_curves_and_shows_the_verdict():
         growing = sorted({c for c in counts if c > 0})
         assert len(growing) >= 2, f"the live loss curve did not update while training: {counts}"
 
-        page.wait_for_selector('[data-testid="stAlertContentSuccess"]', timeout=120_000)
+        page.get_by_text("Results", exact=True).wait_for(timeout=120_000)
         wait_until_rendered(page)
         main = page.locator('[data-testid="stMain"]').inner_text()
         assert "Results" in main and page.locator('[data-testid="stDataFrame"]').count() == 1
         assert "Saved to the run store as comparison #" in main
-        page.get_by_text("Results", exact=True).scroll_into_view_if_needed()
         page.screenshot(path=str(shots / "training_lab_finished.png"))
         errors += [e.inner_text()[:300] for e in page.locator(ERRORS).all()]
         browser.close()

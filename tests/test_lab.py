@@ -149,7 +149,8 @@ def _comparison(status="ok"):
     refs = {"default": None, "gaussian": "default"}
     rows, verdicts = train.summarize(variants, [0, 1], runs, refs)
     return train.ComparisonResult(base_config=train.TrainConfig(), variants=variants, seeds=[0, 1], runs=runs,
-                                  rows=rows, verdicts=verdicts, wall_time=40.0, status=status, references=refs)
+                                  rows=rows, verdicts=verdicts, wall_time=40.0, status=status,
+                                  references=refs)
 
 
 def test_results_rows_show_mean_std_per_seed_paired_difference_and_problems():
@@ -163,6 +164,11 @@ def test_results_rows_show_mean_std_per_seed_paired_difference_and_problems():
     assert gaussian["time per run"] == "10 s"
     assert lab.problem_runs(cmp) == ["gaussian, seed 1: diverged: m"]
     assert lab.verdict_text(cmp) == cmp.verdict
+    assert not lab.verdict_is_clear(cmp)  # one paired seed only
+    clear = _comparison()
+    clear.runs["gaussian"][1] = _run("gaussian", "gaussian", 1, 75.0)
+    clear.rows, clear.verdicts = train.summarize(clear.variants, [0, 1], clear.runs, clear.references)
+    assert lab.verdict_is_clear(clear) and "beat default by 17.5 ± 3.5" in lab.verdict_text(clear)
     assert "Cancelled: 4 of 4 runs finished" in lab.verdict_text(_comparison("cancelled"))
 
 
@@ -326,8 +332,8 @@ def test_learned_set_from_a_run_and_figures():
     assert [a.text for a in grid.layout.annotations] == ["a", "b"]
     assert len(figures.sigma_depth_figure(fits, [1.0, 2.0], fitted_line=(1.0, 2.0)).data) == 3
     S, closed, diff = lab.closed_form_beside(learned.covariances[1], fits[1]["sigma"])
-    assert [t.type for t in figures.closed_form_figure(S, closed, diff, sigma=2.0, r=1.0, layer="2").data] == \
-        ["heatmap"] * 3
+    pair = figures.closed_form_figure(S, closed, diff, sigma=2.0, r=1.0, layer="2")
+    assert [t.type for t in pair.data] == ["heatmap"] * 3
     run.covariances = []
     with pytest.raises(ValueError, match="saved no covariances"):
         lab.learned_from_run(run)

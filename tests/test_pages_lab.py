@@ -63,7 +63,8 @@ def test_lab_default_is_the_frozen_cpu_demo_and_says_what_to_expect():
     at = run_page(LAB, timeout=120)
     assert at.selectbox(key="lab_preset").value == "Quick CPU demo: frozen filters"
     assert "the Gaussian covariance init reached 47-60% test accuracy" in at.info[0].value
-    assert "4 runs:** default-frozen, gaussian-frozen × seed(s) 0, 1" in " ".join(m.value for m in at.markdown)
+    markdown = " ".join(m.value for m in at.markdown)
+    assert "4 runs:** default-frozen, gaussian-frozen × seed(s) 0, 1" in markdown
     assert not at.get("progress")
 
 
@@ -78,7 +79,7 @@ def test_lab_runs_a_tiny_comparison_end_to_end_then_learned_page_opens_its_run()
     assert_clean(at, "finished")
     assert live == 2 and texts and texts[0].startswith("Training: ")  # loss and accuracy curves
 
-    verdict = at.success[0].value
+    verdict = at.info[-1].value  # one seed: a verdict, but not a clear one
     assert "gaussian" in verdict and "default" in verdict
     table = at.dataframe[0].value
     assert list(table["variant"]) == ["default", "gaussian"]

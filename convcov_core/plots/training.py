@@ -116,7 +116,8 @@ def results_figure(rows: list[dict], seeds: list, *, height: int = 300) -> go.Fi
         fig.add_trace(go.Scatter(
             x=[name] * len(acc), y=[a for _, a in acc], mode="markers", showlegend=False,
             marker=dict(size=10, color=colour, line=dict(width=1, color="#333")),
-            customdata=[s for s, _ in acc], hovertemplate=f"{name}, seed %{{customdata}}: %{{y:.2f}}%<extra></extra>"))
+            customdata=[s for s, _ in acc],
+            hovertemplate=f"{name}, seed %{{customdata}}: %{{y:.2f}}%<extra></extra>"))
     fig.update_yaxes(title_text="final test accuracy (%)", range=[0, 100])
     return _finish(fig, "Final test accuracy", height)
 
@@ -181,7 +182,8 @@ def layer_grid_figure(covariances, titles: list[str], *, columns: int = 4, panel
     return fig.update_layout(margin=dict(l=10, r=10, t=30, b=10))
 
 
-def offset_profile_figure(profiles, titles: list[str], *, columns: int = 6, panel_height: int = 200) -> go.Figure:
+def offset_profile_figure(profiles, titles: list[str], *, columns: int = 6,
+                          panel_height: int = 200) -> go.Figure:
     """Small multiples of each layer's average covariance by pixel offset (lab.offset_profile),
     (2k - 1) x (2k - 1) heatmaps on one scale centred on 0 with the variance at 1."""
     profiles = [np.asarray(p, dtype=np.float64) for p in profiles]
@@ -213,7 +215,8 @@ def closed_form_figure(learned, closed, difference, *, sigma: float, r: float, l
                        height: int = 470, max_cells: int = HEATMAP_MAX_CELLS) -> go.Figure:
     """Learned covariance, the closed form at its fitted sigma (both unit mean diagonal, one colour
     scale, bar under them) and their difference (own diverging scale, bar under it), tiled."""
-    L, C, D = (to_tiled(torch.as_tensor(M, dtype=torch.float64)).numpy() for M in (learned, closed, difference))
+    L, C, D = (to_tiled(torch.as_tensor(M, dtype=torch.float64)).numpy()
+               for M in (learned, closed, difference))
     k = int(round(math.sqrt(L.shape[0])))
     zmin, zmax, scale = colour_range(np.stack([L, C]))
     top = float(np.abs(D).max()) or 1.0
