@@ -145,6 +145,28 @@ def test_lab_cancel_stops_cleanly_and_a_second_visitor_sees_the_busy_server():
     assert not any(s.running for s in app_jobs.job_manager().list_jobs())
 
 
+def test_learned_page_trains_a_quick_run_and_shows_its_covariances():
+    at = new_app(LEARNED, timeout=120).run()
+    at.radio(key="lc_source").set_value("A quick run trained here").run()
+    at.selectbox(key="lc_dataset").set_value("noisy-mnist")
+    at.select_slider(key="lc_width").set_value(16)
+    at.slider(key="lc_depth").set_value(2)
+    at.slider(key="lc_k").set_value(3)
+    at.number_input(key="lc_patch").set_value(8)
+    at.number_input(key="lc_epochs").set_value(1)
+    at.run()
+    assert "Press **Train**" in at.info[0].value
+    at.button(key="lc_train").click().run()
+    assert_clean(at, "train clicked")
+    assert at.get("progress") and at.button(key="lc_train").disabled
+    poll_until_finished(at)
+    assert_clean(at, "quick run finished")
+    assert "convmixer-16/2 on noisy-mnist, init default" in at.markdown[1].value
+    assert len(at.get("plotly_chart")) == 5
+    assert any(s.label.startswith("Learned Covariances: convmixer-16/2") and s.state == "done"
+               for s in app_jobs.job_manager().list_jobs())
+
+
 @pytest.fixture
 def upload_page(monkeypatch):
     def open_with(filename: str, content: bytes, architecture: str | None = None):
