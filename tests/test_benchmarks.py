@@ -1,0 +1,38 @@
+"""Smoke runs of every benchmark with tiny sizes: each executes and ends with its one-line summary.
+The timings they print are not checked (no timed assertions); `make bench` runs them for real."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+SMOKE_RUNS = {
+    "sampling.py": ["--quick", "--repeats", "1"],
+    "train_throughput.py": ["--quick"],
+    "explorer_latency.py": ["--quick"],
+    "agop_memory.py": ["--quick"],
+    "cnfa_table.py": ["--epochs", "1", "--layers", "1", "--width", "4", "--images", "4", "--threads", "1"],
+}
+
+
+def test_every_benchmark_has_a_smoke_run():
+    assert sorted(p.name for p in (ROOT / "benchmarks").glob("*.py")) == sorted(SMOKE_RUNS)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("script", sorted(SMOKE_RUNS))
+def test_benchmark_smoke_run(script, tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / script), *SMOKE_RUNS[script]],
+        capture_output=True, text=True, cwd=tmp_path, timeout=600,
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "CONVCOV_HOME": str(tmp_path),
+             "STREAMLIT_LOGGER_LEVEL": "error"},
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    lines = [line for line in result.stdout.splitlines() if line.strip()]
+    assert lines, "benchmark printed nothing"
+    if script != "cnfa_table.py":  # the CNFA table ends with its table, not a ratio
+        assert lines[-1].lower().startswith("summary"), lines[-1]
