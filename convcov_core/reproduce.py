@@ -462,11 +462,12 @@ def _variant_table(comparison: ComparisonResult, names: list[str]) -> list[dict]
     return rows
 
 
-def _training(config: TrainConfig) -> str:
+def _training(config: TrainConfig, *, dataset: bool = True) -> str:
     params = ", ".join(f"{k}={v}" for k, v in config.dataset_params.items())
     steps = f", at most {config.max_steps} steps" if config.max_steps else ""
-    return (f"on {config.dataset}{f' ({params})' if params else ''}, {config.epochs} epoch(s){steps}, "
-            f"batch {config.batch_size}, AdamW lr {config.lr:g} one-cycle")
+    where = f"on {config.dataset}{f' ({params})' if params else ''}, " if dataset else ""
+    return (f"{where}{config.epochs} epoch(s){steps}, batch {config.batch_size}, AdamW lr {config.lr:g} "
+            "one-cycle")
 
 
 def _describe(config: TrainConfig) -> str:
@@ -576,8 +577,8 @@ def claim_sigma_grows(runs: SuiteRuns) -> dict:
              f"filters after training with the default init ({_describe(c.base_config)}); the closed-form "
              "sigma that best fits it (covariance.fit_sigma, both scaled to unit mean diagonal); "
              "difference last - first layer per seed.")
-    mean_first = f"{first['mean']:.2f}" if first["mean"] is not None else "-"
-    mean_last = f"{last['mean']:.2f}" if last["mean"] is not None else "-"
+    fit_first = interval([v[0] for v in fits_r.values()])["mean"]
+    fit_last = interval([v[-1] for v in fits_r.values()])["mean"]
     figure = {"kind": "layers", "title": "Claim 4: fitted sigma of learned covariances by depth",
               "xlabel": "depthwise layer", "ylabel": "fitted sigma (pixels)",
               "layers": [str(i + 1) for i in range(depth)],
@@ -587,7 +588,8 @@ def claim_sigma_grows(runs: SuiteRuns) -> dict:
     return _claim(4, "Learned covariances spread out with depth",
                   "Learned covariances spread out with depth: the fitted sigma grows from the first to the "
                   "last layer.", "seed 000 (Trockman, Willmott & Kolter, ICLR 2023)", setup, [part],
-                  f"sigma last - first = {_pm(part, ' px')} (first {mean_first}, last {mean_last} px)",
+                  f"sigma last - first = {_pm(part, ' px')}; first layer {_f(first['mean'])} px (fit r "
+                  f"{_f(fit_first)}), last {_f(last['mean'])} px (fit r {_f(fit_last)})",
                   figure, {"layers": names, "sigma": {str(s): v for s, v in per_seed.items()},
                            "fit_r": {str(s): v for s, v in fits_r.items()}, "closed_form": closed,
                            "table": _layer_table(names, {"fitted sigma (mean ± SE)": per_seed,
@@ -602,10 +604,12 @@ def claim_cnfa(runs: SuiteRuns) -> dict:
     initial = {s: [row["r_init"] for row in v["layers"]] for s, v in cnfa.items()}
     gap = {s: sum(t - i for t, i in zip(trained[s], initial[s])) / len(trained[s]) for s in cnfa if trained[s]}
     higher = superiority(gap, "trained", "at init", "r trained > r at init (mean over layers)")
+    layers_higher = sum(interval([trained[s][j] - initial[s][j] for s in cnfa])["mean"] > 0
+                        for j in range(len(layers)))
     high = majority_above({name: [trained[s][j] for s in cnfa] for j, name in enumerate(layers)},
                           CNFA_THRESHOLD, "r trained")
     label = next(iter(cnfa.values()))["label"] if cnfa else runs.suite.cnn.model
-    setup = (f"{label}, {_training(runs.suite.cnn)}. Per conv layer, Pearson r between the "
+    setup = (f"{label}, {_training(runs.suite.cnn, dataset=False)}. Per conv layer, Pearson r between the "
              f"patch-AGOP of all outputs on {runs.suite.cnfa_images} test images and W^T W, for the trained "
              "model and the same model at its initialization; the per-seed difference is the mean over layers.")
     mean_tr = interval([sum(v) / len(v) for v in trained.values() if v])
@@ -619,8 +623,10 @@ def claim_cnfa(runs: SuiteRuns) -> dict:
                   "Per-layer Pearson r between patch-AGOP and WᵀW is high after training (> 0.9 for most "
                   "layers) and lower at initialization.",
                   "seed 001 (Convolutional Neural Feature Ansatz)", setup, [higher, high],
-                  f"mean r over layers: trained {_f(mean_tr['mean'], '.3f')}, at init {_f(mean_in['mean'], '.3f')}; trained - init = "
-                  f"{_pm(higher, '', '+.3f')}; {high['above']} of {high['n_layers']} layers clearly above "
+                  f"mean r over layers: trained {_f(mean_tr['mean'], '.3f')}, at init "
+                  f"{_f(mean_in['mean'], '.3f')}; trained - init = "
+                  f"{_pm(higher, '', '+.3f')}; trained above init on average in {layers_higher} of "
+                  f"{len(layers)} layers; {high['above']} of {high['n_layers']} layers clearly above "
                   f"{CNFA_THRESHOLD:g}",
                   figure, {"layers": layers, "r_trained": {str(s): v for s, v in trained.items()},
                            "r_init": {str(s): v for s, v in initial.items()},
