@@ -19,10 +19,10 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from . import covariance, init, reproduce
+from .matrix_files import load_matrix, save_tensor
 from .train import ComparisonResult, ProgressEvent, TrainConfig, compare
 
 FREEZE_MODES = ("none", "filters", "both")
@@ -195,63 +195,6 @@ def _clean_json(value):
 
 
 # ---------------------------------------------------------------------------------------------
-# Matrices in and out
-# ---------------------------------------------------------------------------------------------
-
-_MATRIX_SUFFIXES = (".npy", ".pt", ".pth", ".safetensors")
-
-
-def _check_suffix(path: str) -> Path:
-    p = Path(path)
-    if p.suffix not in _MATRIX_SUFFIXES:
-        raise ValueError(f"{path}: use a file name ending in {', '.join(_MATRIX_SUFFIXES)}")
-    return p
-
-
-def save_tensor(tensor: torch.Tensor, path: str, key: str) -> Path:
-    """Write one tensor as .npy, .pt (loadable with weights_only=True) or .safetensors {key: tensor}."""
-    p = _check_suffix(path)
-    if not p.parent.is_dir():
-        raise ValueError(f"{path}: folder {p.parent} does not exist")
-    tensor = tensor.detach().cpu().contiguous()
-    if p.suffix == ".npy":
-        np.save(p, tensor.numpy())
-    elif p.suffix == ".safetensors":
-        from safetensors.torch import save_file
-        save_file({key: tensor}, p)
-    else:
-        torch.save(tensor, p)
-    return p
-
-
-def load_matrix(path: str) -> torch.Tensor:
-    """A covariance from .npy (no pickles), .pt/.pth (weights_only) or .safetensors (the only tensor,
-    or the one named "covariance")."""
-    p = _check_suffix(path)
-    if not p.is_file():
-        raise ValueError(f"{path}: no such file")
-    try:
-        if p.suffix == ".npy":
-            return torch.from_numpy(np.load(p, allow_pickle=False))
-        if p.suffix == ".safetensors":
-            from safetensors.torch import load_file
-            tensors = load_file(p)
-            if "covariance" in tensors:
-                return tensors["covariance"]
-            if len(tensors) != 1:
-                raise ValueError(f"{path} holds {len(tensors)} tensors; name the covariance 'covariance'")
-            return next(iter(tensors.values()))
-        obj = torch.load(p, map_location="cpu", weights_only=True)
-    except ValueError:
-        raise
-    except Exception as exc:
-        raise ValueError(f"{path}: not a readable {p.suffix} matrix ({type(exc).__name__})") from None
-    if not isinstance(obj, torch.Tensor):
-        raise ValueError(f"{path}: expected a single tensor, found {type(obj).__name__}")
-    return obj
-
-
-# ---------------------------------------------------------------------------------------------
 # Commands
 # ---------------------------------------------------------------------------------------------
 
@@ -276,7 +219,7 @@ def cmd_compare(args) -> int:
                        schedule=args.schedule, label_smoothing=args.label_smoothing,
                        sigma_first=args.sigma_first, sigma_last=args.sigma_last, covariances=covariances,
                        device=args.device, max_steps=args.max_steps, threads=args.threads,
-                       data_root=args.data_root)
+                       compile=args.compile, data_root=args.data_root)
     base.validate()
     progress = None if args.quiet else TerminalProgress()
     cmp = compare(base, variants, args.seeds, progress, references=references)
@@ -433,6 +376,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-steps", type=int, default=None, help="cap on training steps per run")
     p.add_argument("--threads", type=int, default=None,
                    help="CPU threads for training (default: torch's choice, one per core)")
+    p.add_argument("--compile", action="store_true",
+                   help="train through torch.compile (pays off on GPUs for long runs; compile time is reported)")
     p.add_argument("--json", default=None, metavar="PATH", help="also write the comparison as JSON")
     p.add_argument("--save", action="store_true", help="save the runs in the run store")
     p.add_argument("--name", default=None, help="name for the saved comparison")

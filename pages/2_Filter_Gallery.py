@@ -2,14 +2,16 @@
 
 import math
 
+import numpy as np
 import streamlit as st
 
 from app_support import page_setup, shown_errors
-from convcov_core import plots, ui
+from convcov_core import matrix_files, plots, ui
 
 page_setup("Filter Gallery")
 
 SAMPLE_SIZES = (100, 300, 1000, 3000, 10000, 20000)
+UPLOADED_LABEL = "Your covariance (uploaded)"
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
@@ -17,11 +19,47 @@ def learned_layers(run_id: int) -> list:
     return ui.learned_covariances(run_id)
 
 
+@st.cache_data(max_entries=4, show_spinner="Checking the matrix…")
+def uploaded_report(data: bytes, name: str) -> matrix_files.CovarianceReport:
+    return matrix_files.inspect_covariance(matrix_files.read_matrix(data, name))
+
+
 @st.cache_data(max_entries=32, show_spinner="Sampling filters…")
-def panel(scheme, k, n_show, n_sample, seed, sigma, run_id, layer) -> ui.GalleryPanel:
-    learned = learned_layers(run_id)[layer] if scheme == "learned" else None
-    return ui.gallery_panel(scheme, k, n_show, n_sample, seed,
+def panel(scheme, k, n_show, n_sample, seed, sigma, run_id, layer, uploaded) -> ui.GalleryPanel:
+    """One column; scheme "uploaded" samples the user's matrix (a numpy array) as a learned one."""
+    learned = None
+    if scheme == "learned":
+        learned = learned_layers(run_id)[layer]
+    elif scheme == "uploaded":
+        learned = uploaded
+    return ui.gallery_panel("learned" if scheme == "uploaded" else scheme, k, n_show, n_sample, seed,
                             sigma=sigma if scheme == "gaussian" else None, learned=learned)
+
+
+def uploaded_covariance() -> np.ndarray | None:
+    """The sidebar's covariance upload: the matrix to sample from, or None (problems shown)."""
+    upload = st.file_uploader("Covariance matrix (.npy, .pt, .safetensors)", key="cov_upload",
+                              type=[s.lstrip(".") for s in matrix_files.MATRIX_SUFFIXES],
+                              help="A k² × k² covariance of k × k filters, pixels in row-major order "
+                                   "(index k·i + j), e.g. one saved by the Covariance Explorer.")
+    if upload is None:
+        return None
+    try:
+        report = uploaded_report(upload.getvalue(), upload.name)
+    except ValueError as err:
+        st.error(f"This file cannot be used: {err}")
+        return None
+    st.caption(f"{upload.name}: {report.describe()}.")
+    if report.psd:
+        return report.matrix.numpy()
+    st.warning(f"{upload.name} is not positive semi-definite (smallest eigenvalue "
+               f"{report.min_eigenvalue:.3g}), so no Gaussian has it as covariance.")
+    if not st.checkbox("Project it onto the nearest PSD matrix (negative eigenvalues set to 0)",
+                       key="cov_project"):
+        return None
+    matrix, change = matrix_files.projected(report)
+    st.caption(f"Projected: the matrix changed by {change:.1%} (relative Frobenius norm).")
+    return matrix.numpy()
 
 
 def resample() -> None:
@@ -74,9 +112,13 @@ with shown_errors():
         if not runs:
             st.caption("A *learned covariance* scheme appears here once a training run with saved "
                        "covariances is in the run store.")
+        st.header("Your own covariance")
+        uploaded = uploaded_covariance()
+        if uploaded is not None:
+            schemes.append("uploaded")
 
     if not schemes:
-        st.info("Pick at least one init scheme in the sidebar.")
+        st.info("Pick at least one init scheme in the sidebar, or upload a covariance matrix.")
         st.stop()
 
     # Figure heights follow the column width so square plots fill their column without blank
@@ -87,8 +129,12 @@ with shown_errors():
     grid_height = int((width - 20) * math.ceil(n_show / grid_columns) / grid_columns) + 98
     for column, scheme in zip(st.columns(len(schemes), gap="medium"), schemes):
         with column:
-            st.markdown(f"**{ui.scheme_label(scheme)}**")
-            p = panel(scheme, k, n_show, n_sample, st.session_state.seed, sigma, run_id, layer)
+            st.markdown(f"**{UPLOADED_LABEL if scheme == 'uploaded' else ui.scheme_label(scheme)}**")
+            if scheme == "uploaded" and math.isqrt(uploaded.shape[0]) != k:
+                k0 = math.isqrt(uploaded.shape[0])
+                st.caption(f"Resized from {k0} × {k0} to k = {k}, as a learned covariance would be.")
+            p = panel(scheme, k, n_show, n_sample, st.session_state.seed, sigma, run_id, layer,
+                      uploaded if scheme == "uploaded" else None)
             st.plotly_chart(plots.filter_grid_figure(p.filters, columns=grid_columns, height=grid_height,
                                                      title=f"{n_show} filters, {k} × {k}"),
                             config={"displaylogo": False})

@@ -1,10 +1,15 @@
 """Page tests (AppTest): the landing page, Covariance Explorer and Filter Gallery render cleanly by
-default, with every widget at its extremes, and show the figures they promise."""
+default, with every widget at its extremes, and show the figures they promise; the gallery samples an
+uploaded covariance and names what is wrong with a bad one."""
 
+import numpy as np
 import pytest
+import torch
 from page_helpers import assert_clean, check_all_at, check_widget_extremes, new_app, run_page
 
 from app_support import discover_pages
+from convcov_core.covariance import gaussian
+from test_matrix_files import _Payload, npy_bytes, torch_bytes
 
 EXPLORER = "pages/1_Covariance_Explorer.py"
 GALLERY = "pages/2_Filter_Gallery.py"
@@ -155,3 +160,52 @@ def test_covariance_downloads_load_back_exactly(tmp_path):
     assert torch.equal(torch.load(io.BytesIO(ui.covariance_bytes(S, "pt")), weights_only=True), S)
     with pytest.raises(ValueError, match="npy"):
         ui.covariance_bytes(S, "csv")
+
+
+def _upload(at, name: str, data: bytes):
+    at.get("file_uploader")[0].set_value((name, data, "application/octet-stream"))
+    return at.run()
+
+
+def test_gallery_samples_an_uploaded_covariance_resized_to_k():
+    at = run_page(GALLERY)
+    _upload(at, "mine.npy", npy_bytes(gaussian(5, 1.5).numpy()))
+    assert_clean(at, "good upload")
+    headings = [m.value for m in at.markdown if m.value.startswith("**")]
+    assert headings[-1] == "**Your covariance (uploaded)**" and len(at.get("plotly_chart")) == 3 * 3
+    captions = [c.value for c in at.caption]
+    assert any("mine.npy: 25 × 25 covariance of 5 × 5 filters" in c for c in captions)
+    assert any("Resized from 5 × 5 to k = 9" in c for c in captions)
+
+
+def test_gallery_projects_a_non_psd_upload_only_with_consent():
+    S = gaussian(3, 1.0)
+    w, V = torch.linalg.eigh(S)
+    w[0] = -0.2
+    at = _upload(run_page(GALLERY), "bad.pt", torch_bytes((V * w) @ V.T))
+    assert not at.exception and "not positive semi-definite (smallest eigenvalue -0.2)" in at.warning[0].value
+    assert len(at.get("plotly_chart")) == 2 * 3  # not sampled until the user agrees
+    at.checkbox(key="cov_project").check().run()
+    assert_clean(at, "projected upload")
+    assert len(at.get("plotly_chart")) == 3 * 3
+    assert any(c.value.startswith("Projected: the matrix changed by") for c in at.caption)
+
+
+@pytest.mark.parametrize("name, data, message", [
+    ("wrong.npy", npy_bytes(np.eye(80)), "side 80 is not a perfect square"),
+    ("skew.npy", npy_bytes(np.triu(np.ones((9, 9)))), "must be symmetric"),
+    ("nan.npy", npy_bytes(np.full((9, 9), np.nan)), "NaN"),
+    ("junk.pt", b"not a torch file", "not a readable .pt matrix"),
+])
+def test_gallery_names_what_is_wrong_with_a_bad_upload(name, data, message):
+    at = _upload(run_page(GALLERY), name, data)
+    assert not at.exception
+    assert len(at.error) == 1 and message in at.error[0].value
+    assert len(at.get("plotly_chart")) == 2 * 3  # the rest of the gallery is still there
+
+
+def test_gallery_upload_never_unpickles(tmp_path):
+    marker = tmp_path / "pwned"
+    at = _upload(run_page(GALLERY), "evil.pt", torch_bytes({"x": _Payload(str(marker))}))
+    assert not marker.exists() and not at.exception
+    assert "unpickling" in at.error[0].value
