@@ -478,18 +478,20 @@ def learned_from_checkpoint(data: bytes, filename: str, architecture: str, *,
     return learned_from_state_dict(state, architecture, filename)
 
 
-def max_upload_bytes(environ=None) -> int:
-    """Largest checkpoint accepted: $CONVCOV_MAX_CHECKPOINT_MB megabytes, default 512."""
+def max_upload_bytes(environ=None, *, ceiling_mb: float | None = None) -> int:
+    """Largest checkpoint accepted: $CONVCOV_MAX_CHECKPOINT_MB megabytes (MiB), default 512, and at
+    most `ceiling_mb` (the web server's own upload cap, which refuses larger files first)."""
     raw = (environ if environ is not None else os.environ).get("CONVCOV_MAX_CHECKPOINT_MB", "").strip()
-    if not raw:
-        return models.DEFAULT_MAX_CHECKPOINT_BYTES
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if not value > 0:
-        raise ValueError(f"CONVCOV_MAX_CHECKPOINT_MB must be a number > 0, got {raw!r}")
-    return int(value * 1024 * 1024)
+    limit = models.DEFAULT_MAX_CHECKPOINT_BYTES
+    if raw:
+        try:
+            value = float(raw)
+        except ValueError:
+            value = -1.0
+        if not value > 0:
+            raise ValueError(f"CONVCOV_MAX_CHECKPOINT_MB must be a number > 0, got {raw!r}")
+        limit = int(value * 1024 * 1024)
+    return limit if ceiling_mb is None else min(limit, int(ceiling_mb * 1024 * 1024))
 
 
 def layer_fits(covariances: list[Tensor]) -> list[dict]:

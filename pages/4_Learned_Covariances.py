@@ -52,6 +52,11 @@ def transferred(key: str, _learned: lab.LearnedSet, k: int, depth: int) -> list:
     return covariance.transfer(_learned.covariances, k, depth)
 
 
+def upload_limit() -> int:
+    """Bytes a checkpoint may have: CONVCOV_MAX_CHECKPOINT_MB within Streamlit's server.maxUploadSize."""
+    return lab.max_upload_bytes(ceiling_mb=st.get_option("server.maxUploadSize"))
+
+
 def uploaded_set(upload, architecture: str) -> lab.LearnedSet:
     """The covariances of an uploaded checkpoint, read once per file and architecture; a problem
     with the file is a ValueError (shown by the caller)."""
@@ -62,7 +67,7 @@ def uploaded_set(upload, architecture: str) -> lab.LearnedSet:
             with st.spinner("Reading the checkpoint (weights only; no code in it runs)…"):
                 value = lab.learned_from_checkpoint(upload.getvalue(), upload.name,
                                                     lab.CHECKPOINT_ARCHITECTURES[architecture],
-                                                    max_bytes=lab.max_upload_bytes())
+                                                    max_bytes=upload_limit())
         except ValueError as err:
             value = err
         memo = st.session_state.lc_upload_memo = (memo_key, value)
@@ -112,7 +117,7 @@ def source_sidebar():
                               help="safetensors, or a torch.save file of model.state_dict(); read with "
                                    "weights_only=True, so code inside a file never runs.")
     arch = st.selectbox("Architecture", list(lab.CHECKPOINT_ARCHITECTURES), key="lc_arch")
-    st.caption(f"Up to {lab.max_upload_bytes() / 2**20:.0f} MiB. A ConvMixer's sizes are read from "
+    st.caption(f"Up to {upload_limit() / 2**20:.0f} MiB. A ConvMixer's sizes are read from "
                "the file; for ConvNeXt pick the variant it was saved from.")
     return ("upload", upload, arch) if upload is not None else None
 

@@ -300,6 +300,11 @@ def test_upload_limit_comes_from_the_environment(raw, expected):
     assert lab.max_upload_bytes({"CONVCOV_MAX_CHECKPOINT_MB": raw}) == expected
 
 
+def test_upload_limit_never_exceeds_the_web_servers_cap():
+    assert lab.max_upload_bytes({}, ceiling_mb=200) == 200 * 2**20
+    assert lab.max_upload_bytes({"CONVCOV_MAX_CHECKPOINT_MB": "50"}, ceiling_mb=200) == 50 * 2**20
+
+
 def test_bad_upload_limit_is_refused():
     with pytest.raises(ValueError, match="CONVCOV_MAX_CHECKPOINT_MB"):
         lab.max_upload_bytes({"CONVCOV_MAX_CHECKPOINT_MB": "lots"})

@@ -223,3 +223,17 @@ def test_each_bad_checkpoint_gets_its_own_message(upload_page, monkeypatch, case
     assert not at.exception
     assert len(at.error) == 1 and message in at.error[0].value, [e.value for e in at.error]
     assert not at.get("plotly_chart")
+
+
+def test_checkpoint_limit_shown_is_the_web_servers_cap_when_lower(monkeypatch):
+    from streamlit import config
+
+    monkeypatch.delenv("CONVCOV_MAX_CHECKPOINT_MB", raising=False)
+    previous = config.get_option("server.maxUploadSize")
+    config.set_option("server.maxUploadSize", 3)
+    try:
+        at = new_app(LEARNED, timeout=120).run()
+        at.radio(key="lc_source").set_value("An uploaded checkpoint").run()
+        assert any(c.value.startswith("Up to 3 MiB.") for c in at.caption)
+    finally:
+        config.set_option("server.maxUploadSize", previous)
