@@ -133,3 +133,98 @@ def check_all_at(script: str, end: str, *, timeout: float = TIMEOUT_S,
     at.run()
     assert_clean(at, f"every widget at its {end}", allow_errors=allow_errors)
     return at
+
+
+# ---------------------------------------------------------------------------------------------
+# Fuzzing: random interaction sequences
+# ---------------------------------------------------------------------------------------------
+
+#: Text a fuzzed text box receives: empty, blank, long, path tricks, markup, non-Latin.
+FUZZ_TEXTS = ("", "   ", "x" * 300, "../../etc/passwd", "<b>bold</b> *md*", "名前 ✓", "a/b\\c")
+
+
+def _fuzz_value(widget, rng):
+    """A random value inside what the widget offers (what a browser could send)."""
+    kind = widget.type
+    if kind == "slider":
+        lo, hi, step = widget.min, widget.max, widget.step or 1
+        n = int(round((hi - lo) / step))
+        value = lo + step * rng.randint(0, n)
+        return round(value, 10) if isinstance(lo, float) else int(value)
+    if kind == "number_input":
+        lo = widget.min if widget.min is not None else -1000
+        hi = widget.max if widget.max is not None else 1000
+        return rng.choice([lo, hi, lo + (hi - lo) * rng.random() if isinstance(lo, float)
+                           else rng.randint(int(lo), int(min(hi, lo + 1000)))])
+    if kind in ("select_slider", "radio", "selectbox"):
+        return rng.choice(list(widget.options))
+    if kind == "multiselect":
+        options = list(widget.options)
+        return rng.sample(options, rng.randint(0, len(options)))
+    if kind in _TOGGLE_KINDS:
+        return not widget.value
+    if kind == "text_input":
+        return rng.choice(FUZZ_TEXTS)
+    raise AssertionError(f"no fuzz values for {kind}")
+
+
+def _fuzz_actions(at: AppTest, skip: tuple[str, ...]) -> list:
+    """Every enabled widget the fuzzer may touch: (widget, action) with action 'set' or 'click'."""
+    kinds = _RANGE_KINDS + _CHOICE_KINDS + ("multiselect", "text_input") + _TOGGLE_KINDS
+    found = [(w, "set") for w in _widgets(at, kinds) if not w.disabled and w.key not in skip]
+    found += [(b, "click") for b in at.get("button") if not b.disabled and b.key not in skip]
+    found += [(u, "upload") for u in at.get("file_uploader")]
+    return found
+
+
+def unexpected_errors(at: AppTest) -> list[str]:
+    """Uncaught exceptions, and bugs that shown_errors() caught and reported as "Unexpected error"."""
+    return ([f"exception: {e.value}" for e in at.exception]
+            + [f"st.error: {e.value}" for e in at.error if e.value.startswith("Unexpected error")])
+
+
+def fuzz_page(script: str, *, sequences: int, steps: int, seed: int, uploads: dict[str, bytes],
+              skip: tuple[str, ...] = (), fresh_every: int = 10, timeout: float = TIMEOUT_S) -> dict:
+    """`sequences` random sequences of `steps` interactions, every choice drawn from
+    random.Random(seed), so a failure replays. Each step sets a random widget to a random allowed
+    value, clicks a button or uploads one of `uploads` (name -> bytes); widgets in `skip` (long jobs)
+    are left alone. A sequence continues from where the previous one left the page; every
+    `fresh_every` sequences the page starts again from a new session. Fails on the first uncaught
+    exception or "Unexpected error", printing the interactions since the last fresh start.
+    Returns counts: sequences, interactions, and renders that showed a (user-facing) st.error."""
+    import random
+
+    rng = random.Random(seed)
+    counts = {"sequences": 0, "interactions": 0, "error_messages": 0}
+    for sequence in range(sequences):
+        if sequence % fresh_every == 0:
+            at = new_app(script, timeout=timeout).run()
+            trail = []
+            assert not unexpected_errors(at), f"{script}: default render: {unexpected_errors(at)}"
+        for _ in range(steps):
+            actions = _fuzz_actions(at, skip)
+            if not actions:
+                break
+            widget, action = rng.choice(actions)
+            if action == "click":
+                trail.append(f"click {widget.key}")
+                widget.click()
+            elif action == "upload":
+                name = rng.choice(sorted(uploads))
+                data = uploads[name]
+                allowed = list(widget.proto.type)
+                if allowed and Path(name).suffix not in allowed:  # the browser only offers these
+                    name = Path(name).stem + rng.choice(allowed)
+                trail.append(f"upload {name}")
+                widget.set_value((name, data, "application/octet-stream"))
+            else:
+                value = _fuzz_value(widget, rng)
+                trail.append(f"{widget.type} {widget.key}={value!r}")
+                widget.set_value(value)
+            at.run()
+            counts["interactions"] += 1
+            counts["error_messages"] += bool(at.error)
+            found = unexpected_errors(at)
+            assert not found, f"{script}, seed {seed}, sequence {sequence}: {' -> '.join(trail)}: {found}"
+        counts["sequences"] += 1
+    return counts
