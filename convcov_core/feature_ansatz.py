@@ -161,7 +161,7 @@ def train_cnn(config: train.TrainConfig, callback: train.Callback | None = None,
             history["loss"].append(value)
             if stop_asked("step", epoch, loss=value, lr=lr):
                 return None
-        history["test_acc"].append(train.evaluate(model, xt.permute(0, 2, 3, 1), yt))
+        history["test_acc"].append(train.evaluate(model, xt, yt))
         if stop_asked("epoch", epoch, loss=history["loss"][-1], test_acc=history["test_acc"][-1]):
             return None
     trained = model.cpu().eval()

@@ -6,11 +6,13 @@ linearly from 0 to `lr` over the first 40% of steps, falls to lr/20 at 80% and t
 Depthwise filters are initialized by `init.init_depthwise_`; with `freeze_filters` they are never
 updated. At the end the centered empirical covariance of every depthwise layer's filters is kept.
 
-Speed: the data lives on the training device as one tensor (images stored N x H x W x C so that a
-gathered batch is already channels_last), batches are drawn by a seeded permutation instead of a
-DataLoader, the model runs channels_last (depthwise convs are several times faster that way on CPU),
-and on CUDA under bf16 autocast with fused AdamW. Per-step losses stay on the device and are read
-back every step on CPU (free there) and every few steps on accelerators.
+Speed: the data lives on the training device as one tensor, batches are drawn by a seeded permutation
+instead of a DataLoader; the model and the data run channels_last where that pays (CPU; wide models
+on CUDA); on CUDA under bf16 autocast with fused AdamW, the whole step captured once as a CUDA graph
+and replayed (step.GraphStep). Per-step losses stay on the device and are read
+back every step on CPU (free there) and every few steps on accelerators. `compile=True` trains
+through torch.compile instead of the graph capture (evaluation stays eager); its compile time is
+reported with the run.
 
 Accuracies are in percent (0-100).
 """
@@ -27,9 +29,9 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 
 from . import covariance, data, init, models
+from .step import EagerStep, GraphStep, adamw, autocast
 
 Tensor = torch.Tensor
 
@@ -61,6 +63,7 @@ class TrainConfig:
     device: str = "auto"
     max_steps: int | None = None
     threads: int | None = None
+    compile: bool = False
     keep_state_dict: bool = False
     data_root: str | None = None
 
@@ -69,6 +72,9 @@ class TrainConfig:
         _check_int(self.epochs, "epochs", 1)
         _check_int(self.batch_size, "batch_size", 1)
         _check_int(self.seed, "seed", 0)
+        for name in ("freeze_filters", "compile", "keep_state_dict"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
         for name in ("max_steps", "threads"):
             if getattr(self, name) is not None:
                 _check_int(getattr(self, name), name, 1)
@@ -132,7 +138,8 @@ class RunResult:
     evaluation excluded) and "epoch_end_step". final: "test_acc", "train_acc", "loss" (None when the
     run did not get that far). status: "ok", "diverged" or "cancelled", explained by message.
     covariances: centered empirical covariance (k^2 x k^2, float64) of each depthwise layer's final
-    filters, in the order of layer_names (empty when the filters are not finite).
+    filters, in the order of layer_names (empty when the filters are not finite). compile_seconds:
+    wall time of the first step with config.compile (compilation included), None without.
     """
 
     config: TrainConfig
@@ -147,6 +154,7 @@ class RunResult:
     state_dict: dict | None = None
     id: int | None = None
     variant: str | None = None
+    compile_seconds: float | None = None
 
 
 @dataclass
@@ -237,41 +245,47 @@ def plan_steps(config: TrainConfig, n_train: int) -> tuple[int, int, int]:
     return batch, per_epoch, total
 
 
-def _to_device_nhwc(x: Tensor, device: torch.device) -> Tensor:
-    """Images N x C x H x W -> contiguous N x H x W x C on device: a gathered batch, permuted back to
-    N x C x H x W, is channels_last without a copy."""
-    return x.to(device=device, dtype=torch.float32).permute(0, 2, 3, 1).contiguous()
+_CUDA_CHANNELS_LAST_MIN_WIDTH = 128
 
 
-def _batch(x_nhwc: Tensor, idx: Tensor) -> Tensor:
-    return x_nhwc.index_select(0, idx).permute(0, 3, 1, 2)
+def _channels_last(device: torch.device, model: torch.nn.Module) -> bool:
+    """Whether model and data run channels_last: always on CPU (depthwise convs several times
+    faster); on CUDA for depthwise convs of at least 128 channels (cuDNN's NHWC depthwise kernels
+    win there and lose at 64 channels; benchmarks/train_throughput.py)."""
+    if device.type == "cpu":
+        return True
+    widths = [conv.in_channels for _, conv in init.depthwise_convs(model)]
+    return device.type == "cuda" and bool(widths) and min(widths) >= _CUDA_CHANNELS_LAST_MIN_WIDTH
 
 
-def _autocast(device: torch.device):
-    """bf16 autocast on CUDA (no loss scaling needed); plain fp32 elsewhere."""
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return torch.autocast(device.type, enabled=False)
+def _to_device(x: Tensor, device: torch.device, channels_last: bool) -> Tensor:
+    """Images N x C x H x W on device, stored N x H x W x C for channels_last: a gathered batch,
+    permuted back to N x C x H x W, is then channels_last without a copy."""
+    x = x.to(device=device, dtype=torch.float32)
+    return x.permute(0, 2, 3, 1).contiguous() if channels_last else x.contiguous()
+
+
+def _as_nchw(x: Tensor, channels_last: bool) -> Tensor:
+    """The N x C x H x W view of images stored by _to_device."""
+    return x.permute(0, 3, 1, 2) if channels_last else x
+
+
+def _batch(x: Tensor, idx: Tensor, channels_last: bool) -> Tensor:
+    return _as_nchw(x.index_select(0, idx), channels_last)
 
 
 @torch.inference_mode()
-def evaluate(model: torch.nn.Module, x_nhwc: Tensor, y: Tensor, *, batch_size: int = 512) -> float:
-    """Accuracy in percent of `model` (eval mode, no grad) on images stored N x H x W x C."""
+def evaluate(model: torch.nn.Module, x: Tensor, y: Tensor, *, batch_size: int = 512) -> float:
+    """Accuracy in percent of `model` (eval mode, no grad) on images x (N x C x H x W, any layout)."""
     was_training = model.training
     model.eval()
     correct = torch.zeros((), dtype=torch.int64, device=y.device)
-    with _autocast(y.device):
+    with autocast(y.device):
         for start in range(0, len(y), batch_size):
-            xb = x_nhwc[start:start + batch_size].permute(0, 3, 1, 2)
+            xb = x[start:start + batch_size]
             correct += (model(xb).argmax(1) == y[start:start + batch_size]).sum()
     model.train(was_training)
     return 100.0 * int(correct) / max(len(y), 1)
-
-
-def _optimizer(params: list, config: TrainConfig, device: torch.device) -> torch.optim.AdamW:
-    """AdamW; the fused kernel on CUDA (one launch for all parameters)."""
-    kwargs = {"fused": True} if device.type == "cuda" else {}
-    return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay, **kwargs)
 
 
 def build_model_for(config: TrainConfig, info) -> torch.nn.Module:
@@ -343,27 +357,35 @@ def _train(config: TrainConfig, callback, variant, run_index, n_runs, sync_every
     if config.freeze_filters:
         for _, conv in init.depthwise_convs(model):
             conv.weight.requires_grad_(False)
-    model = model.to(device=device, memory_format=torch.channels_last).train()
-    optimizer = _optimizer([p for p in model.parameters() if p.requires_grad], config, device)
+    channels_last = _channels_last(device, model)
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    model = model.to(device=device, memory_format=layout).train()
+    forward = torch.compile(model) if config.compile else model  # evaluation stays eager
+    graphed = device.type == "cuda" and not config.compile  # compiled code is not captured again
+    optimizer = adamw([p for p in model.parameters() if p.requires_grad], config.lr,
+                      config.weight_decay, device, graphed=graphed)
+    train_step = (GraphStep if graphed else EagerStep)(forward, optimizer, device, config.label_smoothing)
 
-    xs, ys = _to_device_nhwc(train_x, device), train_y.to(device)
-    xt, yt = _to_device_nhwc(test_x, device), test_y.to(device)
+    xs, ys = _to_device(train_x, device, channels_last), train_y.to(device)
+    xt, yt = _to_device(test_x, device, channels_last), test_y.to(device)
     shuffle = torch.Generator().manual_seed(config.seed)
     if sync_every is None:
         sync_every = 1 if device.type == "cpu" else _SYNC_EVERY_ACCELERATOR
     _check_int(sync_every, "sync_every", 1)
     history = _new_history()
     status, message = "ok", ""
-    step = 0
+    step, compile_seconds = 0, None
     loop_started = time.perf_counter()
 
     def emit(event: ProgressEvent) -> bool:
         return callback is not None and _wants_stop(callback(event))
 
-    def event(kind: str, **values) -> ProgressEvent:
-        done = max(step, 1)
-        eta = (time.perf_counter() - loop_started) / done * (total - step)
-        return ProgressEvent(kind, step, total, epoch, eta_s=eta, variant=variant, seed=config.seed,
+    def event(kind: str, at: int | None = None, **values) -> ProgressEvent:
+        """An event for step `at` (default: the last step run; steps read back in a group each
+        get their own event)."""
+        at = step if at is None else at
+        eta = (time.perf_counter() - loop_started) / max(step, 1) * (total - at)
+        return ProgressEvent(kind, at, total, epoch, eta_s=eta, variant=variant, seed=config.seed,
                              run_index=run_index, n_runs=n_runs, **values)
 
     n_epochs = math.ceil(total / per_epoch)
@@ -377,21 +399,15 @@ def _train(config: TrainConfig, callback, variant, run_index, n_runs, sync_every
         lrs, pending = [], 0
         for i in range(steps_here):
             lr = lr_at(step, total, config.lr, config.schedule)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
             idx = perm[i * batch:(i + 1) * batch]
-            xb, yb = _batch(xs, idx), ys.index_select(0, idx)
-            with _autocast(device):
-                out = model(xb)
-                loss = F.cross_entropy(out, yb, label_smoothing=config.label_smoothing)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            losses[i] = loss.detach()
-            correct += (out.detach().argmax(1) == yb).sum()
+            loss, n_correct = train_step(_batch(xs, idx, channels_last), ys.index_select(0, idx), lr)
+            losses[i] = loss
+            correct += n_correct
             lrs.append(lr)
             step += 1
             pending += 1
+            if config.compile and step == 1:
+                compile_seconds = time.perf_counter() - loop_started  # compilation + the first step
             if pending < sync_every and i < steps_here - 1:
                 continue
             values = losses[i + 1 - pending:i + 1].tolist()
@@ -409,7 +425,7 @@ def _train(config: TrainConfig, callback, variant, run_index, n_runs, sync_every
                     message = (f"loss became {value} at step {s} of {total} (epoch {epoch}, "
                                f"lr {history['lr'][-1]:.3g}); try a lower learning rate")
                     break
-                stop = emit(event("step", loss=value, lr=history["lr"][-1])) or stop
+                stop = emit(event("step", s, loss=value, lr=history["lr"][-1])) or stop
             if status == "diverged":
                 break
             if stop:
@@ -421,7 +437,7 @@ def _train(config: TrainConfig, callback, variant, run_index, n_runs, sync_every
         seen = steps_here * batch
         history["train_acc"].append(100.0 * int(correct) / seen)
         history["images_per_s"].append(seen / train_seconds)
-        history["test_acc"].append(evaluate(model, xt, yt, batch_size=max(256, 2 * batch)))
+        history["test_acc"].append(evaluate(model, _as_nchw(xt, channels_last), yt, batch_size=max(256, 2 * batch)))
         history["epoch_end_step"].append(step)
         if emit(event("epoch", loss=history["loss"][-1], lr=history["lr"][-1],
                       test_acc=history["test_acc"][-1], train_acc=history["train_acc"][-1],
@@ -437,6 +453,8 @@ def _train(config: TrainConfig, callback, variant, run_index, n_runs, sync_every
     }
     if ran_to_end:
         message = f"{total} steps, {n_epochs} epoch(s), test accuracy {final['test_acc']:.2f}%"
+    if compile_seconds is not None:
+        message += f"; torch.compile took {compile_seconds:.1f} s (first step included)"
     model.eval()
     layer_names, covariances = _final_covariances(model)
     state_dict = None
@@ -445,7 +463,7 @@ def _train(config: TrainConfig, callback, variant, run_index, n_runs, sync_every
     result = RunResult(config=config, history=history, final=final, status=status, message=message,
                        wall_time=time.perf_counter() - started, device=str(device),
                        layer_names=layer_names, covariances=covariances, state_dict=state_dict,
-                       variant=variant)
+                       variant=variant, compile_seconds=compile_seconds)
     if callback is not None:
         callback(event("done", loss=final["loss"], test_acc=final["test_acc"],
                        train_acc=final["train_acc"], status=status))

@@ -1,6 +1,7 @@
 """Training engine: loss goes down, frozen filters stay put, divergence and cancel, paired comparisons."""
 
 import math
+import shutil
 
 import pytest
 import torch
@@ -113,11 +114,22 @@ def test_one_cycle_schedule_matches_the_convmixer_script():
 @pytest.mark.parametrize("field,value,words", [
     ("epochs", 0, "epochs"), ("lr", -1.0, "lr"), ("batch_size", 1.5, "batch_size"),
     ("schedule", "cosine", "schedule"), ("threads", 0, "threads"), ("init", "nope", "init scheme"),
-    ("lr", float("nan"), "finite"),
+    ("lr", float("nan"), "finite"), ("compile", "yes", "compile must be True or False"),
+    ("freeze_filters", 1, "freeze_filters must be True or False"),
 ])
 def test_bad_config_is_a_value_error_naming_the_field(field, value, words):
     with pytest.raises(ValueError, match=words):
         train(tiny(**{field: value}))
+
+
+@pytest.mark.skipif(not (shutil.which("cc") or shutil.which("gcc")),
+                    reason="torch.compile on CPU needs a C compiler (none on this machine)")
+def test_compiled_training_matches_eager_and_reports_the_compile_time():
+    eager = train(tiny(max_steps=4, threads=1))
+    compiled = train(tiny(max_steps=4, threads=1, compile=True))
+    assert compiled.status == "ok" and compiled.compile_seconds > 0
+    assert "torch.compile took" in compiled.message and eager.compile_seconds is None
+    assert compiled.history["loss"] == pytest.approx(eager.history["loss"], rel=1e-3)
 
 
 def test_config_round_trips_through_a_dict():
