@@ -2,6 +2,7 @@
 
     python benchmarks/train_throughput.py             # ConvMixer-256/8 k=5 and ConvMixer-64/6 k=9
     python benchmarks/train_throughput.py --ablation  # also: which fast path buys what
+    python benchmarks/train_throughput.py --compile   # also: convcov_core.train with torch.compile
     python benchmarks/train_throughput.py --quick     # tiny smoke run
 
 The reference is written the way locuslab/convmixer-cifar10's train.py does it: a plain
@@ -111,16 +112,17 @@ def reference_images_per_s(spec, data, steps, warmup, batch_size, device, *, dat
     return (steps - warmup) * batch_size / (stamps[-1] - stamps[warmup - 1])
 
 
-def ours_images_per_s(spec, steps, warmup, batch_size, device) -> float:
-    """convcov_core.train for `steps` steps; images/s from the step events after `warmup`."""
+def ours_images_per_s(spec, steps, warmup, batch_size, device, *, compile=False) -> tuple[float, float | None]:
+    """convcov_core.train for `steps` steps: images/s from the step events after `warmup`, and the
+    compile time (first step) when `compile` is set."""
     _, dim, depth, k, p, dataset, params, _ = spec
     stamps = []
     config = TrainConfig(dataset=dataset, dataset_params=params, model=f"convmixer-{dim}/{depth}",
                          kernel_size=k, patch_size=p, epochs=100, max_steps=steps, batch_size=batch_size,
-                         device=str(device))
+                         device=str(device), compile=compile)
     result = train(config, lambda e: stamps.append(time.perf_counter()) if e.kind == "step" else None)
     assert result.status == "ok", result.message
-    return (steps - warmup) * batch_size / (stamps[-1] - stamps[warmup - 1])
+    return (steps - warmup) * batch_size / (stamps[-1] - stamps[warmup - 1]), result.compile_seconds
 
 
 def best_of(rounds: int, fn) -> float:
@@ -131,6 +133,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny model and few steps, for a smoke test")
     parser.add_argument("--ablation", action="store_true", help="also time the reference with each fast path")
+    parser.add_argument("--compile", action="store_true",
+                        help="also time convcov_core.train with torch.compile (compile time printed)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--steps", type=int, default=None,
@@ -160,8 +164,11 @@ def main(argv=None):
         ours = ref = 0.0
         for _ in range(args.rounds):  # alternate, keep the best of each
             ref = max(ref, reference_images_per_s(spec, data, steps, warmup, batch, device))
-            ours = max(ours, ours_images_per_s(spec, steps, warmup, batch, device))
+            ours = max(ours, ours_images_per_s(spec, steps, warmup, batch, device)[0])
         rows = [("reference (ConvMixer CIFAR script)", ref), ("convcov_core.train", ours)]
+        if args.compile:
+            compiled, compile_s = ours_images_per_s(spec, steps, warmup, batch, device, compile=True)
+            rows.append((f"convcov_core.train + compile ({compile_s:.0f} s)", compiled))
         if args.ablation:
             variants = [
                 ("ref + tensors on device, no DataLoader", dict(dataloader=False)),
