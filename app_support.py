@@ -10,6 +10,7 @@ import ast
 import contextlib
 import importlib.metadata
 import importlib.util
+import inspect
 import logging
 import os
 from dataclasses import dataclass
@@ -46,9 +47,28 @@ def discover_pages(pages_dir: Path = PAGES_DIR) -> list[PageEntry]:
     return entries
 
 
+NAVIGATION_KEY = "convcov_navigation"  # set by app.py once its st.navigation is in place
+WANTED_PAGE_KEY = "convcov_wanted_page"
+
+
 def page_setup(title: str) -> None:
-    """Page config shared by every page: wide layout, the page title in the browser tab."""
+    """Page config shared by every page: wide layout, the page title in the browser tab.
+
+    A visitor who opens a page's URL first gets the page run by Streamlit's pages/ folder mode,
+    whose sidebar lacks Home: hand over to app.py (which builds the navigation) and come back."""
+    if not st.session_state.get(NAVIGATION_KEY):
+        st.session_state[WANTED_PAGE_KEY] = Path(inspect.stack()[1].filename).name
+        st.switch_page("app.py")
     st.set_page_config(page_title=f"{title} · convcov", layout="wide")
+
+
+def open_wanted_page(pages: dict) -> None:
+    """In app.py, after st.navigation: go to the page a visitor asked for by URL (see page_setup).
+    `pages` maps page file names to their st.Page."""
+    st.session_state[NAVIGATION_KEY] = True
+    wanted = st.session_state.pop(WANTED_PAGE_KEY, None)
+    if wanted in pages:
+        st.switch_page(pages[wanted])
 
 
 @contextlib.contextmanager

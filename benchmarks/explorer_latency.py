@@ -27,6 +27,7 @@ from streamlit.testing.v1 import AppTest  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = str(ROOT / "pages" / "1_Covariance_Explorer.py")
 sys.path.insert(0, str(ROOT))  # pages import the top-level app_support module
+from app_support import NAVIGATION_KEY  # noqa: E402
 SIGMAS = (1.5, 2.0)
 
 
@@ -49,7 +50,9 @@ def timed_moves(at: AppTest, k: int, moves: int, *, clear_cache: bool) -> list[f
 
 
 def page_at(k: int) -> AppTest:
-    at = AppTest.from_file(PAGE, default_timeout=300).run()
+    at = AppTest.from_file(PAGE, default_timeout=300)
+    at.session_state[NAVIGATION_KEY] = True  # as behind app.py's navigation
+    at = at.run()
     assert not at.exception, [e.value for e in at.exception]
     at.slider(key="kernel_size").set_value(k).run()
     # Warm both sigma values so the cached timings measure reruns, not first renders.

@@ -87,11 +87,14 @@ class PageReport:
     console_errors: list[str] = field(default_factory=list)
     page_errors: list[str] = field(default_factory=list)
     shown_errors: list[str] = field(default_factory=list)
+    navigation: str = ""
 
     def problems(self) -> list[str]:
+        wrong_nav = [] if self.navigation.startswith("Home") else [
+            f"sidebar navigation does not start with Home: {self.navigation[:80]!r}"]
         return ([f"console: {m}" for m in self.console_errors]
                 + [f"page error: {m}" for m in self.page_errors]
-                + [f"on screen: {m}" for m in self.shown_errors])
+                + [f"on screen: {m}" for m in self.shown_errors] + wrong_nav)
 
 
 def console_text(msg) -> str:
@@ -130,7 +133,8 @@ def wait_until_rendered(page, timeout: float = 90) -> None:
 
 
 def visit(browser_context, url: str, screenshot_dir: Path, name: str) -> PageReport:
-    """Open url in a new tab, wait for it to render, collect errors, save screenshots.
+    """Open url in a new tab (a new session, as a visitor following a link), wait for it to render,
+    collect errors and the sidebar navigation, save screenshots.
 
     Saves `<name>.png` (the 1280 x 800 window, what a visitor sees first) and `<name>_full.png`
     (the whole page: the window is stretched to the height of the scrolling main area).
@@ -143,6 +147,8 @@ def visit(browser_context, url: str, screenshot_dir: Path, name: str) -> PageRep
     page.goto(url, wait_until="domcontentloaded")
     wait_until_rendered(page)
     report.shown_errors = [e.inner_text()[:500] for e in page.locator(ERRORS).all()]
+    nav = page.locator('[data-testid="stSidebarNav"]')
+    report.navigation = " | ".join(nav.inner_text().split()) if nav.count() else ""
     page.screenshot(path=str(screenshot_dir / f"{name}.png"))
     height = page.evaluate(
         "() => Math.max(...[...document.querySelectorAll('[data-testid=\"stMain\"], "

@@ -22,6 +22,8 @@ from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
+from app_support import NAVIGATION_KEY
+
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT_S = 30
 
@@ -32,8 +34,11 @@ _TOGGLE_KINDS = ("checkbox", "toggle")
 
 
 def new_app(script: str, *, timeout: float = TIMEOUT_S) -> AppTest:
-    """An AppTest for a script given relative to the repository root (not yet run)."""
-    return AppTest.from_file(str(ROOT / script), default_timeout=timeout)
+    """An AppTest for a script given relative to the repository root (not yet run). A page runs as
+    if app.py's navigation were in place (as it is for every visitor after the first render)."""
+    at = AppTest.from_file(str(ROOT / script), default_timeout=timeout)
+    at.session_state[NAVIGATION_KEY] = True
+    return at
 
 
 def problems(at: AppTest, *, allow_errors: bool = False) -> list[str]:
