@@ -36,8 +36,9 @@ def panel(scheme, k, n_show, n_sample, seed, sigma, run_id, layer, uploaded) -> 
                             sigma=sigma if scheme == "gaussian" else None, learned=learned)
 
 
-def uploaded_covariance() -> np.ndarray | None:
-    """The sidebar's covariance upload: the matrix to sample from, or None (problems shown)."""
+def uploaded_covariance(k: int) -> np.ndarray | None:
+    """The sidebar's covariance upload: the matrix to sample from, or None (problems shown). It is
+    sampled at the gallery's kernel size k, resized like a learned covariance."""
     upload = st.file_uploader("Covariance matrix (.npy, .pt, .safetensors)", key="cov_upload",
                               type=[s.lstrip(".") for s in matrix_files.MATRIX_SUFFIXES],
                               help="A k² × k² covariance of k × k filters, pixels in row-major order "
@@ -49,7 +50,8 @@ def uploaded_covariance() -> np.ndarray | None:
     except ValueError as err:
         st.error(f"This file cannot be used: {err}")
         return None
-    st.caption(f"{upload.name}: {report.describe()}.")
+    resized = f" Sampled at k = {k}, resized as a learned covariance is." if report.kernel_size != k else ""
+    st.caption(f"{upload.name}: {report.describe()}.{resized}")
     if report.psd:
         return report.matrix.numpy()
     st.warning(f"{upload.name} is not positive semi-definite (smallest eigenvalue "
@@ -75,7 +77,8 @@ st.title("Filter Gallery")
 st.markdown(
     "Filters of one depthwise layer as each init scheme draws them, all at PyTorch's default "
     "per-weight variance 1 / (3k²) so only the *structure* differs. Under each grid: the covariance "
-    "of a large sample next to the scheme's target covariance, and the filters' mean |FFT|."
+    "of a large sample next to the scheme's target covariance, and the filters' mean |FFT|. "
+    "Your own k² × k² covariance can be uploaded at the bottom of the sidebar."
 )
 
 with shown_errors():
@@ -113,7 +116,7 @@ with shown_errors():
             st.caption("A *learned covariance* scheme appears here once a training run with saved "
                        "covariances is in the run store.")
         st.header("Your own covariance")
-        uploaded = uploaded_covariance()
+        uploaded = uploaded_covariance(k)
         if uploaded is not None:
             schemes.append("uploaded")
 
@@ -130,9 +133,6 @@ with shown_errors():
     for column, scheme in zip(st.columns(len(schemes), gap="medium"), schemes):
         with column:
             st.markdown(f"**{UPLOADED_LABEL if scheme == 'uploaded' else ui.scheme_label(scheme)}**")
-            if scheme == "uploaded" and math.isqrt(uploaded.shape[0]) != k:
-                k0 = math.isqrt(uploaded.shape[0])
-                st.caption(f"Resized from {k0} × {k0} to k = {k}, as a learned covariance would be.")
             p = panel(scheme, k, n_show, n_sample, st.session_state.seed, sigma, run_id, layer,
                       uploaded if scheme == "uploaded" else None)
             st.plotly_chart(plots.filter_grid_figure(p.filters, columns=grid_columns, height=grid_height,
