@@ -21,13 +21,16 @@ from convcov_core.covariance import gaussian
 from convcov_core.sampling import sample_filters
 
 
-def best_time(fn, repeats: int) -> float:
-    """Minimum wall time of `repeats` calls (the least disturbed by other work on the machine)."""
+def best_time(fn, repeats: int, patience_s: float = 5.0) -> float:
+    """Minimum wall time of up to `repeats` calls (the least disturbed by other work on the
+    machine); a call slower than patience_s is not repeated (it is far from any crossover)."""
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         fn()
         times.append(time.perf_counter() - start)
+        if times[-1] > patience_s:
+            break
     return min(times)
 
 
