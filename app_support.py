@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import streamlit as st
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 from streamlit.source_util import page_icon_and_name, page_sort_key
 
 ROOT = Path(__file__).resolve().parent
@@ -55,8 +56,9 @@ def page_setup(title: str) -> None:
     """Page config shared by every page: wide layout, the page title in the browser tab.
 
     A visitor who opens a page's URL first gets the page run by Streamlit's pages/ folder mode,
-    whose sidebar lacks Home: hand over to app.py (which builds the navigation) and come back."""
-    if not st.session_state.get(NAVIGATION_KEY):
+    whose sidebar lacks Home: hand over to app.py (which builds the navigation) and come back.
+    Outside a Streamlit session (a page imported as __main__ by a spawned process) nothing happens."""
+    if get_script_run_ctx(suppress_warning=True) is not None and not st.session_state.get(NAVIGATION_KEY):
         st.session_state[WANTED_PAGE_KEY] = Path(inspect.stack()[1].filename).name
         st.switch_page("app.py")
     st.set_page_config(page_title=f"{title} · convcov", layout="wide")

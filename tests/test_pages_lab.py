@@ -122,7 +122,8 @@ def test_lab_runs_a_tiny_comparison_end_to_end_then_learned_page_opens_its_run()
 
 
 def test_lab_cancel_stops_cleanly_and_a_second_visitor_sees_the_busy_server():
-    at = tiny_lab(new_app(LAB, timeout=120).run(), seeds=3, max_steps=0)  # 6 runs of a whole epoch
+    at = tiny_lab(new_app(LAB, timeout=120).run(), seeds=3, max_steps=0)
+    at.number_input(key="lab_epochs").set_value(10).run()  # 6 runs of 10 epochs: still running below
     at.button(key="lab_run").click().run()
     for _ in range(MAX_POLLS):
         if at.get("progress") and "images/s" in at.get("progress")[0].proto.text:
