@@ -82,7 +82,7 @@ _LEARNED, _INIT = "learned", "init"  # covariance roles: filters at the end / le
 
 @dataclass
 class RunSummary:
-    """One line of the run list (no history, covariances or weights)."""
+    """One line of the run list (no history, covariances or weights; has_* say what is stored)."""
 
     id: int
     created: str
@@ -100,6 +100,7 @@ class RunSummary:
     comparison_id: int | None
     has_covariances: bool
     variant: str | None = None
+    has_weights: bool = False
 
 
 @dataclass
@@ -270,12 +271,13 @@ class RunStore:
             rows = conn.execute(
                 "SELECT id, created, name, dataset, model, kernel_size, depth, init, freeze_filters, seed, "
                 "status, test_acc, wall_time, comparison_id, "
-                "EXISTS (SELECT 1 FROM covariances c WHERE c.run_id = runs.id AND c.role = ?), variant "
-                "FROM runs ORDER BY id DESC", (_LEARNED,)).fetchall()
+                "EXISTS (SELECT 1 FROM covariances c WHERE c.run_id = runs.id AND c.role = ?), variant, "
+                "state_dict IS NOT NULL FROM runs ORDER BY id DESC", (_LEARNED,)).fetchall()
         return [RunSummary(id=r[0], created=r[1], name=r[2], dataset=r[3], model=r[4], kernel_size=r[5],
                            depth=r[6], init=r[7], freeze_filters=bool(r[8]), seed=r[9], status=r[10],
                            test_acc=r[11], wall_time=r[12], comparison_id=r[13],
-                           has_covariances=bool(r[14]), variant=r[15]) for r in rows]
+                           has_covariances=bool(r[14]), variant=r[15], has_weights=bool(r[16]))
+                for r in rows]
 
     def get(self, run_id: int) -> RunResult:
         """The stored run with its history, covariances (float64) and state dict."""

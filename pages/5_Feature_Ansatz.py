@@ -24,9 +24,10 @@ SLOT = "feature_ansatz"  # this page's background-job slot (app_jobs)
 
 @st.cache_data(max_entries=8, show_spinner=False, ttl=60)
 def stored_runs() -> list:
+    """Saved runs that kept their weights (the analysis needs the trained model)."""
     from convcov_core import runs
 
-    return runs.RunStore().list()
+    return [summary for summary in runs.RunStore().list() if summary.has_weights]
 
 
 @st.cache_data(max_entries=4, show_spinner="Loading the run's weights…")

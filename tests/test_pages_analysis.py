@@ -150,10 +150,9 @@ def test_feature_saved_run(run_store):
         assert_clean(at, f"{value} feature-map layers")
 
 
-def test_feature_saved_run_without_weights_is_an_error_message(run_store):
+def test_feature_lists_only_saved_runs_that_kept_their_weights(run_store):
     at = run_page(FEATURE, timeout=60)
     at.radio(key="source").set_value("A saved run (weights needed)").run()
-    weightless = [label for label in at.selectbox(key="run").options if "no weights" in label]
-    at.selectbox(key="run").set_value(weightless[0]).run()
-    assert not at.exception
-    assert "saved no weights" in at.error[0].value
+    labels = at.selectbox(key="run").options
+    assert len(labels) == 1 and "tiny" in labels[0]  # the run saved without weights is not offered
+    assert len(run_store.list()) == 2 and [s.has_weights for s in run_store.list()] == [True, False]

@@ -64,7 +64,7 @@ def test_save_get_list_delete_round_trip(tmp_path):
     [summary] = store.list()
     assert (summary.id, summary.name, summary.init, summary.seed, summary.test_acc) == (run_id, "first",
                                                                                        "gaussian", 3, 91.5)
-    assert summary.kernel_size == 5 and summary.depth == 2 and summary.has_covariances
+    assert summary.kernel_size == 5 and summary.depth == 2 and summary.has_covariances and summary.has_weights
     store.delete(run_id)
     assert store.list() == []
     with pytest.raises(ValueError, match=f"no run with id {run_id}"):
