@@ -59,7 +59,7 @@ def page_setup(title: str) -> None:
     whose sidebar lacks Home: hand over to app.py (which builds the navigation) and come back.
     Outside a Streamlit session (a page imported as __main__ by a spawned process) nothing happens."""
     if get_script_run_ctx(suppress_warning=True) is not None and not st.session_state.get(NAVIGATION_KEY):
-        st.session_state[WANTED_PAGE_KEY] = Path(inspect.stack()[1].filename).name
+        st.session_state[WANTED_PAGE_KEY] = Path(inspect.currentframe().f_back.f_code.co_filename).name
         st.switch_page("app.py")
     st.set_page_config(page_title=f"{title} · convcov", layout="wide")
 

@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 from . import covariance, init, reproduce
+from .json_safe import json_safe
 from .matrix_files import load_matrix, save_tensor
 from .train import ComparisonResult, ProgressEvent, TrainConfig, compare
 
@@ -184,16 +185,6 @@ def format_comparison(cmp: ComparisonResult) -> str:
     return "\n".join(lines)
 
 
-def _clean_json(value):
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {str(k): _clean_json(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean_json(v) for v in value]
-    return value
-
-
 # ---------------------------------------------------------------------------------------------
 # Commands
 # ---------------------------------------------------------------------------------------------
@@ -225,7 +216,7 @@ def cmd_compare(args) -> int:
     cmp = compare(base, variants, args.seeds, progress, references=references)
     print(format_comparison(cmp))
     if args.json:
-        Path(args.json).write_text(json.dumps(_clean_json(cmp.to_dict()), indent=1, allow_nan=False))
+        Path(args.json).write_text(json.dumps(json_safe(cmp.to_dict()), indent=1, allow_nan=False))
         print(f"wrote {args.json}", file=sys.stderr)
     if args.save:
         store = _store(args)

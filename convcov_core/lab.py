@@ -25,6 +25,7 @@ import torch
 
 from . import covariance, init, models, train
 from .cli import variants_for
+from .json_safe import json_safe
 from .paths import convcov_home
 
 Tensor = torch.Tensor
@@ -629,17 +630,6 @@ def load_covariance_set(name: str) -> list[Tensor]:
     return [covariance.validate_covariance(tensors[key].to(torch.float64)) for key in sorted(tensors)]
 
 
-def _json_safe(value):
-    """NaN and infinities (diverged runs) as None, keys as strings: what strict JSON allows."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    return value
-
-
 def run_dict(run: train.RunResult) -> dict:
     """A saved run as plain data: config, metrics, history and each layer's covariance."""
     return {"id": run.id, "variant": run.variant, "status": run.status, "message": run.message,
@@ -653,4 +643,4 @@ def history_json(comparisons: list, runs: list) -> str:
     their covariances) as one strict JSON document."""
     doc = {"comparisons": [{"id": c.id, **c.to_dict()} for c in comparisons],
            "runs": [run_dict(r) for r in runs]}
-    return json.dumps(_json_safe(doc), allow_nan=False)
+    return json.dumps(json_safe(doc), allow_nan=False)

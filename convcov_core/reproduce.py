@@ -49,6 +49,7 @@ import torch
 
 from . import __version__, covariance, data, init
 from . import feature_ansatz as fa
+from .json_safe import json_safe
 from .paths import convcov_home
 from .train import ComparisonResult, ProgressEvent, RunResult, TrainConfig, compare, load_training_data, \
     plan_steps, resolve_device, summarize, train
@@ -673,17 +674,6 @@ def _run_rows(runs: SuiteRuns) -> list[dict]:
     return rows
 
 
-def _clean(value):
-    """JSON-safe: non-finite floats -> None, dict keys -> str, tuples -> lists."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    return value
-
-
 def make_report(runs: SuiteRuns) -> dict:
     """The report as a JSON-safe dict: when, where and how long; settings; rules; claims; runs."""
     suite = runs.suite
@@ -691,7 +681,7 @@ def make_report(runs: SuiteRuns) -> dict:
     settings = {"seeds": suite.seeds, "target": suite.base.to_dict(), "variants": suite.variants,
                 "source": suite.source.to_dict(), "cnn": suite.cnn.to_dict(), "cnfa_images": suite.cnfa_images,
                 "margin_points": suite.margin, "z": Z, "cnfa_threshold": CNFA_THRESHOLD}
-    return _clean({
+    return json_safe({
         "format": REPORT_FORMAT, "suite": suite.name, "description": suite.description,
         "created": datetime.fromtimestamp(runs.started, timezone.utc).isoformat(timespec="seconds"),
         "wall_time_s": runs.wall_time, "cpu_time_s": runs.cpu_time, "torch_threads": torch.get_num_threads(),

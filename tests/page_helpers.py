@@ -18,6 +18,7 @@ objects), so a test can pick an option by its displayed text.
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
@@ -197,8 +198,6 @@ def fuzz_page(script: str, *, sequences: int, steps: int, seed: int, uploads: di
     `fresh_every` sequences the page starts again from a new session. Fails on the first uncaught
     exception or "Unexpected error", printing the interactions since the last fresh start.
     Returns counts: sequences, interactions, and renders that showed a (user-facing) st.error."""
-    import random
-
     rng = random.Random(seed)
     counts = {"sequences": 0, "interactions": 0, "error_messages": 0}
     for sequence in range(sequences):
