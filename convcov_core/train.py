@@ -8,8 +8,9 @@ updated. At the end the centered empirical covariance of every depthwise layer's
 
 Speed: the data lives on the training device as one tensor, batches are drawn by a seeded permutation
 instead of a DataLoader; the model and the data run channels_last where that pays (CPU; wide models
-on CUDA); on CUDA under bf16 autocast with fused AdamW, the whole step captured once as a CUDA graph
-and replayed (step.GraphStep). Per-step losses stay on the device and are read
+on CUDA); on CPU, depthwise convs of 15 x 15 and larger take their filter gradient from a swapped
+convolution (depthwise.py); on CUDA under bf16 autocast with fused AdamW, the whole step captured
+once as a CUDA graph and replayed (step.GraphStep). Per-step losses stay on the device and are read
 back every step on CPU (free there) and every few steps on accelerators. `compile=True` trains
 through torch.compile instead of the graph capture (evaluation stays eager); its compile time is
 reported with the run.
@@ -31,6 +32,7 @@ from typing import Callable
 import torch
 
 from . import covariance, data, init, models
+from .depthwise import use_fast_depthwise
 from .step import EagerStep, GraphStep, adamw, autocast
 
 Tensor = torch.Tensor
@@ -357,6 +359,8 @@ def _train(config: TrainConfig, callback, variant, run_index, n_runs, sync_every
     if config.freeze_filters:
         for _, conv in init.depthwise_convs(model):
             conv.weight.requires_grad_(False)
+    if device.type == "cpu":
+        use_fast_depthwise(model)
     channels_last = _channels_last(device, model)
     layout = torch.channels_last if channels_last else torch.contiguous_format
     model = model.to(device=device, memory_format=layout).train()

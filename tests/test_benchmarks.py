@@ -14,6 +14,7 @@ SMOKE_RUNS = {
     "train_throughput.py": ["--quick"],
     "explorer_latency.py": ["--quick"],
     "agop_memory.py": ["--quick"],
+    "depthwise_grad.py": ["--quick"],
     "cnfa_table.py": ["--epochs", "1", "--layers", "1", "--width", "4", "--images", "4", "--threads", "1"],
 }
 

@@ -1,0 +1,128 @@
+"""Depthwise filter gradient: the swapped convolution (convcov_core.depthwise) against PyTorch's own.
+
+    python benchmarks/depthwise_grad.py           # kernel sizes 5..31, then ConvMixer-64/8 steps
+    python benchmarks/depthwise_grad.py --quick   # tiny smoke run
+
+Part 1 times dL/dw alone for one depthwise layer (batch 128, 64 channels, 14 x 14 positions: a
+ConvMixer on 28 x 28 digits with 2 x 2 patches): PyTorch's convolution_backward asked for the
+filter gradient only, against depthwise_weight_grad, and prints their relative difference.
+Part 2 times whole training steps (forward, backward, AdamW) of ConvMixer-64/8 channels_last, with
+its depthwise convs as they are and switched by use_fast_depthwise(min_taps=1). Rounds alternate
+between the two; the best round of each is kept (other work on a shared machine only slows a
+round down).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from convcov_core.depthwise import depthwise_weight_grad, use_fast_depthwise  # noqa: E402
+from convcov_core.models import ConvMixer  # noqa: E402
+
+
+def best_time(fn, rounds: int) -> float:
+    fn()  # warm-up: kernels, allocator
+    times = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def native_weight_grad(x, grad_out, weight, padding):
+    return torch.ops.aten.convolution_backward(grad_out, x, weight, None, [1, 1], list(padding), [1, 1],
+                                               False, [0, 0], x.shape[1], [False, True, False])[1]
+
+
+def filter_gradient_rows(batch, channels, size, kernels, rounds):
+    rows = []
+    for k in kernels:
+        gen = torch.Generator().manual_seed(k)
+        x = torch.randn(batch, channels, size, size, generator=gen).contiguous(memory_format=torch.channels_last)
+        grad_out = torch.randn(batch, channels, size, size, generator=gen).contiguous(memory_format=torch.channels_last)
+        weight = torch.randn(channels, 1, k, k, generator=gen)
+        padding = (k // 2, k // 2)
+        ours = depthwise_weight_grad(x, grad_out, (k, k), padding)
+        theirs = native_weight_grad(x, grad_out, weight, padding)
+        error = float((ours - theirs).norm() / theirs.norm())
+        t_native = best_time(lambda: native_weight_grad(x, grad_out, weight, padding), rounds)
+        t_ours = best_time(lambda: depthwise_weight_grad(x, grad_out, (k, k), padding), rounds)
+        rows.append((k, t_native, t_ours, error))
+    return rows
+
+
+def step_time(dim, depth, k, size, batch, fast, steps):
+    torch.manual_seed(0)
+    model = ConvMixer(dim, depth, k, 2, 10, 1)
+    if fast:
+        use_fast_depthwise(model, min_taps=1)
+    model = model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.01, weight_decay=0.01)
+    x = torch.randn(batch, 1, size, size).contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, 10, (batch,))
+
+    def step():
+        loss = F.cross_entropy(model(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    step()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return (time.perf_counter() - start) / steps
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, for a smoke test")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.quick:
+        batch, channels, size, kernels, rounds = 4, 8, 14, [5, 15], 1
+        models, dim, depth, steps = [9, 15], 8, 1, 1
+    else:
+        batch, channels, size, kernels, rounds = 128, 64, 14, [5, 7, 9, 11, 13, 15, 21, 31], args.rounds
+        models, dim, depth, steps = [9, 15], 64, 8, 2
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads")
+    print(f"\nFilter gradient dL/dw of one depthwise layer, batch {batch}, {channels} channels, "
+          f"{size} x {size} positions, channels_last (best of {rounds})")
+    print(f"{'k':>3}  {'PyTorch ms':>10}  {'swapped ms':>10}  {'speed-up':>8}  {'rel. diff':>9}")
+    rows = filter_gradient_rows(batch, channels, size, kernels, rounds)
+    for k, t_native, t_ours, error in rows:
+        print(f"{k:>3}  {t_native * 1e3:>10.1f}  {t_ours * 1e3:>10.1f}  {t_native / t_ours:>7.2f}x  {error:>9.1e}")
+
+    print(f"\nTraining step of ConvMixer-{dim}/{depth} (p = 2, 28 x 28 x 1, batch {batch}), best of {rounds} rounds")
+    print(f"{'k':>3}  {'PyTorch s/step':>14}  {'swapped s/step':>14}  {'speed-up':>8}")
+    step_ratios = {}
+    for k in models:
+        native, fast = [], []
+        for _ in range(rounds):
+            native.append(step_time(dim, depth, k, 28, batch, False, steps))
+            fast.append(step_time(dim, depth, k, 28, batch, True, steps))
+        step_ratios[k] = min(native) / min(fast)
+        print(f"{k:>3}  {min(native):>14.3f}  {min(fast):>14.3f}  {step_ratios[k]:>7.2f}x")
+
+    by_k = {k: t_native / t_ours for k, t_native, t_ours, _ in rows}
+    largest = max(models)
+    print(f"\nsummary: filter gradient {by_k[15]:.1f}x faster than PyTorch's at k = 15 "
+          f"({by_k[min(kernels)]:.1f}x at k = {min(kernels)}); ConvMixer training step "
+          f"{step_ratios[largest]:.2f}x faster at k = {largest}, {step_ratios[min(models)]:.2f}x at "
+          f"k = {min(models)} (train() switches only k >= 15 on CPU)")
+
+
+if __name__ == "__main__":
+    main()

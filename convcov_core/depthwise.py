@@ -1,0 +1,105 @@
+"""Depthwise convolution with a faster filter gradient on CPU, for large kernels.
+
+For y = DepthwiseConv_{kh x kw}(x) + b (stride 1, zero padding (ph, pw), one filter per channel)
+and the upstream gradient g = dL/dy (N x C x H_out x W_out), the filter gradient is a correlation
+summed over the batch:
+    dL/dw[c, i, j] = sum_{n, h, w} g[n, c, h, w] * x_pad[n, c, h + i, w + j]
+that is, a depthwise convolution of the padded images x_pad[n, c] (N * C "channels") with g[n, c]
+as their filters, whose kh x kw outputs are summed over n. On CPU, oneDNN's own filter-gradient
+kernel falls off a cliff from k = 15 on (benchmarks/depthwise_grad.py; 2 cores, 128 x 64 x 14 x 14
+images: about 45 ms at k = 13, 200 ms at k = 15), while the swapped forward convolution costs about
+20 ms there; below k = 15 a training step is no faster with it, so only convs of 15 x 15 taps and
+more switch. The input gradient keeps PyTorch's kernel; the bias gradient is the sum of g.
+
+`use_fast_depthwise(model)` switches every such nn.Conv2d of a model to `FastDepthwiseConv2d` in
+place (same parameters, state dict and isinstance checks); train() does this on CPU.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.autograd.function import once_differentiable
+
+Tensor = torch.Tensor
+
+SWAPPED_MIN_TAPS = 15 * 15  # kh * kw from which a conv switches (oneDNN's cliff on CPU)
+
+
+def depthwise_weight_grad(x: Tensor, grad_out: Tensor, kernel_size: tuple[int, int],
+                          padding: tuple[int, int]) -> Tensor:
+    """dL/dw (C x 1 x kh x kw) of a stride-1 depthwise conv from its input x (N x C x H x W) and
+    output gradient grad_out, as the depthwise convolution of x_pad with grad_out summed over n."""
+    n, c, h, w = x.shape
+    ph, pw = padding
+    x_pad = F.pad(x, (pw, pw, ph, ph)).contiguous()
+    images = x_pad.view(1, n * c, h + 2 * ph, w + 2 * pw)
+    filters = grad_out.contiguous().view(n * c, 1, *grad_out.shape[2:])
+    lags = F.conv2d(images, filters, groups=n * c)
+    return lags.reshape(n, c, *kernel_size).sum(0).unsqueeze(1)
+
+
+class _DepthwiseConv2dFn(torch.autograd.Function):
+    """y = conv2d(x, weight, bias, stride 1, padding, groups = channels) with the backward above."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor | None, padding: tuple[int, int]) -> Tensor:
+        ctx.save_for_backward(x, weight)
+        ctx.padding, ctx.has_bias = padding, bias is not None
+        return F.conv2d(x, weight, bias, 1, padding, 1, x.shape[1])
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_out: Tensor):
+        x, weight = ctx.saved_tensors
+        grad_x = grad_w = grad_b = None
+        if ctx.needs_input_grad[0]:
+            grad_x = torch.ops.aten.convolution_backward(
+                grad_out, x, weight, None, [1, 1], list(ctx.padding), [1, 1], False, [0, 0],
+                x.shape[1], [True, False, False])[0]
+        if ctx.needs_input_grad[1]:
+            grad_w = depthwise_weight_grad(x, grad_out, tuple(weight.shape[2:]), ctx.padding)
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            grad_b = grad_out.sum((0, 2, 3))
+        return grad_x, grad_w, grad_b, None
+
+
+def _symmetric_padding(conv: nn.Conv2d) -> tuple[int, int] | None:
+    """The conv's zero padding as (ph, pw) when it is symmetric, else None ("same" with an even k)."""
+    if conv.padding_mode != "zeros":
+        return None
+    if conv.padding == "same":
+        if any(k % 2 == 0 for k in conv.kernel_size):
+            return None
+        return tuple((k - 1) // 2 for k in conv.kernel_size)
+    if conv.padding == "valid":
+        return (0, 0)
+    return tuple(conv.padding)
+
+
+def is_eligible(conv: nn.Module) -> bool:
+    """A Conv2d with one filter per channel, stride 1, no dilation and symmetric zero padding."""
+    return (isinstance(conv, nn.Conv2d) and conv.groups == conv.in_channels == conv.out_channels
+            and conv.groups > 1 and conv.stride == (1, 1) and conv.dilation == (1, 1)
+            and _symmetric_padding(conv) is not None)
+
+
+class FastDepthwiseConv2d(nn.Conv2d):
+    """nn.Conv2d (depthwise, stride 1) whose backward computes dL/dw by the swapped convolution."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return _DepthwiseConv2dFn.apply(x, self.weight, self.bias, _symmetric_padding(self))
+
+
+def use_fast_depthwise(model: nn.Module, min_taps: int = SWAPPED_MIN_TAPS) -> int:
+    """Switch every eligible depthwise Conv2d of `model` with kh * kw >= min_taps to
+    FastDepthwiseConv2d in place; returns how many were switched. Parameters and state dict keys
+    are unchanged."""
+    switched = 0
+    for module in model.modules():
+        taps = module.kernel_size[0] * module.kernel_size[1] if isinstance(module, nn.Conv2d) else 0
+        if type(module) is nn.Conv2d and taps >= min_taps and is_eligible(module):
+            module.__class__ = FastDepthwiseConv2d
+            switched += 1
+    return switched
