@@ -97,14 +97,20 @@ def _version(package: str) -> str:
 
 
 def device_name() -> str:
-    """The device training would use: the CUDA GPU's name, Apple MPS, or CPU."""
+    """The device training would use (the CUDA GPU's name, Apple MPS, or CPU) and its precision."""
     import torch
 
+    from convcov_core.step import autocast_dtype
+    from convcov_core.train import resolve_device
+
     if torch.cuda.is_available():
-        return f"GPU: {torch.cuda.get_device_name(0)}"
-    if torch.backends.mps.is_available():
-        return "Apple MPS"
-    return "CPU (no GPU found)"
+        name = f"GPU: {torch.cuda.get_device_name(0)}"
+    elif torch.backends.mps.is_available():
+        name = "Apple MPS"
+    else:
+        name = "CPU (no GPU found)"
+    bf16 = autocast_dtype("auto", resolve_device("auto")) == torch.bfloat16
+    return f"{name}, {'bf16 autocast' if bf16 else 'fp32'}"
 
 
 def dataset_status() -> str:

@@ -1,6 +1,7 @@
 """Training images/second: convcov_core.train against the loop of the public ConvMixer CIFAR-10 script.
 
     python benchmarks/train_throughput.py             # ConvMixer-256/8 k=5 and ConvMixer-64/6 k=9
+                                                      # (precision "auto", and fp32 where auto is bf16)
     python benchmarks/train_throughput.py --ablation  # also: which fast path buys what
     python benchmarks/train_throughput.py --compile   # also: convcov_core.train with torch.compile
     python benchmarks/train_throughput.py --quick     # tiny smoke run
@@ -112,17 +113,19 @@ def reference_images_per_s(spec, data, steps, warmup, batch_size, device, *, dat
     return (steps - warmup) * batch_size / (stamps[-1] - stamps[warmup - 1])
 
 
-def ours_images_per_s(spec, steps, warmup, batch_size, device, *, compile=False) -> tuple[float, float | None]:
-    """convcov_core.train for `steps` steps: images/s from the step events after `warmup`, and the
-    compile time (first step) when `compile` is set."""
+def ours_images_per_s(spec, steps, warmup, batch_size, device, *, compile=False,
+                      precision="auto") -> tuple[float, float | None, str]:
+    """convcov_core.train for `steps` steps: images/s from the step events after `warmup`, the
+    compile time (first step) when `compile` is set, and the precision it trained in."""
     _, dim, depth, k, p, dataset, params, _ = spec
     stamps = []
     config = TrainConfig(dataset=dataset, dataset_params=params, model=f"convmixer-{dim}/{depth}",
                          kernel_size=k, patch_size=p, epochs=100, max_steps=steps, batch_size=batch_size,
-                         device=str(device), compile=compile)
+                         device=str(device), compile=compile, precision=precision)
     result = train(config, lambda e: stamps.append(time.perf_counter()) if e.kind == "step" else None)
     assert result.status == "ok", result.message
-    return (steps - warmup) * batch_size / (stamps[-1] - stamps[warmup - 1]), result.compile_seconds
+    ips = (steps - warmup) * batch_size / (stamps[-1] - stamps[warmup - 1])
+    return ips, result.compile_seconds, result.precision
 
 
 def best_of(rounds: int, fn) -> float:
@@ -156,19 +159,26 @@ def main(argv=None):
     print(f"device: {name}, torch {torch.__version__}, threads: {torch.get_num_threads()}, batch: {batch}, "
           f"{warmup} warm-up steps, best of {args.rounds} rounds, load average at start: {load:.1f}")
     print(f"{'model':<32} {'loop':<40} {'steps':>5} {'images/s':>9} {'s / 50k images':>15} {'vs ref':>7}")
-    ratios = []
+    ratios, fp32_ratios = [], []
     for spec in models:
         steps = warmup + (args.steps or (spec[7] if device.type == "cpu" else GPU_STEPS))
         train_x, train_y, _, _, info = load_dataset(spec[5], **spec[6])
         data = (train_x, train_y, info)
-        ours = ref = 0.0
+        ours = ours_fp32 = ref = 0.0
         for _ in range(args.rounds):  # alternate, keep the best of each
             ref = max(ref, reference_images_per_s(spec, data, steps, warmup, batch, device))
-            ours = max(ours, ours_images_per_s(spec, steps, warmup, batch, device)[0])
-        rows = [("reference (ConvMixer CIFAR script)", ref), ("convcov_core.train", ours)]
+            ips, _, precision = ours_images_per_s(spec, steps, warmup, batch, device)
+            ours = max(ours, ips)
+            if precision != "fp32":  # also the fp32 engine, to show what the precision buys
+                ours_fp32 = max(ours_fp32, ours_images_per_s(spec, steps, warmup, batch, device,
+                                                             precision="fp32")[0])
+        rows = [("reference (ConvMixer CIFAR script)", ref), (f"convcov_core.train ({precision})", ours)]
+        if ours_fp32:
+            rows.append(("convcov_core.train (fp32)", ours_fp32))
+            fp32_ratios.append(ours_fp32 / ref)
         if args.compile:
-            compiled, compile_s = ours_images_per_s(spec, steps, warmup, batch, device, compile=True)
-            rows.append((f"convcov_core.train + compile ({compile_s:.0f} s)", compiled))
+            compiled, compile_s, precision = ours_images_per_s(spec, steps, warmup, batch, device, compile=True)
+            rows.append((f"convcov_core.train ({precision}) + compile ({compile_s:.0f} s)", compiled))
         if args.ablation:
             variants = [
                 ("ref + tensors on device, no DataLoader", dict(dataloader=False)),
@@ -184,8 +194,10 @@ def main(argv=None):
                   f"{ips / ref:6.2f}x", flush=True)
         ratios.append((spec[0], ours / ref))
     summary = ", ".join(f"{label}: {r:.2f}x" for label, r in ratios)
-    print(f"summary: convcov_core.train vs the ConvMixer CIFAR-10 reference loop on {name}: {summary} "
-          f"(geometric mean {np.exp(np.mean(np.log([r for _, r in ratios]))):.2f}x)")
+    fp32 = (f"; in fp32: {', '.join(f'{r:.2f}x' for r in fp32_ratios)}" if fp32_ratios else "")
+    print(f"summary: convcov_core.train (precision {precision}) vs the ConvMixer CIFAR-10 reference loop "
+          f"(fp32) on {name}: {summary} (geometric mean {np.exp(np.mean(np.log([r for _, r in ratios]))):.2f}x)"
+          f"{fp32}")
 
 
 if __name__ == "__main__":

@@ -24,7 +24,8 @@ import torch
 from . import covariance, init, reproduce
 from .json_safe import json_safe
 from .matrix_files import load_matrix, save_tensor
-from .train import ComparisonResult, ProgressEvent, TrainConfig, compare
+from .step import PRECISIONS
+from .train import ComparisonResult, ProgressEvent, TrainConfig, compare, device_and_precision
 
 FREEZE_MODES = ("none", "filters", "both")
 
@@ -161,9 +162,9 @@ def format_comparison(cmp: ComparisonResult) -> str:
     """The comparison as text: setup line, table (test accuracy mean ± std, per-seed values, paired
     difference vs the reference ± std, wins), verdicts and times."""
     c = cmp.base_config
-    device = next((r.device for runs in cmp.runs.values() for r in runs), "?")
     setup = (f"{c.model} k={c.kernel_size} p={c.patch_size} on {c.dataset}, {c.epochs} epoch(s), "
-             f"batch {c.batch_size}, lr {c.lr:g}, seeds {','.join(map(str, cmp.seeds))}, device {device}")
+             f"batch {c.batch_size}, lr {c.lr:g}, seeds {','.join(map(str, cmp.seeds))}, "
+             f"device {device_and_precision(cmp)}")
     header = ["variant", "test acc % (mean ± std)", "per seed " + "/".join(map(str, cmp.seeds)),
               "diff vs ref (± std)", "wins", "s/run"]
     rows = []
@@ -210,7 +211,7 @@ def cmd_compare(args) -> int:
                        schedule=args.schedule, label_smoothing=args.label_smoothing,
                        sigma_first=args.sigma_first, sigma_last=args.sigma_last, covariances=covariances,
                        device=args.device, max_steps=args.max_steps, threads=args.threads,
-                       compile=args.compile, data_root=args.data_root)
+                       compile=args.compile, precision=args.precision, data_root=args.data_root)
     base.validate()
     progress = None if args.quiet else TerminalProgress()
     cmp = compare(base, variants, args.seeds, progress, references=references)
@@ -301,7 +302,7 @@ def cmd_runs_show(args) -> int:
     print(f"run {run.id}: {run.status} - {run.message}")
     print(f"{c.model} k={c.kernel_size} p={c.patch_size} on {c.dataset}; init {c.init}"
           f"{' (filters frozen)' if c.freeze_filters else ''}; seed {c.seed}; {c.epochs} epoch(s), "
-          f"batch {c.batch_size}, lr {c.lr:g}; {run.device}, {_duration(run.wall_time)}")
+          f"batch {c.batch_size}, lr {c.lr:g}; {run.device}, {run.precision}, {_duration(run.wall_time)}")
     h = run.history
     rows = [[i + 1, h["epoch_end_step"][i], _fmt(h["train_acc"][i]), _fmt(h["test_acc"][i]),
              _fmt(h["images_per_s"][i], ".0f")] for i in range(len(h["test_acc"]))]
@@ -369,6 +370,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="CPU threads for training (default: torch's choice, one per core)")
     p.add_argument("--compile", action="store_true",
                    help="train through torch.compile (pays off on GPUs for long runs; compile time is reported)")
+    p.add_argument("--precision", choices=PRECISIONS, default="auto",
+                   help="auto: bf16 autocast on CUDA and on CPUs with AMX, fp32 elsewhere")
     p.add_argument("--json", default=None, metavar="PATH", help="also write the comparison as JSON")
     p.add_argument("--save", action="store_true", help="save the runs in the run store")
     p.add_argument("--name", default=None, help="name for the saved comparison")

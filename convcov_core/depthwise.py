@@ -8,8 +8,14 @@ that is, a depthwise convolution of the padded images x_pad[n, c] (N * C "channe
 as their filters, whose kh x kw outputs are summed over n. On CPU, oneDNN's own filter-gradient
 kernel falls off a cliff from k = 15 on (benchmarks/depthwise_grad.py; 2 cores, 128 x 64 x 14 x 14
 images: about 45 ms at k = 13, 200 ms at k = 15), while the swapped forward convolution costs about
-20 ms there; below k = 15 a training step is no faster with it, so only convs of 15 x 15 taps and
-more switch. The input gradient keeps PyTorch's kernel; the bias gradient is the sum of g.
+20 ms there; below k = 15 an fp32 training step is no faster with it, so in fp32 only convs of
+15 x 15 taps and more switch. Under CPU bf16 autocast oneDNN's bf16 filter gradient is slower still
+(about 3x its fp32 time) while the swapped convolution in bf16 is the fastest of all, so there
+every depthwise conv switches (train() passes min_taps=1). The input gradient is the forward
+convolution of g with the flipped filters,
+    dL/dx = DepthwiseConv(g, w[:, :, ::-1, ::-1], padding (kh - 1 - ph, kw - 1 - pw)),
+which oneDNN runs up to 2x faster than its own input-gradient kernel (bf16; fp32 at k >= 15);
+the bias gradient is the sum of g.
 
 `use_fast_depthwise(model)` switches every such nn.Conv2d of a model to `FastDepthwiseConv2d` in
 place (same parameters, state dict and isinstance checks); train() does this on CPU.
@@ -33,7 +39,7 @@ def depthwise_weight_grad(x: Tensor, grad_out: Tensor, kernel_size: tuple[int, i
     output gradient grad_out, as the depthwise convolution of x_pad with grad_out summed over n."""
     n, c, h, w = x.shape
     ph, pw = padding
-    x_pad = F.pad(x, (pw, pw, ph, ph)).contiguous()
+    x_pad = F.pad(x.contiguous(), (pw, pw, ph, ph))  # padding a channels_last tensor is slower
     images = x_pad.view(1, n * c, h + 2 * ph, w + 2 * pw)
     filters = grad_out.contiguous().view(n * c, 1, *grad_out.shape[2:])
     lags = F.conv2d(images, filters, groups=n * c)
@@ -44,25 +50,35 @@ class _DepthwiseConv2dFn(torch.autograd.Function):
     """y = conv2d(x, weight, bias, stride 1, padding, groups = channels) with the backward above."""
 
     @staticmethod
+    @torch.amp.custom_fwd(device_type="cpu", cast_inputs=torch.bfloat16)  # under CPU autocast: bf16
     def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor | None, padding: tuple[int, int]) -> Tensor:
         ctx.save_for_backward(x, weight)
         ctx.padding, ctx.has_bias = padding, bias is not None
         return F.conv2d(x, weight, bias, 1, padding, 1, x.shape[1])
 
     @staticmethod
+    @torch.amp.custom_bwd(device_type="cpu")
     @once_differentiable
     def backward(ctx, grad_out: Tensor):
         x, weight = ctx.saved_tensors
         grad_x = grad_w = grad_b = None
         if ctx.needs_input_grad[0]:
-            grad_x = torch.ops.aten.convolution_backward(
-                grad_out, x, weight, None, [1, 1], list(ctx.padding), [1, 1], False, [0, 0],
-                x.shape[1], [True, False, False])[0]
+            grad_x = depthwise_input_grad(grad_out, weight, ctx.padding)
         if ctx.needs_input_grad[1]:
             grad_w = depthwise_weight_grad(x, grad_out, tuple(weight.shape[2:]), ctx.padding)
         if ctx.has_bias and ctx.needs_input_grad[2]:
             grad_b = grad_out.sum((0, 2, 3))
         return grad_x, grad_w, grad_b, None
+
+
+def depthwise_input_grad(grad_out: Tensor, weight: Tensor, padding: tuple[int, int]) -> Tensor:
+    """dL/dx of a stride-1 depthwise conv: grad_out convolved with the flipped filters; the
+    transposed convolution where the padding exceeds kernel size - 1 (the flipped form would need
+    a padding below 0)."""
+    (kh, kw), (ph, pw) = weight.shape[2:], padding
+    if ph > kh - 1 or pw > kw - 1:
+        return F.conv_transpose2d(grad_out, weight, padding=(ph, pw), groups=weight.shape[0])
+    return F.conv2d(grad_out, weight.flip(2, 3), padding=(kh - 1 - ph, kw - 1 - pw), groups=weight.shape[0])
 
 
 def _symmetric_padding(conv: nn.Conv2d) -> tuple[int, int] | None:

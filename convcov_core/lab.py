@@ -363,7 +363,7 @@ def verdict_is_clear(cmp: train.ComparisonResult) -> bool:
 def setup_line(cmp: train.ComparisonResult) -> str:
     """Model, data, training budget, seeds, device and wall time of a comparison, in one line."""
     c = cmp.base_config
-    device = next((r.device for runs in cmp.runs.values() for r in runs), "?")
+    device = train.device_and_precision(cmp)
     stop = f" (stopped after {c.max_steps} steps)" if c.max_steps else ""
     return (f"{c.model}, k = {c.kernel_size}, patch {c.patch_size} on {c.dataset}; "
             f"{c.epochs} epoch(s){stop}, batch {c.batch_size}, lr {c.lr:g}; "

@@ -155,6 +155,14 @@ def _finite_or_none(value):
     return value
 
 
+def _stored_precision(config: TrainConfig, device: str) -> str:
+    """The precision a stored run trained in: saved resolved since precisions exist; before that
+    ("auto" in its config) CUDA runs used bf16 autocast and all others fp32."""
+    if config.precision != "auto":
+        return config.precision
+    return "bf16" if device.startswith("cuda") else "fp32"
+
+
 def _kernel_size(result: RunResult) -> int | None:
     if result.config.kernel_size is not None:
         return result.config.kernel_size
@@ -237,7 +245,8 @@ class RunStore:
             (_now(), name, comparison_id, result.variant, cfg.dataset, cfg.model, _kernel_size(result),
              len(result.layer_names) or None, cfg.init, int(cfg.freeze_filters), cfg.seed, result.status,
              result.message, result.final.get("test_acc"), result.final.get("train_acc"),
-             result.final.get("loss"), result.wall_time, result.device, _json(cfg.to_dict()),
+             result.final.get("loss"), result.wall_time, result.device,
+             _json(dict(cfg.to_dict(), precision=result.precision)),  # what "auto" resolved to
              json.dumps(result.history), json.dumps(result.final), json.dumps(result.layer_names), state))
         run_id = cur.lastrowid
         for role, covs in ((_LEARNED, result.covariances), (_INIT, cfg.covariances or [])):
@@ -301,7 +310,7 @@ class RunStore:
                          status=row[3], message=row[4], wall_time=row[5], device=row[6],
                          layer_names=json.loads(row[7]), covariances=covs[_LEARNED],
                          state_dict=dict(load_safetensors(row[8])) if row[8] else None, id=run_id,
-                         variant=row[9])
+                         variant=row[9], precision=_stored_precision(config, row[6]))
 
     def list_comparisons(self) -> list[ComparisonSummary]:
         """All comparisons, newest first."""

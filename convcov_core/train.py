@@ -8,9 +8,10 @@ updated. At the end the centered empirical covariance of every depthwise layer's
 
 Speed: the data lives on the training device as one tensor, batches are drawn by a seeded permutation
 instead of a DataLoader; the model and the data run channels_last where that pays (CPU; wide models
-on CUDA); on CPU, depthwise convs of 15 x 15 and larger take their filter gradient from a swapped
-convolution (depthwise.py); on CUDA under bf16 autocast with fused AdamW, the whole step captured
-once as a CUDA graph and replayed (step.GraphStep). Per-step losses stay on the device and are read
+on CUDA); under bf16 autocast where the hardware has bf16 arithmetic (`precision="auto"`: CUDA and
+CPUs with AMX; step.py); on CPU, depthwise convs take their filter gradient from a swapped
+convolution (depthwise.py: all of them under bf16, from 15 x 15 on in fp32); on CUDA with fused
+AdamW, the whole step captured once as a CUDA graph and replayed (step.GraphStep). Per-step losses stay on the device and are read
 back every step on CPU (free there) and every few steps on accelerators. `compile=True` trains
 through torch.compile instead of the graph capture (evaluation stays eager); its compile time is
 reported with the run.
@@ -32,8 +33,8 @@ from typing import Callable
 import torch
 
 from . import covariance, data, init, models
-from .depthwise import use_fast_depthwise
-from .step import EagerStep, GraphStep, adamw, autocast
+from .depthwise import SWAPPED_MIN_TAPS, use_fast_depthwise
+from .step import PRECISIONS, EagerStep, GraphStep, adamw, autocast, autocast_dtype
 
 Tensor = torch.Tensor
 
@@ -66,6 +67,7 @@ class TrainConfig:
     max_steps: int | None = None
     threads: int | None = None
     compile: bool = False
+    precision: str = "auto"
     keep_state_dict: bool = False
     data_root: str | None = None
 
@@ -90,6 +92,8 @@ class TrainConfig:
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
         if not 0 <= self.label_smoothing < 1:
             raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {self.precision!r}; choose one of: {', '.join(PRECISIONS)}")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"unknown schedule {self.schedule!r}; choose one of: {', '.join(SCHEDULES)}")
         init.get_scheme(self.init)
@@ -142,6 +146,7 @@ class RunResult:
     covariances: centered empirical covariance (k^2 x k^2, float64) of each depthwise layer's final
     filters, in the order of layer_names (empty when the filters are not finite). compile_seconds:
     wall time of the first step with config.compile (compilation included), None without.
+    precision: what config.precision resolved to on this device, "bf16" (autocast) or "fp32".
     """
 
     config: TrainConfig
@@ -157,6 +162,7 @@ class RunResult:
     id: int | None = None
     variant: str | None = None
     compile_seconds: float | None = None
+    precision: str = "fp32"
 
 
 @dataclass
@@ -277,12 +283,14 @@ def _batch(x: Tensor, idx: Tensor, channels_last: bool) -> Tensor:
 
 
 @torch.inference_mode()
-def evaluate(model: torch.nn.Module, x: Tensor, y: Tensor, *, batch_size: int = 512) -> float:
-    """Accuracy in percent of `model` (eval mode, no grad) on images x (N x C x H x W, any layout)."""
+def evaluate(model: torch.nn.Module, x: Tensor, y: Tensor, *, batch_size: int = 512,
+             dtype: torch.dtype | None = None) -> float:
+    """Accuracy in percent of `model` (eval mode, no grad, autocast to dtype unless None) on images
+    x (N x C x H x W, any layout)."""
     was_training = model.training
     model.eval()
     correct = torch.zeros((), dtype=torch.int64, device=y.device)
-    with autocast(y.device):
+    with autocast(y.device, dtype):
         for start in range(0, len(y), batch_size):
             xb = x[start:start + batch_size]
             correct += (model(xb).argmax(1) == y[start:start + batch_size]).sum()
@@ -359,8 +367,9 @@ def _train(config: TrainConfig, callback, variant, run_index, n_runs, sync_every
     if config.freeze_filters:
         for _, conv in init.depthwise_convs(model):
             conv.weight.requires_grad_(False)
+    dtype = autocast_dtype(config.precision, device)
     if device.type == "cpu":
-        use_fast_depthwise(model)
+        use_fast_depthwise(model, min_taps=1 if dtype == torch.bfloat16 else SWAPPED_MIN_TAPS)
     channels_last = _channels_last(device, model)
     layout = torch.channels_last if channels_last else torch.contiguous_format
     model = model.to(device=device, memory_format=layout).train()
@@ -368,7 +377,7 @@ def _train(config: TrainConfig, callback, variant, run_index, n_runs, sync_every
     graphed = device.type == "cuda" and not config.compile  # compiled code is not captured again
     optimizer = adamw([p for p in model.parameters() if p.requires_grad], config.lr,
                       config.weight_decay, device, graphed=graphed)
-    train_step = (GraphStep if graphed else EagerStep)(forward, optimizer, device, config.label_smoothing)
+    train_step = (GraphStep if graphed else EagerStep)(forward, optimizer, device, config.label_smoothing, dtype)
 
     xs, ys = _to_device(train_x, device, channels_last), train_y.to(device)
     xt, yt = _to_device(test_x, device, channels_last), test_y.to(device)
@@ -441,7 +450,8 @@ def _train(config: TrainConfig, callback, variant, run_index, n_runs, sync_every
         seen = steps_here * batch
         history["train_acc"].append(100.0 * int(correct) / seen)
         history["images_per_s"].append(seen / train_seconds)
-        history["test_acc"].append(evaluate(model, _as_nchw(xt, channels_last), yt, batch_size=max(256, 2 * batch)))
+        history["test_acc"].append(evaluate(model, _as_nchw(xt, channels_last), yt,
+                                            batch_size=max(256, 2 * batch), dtype=dtype))
         history["epoch_end_step"].append(step)
         if emit(event("epoch", loss=history["loss"][-1], lr=history["lr"][-1],
                       test_acc=history["test_acc"][-1], train_acc=history["train_acc"][-1],
@@ -457,6 +467,9 @@ def _train(config: TrainConfig, callback, variant, run_index, n_runs, sync_every
     }
     if ran_to_end:
         message = f"{total} steps, {n_epochs} epoch(s), test accuracy {final['test_acc']:.2f}%"
+    precision = "bf16" if dtype == torch.bfloat16 else "fp32"
+    if ran_to_end and precision == "bf16":
+        message += " (bf16 autocast)"
     if compile_seconds is not None:
         message += f"; torch.compile took {compile_seconds:.1f} s (first step included)"
     model.eval()
@@ -467,7 +480,7 @@ def _train(config: TrainConfig, callback, variant, run_index, n_runs, sync_every
     result = RunResult(config=config, history=history, final=final, status=status, message=message,
                        wall_time=time.perf_counter() - started, device=str(device),
                        layer_names=layer_names, covariances=covariances, state_dict=state_dict,
-                       variant=variant, compile_seconds=compile_seconds)
+                       variant=variant, compile_seconds=compile_seconds, precision=precision)
     if callback is not None:
         callback(event("done", loss=final["loss"], test_acc=final["test_acc"],
                        train_acc=final["train_acc"], status=status))
@@ -605,6 +618,14 @@ def summarize(variants: dict, seeds: list, runs: dict, references: dict) -> tupl
             verdicts.append(verdict_sentence(name, ref, values))
         rows.append(row)
     return rows, verdicts
+
+
+def device_and_precision(cmp: "ComparisonResult") -> str:
+    """Where and in what precision a comparison's runs trained, e.g. "cpu, bf16 autocast"."""
+    run = next((r for runs in cmp.runs.values() for r in runs), None)
+    if run is None:
+        return "?"
+    return f"{run.device}, bf16 autocast" if run.precision == "bf16" else f"{run.device}, fp32"
 
 
 def compare(base_config: TrainConfig, variants: dict, seeds, callback: Callback | None = None, *,

@@ -15,6 +15,7 @@ SMOKE_RUNS = {
     "explorer_latency.py": ["--quick"],
     "agop_memory.py": ["--quick"],
     "depthwise_grad.py": ["--quick"],
+    "precision_accuracy.py": ["--quick"],
     "cnfa_table.py": ["--epochs", "1", "--layers", "1", "--width", "4", "--images", "4", "--threads", "1"],
 }
 

@@ -154,3 +154,11 @@ def test_console_script_is_installed():
         pytest.skip("package not installed in this environment (pip install -e .)")
     proc = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and "compare" in proc.stdout
+
+
+@pytest.mark.parametrize("precision,shown", [("fp32", "device cpu, fp32"), ("bf16", "device cpu, bf16 autocast")])
+def test_compare_trains_in_the_precision_asked_and_says_so(tmp_path, precision, shown):
+    proc = run_cli("compare", *TINY_ARGS, "--inits", "default", "--seeds", "0", "--precision", precision,
+                   "--quiet", home=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert shown in proc.stdout.splitlines()[0]

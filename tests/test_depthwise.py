@@ -109,12 +109,13 @@ def test_only_kernels_from_the_threshold_on_switch_by_default():
 
 def test_training_on_cpu_takes_the_same_steps_with_and_without_the_switch(monkeypatch):
     config = TrainConfig(dataset="mnist5k", model="convmixer-16/2", kernel_size=15, patch_size=2,
-                         epochs=1, max_steps=4, batch_size=32, device="cpu")
+                         epochs=1, max_steps=4, batch_size=32, device="cpu", precision="fp32")
     switched = []
     real = depthwise.use_fast_depthwise
-    monkeypatch.setattr("convcov_core.train.use_fast_depthwise", lambda m: switched.append(real(m)))
+    monkeypatch.setattr("convcov_core.train.use_fast_depthwise",
+                        lambda m, min_taps: switched.append(real(m, min_taps)))
     fast = train(config)
-    monkeypatch.setattr("convcov_core.train.use_fast_depthwise", lambda m: None)
+    monkeypatch.setattr("convcov_core.train.use_fast_depthwise", lambda m, min_taps: None)
     plain = train(config)
     assert switched == [2]
     assert fast.status == plain.status == "ok"
@@ -122,3 +123,35 @@ def test_training_on_cpu_takes_the_same_steps_with_and_without_the_switch(monkey
                                rtol=1e-4, atol=1e-5)
     for got, expected in zip(fast.covariances, plain.covariances):
         torch.testing.assert_close(got, expected, rtol=1e-3, atol=1e-6)
+
+
+@pytest.mark.parametrize("kernel_size,padding", [((15, 15), (7, 7)), ((3, 5), (1, 2)), ((5, 5), (0, 0)),
+                                                 ((3, 3), (4, 2))])  # padding > k - 1: transposed conv
+def test_input_grad_is_the_flipped_convolution(kernel_size, padding):
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(2, 3, 8, 9, generator=gen, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(3, 1, *kernel_size, generator=gen, dtype=torch.float64)
+    out = F.conv2d(x, weight, padding=padding, groups=3)
+    upstream = torch.randn(out.shape, generator=gen, dtype=torch.float64)
+    (expected,) = torch.autograd.grad(out, x, upstream)
+    torch.testing.assert_close(depthwise.depthwise_input_grad(upstream, weight, padding), expected,
+                               rtol=1e-10, atol=1e-10)
+
+
+def test_bf16_autocast_on_cpu_runs_the_conv_in_bf16_and_keeps_fp32_gradients():
+    torch.manual_seed(0)
+    reference = nn.Conv2d(8, 8, 9, groups=8, padding=4)
+    fast = nn.Conv2d(8, 8, 9, groups=8, padding=4)
+    fast.load_state_dict(reference.state_dict())
+    use_fast_depthwise(fast, min_taps=1)
+    x = torch.randn(4, 8, 12, 12).contiguous(memory_format=torch.channels_last)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = fast(x)
+        expected = reference(x)
+    assert out.dtype == torch.bfloat16
+    torch.testing.assert_close(out.float(), expected.float(), rtol=2e-2, atol=2e-2)
+    out.float().square().mean().backward()
+    expected.float().square().mean().backward()
+    for got, want in ((fast.weight.grad, reference.weight.grad), (fast.bias.grad, reference.bias.grad)):
+        assert got.dtype == torch.float32
+        assert float((got - want).norm() / want.norm()) < 2e-2  # bf16 rounding, not a different gradient

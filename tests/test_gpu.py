@@ -29,7 +29,7 @@ def test_cuda_training_lowers_the_loss_under_bf16_autocast():
     events = []
     result = train(tiny(batch_size=64, lr=0.02), events.append)
     assert result.status == "ok", result.message
-    assert result.device.startswith("cuda")
+    assert result.device.startswith("cuda") and result.precision == "bf16"
     losses = result.history["loss"]
     assert result.history["step"] == list(range(1, 41)) and all(math.isfinite(v) for v in losses)
     assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5 - 0.3
@@ -104,7 +104,7 @@ def test_graph_replay_takes_the_same_steps_as_eager_execution():
         torch.manual_seed(1)
         model = build_model("convmixer-16/2", num_classes=10, in_chans=1, kernel_size=5, patch_size=2).cuda()
         optimizer = adamw(list(model.parameters()), 0.01, 0.01, torch.device("cuda"), graphed=kind is GraphStep)
-        step = kind(model, optimizer, torch.device("cuda"))
+        step = kind(model, optimizer, torch.device("cuda"), dtype=torch.bfloat16)
         losses = [step(x[i], y[i], lr=0.01 * (i + 1) / 8)[0].item() for i in range(8)]
         runs.append((losses, [p.detach().clone() for p in model.parameters()]))
     (eager_losses, eager_params), (graph_losses, graph_params) = runs

@@ -55,7 +55,7 @@ def test_save_get_list_delete_round_trip(tmp_path):
     assert run.id == run_id
     got = store.get(run_id)
     assert got.id == run_id and got.status == "ok" and got.final == run.final
-    assert got.config.to_dict() == run.config.to_dict()
+    assert got.config.to_dict() == dict(run.config.to_dict(), precision=run.precision)  # stored resolved
     assert got.history["loss"][:2] == [2.3, 2.0] and got.history["loss"][2] != got.history["loss"][2]
     assert got.layer_names == run.layer_names
     for a, b in zip(got.covariances, run.covariances):
@@ -189,3 +189,28 @@ def test_a_writer_killed_mid_save_leaves_every_finished_run_intact(tmp_path):
         orphans = conn.execute("SELECT COUNT(*) FROM covariances WHERE run_id NOT IN (SELECT id FROM runs)")
         assert orphans.fetchone() == (0,)
     assert store.save(fake_run(seed=7)) > max(finished)  # still writable
+
+
+@pytest.mark.parametrize("precision,device,stored", [
+    ("bf16", "cpu", "bf16"), ("fp32", "cuda:0", "fp32"),
+])
+def test_precision_is_stored_resolved(tmp_path, precision, device, stored):
+    store = RunStore(tmp_path / "runs.db")
+    run = fake_run()
+    run.precision, run.device = precision, device
+    run_id = store.save(run)
+    back = store.get(run_id)
+    assert back.precision == stored and back.config.precision == stored
+
+
+@pytest.mark.parametrize("device,precision", [("cpu", "fp32"), ("cuda:0", "bf16"), ("mps", "fp32")])
+def test_runs_saved_before_precisions_existed_read_as_what_they_trained_in(tmp_path, device, precision):
+    store = RunStore(tmp_path / "runs.db")
+    run = fake_run()
+    run.device = device
+    run_id = store.save(run)
+    with sqlite3.connect(tmp_path / "runs.db") as conn:  # an older convcov wrote no precision key
+        config = json.loads(conn.execute("SELECT config FROM runs WHERE id = ?", (run_id,)).fetchone()[0])
+        del config["precision"]
+        conn.execute("UPDATE runs SET config = ? WHERE id = ?", (json.dumps(config), run_id))
+    assert store.get(run_id).precision == precision

@@ -116,6 +116,7 @@ def test_one_cycle_schedule_matches_the_convmixer_script():
     ("schedule", "cosine", "schedule"), ("threads", 0, "threads"), ("init", "nope", "init scheme"),
     ("lr", float("nan"), "finite"), ("compile", "yes", "compile must be True or False"),
     ("freeze_filters", 1, "freeze_filters must be True or False"),
+    ("precision", "fp16", "unknown precision 'fp16'; choose one of: auto, fp32, bf16"),
 ])
 def test_bad_config_is_a_value_error_naming_the_field(field, value, words):
     with pytest.raises(ValueError, match=words):
@@ -234,3 +235,34 @@ def test_compare_refuses_bad_input():
         compare(tiny(), {"a": {}}, [0, 0])
     with pytest.raises(ValueError, match="unknown training setting"):
         compare(tiny(), {"a": {"lrr": 1}}, [0])
+
+
+def test_auto_precision_is_bf16_on_cuda_and_on_cpus_with_amx_only(monkeypatch):
+    from convcov_core import step
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    monkeypatch.setattr(step, "cpu_has_bf16_tiles", lambda: True)
+    assert step.autocast_dtype("auto", cpu) == torch.bfloat16
+    monkeypatch.setattr(step, "cpu_has_bf16_tiles", lambda: False)
+    assert step.autocast_dtype("auto", cpu) is None
+    assert step.autocast_dtype("auto", cuda) == torch.bfloat16
+    assert step.autocast_dtype("auto", torch.device("mps")) is None
+    assert step.autocast_dtype("fp32", cuda) is None and step.autocast_dtype("bf16", cpu) == torch.bfloat16
+    with pytest.raises(ValueError, match="precision must be one of"):
+        step.autocast_dtype("half", cpu)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_cpu_training_in_each_precision_learns_and_says_which(precision):
+    result = train(tiny(kernel_size=15, patch_size=2, max_steps=30, lr=0.02, precision=precision))
+    assert result.status == "ok" and result.precision == precision
+    assert ("bf16 autocast" in result.message) == (precision == "bf16")
+    losses = result.history["loss"]
+    assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5 - 0.2
+    for S in result.covariances:  # parameters stay fp32; covariances float64 as always
+        assert S.dtype == torch.float64 and torch.isfinite(S).all()
+
+
+def test_bf16_and_fp32_training_start_from_the_same_step():
+    fp32 = train(tiny(max_steps=3, precision="fp32"))
+    bf16 = train(tiny(max_steps=3, precision="bf16"))
+    assert bf16.history["loss"][0] == pytest.approx(fp32.history["loss"][0], rel=2e-2)  # same init and batch
