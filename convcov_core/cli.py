@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from . import covariance, init, reproduce
+from . import covariance, data, init, paths, reproduce
 from .json_safe import json_safe
 from .matrix_files import load_matrix, save_tensor
 from .step import PRECISIONS
@@ -267,6 +267,18 @@ def cmd_reproduce(args) -> int:
     return 0
 
 
+def cmd_download(args) -> int:
+    if args.name not in data.DATASETS:
+        raise ValueError(f"unknown dataset {args.name!r}; choose one of {', '.join(data.DATASETS)}")
+    root = Path(args.data_root).expanduser() if args.data_root else paths.data_root()
+    if data.is_embedded(args.name):
+        print(f"{args.name} ships with convcov; nothing to download")
+        return 0
+    train_x, _, test_x, _, info = data.load_dataset(args.name, root=root, download=True)
+    print(f"{args.name}: {len(train_x)} training and {len(test_x)} test images in {root} ({info.source})")
+    return 0
+
+
 def cmd_runs_list(args) -> int:
     store = _store(args)
     if args.comparisons:
@@ -408,6 +420,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=cmd_reproduce)
+
+    p = sub.add_parser("download", help="fetch a torchvision dataset (CIFAR-10 and friends) into the data root")
+    p.add_argument("name", help="dataset name, e.g. cifar10")
+    p.add_argument("--data-root", default=None, help="folder for datasets (default $CONVCOV_DATA)")
+    p.set_defaults(func=cmd_download)
 
     runs = sub.add_parser("runs", help="stored runs: list, show, export, delete")
     runs_sub = runs.add_subparsers(dest="runs_command", required=True, metavar="ACTION")

@@ -101,6 +101,11 @@ def load_dataset(name: str, *, root=None, download: bool = False, seed: int = 0,
                      f"'{FOLDER_PREFIX}<folder inside the data root>'")
 
 
+def is_embedded(name: str) -> bool:
+    """Whether the dataset ships with convcov (generated, or bundled by a dependency)."""
+    return name in _EMBEDDED
+
+
 def available_datasets(root=None) -> dict[str, bool]:
     """Every dataset name -> whether it can be loaded without downloading (embedded: always),
     plus "folder:<name>" for each image folder found directly inside the data root."""
@@ -365,8 +370,8 @@ def _torchvision_arrays(name: str, root: Path, download: bool):
         problem = (f"files in {where} fail their checksum (damaged or incomplete)" if not missing
                    else f"no {name} files in {where}" if len(missing) == len(files)
                    else f"{where} is missing {', '.join(missing)}")
-        raise ValueError(f"{name}: {problem}. Pass download=True (--download in the CLI) to fetch the "
-                         "dataset, or put its files there.") from None
+        raise ValueError(f"{name}: {problem}. Fetch it with `python -m convcov_core download {name}` "
+                         "(needs the internet; download=True in Python), or put its files there.") from None
     except OSError as err:
         action = "downloading into" if download else "reading"
         raise ValueError(f"{name}: {action} {where} failed ({err}); check the network and the folder, "

@@ -162,3 +162,20 @@ def test_compare_trains_in_the_precision_asked_and_says_so(tmp_path, precision, 
                    "--quiet", home=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert shown in proc.stdout.splitlines()[0]
+
+
+def test_download_names_what_it_fetched_and_refuses_unknown_names(tmp_path, monkeypatch, capsys):
+    proc = run_cli("download", "mnist5k", home=tmp_path)
+    assert proc.returncode == 0 and "ships with convcov; nothing to download" in proc.stdout
+    proc = run_cli("download", "imagenet", home=tmp_path)
+    assert proc.returncode == 2 and "unknown dataset 'imagenet'" in proc.stderr
+    # A real fetch needs the internet: here torchvision finds fixture files already in the data root
+    # (in process, so its checksum of the real download can be relaxed to presence).
+    import torchvision.datasets.cifar as cifar
+    from test_data import write_cifar10
+
+    from convcov_core.cli import main
+    monkeypatch.setattr(cifar, "check_integrity", lambda fpath, md5=None: os.path.isfile(fpath))
+    write_cifar10(tmp_path / "data")
+    assert main(["download", "cifar10", "--data-root", str(tmp_path / "data")]) == 0
+    assert "cifar10: 30 training and 5 test images in" in capsys.readouterr().out
