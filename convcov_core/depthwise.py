@@ -7,8 +7,8 @@ summed over the batch:
 that is, a depthwise convolution of the padded images x_pad[n, c] (N * C "channels") with g[n, c]
 as their filters, whose kh x kw outputs are summed over n. On CPU, oneDNN's own filter-gradient
 kernel falls off a cliff from k = 15 on (benchmarks/depthwise_grad.py; 2 cores, 128 x 64 x 14 x 14
-images: about 45 ms at k = 13, 200 ms at k = 15), while the swapped forward convolution costs about
-20 ms there; below k = 15 an fp32 training step is no faster with it, so in fp32 only convs of
+images: about 50 ms at k = 13, 180 ms at k = 15), while the swapped forward convolution costs
+35-45 ms at either; below k = 15 an fp32 training step is no faster with it, so in fp32 only convs of
 15 x 15 taps and more switch. Under CPU bf16 autocast oneDNN's bf16 filter gradient is slower still
 (about 3x its fp32 time) while the swapped convolution in bf16 is the fastest of all, so there
 every depthwise conv switches (train() passes min_taps=1). The input gradient is the forward

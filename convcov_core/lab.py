@@ -76,7 +76,7 @@ QUICK_CPU = "Quick CPU demo: frozen filters"
 PRESETS: dict[str, Preset] = {p.name: p for p in (
     Preset(QUICK_CPU, LabSetup(),
            "ConvMixer-64/8 with 15 × 15 filters on 5,000 MNIST digits, one epoch, the depthwise "
-           "filters frozen at their init, 2 seeds: 4 runs of about a minute each on 2 idle CPU cores "
+           "filters frozen at their init, 2 seeds: 4 runs of about 15 seconds each on 2 idle CPU cores "
            "(press Estimate time: a busy server is slower). With frozen filters the network can only "
            "use the spatial structure it was given, so the init decides the outcome: in two measured "
            "comparisons the Gaussian covariance init reached 47-60% test accuracy and the default "
