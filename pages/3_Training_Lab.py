@@ -21,6 +21,7 @@ WIDTHS = (8, 16, 32, 64, 128, 256, 512)
 BATCH_SIZES = (16, 32, 64, 128, 256, 512)
 LEARNING_RATES = (0.0003, 0.001, 0.003, 0.01, 0.03, 0.1)
 SCHEME_BY_LABEL = {ui.scheme_label(name): name for name in init.SCHEMES}
+KEPT = "lab_kept_setup"  # (preset, setup) of this visit: widget values are dropped on other pages
 
 
 @st.cache_data(ttl=60, show_spinner=False)
@@ -64,6 +65,8 @@ def apply_setup(setup: lab.LabSetup) -> None:
         s.lab_width, s.lab_depth = parsed["dim"], parsed["depth"]
     s.lab_inits = [ui.scheme_label(name) for name in setup.inits]
     s.lab_custom_sigma = setup.sigma_first is not None
+    if s.lab_custom_sigma:
+        s.lab_sigma_first, s.lab_sigma_last = setup.sigma_first, setup.sigma_last
     s.lab_filters, s.lab_epochs, s.lab_batch = setup.filters, setup.epochs, setup.batch_size
     s.lab_lr, s.lab_seeds, s.lab_max_steps = setup.lr, setup.n_seeds, setup.max_steps or 0
 
@@ -150,9 +153,16 @@ def sidebar(datasets: dict, max_k: int) -> tuple[lab.LabSetup, tuple | None]:
 
 
 def init_widgets() -> None:
+    """First visit: the default preset. Back from another page: the visitor's own setup, unless
+    its dataset has gone (then the preset again)."""
     if "lab_preset" not in st.session_state:
-        st.session_state.lab_preset = lab.QUICK_CPU
-        apply_preset()
+        kept = st.session_state.get(KEPT)
+        if kept is not None and kept[1].dataset in available_datasets():
+            st.session_state.lab_preset = kept[0]
+            apply_setup(kept[1])
+        else:
+            st.session_state.lab_preset = lab.QUICK_CPU
+            apply_preset()
     st.session_state.setdefault("lab_sigma_first", 1.0)
     st.session_state.setdefault("lab_sigma_last", 5.0)
 
@@ -334,6 +344,7 @@ with shown_errors():
     init_widgets()
     with st.sidebar:
         setup, source = sidebar(available_datasets(), min(31, ui.max_kernel_size()))
+    st.session_state[KEPT] = (st.session_state.lab_preset, setup)
     controls(setup, source)
 with shown_errors():
     job_area()

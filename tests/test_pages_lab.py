@@ -238,3 +238,21 @@ def test_checkpoint_limit_shown_is_the_web_servers_cap_when_lower(monkeypatch):
         assert any(c.value.startswith("Up to 3 MiB.") for c in at.caption)
     finally:
         config.set_option("server.maxUploadSize", previous)
+
+
+def test_lab_keeps_the_visitors_setup_while_they_visit_another_page():
+    at = new_app("app.py")
+    at.run()
+    at.switch_page("pages/3_Training_Lab.py").run()
+    assert_clean(at)
+    at.number_input(key="lab_seeds").set_value(4)
+    at.slider(key="lab_k").set_value(11)
+    at.radio(key="lab_filters").set_value(at.radio(key="lab_filters").options[0]).run()
+    chosen = (at.radio(key="lab_filters").value, at.number_input(key="lab_seeds").value,
+              at.slider(key="lab_k").value)
+    at.switch_page("pages/1_Covariance_Explorer.py").run()
+    assert_clean(at)
+    at.switch_page("pages/3_Training_Lab.py").run()
+    assert_clean(at)
+    assert (at.radio(key="lab_filters").value, at.number_input(key="lab_seeds").value,
+            at.slider(key="lab_k").value) == chosen == (chosen[0], 4, 11)
