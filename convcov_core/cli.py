@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 import time
@@ -25,6 +24,7 @@ from . import covariance, data, init, paths, reproduce
 from .json_safe import json_safe
 from .matrix_files import load_matrix, save_tensor
 from .step import PRECISIONS
+from .text import duration
 from .train import ComparisonResult, ProgressEvent, TrainConfig, compare, device_and_precision
 
 FREEZE_MODES = ("none", "filters", "both")
@@ -96,17 +96,6 @@ def variants_for(inits: list[str], freeze: str) -> tuple[dict, dict]:
 # ---------------------------------------------------------------------------------------------
 
 
-def _duration(seconds: float | None) -> str:
-    if seconds is None or not math.isfinite(seconds):
-        return "?"
-    seconds = int(round(seconds))
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
-
-
 class TerminalProgress:
     """Callback drawing a progress bar with ETA on a terminal (one line per finished run otherwise)."""
 
@@ -128,8 +117,8 @@ class TerminalProgress:
             if self.tty and self.drawn:
                 self.stream.write("\r\033[K")
             acc = f"test {event.test_acc:.2f}%" if event.test_acc is not None else event.status
-            self.stream.write(f"{where}: {acc} ({_duration(now - self.run_started)}), "
-                              f"ETA {_duration(eta)}\n")
+            self.stream.write(f"{where}: {acc} ({duration(now - self.run_started, compact=True)}), "
+                              f"ETA {duration(eta, compact=True)}\n")
             self.stream.flush()
             self.run_started, self.drawn = now, False
             return None
@@ -138,7 +127,7 @@ class TerminalProgress:
         filled = int(round(self.width * frac))
         loss = f" loss {event.loss:.3f}" if event.loss is not None else ""
         line = (f"[{'#' * filled}{'-' * (self.width - filled)}] {100 * frac:3.0f}% {where} "
-                f"epoch {event.epoch} step {event.step}/{event.total_steps}{loss} ETA {_duration(eta)}")
+                f"epoch {event.epoch} step {event.step}/{event.total_steps}{loss} ETA {duration(eta, compact=True)}")
         self.stream.write("\r\033[K" + line)
         self.stream.flush()
         self.last_draw, self.drawn = now, True
@@ -181,7 +170,7 @@ def format_comparison(cmp: ComparisonResult) -> str:
     lines = [setup, "", format_table(header, rows), ""]
     lines += cmp.verdicts
     status = "" if cmp.status == "ok" else f" ({cmp.status}: only finished runs are counted)"
-    lines.append(f"Total wall time {_duration(cmp.wall_time)} for "
+    lines.append(f"Total wall time {duration(cmp.wall_time, compact=True)} for "
                  f"{sum(len(v) for v in cmp.runs.values())} run(s){status}.")
     return "\n".join(lines)
 
@@ -314,7 +303,7 @@ def cmd_runs_show(args) -> int:
     print(f"run {run.id}: {run.status} - {run.message}")
     print(f"{c.model} k={c.kernel_size} p={c.patch_size} on {c.dataset}; init {c.init}"
           f"{' (filters frozen)' if c.freeze_filters else ''}; seed {c.seed}; {c.epochs} epoch(s), "
-          f"batch {c.batch_size}, lr {c.lr:g}; {run.device}, {run.precision}, {_duration(run.wall_time)}")
+          f"batch {c.batch_size}, lr {c.lr:g}; {run.device}, {run.precision}, {duration(run.wall_time, compact=True)}")
     h = run.history
     rows = [[i + 1, h["epoch_end_step"][i], _fmt(h["train_acc"][i]), _fmt(h["test_acc"][i]),
              _fmt(h["images_per_s"][i], ".0f")] for i in range(len(h["test_acc"]))]

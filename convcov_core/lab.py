@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 from . import covariance, init, models, train
+from .text import duration
 from .cli import variants_for
 from .json_safe import json_safe
 from .paths import convcov_home
@@ -200,18 +201,6 @@ def estimate_seconds(plan: ComparisonPlan, n_steps: int = 3) -> float:
     for names in by_mode.values():
         total += train.estimate_time(plan.config(names[0]), n_steps) * len(names) * len(plan.seeds)
     return total
-
-
-def duration(seconds: float | None) -> str:
-    """'45 s', '3 min 20 s', '1 h 05 min'; '?' for None."""
-    if seconds is None or not math.isfinite(seconds):
-        return "?"
-    s = int(round(seconds))
-    if s < 60:
-        return f"{s} s"
-    if s < 3600:
-        return f"{s // 60} min {s % 60:02d} s"
-    return f"{s // 3600} h {s % 3600 // 60:02d} min"
 
 
 def progress_text(event: train.ProgressEvent | None, eta_s: float | None, elapsed_s: float,

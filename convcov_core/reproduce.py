@@ -51,6 +51,7 @@ from . import __version__, covariance, data, init
 from . import feature_ansatz as fa
 from .json_safe import json_safe
 from .paths import convcov_home
+from .text import duration
 from .train import ComparisonResult, ProgressEvent, RunResult, TrainConfig, compare, load_training_data, \
     plan_steps, resolve_device, summarize, train
 
@@ -691,18 +692,6 @@ def make_report(runs: SuiteRuns) -> dict:
         "rules": RULES, "settings": settings, "notes": runs.notes, "claims": build_claims(runs),
         "runs": _run_rows(runs), "comparison_verdicts": runs.comparison.verdicts,
     })
-
-
-def duration(seconds: float | None) -> str:
-    """'45 s', '9 min 12 s', '1 h 05 min'."""
-    if seconds is None:
-        return "?"
-    s = int(round(seconds))
-    if s < 60:
-        return f"{s} s"
-    if s < 3600:
-        return f"{s // 60} min {s % 60:02d} s"
-    return f"{s // 3600} h {s % 3600 // 60:02d} min"
 
 
 def provenance(report: dict) -> str:

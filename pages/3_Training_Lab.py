@@ -7,7 +7,7 @@ import streamlit as st
 
 import app_jobs
 from app_support import device_name, page_setup, shown_errors
-from convcov_core import data, init, lab, models, ui
+from convcov_core import data, init, lab, models, text, ui
 from convcov_core.plots import training as figures
 
 page_setup("Training Lab")
@@ -310,7 +310,7 @@ def controls(setup: lab.LabSetup, source) -> None:
             st.session_state.lab_estimate_for = (setup, lab.estimate_seconds(plan))
     if st.session_state.get("lab_estimate_for", (None,))[0] == setup:
         note_col.markdown(f"Estimated time on this device: **about "
-                          f"{lab.duration(st.session_state.lab_estimate_for[1])}** "
+                          f"{text.duration(st.session_state.lab_estimate_for[1])}** "
                           "(more if the server is busy).")
     elif not busy:
         note_col.caption("Progress, live curves and then the results table and verdict appear below.")

@@ -5,7 +5,7 @@ import streamlit as st
 
 import app_jobs
 from app_support import device_name, page_setup, shown_errors
-from convcov_core import reproduce
+from convcov_core import reproduce, text
 from convcov_core.plots import claims as figures
 
 page_setup("Paper Claims")
@@ -42,7 +42,7 @@ def start_quick_suite() -> None:
 def run_area(reports: list) -> None:
     """The Run button, the running suite's progress, and how the last run ended."""
     quick = [r for _, r in reports if r.get("suite") == "quick"]
-    took = (f" The latest quick report took {reproduce.duration(quick[0]['wall_time_s'])} on "
+    took = (f" The latest quick report took {text.duration(quick[0]['wall_time_s'])} on "
             f"{quick[0]['device_label']}." if quick else "")
     busy = app_jobs.running(SLOT) is not None
     button_col, text_col = st.columns([1, 4], vertical_alignment="center")

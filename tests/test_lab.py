@@ -11,7 +11,7 @@ import pytest
 import torch
 from safetensors.torch import save as save_safetensors
 
-from convcov_core import covariance, lab, models, train
+from convcov_core import covariance, lab, models, text, train
 from convcov_core.jobs import JobManager
 from convcov_core.plots import training as figures
 from convcov_core.runs import RunStore
@@ -95,10 +95,11 @@ def test_run_images_and_time_estimate_of_a_tiny_plan():
     assert math.isfinite(seconds) and seconds > 0
 
 
-@pytest.mark.parametrize("seconds, text", [(None, "?"), (42.4, "42 s"), (200, "3 min 20 s"),
-                                           (3900, "1 h 05 min")])
-def test_durations_read_naturally(seconds, text):
-    assert lab.duration(seconds) == text
+@pytest.mark.parametrize("seconds, spaced, compact", [
+    (None, "?", "?"), (float("nan"), "?", "?"), (42.4, "42 s", "42s"), (200, "3 min 20 s", "3m20s"),
+    (3900, "1 h 05 min", "1h05m")])
+def test_durations_read_naturally(seconds, spaced, compact):
+    assert text.duration(seconds) == spaced and text.duration(seconds, compact=True) == compact
 
 
 def test_progress_text_names_run_step_rate_and_time_left():
