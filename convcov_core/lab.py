@@ -45,7 +45,7 @@ class LabSetup:
     """The Training Lab's choices. inits: init schemes to compare, the first is the reference;
     filters: a key of FILTER_MODES; n_seeds: runs per variant (seeds 0..n-1); sigma_first /
     sigma_last: the Gaussian scheme's depth schedule (None: init.default_sigmas); max_steps: cap
-    on steps per run (None: whole epochs)."""
+    on steps per run (None: whole epochs); precision: TrainConfig.precision."""
 
     dataset: str = "mnist5k"
     model: str = "convmixer-64/8"
@@ -61,6 +61,7 @@ class LabSetup:
     sigma_last: float | None = None
     max_steps: int | None = None
     dataset_params: tuple = ()  # (name, value) pairs, e.g. (("n_train", 256),)
+    precision: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -166,7 +167,8 @@ def plan_comparison(setup: LabSetup, learned: list[Tensor] | None = None) -> Com
     base = train.TrainConfig(
         dataset=setup.dataset, dataset_params=dict(setup.dataset_params), model=setup.model,
         kernel_size=setup.kernel_size, patch_size=setup.patch_size, epochs=setup.epochs,
-        batch_size=setup.batch_size, lr=setup.lr, max_steps=setup.max_steps).validate()
+        batch_size=setup.batch_size, lr=setup.lr, max_steps=setup.max_steps,
+        precision=setup.precision).validate()
     return ComparisonPlan(base, variants, references, list(range(setup.n_seeds)))
 
 

@@ -69,6 +69,7 @@ def apply_setup(setup: lab.LabSetup) -> None:
         s.lab_sigma_first, s.lab_sigma_last = setup.sigma_first, setup.sigma_last
     s.lab_filters, s.lab_epochs, s.lab_batch = setup.filters, setup.epochs, setup.batch_size
     s.lab_lr, s.lab_seeds, s.lab_max_steps = setup.lr, setup.n_seeds, setup.max_steps or 0
+    s.lab_precision = setup.precision
 
 
 def apply_preset() -> None:
@@ -146,9 +147,15 @@ def sidebar(datasets: dict, max_k: int) -> tuple[lab.LabSetup, tuple | None]:
     with st.expander("Advanced"):
         max_steps = st.number_input("Stop each run after this many steps (0: whole epochs)", 0, 100_000,
                                     step=10, key="lab_max_steps")
+        precision = st.radio("Precision", ["auto", "fp32"], key="lab_precision", horizontal=True,
+                             help="auto: bf16 autocast where the hardware has bf16 arithmetic (a GPU, "
+                                  "or a CPU with AMX; the device line above says which), fp32 elsewhere. "
+                                  "fp32 is slower; on mnist5k the two reached the same test accuracy "
+                                  "within seed noise (benchmarks/precision_accuracy.py).")
     setup = lab.LabSetup(dataset=dataset, model=spec, kernel_size=k, patch_size=int(patch), inits=inits,
                          filters=filters, epochs=int(epochs), batch_size=batch, lr=lr, n_seeds=int(n_seeds),
-                         sigma_first=sigma_first, sigma_last=sigma_last, max_steps=int(max_steps) or None)
+                         sigma_first=sigma_first, sigma_last=sigma_last, max_steps=int(max_steps) or None,
+                         precision=precision)
     return setup, source
 
 

@@ -34,6 +34,8 @@ def test_frozen_plan_pairs_each_variant_with_the_first_and_gives_sigmas_only_to_
     assert "sigma_first" not in plan.variants["orthogonal-frozen"]
     assert plan.seeds == [0, 1] and plan.n_runs == 6
     assert plan.config("gaussian-frozen", 1).freeze_filters and plan.config("gaussian-frozen", 1).seed == 1
+    assert plan.base.precision == "auto"
+    assert lab.plan_comparison(dataclasses.replace(setup, precision="fp32")).config("default-frozen").precision == "fp32"
 
 
 def test_both_filter_modes_pair_frozen_variants_among_themselves():
