@@ -3,7 +3,7 @@
     python benchmarks/precision_accuracy.py            # two settings x 3 seeds x 2 precisions (CPU: ~6 min)
     python benchmarks/precision_accuracy.py --quick    # tiny smoke run
 
-precision="auto" trains under bf16 autocast on CUDA and on CPUs with AMX tiles. This shows what
+precision="auto" trains under bf16 autocast on CUDA and on CPUs with AMX or AVX512-BF16. This shows what
 that costs in accuracy and buys in time on the machine it runs on: each setting is trained once per
 seed in fp32 and once in bf16 (same initial filters, same batches), and the paired differences of
 test accuracy are summarized as mean ± std over seeds.

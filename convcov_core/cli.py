@@ -372,7 +372,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compile", action="store_true",
                    help="train through torch.compile (pays off on GPUs for long runs; compile time is reported)")
     p.add_argument("--precision", choices=PRECISIONS, default="auto",
-                   help="auto: bf16 autocast on CUDA and on CPUs with AMX, fp32 elsewhere")
+                   help="auto: bf16 autocast on CUDA and on CPUs with AMX or AVX512-BF16, fp32 elsewhere")
     p.add_argument("--json", default=None, metavar="PATH", help="also write the comparison as JSON")
     p.add_argument("--save", action="store_true", help="save the runs in the run store")
     p.add_argument("--name", default=None, help="name for the saved comparison")

@@ -149,7 +149,7 @@ def sidebar(datasets: dict, max_k: int) -> tuple[lab.LabSetup, tuple | None]:
                                     step=10, key="lab_max_steps")
         precision = st.radio("Precision", ["auto", "fp32"], key="lab_precision", horizontal=True,
                              help="auto: bf16 autocast where the hardware has bf16 arithmetic (a GPU, "
-                                  "or a CPU with AMX; the device line above says which), fp32 elsewhere. "
+                                  "or a CPU with AMX or AVX512-BF16; the device line above says which), fp32 elsewhere. "
                                   "fp32 is slower; on mnist5k the two reached the same test accuracy "
                                   "within seed noise (benchmarks/precision_accuracy.py).")
     setup = lab.LabSetup(dataset=dataset, model=spec, kernel_size=k, patch_size=int(patch), inits=inits,

@@ -237,12 +237,12 @@ def test_compare_refuses_bad_input():
         compare(tiny(), {"a": {"lrr": 1}}, [0])
 
 
-def test_auto_precision_is_bf16_on_cuda_and_on_cpus_with_amx_only(monkeypatch):
+def test_auto_precision_is_bf16_on_cuda_and_on_cpus_with_bf16_arithmetic_only(monkeypatch):
     from convcov_core import step
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
-    monkeypatch.setattr(step, "cpu_has_bf16_tiles", lambda: True)
+    monkeypatch.setattr(step, "cpu_has_fast_bf16", lambda: True)
     assert step.autocast_dtype("auto", cpu) == torch.bfloat16
-    monkeypatch.setattr(step, "cpu_has_bf16_tiles", lambda: False)
+    monkeypatch.setattr(step, "cpu_has_fast_bf16", lambda: False)
     assert step.autocast_dtype("auto", cpu) is None
     assert step.autocast_dtype("auto", cuda) == torch.bfloat16
     assert step.autocast_dtype("auto", torch.device("mps")) is None
