@@ -5,11 +5,14 @@
 
 Part 1 times dL/dw alone for one depthwise layer (batch 128, 64 channels, 14 x 14 positions: a
 ConvMixer on 28 x 28 digits with 2 x 2 patches): PyTorch's convolution_backward asked for the
-filter gradient only, against depthwise_weight_grad, and prints their relative difference.
+filter gradient only, against depthwise_weight_grad and against the same correlation computed with
+FFTs (seed 002's idea for very large kernels), and prints their relative differences.
 Part 2 times whole training steps (forward, backward, AdamW) of ConvMixer-64/8 channels_last, with
 its depthwise convs as they are and switched by use_fast_depthwise(min_taps=1). Rounds alternate
 between the two; the best round of each is kept (other work on a shared machine only slows a
 round down).
+Part 3 times the forward depthwise convolution on 32 x 32 positions up to k = 51: oneDNN
+(channels_last) against FFT convolution, to show whether an FFT crossover exists on this machine.
 """
 
 from __future__ import annotations
@@ -43,6 +46,25 @@ def native_weight_grad(x, grad_out, weight, padding):
                                                False, [0, 0], x.shape[1], [False, True, False])[1]
 
 
+def fft_weight_grad(x, grad_out, kernel_size, padding):
+    """dL/dw as one circular cross-correlation per (n, c) in the Fourier domain, summed over n."""
+    (kh, kw), (ph, pw) = kernel_size, padding
+    shape = (x.shape[2] + 2 * ph, x.shape[3] + 2 * pw)
+    spectrum = torch.fft.rfft2(x.contiguous(), s=shape) * torch.fft.rfft2(grad_out.contiguous(), s=shape).conj()
+    lags = torch.fft.irfft2(spectrum.sum(0), s=shape)  # lags[c, d] = sum_t x[t + d] g[t]
+    rows, cols = torch.arange(-ph, kh - ph) % shape[0], torch.arange(-pw, kw - pw) % shape[1]
+    return lags[:, rows][:, :, cols].unsqueeze(1)
+
+
+def fft_conv(x, weight, padding):
+    """Depthwise conv (cross-correlation, zero padding) by FFT of the padded images."""
+    (kh, kw), (ph, pw) = weight.shape[2:], padding
+    x_pad = F.pad(x.contiguous(), (pw, pw, ph, ph))
+    shape = x_pad.shape[2:]
+    out = torch.fft.irfft2(torch.fft.rfft2(x_pad) * torch.fft.rfft2(weight[:, 0].flip(-1, -2), s=shape), s=shape)
+    return out[..., kh - 1:shape[0], kw - 1:shape[1]]
+
+
 def filter_gradient_rows(batch, channels, size, kernels, rounds):
     rows = []
     for k in kernels:
@@ -53,10 +75,27 @@ def filter_gradient_rows(batch, channels, size, kernels, rounds):
         padding = (k // 2, k // 2)
         ours = depthwise_weight_grad(x, grad_out, (k, k), padding)
         theirs = native_weight_grad(x, grad_out, weight, padding)
-        error = float((ours - theirs).norm() / theirs.norm())
+        by_fft = fft_weight_grad(x, grad_out, (k, k), padding)
+        error = max(float((ours - theirs).norm() / theirs.norm()), float((by_fft - theirs).norm() / theirs.norm()))
         t_native = best_time(lambda: native_weight_grad(x, grad_out, weight, padding), rounds)
         t_ours = best_time(lambda: depthwise_weight_grad(x, grad_out, (k, k), padding), rounds)
-        rows.append((k, t_native, t_ours, error))
+        t_fft = best_time(lambda: fft_weight_grad(x, grad_out, (k, k), padding), rounds)
+        rows.append((k, t_native, t_ours, t_fft, error))
+    return rows
+
+
+def forward_rows(batch, channels, size, kernels, rounds):
+    rows = []
+    for k in kernels:
+        gen = torch.Generator().manual_seed(k)
+        x = torch.randn(batch, channels, size, size, generator=gen).contiguous(memory_format=torch.channels_last)
+        weight = torch.randn(channels, 1, k, k, generator=gen)
+        padding = (k // 2, k // 2)
+        direct = F.conv2d(x, weight, padding=padding, groups=channels)
+        error = float((fft_conv(x, weight, padding) - direct).norm() / direct.norm())
+        t_direct = best_time(lambda: F.conv2d(x, weight, padding=padding, groups=channels), rounds)
+        t_fft = best_time(lambda: fft_conv(x, weight, padding), rounds)
+        rows.append((k, t_direct, t_fft, error))
     return rows
 
 
@@ -94,16 +133,19 @@ def main(argv=None):
     if args.quick:
         batch, channels, size, kernels, rounds = 4, 8, 14, [5, 15], 1
         models, dim, depth, steps = [9, 15], 8, 1, 1
+        forward_size, forward_kernels = 8, [5, 15]
     else:
         batch, channels, size, kernels, rounds = 128, 64, 14, [5, 7, 9, 11, 13, 15, 21, 31], args.rounds
         models, dim, depth, steps = [9, 15], 64, 8, 2
+        forward_size, forward_kernels = 32, [9, 15, 31, 51]
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads")
     print(f"\nFilter gradient dL/dw of one depthwise layer, batch {batch}, {channels} channels, "
           f"{size} x {size} positions, channels_last (best of {rounds})")
-    print(f"{'k':>3}  {'PyTorch ms':>10}  {'swapped ms':>10}  {'speed-up':>8}  {'rel. diff':>9}")
+    print(f"{'k':>3}  {'PyTorch ms':>10}  {'swapped ms':>10}  {'speed-up':>8}  {'FFT ms':>8}  {'rel. diff':>9}")
     rows = filter_gradient_rows(batch, channels, size, kernels, rounds)
-    for k, t_native, t_ours, error in rows:
-        print(f"{k:>3}  {t_native * 1e3:>10.1f}  {t_ours * 1e3:>10.1f}  {t_native / t_ours:>7.2f}x  {error:>9.1e}")
+    for k, t_native, t_ours, t_fft, error in rows:
+        print(f"{k:>3}  {t_native * 1e3:>10.1f}  {t_ours * 1e3:>10.1f}  {t_native / t_ours:>7.2f}x  "
+              f"{t_fft * 1e3:>8.1f}  {error:>9.1e}")
 
     print(f"\nTraining step of ConvMixer-{dim}/{depth} (p = 2, 28 x 28 x 1, batch {batch}), best of {rounds} rounds")
     print(f"{'k':>3}  {'PyTorch s/step':>14}  {'swapped s/step':>14}  {'speed-up':>8}")
@@ -116,12 +158,22 @@ def main(argv=None):
         step_ratios[k] = min(native) / min(fast)
         print(f"{k:>3}  {min(native):>14.3f}  {min(fast):>14.3f}  {step_ratios[k]:>7.2f}x")
 
-    by_k = {k: t_native / t_ours for k, t_native, t_ours, _ in rows}
+    print(f"\nForward depthwise conv, batch {batch}, {channels} channels, {forward_size} x {forward_size} "
+          f"positions (best of {rounds})")
+    print(f"{'k':>3}  {'oneDNN ms':>9}  {'FFT ms':>8}  {'FFT / oneDNN':>12}  {'rel. diff':>9}")
+    forward = forward_rows(batch, channels, forward_size, forward_kernels, rounds)
+    for k, t_direct, t_fft, error in forward:
+        print(f"{k:>3}  {t_direct * 1e3:>9.1f}  {t_fft * 1e3:>8.1f}  {t_fft / t_direct:>11.1f}x  {error:>9.1e}")
+
+    by_k = {k: t_native / t_ours for k, t_native, t_ours, _, _ in rows}
+    fft_wins = [k for k, t_native, t_ours, t_fft, _ in rows if t_fft < min(t_native, t_ours)] + \
+               [k for k, t_direct, t_fft, _ in forward if t_fft < t_direct]
     largest = max(models)
     print(f"\nsummary: filter gradient {by_k[15]:.1f}x faster than PyTorch's at k = 15 "
           f"({by_k[min(kernels)]:.1f}x at k = {min(kernels)}); ConvMixer training step "
           f"{step_ratios[largest]:.2f}x faster at k = {largest}, {step_ratios[min(models)]:.2f}x at "
-          f"k = {min(models)} (train() switches only k >= 15 on CPU)")
+          f"k = {min(models)} (train() switches k >= 7 on CPU in fp32); FFT fastest at "
+          f"{'k = ' + ', '.join(map(str, sorted(set(fft_wins)))) if fft_wins else 'no k measured'}")
 
 
 if __name__ == "__main__":

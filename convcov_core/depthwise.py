@@ -5,14 +5,16 @@ and the upstream gradient g = dL/dy (N x C x H_out x W_out), the filter gradient
 summed over the batch:
     dL/dw[c, i, j] = sum_{n, h, w} g[n, c, h, w] * x_pad[n, c, h + i, w + j]
 that is, a depthwise convolution of the padded images x_pad[n, c] (N * C "channels") with g[n, c]
-as their filters, whose kh x kw outputs are summed over n. On CPU, oneDNN's own filter-gradient
-kernel falls off a cliff from k = 15 on (benchmarks/depthwise_grad.py; 2 cores, 128 x 64 x 14 x 14
-images: about 50 ms at k = 13, 180 ms at k = 15), while the swapped forward convolution costs
-35-45 ms at either; below k = 15 an fp32 training step is no faster with it, so in fp32 only convs of
-15 x 15 taps and more switch. Under CPU bf16 autocast oneDNN's bf16 filter gradient is slower still
-(about 3x its fp32 time) while the swapped convolution in bf16 is the fastest of all, so there
-every depthwise conv switches (train() passes min_taps=1). The input gradient is the forward
-convolution of g with the flipped filters,
+as their filters, whose kh x kw outputs are summed over n. On CPU, oneDNN's own fp32
+filter-gradient kernel grows steeply with k and falls off a cliff from k = 15 on
+(benchmarks/depthwise_grad.py; 2 cores, 128 x 64 x 14 x 14 images: about 24 ms at k = 9, 45 ms at
+k = 13, 170 ms at k = 15, against 15, 21 and 24 ms swapped). At k = 5 oneDNN's is faster, and a
+ConvMixer-256/8 fp32 step with k = 5 was 0.81x as fast switched, while from k = 7 on every step
+measured was faster (1.2-1.4x at k = 7-13, 3.6x at k = 15); so in fp32 convs of 7 x 7 taps and
+more switch. Under CPU bf16 autocast oneDNN's bf16 filter gradient is 3-5x slower than its fp32
+one while the swapped convolution in bf16 is the fastest of all, so there every depthwise conv
+switches (train() passes min_taps=1). The input gradient is the forward convolution of g with the
+flipped filters,
     dL/dx = DepthwiseConv(g, w[:, :, ::-1, ::-1], padding (kh - 1 - ph, kw - 1 - pw)),
 which oneDNN runs up to 2x faster than its own input-gradient kernel (bf16; fp32 at k >= 15);
 the bias gradient is the sum of g.
@@ -30,7 +32,7 @@ from torch.autograd.function import once_differentiable
 
 Tensor = torch.Tensor
 
-SWAPPED_MIN_TAPS = 15 * 15  # kh * kw from which a conv switches (oneDNN's cliff on CPU)
+SWAPPED_MIN_TAPS = 7 * 7  # kh * kw from which a conv switches in fp32 on CPU
 
 
 def depthwise_weight_grad(x: Tensor, grad_out: Tensor, kernel_size: tuple[int, int],

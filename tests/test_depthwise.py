@@ -101,10 +101,10 @@ def test_switch_keeps_parameters_state_dict_and_depthwise_discovery():
 
 
 def test_only_kernels_from_the_threshold_on_switch_by_default():
-    small = ConvMixer(8, 2, kernel_size=9, patch_size=2, n_classes=10, in_chans=1)
-    assert depthwise.SWAPPED_MIN_TAPS == 15 * 15
+    small = ConvMixer(8, 2, kernel_size=5, patch_size=2, n_classes=10, in_chans=1)
+    assert depthwise.SWAPPED_MIN_TAPS == 7 * 7
     assert use_fast_depthwise(small) == 0
-    assert use_fast_depthwise(small, min_taps=81) == 2
+    assert use_fast_depthwise(small, min_taps=25) == 2
 
 
 def test_training_on_cpu_takes_the_same_steps_with_and_without_the_switch(monkeypatch):
