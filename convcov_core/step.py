@@ -9,8 +9,8 @@ which the replay removes; the arithmetic is the same, so the steps are the same 
 Precision: "auto" trains under bf16 autocast where the hardware has bf16 arithmetic (CUDA; CPUs
 with AMX tiles or AVX512-BF16, where bf16 matrix products run faster than fp32 and activations take
 half the memory traffic) and in fp32 elsewhere (on a CPU without bf16 instructions bf16 is emulated
-and slower); "fp32" and "bf16" force one. Parameters, AdamW
-state and BatchNorm statistics stay fp32 either way; bf16 needs no loss scaling.
+and slower); "fp32" and "bf16" force one. Parameters, AdamW state and BatchNorm statistics stay
+fp32 either way; bf16 needs no loss scaling.
 """
 
 from __future__ import annotations

@@ -9,13 +9,12 @@ updated. At the end the centered empirical covariance of every depthwise layer's
 Speed: the data lives on the training device as one tensor, batches are drawn by a seeded permutation
 instead of a DataLoader; the model and the data run channels_last where that pays (CPU; wide models
 on CUDA); under bf16 autocast where the hardware has bf16 arithmetic (`precision="auto"`: CUDA and
-CPUs with AMX or AVX512-BF16; step.py); on CPU, depthwise convs take their filter gradient from a swapped
-convolution (depthwise.py: all of them under bf16, from 7 x 7 on in fp32); on CUDA with fused
-AdamW, the whole step captured once as a CUDA graph and replayed (step.GraphStep). Per-step losses
-stay on the device and are read back every step on CPU (free there) and every few steps on
-accelerators. `compile=True` trains
-through torch.compile instead of the graph capture (evaluation stays eager); its compile time is
-reported with the run.
+CPUs with AMX or AVX512-BF16; step.py); on CPU, depthwise convs take their filter gradient from a
+swapped convolution (depthwise.py: all of them under bf16, from 7 x 7 on in fp32); on CUDA with
+fused AdamW, the whole step captured once as a CUDA graph and replayed (step.GraphStep). Per-step
+losses stay on the device and are read back every step on CPU (free there) and every few steps on
+accelerators. `compile=True` trains through torch.compile instead of the graph capture (evaluation
+stays eager); its compile time is reported with the run.
 
 Accuracies are in percent (0-100).
 """
