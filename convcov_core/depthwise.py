@@ -48,31 +48,6 @@ def depthwise_weight_grad(x: Tensor, grad_out: Tensor, kernel_size: tuple[int, i
     return lags.reshape(n, c, *kernel_size).sum(0).unsqueeze(1)
 
 
-class _DepthwiseConv2dFn(torch.autograd.Function):
-    """y = conv2d(x, weight, bias, stride 1, padding, groups = channels) with the backward above."""
-
-    @staticmethod
-    @torch.amp.custom_fwd(device_type="cpu", cast_inputs=torch.bfloat16)  # under CPU autocast: bf16
-    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor | None, padding: tuple[int, int]) -> Tensor:
-        ctx.save_for_backward(x, weight)
-        ctx.padding, ctx.has_bias = padding, bias is not None
-        return F.conv2d(x, weight, bias, 1, padding, 1, x.shape[1])
-
-    @staticmethod
-    @torch.amp.custom_bwd(device_type="cpu")
-    @once_differentiable
-    def backward(ctx, grad_out: Tensor):
-        x, weight = ctx.saved_tensors
-        grad_x = grad_w = grad_b = None
-        if ctx.needs_input_grad[0]:
-            grad_x = depthwise_input_grad(grad_out, weight, ctx.padding)
-        if ctx.needs_input_grad[1]:
-            grad_w = depthwise_weight_grad(x, grad_out, tuple(weight.shape[2:]), ctx.padding)
-        if ctx.has_bias and ctx.needs_input_grad[2]:
-            grad_b = grad_out.sum((0, 2, 3))
-        return grad_x, grad_w, grad_b, None
-
-
 def depthwise_input_grad(grad_out: Tensor, weight: Tensor, padding: tuple[int, int]) -> Tensor:
     """dL/dx of a stride-1 depthwise conv: grad_out convolved with the flipped filters; the
     transposed convolution where the padding exceeds kernel size - 1 (the flipped form would need
@@ -81,6 +56,32 @@ def depthwise_input_grad(grad_out: Tensor, weight: Tensor, padding: tuple[int, i
     if ph > kh - 1 or pw > kw - 1:
         return F.conv_transpose2d(grad_out, weight, padding=(ph, pw), groups=weight.shape[0])
     return F.conv2d(grad_out, weight.flip(2, 3), padding=(kh - 1 - ph, kw - 1 - pw), groups=weight.shape[0])
+
+
+class _DepthwiseConv2dFn(torch.autograd.Function):
+    """y = conv2d(x, weight, bias, stride 1, padding, groups = channels) with the backward above.
+    Under CPU autocast the forward runs in bf16 and so does the backward (in grad_out's dtype);
+    each gradient is returned in its input's dtype."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor | None, padding: tuple[int, int]) -> Tensor:
+        ctx.save_for_backward(x, weight)
+        ctx.padding, ctx.bias_dtype = padding, None if bias is None else bias.dtype
+        return F.conv2d(x, weight, bias, 1, padding, 1, x.shape[1])
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_out: Tensor):
+        x, weight = ctx.saved_tensors
+        grad_x = grad_w = grad_b = None
+        if ctx.needs_input_grad[0]:
+            grad_x = depthwise_input_grad(grad_out, weight.to(grad_out.dtype), ctx.padding).to(x.dtype)
+        if ctx.needs_input_grad[1]:
+            grad_w = depthwise_weight_grad(x.to(grad_out.dtype), grad_out, tuple(weight.shape[2:]),
+                                           ctx.padding).to(weight.dtype)
+        if ctx.bias_dtype is not None and ctx.needs_input_grad[2]:
+            grad_b = grad_out.sum((0, 2, 3)).to(ctx.bias_dtype)
+        return grad_x, grad_w, grad_b, None
 
 
 def _symmetric_padding(conv: nn.Conv2d) -> tuple[int, int] | None:
@@ -104,7 +105,7 @@ def is_eligible(conv: nn.Module) -> bool:
 
 
 class FastDepthwiseConv2d(nn.Conv2d):
-    """nn.Conv2d (depthwise, stride 1) whose backward computes dL/dw by the swapped convolution."""
+    """nn.Conv2d (depthwise, stride 1) whose backward is depthwise_weight_grad / depthwise_input_grad."""
 
     def forward(self, x: Tensor) -> Tensor:
         return _DepthwiseConv2dFn.apply(x, self.weight, self.bias, _symmetric_padding(self))
