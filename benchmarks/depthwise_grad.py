@@ -7,10 +7,11 @@ Part 1 times dL/dw alone for one depthwise layer (batch 128, 64 channels, 14 x 1
 ConvMixer on 28 x 28 digits with 2 x 2 patches): PyTorch's convolution_backward asked for the
 filter gradient only, against depthwise_weight_grad and against the same correlation computed with
 FFTs (seed 002's idea for very large kernels), and prints their relative differences.
-Part 2 times whole training steps (forward, backward, AdamW) of ConvMixer-64/8 channels_last, with
-its depthwise convs as they are and switched by use_fast_depthwise(min_taps=1). Rounds alternate
-between the two; the best round of each is kept (other work on a shared machine only slows a
-round down).
+Part 2 times whole fp32 training steps (forward, backward, AdamW) channels_last, with the depthwise
+convs as they are and switched by use_fast_depthwise(min_taps=1): ConvMixer-64/8 on 28 x 28 at
+k = 5..15, and ConvMixer-256/8 on 32 x 32 at k = 5 (where switching loses; the fp32 threshold of
+train() rests on these rows). Rounds alternate between the two; the best round of each is kept
+(other work on a shared machine only slows a round down).
 Part 3 times the forward depthwise convolution on 32 x 32 positions up to k = 51: oneDNN
 (channels_last) against FFT convolution, to show whether an FFT crossover exists on this machine.
 """
@@ -132,11 +133,12 @@ def main(argv=None):
         torch.set_num_threads(args.threads)
     if args.quick:
         batch, channels, size, kernels, rounds = 4, 8, 14, [5, 15], 1
-        models, dim, depth, steps = [9, 15], 8, 1, 1
+        step_models, steps = [(8, 1, 9, 28), (8, 1, 15, 28)], 1
         forward_size, forward_kernels = 8, [5, 15]
     else:
         batch, channels, size, kernels, rounds = 128, 64, 14, [5, 7, 9, 11, 13, 15, 21, 31], args.rounds
-        models, dim, depth, steps = [9, 15], 64, 8, 2
+        step_models = [(64, 8, k, 28) for k in (5, 7, 9, 11, 13, 15)] + [(256, 8, 5, 32)]
+        steps = 3
         forward_size, forward_kernels = 32, [9, 15, 31, 51]
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads")
     print(f"\nFilter gradient dL/dw of one depthwise layer, batch {batch}, {channels} channels, "
@@ -147,16 +149,17 @@ def main(argv=None):
         print(f"{k:>3}  {t_native * 1e3:>10.1f}  {t_ours * 1e3:>10.1f}  {t_native / t_ours:>7.2f}x  "
               f"{t_fft * 1e3:>8.1f}  {error:>9.1e}")
 
-    print(f"\nTraining step of ConvMixer-{dim}/{depth} (p = 2, 28 x 28 x 1, batch {batch}), best of {rounds} rounds")
-    print(f"{'k':>3}  {'PyTorch s/step':>14}  {'swapped s/step':>14}  {'speed-up':>8}")
+    print(f"\nfp32 training step (p = 2, one input channel, batch {batch}), best of {rounds} rounds of {steps}")
+    print(f"{'model':<16} {'k':>3}  {'image':>5}  {'PyTorch s/step':>14}  {'swapped s/step':>14}  {'speed-up':>8}")
     step_ratios = {}
-    for k in models:
+    for dim, depth, k, image in step_models:
         native, fast = [], []
         for _ in range(rounds):
-            native.append(step_time(dim, depth, k, 28, batch, False, steps))
-            fast.append(step_time(dim, depth, k, 28, batch, True, steps))
-        step_ratios[k] = min(native) / min(fast)
-        print(f"{k:>3}  {min(native):>14.3f}  {min(fast):>14.3f}  {step_ratios[k]:>7.2f}x")
+            native.append(step_time(dim, depth, k, image, batch, False, steps))
+            fast.append(step_time(dim, depth, k, image, batch, True, steps))
+        step_ratios[dim, k] = min(native) / min(fast)
+        print(f"{f'ConvMixer-{dim}/{depth}':<16} {k:>3}  {image:>5}  {min(native):>14.3f}  {min(fast):>14.3f}  "
+              f"{step_ratios[dim, k]:>7.2f}x")
 
     print(f"\nForward depthwise conv, batch {batch}, {channels} channels, {forward_size} x {forward_size} "
           f"positions (best of {rounds})")
@@ -168,11 +171,11 @@ def main(argv=None):
     by_k = {k: t_native / t_ours for k, t_native, t_ours, _, _ in rows}
     fft_wins = [k for k, t_native, t_ours, t_fft, _ in rows if t_fft < min(t_native, t_ours)] + \
                [k for k, t_direct, t_fft, _ in forward if t_fft < t_direct]
-    largest = max(models)
+    narrow = {k: r for (dim, k), r in step_ratios.items() if dim == step_models[0][0]}
     print(f"\nsummary: filter gradient {by_k[15]:.1f}x faster than PyTorch's at k = 15 "
-          f"({by_k[min(kernels)]:.1f}x at k = {min(kernels)}); ConvMixer training step "
-          f"{step_ratios[largest]:.2f}x faster at k = {largest}, {step_ratios[min(models)]:.2f}x at "
-          f"k = {min(models)} (train() switches k >= 7 on CPU in fp32); FFT fastest at "
+          f"({by_k[min(kernels)]:.1f}x at k = {min(kernels)}); ConvMixer-{step_models[0][0]} fp32 step "
+          f"{', '.join(f'{r:.2f}x at k = {k}' for k, r in narrow.items())} "
+          f"(train() switches k >= 7 on CPU in fp32); FFT fastest at "
           f"{'k = ' + ', '.join(map(str, sorted(set(fft_wins)))) if fft_wins else 'no k measured'}")
 
 

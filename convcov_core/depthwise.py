@@ -8,10 +8,10 @@ that is, a depthwise convolution of the padded images x_pad[n, c] (N * C "channe
 as their filters, whose kh x kw outputs are summed over n. On CPU, oneDNN's own fp32
 filter-gradient kernel grows steeply with k and falls off a cliff from k = 15 on
 (benchmarks/depthwise_grad.py; 2 cores, 128 x 64 x 14 x 14 images: about 24 ms at k = 9, 45 ms at
-k = 13, 170 ms at k = 15, against 15, 21 and 24 ms swapped). At k = 5 oneDNN's is faster, and a
-ConvMixer-256/8 fp32 step with k = 5 was 0.81x as fast switched, while from k = 7 on every step
-measured was faster (1.2-1.4x at k = 7-13, 3.6x at k = 15); so in fp32 convs of 7 x 7 taps and
-more switch. Under CPU bf16 autocast oneDNN's bf16 filter gradient is 3-5x slower than its fp32
+k = 13, 170-190 ms at k = 15, against 13-20 and 23 ms swapped). At k = 5 a switched fp32 step wins
+nothing (1.07x on ConvMixer-64/8, 0.98x on ConvMixer-256/8), while from k = 7 on every step measured
+was faster (1.1-1.4x at k = 7-13, 3.75x at k = 15); so in fp32 convs of 7 x 7 taps and more
+switch. Under CPU bf16 autocast oneDNN's bf16 filter gradient is 3-5x slower than its fp32
 one while the swapped convolution in bf16 is the fastest of all, so there every depthwise conv
 switches (train() passes min_taps=1). The input gradient is the forward convolution of g with the
 flipped filters,

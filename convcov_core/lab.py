@@ -24,10 +24,10 @@ from pathlib import Path
 import torch
 
 from . import covariance, init, models, train
-from .text import duration
 from .cli import variants_for
 from .json_safe import json_safe
 from .paths import convcov_home
+from .text import duration
 
 Tensor = torch.Tensor
 

@@ -149,9 +149,9 @@ def sidebar(datasets: dict, max_k: int) -> tuple[lab.LabSetup, tuple | None]:
                                     step=10, key="lab_max_steps")
         precision = st.radio("Precision", ["auto", "fp32"], key="lab_precision", horizontal=True,
                              help="auto: bf16 autocast where the hardware has bf16 arithmetic (a GPU, "
-                                  "or a CPU with AMX or AVX512-BF16; the device line above says which), fp32 elsewhere. "
-                                  "fp32 is slower; on mnist5k the two reached the same test accuracy "
-                                  "within seed noise (benchmarks/precision_accuracy.py).")
+                                  "or a CPU with AMX or AVX512-BF16; the device line above says which), "
+                                  "fp32 elsewhere. fp32 is slower; on mnist5k the two reached the same "
+                                  "test accuracy within seed noise (benchmarks/precision_accuracy.py).")
     setup = lab.LabSetup(dataset=dataset, model=spec, kernel_size=k, patch_size=int(patch), inits=inits,
                          filters=filters, epochs=int(epochs), batch_size=batch, lr=lr, n_seeds=int(n_seeds),
                          sigma_first=sigma_first, sigma_last=sigma_last, max_steps=int(max_steps) or None,
