@@ -7,7 +7,7 @@ shows up in the sidebar and on Home without editing this file.
 import streamlit as st
 import torch
 
-from app_support import discover_pages, open_wanted_page, shown_errors, status_box
+from app_support import add_bundled_example, discover_pages, open_wanted_page, shown_errors, status_box
 from convcov_core import covariance, init, plots
 
 
@@ -56,6 +56,7 @@ def home(pages: list) -> None:
 
 
 st.set_page_config(page_title="convcov", layout="wide")
+add_bundled_example()
 page_files = [(st.Page(f"pages/{entry.path.name}", title=entry.title), entry)
               for entry in discover_pages()]
 home_page = st.Page(lambda: home(page_files), title="Home", url_path="home", default=True)

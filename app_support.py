@@ -89,6 +89,25 @@ def shown_errors():
         st.error(f"Unexpected error ({type(err).__name__}): {err}. Details are in the server log.")
 
 
+def add_bundled_example() -> None:
+    """Put the bundled example network in the run store, once per store (see convcov_core.examples),
+    so the pages that read trained filters have one on a fresh install."""
+    _add_example_once(str(runs_path()))
+
+
+@st.cache_resource(show_spinner=False)
+def _add_example_once(store_path: str) -> None:
+    """A store that cannot be written leaves the pages without the example, and the reason in the
+    server log (once: the attempt is cached either way)."""
+    from convcov_core import examples
+    from convcov_core.runs import RunStore
+
+    try:
+        examples.add_to_store(RunStore(store_path))
+    except Exception:
+        log.exception("could not add the bundled example to the run store %s", store_path)
+
+
 def _version(package: str) -> str:
     try:
         return importlib.metadata.version(package)

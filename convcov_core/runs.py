@@ -75,6 +75,10 @@ CREATE TABLE IF NOT EXISTS covariances (
     data BLOB NOT NULL,
     PRIMARY KEY (run_id, role, layer)
 );
+CREATE TABLE IF NOT EXISTS once (
+    key TEXT PRIMARY KEY,
+    run_id INTEGER NOT NULL
+);
 """
 
 _LEARNED, _INIT = "learned", "init"  # covariance roles: filters at the end / learned-init input
@@ -216,6 +220,17 @@ class RunStore:
         """Store one run (and its covariances and state dict); return its id, also set on result.id."""
         with self._transaction() as conn:
             result.id = self._insert_run(conn, result, name, comparison_id)
+        return result.id
+
+    def save_once(self, key: str, make_result, *, name: str | None = None) -> int | None:
+        """Store the run `make_result()` returns unless a run was stored under `key` before (even
+        one deleted since); its id, or None. Two processes racing store it once."""
+        with self._transaction() as conn:
+            if conn.execute("SELECT 1 FROM once WHERE key = ?", (key,)).fetchone():
+                return None
+            result = make_result()
+            result.id = self._insert_run(conn, result, name, None)
+            conn.execute("INSERT INTO once (key, run_id) VALUES (?, ?)", (key, result.id))
         return result.id
 
     def save_comparison(self, cmp: ComparisonResult, *, name: str | None = None) -> int:

@@ -75,7 +75,8 @@ def test_gallery_default_two_schemes_each_with_grid_covariance_spectrum():
     assert headings == ["**PyTorch default (uniform)**", "**Gaussian covariance**"]
 
 
-def test_gallery_hides_learned_scheme_without_stored_runs():
+def test_gallery_hides_learned_scheme_without_stored_runs(tmp_path, monkeypatch):
+    monkeypatch.setenv("CONVCOV_HOME", str(tmp_path))  # an empty store (Home adds the example)
     at = run_page(GALLERY)
     assert "Learned covariance" not in at.multiselect(key="schemes").options
 

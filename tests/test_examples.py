@@ -1,0 +1,86 @@
+"""The bundled example network: its weights are what its metadata says (same accuracy when evaluated
+here), it shows the paper's widening covariances, it round-trips, and the app adds it to a run store
+exactly once."""
+
+import pytest
+import torch
+from page_helpers import assert_clean, new_app, run_page
+
+from convcov_core import covariance, examples, lab, models, train
+from convcov_core.runs import RunStore
+
+
+@pytest.fixture(scope="module")
+def example() -> train.RunResult:
+    return examples.load_example()
+
+
+def test_example_is_a_finished_convmixer_with_weights_and_covariances(example):
+    assert example.status == "ok" and example.config == examples.EXAMPLE_CONFIG.replace(
+        precision=example.precision)
+    assert len(example.layer_names) == 8 and len(example.covariances) == 8
+    assert all(S.shape == (81, 81) for S in example.covariances)
+    assert len(example.history["test_acc"]) == examples.EXAMPLE_CONFIG.epochs
+    model = models.build_model("convmixer-64/8", num_classes=10, in_chans=1, kernel_size=9, patch_size=2)
+    models.load_checkpoint_into(model, example.state_dict)  # every key, every shape
+
+
+def test_example_weights_reach_the_recorded_accuracy_when_evaluated_here(example):
+    """The shipped weights are the trained ones: evaluating them on the embedded test split gives
+    the test accuracy the file records (fp32 here; the run evaluated under its own precision)."""
+    _, _, test_x, test_y, info = train.load_training_data(example.config)
+    model = train.build_model_for(example.config, info)
+    models.load_checkpoint_into(model, example.state_dict)
+    accuracy = train.evaluate(model, test_x, test_y)
+    assert accuracy > 95 and abs(accuracy - example.final["test_acc"]) < 0.5
+
+
+def test_example_covariances_widen_with_depth_as_in_the_paper(example):
+    """What the pages show of it: the fitted sigma of the later layers is well above the first's."""
+    sigmas = [fit["sigma"] for fit in lab.layer_fits(example.covariances)]
+    assert sigmas[5] > 1.5 * sigmas[0] and sigmas[6] > 1.5 * sigmas[0]
+    assert all(covariance.is_psd(S) for S in example.covariances)
+
+
+def test_save_and_load_round_trip(tmp_path):
+    run = train.train(train.TrainConfig(dataset="noisy-bars", model="convmixer-8/2", kernel_size=5,
+                                        patch_size=4, epochs=1, max_steps=2, keep_state_dict=True))
+    path = examples.save_example(run, tmp_path / "tiny.safetensors")
+    back = examples.load_example(path)
+    assert back.config == run.config.replace(precision=run.precision)
+    assert (back.history, back.final, back.message, back.layer_names) == (
+        run.history, run.final, run.message, run.layer_names)
+    assert all(torch.allclose(a, b) for a, b in zip(back.covariances, run.covariances))
+    assert all(torch.equal(back.state_dict[k], v) for k, v in run.state_dict.items())
+
+    run.state_dict = None
+    with pytest.raises(ValueError, match="kept its weights"):
+        examples.save_example(run, tmp_path / "no_weights.safetensors")
+
+
+def test_add_to_store_adds_it_once_and_respects_a_delete(tmp_path, example):
+    store = RunStore(tmp_path / "runs.db")
+    run_id = examples.add_to_store(store)
+    assert run_id is not None
+    assert examples.add_to_store(RunStore(tmp_path / "runs.db")) is None  # another process, later
+    [summary] = store.list()
+    assert summary.name == examples.EXAMPLE_NAME and summary.has_weights and summary.has_covariances
+    stored = store.get(run_id)
+    assert all(torch.allclose(a, b, atol=1e-7) for a, b in zip(stored.covariances, example.covariances))
+    store.delete(run_id)
+    assert examples.add_to_store(store) is None and store.list() == []
+
+
+def test_the_app_puts_the_example_in_a_fresh_store_and_the_pages_show_it():
+    at = new_app("app.py").run()
+    assert_clean(at)
+    [summary] = RunStore().list()
+    assert summary.name == examples.EXAMPLE_NAME
+
+    learned = run_page("pages/4_Learned_Covariances.py", timeout=120)
+    assert learned.radio(key="lc_source").value == "A saved run"
+    assert learned.selectbox(key="lc_run").value.startswith(f"#{summary.id} example: convmixer-64/8")
+    assert len(learned.get("plotly_chart")) == 5
+
+    lab_page = run_page("pages/3_Training_Lab.py", timeout=120)
+    assert "Learned covariance" in lab_page.multiselect(key="lab_inits").options
