@@ -122,6 +122,16 @@ def gallery_panel(scheme: str, kernel_size: int, n_show: int, n_sample: int, see
     return GalleryPanel(shown, estimate, target, error, spectrum)
 
 
+def run_label(summary) -> str:
+    """How every page lists a saved run (a runs.RunSummary), e.g.
+    "#1 example: convmixer-64/8 on mnist5k, k = 9, default init, test 98.4%"."""
+    name = f" {summary.name}:" if summary.name else ""
+    init_name = summary.variant or summary.init + (" frozen" if summary.freeze_filters else "")
+    acc = f", test {summary.test_acc:.1f}%" if summary.test_acc is not None else ""
+    return (f"#{summary.id}{name} {summary.model} on {summary.dataset}, k = {summary.kernel_size}, "
+            f"{init_name} init{acc}")
+
+
 def runs_with_covariances() -> list:
     """Summaries of stored runs that saved per-layer covariances; [] when the run store
     (convcov_core.runs and what it imports) is not installed."""

@@ -68,11 +68,6 @@ def resample() -> None:
     st.session_state.seed = (st.session_state.seed + 1) % 2**31
 
 
-def run_label(summary) -> str:
-    acc = f", test accuracy {summary.test_acc:.1f}%" if summary.test_acc is not None else ""
-    return f"#{summary.id} {summary.name or summary.model} on {summary.dataset}{acc}"
-
-
 st.title("Filter Gallery")
 st.markdown(
     "Filters of one depthwise layer as each init scheme draws them, all at PyTorch's default "
@@ -98,7 +93,7 @@ with shown_errors():
                                  key="sigma", disabled="gaussian" not in schemes)
         run_id, layer = None, 0
         if "learned" in schemes:
-            run_ids = {run_label(summary): summary.id for summary in runs}
+            run_ids = {ui.run_label(summary): summary.id for summary in runs}
             run_id = run_ids[st.selectbox("Learned covariance from run", list(run_ids), key="run")]
             n_layers = len(learned_layers(run_id))
             layer = st.slider("Layer", 1, n_layers, 1, key="layer", disabled=n_layers == 1) - 1

@@ -35,9 +35,7 @@ def learned_sources() -> dict:
     for r in ui.runs_with_covariances():
         if r.freeze_filters:  # its filters are its init's: nothing learned
             continue
-        acc = f", test {r.test_acc:.1f}%" if r.test_acc is not None else ""
-        label = f"run #{r.id}: {r.variant or r.init} {r.model} on {r.dataset}, k = {r.kernel_size}{acc}"
-        sources[label] = ("run", r.id)
+        sources[f"run {ui.run_label(r)}"] = ("run", r.id)
     return sources
 
 

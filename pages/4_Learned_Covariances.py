@@ -26,9 +26,7 @@ def saved_runs() -> dict:
     out = {}
     for r in ui.runs_with_covariances():
         if not r.freeze_filters:
-            acc = f", test {r.test_acc:.1f}%" if r.test_acc is not None else ""
-            label = f"#{r.id} {r.variant or r.init} init: {r.model} on {r.dataset}, k = {r.kernel_size}{acc}"
-            out[label] = r.id
+            out[ui.run_label(r)] = r.id
     return out
 
 

@@ -8,6 +8,7 @@ import streamlit as st
 import app_jobs
 from app_support import page_setup, shown_errors
 from convcov_core import feature_ansatz as fa
+from convcov_core import ui
 from convcov_core.plots import analysis as figures
 
 page_setup("Feature Ansatz")
@@ -35,11 +36,6 @@ def run_pair(run_id: int) -> fa.ModelPair:
     from convcov_core import runs
 
     return fa.pair_from_run(runs.RunStore().get(run_id))
-
-
-def run_label(summary) -> str:
-    acc = f", test acc {summary.test_acc:.1f}%" if summary.test_acc is not None else ""
-    return f"#{summary.id} {summary.name or summary.model} on {summary.dataset}{acc}"
 
 
 def start_training(config, small_init: bool) -> None:
@@ -131,7 +127,7 @@ with shown_errors():
             config = fa.cnn_config(dataset, noise=noise, layers=layers, width=width,
                                    kernel_size=KERNELS[kernel], epochs=epochs, seed=int(seed))
         else:
-            by_label = {run_label(summary): summary.id for summary in saved}
+            by_label = {ui.run_label(summary): summary.id for summary in saved}
             run_id = by_label[st.selectbox("Saved run", list(by_label), key="run")]
         st.header("Analysis")
         n_images = st.select_slider("Test images for the AGOP", IMAGE_COUNTS, value=128,

@@ -42,12 +42,6 @@ def sigma_curve(k, energy, seed) -> fa.SigmaCurve:
     return fa.sigma_curve(k, energy=energy, seed=seed)
 
 
-def run_label(summary) -> str:
-    acc = f", test acc {summary.test_acc:.1f}%" if summary.test_acc is not None else ""
-    name = summary.name or summary.model
-    return f"#{summary.id} {name} on {summary.dataset} (k = {summary.kernel_size}){acc}"
-
-
 st.title("Frequency View")
 st.markdown(
     "Where the energy of convolutional filters sits: the mean |FFT| of the filters zero-padded to "
@@ -69,7 +63,7 @@ with shown_errors():
         from_run = source in ("learned", "trained")
         run_id = None
         if from_run:
-            by_label = {run_label(summary): summary.id for summary in runs_found}
+            by_label = {ui.run_label(summary): summary.id for summary in runs_found}
             run_id = by_label[st.selectbox("Saved run", list(by_label), key="run")]
         k = 9
         if not from_run:  # a saved run's filters keep their own kernel size
