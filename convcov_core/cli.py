@@ -44,6 +44,16 @@ class _Parser(argparse.ArgumentParser):
 # ---------------------------------------------------------------------------------------------
 
 
+def _run_ref(text: str) -> int | str:
+    """A stored run's id, or "example" (the bundled example network)."""
+    if text.strip() == "example":
+        return "example"
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a run id or 'example', got {text!r}") from None
+
+
 def _int_list(text: str) -> list[int]:
     """"0,1,2" or "0-4" (inclusive) -> list of ints."""
     try:
@@ -185,15 +195,26 @@ def _store(args):
     return RunStore(args.db)
 
 
+def _learned_covariances(args) -> list:
+    """The covariances --learned-from names: a stored run's, or the bundled example's (the default)."""
+    if args.learned_from in (None, "example"):
+        from . import examples
+
+        run = examples.load_example()
+        print(f"learned init: covariances of the bundled example ({run.config.model}, k = "
+              f"{run.config.kernel_size}, on {run.config.dataset})", file=sys.stderr)
+        return run.covariances
+    covariances = _store(args).get(args.learned_from).covariances
+    if not covariances:
+        raise ValueError(f"run {args.learned_from} has no stored covariances to initialize from")
+    return covariances
+
+
 def cmd_compare(args) -> int:
     variants, references = variants_for(args.inits, args.freeze)
     covariances = None
-    if args.learned_from is not None:
-        covariances = _store(args).get(args.learned_from).covariances
-        if not covariances:
-            raise ValueError(f"run {args.learned_from} has no stored covariances to initialize from")
-    elif "learned" in args.inits:
-        raise ValueError("the learned init needs --learned-from RUN_ID (a stored run's covariances)")
+    if args.learned_from is not None or "learned" in args.inits:
+        covariances = _learned_covariances(args)
     base = TrainConfig(dataset=args.dataset, dataset_params=dict(args.dataset_param), model=args.model,
                        kernel_size=args.kernel_size, patch_size=args.patch_size, epochs=args.epochs,
                        batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
@@ -360,8 +381,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="train the depthwise filters (none), freeze them (filters), or run both")
     p.add_argument("--sigma-first", type=float, default=None)
     p.add_argument("--sigma-last", type=float, default=None)
-    p.add_argument("--learned-from", type=int, default=None, metavar="RUN_ID",
-                   help="stored run whose learned covariances the 'learned' init uses")
+    p.add_argument("--learned-from", type=_run_ref, default=None, metavar="RUN_ID",
+                   help="stored run whose learned covariances the 'learned' init uses, or 'example' "
+                        "(the bundled ConvMixer-64/8 trained on mnist5k; the default)")
     p.add_argument("--seeds", type=_int_list, default=[0, 1, 2])
     p.add_argument("--device", default="auto")
     p.add_argument("--max-steps", type=int, default=None, help="cap on training steps per run")

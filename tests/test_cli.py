@@ -59,7 +59,7 @@ def test_bad_arguments_exit_2_with_one_line(tmp_path):
     (["compare", *TINY_ARGS, "--dataset", "nope"], "unknown dataset"),
     (["compare", *TINY_ARGS, "--inits", "default,nope"], "unknown init scheme"),
     (["compare", *TINY_ARGS, "--inits", "default,default"], "twice"),
-    (["compare", *TINY_ARGS, "--inits", "default,learned"], "--learned-from"),
+    (["compare", *TINY_ARGS, "--inits", "default,learned", "--learned-from", "last"], "run id or 'example'"),
     (["compare", *TINY_ARGS, "--epochs", "0"], "epochs"),
     (["compare", *TINY_ARGS, "--device", "tpu"], "device"),
     (["covariance", "--kernel-size", "5", "--sigma", "1", "--out", "cov.txt"], ".npy"),
@@ -75,6 +75,13 @@ def test_bad_input_is_one_line_and_exit_code_2(argv, words, capsys, tmp_path, mo
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("convcov: error: ") and words in err
+
+
+def test_learned_init_defaults_to_the_bundled_example(capsys):
+    assert main(["compare", *TINY_ARGS, "--inits", "default,learned", "--seeds", "0", "--quiet"]) == 0
+    out, err = capsys.readouterr()
+    assert "covariances of the bundled example (convmixer-64/8, k = 9, on mnist5k)" in err
+    assert "learned" in out
 
 
 def test_variants_for_freeze_modes():
