@@ -112,3 +112,30 @@ def test_graph_replay_takes_the_same_steps_as_eager_execution():
     assert graph_losses[-1] < graph_losses[0]
     for a, b in zip(eager_params, graph_params):
         assert torch.allclose(a, b, atol=5e-2)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_fast_depthwise_conv_gives_autograds_gradients_on_cuda(dtype):
+    """The swapped dL/dw and flipped-filter dL/dx (convcov_core.depthwise, used on CPU) on a GPU,
+    under autocast, before anyone times them there (benchmarks/depthwise_grad.py --device cuda)."""
+    from torch import nn
+
+    from convcov_core.depthwise import use_fast_depthwise
+
+    torch.manual_seed(0)
+    reference = nn.Conv2d(32, 32, 9, groups=32, padding=4).cuda()
+    fast = nn.Conv2d(32, 32, 9, groups=32, padding=4).cuda()
+    fast.load_state_dict(reference.state_dict())
+    assert use_fast_depthwise(fast) == 1
+    x = torch.randn(16, 32, 14, 14, device="cuda").contiguous(memory_format=torch.channels_last)
+    grads = []
+    for conv in (reference, fast):
+        leaf = x.clone().requires_grad_(True)
+        with torch.autocast("cuda", dtype=dtype, enabled=dtype != torch.float32):
+            out = conv(leaf)
+        out.float().square().sum().backward()
+        grads.append([leaf.grad, conv.weight.grad, conv.bias.grad])
+    tolerance = 1e-4 if dtype == torch.float32 else 3e-2
+    for got, expected in zip(grads[1], grads[0]):
+        assert got.dtype == expected.dtype
+        torch.testing.assert_close(got, expected, rtol=tolerance, atol=tolerance * float(expected.abs().max()))
