@@ -239,7 +239,7 @@ class RunStore:
             cur = conn.execute(
                 "INSERT INTO comparisons (created, name, base_config, variants, refs, seeds, rows, "
                 "verdicts, wall_time, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (_now(), name, _json(cmp.base_config.to_dict()), json.dumps(cmp.variants),
+                (_now(), name, _json(cmp.base_config.to_dict()), json.dumps(cmp.variants_dict()),
                  json.dumps(cmp.references), json.dumps(cmp.seeds), _json(_rows_to_json(cmp.rows)),
                  json.dumps(cmp.verdicts), cmp.wall_time, cmp.status))
             cmp_id = cur.lastrowid

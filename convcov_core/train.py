@@ -547,11 +547,21 @@ class ComparisonResult:
     def verdict(self) -> str:
         return " ".join(self.verdicts)
 
+    def variants_dict(self) -> dict:
+        """The variants' overrides as plain data: learned covariances become their count
+        (n_covariances, as in TrainConfig.to_dict; each run keeps its own in its config)."""
+        out = {}
+        for name, overrides in self.variants.items():
+            out[name] = {key: value for key, value in overrides.items() if key != "covariances"}
+            if overrides.get("covariances") is not None:
+                out[name]["n_covariances"] = len(overrides["covariances"])
+        return out
+
     def to_dict(self) -> dict:
         """JSON-safe summary: configs, rows, verdicts and every run's final metrics and history."""
         return {
             "base_config": self.base_config.to_dict(),
-            "variants": self.variants,
+            "variants": self.variants_dict(),
             "references": self.references,
             "seeds": self.seeds,
             "rows": self.rows,

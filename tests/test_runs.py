@@ -116,6 +116,26 @@ def test_comparison_round_trip(tmp_path):
     assert store.list() == [] and store.list_comparisons() == []
 
 
+def test_a_comparison_with_a_learned_variant_saves_and_exports(tmp_path):
+    """The Lab hands the learned covariances to the learned variant's overrides: the store keeps
+    them with each run, the comparison records their count."""
+    learned = [torch.eye(25, dtype=torch.float64)] * 2
+    variants = {"default": {"init": "default"}, "learned": {"init": "learned", "covariances": learned}}
+    runs = {"default": [fake_run(0, init="default", variant="default")],
+            "learned": [fake_run(0, acc=92.0, init="learned", variant="learned")]}
+    runs["learned"][0].config.covariances = learned
+    refs = {"default": None, "learned": "default"}
+    rows, verdicts = summarize(variants, [0], runs, refs)
+    cmp = ComparisonResult(base_config=TrainConfig(), variants=variants, seeds=[0], runs=runs, rows=rows,
+                           verdicts=verdicts, wall_time=3.0, references=refs)
+    json.dumps(cmp.to_dict(), allow_nan=True)  # the Lab's history export
+    store = RunStore(tmp_path / "runs.db")
+    got = store.get_comparison(store.save_comparison(cmp))
+    assert got.variants["learned"] == {"init": "learned", "n_covariances": 2}
+    assert torch.equal(got.runs["learned"][0].config.covariances[1], learned[1])
+    assert variants["learned"]["covariances"] is learned  # the caller's overrides are untouched
+
+
 def test_export_writes_strict_json_and_a_history_csv(tmp_path):
     store = RunStore(tmp_path / "runs.db")
     run_id = store.save(fake_run())
