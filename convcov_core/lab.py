@@ -75,6 +75,7 @@ class Preset:
 
 
 QUICK_CPU = "Quick CPU demo: frozen filters"
+LEARNED_FROZEN = "Frozen filters: learned vs Gaussian vs default"
 PRESETS: dict[str, Preset] = {p.name: p for p in (
     Preset(QUICK_CPU, LabSetup(),
            "ConvMixer-64/8 with 15 × 15 filters on 5,000 MNIST digits, one epoch, the depthwise "
@@ -83,6 +84,12 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
            "use the spatial structure it was given, so the init decides the outcome: in two measured "
            "comparisons the Gaussian covariance init reached 47-60% test accuracy and the default "
            "init 12-18%, on every seed."),
+    Preset(LEARNED_FROZEN, LabSetup(inits=("default", "gaussian", "learned"), n_seeds=3),
+           "The quick demo with a third scheme: the covariances learned by the bundled example network "
+           "(ConvMixer-64/8 with 9 × 9 filters trained on these digits), resized to 15 × 15: the "
+           "paper's transfer from a small model to a larger kernel. 3 seeds, 9 runs of about 15 "
+           "seconds each. Measured here: learned 51-65%, Gaussian 46-75%, default 10-18% test "
+           "accuracy; the learned init matched the Gaussian one and beat the default on every seed."),
     Preset("Trained filters, 1 epoch: seed noise", LabSetup(filters="trained", n_seeds=3),
            "The same ConvMixer with its filters trained, 3 seeds (6 runs). In runs this short the "
            "seed matters more than the init: measured while planning, the default init reached "

@@ -7,7 +7,7 @@ import streamlit as st
 
 import app_jobs
 from app_support import device_name, page_setup, shown_errors
-from convcov_core import data, init, lab, models, text, ui
+from convcov_core import data, examples, init, lab, models, text, ui
 from convcov_core.plots import training as figures
 
 page_setup("Training Lab")
@@ -37,6 +37,12 @@ def learned_sources() -> dict:
             continue
         sources[f"run {ui.run_label(r)}"] = ("run", r.id)
     return sources
+
+
+def example_source(sources: dict) -> str | None:
+    """The label of the bundled example network among `sources`, if it is in the run store."""
+    ids = {r.id for r in ui.runs_with_covariances() if r.name == examples.EXAMPLE_NAME}
+    return next((label for label, (kind, ref) in sources.items() if kind == "run" and ref in ids), None)
 
 
 @st.cache_data(ttl=60, max_entries=4, show_spinner=False)
@@ -73,6 +79,15 @@ def apply_setup(setup: lab.LabSetup) -> None:
 def apply_preset() -> None:
     setup, note = lab.preset_setup(st.session_state.lab_preset, available_datasets())
     apply_setup(setup)
+    if "learned" in setup.inits:  # presets with a learned scheme learn from the bundled example
+        example = example_source(learned_sources())
+        if example is not None:
+            st.session_state.lab_learned = example
+        else:  # shown once, above the setup it left out
+            st.session_state.lab_preset_warning = (
+                "This preset's learned scheme takes the covariances of the bundled example network, "
+                "which is no longer in the run store, so it is left out: add *Learned covariance* "
+                "back and pick another source, if there is one.")
     st.session_state.lab_preset_note = note
 
 
@@ -285,6 +300,8 @@ def history() -> None:
 
 def controls(setup: lab.LabSetup, source) -> None:
     """What the setup will run, its size against the server's cap, Run and Estimate."""
+    if "lab_preset_warning" in st.session_state:
+        st.warning(st.session_state.pop("lab_preset_warning"))
     preset = lab.matching_preset(setup, available_datasets())
     if preset:
         st.info(f"**{preset}.** {lab.PRESETS[preset].expect}")

@@ -5,9 +5,12 @@ exactly once."""
 import pytest
 import torch
 from page_helpers import assert_clean, new_app, run_page
+from test_pages_lab import poll_until_finished
 
 from convcov_core import covariance, examples, lab, models, train
 from convcov_core.runs import RunStore
+
+LAB = "pages/3_Training_Lab.py"
 
 
 @pytest.fixture(scope="module")
@@ -82,5 +85,32 @@ def test_the_app_puts_the_example_in_a_fresh_store_and_the_pages_show_it():
     assert learned.selectbox(key="lc_run").value.startswith(f"#{summary.id} example: convmixer-64/8")
     assert len(learned.get("plotly_chart")) == 5
 
-    lab_page = run_page("pages/3_Training_Lab.py", timeout=120)
+    lab_page = run_page(LAB, timeout=120)
     assert "Learned covariance" in lab_page.multiselect(key="lab_inits").options
+
+
+def test_the_lab_preset_with_a_learned_scheme_learns_from_the_example():
+    examples.add_to_store(RunStore())  # a no-op when the app test above has added it already
+    at = run_page(LAB, timeout=120)
+    at.selectbox(key="lab_preset").set_value(lab.LEARNED_FROZEN).run()
+    assert_clean(at, "preset")
+    assert at.multiselect(key="lab_inits").value == [
+        "PyTorch default (uniform)", "Gaussian covariance", "Learned covariance"]
+    assert " example: convmixer-64/8 on mnist5k" in at.selectbox(key="lab_learned").value
+
+    at.number_input(key="lab_seeds").set_value(1)
+    at.number_input(key="lab_max_steps").set_value(2).run()
+    at.button(key="lab_run").click().run()
+    poll_until_finished(at)
+    assert_clean(at, "finished")
+    table = at.dataframe[0].value
+    assert list(table["variant"]) == ["default-frozen", "gaussian-frozen", "learned-frozen"]
+
+
+def test_the_preset_says_so_when_the_example_was_deleted(tmp_path, monkeypatch):
+    monkeypatch.setenv("CONVCOV_HOME", str(tmp_path))  # a store without the example
+    at = run_page(LAB, timeout=120)
+    at.selectbox(key="lab_preset").set_value(lab.LEARNED_FROZEN).run()
+    assert_clean(at, "preset without the example")
+    assert "Learned covariance" not in at.multiselect(key="lab_inits").value
+    assert "no longer in the run store" in at.warning[0].value
