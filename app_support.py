@@ -108,6 +108,16 @@ def _add_example_once(store_path: str) -> None:
         log.exception("could not add the bundled example to the run store %s", store_path)
 
 
+def stored_runs_or_warning(read, hidden: str = "saved runs are hidden") -> list:
+    """`read()`, a listing from the run store; [] and a warning that says what is `hidden` when
+    the store cannot be read (a broken store must not take a page down with it)."""
+    try:
+        return read()
+    except Exception as err:
+        st.warning(f"The run store could not be read ({err}); {hidden}.")
+        return []
+
+
 def _version(package: str) -> str:
     try:
         return importlib.metadata.version(package)

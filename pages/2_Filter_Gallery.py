@@ -5,7 +5,7 @@ import math
 import numpy as np
 import streamlit as st
 
-from app_support import page_setup, shown_errors
+from app_support import page_setup, shown_errors, stored_runs_or_warning
 from convcov_core import matrix_files, plots, ui
 
 page_setup("Filter Gallery")
@@ -77,11 +77,7 @@ st.markdown(
 )
 
 with shown_errors():
-    try:
-        runs = ui.runs_with_covariances()
-    except Exception as err:  # a broken run store must not take the gallery down with it
-        st.warning(f"The run store could not be read ({err}); the learned scheme is hidden.")
-        runs = []
+    runs = stored_runs_or_warning(ui.runs_with_covariances, "the learned scheme is hidden")
     by_label = {ui.scheme_label(name): name for name in ui.scheme_names(include_learned=bool(runs))}
     with st.sidebar:
         st.header("Schemes")

@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 import app_jobs
-from app_support import page_setup, shown_errors
+from app_support import page_setup, shown_errors, stored_runs_or_warning
 from convcov_core import feature_ansatz as fa
 from convcov_core import ui
 from convcov_core.plots import analysis as figures
@@ -100,11 +100,7 @@ st.markdown(
 )
 
 with shown_errors():
-    try:
-        saved = stored_runs()
-    except Exception as err:  # a broken run store must not take the page down with it
-        st.warning(f"The run store could not be read ({err}); saved runs are hidden.")
-        saved = []
+    saved = stored_runs_or_warning(stored_runs)
     with st.sidebar:
         st.header("Model")
         source = st.radio("Analyse", SOURCES if saved else SOURCES[:1], key="source")

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from app_support import page_setup, shown_errors
+from app_support import page_setup, shown_errors, stored_runs_or_warning
 from convcov_core import feature_ansatz as fa
 from convcov_core import ui
 from convcov_core.plots import analysis as figures
@@ -50,11 +50,7 @@ st.markdown(
 )
 
 with shown_errors():
-    try:
-        runs_found = stored_runs()
-    except Exception as err:  # a broken run store must not take the page down with it
-        st.warning(f"The run store could not be read ({err}); saved runs are hidden.")
-        runs_found = []
+    runs_found = stored_runs_or_warning(stored_runs)
     labels = [label for label, source in SOURCES.items()
               if source in ("gaussian", "default") or runs_found]
     with st.sidebar:

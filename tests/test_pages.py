@@ -81,6 +81,19 @@ def test_gallery_hides_learned_scheme_without_stored_runs(tmp_path, monkeypatch)
     assert "Learned covariance" not in at.multiselect(key="schemes").options
 
 
+@pytest.mark.parametrize("script,hidden", [
+    (GALLERY, "the learned scheme is hidden"),
+    ("pages/5_Feature_Ansatz.py", "saved runs are hidden"),
+    ("pages/6_Frequency_View.py", "saved runs are hidden"),
+])
+def test_a_damaged_run_store_hides_saved_runs_with_a_warning(script, hidden, tmp_path, monkeypatch):
+    monkeypatch.setenv("CONVCOV_HOME", str(tmp_path))
+    (tmp_path / "runs.db").write_bytes(b"this is not an SQLite file" * 100)
+    at = run_page(script, timeout=60)  # no exception, no error: the page works without its runs
+    assert [w.value for w in at.warning if "The run store could not be read" in w.value][0].endswith(
+        f"{hidden}.")
+
+
 def test_gallery_widgets_at_extremes():
     assert check_widget_extremes(GALLERY, timeout=60) >= 12
 
