@@ -87,9 +87,10 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
     Preset(LEARNED_FROZEN, LabSetup(inits=("default", "gaussian", "learned"), n_seeds=3),
            "The quick demo with a third scheme: the covariances learned by the bundled example network "
            "(ConvMixer-64/8 with 9 × 9 filters trained on these digits), resized to 15 × 15: the "
-           "paper's transfer from a small model to a larger kernel. 3 seeds, 9 runs of about 15 "
-           "seconds each. Measured here: learned 51-65%, Gaussian 46-75%, default 10-18% test "
-           "accuracy; the learned init matched the Gaussian one and beat the default on every seed."),
+           "paper's transfer from a small model to a larger kernel. 3 seeds, 9 runs of 15-25 seconds "
+           "each on 2 CPU cores. Measured twice here (CLI and this page): learned 51-66%, Gaussian "
+           "46-75%, default 10-18% test accuracy; the learned init matched the Gaussian one, with "
+           "less spread, and beat the default on every seed."),
     Preset("Trained filters, 1 epoch: seed noise", LabSetup(filters="trained", n_seeds=3),
            "The same ConvMixer with its filters trained, 3 seeds (6 runs). In runs this short the "
            "seed matters more than the init: measured while planning, the default init reached "
