@@ -58,6 +58,11 @@ def add_to_store(store: RunStore, path: str | Path = EXAMPLE_PATH) -> int | None
     return store.save_once(EXAMPLE_NAME, lambda: load_example(path), name=EXAMPLE_NAME)
 
 
+def stored_id(store: RunStore) -> int | None:
+    """The example's run id in `store`, or None when it was never added or has been deleted."""
+    return store.once_id(EXAMPLE_NAME)
+
+
 def build(path: str | Path = EXAMPLE_PATH, callback=None) -> train.RunResult:
     """Train EXAMPLE_CONFIG and save it to `path` (about 3 minutes on 2 CPU cores)."""
     run = train.train(EXAMPLE_CONFIG, callback=callback)

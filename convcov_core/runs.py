@@ -233,6 +233,13 @@ class RunStore:
             conn.execute("INSERT INTO once (key, run_id) VALUES (?, ?)", (key, result.id))
         return result.id
 
+    def once_id(self, key: str) -> int | None:
+        """The id of the run stored under `key` by save_once, while that run still exists."""
+        with self._connection() as conn:
+            row = conn.execute("SELECT once.run_id FROM once JOIN runs ON runs.id = once.run_id "
+                               "WHERE once.key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
     def save_comparison(self, cmp: ComparisonResult, *, name: str | None = None) -> int:
         """Store a comparison and all of its runs in one transaction; return the comparison id."""
         with self._transaction() as conn:

@@ -41,8 +41,8 @@ def learned_sources() -> dict:
 
 def example_source(sources: dict) -> str | None:
     """The label of the bundled example network among `sources`, if it is in the run store."""
-    ids = {r.id for r in ui.runs_with_covariances() if r.name == examples.EXAMPLE_NAME}
-    return next((label for label, (kind, ref) in sources.items() if kind == "run" and ref in ids), None)
+    example_id = examples.stored_id(app_jobs.job_manager().store)
+    return next((label for label, ref in sources.items() if ref == ("run", example_id)), None)
 
 
 @st.cache_data(ttl=60, max_entries=4, show_spinner=False)

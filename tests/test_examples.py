@@ -70,8 +70,10 @@ def test_add_to_store_adds_it_once_and_respects_a_delete(tmp_path, example):
     assert summary.name == examples.EXAMPLE_NAME and summary.has_weights and summary.has_covariances
     stored = store.get(run_id)
     assert all(torch.allclose(a, b, atol=1e-7) for a, b in zip(stored.covariances, example.covariances))
+    assert examples.stored_id(store) == run_id
     store.delete(run_id)
     assert examples.add_to_store(store) is None and store.list() == []
+    assert examples.stored_id(store) is None
 
 
 def test_the_app_puts_the_example_in_a_fresh_store_and_the_pages_show_it():
