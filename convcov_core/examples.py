@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import safetensors
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
@@ -39,10 +40,15 @@ def save_example(run: train.RunResult, path: str | Path = EXAMPLE_PATH) -> Path:
 
 
 def load_example(path: str | Path = EXAMPLE_PATH) -> train.RunResult:
-    """The example run with its weights and its per-layer covariances (centered, from the weights)."""
-    with safe_open(str(path), framework="pt") as f:
-        meta = json.loads((f.metadata() or {})[_RUN_KEY])
-    state = load_file(str(path))
+    """The example run with its weights and its per-layer covariances (centered, from the weights);
+    a missing or damaged file is a ValueError that says how to rebuild it."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = json.loads((f.metadata() or {})[_RUN_KEY])
+        state = load_file(str(path))
+    except (OSError, KeyError, ValueError, safetensors.SafetensorError) as err:
+        raise ValueError(f"the bundled example {path} is missing or damaged ({err}); reinstall convcov "
+                         "or rebuild it with `python -m convcov_core.examples`") from None
     config = train.TrainConfig.from_dict(meta["config"])
     names = meta["layer_names"]
     covariances = [covariance.empirical(state[f"{name}.weight"].float(), centered=True) for name in names]

@@ -61,6 +61,15 @@ def test_save_and_load_round_trip(tmp_path):
         examples.save_example(run, tmp_path / "no_weights.safetensors")
 
 
+@pytest.mark.parametrize("content", [None, b"", b"\x00" * 64, b"garbage" * 50])
+def test_a_missing_or_damaged_example_file_is_a_clear_value_error(tmp_path, content):
+    path = tmp_path / "example.safetensors"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(ValueError, match="missing or damaged.*python -m convcov_core.examples"):
+        examples.load_example(path)
+
+
 def test_add_to_store_adds_it_once_and_respects_a_delete(tmp_path, example):
     store = RunStore(tmp_path / "runs.db")
     run_id = examples.add_to_store(store)
