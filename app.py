@@ -32,7 +32,9 @@ def home(pages: list) -> None:
         "(Trockman, Willmott & Kolter, ICLR 2023). "
         "convcov computes these covariances in closed form or extracts them from trained networks, "
         "samples filters from them and initializes real models (ConvMixer, timm models) with them. "
-        "Its pages let you explore the structure, compare init schemes and test the claims by training."
+        "Its pages let you explore the structure, compare init schemes and test the claims by training. "
+        "A trained ConvMixer ships with it (run *example* in the run store), so the pages that read "
+        "trained filters have one to show before you train anything."
     )
     with shown_errors():
         cov_fig, filter_fig = landing_figures()
