@@ -125,3 +125,12 @@ def test_the_preset_says_so_when_the_example_was_deleted(tmp_path, monkeypatch):
     assert_clean(at, "preset without the example")
     assert "Learned covariance" not in at.multiselect(key="lab_inits").value
     assert "no longer in the run store" in at.warning[0].value
+
+
+def test_the_example_file_is_package_data():
+    """A wheel carries the file (pyproject's package-data glob matches it), not only a checkout."""
+    tomllib = pytest.importorskip("tomllib", reason="tomllib is in the standard library from Python 3.11")
+    pyproject = tomllib.loads((examples.EXAMPLE_PATH.parents[2] / "pyproject.toml").read_text())
+    globs = pyproject["tool"]["setuptools"]["package-data"]["convcov_core"]
+    package = examples.EXAMPLE_PATH.parents[1]
+    assert any(examples.EXAMPLE_PATH in package.glob(pattern) for pattern in globs)
