@@ -134,3 +134,27 @@ def test_the_example_file_is_package_data():
     globs = pyproject["tool"]["setuptools"]["package-data"]["convcov_core"]
     package = examples.EXAMPLE_PATH.parents[1]
     assert any(examples.EXAMPLE_PATH in package.glob(pattern) for pattern in globs)
+
+
+def test_every_page_that_reads_trained_filters_works_on_the_example():
+    examples.add_to_store(RunStore())  # a no-op when an earlier test of this module added it
+
+    gallery = run_page("pages/2_Filter_Gallery.py", timeout=120)
+    gallery.multiselect(key="schemes").set_value(["Gaussian covariance", "Learned covariance"]).run()
+    gallery.slider(key="layer").set_value(7).run()
+    assert_clean(gallery, "gallery, learned scheme from the example")
+    assert " example: " in gallery.selectbox(key="run").value
+    assert len(gallery.get("plotly_chart")) == 2 * 3
+
+    frequency = run_page("pages/6_Frequency_View.py", timeout=120)
+    for source in ("Learned covariance of a saved run", "Trained filters of a saved run"):
+        frequency.radio(key="source").set_value(source).run()
+        assert_clean(frequency, source)
+        assert " example: " in frequency.selectbox(key="run").value
+        assert "Diamonds: the run's layers" in frequency.caption[-1].value  # its 8 layers placed by σ
+
+    ansatz = run_page("pages/5_Feature_Ansatz.py", timeout=300)
+    ansatz.radio(key="source").set_value("A saved run (weights needed)").run()
+    assert_clean(ansatz, "feature ansatz on the example")
+    rows = ansatz.dataframe[0].value
+    assert len(rows) == 17 and (rows["r trained"] > 0.5).all()  # stem, 8 depthwise, 8 pointwise
