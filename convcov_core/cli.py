@@ -3,6 +3,8 @@
     compare     train inits against each other over seeds; table of mean ± std and paired differences
     covariance  write the closed-form Gaussian covariance of k x k filters (.npy, .pt or .safetensors)
     sample      draw filters from an init scheme or a covariance file
+    learned     learned covariances of a trained network (the bundled example, a stored run or a
+                checkpoint): fitted sigma per layer; transfer them, write them, save them for the Lab
     runs        list | show | export | delete stored runs
     reproduce   test the papers' claims with small fixed experiments; write a report
 
@@ -20,15 +22,13 @@ from pathlib import Path
 
 import torch
 
-from . import covariance, data, init, paths, reproduce
+from . import covariance, data, examples, init, lab, models, paths, reproduce, ui
 from .json_safe import json_safe
 from .matrix_files import load_matrix, save_tensor
 from .step import PRECISIONS
 from .text import duration
-from .train import ComparisonResult, ProgressEvent, TrainConfig, compare, device_and_precision
-
-FREEZE_MODES = ("none", "filters", "both")
-
+from .train import (FREEZE_MODES, ComparisonResult, ProgressEvent, TrainConfig, compare,
+                    device_and_precision, variants_for)
 
 class UsageError(Exception):
     """Bad command-line input: reported in one line, exit code 2."""
@@ -82,23 +82,6 @@ def _key_value(text: str) -> tuple[str, object]:
         return key, json.loads(raw)
     except json.JSONDecodeError:
         return key, raw
-
-
-def variants_for(inits: list[str], freeze: str) -> tuple[dict, dict]:
-    """(variants, references) for --inits and --freeze: "both" runs every init trained and frozen
-    ("default", "default-frozen", ...); each variant is paired with the first init of its own kind."""
-    if freeze not in FREEZE_MODES:
-        raise ValueError(f"--freeze must be one of {', '.join(FREEZE_MODES)}, got {freeze!r}")
-    if len(set(inits)) != len(inits):
-        raise ValueError(f"--inits lists a scheme twice: {','.join(inits)}")
-    modes = {"none": [False], "filters": [True], "both": [False, True]}[freeze]
-    variants, references = {}, {}
-    for frozen in modes:
-        names = [f"{i}-frozen" if frozen else i for i in inits]
-        for scheme, name in zip(inits, names):
-            variants[name] = {"init": scheme, "freeze_filters": frozen}
-            references[name] = names[0] if name != names[0] else None
-    return variants, references
 
 
 # ---------------------------------------------------------------------------------------------
@@ -198,8 +181,6 @@ def _store(args):
 def _learned_covariances(args) -> list:
     """The covariances --learned-from names: a stored run's, or the bundled example's (the default)."""
     if args.learned_from in (None, "example"):
-        from . import examples
-
         run = examples.load_example()
         print(f"learned init: covariances of the bundled example ({run.config.model}, k = "
               f"{run.config.kernel_size}, on {run.config.dataset})", file=sys.stderr)
@@ -263,6 +244,47 @@ def cmd_sample(args) -> int:
         source = f"scheme {args.scheme}"
     path = save_tensor(filters, args.out, "filters")
     print(f"wrote {args.n} filters {k}x{k} from {source} to {path}", file=sys.stderr)
+    return 0
+
+
+def _learned_set(args):
+    """The LearnedSet that `learned`'s --run / --checkpoint names (the bundled example by default)."""
+    if args.checkpoint is not None:
+        state = models.load_state_dict(args.checkpoint, max_bytes=lab.max_upload_bytes())
+        return lab.learned_from_state_dict(state, args.arch, Path(args.checkpoint).name)
+    if args.run is None:
+        return lab.learned_from_run(examples.load_example(), name="the bundled example")
+    return lab.learned_from_run(_store(args).get(args.run))
+
+
+def cmd_learned(args) -> int:
+    learned = _learned_set(args)
+    fits = lab.layer_fits(learned.covariances)
+    print(f"{learned.source}: {learned.depth} depthwise layer(s), {learned.kernel_size} x "
+          f"{learned.kernel_size} filters")
+    print(format_table(["#", "layer", "fitted sigma (px)", "fit r"],
+                       [[f["layer"], name, f"{f['sigma']:.2f}", f"{f['r']:.3f}"]
+                        for f, name in zip(fits, learned.layer_names)]))
+    first, last = lab.fitted_schedule(fits)
+    print(f"straight line through the fitted sigmas: {first:.2f} -> {last:.2f} "
+          f"(compare --sigma-first {first:.2f} --sigma-last {last:.2f} imitates it)")
+    covariances = learned.covariances
+    k = learned.kernel_size if args.kernel_size is None else args.kernel_size
+    depth = learned.depth if args.depth is None else args.depth
+    if (k, depth) != (learned.kernel_size, learned.depth):
+        if k > ui.max_kernel_size():
+            raise ValueError(f"--kernel-size {k} is above {ui.max_kernel_size()}, the largest kernel "
+                             f"size convcov transfers to (CONVCOV_MAX_KERNEL): each layer would be a "
+                             f"{k * k} x {k * k} matrix")
+        covariances = covariance.transfer(covariances, k, depth)
+    if args.out:
+        path = save_tensor(torch.stack(covariances), args.out, "covariances")
+        print(f"wrote {depth} covariance(s) of {k} x {k} filters, shape {depth} x {k * k} x {k * k}, "
+              f"to {path}", file=sys.stderr)
+    if args.save_set:
+        path = lab.save_covariance_set(args.save_set, covariances, source=learned.source)
+        print(f"saved covariance set {args.save_set!r} ({k} x {k}, {depth} layers) to {path}; the "
+              "Training Lab offers it for the learned init", file=sys.stderr)
     return 0
 
 
@@ -419,6 +441,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="file ending in .npy, .pt or .safetensors")
     p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser("learned", help="learned covariances of a trained network: fitted sigma per layer, "
+                                       "transfer, write, save for the Training Lab")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--run", type=int, default=None, metavar="RUN_ID", help="a stored run")
+    source.add_argument("--checkpoint", default=None, metavar="FILE",
+                        help="a state dict (.safetensors, or torch.save read with weights_only=True)")
+    p.add_argument("--arch", choices=sorted(set(lab.CHECKPOINT_ARCHITECTURES.values())), default="convmixer",
+                   help="what the checkpoint holds (a ConvMixer's sizes are read from the file)")
+    p.add_argument("--kernel-size", type=int, default=None, help="transfer to this kernel size first")
+    p.add_argument("--depth", type=int, default=None, help="transfer to this many layers first")
+    p.add_argument("--out", default=None, help="write the covariances stacked (layers x k^2 x k^2): "
+                                               "file ending in .npy, .pt or .safetensors")
+    p.add_argument("--save-set", default=None, metavar="NAME",
+                   help="save them as a named covariance set for the Training Lab's learned init")
+    p.add_argument("--db", default=None, help="run store file (default $CONVCOV_HOME/runs.db)")
+    p.set_defaults(func=cmd_learned)
 
     p = sub.add_parser("reproduce", help="test the papers' claims with small experiments; write a report")
     p.add_argument("--suite", choices=list(reproduce.SUITES), default="quick",

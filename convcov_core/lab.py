@@ -24,7 +24,6 @@ from pathlib import Path
 import torch
 
 from . import covariance, init, models, train
-from .cli import variants_for
 from .json_safe import json_safe
 from .paths import convcov_home
 from .text import duration
@@ -166,7 +165,7 @@ def plan_comparison(setup: LabSetup, learned: list[Tensor] | None = None) -> Com
         raise ValueError("the learned init needs covariances: pick a saved run or a covariance set, "
                          "or make one on the Learned Covariances page")
     covariance.check_int(setup.n_seeds, "number of seeds", 1)
-    variants, references = variants_for(inits, FILTER_MODES[setup.filters])
+    variants, references = train.variants_for(inits, FILTER_MODES[setup.filters])
     for overrides in variants.values():
         if overrides["init"] == "gaussian":
             overrides.update(sigma_first=setup.sigma_first, sigma_last=setup.sigma_last)
@@ -391,12 +390,13 @@ class LearnedSet:
         return len(self.covariances)
 
 
-def learned_from_run(run: train.RunResult) -> LearnedSet:
+def learned_from_run(run: train.RunResult, name: str | None = None) -> LearnedSet:
+    """The run's per-layer covariances; its source reads "<name or run #id>: model on dataset, ..."."""
     if not run.covariances:
         raise ValueError(f"run {run.id} saved no covariances (its filters were not finite at the end)")
     names = run.layer_names or [f"layer {i + 1}" for i in range(len(run.covariances))]
     acc = f", test accuracy {run.final['test_acc']:.1f}%" if run.final.get("test_acc") is not None else ""
-    return LearnedSet(f"run #{run.id}: {run.config.model} on {run.config.dataset}, init {run.config.init}"
+    return LearnedSet(f"{name or f'run #{run.id}'}: {run.config.model} on {run.config.dataset}, init {run.config.init}"
                       f"{' (frozen)' if run.config.freeze_filters else ''}{acc}",
                       list(names), [torch.as_tensor(S, dtype=torch.float64) for S in run.covariances])
 

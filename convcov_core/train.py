@@ -638,6 +638,27 @@ def device_and_precision(cmp: "ComparisonResult") -> str:
     return f"{run.device}, bf16 autocast" if run.precision == "bf16" else f"{run.device}, fp32"
 
 
+FREEZE_MODES = ("none", "filters", "both")
+
+
+def variants_for(inits: list[str], freeze: str) -> tuple[dict, dict]:
+    """(variants, references) for compare(): every init scheme in `inits`, with its depthwise filters
+    trained (freeze "none"), frozen ("filters") or both ("default", "default-frozen", ...); each
+    variant is paired with the first init of its own kind."""
+    if freeze not in FREEZE_MODES:
+        raise ValueError(f"freeze must be one of {', '.join(FREEZE_MODES)}, got {freeze!r}")
+    if len(set(inits)) != len(inits):
+        raise ValueError(f"the init schemes list one twice: {','.join(inits)}")
+    modes = {"none": [False], "filters": [True], "both": [False, True]}[freeze]
+    variants, references = {}, {}
+    for frozen in modes:
+        names = [f"{i}-frozen" if frozen else i for i in inits]
+        for scheme, name in zip(inits, names):
+            variants[name] = {"init": scheme, "freeze_filters": frozen}
+            references[name] = names[0] if name != names[0] else None
+    return variants, references
+
+
 def compare(base_config: TrainConfig, variants: dict, seeds, callback: Callback | None = None, *,
             references: dict | None = None) -> ComparisonResult:
     """Train every variant (overrides of base_config) once per seed, seed by seed, and compare the

@@ -12,7 +12,8 @@ import torch
 from safetensors.torch import load_file
 
 from convcov_core import covariance
-from convcov_core.cli import main, variants_for
+from convcov_core.cli import main
+from convcov_core.train import variants_for
 from convcov_core.runs import RunStore
 from test_runs import fake_run
 
@@ -69,6 +70,12 @@ def test_bad_arguments_exit_2_with_one_line(tmp_path):
     (["runs", "show", "999"], "no run with id 999"),
     (["runs", "delete", "5"], "no run with id 5"),
     (["runs"], "required"),
+    (["learned", "--run", "999"], "no run with id 999"),
+    (["learned", "--run", "1", "--checkpoint", "x.pt"], "not allowed with"),
+    (["learned", "--kernel-size", "0"], "kernel size"),
+    (["learned", "--depth", "0"], "depth"),
+    (["learned", "--kernel-size", "999"], "CONVCOV_MAX_KERNEL"),
+    (["learned", "--out", "covs.txt"], ".npy"),
 ])
 def test_bad_input_is_one_line_and_exit_code_2(argv, words, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
@@ -82,6 +89,51 @@ def test_learned_init_defaults_to_the_bundled_example(capsys):
     out, err = capsys.readouterr()
     assert "covariances of the bundled example (convmixer-64/8, k = 9, on mnist5k)" in err
     assert "learned" in out
+
+
+def test_learned_prints_the_bundled_examples_fits_by_default(capsys):
+    assert main(["learned"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("the bundled example: convmixer-64/8 on mnist5k")
+    assert "blocks.7.0.fn.0" in out and "straight line through the fitted sigmas: 0.71 -> 1.26" in out
+
+
+def test_learned_from_a_checkpoint_transfers_writes_and_saves_a_set(tmp_path, capsys):
+    from safetensors.torch import save_file
+    from test_lab import _tiny_convmixer_state
+
+    from convcov_core import lab
+
+    _, state = _tiny_convmixer_state(depth=3, k=5)
+    save_file(state, tmp_path / "mine.safetensors")
+    out = tmp_path / "covs.pt"
+    assert main(["learned", "--checkpoint", str(tmp_path / "mine.safetensors"), "--kernel-size", "7",
+                 "--depth", "4", "--out", str(out), "--save-set", "from-cli"]) == 0
+    printed, err = capsys.readouterr()
+    assert printed.startswith("mine.safetensors (convmixer-8/3, 5 × 5 filters): 3 depthwise layer(s)")
+    assert "shape 4 x 49 x 49" in err and "covariance set 'from-cli'" in err
+    assert torch.load(out, weights_only=True).shape == (4, 49, 49)
+    assert lab.CovarianceSetInfo("from-cli", 7, 4, "mine.safetensors (convmixer-8/3, 5 × 5 filters)") in \
+        lab.list_covariance_sets()
+
+
+def test_learned_from_a_stored_run(tmp_path, capsys):
+    from test_runs import fake_run
+
+    db = tmp_path / "runs.db"
+    run_id = RunStore(db).save(fake_run(k=5))
+    assert main(["learned", "--run", str(run_id), "--db", str(db)]) == 0
+    assert capsys.readouterr().out.startswith(f"run #{run_id}: convmixer-16/2 on mnist5k")
+
+
+def test_learned_refuses_a_malicious_checkpoint_in_one_line(tmp_path, capsys):
+    from test_lab import malicious_checkpoint
+
+    marker = tmp_path / "pwned"
+    (tmp_path / "evil.pt").write_bytes(malicious_checkpoint(marker))
+    assert main(["learned", "--checkpoint", str(tmp_path / "evil.pt")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "not executed" in err and not marker.exists()
 
 
 def test_variants_for_freeze_modes():
