@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import analysis, covariance, data, init, models, train
+from .runs import RunStore
 
 Tensor = torch.Tensor
 
@@ -80,6 +81,7 @@ class ModelPair:
     info: data.DatasetInfo
     history: dict = field(default_factory=dict)
     test_acc: float | None = None
+    run: train.RunResult | None = None  # the training run, to save in the run store
 
 
 #: Seed 001's CNFA experiments: conv weights N(0, 0.005²) in the first layer, N(0, 0.01²) after.
@@ -109,15 +111,22 @@ def _initial_cnn(config: train.TrainConfig, info: data.DatasetInfo, small_init: 
         return small_normal_init_(model) if small_init else model
 
 
+#: How a saved small-CNN run records its init in RunResult.variant (TrainConfig.init names
+#: depthwise-filter schemes, which a plain CNN does not have).
+CNN_INITS = {True: "small-normal", False: "pytorch-default"}
+SAVED_CNN_NAME = "feature-ansatz"
+
+
 def train_cnn(config: train.TrainConfig, callback: train.Callback | None = None, *,
               small_init: bool = True) -> ModelPair | None:
     """Train the plain CNN of `config` (see cnn_config) and keep a copy of it at initialization:
     small_normal_init_ (seed 001's setting, the default) or PyTorch's default init.
 
     Same recipe as train.train (AdamW, train.lr_at schedule, full batches from a seeded permutation,
-    cross-entropy, test accuracy after each epoch) and the same ProgressEvents to `callback`, which
-    may answer True / "stop" to cancel: None is returned then. train.train itself cannot be used: it
-    initializes depthwise filters and refuses models that have none.
+    cross-entropy, train and test accuracy after each epoch), the same history and the same
+    ProgressEvents to `callback`, which may answer True / "stop" to cancel: None is returned then.
+    The pair's `run` is the RunResult to save. train.train itself cannot be used: it initializes
+    depthwise filters and refuses models that have none.
     """
     config.validate()
     device = train.resolve_device(config.device)
@@ -132,7 +141,7 @@ def train_cnn(config: train.TrainConfig, callback: train.Callback | None = None,
     xs, ys = train_x.to(device), train_y.to(device)
     xt, yt = test_x.to(device), test_y.to(device)
     shuffle = torch.Generator().manual_seed(config.seed)
-    history = {"step": [], "loss": [], "test_acc": []}
+    history = train.new_history()
     started, step = time.perf_counter(), 0
 
     def stop_asked(kind: str, epoch: int, **values) -> bool:
@@ -141,9 +150,11 @@ def train_cnn(config: train.TrainConfig, callback: train.Callback | None = None,
                                     variant=config.model, **values)
         return callback is not None and callback(event) in (True, "stop")
 
-    for epoch in range(1, math.ceil(total / per_epoch) + 1):
+    n_epochs = math.ceil(total / per_epoch)
+    for epoch in range(1, n_epochs + 1):
         steps_here = min(per_epoch, total - step)
         perm = torch.randperm(len(train_y), generator=shuffle)[: steps_here * batch].to(device)
+        epoch_started = time.perf_counter()
         for i in range(steps_here):
             lr = train.lr_at(step, total, config.lr, config.schedule)
             for group in optimizer.param_groups:
@@ -157,17 +168,40 @@ def train_cnn(config: train.TrainConfig, callback: train.Callback | None = None,
             value = loss.detach().item()
             if not math.isfinite(value):
                 raise ValueError(f"training diverged: loss {value} at step {step}; lower the learning rate")
-            history["step"].append(step)
-            history["loss"].append(value)
+            for key, v in (("step", step), ("loss", value), ("lr", lr), ("epoch", step / per_epoch)):
+                history[key].append(v)
             if stop_asked("step", epoch, loss=value, lr=lr):
                 return None
+        history["images_per_s"].append(steps_here * batch / (time.perf_counter() - epoch_started))
+        history["train_acc"].append(train.evaluate(model, xs, ys))
         history["test_acc"].append(train.evaluate(model, xt, yt))
-        if stop_asked("epoch", epoch, loss=history["loss"][-1], test_acc=history["test_acc"][-1]):
+        history["epoch_end_step"].append(step)
+        if stop_asked("epoch", epoch, loss=history["loss"][-1], test_acc=history["test_acc"][-1],
+                      train_acc=history["train_acc"][-1]):
             return None
     trained = model.cpu().eval()
+    final = {"test_acc": history["test_acc"][-1], "train_acc": history["train_acc"][-1],
+             "loss": history["loss"][-1]}
+    run = train.RunResult(config=config, history=history, final=final, status="ok",
+                          message=f"{total} steps, {n_epochs} epoch(s), test accuracy {final['test_acc']:.2f}%",
+                          wall_time=time.perf_counter() - started, device=str(device),
+                          state_dict={k: v.detach().clone() for k, v in trained.state_dict().items()},
+                          variant=CNN_INITS[small_init])
     init_name = "small normal init" if small_init else "PyTorch default init"
     label = f"{describe_model(config)}, {init_name}, trained here on {describe_dataset(config)}"
-    return ModelPair(label, trained, initial, config, info, history, history["test_acc"][-1])
+    return ModelPair(label, trained, initial, config, info, history, final["test_acc"], run)
+
+
+def train_cnn_and_save(config: train.TrainConfig, callback: train.Callback | None = None, *,
+                       small_init: bool = True, store: RunStore | None = None) -> ModelPair | None:
+    """train_cnn, and the finished run saved in the run store (named SAVED_CNN_NAME) so that
+    pair_from_run can rebuild it later; the pair's label starts with the run's id."""
+    pair = train_cnn(config, callback, small_init=small_init)
+    if pair is None:
+        return None
+    run_id = (store or RunStore()).save(pair.run, name=SAVED_CNN_NAME)
+    pair.label = f"run #{run_id}: {pair.label}"
+    return pair
 
 
 def training_images(config: train.TrainConfig) -> int:
@@ -195,12 +229,16 @@ def describe_dataset(config: train.TrainConfig) -> str:
 
 def pair_from_run(run: train.RunResult) -> ModelPair:
     """The run's trained model (from its saved state dict) and the same model at initialization,
-    rebuilt from the run's config and seed exactly as train.train built it."""
+    rebuilt from the run's config and seed exactly as train.train (or, for a plain CNN,
+    train_cnn with the init its variant names) built it."""
     if not run.state_dict:
         raise ValueError(f"run {run.id} saved no weights, so its model cannot be analysed; train it "
                          "again with the weights kept (keep_state_dict)")
     _, _, _, _, info = train.load_training_data(run.config)
-    initial = train.build_model_for(run.config, info).eval()
+    if models.parse_spec(run.config.model)["kind"] == "cnn":  # saved by train_cnn_and_save
+        initial = _initial_cnn(run.config, info, small_init=run.variant != CNN_INITS[False]).eval()
+    else:
+        initial = train.build_model_for(run.config, info).eval()
     trained = copy.deepcopy(initial)
     models.load_checkpoint_into(trained, run.state_dict)
     acc = run.final.get("test_acc")

@@ -321,7 +321,8 @@ def _final_covariances(model: torch.nn.Module) -> tuple[list[str], list[Tensor]]
     return names, [covariance.empirical(w, centered=True) for w in weights]
 
 
-def _new_history() -> dict:
+def new_history() -> dict:
+    """An empty RunResult.history (see RunResult for the keys)."""
     keys = ("step", "loss", "lr", "epoch", "train_acc", "test_acc", "images_per_s", "epoch_end_step")
     return {key: [] for key in keys}
 
@@ -385,7 +386,7 @@ def _train(config: TrainConfig, callback, variant, run_index, n_runs, sync_every
     if sync_every is None:
         sync_every = 1 if device.type == "cpu" else _SYNC_EVERY_ACCELERATOR
     _check_int(sync_every, "sync_every", 1)
-    history = _new_history()
+    history = new_history()
     status, message = "ok", ""
     step, compile_seconds = 0, None
     loop_started = time.perf_counter()

@@ -128,8 +128,8 @@ def run_label(summary) -> str:
     name = f" {summary.name}:" if summary.name else ""
     init_name = summary.variant or summary.init + (" frozen" if summary.freeze_filters else "")
     acc = f", test {summary.test_acc:.1f}%" if summary.test_acc is not None else ""
-    return (f"#{summary.id}{name} {summary.model} on {summary.dataset}, k = {summary.kernel_size}, "
-            f"{init_name} init{acc}")
+    k = f", k = {summary.kernel_size}" if summary.kernel_size is not None else ""
+    return f"#{summary.id}{name} {summary.model} on {summary.dataset}{k}, {init_name} init{acc}"
 
 
 def runs_with_covariances() -> list:

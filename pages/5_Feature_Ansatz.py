@@ -39,7 +39,7 @@ def run_pair(run_id: int) -> fa.ModelPair:
 
 
 def start_training(config, small_init: bool) -> None:
-    app_jobs.start(SLOT, "task", functools.partial(fa.train_cnn, config, small_init=small_init),
+    app_jobs.start(SLOT, "task", functools.partial(fa.train_cnn_and_save, config, small_init=small_init),
                    samples=fa.training_images(config), batch_size=config.batch_size,
                    label=f"Feature Ansatz: {fa.describe_model(config)} on {config.dataset}")
 
@@ -54,7 +54,8 @@ def training_area(config, init_choice: str, epochs: int) -> None:
     about.caption(f"{fa.describe_model(config)}, {init_choice} init, on {fa.describe_dataset(config)}, "
                   f"{epochs} epoch(s): conv + ReLU + 2 × 2 max pooling blocks, AdamW. Change it in "
                   "the sidebar. Training runs in the background: about 20 s for the default on a "
-                  "free CPU core, longer on a busy server.")
+                  "free CPU core, longer on a busy server. The trained model is saved: find it "
+                  "later under *A saved run*.")
     app_jobs.show_message(SLOT)
     if mine is None and app_jobs.others_running(SLOT):
         app_jobs.busy_notice(SLOT)
@@ -68,6 +69,7 @@ def training_area(config, init_choice: str, epochs: int) -> None:
     if status.state == "done" and result is not None:
         if st.session_state.get("trained", (None,))[0] != status.id:
             st.session_state.trained = (status.id, result)
+            stored_runs.clear()  # the run just saved joins the saved-run list
     elif status.state == "cancelled":
         st.info("Training cancelled.")
     else:

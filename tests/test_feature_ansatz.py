@@ -57,6 +57,26 @@ def test_train_cnn_trains_and_keeps_the_exact_initial_model(tiny_pair):
     assert "small normal init" in tiny_pair.label and "noisy-bars (noise 0.3)" in tiny_pair.label
 
 
+@pytest.mark.parametrize("small_init", [True, False])
+def test_a_saved_cnn_run_comes_back_as_the_same_pair(tmp_path, small_init):
+    """train_cnn_and_save stores the run with its weights and init; pair_from_run rebuilds the
+    trained model and the exact model at init from it (the Feature Ansatz page's saved runs)."""
+    from convcov_core.runs import RunStore
+
+    store = RunStore(tmp_path / "runs.db")
+    pair = fa.train_cnn_and_save(tiny_config(), small_init=small_init, store=store)
+    [summary] = store.list()
+    assert pair.label.startswith(f"run #{summary.id}: ")
+    assert (summary.name, summary.variant, summary.has_weights) == (
+        fa.SAVED_CNN_NAME, fa.CNN_INITS[small_init], True)
+    run = store.get(summary.id)
+    assert set(run.history) == set(train.new_history()) and run.final["test_acc"] == pair.test_acc
+    back = fa.pair_from_run(run)
+    for mine, theirs in ((pair.trained, back.trained), (pair.initial, back.initial)):
+        for (name, a), b in zip(mine.state_dict().items(), theirs.state_dict().values()):
+            assert torch.equal(a, b), name
+
+
 def test_small_normal_init_sets_the_seed_scales():
     torch.manual_seed(0)
     model = fa.small_normal_init_(models.SmallCNN(1, 10, widths=(64, 64), kernel_sizes=(5, 3)))

@@ -106,6 +106,15 @@ def test_feature_tiny_training_end_to_end_and_analysis_widgets():
         getattr(at, kind)(key=key).set_value(value).run()
         assert_clean(at, f"{key} = {value!r}")
         assert charts(at) == 4
+    # the model trained here was saved: a reload offers it as a saved run, rebuilt with its init
+    assert at.markdown[1].value.startswith("**Model:** run #")  # saved, and says under which id
+    run_label = "feature-ansatz: cnn-8 on noisy-bars, k = 3, small-normal init"
+    reloaded = run_page(FEATURE, timeout=60)
+    reloaded.radio(key="source").set_value("A saved run (weights needed)").run()
+    assert run_label in reloaded.selectbox(key="run").value
+    reloaded.select_slider(key="n_images").set_value(16).run()
+    assert_clean(reloaded, "the saved CNN")
+    assert charts(reloaded) == 4 and list(reloaded.dataframe[0].value["layer"]) == ["block1.0"]
 
 
 def test_feature_training_can_be_cancelled():
