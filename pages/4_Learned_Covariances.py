@@ -7,7 +7,7 @@ import streamlit as st
 
 import app_jobs
 from app_support import page_setup, shown_errors
-from convcov_core import covariance, data, lab, train, ui
+from convcov_core import covariance, data, examples, lab, train, ui
 from convcov_core.plots import training as figures
 
 page_setup("Learned Covariances")
@@ -32,7 +32,10 @@ def saved_runs() -> dict:
 
 @st.cache_data(max_entries=8, show_spinner="Reading the run's covariances…")
 def run_set(store_path: str, run_id: int) -> lab.LearnedSet:
-    return lab.learned_from_run(app_jobs.job_manager().store.get(run_id))
+    store = app_jobs.job_manager().store
+    bundled = run_id == examples.stored_id(store)
+    name = f"the bundled example (run #{run_id})" if bundled else None
+    return lab.learned_from_run(store.get(run_id), name=name)
 
 
 @st.cache_data(max_entries=8, show_spinner="Fitting σ to every layer…")

@@ -95,6 +95,7 @@ def test_the_app_puts_the_example_in_a_fresh_store_and_the_pages_show_it():
     assert learned.radio(key="lc_source").value == "A saved run"
     assert learned.selectbox(key="lc_run").value.startswith(f"#{summary.id} example: convmixer-64/8")
     assert len(learned.get("plotly_chart")) == 5
+    assert f"the bundled example (run #{summary.id}): convmixer-64/8 on mnist5k" in learned.markdown[1].value
 
     lab_page = run_page(LAB, timeout=120)
     assert "Learned covariance" in lab_page.multiselect(key="lab_inits").options
