@@ -27,7 +27,7 @@ from .json_safe import json_safe
 from .matrix_files import load_matrix, save_tensor
 from .step import PRECISIONS
 from .text import duration
-from .train import (FREEZE_MODES, ComparisonResult, ProgressEvent, TrainConfig, compare,
+from .train import (FREEZE_MODES, ComparisonResult, ProgressEvent, RunResult, TrainConfig, compare,
                     device_and_precision, variants_for)
 
 class UsageError(Exception):
@@ -178,14 +178,18 @@ def _store(args):
     return RunStore(args.db)
 
 
+def _run_or_example(args, run_id) -> RunResult:
+    """A stored run, or the bundled example when run_id is None or "example"."""
+    return examples.load_example() if run_id in (None, "example") else _store(args).get(run_id)
+
+
 def _learned_covariances(args) -> list:
     """The covariances --learned-from names: a stored run's, or the bundled example's (the default)."""
+    run = _run_or_example(args, args.learned_from)
     if args.learned_from in (None, "example"):
-        run = examples.load_example()
         print(f"learned init: covariances of the bundled example ({run.config.model}, k = "
               f"{run.config.kernel_size}, on {run.config.dataset})", file=sys.stderr)
-        return run.covariances
-    covariances = _store(args).get(args.learned_from).covariances
+    covariances = run.covariances
     if not covariances:
         raise ValueError(f"run {args.learned_from} has no stored covariances to initialize from")
     return covariances
@@ -252,9 +256,8 @@ def _learned_set(args):
     if args.checkpoint is not None:
         state = models.load_state_dict(args.checkpoint, max_bytes=lab.max_upload_bytes())
         return lab.learned_from_state_dict(state, args.arch, Path(args.checkpoint).name)
-    if args.run is None:
-        return lab.learned_from_run(examples.load_example(), name="the bundled example")
-    return lab.learned_from_run(_store(args).get(args.run))
+    return lab.learned_from_run(_run_or_example(args, args.run),
+                                name="the bundled example" if args.run is None else None)
 
 
 def cmd_learned(args) -> int:

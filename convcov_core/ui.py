@@ -132,14 +132,15 @@ def run_label(summary) -> str:
     return f"#{summary.id}{name} {summary.model} on {summary.dataset}{k}, {init_name} init{acc}"
 
 
-def runs_with_covariances() -> list:
-    """Summaries of stored runs that saved per-layer covariances; [] when the run store
-    (convcov_core.runs and what it imports) is not installed."""
+def runs_with_learned_covariances() -> list:
+    """Summaries of stored runs that trained their depthwise filters and saved their covariances
+    (a run with frozen filters ends with its init's covariance: nothing learned); [] when the run
+    store (convcov_core.runs and what it imports) is not installed."""
     try:
         from . import runs
     except ImportError:
         return []
-    return [summary for summary in runs.RunStore().list() if summary.has_covariances]
+    return [s for s in runs.RunStore().list() if s.has_covariances and not s.freeze_filters]
 
 
 def learned_covariances(run_id: int) -> list[torch.Tensor]:

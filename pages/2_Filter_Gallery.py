@@ -77,8 +77,7 @@ st.markdown(
 )
 
 with shown_errors():
-    runs = [r for r in stored_runs_or_warning(ui.runs_with_covariances, "the learned scheme is hidden")
-            if not r.freeze_filters]  # frozen filters end as their init: nothing learned
+    runs = stored_runs_or_warning(ui.runs_with_learned_covariances, "the learned scheme is hidden")
     by_label = {ui.scheme_label(name): name for name in ui.scheme_names(include_learned=bool(runs))}
     with st.sidebar:
         st.header("Schemes")

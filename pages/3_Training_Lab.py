@@ -32,9 +32,7 @@ def available_datasets() -> dict:
 def learned_sources() -> dict:
     """Label -> ("set", name) or ("run", id) for every source of learned covariances."""
     sources = {lab.covariance_set_label(s): ("set", s.name) for s in lab.list_covariance_sets()}
-    for r in ui.runs_with_covariances():
-        if r.freeze_filters:  # its filters are its init's: nothing learned
-            continue
+    for r in ui.runs_with_learned_covariances():
         sources[f"run {ui.run_label(r)}"] = ("run", r.id)
     return sources
 

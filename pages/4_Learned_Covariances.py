@@ -21,13 +21,8 @@ UPLOAD_TYPES = ["safetensors", "pt", "pth", "bin", "ckpt"]
 
 
 def saved_runs() -> dict:
-    """Label -> run id of every stored run whose filters were trained (a run with frozen filters
-    ends with its init's covariance: nothing learned to show)."""
-    out = {}
-    for r in ui.runs_with_covariances():
-        if not r.freeze_filters:
-            out[ui.run_label(r)] = r.id
-    return out
+    """Label -> run id of every stored run whose filters were trained."""
+    return {ui.run_label(r): r.id for r in ui.runs_with_learned_covariances()}
 
 
 @st.cache_data(max_entries=8, show_spinner="Reading the run's covariances…")
