@@ -2,6 +2,8 @@
 default, with every widget at its extremes, and show the figures they promise; the gallery samples an
 uploaded covariance and names what is wrong with a bad one."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -223,3 +225,16 @@ def test_gallery_upload_never_unpickles(tmp_path):
     at = _upload(run_page(GALLERY), "evil.pt", torch_bytes({"x": _Payload(str(marker))}))
     assert not marker.exists() and not at.exception
     assert "unpickling" in at.error[0].value
+
+
+def test_explorer_outlines_the_selected_tile_and_keeps_the_tile_lines():
+    def shapes(at):
+        return json.loads(at.get("plotly_chart")[0].proto.spec)["layout"]["shapes"]
+
+    at = run_page(EXPLORER)  # k = 9, centre pixel (4, 4)
+    for row, top in ((4, 4 * 9 - 0.5), (0, -0.5)):
+        at.slider(key="pixel_row").set_value(row).run()
+        found = shapes(at)
+        outlines = [s for s in found if s.get("name") == "outline"]
+        assert sum(s.get("name") == "tile line" for s in found) == 2 * (9 - 1)
+        assert len(outlines) == 1 and outlines[0]["y0"] == top and outlines[0]["x0"] == 4 * 9 - 0.5

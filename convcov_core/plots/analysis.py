@@ -16,7 +16,7 @@ from plotly.colors import sample_colorscale
 from plotly.subplots import make_subplots
 
 from ..covariance import to_tiled
-from .covariance import DIVERGING, SEQUENTIAL, colour_range, downscale
+from .covariance import DIVERGING, SEQUENTIAL, colour_range, downscale, tile_line_shapes
 
 TRAINED_COLOUR = "#1f77b4"
 BOTTOM_LEGEND = dict(orientation="h", y=-0.3, yanchor="top", x=0, xanchor="left")
@@ -103,21 +103,10 @@ def matrix_pair_figure(agop, cnfm, *, kernel_size: int, channels: int, r: float,
         fig.update_yaxes(showgrid=False, zeroline=False, autorange="reversed", constrain="domain",
                          scaleanchor=f"x{'' if col == 1 else col}", row=1, col=col)
     if tiled:
-        for col in (1, 2):
-            _tile_lines(fig, kernel_size, row=1, col=col)
+        fig.update_layout(shapes=[shape for axes in ("", "2") for shape in tile_line_shapes(
+            kernel_size, colour="rgba(0,0,0,0.3)", width=1, axes=axes)])
     fig = _finish(fig, f"Pearson r = {r:.3f}", height)
     return fig.update_layout(margin=dict(l=10, r=10, t=70, b=10))
-
-
-def _tile_lines(fig: go.Figure, k: int, **where) -> None:
-    """Thin grey lines between the k x k tiles of a tiled view, in one subplot."""
-    n = k * k
-    for t in range(1, k):
-        edge = t * k - 0.5
-        fig.add_shape(type="line", x0=edge, x1=edge, y0=-0.5, y1=n - 0.5,
-                      line=dict(color="rgba(0,0,0,0.3)", width=1), **where)
-        fig.add_shape(type="line", x0=-0.5, x1=n - 0.5, y0=edge, y1=edge,
-                      line=dict(color="rgba(0,0,0,0.3)", width=1), **where)
 
 
 def eigenfilter_figure(filters, shares, *, height: int | None = None) -> go.Figure:

@@ -139,15 +139,16 @@ def _finish(fig: go.Figure, title: str, height: int) -> go.Figure:
     return fig
 
 
-def _tile_lines(fig: go.Figure, k: int) -> None:
-    """Thin white lines between the k x k tiles of a tiled view."""
+def tile_line_shapes(k: int, *, colour: str = "white", width: float = 0.6, axes: str = "") -> list[dict]:
+    """Layout shapes for thin lines between the k x k tiles of a tiled view, on the subplot whose
+    axes are x{axes}, y{axes}; set them all at once (fig.add_shape revalidates every shape each
+    time, which takes seconds for a few subplots)."""
     n = k * k
-    for t in range(1, k):
-        edge = t * k - 0.5
-        fig.add_shape(type="line", x0=edge, x1=edge, y0=-0.5, y1=n - 0.5,
-                      line=dict(color="white", width=0.6))
-        fig.add_shape(type="line", x0=-0.5, x1=n - 0.5, y0=edge, y1=edge,
-                      line=dict(color="white", width=0.6))
+    line = dict(color=colour, width=width)
+    ref = dict(xref=f"x{axes}", yref=f"y{axes}", type="line", line=line, name="tile line")
+    edges = [t * k - 0.5 for t in range(1, k)]
+    return ([dict(x0=e, x1=e, y0=-0.5, y1=n - 0.5, **ref) for e in edges]
+            + [dict(x0=-0.5, x1=n - 0.5, y0=e, y1=e, **ref) for e in edges])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -218,7 +219,7 @@ def covariance_figure(S, *, view: str = "tiled", per_block: bool = False, pickab
         fig.add_trace(_image_trace(z, zmin, zmax, scale))
         fig.add_trace(_colourbar_trace(zmin, zmax, scale, colourbar(bar_title, below=True)))
     if view == "tiled" and 1 < k <= TILE_LINES_MAX_K:
-        _tile_lines(fig, k)
+        fig.update_layout(shapes=tile_line_shapes(k))
     if pickable and view == "tiled":
         fig.add_trace(tile_picker_trace(k))
         fig.update_layout(hoverdistance=2)  # the heatmap's hover wins except right on a tile centre
@@ -229,14 +230,16 @@ def covariance_figure(S, *, view: str = "tiled", per_block: bool = False, pickab
 def outline_block(fig: go.Figure, k: int, view: str, i: int, j: int) -> None:
     """Frame the cells that hold block B[i, j]: tile (i, j) when tiled, row k*i + j when flat.
 
-    Replaces any earlier outline, so one figure can be re-framed for each selected pixel.
+    Replaces any earlier outline (and keeps the tile lines), so one figure can be re-framed for
+    each selected pixel.
     """
     if view == "tiled":
         x0, y0, x1, y1 = j * k - 0.5, i * k - 0.5, (j + 1) * k - 0.5, (i + 1) * k - 0.5
     else:
         x0, y0, x1, y1 = -0.5, k * i + j - 0.5, k * k - 0.5, k * i + j + 0.5
-    fig.layout.shapes = [dict(type="rect", x0=x0, y0=y0, x1=x1, y1=y1,
-                              line=dict(color="#ff3d00", width=2))]
+    kept = [shape for shape in fig.layout.shapes if shape.name != "outline"]
+    fig.layout.shapes = kept + [dict(type="rect", x0=x0, y0=y0, x1=x1, y1=y1, name="outline",
+                                     line=dict(color="#ff3d00", width=2))]
 
 
 def tile_picker_trace(k: int) -> go.Scatter:
