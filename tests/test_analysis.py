@@ -410,3 +410,12 @@ def test_analysis_bad_input():
         analysis.feature_map(torch.eye(18), torch.ones(3, 5, 5), conv)
     with pytest.raises(ValueError, match="correlate"):
         analysis.pearson(torch.ones(3), torch.ones(4))
+
+
+@pytest.mark.parametrize("size", [15, 16, 33])
+def test_spectrum_from_the_half_spectrum_matches_the_full_fft(size):
+    filters = torch.randn(50, 7, 7, dtype=torch.float64, generator=torch.Generator().manual_seed(size))
+    full = torch.fft.fftshift(torch.fft.fft2(filters, s=(size, size)).abs().mean(dim=0))
+    spec = analysis.spectrum(filters, size=size)
+    assert spec.dtype == torch.float64 and spec.shape == (size, size)
+    assert torch.allclose(spec, full, rtol=1e-5, atol=1e-5)
