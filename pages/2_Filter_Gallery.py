@@ -36,6 +36,21 @@ def panel(scheme, k, n_show, n_sample, seed, sigma, run_id, layer, uploaded) -> 
                             sigma=sigma if scheme == "gaussian" else None, learned=learned)
 
 
+@st.cache_resource(max_entries=32, show_spinner=False)  # read-only figure: no unpickling
+def column_figures(scheme, k, n_show, n_sample, seed, sigma, run_id, layer, uploaded, width: int) -> tuple:
+    """One column's figures (filter grid, sample vs target covariance, mean |FFT|) for a column
+    `width` pixels wide, built once per setting."""
+    p = panel(scheme, k, n_show, n_sample, seed, sigma, run_id, layer, uploaded)
+    grid_columns = math.ceil(math.sqrt(n_show))
+    grid_height = int((width - 20) * math.ceil(n_show / grid_columns) / grid_columns) + 98
+    spectrum_title = f"Mean |FFT| of {min(n_sample, ui.SPECTRUM_FILTERS):,} filters"
+    return (plots.filter_grid_figure(p.filters, columns=grid_columns, height=grid_height,
+                                     title=f"{n_show} filters, {k} × {k}"),
+            plots.covariance_pair_figure(p.empirical, p.target, height=int((width - 20) * 0.47) + 118,
+                                         title=f"Covariance: error {p.relative_error:.3f}"),
+            plots.spectrum_figure(p.spectrum, title=spectrum_title, height=width + 70))
+
+
 def uploaded_covariance(k: int) -> np.ndarray | None:
     """The sidebar's covariance upload: the matrix to sample from, or None (problems shown). It is
     sampled at the gallery's kernel size k, resized like a learned covariance."""
@@ -119,21 +134,14 @@ with shown_errors():
     # bands: at a 1280 px window the main area is 820 px wide, split with 32 px gaps. A single
     # scheme's plots stop growing at 480 px.
     width = min(480, (820 - 32 * (len(schemes) - 1)) // len(schemes))
-    grid_columns = math.ceil(math.sqrt(n_show))
-    grid_height = int((width - 20) * math.ceil(n_show / grid_columns) / grid_columns) + 98
     for column, scheme in zip(st.columns(len(schemes), gap="medium"), schemes):
         with column:
             st.markdown(f"**{UPLOADED_LABEL if scheme == 'uploaded' else ui.scheme_label(scheme)}**")
-            p = panel(scheme, k, n_show, n_sample, st.session_state.seed, sigma, run_id, layer,
-                      uploaded if scheme == "uploaded" else None)
-            st.plotly_chart(plots.filter_grid_figure(p.filters, columns=grid_columns, height=grid_height,
-                                                     title=f"{n_show} filters, {k} × {k}"),
-                            config={"displaylogo": False})
-            st.plotly_chart(plots.covariance_pair_figure(
-                p.empirical, p.target, title=f"Covariance: error {p.relative_error:.3f}",
-                height=int((width - 20) * 0.47) + 118), config={"displaylogo": False})
+            grid, pair, spectrum = column_figures(scheme, k, n_show, n_sample, st.session_state.seed, sigma,
+                                                  run_id, layer, uploaded if scheme == "uploaded" else None,
+                                                  width)
+            st.plotly_chart(grid, config={"displaylogo": False})
+            st.plotly_chart(pair, config={"displaylogo": False})
             st.caption(f"Tiled covariance of {n_sample:,} filters (sample) vs the scheme's target; "
                        "error = ‖sample − target‖_F / ‖target‖_F.")
-            st.plotly_chart(plots.spectrum_figure(
-                p.spectrum, title=f"Mean |FFT| of {min(n_sample, ui.SPECTRUM_FILTERS):,} filters",
-                height=width + 70), config={"displaylogo": False})
+            st.plotly_chart(spectrum, config={"displaylogo": False})

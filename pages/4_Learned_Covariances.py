@@ -48,6 +48,23 @@ def transferred(key: str, _learned: lab.LearnedSet, k: int, depth: int) -> list:
     return covariance.transfer(_learned.covariances, k, depth)
 
 
+@st.cache_resource(max_entries=8, show_spinner=False)  # read-only figure: no unpickling
+def layers_figure(key: str, _learned: lab.LearnedSet, titles: list[str]):
+    """The grid of every layer's covariance (built once per set: large k makes it slow to draw)."""
+    depth = _learned.depth
+    return figures.layer_grid_figure(_learned.covariances, titles, columns=min(depth, 6),
+                                     panel_height=190 if depth > 6 else 230)
+
+
+@st.cache_resource(max_entries=8, show_spinner=False)  # read-only figure: no unpickling
+def transfer_figure(key: str, _learned: lab.LearnedSet, k: int, depth: int):
+    """The transferred covariances as a grid: all layers up to 12, else every (depth // 12)th."""
+    step = 1 if depth <= 12 else depth // 12
+    shown = transferred(key, _learned, k, depth)[::step]
+    return figures.layer_grid_figure(shown, [f"layer {1 + i * step} of {depth}" for i in range(len(shown))],
+                                     columns=min(len(shown), 6), panel_height=180)
+
+
 def upload_limit() -> int:
     """Bytes a checkpoint may have: CONVCOV_MAX_CHECKPOINT_MB within Streamlit's server.maxUploadSize."""
     return lab.max_upload_bytes(ceiling_mb=st.get_option("server.maxUploadSize"))
@@ -153,8 +170,7 @@ def analysis(learned: lab.LearnedSet, key: str, name_hint: str) -> None:
 
     st.subheader("Every layer's learned covariance")
     titles = [layer_title(i, n, f) for i, (n, f) in enumerate(zip(learned.layer_names, fits))]
-    st.plotly_chart(figures.layer_grid_figure(learned.covariances, titles, columns=min(depth, 6),
-                                              panel_height=190 if depth > 6 else 230), config=CHART)
+    st.plotly_chart(layers_figure(key, learned, titles), config=CHART)
     st.caption("Tiled view (tile (i, j) shows how pixel (i, j) co-varies with every pixel), each layer "
                "divided by its mean variance. Titles: the σ of the closed-form Gaussian that fits the "
                "layer best, and how well it fits (Pearson r over all entries; 1 = exactly Gaussian).")
@@ -201,20 +217,16 @@ def analysis(learned: lab.LearnedSet, key: str, name_hint: str) -> None:
     max_k = max(min(31, ui.max_kernel_size()), k)
     new_k = c1.slider("Kernel size k′", 3, max_k, k, step=2 if k % 2 else 1, key="lc_new_k")
     new_depth = c2.slider("Depth L′", 1, 32, depth, key="lc_new_depth")
-    moved = transferred(key, learned, new_k, new_depth)
-    shown = moved if new_depth <= 12 else moved[:: max(1, new_depth // 12)]
-    step = 1 if new_depth <= 12 else max(1, new_depth // 12)
-    st.plotly_chart(figures.layer_grid_figure(shown, [f"layer {1 + i * step} of {new_depth}"
-                                                      for i in range(len(shown))],
-                                              columns=min(len(shown), 6), panel_height=180), config=CHART)
-    if new_depth > 12:
-        st.caption(f"Every {step}th of the {new_depth} layers shown.")
+    st.plotly_chart(transfer_figure(key, learned, new_k, new_depth), config=CHART)
+    if new_depth >= 24:
+        st.caption(f"One layer in {new_depth // 12} of the {new_depth} shown.")
     default_name = re.sub(r"[^A-Za-z0-9_.\-]+", "-", f"{name_hint}-k{new_k}-d{new_depth}").strip("-")[:60]
     n1, n2 = st.columns([2, 1], vertical_alignment="bottom")
     name = n1.text_input("Name for the Training Lab", default_name, key=f"lc_set_name_{default_name}",
                          max_chars=60)
     if n2.button("Use as init", key="lc_use", type="primary"):
-        path = lab.save_covariance_set(name, moved, source=learned.source)
+        path = lab.save_covariance_set(name, transferred(key, learned, new_k, new_depth),
+                                       source=learned.source)
         st.session_state.learned_init = lab.covariance_set_label(
             lab.CovarianceSetInfo(path.stem, new_k, new_depth, learned.source))
         st.success(f"Saved as covariance set '{name.strip()}'. Open the Training Lab and add *Learned "

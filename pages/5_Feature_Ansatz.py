@@ -76,20 +76,43 @@ def training_area(config, init_choice: str, epochs: int) -> None:
         st.error(f"Training failed: {status.message}")
 
 
+@st.cache_resource
+def saved_run_memo() -> dict:
+    """CNFA comparisons of saved runs (their weights never change), shared by every visitor."""
+    return {}
+
+
 def cnfa(key, pair: fa.ModelPair, n_images: int, outputs) -> fa.CNFAComparison:
-    """The trained-vs-init CNFA comparison, computed once per model and settings in this session."""
-    memo = st.session_state.setdefault("cnfa_memo", {})
+    """The trained-vs-init CNFA comparison, computed once per model and settings: in this session
+    for a model trained here, on this server for a saved run."""
+    memo = saved_run_memo() if key[0] == "run" else st.session_state.setdefault("cnfa_memo", {})
     memo_key = (key, n_images, outputs)
-    if memo_key not in memo:
+    comparison = memo.get(memo_key)
+    if comparison is None:
         text = f"Patch-AGOPs of the trained model and at init on {n_images} test images…"
         bar = st.progress(0.0, text=text)
         inputs = fa.analysis_images(pair.config, n_images)
-        memo[memo_key] = fa.compare_cnfa(pair, inputs, outputs=outputs,
-                                         progress=lambda done: bar.progress(done, text=text))
+        comparison = memo[memo_key] = fa.compare_cnfa(pair, inputs, outputs=outputs,
+                                                      progress=lambda done: bar.progress(done, text=text))
         bar.empty()
         for old in list(memo)[:-MEMO_SIZE]:
-            del memo[old]
-    return memo[memo_key]
+            memo.pop(old, None)
+    return comparison
+
+
+@st.cache_resource(max_entries=16, show_spinner=False)  # read-only figure: no unpickling
+def feature_maps_figure(key, which: str, matrix: str, layers: tuple, index: int, picture: str, *,
+                        _pair: fa.ModelPair, _comparison: fa.CNFAComparison):
+    """Feature maps of test image #index and a natural picture under each layer's M; `key` names
+    the model and the comparison's settings (the key of cnfa()'s memo)."""
+    model = _pair.trained if which == "trained" else _pair.initial
+    rows = {r["name"]: r for r in (_comparison.trained if which == "trained" else _comparison.initial)}
+    matrices = {name: rows[name][matrix] for name in layers}
+    images = [fa.analysis_images(_pair.config, index + 1)[index],
+              fa.natural_images([picture], NATURAL_SIZE, _pair.info)[0]]
+    maps = [[m.numpy() for m in fa.layer_feature_maps(model, matrices, image).values()] for image in images]
+    return figures.feature_map_figure([fa.to_pixels(image, _pair.info) for image in images], maps,
+                                      [f"test image #{index}", picture], list(layers))
 
 
 st.title("Feature Ansatz")
@@ -149,7 +172,8 @@ with shown_errors():
 
     accuracy = f", test accuracy {pair.test_acc:.1f}%" if pair.test_acc is not None else ""
     st.markdown(f"**Model:** {pair.label}{accuracy}.")
-    comparison = cnfa(key, pair, n_images, "all" if outputs == "all outputs" else "predicted")
+    gradients_of = "all" if outputs == "all outputs" else "predicted"
+    comparison = cnfa(key, pair, n_images, gradients_of)
     table = comparison.table()
 
     st.subheader("r(AGOP, CNFM) per layer: trained vs at initialization")
@@ -201,15 +225,8 @@ with shown_errors():
     if len(names) > 1:
         n_layers = f3.slider("Layers shown", 1, min(4, len(names)), min(3, len(names)), key="map_layers")
     shown_layers = names[:n_layers]
-    model = pair.trained if which == "trained" else pair.initial
-    rows = {r["name"]: r for r in (comparison.trained if which == "trained" else comparison.initial)}
-    matrices = {name: rows[name][matrix] for name in shown_layers}
-    images = [fa.analysis_images(pair.config, int(index) + 1)[int(index)],
-              fa.natural_images([picture], NATURAL_SIZE, pair.info)[0]]
-    maps = [[m.numpy() for m in fa.layer_feature_maps(model, matrices, image).values()] for image in images]
-    st.plotly_chart(figures.feature_map_figure(
-        [fa.to_pixels(image, pair.info) for image in images], maps,
-        [f"test image #{int(index)}", picture], shown_layers), config=CHART)
+    st.plotly_chart(feature_maps_figure((key, n_images, gradients_of), which, matrix, tuple(shown_layers), int(index), picture,
+                                        _pair=pair, _comparison=comparison), config=CHART)
     st.caption("Each map scaled to its own maximum: bright where M responds strongly to the patch "
                "the layer reads there. Edge detectors trace the strokes of digits and the outlines "
                "of objects; eigenvectors that do not sum to zero also respond to plain brightness "
