@@ -2,6 +2,8 @@
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PORT   ?= 8501
+# pytest-xdist workers for `make test` (auto: one per CPU core)
+TEST_WORKERS ?= auto
 STAMP  := $(VENV)/.installed
 
 .PHONY: install run test bench clean
@@ -19,7 +21,7 @@ run: install
 	PYTHON=$(PY) PORT=$(PORT) ./bin/serve
 
 test: install
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist worksteal --durations=10
 
 bench: install
 	for b in benchmarks/*.py; do $(PY) $$b || exit 1; done

@@ -6,7 +6,10 @@ import pytest
 import streamlit as st
 import torch
 
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+# pytest-xdist workers share the cores: each gets its share, so two workers on two cores do not
+# fight over four threads.
+WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+torch.set_num_threads(max(1, min(2, (os.cpu_count() or 1) // WORKERS)))
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -20,3 +23,13 @@ def _isolated_convcov_home(tmp_path_factory):
     st.cache_resource.clear()
     yield
     patch.undo()
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The fuzz test's counts (its "fuzz" user properties, which xdist brings back from the workers)."""
+    lines = sorted(value for report in terminalreporter.stats.get("passed", [])
+                   for name, value in report.user_properties if name == "fuzz")
+    if lines:
+        terminalreporter.section("fuzz counts")
+        for line in lines:
+            terminalreporter.line(line)
