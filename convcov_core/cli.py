@@ -312,6 +312,12 @@ def cmd_download(args) -> int:
     return 0
 
 
+def _init_of(model: str, init: str, variant: str | None) -> str:
+    """A run's init as listed: a Feature Ansatz CNN has no depthwise scheme, its init is its variant
+    (small-normal or pytorch-default)."""
+    return variant if variant and models.parse_spec(model)["kind"] == "cnn" else init
+
+
 def cmd_runs_list(args) -> int:
     store = _store(args)
     if args.comparisons:
@@ -329,7 +335,7 @@ def cmd_runs_list(args) -> int:
         print(json.dumps([vars(r) for r in items], indent=1))
         return 0
     rows = [[r.id, r.created, r.variant or r.name or "", r.dataset, r.model, _fmt(r.kernel_size, "d"),
-             _fmt(r.depth, "d"), r.init, "yes" if r.freeze_filters else "no", r.seed, r.status,
+             _fmt(r.depth, "d"), _init_of(r.model, r.init, r.variant), "yes" if r.freeze_filters else "no", r.seed, r.status,
              _fmt(r.test_acc), _fmt(r.wall_time, ".0f"), _fmt(r.comparison_id, "d", "")] for r in items]
     print(format_table(["id", "created", "variant/name", "dataset", "model", "k", "depth", "init", "frozen",
                         "seed", "status", "test acc %", "s", "comparison"], rows)
@@ -345,7 +351,8 @@ def cmd_runs_show(args) -> int:
     run = store.get(args.id)
     c = run.config
     print(f"run {run.id}: {run.status} - {run.message}")
-    print(f"{c.model} k={c.kernel_size} p={c.patch_size} on {c.dataset}; init {c.init}"
+    init_name = _init_of(c.model, c.init, run.variant)
+    print(f"{c.model} k={c.kernel_size} p={c.patch_size} on {c.dataset}; init {init_name}"
           f"{' (filters frozen)' if c.freeze_filters else ''}; seed {c.seed}; {c.epochs} epoch(s), "
           f"batch {c.batch_size}, lr {c.lr:g}; {run.device}, {run.precision}, {duration(run.wall_time, compact=True)}")
     h = run.history

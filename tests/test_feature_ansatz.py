@@ -4,7 +4,7 @@ feature maps, and the Frequency View's filters, spectra, effective sizes and sig
 import pytest
 import torch
 
-from convcov_core import analysis, covariance, data, feature_ansatz as fa, models, train
+from convcov_core import analysis, cli, covariance, data, feature_ansatz as fa, models, train
 
 TINY = {"n_train": 64, "n_test": 16, "image_size": 12, "bar_size": 4}
 
@@ -58,7 +58,7 @@ def test_train_cnn_trains_and_keeps_the_exact_initial_model(tiny_pair):
 
 
 @pytest.mark.parametrize("small_init", [True, False])
-def test_a_saved_cnn_run_comes_back_as_the_same_pair(tmp_path, small_init):
+def test_a_saved_cnn_run_comes_back_as_the_same_pair(tmp_path, small_init, capsys):
     """train_cnn_and_save stores the run with its weights and init; pair_from_run rebuilds the
     trained model and the exact model at init from it (the Feature Ansatz page's saved runs)."""
     from convcov_core.runs import RunStore
@@ -75,6 +75,11 @@ def test_a_saved_cnn_run_comes_back_as_the_same_pair(tmp_path, small_init):
     for mine, theirs in ((pair.trained, back.trained), (pair.initial, back.initial)):
         for (name, a), b in zip(mine.state_dict().items(), theirs.state_dict().values()):
             assert torch.equal(a, b), name
+    # the CLI lists and shows its real init, not the depthwise scheme a CNN does not have
+    for command in (["runs", "list"], ["runs", "show", str(summary.id)]):
+        assert cli.main([*command, "--db", str(store.path)]) == 0
+        out = capsys.readouterr().out
+        assert fa.CNN_INITS[small_init] in out and " default " not in out.replace("pytorch-default", "")
 
 
 def test_small_normal_init_sets_the_seed_scales():
