@@ -129,14 +129,18 @@ def _selected_outputs(out: torch.Tensor, outputs) -> list[torch.Tensor]:
 
 
 def _gradient_gram(conv: nn.Conv2d, grad_z: torch.Tensor) -> torch.Tensor:
-    """sum over batch and positions of g g^T: (c_out, c_out), or (c_in, m, m) for depthwise."""
-    g = grad_z.to(torch.float64)
+    """sum over batch and positions of g g^T: (c_out, c_out), or (c_in, m, m) for depthwise.
+    Computed in the model's dtype (a float32 model's gradients are float32 anyway), returned in
+    float64 for the sum over batches."""
+    g = grad_z.detach()
     if conv_kind(conv) == "regular":
         g = g.transpose(0, 1).reshape(conv.out_channels, -1)
-        return g @ g.T
+        return (g @ g.T).to(torch.float64)
     mult = conv.out_channels // conv.in_channels
     g = g.reshape(g.shape[0], conv.in_channels, mult, -1)
-    return torch.einsum("bcmp,bcnp->cmn", g, g)
+    if mult == 1:  # one filter per channel: the gram is each channel's sum of squares
+        return g.pow(2).sum(dim=(0, 3))[..., None].to(torch.float64)
+    return torch.einsum("bcmp,bcnp->cmn", g, g).to(torch.float64)
 
 
 def _agop_from_gram(conv: nn.Conv2d, gram: torch.Tensor, n_inputs: int) -> torch.Tensor:
