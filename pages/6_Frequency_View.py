@@ -21,9 +21,8 @@ CHART = {"displaylogo": False}
 
 @st.cache_data(max_entries=8, show_spinner=False, ttl=60)
 def stored_runs() -> list:
-    from convcov_core import runs
-
-    return [s for s in runs.RunStore().list() if s.has_covariances]
+    """Saved runs whose filters were trained (a frozen run's filters are its init's)."""
+    return ui.runs_with_learned_covariances()
 
 
 @st.cache_data(max_entries=16, show_spinner="Sampling filters and computing spectra…")

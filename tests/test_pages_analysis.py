@@ -16,14 +16,15 @@ TINY = {"n_train": 64, "n_test": 16, "image_size": 12, "bar_size": 4}
 
 @pytest.fixture(scope="module")
 def run_store(tmp_path_factory):
-    """A private run store: a tiny ConvMixer run saved without weights, then one with its weights
-    (the newest, so the pages pick it first)."""
+    """A private run store: a tiny ConvMixer run saved without weights, one with frozen filters,
+    then one with its weights (the newest, so the pages pick it first)."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("CONVCOV_HOME", str(tmp_path_factory.mktemp("analysis_runs")))
         config = train.TrainConfig(dataset="noisy-bars", dataset_params=TINY, model="convmixer-8/2",
                                    kernel_size=5, patch_size=2, epochs=1, batch_size=16)
         store = runs.RunStore()
         store.save(train.train(config), name="no weights")
+        store.save(train.train(config.replace(freeze_filters=True)), name="frozen")
         store.save(train.train(config.replace(keep_state_dict=True)), name="tiny")
         st.cache_data.clear()  # the pages cache the run list
         yield store
@@ -141,6 +142,8 @@ def test_frequency_saved_run_sources(run_store):
         assert charts(at) == 4
         assert not [s for s in at.slider if s.key == "kernel_size"]  # the run's own k
         assert any("Diamonds" in c.value for c in at.caption)
+        offered = at.selectbox(key="run").options
+        assert len(offered) == 2 and not [label for label in offered if "frozen" in label]
 
 
 def test_feature_saved_run(run_store):
@@ -163,5 +166,5 @@ def test_feature_lists_only_saved_runs_that_kept_their_weights(run_store):
     at = run_page(FEATURE, timeout=60)
     at.radio(key="source").set_value("A saved run (weights needed)").run()
     labels = at.selectbox(key="run").options
-    assert len(labels) == 1 and "tiny" in labels[0]  # the run saved without weights is not offered
-    assert len(run_store.list()) == 2 and [s.has_weights for s in run_store.list()] == [True, False]
+    assert len(labels) == 1 and "tiny" in labels[0]  # the runs saved without weights are not offered
+    assert [s.has_weights for s in run_store.list()] == [True, False, False]
