@@ -335,8 +335,9 @@ def cmd_runs_list(args) -> int:
         print(json.dumps([vars(r) for r in items], indent=1))
         return 0
     rows = [[r.id, r.created, r.variant or r.name or "", r.dataset, r.model, _fmt(r.kernel_size, "d"),
-             _fmt(r.depth, "d"), _init_of(r.model, r.init, r.variant), "yes" if r.freeze_filters else "no", r.seed, r.status,
-             _fmt(r.test_acc), _fmt(r.wall_time, ".0f"), _fmt(r.comparison_id, "d", "")] for r in items]
+             _fmt(r.depth, "d"), _init_of(r.model, r.init, r.variant), "yes" if r.freeze_filters else "no",
+             r.seed, r.status, _fmt(r.test_acc), _fmt(r.wall_time, ".0f"), _fmt(r.comparison_id, "d", "")]
+            for r in items]
     print(format_table(["id", "created", "variant/name", "dataset", "model", "k", "depth", "init", "frozen",
                         "seed", "status", "test acc %", "s", "comparison"], rows)
           if rows else f"no runs in {store.path}")

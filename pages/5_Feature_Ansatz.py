@@ -225,8 +225,9 @@ with shown_errors():
     if len(names) > 1:
         n_layers = f3.slider("Layers shown", 1, min(4, len(names)), min(3, len(names)), key="map_layers")
     shown_layers = names[:n_layers]
-    st.plotly_chart(feature_maps_figure((key, n_images, gradients_of), which, matrix, tuple(shown_layers), int(index), picture,
-                                        _pair=pair, _comparison=comparison), config=CHART)
+    maps = feature_maps_figure((key, n_images, gradients_of), which, matrix, tuple(shown_layers),
+                               int(index), picture, _pair=pair, _comparison=comparison)
+    st.plotly_chart(maps, config=CHART)
     st.caption("Each map scaled to its own maximum: bright where M responds strongly to the patch "
                "the layer reads there. Edge detectors trace the strokes of digits and the outlines "
                "of objects; eigenvectors that do not sum to zero also respond to plain brightness "
