@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import numpy as np
@@ -518,10 +518,19 @@ def sigma_curve(kernel_size: int, sigmas=CURVE_SIGMAS, *, n: int = 256, energy: 
 class FrequencyView:
     """The Frequency View of one source. fitted: per layer of a run, the closed-form sigma that best
     fits its learned covariance (covariance.fit_sigma, with r) and its filters' mean effective size,
-    to place the run's layers against the sigma curve; empty for a scheme."""
+    to place the run's layers against the sigma curve; empty for a scheme. layers: the filters."""
 
     summary: FrequencySummary
     fitted: list[dict]
+    layers: list[tuple[str, Tensor]] = field(default_factory=list, repr=False)
+
+    def at_energy(self, energy: float) -> FrequencyView:
+        """The same filters with effective sizes at another energy share; spectra and fits reused."""
+        sizes = [analysis.effective_size(filters, energy=energy) for _, filters in self.layers]
+        summary = replace(self.summary, energy=float(energy), effective_sizes=sizes)
+        fitted = [{**fit, "mean effective size": float(size.to(torch.float64).mean())}
+                  for fit, size in zip(self.fitted, sizes)]
+        return FrequencyView(summary, fitted, self.layers)
 
 
 def frequency_view(source: str, *, kernel_size: int = 9, n: int = 1024, sigma: float | None = None,
@@ -537,4 +546,4 @@ def frequency_view(source: str, *, kernel_size: int = 9, n: int = 1024, sigma: f
             fit, r = covariance.fit_sigma(S)
             fitted.append({"layer": name, "sigma": fit, "r": r,
                            "mean effective size": float(sizes.to(torch.float64).mean())})
-    return FrequencyView(summary, fitted)
+    return FrequencyView(summary, fitted, layers)

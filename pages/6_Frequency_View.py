@@ -25,15 +25,16 @@ def stored_runs() -> list:
     return ui.runs_with_learned_covariances()
 
 
-@st.cache_data(max_entries=16, show_spinner="Sampling filters and computing spectra…")
-def view(source, k, n, sigma, run_id, seed, energy) -> fa.FrequencyView:
+@st.cache_resource(max_entries=16, show_spinner="Sampling filters and computing spectra…")
+def view(source, k, n, sigma, run_id, seed) -> fa.FrequencyView:
+    """Filters, spectra and fits of one source (shared and only read: the energy slider derives
+    its effective sizes with at_energy, without sampling again)."""
     run = None
     if run_id is not None:
         from convcov_core import runs
 
         run = runs.RunStore().get(run_id)
-    return fa.frequency_view(source, kernel_size=k, n=n, sigma=sigma, run=run, seed=seed,
-                             energy=energy)
+    return fa.frequency_view(source, kernel_size=k, n=n, sigma=sigma, run=run, seed=seed)
 
 
 @st.cache_data(max_entries=16, show_spinner="Sampling the closed form at every σ…")
@@ -74,7 +75,7 @@ with shown_errors():
             st.caption("Saved runs appear here as sources once a training run with saved "
                        "covariances is in the run store.")
 
-    result = view(source, k, n, sigma if source == "gaussian" else None, run_id, int(seed), energy)
+    result = view(source, k, n, sigma if source == "gaussian" else None, run_id, int(seed)).at_energy(energy)
     summary = result.summary
 
     one_layer = len(summary.names) == 1

@@ -302,6 +302,19 @@ def test_frequency_view_places_a_runs_layers_at_their_fitted_sigma():
     assert fa.frequency_view("default", kernel_size=3, n=16).fitted == []
 
 
+@pytest.mark.parametrize("source", ["learned", "trained"])
+def test_a_view_at_another_energy_equals_the_view_computed_at_it(source):
+    run = fake_run()
+    default = fa.frequency_view(source, n=64, run=run, seed=3)
+    moved = default.at_energy(0.5)
+    assert [f["mean effective size"] for f in moved.fitted] != [f["mean effective size"] for f in default.fitted]
+    direct = fa.frequency_view(source, n=64, run=run, seed=3, energy=0.5)
+    assert moved.summary.energy == direct.summary.energy == 0.5 and moved.fitted == direct.fitted
+    for a, b in zip(moved.summary.effective_sizes, direct.summary.effective_sizes, strict=True):
+        assert torch.equal(a, b)
+    assert all(torch.equal(a, b) for a, b in zip(moved.summary.spectra, direct.summary.spectra, strict=True))
+
+
 
 # ---------------------------------------------------------------------------------------------
 # Figures (convcov_core.plots.analysis)
