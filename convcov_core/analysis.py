@@ -483,7 +483,7 @@ def _filter_stack(filters) -> torch.Tensor:
 def spectrum(filters, size: int = 64) -> torch.Tensor:
     """Mean |FFT2| of the filters zero-padded to size x size, fftshifted (DC at [size//2, size//2]).
 
-    Computed in float32 (a plot's precision, five times faster) from the half spectrum rfft2 gives:
+    Computed in float32 (a plot's precision) from the half spectrum that rfft2 gives:
     real filters have |F(u, v)| = |F(-u, -v)|, which fills in the other half. Returns float64.
     """
     f = _filter_stack(filters)

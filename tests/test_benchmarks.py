@@ -13,6 +13,7 @@ SMOKE_RUNS = {
     "sampling.py": ["--quick", "--repeats", "1"],
     "train_throughput.py": ["--quick"],
     "explorer_latency.py": ["--quick"],
+    "page_reruns.py": ["--quick"],
     "agop_memory.py": ["--quick"],
     "depthwise_grad.py": ["--quick"],
     "precision_accuracy.py": ["--quick"],

@@ -1,0 +1,101 @@
+"""Rerun time of the pages that read the bundled example, after a widget move, through AppTest.
+
+    python benchmarks/page_reruns.py            # 8 moves per page
+    python benchmarks/page_reruns.py --quick    # 2 moves (smoke test)
+
+Each case opens a page on the bundled example network, moves one widget back and forth and times
+each rerun of the whole page script. The alternative, measured in the same run, is the same page with
+Streamlit's caches cleared before every rerun: what a rerun would cost if the page recomputed and
+redrew everything (the transferred covariances and their figures, a saved run's AGOPs, the sampled
+filters and their spectra). AppTest runs the script in-process: no browser or network time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("STREAMLIT_LOGGER_LEVEL", "error")  # AppTest's bare-mode warnings, not results
+os.environ.setdefault("CONVCOV_HOME", tempfile.mkdtemp(prefix="convcov-bench-"))
+
+import streamlit as st  # noqa: E402
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # pages import the top-level app_support module
+from app_support import NAVIGATION_KEY  # noqa: E402
+from convcov_core import examples  # noqa: E402
+from convcov_core.runs import RunStore  # noqa: E402
+
+# page, what is moved, the setup before timing ((kind, key, value) in order), the moved widget and its two values
+CASES = {
+    "Learned Covariances, layer slider after a transfer to k' = 25": (
+        "4_Learned_Covariances.py", [("slider", "lc_new_k", 25)], ("slider", "lc_layer", (2, 3))),
+    "Feature Ansatz on the example, eigenvector count": (
+        "5_Feature_Ansatz.py", [("radio", "source", "A saved run (weights needed)"),
+                                ("select_slider", "n_images", 16)], ("slider", "n_vectors", (4, 6))),
+    "Frequency View, learned covariance of the example, energy share": (
+        "6_Frequency_View.py", [("radio", "source", "Learned covariance of a saved run")],
+        ("slider", "energy", (0.8, 0.85))),
+}
+
+
+def widget(at: AppTest, kind: str, key: str):
+    return getattr(at, kind)(key=key)
+
+
+def page_after(page: str, setup: list) -> AppTest:
+    at = AppTest.from_file(str(ROOT / "pages" / page), default_timeout=600)
+    at.session_state[NAVIGATION_KEY] = True  # as behind app.py's navigation
+    at.run()
+    for kind, key, value in setup:
+        widget(at, kind, key).set_value(value).run()
+    assert not at.exception and not at.error, [e.value for e in [*at.exception, *at.error]]
+    return at
+
+
+def timed_moves(at: AppTest, move: tuple, moves: int, *, clear_cache: bool) -> list[float]:
+    """Seconds per rerun over `moves` moves of one widget between its two values."""
+    kind, key, values = move
+    for value in values:  # both values rendered once, so warm timings measure reruns
+        widget(at, kind, key).set_value(value).run()
+    times = []
+    for step in range(moves):
+        widget(at, kind, key).set_value(values[step % 2])
+        if clear_cache:
+            st.cache_data.clear()
+            st.cache_resource.clear()
+        start = time.perf_counter()
+        at.run()
+        times.append(time.perf_counter() - start)
+        assert not at.exception, [e.value for e in at.exception]
+    return times
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="two moves per page, for a smoke test")
+    args = parser.parse_args(argv)
+    moves = 2 if args.quick else 8
+    examples.add_to_store(RunStore())
+    print(f"{'case':<66} {'caches':<8} {'median s':>9} {'max s':>7}")
+    summary = []
+    for name, (page, setup, move) in CASES.items():
+        medians = {}
+        for clear in (False, True):
+            times = timed_moves(page_after(page, setup), move, moves, clear_cache=clear)
+            label = "cleared" if clear else "warm"
+            medians[label] = statistics.median(times)
+            print(f"{name:<66} {label:<8} {medians[label]:9.3f} {max(times):7.3f}")
+        summary.append(f"{page.split('_', 1)[1][:-3].replace('_', ' ')}: {medians['warm'] * 1000:.0f} ms "
+                       f"({medians['cleared'] / medians['warm']:.0f}x faster than uncached)")
+    print("summary: median rerun after a widget move, " + "; ".join(summary))
+
+
+if __name__ == "__main__":
+    main()
