@@ -25,7 +25,7 @@ def stored_runs() -> list:
     return ui.runs_with_learned_covariances()
 
 
-@st.cache_resource(max_entries=16, show_spinner="Sampling filters and computing spectra…")
+@st.cache_resource(max_entries=8, show_spinner="Sampling filters and computing spectra…")
 def view(source, k, n, sigma, run_id, seed) -> fa.FrequencyView:
     """Filters, spectra and fits of one source (shared and only read: the energy slider derives
     its effective sizes with at_energy, without sampling again)."""
