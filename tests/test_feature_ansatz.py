@@ -345,3 +345,17 @@ def test_cnfa_bar_figure_has_trained_and_init_bars_per_layer():
     assert list(fig.data[0].x) == ["a", "b"] and fig.layout.yaxis.range[0] == -0.2
     with pytest.raises(ValueError):
         figures.cnfa_bar_figure([])
+
+
+def test_effective_size_figure_names_each_layers_mean_and_grows_with_its_legend():
+    from convcov_core.plots import analysis as figures
+
+    one = figures.effective_size_figure([torch.tensor([9, 9, 7, 9])], ["Gaussian σ = 2"],
+                                        kernel_size=9, energy=0.9)
+    assert [t.name for t in one.data] == ["Gaussian σ = 2: 8.5"] and one.layout.showlegend
+    assert list(one.data[0].y) == [0, 0, 0, 0.25, 0.75]  # shares at sides 1, 3, 5, 7, 9
+    names = [f"blocks.{i}" for i in range(8)]
+    eight = figures.effective_size_figure([torch.full((4,), 3)] * 8, names, kernel_size=9, energy=0.9)
+    assert eight.data[7].name == "blocks.7: 3.0"
+    assert eight.layout.legend.entrywidthmode == "fraction"  # two columns under the plot
+    assert eight.layout.height - one.layout.height == 3 * 22  # three more legend rows

@@ -34,6 +34,16 @@ def _finish(fig: go.Figure, title: str, height: int) -> go.Figure:
     return fig
 
 
+def _legend_below(fig: go.Figure, entries: int, height: int, title: str = "") -> int:
+    """Put the legend (and its title, if any) under the plot in two equal columns; one entry
+    without a title needs none. Returns the figure height grown by the legend's extra rows, so
+    the plot keeps its size and the legend clears the axis title."""
+    fig.update_layout(showlegend=entries > 1 or bool(title),
+                      legend=dict(BOTTOM_LEGEND, entrywidth=0.5, entrywidthmode="fraction",
+                                  title=dict(text=title, side="top")))
+    return height + 22 * (max(0, math.ceil(entries / 2) - 1) + bool(title))
+
+
 def _numpy(x) -> np.ndarray:
     return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
 
@@ -211,8 +221,7 @@ def radial_profile_figure(radii, profiles, names: list[str], *, size: int,
                                                "<extra></extra>"))
     fig.update_xaxes(title_text="radial frequency (cycles/pixel)", range=[0, 0.5])
     fig.update_yaxes(title_text="mean |FFT| / max", rangemode="tozero")
-    fig.update_layout(showlegend=len(names) > 1, legend=BOTTOM_LEGEND)
-    return _finish(fig, "Radial profile of the spectrum", height)
+    return _finish(fig, "Radial profile of the spectrum", _legend_below(fig, len(names), height))
 
 
 def effective_size_figure(sizes, names: list[str], *, kernel_size: int, energy: float,
@@ -223,12 +232,13 @@ def effective_size_figure(sizes, names: list[str], *, kernel_size: int, energy: 
     for s, name, colour in zip(sizes, names, layer_colours(len(names))):
         s = _numpy(torch.as_tensor(s)).astype(int)
         share = np.array([(s == side).mean() for side in sides])
-        fig.add_trace(go.Bar(x=sides, y=share, name=f"{name} (mean {s.mean():.1f})", marker_color=colour,
+        fig.add_trace(go.Bar(x=sides, y=share, name=f"{name}: {s.mean():.1f}", marker_color=colour,
                              hovertemplate=f"{name}<br>size %{{x}}: %{{y:.1%}} of filters<extra></extra>"))
     fig.update_xaxes(title_text=f"effective size (pixels, {energy:.0%} of the energy)", tickvals=sides,
                      range=[0, kernel_size + 1])
     fig.update_yaxes(title_text="share of filters", tickformat=".0%")
-    fig.update_layout(barmode="group", showlegend=True, legend=BOTTOM_LEGEND)
+    fig.update_layout(barmode="group")
+    height = _legend_below(fig, len(names), height, title="mean effective size (pixels)")
     return _finish(fig, f"Effective sizes ({kernel_size} x {kernel_size} filters)", height)
 
 
