@@ -332,17 +332,21 @@ def _wants_stop(answer) -> bool:
 
 
 def train(config: TrainConfig, callback: Callback | None = None, *, variant: str | None = None,
-          run_index: int = 0, n_runs: int = 1, sync_every: int | None = None) -> RunResult:
+          run_index: int = 0, n_runs: int = 1, sync_every: int | None = None,
+          model: torch.nn.Module | None = None) -> RunResult:
     """Train one model as `config` says; `callback(event)` returning True or "stop" cancels the run.
 
     A non-finite loss stops the run as "diverged" (history up to that step kept). Losses are read
     back from the device every `sync_every` steps (default: 1 on CPU, 16 on accelerators), so step
     events and the divergence check come in groups of that size. config.threads, when set, is the
-    number of CPU threads torch uses during the run (restored afterwards).
+    number of CPU threads torch uses during the run (restored afterwards). `model`: train this
+    model from its weights as they are (moved to the device and trained in place) instead of
+    build_model_for(config): models without depthwise filters to initialize, such as the Feature
+    Ansatz's plain CNNs.
     """
     config.validate()
     with _cpu_threads(config.threads):
-        return _train(config, callback, variant, run_index, n_runs, sync_every)
+        return _train(config, callback, variant, run_index, n_runs, sync_every, model)
 
 
 @contextlib.contextmanager
@@ -356,7 +360,7 @@ def _cpu_threads(n: int | None):
         torch.set_num_threads(previous)
 
 
-def _train(config: TrainConfig, callback, variant, run_index, n_runs, sync_every) -> RunResult:
+def _train(config: TrainConfig, callback, variant, run_index, n_runs, sync_every, model) -> RunResult:
     started = time.perf_counter()
     device = resolve_device(config.device)
     train_x, train_y, test_x, test_y, info = load_training_data(config)
@@ -364,7 +368,8 @@ def _train(config: TrainConfig, callback, variant, run_index, n_runs, sync_every
         raise ValueError(f"dataset {config.dataset!r} has no training or no test images")
     batch, per_epoch, total = plan_steps(config, len(train_y))
 
-    model = build_model_for(config, info)
+    if model is None:
+        model = build_model_for(config, info)
     if config.freeze_filters:
         for _, conv in init.depthwise_convs(model):
             conv.weight.requires_grad_(False)

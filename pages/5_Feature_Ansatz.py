@@ -53,7 +53,7 @@ def training_area(config, init_choice: str, epochs: int) -> None:
                   args=(config, init_choice == INITS[0]), disabled=mine is not None)
     about.caption(f"{fa.describe_model(config)}, {init_choice} init, on {fa.describe_dataset(config)}, "
                   f"{epochs} epoch(s): conv + ReLU + 2 × 2 max pooling blocks, AdamW. Change it in "
-                  "the sidebar. Training runs in the background: about 20 s for the default on a "
+                  "the sidebar. Training runs in the background: about 5 s for the default on a "
                   "free CPU core, longer on a busy server. The trained model is saved: find it "
                   "later under *A saved run*.")
     app_jobs.show_message(SLOT)

@@ -52,7 +52,7 @@ def test_train_cnn_trains_and_keeps_the_exact_initial_model(tiny_pair):
         assert torch.equal(p0, p1), name
         assert not torch.equal(p1, p2), f"{name} did not move in training"
     steps = (TINY["n_train"] // 16) * 1
-    assert tiny_pair.history["step"] == list(range(1, steps + 1))
+    assert tiny_pair.run.history["step"] == list(range(1, steps + 1))
     assert 0 <= tiny_pair.test_acc <= 100
     assert "small normal init" in tiny_pair.label and "noisy-bars (noise 0.3)" in tiny_pair.label
 
@@ -101,7 +101,13 @@ def test_train_cnn_reports_progress_and_can_be_cancelled():
 
     seen = []
     stopped = fa.train_cnn(tiny_config(), lambda e: seen.append(e) or "stop")
-    assert stopped is None and len(seen) == 1
+    assert stopped is None and [e.kind for e in seen] == ["step", "done"]
+    assert seen[-1].status == "cancelled"
+
+
+def test_train_cnn_says_when_training_diverges():
+    with pytest.raises(ValueError, match="training diverged: loss became"):
+        fa.train_cnn(tiny_config(lr=1e12))
 
 
 def test_train_cnn_refuses_models_that_are_not_plain_cnns():
