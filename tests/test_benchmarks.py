@@ -17,6 +17,7 @@ SMOKE_RUNS = {
     "agop_memory.py": ["--quick"],
     "depthwise_grad.py": ["--quick"],
     "precision_accuracy.py": ["--quick"],
+    "served_training.py": ["--quick"],
     "cnfa_table.py": ["--epochs", "1", "--layers", "1", "--width", "4", "--images", "4", "--threads", "1"],
 }
 

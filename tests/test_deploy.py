@@ -44,6 +44,15 @@ def test_dockerfile_is_a_safe_demo_image():
     assert ".git" in ignored and ".venv" in ignored
 
 
+def test_served_app_runs_without_a_file_watcher():
+    """Streamlit's default watcher slowed training jobs in the server 3-4x (benchmarks/served_training.py)."""
+    import tomllib
+
+    config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
+    assert config["server"]["fileWatcherType"] == "none"
+    assert "fileWatcherType" not in (ROOT / "bin" / "serve").read_text()
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
