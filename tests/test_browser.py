@@ -31,3 +31,19 @@ def test_every_page_renders_without_errors():
     print(f"screenshots of {len(targets)} pages: {shots}")
     listing = "\n".join(f"{name}: {message}" for name, found in problems.items() for message in found)
     assert not problems, f"problems seen in the browser:\n{listing}"
+
+
+def test_the_readme_screenshot_script_takes_its_shots(tmp_path):
+    """docs/take_screenshots.py (run by hand to refresh docs/screenshots/): the cheap shots."""
+    import subprocess
+    import sys
+
+    from browser_helpers import ROOT
+    from PIL import Image
+
+    result = subprocess.run([sys.executable, str(ROOT / "docs" / "take_screenshots.py"), "home", "explorer",
+                             "--out", str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert Image.open(tmp_path / "home.png").size == (1280, 900)
+    width, height = Image.open(tmp_path / "covariance_explorer.png").size
+    assert width == 1280 and height > 1500  # the whole page, not the window

@@ -363,5 +363,5 @@ def test_effective_size_figure_names_each_layers_mean_and_grows_with_its_legend(
     names = [f"blocks.{i}" for i in range(8)]
     eight = figures.effective_size_figure([torch.full((4,), 3)] * 8, names, kernel_size=9, energy=0.9)
     assert eight.data[7].name == "blocks.7: 3.0"
-    assert eight.layout.legend.entrywidthmode == "fraction"  # two columns under the plot
-    assert eight.layout.height - one.layout.height == 3 * 22  # three more legend rows
+    assert eight.layout.legend.orientation == "v" and eight.layout.legend.y < 0  # one column below
+    assert eight.layout.height - one.layout.height == 7 * figures.LEGEND_ROW_PX  # seven more rows

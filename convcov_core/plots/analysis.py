@@ -20,6 +20,8 @@ from .covariance import DIVERGING, SEQUENTIAL, colour_range, downscale, tile_lin
 
 TRAINED_COLOUR = "#1f77b4"
 BOTTOM_LEGEND = dict(orientation="h", y=-0.3, yanchor="top", x=0, xanchor="left")
+LEGEND_ROW_PX = 20  # one legend entry
+AXIS_TITLE_PX = 56  # from the bottom of a plot to below its x-axis title
 INIT_COLOUR = "#aaaaaa"
 
 
@@ -34,14 +36,21 @@ def _finish(fig: go.Figure, title: str, height: int) -> go.Figure:
     return fig
 
 
-def _legend_below(fig: go.Figure, entries: int, height: int, title: str = "") -> int:
-    """Put the legend (and its title, if any) under the plot in two equal columns; one entry
-    without a title needs none. Returns the figure height grown by the legend's extra rows, so
-    the plot keeps its size and the legend clears the axis title."""
-    fig.update_layout(showlegend=entries > 1 or bool(title),
-                      legend=dict(BOTTOM_LEGEND, entrywidth=0.5, entrywidthmode="fraction",
-                                  title=dict(text=title, side="top")))
-    return height + 22 * (max(0, math.ceil(entries / 2) - 1) + bool(title))
+def _finish_with_legend_below(fig: go.Figure, title: str, height: int, entries: int,
+                               legend_title: str = "") -> go.Figure:
+    """_finish, with the legend in one column under the x-axis title; the figure grows by
+    LEGEND_ROW_PX per row, so the plot keeps its height and no entry overlaps another whatever
+    the width. One entry without a legend title needs no legend."""
+    fig = _finish(fig, title, height)
+    rows = entries + bool(legend_title) if entries > 1 or legend_title else 0
+    if not rows:
+        return fig.update_layout(showlegend=False)
+    plot_px = height - fig.layout.margin.t - fig.layout.margin.b
+    legend_px = LEGEND_ROW_PX * rows
+    return fig.update_layout(showlegend=True, height=height + legend_px,
+                             margin=dict(b=fig.layout.margin.b + legend_px + 10),
+                             legend=dict(orientation="v", x=0, xanchor="left", yanchor="top",
+                                         y=-AXIS_TITLE_PX / plot_px, title=dict(text=legend_title)))
 
 
 def _numpy(x) -> np.ndarray:
@@ -221,7 +230,7 @@ def radial_profile_figure(radii, profiles, names: list[str], *, size: int,
                                                "<extra></extra>"))
     fig.update_xaxes(title_text="radial frequency (cycles/pixel)", range=[0, 0.5])
     fig.update_yaxes(title_text="mean |FFT| / max", rangemode="tozero")
-    return _finish(fig, "Radial profile of the spectrum", _legend_below(fig, len(names), height))
+    return _finish_with_legend_below(fig, "Radial profile of the spectrum", height, len(names))
 
 
 def effective_size_figure(sizes, names: list[str], *, kernel_size: int, energy: float,
@@ -238,8 +247,8 @@ def effective_size_figure(sizes, names: list[str], *, kernel_size: int, energy: 
                      range=[0, kernel_size + 1])
     fig.update_yaxes(title_text="share of filters", tickformat=".0%")
     fig.update_layout(barmode="group")
-    height = _legend_below(fig, len(names), height, title="mean effective size (pixels)")
-    return _finish(fig, f"Effective sizes ({kernel_size} x {kernel_size} filters)", height)
+    return _finish_with_legend_below(fig, f"Effective sizes ({kernel_size} x {kernel_size} filters)",
+                                     height, len(names), "mean effective size (pixels)")
 
 
 def sigma_curve_figure(curve, *, current_sigma: float | None = None, fitted: list[dict] | None = None,

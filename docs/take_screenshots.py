@@ -1,0 +1,137 @@
+"""Take the README's screenshots (docs/screenshots/) from a live app in headless Chromium.
+
+    python docs/take_screenshots.py                    # all of them: about 5 minutes on 2 CPU cores
+    python docs/take_screenshots.py home frequency     # some of them (names below)
+    python docs/take_screenshots.py --out /tmp/shots   # somewhere else
+
+The app runs on a fresh run store, so the pages show what a first-time visitor sees: the bundled
+example network, a small CNN trained on the Feature Ansatz page, the Training Lab's learned preset run
+to the end. Full-page shots stretch the window to the page's height first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))  # the browser tests' server and Chromium helpers
+from browser_helpers import CHROMIUM, CHROMIUM_ARGS, streamlit_server, wait_until_rendered  # noqa: E402
+from convcov_core import covariance  # noqa: E402
+
+WIDTH = 1280  # window width (pixels)
+
+
+def full_page(page, path: Path) -> None:
+    """Stretch the window to the main area's height and save the whole page."""
+    height = page.evaluate("() => Math.max(...[...document.querySelectorAll('[data-testid=\"stMain\"], "
+                           "section')].map(e => e.scrollHeight), 800)")
+    page.set_viewport_size({"width": page.viewport_size["width"], "height": min(int(height), 6000)})
+    wait_until_rendered(page)
+    page.screenshot(path=str(path), full_page=True)
+
+
+def open_page(browser, base: str, path: str, width: int, height: int = 900):
+    page = browser.new_page(viewport={"width": width, "height": height})
+    page.goto(f"{base}/{path}")
+    wait_until_rendered(page)
+    return page
+
+
+def home(browser, base, out):
+    open_page(browser, base, "", WIDTH).screenshot(path=str(out / "home.png"))
+
+
+def explorer(browser, base, out):
+    full_page(open_page(browser, base, "Covariance_Explorer", WIDTH), out / "covariance_explorer.png")
+
+
+def gallery(browser, base, out):
+    full_page(open_page(browser, base, "Filter_Gallery", WIDTH), out / "filter_gallery.png")
+
+
+def gallery_upload(browser, base, out):
+    """A 7 x 7 Gaussian covariance with symmetric noise (not PSD), uploaded and projected."""
+    rng = np.random.default_rng(0)
+    noise = rng.normal(0.0, 0.08, (49, 49))
+    matrix = covariance.gaussian(7, 1.5).numpy() + (noise + noise.T) / 2
+    upload = Path(tempfile.mkdtemp()) / "my_cov.npy"
+    np.save(upload, matrix)
+    page = open_page(browser, base, "Filter_Gallery", WIDTH, 1000)
+    page.locator('[data-testid="stSidebar"] input[type="file"]').set_input_files(str(upload))
+    wait_until_rendered(page)
+    page.get_by_text("Project it onto the nearest PSD matrix").click()
+    wait_until_rendered(page)
+    page.locator('[data-testid="stSidebarUserContent"]').evaluate("e => e.parentElement.scrollTo(0, 1e6)")
+    page.screenshot(path=str(out / "filter_gallery_upload.png"))
+
+
+def lab(browser, base, out):
+    open_page(browser, base, "Training_Lab", WIDTH).screenshot(path=str(out / "3_training_lab.png"))
+
+
+def lab_learned(browser, base, out):
+    """The learned-vs-Gaussian-vs-default preset, run to its results (about 3 minutes on 2 cores)."""
+    page = open_page(browser, base, "Training_Lab", WIDTH)
+    page.locator('[data-testid="stSidebar"] [data-testid="stSelectbox"]').first.click()
+    page.get_by_role("option", name="Frozen filters: learned vs Gaussian vs default").click()
+    wait_until_rendered(page)
+    page.get_by_role("button", name="Run comparison").click()
+    page.get_by_role("heading", name="Results").wait_for(timeout=15 * 60 * 1000)
+    wait_until_rendered(page)
+    page.screenshot(path=str(out / "3_training_lab_learned.png"))
+
+
+def learned(browser, base, out):
+    full_page(open_page(browser, base, "Learned_Covariances", WIDTH), out / "4_learned_covariances.png")
+
+
+def feature_ansatz(browser, base, out):
+    page = open_page(browser, base, "Feature_Ansatz", WIDTH)
+    page.get_by_role("button", name="Train").click()
+    page.get_by_text("r(AGOP, CNFM) per layer").wait_for(timeout=5 * 60 * 1000)
+    wait_until_rendered(page)
+    full_page(page, out / "5_feature_ansatz.png")
+
+
+def frequency(browser, base, out):
+    page = open_page(browser, base, "Frequency_View", WIDTH)
+    page.get_by_text("Trained filters of a saved run").click()
+    wait_until_rendered(page)
+    full_page(page, out / "6_frequency_view.png")
+
+
+SHOTS = {"home": home, "explorer": explorer, "gallery": gallery, "gallery_upload": gallery_upload,
+         "lab": lab, "lab_learned": lab_learned, "learned": learned, "feature_ansatz": feature_ansatz,
+         "frequency": frequency}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("shots", nargs="*", metavar="SHOT",
+                        help=f"which ones (default: all): {', '.join(SHOTS)}")
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "screenshots")
+    args = parser.parse_args(argv)
+    unknown = [name for name in args.shots if name not in SHOTS]
+    if unknown:
+        parser.error(f"unknown screenshot(s) {', '.join(unknown)}; choose from {', '.join(SHOTS)}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    from playwright.sync_api import sync_playwright
+
+    home_dir = tempfile.mkdtemp(prefix="convcov-screenshots-")
+    with streamlit_server(env={"CONVCOV_HOME": home_dir}) as base, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        for name in args.shots or SHOTS:
+            SHOTS[name](browser, base, args.out)
+            print(f"{name}: done", flush=True)
+        browser.close()
+    print(f"screenshots in {args.out}")
+
+
+if __name__ == "__main__":
+    main()
