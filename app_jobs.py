@@ -15,10 +15,10 @@ from typing import Callable
 
 import streamlit as st
 
-from convcov_core import lab
+from convcov_core import lab, ui
 from convcov_core.jobs import Busy, JobManager, JobStatus
 
-REFRESH_S = 1.0
+REFRESH_S = ui.refresh_seconds()
 
 
 @st.cache_resource

@@ -28,6 +28,10 @@ SCHEME_LABELS = {
 }
 
 DEFAULT_MAX_KERNEL = 51
+#: Seconds between refreshes of a running job's progress and live curves (CONVCOV_REFRESH_S). With
+#: the browser on the same 2-core machine, refreshing every second made the Training Lab's runs
+#: 1.3-1.5x slower than every 2 s (benchmarks/served_training.py).
+DEFAULT_REFRESH_S = 2.0
 
 
 def max_kernel_size(environ=os.environ) -> int:
@@ -39,6 +43,22 @@ def max_kernel_size(environ=os.environ) -> int:
         raise ValueError(f"CONVCOV_MAX_KERNEL must be an odd whole number >= 3, got {raw!r}; "
                          "unset it to use the default of 51")
     return int(raw)
+
+
+def refresh_seconds(environ=os.environ) -> float:
+    """Seconds between progress refreshes of a running job: $CONVCOV_REFRESH_S (0.5 to 60),
+    default DEFAULT_REFRESH_S."""
+    raw = environ.get("CONVCOV_REFRESH_S", "").strip()
+    if not raw:
+        return DEFAULT_REFRESH_S
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not 0.5 <= value <= 60:
+        raise ValueError(f"CONVCOV_REFRESH_S must be a number of seconds from 0.5 to 60, got {raw!r}; "
+                         f"unset it to use the default of {DEFAULT_REFRESH_S:g}")
+    return value
 
 
 def scheme_names(include_learned: bool) -> list[str]:

@@ -142,6 +142,16 @@ def test_gallery_offers_learned_covariance_of_a_stored_run(monkeypatch, tmp_path
 # What the pages compute (convcov_core.ui), checked without streamlit.
 
 
+def test_refresh_seconds_reads_a_bounded_number_and_rejects_others():
+    from convcov_core import ui
+
+    assert ui.refresh_seconds({}) == ui.DEFAULT_REFRESH_S == 2.0
+    assert ui.refresh_seconds({"CONVCOV_REFRESH_S": " 0.5 "}) == 0.5
+    for bad in ("0", "0.1", "61", "nan", "inf", "fast"):
+        with pytest.raises(ValueError, match="CONVCOV_REFRESH_S"):
+            ui.refresh_seconds({"CONVCOV_REFRESH_S": bad})
+
+
 def test_max_kernel_size_reads_an_odd_cap_and_rejects_others():
     from convcov_core import ui
 
