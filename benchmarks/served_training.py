@@ -31,7 +31,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))  # the browser tests' server and Chromium helpers
-from browser_helpers import CHROMIUM, CHROMIUM_ARGS, free_port, wait_for_health, wait_until_rendered  # noqa: E402
+from browser_helpers import (CHROMIUM, CHROMIUM_ARGS, free_port, wait_for_health,  # noqa: E402
+                             wait_until_rendered)
 from convcov_core.examples import EXAMPLE_NAME  # noqa: E402
 from convcov_core.runs import RunStore  # noqa: E402
 
@@ -102,12 +103,14 @@ def training_lab(refresh_s: float | None, seeds: int) -> list[float]:
         return times
 
 
-#: case -> {setting: function returning wall times}, ours first
+#: case -> {setting: function of `quick` returning the runs' wall times}, ours first
 CASES = {
-    "Feature Ansatz CNN": {"file watcher off (ours)": lambda quick: feature_ansatz(None, 1 if quick else 3),
-                           "Streamlit's default watcher": lambda quick: feature_ansatz("auto", 3)},
-    "Training Lab quick demo": {"refresh every 2 s (ours)": lambda quick: training_lab(None, 1 if quick else 2),
-                                "refresh every 1 s": lambda quick: training_lab(1.0, 2)},
+    "Feature Ansatz CNN": {
+        "file watcher off (ours)": lambda quick: feature_ansatz(None, 1 if quick else 3),
+        "Streamlit's default watcher": lambda quick: feature_ansatz("auto", 3)},
+    "Training Lab quick demo": {
+        "refresh every 2 s (ours)": lambda quick: training_lab(None, 1 if quick else 2),
+        "refresh every 1 s": lambda quick: training_lab(1.0, 2)},
 }
 
 

@@ -45,7 +45,8 @@ def test_dockerfile_is_a_safe_demo_image():
 
 
 def test_served_app_runs_without_a_file_watcher():
-    """Streamlit's default watcher slowed training jobs in the server 2.7-5.6x (benchmarks/served_training.py)."""
+    """Streamlit's default watcher slowed training jobs in the server 2.7-5.6x
+    (benchmarks/served_training.py)."""
     import tomllib
 
     config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
