@@ -71,6 +71,7 @@ class _Job:
     message: str = ""
     finished: float | None = None
     events: list = field(default_factory=list)
+    first_progress: tuple[float, float] | None = None  # (time, fraction done) at the first event
     stop: threading.Event = field(default_factory=threading.Event)
     result: object = None
     result_id: int | None = None
@@ -182,6 +183,8 @@ class JobManager:
         def callback(event):
             with self._lock:
                 job.events.append(event)
+                if job.first_progress is None:
+                    job.first_progress = (time.time(), _progress(event))
             return "stop" if job.stop.is_set() else None
 
         result = None
@@ -266,8 +269,15 @@ def _progress(event: ProgressEvent | None) -> float:
     return min(1.0, (event.run_index + event.step / event.total_steps) / max(event.n_runs, 1))
 
 
-def _eta(job: _Job, progress: float) -> float | None:
+def _eta(job: _Job, progress: float, now: float | None = None) -> float | None:
+    """Seconds left at the pace since the job's first progress event, which leaves out loading the
+    data and the first step's warm-up (on the CPU they made a one-minute job say "21 min left" at
+    its third step); from the job's start while there is no pace yet."""
+    now = time.time() if now is None else now
+    if job.first_progress is not None:
+        t0, p0 = job.first_progress
+        if progress > p0 and now > t0:
+            return (now - t0) / (progress - p0) * (1 - progress)
     if progress <= 0:
         return None
-    elapsed = time.time() - job.created
-    return elapsed * (1 - progress) / progress
+    return (now - job.created) * (1 - progress) / progress

@@ -128,3 +128,34 @@ def test_limits_come_from_the_environment(monkeypatch, tmp_path):
     monkeypatch.delenv("CONVCOV_MAX_JOBS")
     monkeypatch.delenv("CONVCOV_MAX_JOB_SAMPLES")
     assert (JobManager().max_jobs, JobManager().max_samples) == (1, 200_000)
+
+
+def test_time_left_follows_the_pace_since_the_first_step_not_the_setup():
+    from convcov_core.jobs import _eta, _Job
+
+    job = _Job(id=1, kind="task", label="", work=None, samples=None, created=0.0)
+    assert _eta(job, 0.0, now=5.0) is None  # nothing to go on yet
+    assert _eta(job, 0.1, now=10.0) == pytest.approx(90.0)  # no event recorded: from the start
+    job.first_progress = (30.0, 0.01)  # 30 s of loading and warm-up before the first step's event
+    assert _eta(job, 0.11, now=40.0) == pytest.approx(89.0)  # 10 s per 0.1: 89 s for the last 0.89
+    assert _eta(job, 0.01, now=31.0) == pytest.approx(31.0 * 0.99 / 0.01)  # no pace yet
+
+
+def test_a_running_job_records_where_its_first_event_found_it(manager):
+    from convcov_core.train import ProgressEvent
+
+    reported, release = threading.Event(), threading.Event()
+
+    def work(callback):
+        callback(ProgressEvent("step", 1, 4, 1))
+        reported.set()
+        release.wait(10)
+        return "done"
+
+    before = time.time()
+    job_id = manager.submit("task", work, label="pace")
+    assert reported.wait(10)
+    t0, p0 = manager._jobs[job_id].first_progress
+    assert p0 == 0.25 and before <= t0 <= time.time()
+    release.set()
+    assert manager.wait(job_id, 10).state == "done"
