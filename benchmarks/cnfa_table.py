@@ -3,6 +3,7 @@ trained vs the same network at initialization (the Feature Ansatz page's analysi
 
     python benchmarks/cnfa_table.py                       # the page's default: mnist5k, 2 epochs
     python benchmarks/cnfa_table.py --epochs 4 --init default --images 256
+    python benchmarks/cnfa_table.py --precision bf16      # why the page trains in fp32
 
 Prints the setup, the test accuracy, the wall time, and a Markdown table with, per layer, r after
 training, r at init and r(CNFM at init, CNFM trained) (how far training moved the filters).
@@ -37,12 +38,14 @@ def main(argv=None) -> None:
     parser.add_argument("--images", type=int, default=128, help="test images for the AGOP")
     parser.add_argument("--outputs", choices=("all", "predicted"), default="all")
     parser.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
+    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                        help="training precision (the page: fp32)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
     config = fa.cnn_config(args.dataset, noise=args.noise, layers=args.layers, width=args.width,
                            kernel_size=args.kernel, epochs=args.epochs, batch_size=args.batch, lr=args.lr,
-                           seed=args.seed)
+                           seed=args.seed).replace(precision=args.precision)
     started = time.perf_counter()
     pair = fa.train_cnn(config, small_init=args.init == "small")
     trained_s = time.perf_counter() - started
@@ -52,7 +55,7 @@ def main(argv=None) -> None:
 
     print(f"setup: {pair.label}; {args.epochs} epoch(s), batch {config.batch_size}, AdamW lr "
           f"{args.lr} one-cycle, seed {args.seed}; AGOP of {args.outputs} outputs on "
-          f"{args.images} test images; {torch.get_num_threads()} CPU thread(s)")
+          f"{args.images} test images; {args.precision}; {torch.get_num_threads()} CPU thread(s)")
     print(f"test accuracy {pair.test_acc:.1f}%, training {trained_s:.1f} s, CNFA (trained + init) "
           f"{agop_s:.1f} s")
     print()

@@ -21,19 +21,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))  # the browser tests' server and Chromium helpers
-from browser_helpers import CHROMIUM, CHROMIUM_ARGS, streamlit_server, wait_until_rendered  # noqa: E402
+from browser_helpers import (CHROMIUM, CHROMIUM_ARGS, screenshot_whole_page,  # noqa: E402
+                             streamlit_server, wait_until_rendered)
 from convcov_core import covariance  # noqa: E402
 
 WIDTH = 1280  # window width (pixels)
-
-
-def full_page(page, path: Path) -> None:
-    """Stretch the window to the main area's height and save the whole page."""
-    height = page.evaluate("() => Math.max(...[...document.querySelectorAll('[data-testid=\"stMain\"], "
-                           "section')].map(e => e.scrollHeight), 800)")
-    page.set_viewport_size({"width": page.viewport_size["width"], "height": min(int(height), 6000)})
-    wait_until_rendered(page)
-    page.screenshot(path=str(path), full_page=True)
 
 
 def open_page(browser, base: str, path: str, width: int, height: int = 900):
@@ -48,11 +40,12 @@ def home(browser, base, out):
 
 
 def explorer(browser, base, out):
-    full_page(open_page(browser, base, "Covariance_Explorer", WIDTH), out / "covariance_explorer.png")
+    page = open_page(browser, base, "Covariance_Explorer", WIDTH)
+    screenshot_whole_page(page, out / "covariance_explorer.png")
 
 
 def gallery(browser, base, out):
-    full_page(open_page(browser, base, "Filter_Gallery", WIDTH), out / "filter_gallery.png")
+    screenshot_whole_page(open_page(browser, base, "Filter_Gallery", WIDTH), out / "filter_gallery.png")
 
 
 def gallery_upload(browser, base, out):
@@ -88,7 +81,8 @@ def lab_learned(browser, base, out):
 
 
 def learned(browser, base, out):
-    full_page(open_page(browser, base, "Learned_Covariances", WIDTH), out / "4_learned_covariances.png")
+    page = open_page(browser, base, "Learned_Covariances", WIDTH)
+    screenshot_whole_page(page, out / "4_learned_covariances.png")
 
 
 def feature_ansatz(browser, base, out):
@@ -96,14 +90,14 @@ def feature_ansatz(browser, base, out):
     page.get_by_role("button", name="Train").click()
     page.get_by_text("r(AGOP, CNFM) per layer").wait_for(timeout=5 * 60 * 1000)
     wait_until_rendered(page)
-    full_page(page, out / "5_feature_ansatz.png")
+    screenshot_whole_page(page, out / "5_feature_ansatz.png")
 
 
 def frequency(browser, base, out):
     page = open_page(browser, base, "Frequency_View", WIDTH)
     page.get_by_text("Trained filters of a saved run").click()
     wait_until_rendered(page)
-    full_page(page, out / "6_frequency_view.png")
+    screenshot_whole_page(page, out / "6_frequency_view.png")
 
 
 SHOTS = {"home": home, "explorer": explorer, "gallery": gallery, "gallery_upload": gallery_upload,

@@ -150,14 +150,20 @@ def visit(browser_context, url: str, screenshot_dir: Path, name: str) -> PageRep
     nav = page.locator('[data-testid="stSidebarNav"]')
     report.navigation = " | ".join(nav.inner_text().split()) if nav.count() else ""
     page.screenshot(path=str(screenshot_dir / f"{name}.png"))
+    screenshot_whole_page(page, screenshot_dir / f"{name}_full.png")
+    page.close()
+    return report
+
+
+def screenshot_whole_page(page, path: Path, max_height: int = 8000) -> None:
+    """Stretch the window to the height of the scrolling main area (at most max_height), wait for
+    the page to render again, and save the whole page."""
     height = page.evaluate(
         "() => Math.max(...[...document.querySelectorAll('[data-testid=\"stMain\"], "
         "[data-testid=\"stAppViewContainer\"], section')].map(e => e.scrollHeight), 800)")
-    page.set_viewport_size({"width": VIEWPORT["width"], "height": min(int(height), 8000)})
+    page.set_viewport_size({"width": page.viewport_size["width"], "height": min(int(height), max_height)})
     wait_until_rendered(page)
-    page.screenshot(path=str(screenshot_dir / f"{name}_full.png"), full_page=True)
-    page.close()
-    return report
+    page.screenshot(path=str(path), full_page=True)
 
 
 def screenshot_dir() -> Path:
