@@ -1,5 +1,6 @@
-"""Training time inside the served app (`bin/serve`, what `make run` and the Docker image run), with
-the page open in a browser on the same machine, as when a researcher runs `make run` on a laptop.
+"""Training time inside the served app (`streamlit run app.py` with .streamlit/config.toml, as
+`make run` and the Docker image serve it), with the page open in a browser on the same machine, as
+when a researcher runs `make run` on a laptop.
 
     python benchmarks/served_training.py             # both cases below, about 6 minutes on 2 cores
     python benchmarks/served_training.py --quick     # our settings only, tiny (smoke test)
@@ -20,9 +21,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,36 +30,25 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))  # the browser tests' server and Chromium helpers
-from browser_helpers import (CHROMIUM, CHROMIUM_ARGS, free_port, wait_for_health,  # noqa: E402
-                             wait_until_rendered)
+from browser_helpers import CHROMIUM, CHROMIUM_ARGS, streamlit_server, wait_until_rendered  # noqa: E402
 from convcov_core.examples import EXAMPLE_NAME  # noqa: E402
 from convcov_core.runs import RunStore  # noqa: E402
 
 
 @contextlib.contextmanager
 def served_page(path: str, flags=(), env=None):
-    """A `bin/serve` server on a fresh run store with `path` open in Chromium: (page, store)."""
+    """The app served on a fresh run store with `path` open in Chromium: (page, store)."""
     from playwright.sync_api import sync_playwright
 
     home = tempfile.mkdtemp(prefix="convcov-served-")
-    port = free_port()
-    server_env = {**os.environ, "PYTHON": sys.executable, "PORT": str(port), "ADDRESS": "127.0.0.1",
-                  "CONVCOV_HOME": home, **(env or {})}
-    server = subprocess.Popen([str(ROOT / "bin" / "serve"), *flags], env=server_env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_for_health(base, server)
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
-            page.goto(f"{base}/{path}")
-            wait_until_rendered(page)
-            yield page, RunStore(Path(home) / "runs.db")
-            browser.close()
-    finally:
-        server.terminate()
-        server.wait(timeout=20)
+    with (streamlit_server(env={"CONVCOV_HOME": home, **(env or {})}, flags=flags) as base,
+          sync_playwright() as p):
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(f"{base}/{path}")
+        wait_until_rendered(page)
+        yield page, RunStore(Path(home) / "runs.db")
+        browser.close()
 
 
 def trained_runs(store: RunStore, at_least: int) -> list[float]:

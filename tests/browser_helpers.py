@@ -54,14 +54,15 @@ def wait_for_health(base_url: str, process: subprocess.Popen, timeout: float = 9
 
 
 @contextlib.contextmanager
-def streamlit_server(script: str = "app.py", env: dict | None = None):
-    """Run `python -m streamlit run <script>` headless on a free port; yield its base URL."""
+def streamlit_server(script: str = "app.py", env: dict | None = None, flags=()):
+    """Run `python -m streamlit run <script>` headless on a free port (further command-line
+    `flags` after ours, as for bin/serve); yield its base URL."""
     port = free_port()
     log = tempfile.NamedTemporaryFile("w+", prefix="streamlit-", suffix=".log", delete=False)
     process = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", script, "--server.headless", "true",
          "--server.port", str(port), "--server.address", "127.0.0.1",
-         "--browser.gatherUsageStats", "false"],
+         "--browser.gatherUsageStats", "false", *flags],
         cwd=ROOT, env={**os.environ, **(env or {})}, stdout=log, stderr=subprocess.STDOUT,
     )
     base_url = f"http://127.0.0.1:{port}"
