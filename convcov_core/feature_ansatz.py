@@ -468,11 +468,14 @@ def sigma_curve(kernel_size: int, sigmas=CURVE_SIGMAS, *, n: int = 256, energy: 
 class FrequencyView:
     """The Frequency View of one source. fitted: per layer of a run, the closed-form sigma that best
     fits its learned covariance (covariance.fit_sigma, with r) and its filters' mean effective size,
-    to place the run's layers against the sigma curve; empty for a scheme. layers: the filters."""
+    to place the run's layers against the sigma curve; empty for a scheme. white_noise: the radial
+    profile of PyTorch's default i.i.d. filters of the same size, the flat reference the source's
+    profile is read against (None when the source is that default). layers: the filters."""
 
     summary: FrequencySummary
     fitted: list[dict]
     layers: list[tuple[str, Tensor]] = field(default_factory=list, repr=False)
+    white_noise: Tensor | None = None
 
     def at_energy(self, energy: float) -> FrequencyView:
         """The same filters with effective sizes at another energy share; spectra and fits reused."""
@@ -480,7 +483,7 @@ class FrequencyView:
         summary = replace(self.summary, energy=float(energy), effective_sizes=sizes)
         fitted = [{**fit, "mean effective size": float(size.to(torch.float64).mean())}
                   for fit, size in zip(self.fitted, sizes)]
-        return FrequencyView(summary, fitted, self.layers)
+        return FrequencyView(summary, fitted, self.layers, self.white_noise)
 
 
 def frequency_view(source: str, *, kernel_size: int = 9, n: int = 1024, sigma: float | None = None,
@@ -496,4 +499,9 @@ def frequency_view(source: str, *, kernel_size: int = 9, n: int = 1024, sigma: f
             fit, r = covariance.fit_sigma(S)
             fitted.append({"layer": name, "sigma": fit, "r": r,
                            "mean effective size": float(sizes.to(torch.float64).mean())})
-    return FrequencyView(summary, fitted, layers)
+    white_noise = None
+    if source != "default":
+        k = summary.kernel_size
+        default = source_layers("default", kernel_size=k, n=min(n, 1024), seed=seed)
+        white_noise = frequency_summary(default, size=summary.size, energy=energy).profiles[0]
+    return FrequencyView(summary, fitted, layers, white_noise)

@@ -89,9 +89,12 @@ with shown_errors():
     middle = st.columns(2, gap="medium")
     with (top[1] if one_layer else middle[0]):
         st.plotly_chart(figures.radial_profile_figure(summary.radii, summary.profiles, summary.names,
-                                                      size=summary.size), config=CHART)
-        st.caption("How fast the spectrum falls with frequency: a flat line is white noise, a "
-                   "steep drop means low-pass (smooth) filters.")
+                                                      size=summary.size,
+                                                      white_noise=result.white_noise), config=CHART)
+        reference = (" (dashed: PyTorch's default i.i.d. filters of the same size)"
+                     if result.white_noise is not None else "")
+        st.caption(f"How fast the spectrum falls with frequency: a flat line is white noise{reference}, "
+                   "a steep drop means low-pass (smooth) filters.")
     with middle[0 if one_layer else 1]:
         st.plotly_chart(figures.effective_size_figure(summary.effective_sizes, summary.names,
                                                       kernel_size=summary.kernel_size,

@@ -324,6 +324,17 @@ def test_a_view_at_another_energy_equals_the_view_computed_at_it(source):
     assert all(torch.equal(a, b) for a, b in zip(moved.summary.spectra, direct.summary.spectra, strict=True))
 
 
+def test_a_smooth_sources_profile_falls_below_the_flat_white_noise_reference():
+    gaussian = fa.frequency_view("gaussian", kernel_size=9, n=512, sigma=2.0, seed=1)
+    radii, white = gaussian.summary.radii, gaussian.white_noise / gaussian.white_noise.max()
+    smooth = gaussian.summary.profiles[0] / gaussian.summary.profiles[0].max()
+    high = radii >= 0.4 * gaussian.summary.size  # 0.4-0.5 cycles per pixel
+    assert white[high].min() > 0.7 and smooth[high].max() < 0.2  # white noise stays up, Gaussian falls
+    assert gaussian.at_energy(0.5).white_noise is gaussian.white_noise
+    assert fa.frequency_view("default", kernel_size=9, n=64).white_noise is None
+    trained = fa.frequency_view("trained", run=fake_run(), seed=1)
+    assert trained.white_noise.shape == trained.summary.profiles[0].shape  # at the run's own k
+
 
 # ---------------------------------------------------------------------------------------------
 # Figures (convcov_core.plots.analysis)
@@ -365,3 +376,16 @@ def test_effective_size_figure_names_each_layers_mean_and_grows_with_its_legend(
     assert eight.data[7].name == "blocks.7: 3.0"
     assert eight.layout.legend.orientation == "v" and eight.layout.legend.y < 0  # one column below
     assert eight.layout.height - one.layout.height == 7 * figures.LEGEND_ROW_PX  # seven more rows
+
+
+def test_radial_profile_figure_draws_the_white_noise_reference_dashed():
+    from convcov_core.plots import analysis as figures
+
+    radii, profile = torch.arange(5.0), torch.tensor([4.0, 3.0, 2.0, 1.0, 0.5])
+    alone = figures.radial_profile_figure(radii, [profile], ["Gaussian σ = 2"], size=10)
+    assert len(alone.data) == 1 and not alone.layout.showlegend
+    both = figures.radial_profile_figure(radii, [profile], ["Gaussian σ = 2"], size=10,
+                                         white_noise=torch.full((5,), 3.0))
+    reference = both.data[1]
+    assert reference.name == figures.WHITE_NOISE_LABEL and reference.line.dash == "dash"
+    assert list(reference.y) == [1.0] * 5 and both.layout.showlegend  # divided by its own max

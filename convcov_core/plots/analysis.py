@@ -23,6 +23,7 @@ BOTTOM_LEGEND = dict(orientation="h", y=-0.3, yanchor="top", x=0, xanchor="left"
 LEGEND_ROW_PX = 20  # one legend entry
 AXIS_TITLE_PX = 56  # from the bottom of a plot to below its x-axis title
 INIT_COLOUR = "#aaaaaa"
+DEFAULT_INIT_COLOUR = "#d62728"  # PyTorch's default i.i.d. filters, drawn as a reference
 
 
 #: Longest side of a matrix drawn cell by cell; larger ones are block-averaged down to it.
@@ -217,20 +218,27 @@ def spectra_figure(spectra, names: list[str], *, columns: int = 4, panel_height:
     return fig.update_layout(margin=dict(l=50, r=10, t=70, b=40))
 
 
-def radial_profile_figure(radii, profiles, names: list[str], *, size: int,
+WHITE_NOISE_LABEL = "PyTorch default (i.i.d.): white noise"
+
+
+def radial_profile_figure(radii, profiles, names: list[str], *, size: int, white_noise=None,
                           height: int = 360) -> go.Figure:
-    """Mean |FFT| on rings of growing frequency, one line per layer, each divided by its maximum."""
+    """Mean |FFT| on rings of growing frequency, one line per layer, each divided by its maximum;
+    `white_noise` (a profile of i.i.d. filters) adds the flat reference as a dashed grey line."""
     freq = _numpy(torch.as_tensor(radii, dtype=torch.float64)) / size
+    lines = list(zip(profiles, names, layer_colours(len(names)), ["solid"] * len(names)))
+    if white_noise is not None:
+        lines.append((white_noise, WHITE_NOISE_LABEL, DEFAULT_INIT_COLOUR, "dash"))
     fig = go.Figure()
-    for profile, name, colour in zip(profiles, names, layer_colours(len(names))):
+    for profile, name, colour, dash in lines:
         p = _numpy(torch.as_tensor(profile, dtype=torch.float64))
         fig.add_trace(go.Scatter(x=freq, y=p / (p.max() or 1.0), mode="lines", name=name,
-                                 line=dict(color=colour),
+                                 line=dict(color=colour, dash=dash),
                                  hovertemplate=f"{name}<br>%{{x:.3f}} cycles/pixel: %{{y:.3f}}"
                                                "<extra></extra>"))
     fig.update_xaxes(title_text="radial frequency (cycles/pixel)", range=[0, 0.5])
     fig.update_yaxes(title_text="mean |FFT| / max", rangemode="tozero")
-    return _finish_with_legend_below(fig, "Radial profile of the spectrum", height, len(names))
+    return _finish_with_legend_below(fig, "Radial profile of the spectrum", height, len(lines))
 
 
 def effective_size_figure(sizes, names: list[str], *, kernel_size: int, energy: float,
@@ -265,7 +273,7 @@ def sigma_curve_figure(curve, *, current_sigma: float | None = None, fitted: lis
                    line=dict(color=TRAINED_COLOUR), marker=dict(size=5),
                    hovertemplate="σ = %{x:.3g}: mean effective size %{y:.2f}<extra></extra>"),
     ])
-    fig.add_hline(y=curve.default_mean, line=dict(color="#d62728", dash="dash"),
+    fig.add_hline(y=curve.default_mean, line=dict(color=DEFAULT_INIT_COLOUR, dash="dash"),
                   annotation_text=f"PyTorch default i.i.d.: {curve.default_mean:.1f}",
                   annotation_position="bottom left")
     if fitted:
