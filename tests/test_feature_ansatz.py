@@ -389,3 +389,15 @@ def test_radial_profile_figure_draws_the_white_noise_reference_dashed():
     reference = both.data[1]
     assert reference.name == figures.WHITE_NOISE_LABEL and reference.line.dash == "dash"
     assert list(reference.y) == [1.0] * 5 and both.layout.showlegend  # divided by its own max
+
+
+def test_spectra_figure_labels_only_the_outer_panels():
+    from convcov_core.plots import analysis as figures
+
+    fig = figures.spectra_figure([torch.rand(8, 8) for _ in range(6)], [f"layer {i}" for i in range(6)])
+    xs = [fig.layout[f"xaxis{n + 1 if n else ''}"].showticklabels for n in range(6)]
+    ys = [fig.layout[f"yaxis{n + 1 if n else ''}"].showticklabels for n in range(6)]
+    assert xs == [False, False, True, True, True, True]  # the last panel in each column
+    assert ys == [True, False, False, False, True, False]  # the first column
+    with pytest.raises(ValueError):
+        figures.spectra_figure([torch.rand(8, 8)], ["a", "b"])

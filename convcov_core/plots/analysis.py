@@ -209,8 +209,12 @@ def spectra_figure(spectra, names: list[str], *, columns: int = 4, panel_height:
                                  hovertemplate="u = %{x:.3f}, v = %{y:.3f} cycles/pixel<br>"
                                                "|FFT| / max %{z:.3f}<extra></extra>"), **where)
         axis = "" if n == 0 else str(n + 1)
-        fig.update_xaxes(constrain="domain", tickvals=[-0.25, 0, 0.25], **where)
-        fig.update_yaxes(constrain="domain", scaleanchor=f"x{axis}", tickvals=[-0.25, 0, 0.25], **where)
+        # tick labels on the outer panels only: all share one frequency grid, and inner labels
+        # run into the next panel in a narrow window
+        fig.update_xaxes(constrain="domain", tickvals=[-0.25, 0, 0.25],
+                         showticklabels=n + cols >= len(spectra), **where)
+        fig.update_yaxes(constrain="domain", scaleanchor=f"x{axis}", tickvals=[-0.25, 0, 0.25],
+                         showticklabels=n % cols == 0, **where)
     fig.update_xaxes(title_text="u (cycles/pixel)", row=rows, col=1)
     fig.update_yaxes(title_text="v", row=rows, col=1)
     fig.update_annotations(font_size=11)
@@ -218,13 +222,13 @@ def spectra_figure(spectra, names: list[str], *, columns: int = 4, panel_height:
     return fig.update_layout(margin=dict(l=50, r=10, t=70, b=40))
 
 
-WHITE_NOISE_LABEL = "PyTorch default (i.i.d.): white noise"
+WHITE_NOISE_LABEL = "PyTorch default (white noise)"
 
 
 def radial_profile_figure(radii, profiles, names: list[str], *, size: int, white_noise=None,
                           height: int = 360) -> go.Figure:
     """Mean |FFT| on rings of growing frequency, one line per layer, each divided by its maximum;
-    `white_noise` (a profile of i.i.d. filters) adds the flat reference as a dashed grey line."""
+    `white_noise` (a profile of i.i.d. filters) adds the flat reference as a dashed red line."""
     freq = _numpy(torch.as_tensor(radii, dtype=torch.float64)) / size
     lines = list(zip(profiles, names, layer_colours(len(names)), ["solid"] * len(names)))
     if white_noise is not None:
