@@ -513,6 +513,24 @@ def radial_profile(spec) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.arange(r_max + 1), sums / counts
 
 
+def half_max_frequency(profile, size: int) -> float | None:
+    """Frequency (cycles/pixel) at which a radial profile (ring r at r / size cycles/pixel, as
+    radial_profile gives it for a size x size spectrum) first falls below half its maximum after
+    that maximum, interpolated linearly between rings; None when it never does (white noise)."""
+    p = torch.as_tensor(profile, dtype=torch.float64).flatten()
+    size = _whole_number(size, "size", 2)
+    if p.numel() < 2 or not torch.isfinite(p).all() or p.max() <= 0:
+        raise ValueError("expected a finite radial profile of at least 2 rings with a positive maximum")
+    peak = int(p.argmax())
+    half = 0.5 * float(p[peak])
+    below = (p[peak:] < half).nonzero()
+    if not below.numel():
+        return None
+    r = peak + int(below[0])
+    before, after = float(p[r - 1]), float(p[r])
+    return (r - 1 + (before - half) / (before - after)) / size
+
+
 def effective_size(filters, energy: float = 0.9) -> torch.Tensor:
     """Per filter: side s of the smallest centred s x s square (s = 1, 3, ..., k) holding at least
     `energy` of the filter's energy (sum of squares). Returns an int64 tensor (N,).

@@ -48,7 +48,7 @@ def cnn_config(dataset: str = "mnist5k", *, noise: float = 0.5, layers: int = 3,
     """The training config of a plain CNN (`layers` conv blocks of `width` channels, k x k filters,
     ReLU, 2 x 2 max pooling; models.SmallCNN) on an embedded dataset; AdamW, one-cycle schedule,
     fp32 (from seed 001's tiny init, bf16 autocast gave 2.1-3.3 points lower test accuracy on
-    mnist5k after 2 epochs: benchmarks/cnfa_table.py --precision bf16, seeds 0 and 1).
+    mnist5k after 2 epochs: `convcov cnfa --precision bf16`, seeds 0 and 1).
 
     kernel_size: every layer's k, or None for 5 x 5 in the first layer and 3 x 3 after.
     noise: the background noise std of noisy-bars / noisy-mnist (ignored for mnist5k);
@@ -484,6 +484,25 @@ class FrequencyView:
         fitted = [{**fit, "mean effective size": float(size.to(torch.float64).mean())}
                   for fit, size in zip(self.fitted, sizes)]
         return FrequencyView(summary, fitted, self.layers, self.white_noise)
+
+    def table(self) -> list[dict]:
+        """One row per layer: effective sizes (mean, 10% and 90% quantiles, share filling the
+        whole k x k window), the half-max frequency of its radial profile (None: it never falls
+        to half) and, for a run, the fitted sigma and its r."""
+        s = self.summary
+        fits = {fit["layer"]: fit for fit in self.fitted}
+        rows = []
+        for name, sizes, profile in zip(s.names, s.effective_sizes, s.profiles):
+            sizes = sizes.to(torch.float64)
+            row = {"layer": name, "mean effective size": float(sizes.mean()),
+                   "effective size 10%": float(torch.quantile(sizes, 0.1)),
+                   "effective size 90%": float(torch.quantile(sizes, 0.9)),
+                   "share at full size": float((sizes == s.kernel_size).to(torch.float64).mean()),
+                   "half-max frequency": analysis.half_max_frequency(profile, s.size)}
+            if name in fits:
+                row.update({"fitted sigma": fits[name]["sigma"], "fit r": fits[name]["r"]})
+            rows.append(row)
+        return rows
 
 
 def frequency_view(source: str, *, kernel_size: int = 9, n: int = 1024, sigma: float | None = None,

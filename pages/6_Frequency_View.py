@@ -94,7 +94,8 @@ with shown_errors():
         reference = (" (dashed: PyTorch's default i.i.d. filters of the same size)"
                      if result.white_noise is not None else "")
         st.caption(f"How fast the spectrum falls with frequency: a flat line is white noise{reference}, "
-                   "a steep drop means low-pass (smooth) filters.")
+                   "a steep drop means low-pass (smooth) filters. The legend gives the frequency at "
+                   "which each line falls to half its peak: the lower, the smoother the filters.")
     with middle[0 if one_layer else 1]:
         st.plotly_chart(figures.effective_size_figure(summary.effective_sizes, summary.names,
                                                       kernel_size=summary.kernel_size,

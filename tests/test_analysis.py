@@ -339,6 +339,23 @@ def test_radial_profile_of_flat_spectrum_is_flat():
     assert centred_peak[0] == centred_peak.max()
 
 
+def test_half_max_frequency_interpolates_where_the_profile_falls_to_half():
+    falling = torch.tensor([0.8, 1.0, 0.75, 0.25, 0.1])  # peak at ring 1, half crossed at ring 2.5
+    assert analysis.half_max_frequency(falling, size=10) == pytest.approx(0.25)
+    assert analysis.half_max_frequency(torch.full((9,), 2.5), size=16) is None  # white noise
+    # a Gaussian filter's spectrum: exp(-2 pi^2 sigma^2 f^2) falls to half at
+    # f = sqrt(ln 2 / 2) / (pi sigma) cycles/pixel
+    sigma = 2.0
+    x = torch.arange(-15, 16, dtype=torch.float64)
+    bump = torch.exp(-(x[:, None] ** 2 + x[None, :] ** 2) / (2 * sigma**2))
+    _, profile = analysis.radial_profile(analysis.spectrum(bump[None], size=128))
+    expected = math.sqrt(math.log(2) / 2) / (math.pi * sigma)
+    assert analysis.half_max_frequency(profile, size=128) == pytest.approx(expected, abs=0.004)
+    for bad in (torch.zeros(5), torch.tensor([1.0]), torch.tensor([1.0, float("nan")])):
+        with pytest.raises(ValueError):
+            analysis.half_max_frequency(bad, size=10)
+
+
 # ---------------------------------------------------------------------------------------------
 # Bad input
 

@@ -335,6 +335,18 @@ def test_a_smooth_sources_profile_falls_below_the_flat_white_noise_reference():
     trained = fa.frequency_view("trained", run=fake_run(), seed=1)
     assert trained.white_noise.shape == trained.summary.profiles[0].shape  # at the run's own k
 
+def test_a_views_table_has_one_row_per_layer_with_sizes_bandwidth_and_fits():
+    view = fa.frequency_view("learned", n=256, run=fake_run(), seed=0, energy=0.5)
+    rows = view.table()
+    assert [r["layer"] for r in rows] == fake_run().layer_names
+    assert [r["fitted sigma"] for r in rows] == pytest.approx([1.0, 2.0], rel=1e-3)
+    for row, sizes in zip(rows, view.summary.effective_sizes):
+        assert row["effective size 10%"] <= row["mean effective size"] <= row["effective size 90%"] <= 5
+        assert row["share at full size"] == pytest.approx(float((sizes == 5).double().mean()))
+    assert rows[1]["half-max frequency"] < rows[0]["half-max frequency"]  # sigma 2 smoother than 1
+    gaussian = fa.frequency_view("gaussian", kernel_size=9, n=64, sigma=2.0).table()
+    assert "fitted sigma" not in gaussian[0] and gaussian[0]["share at full size"] == 1.0
+
 
 # ---------------------------------------------------------------------------------------------
 # Figures (convcov_core.plots.analysis)
@@ -383,11 +395,12 @@ def test_radial_profile_figure_draws_the_white_noise_reference_dashed():
 
     radii, profile = torch.arange(5.0), torch.tensor([4.0, 3.0, 2.0, 1.0, 0.5])
     alone = figures.radial_profile_figure(radii, [profile], ["Gaussian σ = 2"], size=10)
-    assert len(alone.data) == 1 and not alone.layout.showlegend
+    assert [t.name for t in alone.data] == ["Gaussian σ = 2: 0.20"]  # half of 4 at ring 2, 0.2 cycles/px
+    assert alone.layout.legend.title.text.startswith("falls to half")
     both = figures.radial_profile_figure(radii, [profile], ["Gaussian σ = 2"], size=10,
                                          white_noise=torch.full((5,), 3.0))
     reference = both.data[1]
-    assert reference.name == figures.WHITE_NOISE_LABEL and reference.line.dash == "dash"
+    assert reference.name == f"{figures.WHITE_NOISE_LABEL}: above 0.5" and reference.line.dash == "dash"
     assert list(reference.y) == [1.0] * 5 and both.layout.showlegend  # divided by its own max
 
 

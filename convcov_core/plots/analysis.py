@@ -15,6 +15,7 @@ import torch
 from plotly.colors import sample_colorscale
 from plotly.subplots import make_subplots
 
+from ..analysis import half_max_frequency
 from ..covariance import to_tiled
 from .covariance import DIVERGING, SEQUENTIAL, colour_range, downscale, tile_line_shapes
 
@@ -227,8 +228,9 @@ WHITE_NOISE_LABEL = "PyTorch default (white noise)"
 
 def radial_profile_figure(radii, profiles, names: list[str], *, size: int, white_noise=None,
                           height: int = 360) -> go.Figure:
-    """Mean |FFT| on rings of growing frequency, one line per layer, each divided by its maximum;
-    `white_noise` (a profile of i.i.d. filters) adds the flat reference as a dashed red line."""
+    """Mean |FFT| on rings of growing frequency, one line per layer, each divided by its maximum
+    and named with its half-max frequency (analysis.half_max_frequency); `white_noise` (a profile
+    of i.i.d. filters) adds the flat reference as a dashed red line."""
     freq = _numpy(torch.as_tensor(radii, dtype=torch.float64)) / size
     lines = list(zip(profiles, names, layer_colours(len(names)), ["solid"] * len(names)))
     if white_noise is not None:
@@ -236,13 +238,16 @@ def radial_profile_figure(radii, profiles, names: list[str], *, size: int, white
     fig = go.Figure()
     for profile, name, colour, dash in lines:
         p = _numpy(torch.as_tensor(profile, dtype=torch.float64))
-        fig.add_trace(go.Scatter(x=freq, y=p / (p.max() or 1.0), mode="lines", name=name,
+        half = half_max_frequency(p, size)
+        fig.add_trace(go.Scatter(x=freq, y=p / (p.max() or 1.0), mode="lines",
+                                 name=f"{name}: {'above 0.5' if half is None else f'{half:.2f}'}",
                                  line=dict(color=colour, dash=dash),
                                  hovertemplate=f"{name}<br>%{{x:.3f}} cycles/pixel: %{{y:.3f}}"
                                                "<extra></extra>"))
     fig.update_xaxes(title_text="radial frequency (cycles/pixel)", range=[0, 0.5])
     fig.update_yaxes(title_text="mean |FFT| / max", rangemode="tozero")
-    return _finish_with_legend_below(fig, "Radial profile of the spectrum", height, len(lines))
+    return _finish_with_legend_below(fig, "Radial profile of the spectrum", height, len(lines),
+                                     "falls to half its peak at (cycles/pixel)")
 
 
 def effective_size_figure(sizes, names: list[str], *, kernel_size: int, energy: float,
