@@ -5,6 +5,10 @@
     sample      draw filters from an init scheme or a covariance file
     learned     learned covariances of a trained network (the bundled example, a stored run or a
                 checkpoint): fitted sigma per layer; transfer them, write them, save them for the Lab
+    cnfa        the Feature Ansatz check: r(patch-AGOP, W^T W) per conv layer, trained vs at init, of
+                a small CNN trained here or a stored run with weights
+    frequency   filters in frequency: effective sizes and half-max frequency per layer, of an init
+                scheme or a stored run (its trained filters or its learned covariances)
     runs        list | show | export | delete stored runs
     reproduce   test the papers' claims with small fixed experiments; write a report
 
@@ -22,7 +26,8 @@ from pathlib import Path
 
 import torch
 
-from . import covariance, data, examples, init, lab, models, paths, reproduce, ui
+from . import analysis, covariance, data, examples, init, lab, models, paths, reproduce, ui
+from . import feature_ansatz as fa
 from .json_safe import json_safe
 from .matrix_files import load_matrix, save_tensor
 from .step import PRECISIONS
@@ -212,8 +217,7 @@ def cmd_compare(args) -> int:
     cmp = compare(base, variants, args.seeds, progress, references=references)
     print(format_comparison(cmp))
     if args.json:
-        Path(args.json).write_text(json.dumps(json_safe(cmp.to_dict()), indent=1, allow_nan=False))
-        print(f"wrote {args.json}", file=sys.stderr)
+        _write_json(args.json, cmp.to_dict())
     if args.save:
         store = _store(args)
         cmp_id = store.save_comparison(cmp, name=args.name)
@@ -288,6 +292,85 @@ def cmd_learned(args) -> int:
         path = lab.save_covariance_set(args.save_set, covariances, source=learned.source)
         print(f"saved covariance set {args.save_set!r} ({k} x {k}, {depth} layers) to {path}; the "
               "Training Lab offers it for the learned init", file=sys.stderr)
+    return 0
+
+
+def _write_json(path: str, document: dict) -> None:
+    Path(path).write_text(json.dumps(json_safe(document), indent=1, allow_nan=False))
+    print(f"wrote {path}", file=sys.stderr)
+
+
+def _cnfa_pair(args) -> fa.ModelPair:
+    """The stored run (or the example) --run names, else a small CNN trained here (saved on --save)."""
+    if args.run is not None:
+        pair = fa.pair_from_run(_run_or_example(args, args.run))
+        if args.run == "example":
+            pair.label = pair.label.replace("run #None", "the bundled example")
+        return pair
+    config = fa.cnn_config(args.dataset, noise=args.noise, layers=args.layers, width=args.width,
+                           kernel_size=args.kernel_size, epochs=args.epochs, batch_size=args.batch_size,
+                           lr=args.lr, seed=args.seed, max_steps=args.max_steps,
+                           dataset_params=dict(args.dataset_param)).replace(precision=args.precision)
+    progress = None if args.quiet else TerminalProgress()
+    small = args.init == "small"
+    if args.save:
+        return fa.train_cnn_and_save(config, progress, small_init=small, store=_store(args))
+    return fa.train_cnn(config, progress, small_init=small)
+
+
+def cmd_cnfa(args) -> int:
+    started = time.perf_counter()
+    pair = _cnfa_pair(args)
+    comparison = fa.compare_cnfa(pair, fa.analysis_images(pair.config, args.images), outputs=args.outputs)
+    table = comparison.table()
+    accuracy = "" if pair.test_acc is None else f", test accuracy {pair.test_acc:.1f}%"
+    print(f"{pair.label}{accuracy}; AGOP of {args.outputs} outputs on {comparison.n_images} test "
+          f"image(s)")
+    print(format_table(["layer", "kind", "filters", "r trained", "r at init", "r(CNFM init, trained)"],
+                       [[r["layer"], r["kind"], r["filters"], _fmt(r["r trained"], ".3f", "nan"),
+                         _fmt(r["r at init"], ".3f", "nan"),
+                         _fmt(r["r(CNFM init, CNFM trained)"], ".3f", "nan")] for r in table]))
+    trained = [r["r trained"] for r in table if r["r trained"] == r["r trained"]]
+    initial = [r["r at init"] for r in table if r["r at init"] == r["r at init"]]
+    if trained and initial:
+        print(f"mean r {sum(trained) / len(trained):.3f} trained vs {sum(initial) / len(initial):.3f} "
+              f"at init; {sum(r >= 0.9 for r in trained)} of {len(trained)} layer(s) at 0.9 or above "
+              f"after training ({duration(time.perf_counter() - started, compact=True)})")
+    if args.json:
+        _write_json(args.json, {"model": pair.label, "test_acc": pair.test_acc, "images": comparison.n_images,
+                                "outputs": args.outputs, "layers": table})
+    return 0
+
+
+def cmd_frequency(args) -> int:
+    run = None if args.source in ("gaussian", "default") else _run_or_example(args, args.run)
+    if args.source == "gaussian" and args.sigma is None:
+        args.sigma = 2.0
+    view = fa.frequency_view(args.source, kernel_size=args.kernel_size, n=args.n, sigma=args.sigma,
+                             run=run, seed=args.seed, energy=args.energy)
+    s, table = view.summary, view.table()
+    origin = "" if run is None else (" of the bundled example" if args.run in (None, "example")
+                                     else f" of run {args.run}")
+    print(f"{args.source} filters{origin}: {len(s.names)} layer(s) of {s.kernel_size} x {s.kernel_size}, "
+          f"spectra zero-padded to {s.size} x {s.size}, effective size at {s.energy:.0%} of the energy")
+    header = ["layer", "mean eff. size", "10-90%", "at full size", "half-max freq (cycles/px)"]
+    fitted = "fitted sigma" in (table[0] if table else {})
+    rows = [[r["layer"], f"{r['mean effective size']:.2f}",
+             f"{r['effective size 10%']:.0f}-{r['effective size 90%']:.0f}", f"{r['share at full size']:.0%}",
+             _fmt(r["half-max frequency"], ".3f", "above 0.5")]
+            + ([f"{r['fitted sigma']:.2f} (r {r['fit r']:.2f})"] if fitted else []) for r in table]
+    print(format_table(header + (["fitted sigma (r)"] if fitted else []), rows))
+    if view.white_noise is not None:
+        reference = analysis.half_max_frequency(view.white_noise, s.size)
+        print(f"reference, PyTorch default (white noise) at k = {s.kernel_size}: half-max frequency "
+              f"{_fmt(reference, '.3f', 'above 0.5 (never falls to half)')}")
+    if args.json:
+        freq = (s.radii.to(torch.float64) / s.size).tolist()
+        _write_json(args.json, {
+            "source": args.source, "kernel_size": s.kernel_size, "energy": s.energy, "size": s.size,
+            "layers": table, "radial_frequency": freq,
+            "profiles": {name: p.tolist() for name, p in zip(s.names, s.profiles)},
+            "white_noise_profile": None if view.white_noise is None else view.white_noise.tolist()})
     return 0
 
 
@@ -469,6 +552,56 @@ def build_parser() -> argparse.ArgumentParser:
                    help="save them as a named covariance set for the Training Lab's learned init")
     p.add_argument("--db", default=None, help="run store file (default $CONVCOV_HOME/runs.db)")
     p.set_defaults(func=cmd_learned)
+
+    p = sub.add_parser("cnfa", help="the Feature Ansatz check: r(patch-AGOP, W^T W) per conv layer, trained "
+                                    "vs at init, of a small CNN trained here or a stored run")
+    p.add_argument("--run", type=_run_ref, default=None, metavar="RUN_ID",
+                   help="analyse a stored run that kept its weights, or 'example' (default: train a "
+                        "small CNN here with the options below)")
+    p.add_argument("--dataset", choices=fa.CNN_DATASETS, default="mnist5k")
+    p.add_argument("--dataset-param", action="append", type=_key_value, default=[], metavar="KEY=VALUE",
+                   help="dataset option, e.g. n_train=1000 (repeatable)")
+    p.add_argument("--noise", type=float, default=0.5, help="background noise std of the noisy datasets")
+    p.add_argument("--layers", type=int, default=3, help="conv + ReLU + 2 x 2 max pooling blocks")
+    p.add_argument("--width", type=int, default=32, help="channels of every conv layer")
+    p.add_argument("--kernel-size", type=int, default=None,
+                   help="every layer's kernel size (default: 5 x 5, then 3 x 3)")
+    p.add_argument("--init", choices=("small", "default"), default="small",
+                   help="small: N(0, 0.005²) first layer, N(0, 0.01²) after (seed 001); default: PyTorch's")
+    p.add_argument("--epochs", type=int, default=2)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=0.01)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-steps", type=int, default=None, help="cap on training steps")
+    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                   help="training precision (fp32, as the Feature Ansatz page: bf16 cost 2-3 points of "
+                        "accuracy from the small init)")
+    p.add_argument("--images", type=int, default=128, help="test images for the AGOP")
+    p.add_argument("--outputs", choices=analysis.OUTPUT_CHOICES, default="all",
+                   help="gradients of every class score (exact) or of the predicted class only")
+    p.add_argument("--json", default=None, metavar="PATH", help="also write the table as JSON")
+    p.add_argument("--save", action="store_true",
+                   help="save the trained CNN in the run store (the Feature Ansatz page lists it)")
+    p.add_argument("--db", default=None, help="run store file (default $CONVCOV_HOME/runs.db)")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.set_defaults(func=cmd_cnfa)
+
+    p = sub.add_parser("frequency", help="filters in frequency: effective sizes and half-max frequency per "
+                                         "layer, of an init scheme or a stored run")
+    p.add_argument("--source", choices=fa.FREQUENCY_SOURCES, default="gaussian",
+                   help="gaussian / default: sampled from that init scheme; learned: sampled from a run's "
+                        "learned covariances; trained: a run's trained filters")
+    p.add_argument("--run", type=_run_ref, default=None, metavar="RUN_ID",
+                   help="the run of the learned / trained sources (default: the bundled example)")
+    p.add_argument("--kernel-size", type=int, default=9, help="k of the sampled schemes (a run keeps its own)")
+    p.add_argument("--sigma", type=float, default=None, help="sigma of the Gaussian closed form (default 2)")
+    p.add_argument("--n", type=int, default=1024, help="filters sampled per layer")
+    p.add_argument("--energy", type=float, default=0.9, help="energy share of the effective size")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", default=None, metavar="PATH",
+                   help="also write the table and the radial profiles as JSON")
+    p.add_argument("--db", default=None, help="run store file (default $CONVCOV_HOME/runs.db)")
+    p.set_defaults(func=cmd_frequency)
 
     p = sub.add_parser("reproduce", help="test the papers' claims with small experiments; write a report")
     p.add_argument("--suite", choices=list(reproduce.SUITES), default="quick",

@@ -238,3 +238,80 @@ def test_download_names_what_it_fetched_and_refuses_unknown_names(tmp_path, monk
     write_cifar10(tmp_path / "data")
     assert main(["download", "cifar10", "--data-root", str(tmp_path / "data")]) == 0
     assert "cifar10: 30 training and 5 test images in" in capsys.readouterr().out
+
+
+TINY_CNN = ["--dataset", "noisy-bars", "--dataset-param", "n_train=64", "--dataset-param", "n_test=32",
+            "--dataset-param", "image_size=12", "--dataset-param", "bar_size=5", "--layers", "2",
+            "--width", "4", "--epochs", "1", "--batch-size", "32", "--max-steps", "2", "--images", "8"]
+
+
+def test_cnfa_trains_a_small_cnn_prints_r_per_layer_and_saves_it(tmp_path, capsys):
+    db, out = tmp_path / "runs.db", tmp_path / "cnfa.json"
+    assert main(["cnfa", *TINY_CNN, "--save", "--db", str(db), "--json", str(out), "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith("run #1: cnn-4,4 (5 x 5, then 3 x 3 filters), small normal init, trained here")
+    assert "AGOP of all outputs on 8 test image(s)" in printed
+    assert "block1.0  regular  4 x 1 x 5²" in printed and "block2.0  regular  4 x 4 x 3²" in printed
+    assert "trained vs" in printed and "layer(s) at 0.9 or above after training" in printed
+    doc = json.loads(out.read_text())
+    assert [row["layer"] for row in doc["layers"]] == ["block1.0", "block2.0"]
+    assert all(-1 <= row["r trained"] <= 1 for row in doc["layers"]) and doc["images"] == 8
+    saved = RunStore(db).list()
+    assert len(saved) == 1 and saved[0].has_weights  # the Feature Ansatz page can open it
+
+
+def test_cnfa_of_a_stored_run_matches_the_pages_analysis(tmp_path, capsys):
+    from convcov_core import feature_ansatz as fa
+
+    db = tmp_path / "runs.db"
+    assert main(["cnfa", *TINY_CNN, "--save", "--db", str(db), "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["cnfa", "--run", "1", "--db", str(db), "--images", "8", "--outputs", "predicted"]) == 0
+    printed = capsys.readouterr().out
+    run = RunStore(db).get(1)
+    pair = fa.pair_from_run(run)
+    rows = fa.compare_cnfa(pair, fa.analysis_images(run.config, 8), outputs="predicted").table()
+    lines = {line.split()[0]: line.split() for line in printed.splitlines()[3:-1]}
+    for row in rows:  # the same numbers as the page computes for that run
+        assert lines[row["layer"]][-3:-1] == [f"{row['r trained']:.3f}", f"{row['r at init']:.3f}"]
+    assert printed.startswith("run #1: cnn-4,4") and "AGOP of predicted outputs" in printed
+
+
+def test_cnfa_refuses_a_run_without_weights_in_one_line(tmp_path, capsys):
+    db, run = tmp_path / "runs.db", fake_run(k=5)
+    run.state_dict = {}  # covariances only
+    run_id = RunStore(db).save(run)
+    assert main(["cnfa", "--run", str(run_id), "--db", str(db)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "saved no weights" in err
+
+
+def test_frequency_of_the_closed_form_and_of_the_bundled_example(tmp_path, capsys):
+    assert main(["frequency", "--n", "256"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith("gaussian filters: 1 layer(s) of 9 x 9, spectra zero-padded to 64 x 64")
+    assert "Gaussian σ = 2  9.00" in printed  # fills the window at 90%, whatever sigma
+    assert "reference, PyTorch default (white noise) at k = 9: half-max frequency above 0.5" in printed
+    out = tmp_path / "freq.json"
+    assert main(["frequency", "--source", "trained", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith("trained filters of the bundled example: 8 layer(s) of 9 x 9")
+    assert "fitted sigma (r)" in printed and "blocks.7.0.fn.0" in printed
+    doc = json.loads(out.read_text())
+    half_max = [row["half-max frequency"] for row in doc["layers"]]
+    assert half_max[-1] < half_max[0]  # the example's deep layers are smoother than its first
+    assert len(doc["radial_frequency"]) == len(doc["profiles"]["blocks.0.0.fn.0"]) == 33
+    assert doc["radial_frequency"][-1] == 0.5
+
+
+@pytest.mark.parametrize("argv,words", [
+    (["frequency", "--energy", "1.5"], "energy must be a share in (0, 1]"),
+    (["frequency", "--kernel-size", "8"], "odd"),
+    (["frequency", "--source", "trained", "--run", "99"], "99"),
+    (["cnfa", "--layers", "0"], "layers must be a whole number >= 1"),
+    (["cnfa", "--images", "0", "--run", "example"], "number of images must be a whole number >= 1"),
+])
+def test_analysis_commands_report_bad_input_in_one_line(argv, words, capsys, tmp_path):
+    assert main([*argv, "--db", str(tmp_path / "runs.db")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("convcov: error: ") and words in err, err
