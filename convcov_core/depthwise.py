@@ -42,8 +42,10 @@ def depthwise_weight_grad(x: Tensor, grad_out: Tensor, kernel_size: tuple[int, i
     n, c, h, w = x.shape
     ph, pw = padding
     x_pad = F.pad(x.contiguous(), (pw, pw, ph, ph))  # padding a channels_last tensor is slower
-    images = x_pad.view(1, n * c, h + 2 * ph, w + 2 * pw)
-    filters = grad_out.contiguous().view(n * c, 1, *grad_out.shape[2:])
+    # reshape, not view: a 1 x 1 image is both contiguous and channels_last, and F.pad may
+    # return it channels_last (ConvNeXt's last stage on 32 x 32 inputs)
+    images = x_pad.reshape(1, n * c, h + 2 * ph, w + 2 * pw)
+    filters = grad_out.reshape(n * c, 1, *grad_out.shape[2:])
     lags = F.conv2d(images, filters, groups=n * c)
     return lags.reshape(n, c, *kernel_size).sum(0).unsqueeze(1)
 

@@ -155,3 +155,21 @@ def test_bf16_autocast_on_cpu_runs_the_conv_in_bf16_and_keeps_fp32_gradients():
     for got, want in ((fast.weight.grad, reference.weight.grad), (fast.bias.grad, reference.bias.grad)):
         assert got.dtype == torch.float32
         assert float((got - want).norm() / want.norm()) < 2e-2  # bf16 rounding, not a different gradient
+
+
+def test_a_one_pixel_image_permuted_from_channels_last_gets_its_gradients():
+    # ConvNeXt's last stage on 32 x 32 inputs: 1 x 1 images whose strides (C, 1, C, C) count as
+    # contiguous, and F.pad returns them padded in channels_last
+    torch.manual_seed(0)
+    reference = nn.Conv2d(8, 8, 7, groups=8, padding=3)
+    fast = nn.Conv2d(8, 8, 7, groups=8, padding=3)
+    fast.load_state_dict(reference.state_dict())
+    assert use_fast_depthwise(fast) == 1
+    x = torch.randn(2, 1, 1, 8).permute(0, 3, 1, 2)
+    assert x.is_contiguous() and x.stride() == (8, 1, 8, 8)
+    upstream = torch.randn(2, 8, 1, 1)
+    out_ref, grads_ref = _autograd_grads(reference, x, upstream)
+    out_fast, grads_fast = _autograd_grads(fast, x, upstream)
+    torch.testing.assert_close(out_fast, out_ref)
+    for got, expected in zip(grads_fast, grads_ref, strict=True):
+        torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
