@@ -186,18 +186,11 @@ def run_images(config: train.TrainConfig) -> int:
 
 
 def check_model_fits(config: train.TrainConfig) -> None:
-    """ValueError with a plain message unless the model builds for the dataset and a batch of its
-    images passes through it (a timm model with too many downsampling stages for small images
-    fails here, not in the background job)."""
-    *_, test_x, _, info = train.load_training_data(config)
-    try:
-        model = train.build_model_for(config.replace(init="default"), info).eval()
-        with torch.no_grad():
-            model(test_x[:2])
-    except RuntimeError as err:
-        raise ValueError(f"{config.model} (kernel {config.kernel_size}, patch {config.patch_size}) does "
-                         f"not fit the {info.image_size} × {info.image_size} images of {config.dataset}: "
-                         f"{str(err).splitlines()[0]}. Try a smaller patch size or another model.") from None
+    """ValueError with a plain message unless the model builds for the dataset and takes its images
+    (models.check_input_size, which train() runs too): the page checks before it starts the job."""
+    *_, info = train.load_training_data(config)
+    model = train.build_model_for(config.replace(init="default"), info)
+    models.check_input_size(model, info.in_chans, info.image_size, train.model_label(config), config.dataset)
 
 
 def estimate_seconds(plan: ComparisonPlan, n_steps: int = 3) -> float:

@@ -45,7 +45,9 @@ MODEL_PRESETS: dict[str, tuple[str, int | None, int | None, str]] = {
     "timm-convmixer-768/32": ("timm:convmixer_768_32", 7, 7,
                               "timm's ConvMixer-768/32 (ImageNet size, 21M parameters; GPU)"),
     "timm-convnext-atto": ("timm:convnext_atto", 7, 4,
-                           "timm's ConvNeXt-Atto (3.7M parameters, 7x7 depthwise filters)"),
+                           "timm's ConvNeXt-Atto (3.7M parameters, 7x7 depthwise filters); it "
+                           "downsamples 32x, so it needs images of 32 x 32 or more (textures, "
+                           "CIFAR-10), not 28 x 28 digits"),
     "cnn-64,64,64": ("cnn-64,64,64", 3, None,
                      "Plain 3-layer CNN, 64 channels, 3x3 filters: the Feature Ansatz setting"),
 }
@@ -240,6 +242,27 @@ def _set_patch_embedding(model: nn.Module, model_name: str, p: int) -> None:
     if conv.kernel_size != (p, p):
         _replace(model, first, nn.Conv2d(conv.in_channels, conv.out_channels, p, stride=p,
                                          bias=conv.bias is not None))
+
+
+@torch.no_grad()
+def check_input_size(model: nn.Module, in_chans: int, image_size: int, label: str,
+                     dataset: str | None = None) -> None:
+    """ValueError unless `model` (called `label` in the message) takes in_chans x image_size x
+    image_size images: one zero image goes through it in eval mode (no statistics change; its
+    training mode is restored). Models that shrink images below a kernel fail here, e.g. timm's
+    ConvNeXt, which downsamples 32x, on 28 x 28 digits."""
+    weight = next(model.parameters(), None)
+    was_training = model.training
+    try:
+        model.eval()(torch.zeros(1, in_chans, image_size, image_size,
+                                 device=None if weight is None else weight.device))
+    except RuntimeError as err:
+        reason = (str(err).strip() or type(err).__name__).splitlines()[0]
+        images = f"the {image_size} × {image_size} images" + (f" of {dataset}" if dataset else "")
+        raise ValueError(f"{label} does not fit {images}: {reason}. Try a dataset with larger images, "
+                         "a smaller patch size or another model.") from None
+    finally:
+        model.train(was_training)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -312,6 +312,11 @@ def build_model_for(config: TrainConfig, info) -> torch.nn.Module:
     return model
 
 
+def model_label(config: TrainConfig) -> str:
+    """'convmixer-64/6 (kernel 9, patch 2)', as messages name a config's model."""
+    return f"{config.model} (kernel {config.kernel_size}, patch {config.patch_size})"
+
+
 def _final_covariances(model: torch.nn.Module) -> tuple[list[str], list[Tensor]]:
     layers = init.depthwise_convs(model)
     names = [name for name, _ in layers]
@@ -370,6 +375,7 @@ def _train(config: TrainConfig, callback, variant, run_index, n_runs, sync_every
 
     if model is None:
         model = build_model_for(config, info)
+    models.check_input_size(model, info.in_chans, info.image_size, model_label(config), config.dataset)
     if config.freeze_filters:
         for _, conv in init.depthwise_convs(model):
             conv.weight.requires_grad_(False)

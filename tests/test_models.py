@@ -252,3 +252,20 @@ def test_load_checkpoint_into_names_mismatches():
     with pytest.raises(ValueError, match=r"unexpected keys \(\d+\): module\.stem"):
         load_checkpoint_into(small_model(), renamed)
 
+
+
+def test_check_input_size_refuses_images_a_model_shrinks_below_its_kernels():
+    from convcov_core.models import check_input_size
+
+    convnext = build_model("timm:convnext_atto", num_classes=10, in_chans=1, kernel_size=7, patch_size=4)
+    statistics = {k: v.clone() for k, v in convnext.state_dict().items()}
+    with pytest.raises(ValueError, match=r"convnext \(k 7\) does not fit the 28 × 28 images of mnist5k: "
+                                         r"Calculated padded input size"):
+        check_input_size(convnext, 1, 28, "convnext (k 7)", "mnist5k")  # 28 / 4 / 2 / 2 = 1, then 2 x 2
+    check_input_size(convnext, 1, 32, "convnext (k 7)")  # 32 is its 32x downsampling exactly
+    assert convnext.training  # its mode is restored, its weights and statistics untouched
+    assert all(torch.equal(v, statistics[k]) for k, v in convnext.state_dict().items())
+    mixer = build_model("convmixer-8/1", num_classes=10, in_chans=3, kernel_size=3, patch_size=8).eval()
+    with pytest.raises(ValueError, match="does not fit the 6 × 6 images"):
+        check_input_size(mixer, 3, 6, "convmixer-8/1")  # an 8 x 8 patch on 6 x 6 images
+    assert not mixer.training

@@ -266,3 +266,20 @@ def test_bf16_and_fp32_training_start_from_the_same_step():
     fp32 = train(tiny(max_steps=3, precision="fp32"))
     bf16 = train(tiny(max_steps=3, precision="bf16"))
     assert bf16.history["loss"][0] == pytest.approx(fp32.history["loss"][0], rel=2e-2)  # same init and batch
+
+
+def test_a_model_that_does_not_fit_the_images_is_refused_before_training():
+    config = tiny(model="timm:convnext_atto", kernel_size=7, patch_size=4)
+    with pytest.raises(ValueError, match=r"timm:convnext_atto \(kernel 7, patch 4\) does not fit the "
+                                         r"28 × 28 images of mnist5k"):
+        train(config)
+
+
+def test_timm_convnext_trains_on_32_pixel_images_with_the_fast_depthwise_backward():
+    # its last stage sees 1 x 1 images, which reach the swapped filter gradient as
+    # channels_last-strided tensors (a view there failed)
+    config = tiny(dataset="textures", dataset_params={"train_per_class": 8, "test_per_class": 4},
+                  model="timm:convnext_atto", kernel_size=7, patch_size=4, max_steps=2, batch_size=32)
+    result = train(config)
+    assert result.status == "ok" and len(result.history["loss"]) == 2
+    assert len(result.covariances) == 2 + 2 + 6 + 2  # ConvNeXt-Atto's blocks, one depthwise conv each
