@@ -386,7 +386,9 @@ class LearnedSet:
 def learned_from_run(run: train.RunResult, name: str | None = None) -> LearnedSet:
     """The run's per-layer covariances; its source reads "<name or run #id>: model on dataset, ..."."""
     if not run.covariances:
-        raise ValueError(f"run {run.id} saved no covariances (its filters were not finite at the end)")
+        why = ("its filters were not finite at the end" if run.layer_names
+               else f"{run.config.model} has no depthwise filters")
+        raise ValueError(f"run {run.id} saved no covariances ({why})")
     names = run.layer_names or [f"layer {i + 1}" for i in range(len(run.covariances))]
     acc = f", test accuracy {run.final['test_acc']:.1f}%" if run.final.get("test_acc") is not None else ""
     return LearnedSet(f"{name or f'run #{run.id}'}: {run.config.model} on {run.config.dataset}, init {run.config.init}"

@@ -343,7 +343,10 @@ def test_learned_set_from_a_run_and_figures():
     pair = figures.closed_form_figure(S, closed, diff, sigma=2.0, r=1.0, layer="2")
     assert [t.type for t in pair.data] == ["heatmap"] * 3
     run.covariances = []
-    with pytest.raises(ValueError, match="saved no covariances"):
+    with pytest.raises(ValueError, match=r"saved no covariances \(its filters were not finite"):
+        lab.learned_from_run(run)
+    run.layer_names, run.config = [], run.config.replace(model="cnn-4")
+    with pytest.raises(ValueError, match=r"saved no covariances \(cnn-4 has no depthwise filters\)"):
         lab.learned_from_run(run)
 
 
