@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
@@ -303,10 +304,8 @@ def _write_json(path: str, document: dict) -> None:
 def _cnfa_pair(args) -> fa.ModelPair:
     """The stored run (or the example) --run names, else a small CNN trained here (saved on --save)."""
     if args.run is not None:
-        pair = fa.pair_from_run(_run_or_example(args, args.run))
-        if args.run == "example":
-            pair.label = pair.label.replace("run #None", "the bundled example")
-        return pair
+        return fa.pair_from_run(_run_or_example(args, args.run),
+                                name="the bundled example" if args.run == "example" else None)
     config = fa.cnn_config(args.dataset, noise=args.noise, layers=args.layers, width=args.width,
                            kernel_size=args.kernel_size, epochs=args.epochs, batch_size=args.batch_size,
                            lr=args.lr, seed=args.seed, max_steps=args.max_steps,
@@ -330,8 +329,8 @@ def cmd_cnfa(args) -> int:
                        [[r["layer"], r["kind"], r["filters"], _fmt(r["r trained"], ".3f", "nan"),
                          _fmt(r["r at init"], ".3f", "nan"),
                          _fmt(r["r(CNFM init, CNFM trained)"], ".3f", "nan")] for r in table]))
-    trained = [r["r trained"] for r in table if r["r trained"] == r["r trained"]]
-    initial = [r["r at init"] for r in table if r["r at init"] == r["r at init"]]
+    trained = [r["r trained"] for r in table if math.isfinite(r["r trained"])]
+    initial = [r["r at init"] for r in table if math.isfinite(r["r at init"])]
     if trained and initial:
         print(f"mean r {sum(trained) / len(trained):.3f} trained vs {sum(initial) / len(initial):.3f} "
               f"at init; {sum(r >= 0.9 for r in trained)} of {len(trained)} layer(s) at 0.9 or above "
@@ -344,8 +343,6 @@ def cmd_cnfa(args) -> int:
 
 def cmd_frequency(args) -> int:
     run = None if args.source in ("gaussian", "default") else _run_or_example(args, args.run)
-    if args.source == "gaussian" and args.sigma is None:
-        args.sigma = 2.0
     view = fa.frequency_view(args.source, kernel_size=args.kernel_size, n=args.n, sigma=args.sigma,
                              run=run, seed=args.seed, energy=args.energy)
     s, table = view.summary, view.table()
@@ -560,7 +557,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "small CNN here with the options below)")
     p.add_argument("--dataset", choices=fa.CNN_DATASETS, default="mnist5k")
     p.add_argument("--dataset-param", action="append", type=_key_value, default=[], metavar="KEY=VALUE",
-                   help="dataset option, e.g. n_train=1000 (repeatable)")
+                   help="dataset option, e.g. n_train=1000 for noisy-bars (repeatable)")
     p.add_argument("--noise", type=float, default=0.5, help="background noise std of the noisy datasets")
     p.add_argument("--layers", type=int, default=3, help="conv + ReLU + 2 x 2 max pooling blocks")
     p.add_argument("--width", type=int, default=32, help="channels of every conv layer")
@@ -594,7 +591,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", type=_run_ref, default=None, metavar="RUN_ID",
                    help="the run of the learned / trained sources (default: the bundled example)")
     p.add_argument("--kernel-size", type=int, default=9, help="k of the sampled schemes (a run keeps its own)")
-    p.add_argument("--sigma", type=float, default=None, help="sigma of the Gaussian closed form (default 2)")
+    p.add_argument("--sigma", type=float, default=2.0, help="sigma of the Gaussian closed form (pixels)")
     p.add_argument("--n", type=int, default=1024, help="filters sampled per layer")
     p.add_argument("--energy", type=float, default=0.9, help="energy share of the effective size")
     p.add_argument("--seed", type=int, default=0)

@@ -177,10 +177,11 @@ def describe_dataset(config: train.TrainConfig) -> str:
 # A saved run
 
 
-def pair_from_run(run: train.RunResult) -> ModelPair:
+def pair_from_run(run: train.RunResult, name: str | None = None) -> ModelPair:
     """The run's trained model (from its saved state dict) and the same model at initialization,
     rebuilt from the run's config and seed exactly as train.train (or, for a plain CNN,
-    train_cnn with the init its variant names) built it."""
+    train_cnn with the init its variant names) built it. Its label starts with `name`, by
+    default "run #<id>"."""
     if not run.state_dict:
         raise ValueError(f"run {run.id} saved no weights, so its model cannot be analysed; train it "
                          "again with the weights kept (keep_state_dict)")
@@ -192,7 +193,7 @@ def pair_from_run(run: train.RunResult) -> ModelPair:
     trained = copy.deepcopy(initial)
     models.load_checkpoint_into(trained, run.state_dict)
     acc = run.final.get("test_acc")
-    label = f"run #{run.id}: {describe_model(run.config)} on {describe_dataset(run.config)}"
+    label = f"{name or f'run #{run.id}'}: {describe_model(run.config)} on {describe_dataset(run.config)}"
     return ModelPair(label, trained.eval(), initial, run.config, info, acc)
 
 

@@ -277,6 +277,13 @@ def test_cnfa_of_a_stored_run_matches_the_pages_analysis(tmp_path, capsys):
     assert printed.startswith("run #1: cnn-4,4") and "AGOP of predicted outputs" in printed
 
 
+def test_cnfa_of_the_bundled_example_names_it(capsys):
+    assert main(["cnfa", "--run", "example", "--images", "4"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith("the bundled example: convmixer-64/8 (k = 9) on mnist5k, test accuracy 98.4%")
+    assert "blocks.7.0.fn.0  depthwise  64 x 1 x 9²" in printed
+
+
 def test_cnfa_refuses_a_run_without_weights_in_one_line(tmp_path, capsys):
     db, run = tmp_path / "runs.db", fake_run(k=5)
     run.state_dict = {}  # covariances only
