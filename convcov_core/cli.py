@@ -351,12 +351,16 @@ def cmd_frequency(args) -> int:
     print(f"{args.source} filters{origin}: {len(s.names)} layer(s) of {s.kernel_size} x {s.kernel_size}, "
           f"spectra zero-padded to {s.size} x {s.size}, effective size at {s.energy:.0%} of the energy")
     header = ["layer", "mean eff. size", "10-90%", "at full size", "half-max freq (cycles/px)"]
-    fitted = "fitted sigma" in (table[0] if table else {})
     rows = [[r["layer"], f"{r['mean effective size']:.2f}",
              f"{r['effective size 10%']:.0f}-{r['effective size 90%']:.0f}", f"{r['share at full size']:.0%}",
-             _fmt(r["half-max frequency"], ".3f", "above 0.5")]
-            + ([f"{r['fitted sigma']:.2f} (r {r['fit r']:.2f})"] if fitted else []) for r in table]
-    print(format_table(header + (["fitted sigma (r)"] if fitted else []), rows))
+             _fmt(r["half-max frequency"], ".3f", "above 0.5")] for r in table]
+    if view.fitted:  # the closed form at each layer's fitted sigma, as smooth as the layer or not
+        closed = fa.sigma_curve(s.kernel_size, [r["fitted sigma"] for r in table], size=s.size,
+                                seed=args.seed).half_max
+        header += ["fitted sigma (r)", "closed form's half-max at it"]
+        for row, r, half in zip(rows, table, closed):
+            row += [f"{r['fitted sigma']:.2f} (r {r['fit r']:.2f})", _fmt(half, ".3f", "above 0.5")]
+    print(format_table(header, rows))
     if view.white_noise is not None:
         reference = analysis.half_max_frequency(view.white_noise, s.size)
         print(f"reference, PyTorch default (white noise) at k = {s.kernel_size}: half-max frequency "

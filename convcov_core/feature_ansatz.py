@@ -429,40 +429,39 @@ def frequency_summary(layers: list[tuple[str, Tensor]], *, size: int = 64, energ
 
 @dataclass
 class SigmaCurve:
-    """Effective size of closed-form Gaussian filters against sigma: mean and 10 / 90% quantiles,
-    and the mean for PyTorch's default i.i.d. filters as a reference level."""
+    """Smoothness of closed-form Gaussian filters against sigma: the half-max frequency
+    (analysis.half_max_frequency, cycles/pixel) of their mean |FFT| per sigma, and that of
+    PyTorch's default i.i.d. filters as the reference (None: white noise never falls to half)."""
 
     kernel_size: int
-    energy: float
     sigmas: list[float]
-    mean: list[float]
-    low: list[float]
-    high: list[float]
-    default_mean: float
+    half_max: list[float | None]
+    default_half_max: float | None
 
 
 #: The sigmas of the closed-form curve (pixels), evenly spread in log sigma.
 CURVE_SIGMAS = (0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.5, 2.0, 3.0, 5.0, 7.0, 10.0)
 
 
-def sigma_curve(kernel_size: int, sigmas=CURVE_SIGMAS, *, n: int = 256, energy: float = 0.9,
+def _half_max_of(scheme: str, kernel_size: int, n: int, size: int, seed: int,
+                 sigma: float | None = None) -> float | None:
+    generator = torch.Generator().manual_seed(int(seed))
+    filters = init.sample_scheme(scheme, kernel_size, n, sigma=sigma, generator=generator)
+    _, profile = analysis.radial_profile(analysis.spectrum(filters, size=size))
+    return analysis.half_max_frequency(profile, size)
+
+
+def sigma_curve(kernel_size: int, sigmas=CURVE_SIGMAS, *, n: int = 256, size: int = 64,
                 seed: int = 0) -> SigmaCurve:
-    """For each sigma: effective sizes of n filters drawn from the Gaussian closed form."""
+    """For each sigma: the half-max frequency of the mean |FFT| (zero-padded to size x size) of n
+    filters drawn from the Gaussian closed form; it falls as 1/sigma (about sqrt(ln 2) / (pi
+    sigma) for a window much wider than sigma), while their effective size stays at k."""
     sigmas = [covariance.check_sigma(s, "sigma") for s in sigmas]
     if not sigmas:
         raise ValueError("need at least one sigma")
-    mean, low, high = [], [], []
-    for sigma in sigmas:
-        generator = torch.Generator().manual_seed(int(seed))
-        filters = init.sample_scheme("gaussian", kernel_size, n, sigma=sigma, generator=generator)
-        sizes = analysis.effective_size(filters, energy=energy).to(torch.float64)
-        mean.append(float(sizes.mean()))
-        low.append(float(torch.quantile(sizes, 0.1)))
-        high.append(float(torch.quantile(sizes, 0.9)))
-    generator = torch.Generator().manual_seed(int(seed))
-    default = analysis.effective_size(init.sample_scheme("default", kernel_size, n, generator=generator),
-                                      energy=energy).to(torch.float64).mean()
-    return SigmaCurve(int(kernel_size), float(energy), sigmas, mean, low, high, float(default))
+    size = max(size, kernel_size)
+    half_max = [_half_max_of("gaussian", kernel_size, n, size, seed, sigma) for sigma in sigmas]
+    return SigmaCurve(int(kernel_size), sigmas, half_max, _half_max_of("default", kernel_size, n, size, seed))
 
 
 @dataclass
@@ -510,15 +509,17 @@ def frequency_view(source: str, *, kernel_size: int = 9, n: int = 1024, sigma: f
                    run: train.RunResult | None = None, seed: int = 0, energy: float = 0.9,
                    size: int = 64) -> FrequencyView:
     """Filters of `source` (see source_layers), their spectra and effective sizes, and a run's
-    layers placed at their fitted sigma."""
+    layers placed at their fitted sigma with their half-max frequency (against sigma_curve)."""
     layers = source_layers(source, kernel_size=kernel_size, n=n, sigma=sigma, run=run, seed=seed)
     summary = frequency_summary(layers, size=max(size, layers[0][1].shape[-1]), energy=energy)
     fitted = []
     if run is not None and source in ("learned", "trained") and len(run.covariances) == len(layers):
-        for (name, _), S, sizes in zip(layers, run.covariances, summary.effective_sizes):
+        for (name, _), S, sizes, profile in zip(layers, run.covariances, summary.effective_sizes,
+                                                summary.profiles):
             fit, r = covariance.fit_sigma(S)
             fitted.append({"layer": name, "sigma": fit, "r": r,
-                           "mean effective size": float(sizes.to(torch.float64).mean())})
+                           "mean effective size": float(sizes.to(torch.float64).mean()),
+                           "half-max frequency": analysis.half_max_frequency(profile, summary.size)})
     white_noise = None
     if source != "default":
         k = summary.kernel_size

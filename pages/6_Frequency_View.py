@@ -38,8 +38,8 @@ def view(source, k, n, sigma, run_id, seed) -> fa.FrequencyView:
 
 
 @st.cache_data(max_entries=16, show_spinner="Sampling the closed form at every σ…")
-def sigma_curve(k, energy, seed) -> fa.SigmaCurve:
-    return fa.sigma_curve(k, energy=energy, seed=seed)
+def sigma_curve(k, seed) -> fa.SigmaCurve:
+    return fa.sigma_curve(k, seed=seed)
 
 
 st.title("Frequency View")
@@ -103,15 +103,17 @@ with shown_errors():
         st.caption(f"Bars at {summary.kernel_size} mean the energy fills the whole filter; bars far "
                    "below it mean localized filters. The frequency-view paper found trained filters "
                    "far smaller than their kernel; a short run from a random init keeps much of the "
-                   "init's spread.")
+                   "init's spread. The closed form gives every pixel the same variance, so its "
+                   "filters fill the window whatever σ: σ sets smoothness, not size.")
     with (middle[1] if one_layer else st.container()):
         st.plotly_chart(figures.sigma_curve_figure(
-            sigma_curve(summary.kernel_size, energy, int(seed)),
+            sigma_curve(summary.kernel_size, int(seed)),
             current_sigma=sigma if source == "gaussian" else None,
             fitted=result.fitted), config=CHART)
-        st.caption("The closed form gives every pixel the same variance, so its filters fill the "
-                   "whole window whatever σ (a flat curve at k): σ sets smoothness, not size. "
+        st.caption("Where the closed form's mean |FFT| falls to half its peak: the larger σ, the "
+                   "smoother its filters and the lower the curve (at σ of about 0.5 px and below it "
+                   "stays above half up to 0.5 cycles/pixel, like white noise). "
                    + ("Diamonds: the run's layers at the σ that best fits their learned covariance; "
-                      "below the curve means more localized than the closed form."
-                      if result.fitted else "Pick a saved run as the source to place its layers "
-                                            "here."))
+                      "below the curve means smoother than the closed form at that σ, above means "
+                      "rougher." if result.fitted else "Pick a saved run as the source to place its "
+                                                       "layers here."))

@@ -303,7 +303,7 @@ def test_frequency_of_the_closed_form_and_of_the_bundled_example(tmp_path, capsy
     assert main(["frequency", "--source", "trained", "--json", str(out)]) == 0
     printed = capsys.readouterr().out
     assert printed.startswith("trained filters of the bundled example: 8 layer(s) of 9 x 9")
-    assert "fitted sigma (r)" in printed and "blocks.7.0.fn.0" in printed
+    assert "fitted sigma (r)  closed form's half-max at it" in printed and "blocks.7.0.fn.0" in printed
     doc = json.loads(out.read_text())
     half_max = [row["half-max frequency"] for row in doc["layers"]]
     assert half_max[-1] < half_max[0]  # the example's deep layers are smoother than its first

@@ -1,6 +1,8 @@
 """Tests for convcov_core.feature_ansatz: the small-CNN training, trained-vs-init CNFA, eigenfilters,
 feature maps, and the Frequency View's filters, spectra, effective sizes and sigma curve."""
 
+import math
+
 import pytest
 import torch
 
@@ -289,11 +291,20 @@ def test_frequency_summary_spectrum_uses_the_first_filters_and_sizes_use_all():
 
 
 def test_closed_form_filters_fill_the_window_whatever_sigma():
-    curve = fa.sigma_curve(9, [0.3, 1.0, 3.0, 10.0], n=256, energy=0.9)
-    assert curve.mean == [9.0] * 4 and curve.default_mean == 9.0
-    low = fa.sigma_curve(9, [0.3, 10.0], n=256, energy=0.3)
-    assert all(m < 9 for m in low.mean)
-    assert all(lo <= m <= hi for lo, m, hi in zip(low.low, low.mean, low.high))
+    for sigma in (0.3, 1.0, 3.0, 10.0):
+        view = fa.frequency_view("gaussian", kernel_size=9, n=256, sigma=sigma)
+        assert view.table()[0]["mean effective size"] == 9.0
+        assert view.at_energy(0.3).table()[0]["mean effective size"] < 9
+
+
+def test_the_closed_forms_half_max_frequency_falls_as_one_over_sigma():
+    curve = fa.sigma_curve(31, [0.3, 1.0, 2.0, 3.0, 5.0], n=256, size=128)
+    assert curve.half_max[0] is None and curve.default_half_max is None  # white-noise-like
+    # sampled filters: mean |FFT| ~ sqrt(power spectrum) = exp(-pi^2 sigma^2 f^2), half at
+    # f = sqrt(ln 2) / (pi sigma); the 31 x 31 window widens the spectrum a little
+    for sigma, half in zip(curve.sigmas[1:], curve.half_max[1:]):
+        assert half == pytest.approx(math.sqrt(math.log(2)) / (math.pi * sigma), rel=0.15)
+    assert curve.half_max[1:] == sorted(curve.half_max[1:], reverse=True)
     with pytest.raises(ValueError):
         fa.sigma_curve(9, [0.0])
 
@@ -304,6 +315,7 @@ def test_frequency_view_places_a_runs_layers_at_their_fitted_sigma():
     assert [f["sigma"] for f in view.fitted] == pytest.approx([1.0, 2.0], rel=1e-3)
     assert all(f["r"] == pytest.approx(1.0) for f in view.fitted)
     assert all(1 <= f["mean effective size"] <= 5 for f in view.fitted)
+    assert view.fitted[1]["half-max frequency"] < view.fitted[0]["half-max frequency"]  # sigma 2 vs 1
     assert view.summary.kernel_size == 5 and view.summary.names == fake_run().layer_names
     assert fa.frequency_view("default", kernel_size=3, n=16).fitted == []
 
@@ -414,3 +426,18 @@ def test_spectra_figure_labels_only_the_outer_panels():
     assert ys == [True, False, False, False, True, False]  # the first column
     with pytest.raises(ValueError):
         figures.spectra_figure([torch.rand(8, 8)], ["a", "b"])
+
+
+def test_sigma_curve_figure_places_a_runs_layers_by_smoothness():
+    from convcov_core.plots import analysis as figures
+
+    curve = fa.SigmaCurve(9, [0.3, 1.0, 2.0], [None, 0.28, 0.15], None)
+    fitted = [{"layer": "a", "sigma": 0.6, "r": 0.7, "half-max frequency": 0.32},
+              {"layer": "b", "sigma": 1.5, "r": 0.6, "half-max frequency": None}]  # white-noise-like
+    fig = figures.sigma_curve_figure(curve, current_sigma=2.0, fitted=fitted)
+    closed, layers = fig.data
+    assert list(closed.y) == [None, 0.28, 0.15]  # a gap where the closed form never falls to half
+    assert list(layers.x) == [0.6] and list(layers.y) == [0.32]
+    assert fig.layout.shapes[0].y0 == 0.5  # the white-noise reference at the 0.5 cycles/pixel limit
+    assert "never falls to half" in fig.layout.annotations[0].text
+    assert fig.layout.yaxis.title.text == "half-max frequency (cycles/pixel)"

@@ -270,40 +270,41 @@ def effective_size_figure(sizes, names: list[str], *, kernel_size: int, energy: 
 
 def sigma_curve_figure(curve, *, current_sigma: float | None = None, fitted: list[dict] | None = None,
                        height: int = 330) -> go.Figure:
-    """Mean effective size of closed-form Gaussian filters against sigma (log axis), with the
-    10-90% band, the level of PyTorch's default i.i.d. filters, the current sigma marked, and a
-    run's layers (`fitted`: layer, sigma, r, mean effective size) as points at their fitted sigma."""
+    """Half-max frequency of closed-form Gaussian filters against sigma (log axis), PyTorch's default
+    i.i.d. filters as a reference level (at the 0.5 cycles/pixel limit when they never fall to
+    half), the current sigma marked, and a run's layers (`fitted`: layer, sigma, r, half-max
+    frequency) as diamonds at their fitted sigma: below the curve, smoother than the closed form."""
     x, k = list(curve.sigmas), curve.kernel_size
     fig = go.Figure([
-        go.Scatter(x=x + x[::-1], y=list(curve.high) + list(curve.low)[::-1], fill="toself",
-                   fillcolor="rgba(31,119,180,0.18)", line=dict(width=0), hoverinfo="skip",
-                   name="10-90% of filters"),
-        go.Scatter(x=x, y=curve.mean, mode="lines+markers", name="Gaussian closed form (mean)",
+        go.Scatter(x=x, y=curve.half_max, mode="lines+markers", name="Gaussian closed form",
                    line=dict(color=TRAINED_COLOUR), marker=dict(size=5),
-                   hovertemplate="σ = %{x:.3g}: mean effective size %{y:.2f}<extra></extra>"),
+                   hovertemplate="σ = %{x:.3g}: falls to half at %{y:.3f} cycles/pixel<extra></extra>"),
     ])
-    fig.add_hline(y=curve.default_mean, line=dict(color=DEFAULT_INIT_COLOUR, dash="dash"),
-                  annotation_text=f"PyTorch default i.i.d.: {curve.default_mean:.1f}",
-                  annotation_position="bottom left")
-    if fitted:
+    default = curve.default_half_max
+    fig.add_hline(y=0.5 if default is None else default, line=dict(color=DEFAULT_INIT_COLOUR, dash="dash"),
+                  annotation_text="PyTorch default (white noise): " + (
+                      "never falls to half" if default is None else f"{default:.2f}"),
+                  annotation_position="bottom right")
+    points = [f for f in fitted or [] if f.get("half-max frequency") is not None]
+    if points:
         fig.add_trace(go.Scatter(
-            x=[f["sigma"] for f in fitted], y=[f["mean effective size"] for f in fitted],
+            x=[f["sigma"] for f in points], y=[f["half-max frequency"] for f in points],
             mode="markers", name="run's layers (at their fitted σ)",
-            marker=dict(size=10, symbol="diamond", color=layer_colours(len(fitted)),
+            marker=dict(size=10, symbol="diamond", color=layer_colours(len(points)),
                         line=dict(width=1, color="#333")),
-            customdata=[[f["layer"], f["r"]] for f in fitted],
+            customdata=[[f["layer"], f["r"]] for f in points],
             hovertemplate="%{customdata[0]}: fitted σ = %{x:.2f} (r = %{customdata[1]:.2f})<br>"
-                          "mean effective size %{y:.2f}<extra></extra>"))
+                          "falls to half at %{y:.3f} cycles/pixel<extra></extra>"))
     if current_sigma is not None:
         fig.add_vline(x=current_sigma, line=dict(color="#555", dash="dot"))
         # annotations on a log axis take log10 coordinates
         fig.add_annotation(x=math.log10(current_sigma), y=0.02, yref="paper", text=f" σ = {current_sigma:g}",
                            showarrow=False, xanchor="left", yanchor="bottom", font=dict(color="#555"))
-    sigmas = [s for s in x + [f["sigma"] for f in fitted or []] if s > 0]
+    sigmas = [s for s in x + [f["sigma"] for f in points] if s > 0]
     fig.update_xaxes(title_text="σ of the closed-form covariance (pixels, log scale)", type="log",
                      range=[math.log10(min(sigmas)) - 0.05, math.log10(max(sigmas)) + 0.05],
                      tickvals=[0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50])
-    fig.update_yaxes(title_text="effective size (pixels)", range=[0, k + 1])
+    fig.update_yaxes(title_text="half-max frequency (cycles/pixel)", range=[0, 0.55])
     fig.update_layout(legend=BOTTOM_LEGEND)
-    fig = _finish(fig, f"σ against effective size, {k} x {k} filters", height + 40)
+    fig = _finish(fig, f"σ against smoothness, {k} x {k} filters", height + 40)
     return fig.update_layout(margin=dict(l=60, r=20, t=50, b=20))
