@@ -89,6 +89,46 @@ def shown_errors():
         st.error(f"Unexpected error ({type(err).__name__}): {err}. Details are in the server log.")
 
 
+def upload_limit() -> int:
+    """Bytes a checkpoint may have: CONVCOV_MAX_CHECKPOINT_MB within Streamlit's server.maxUploadSize."""
+    from convcov_core import lab
+
+    return lab.max_upload_bytes(ceiling_mb=st.get_option("server.maxUploadSize"))
+
+
+def checkpoint_uploader(prefix: str):
+    """Sidebar widgets for a user's checkpoint: the file (keys `<prefix>_upload`) and its
+    architecture (`<prefix>_arch`). Returns (upload, architecture spec), or None before a file."""
+    from convcov_core import models
+
+    upload = st.file_uploader("Checkpoint (state dict)", type=[s[1:] for s in models.CHECKPOINT_SUFFIXES],
+                              key=f"{prefix}_upload",
+                              help="safetensors, or a torch.save file of model.state_dict(); read with "
+                                   "weights_only=True, so code inside a file never runs.")
+    arch = st.selectbox("Architecture", list(models.CHECKPOINT_ARCHITECTURES), key=f"{prefix}_arch")
+    st.caption(f"Up to {upload_limit() / 2**20:.0f} MiB. A ConvMixer's sizes are read from "
+               "the file; for ConvNeXt pick the variant it was saved from.")
+    return None if upload is None else (upload, models.CHECKPOINT_ARCHITECTURES[arch])
+
+
+def read_upload_once(memo_name: str, upload, read, *args):
+    """read(file bytes, file name, *args, max_bytes=upload_limit()), once per uploaded file and
+    args in this session (kept in st.session_state[memo_name]); a ValueError is kept too and
+    raised again on every rerun, for shown_errors to display."""
+    memo_key = (upload.file_id, *args)
+    memo = st.session_state.get(memo_name)
+    if memo is None or memo[0] != memo_key:
+        try:
+            with st.spinner("Reading the checkpoint (weights only; no code in it runs)…"):
+                value = read(upload.getvalue(), upload.name, *args, max_bytes=upload_limit())
+        except ValueError as err:
+            value = err
+        memo = st.session_state[memo_name] = (memo_key, value)
+    if isinstance(memo[1], ValueError):
+        raise memo[1]
+    return memo[1]
+
+
 def add_bundled_example() -> None:
     """Put the bundled example network in the run store, once per store (see convcov_core.examples),
     so the pages that read trained filters have one on a fresh install."""

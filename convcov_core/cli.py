@@ -302,7 +302,11 @@ def _write_json(path: str, document: dict) -> None:
 
 
 def _cnfa_pair(args) -> fa.ModelPair:
-    """The stored run (or the example) --run names, else a small CNN trained here (saved on --save)."""
+    """The checkpoint or stored run (or the example) named, else a small CNN trained here (saved
+    on --save)."""
+    if args.checkpoint is not None:
+        state = models.load_state_dict(args.checkpoint, max_bytes=lab.max_upload_bytes())
+        return fa.pair_from_state_dict(state, args.arch, Path(args.checkpoint).name, args.dataset)
     if args.run is not None:
         return fa.pair_from_run(_run_or_example(args, args.run),
                                 name="the bundled example" if args.run == "example" else None)
@@ -324,7 +328,7 @@ def cmd_cnfa(args) -> int:
     table = comparison.table()
     accuracy = "" if pair.test_acc is None else f", test accuracy {pair.test_acc:.1f}%"
     print(f"{pair.label}{accuracy}; AGOP of {args.outputs} outputs on {comparison.n_images} test "
-          f"image(s)")
+          f"image(s) of {fa.describe_dataset(pair.config)}")
     print(format_table(["layer", "kind", "filters", "r trained", "r at init", "r(CNFM init, trained)"],
                        [[r["layer"], r["kind"], r["filters"], _fmt(r["r trained"], ".3f", "nan"),
                          _fmt(r["r at init"], ".3f", "nan"),
@@ -543,7 +547,7 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--run", type=int, default=None, metavar="RUN_ID", help="a stored run")
     source.add_argument("--checkpoint", default=None, metavar="FILE",
                         help="a state dict (.safetensors, or torch.save read with weights_only=True)")
-    p.add_argument("--arch", choices=sorted(set(lab.CHECKPOINT_ARCHITECTURES.values())), default="convmixer",
+    p.add_argument("--arch", choices=sorted(set(models.CHECKPOINT_ARCHITECTURES.values())), default="convmixer",
                    help="what the checkpoint holds (a ConvMixer's sizes are read from the file)")
     p.add_argument("--kernel-size", type=int, default=None, help="transfer to this kernel size first")
     p.add_argument("--depth", type=int, default=None, help="transfer to this many layers first")
@@ -556,10 +560,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("cnfa", help="the Feature Ansatz check: r(patch-AGOP, W^T W) per conv layer, trained "
                                     "vs at init, of a small CNN trained here or a stored run")
-    p.add_argument("--run", type=_run_ref, default=None, metavar="RUN_ID",
-                   help="analyse a stored run that kept its weights, or 'example' (default: train a "
-                        "small CNN here with the options below)")
-    p.add_argument("--dataset", choices=fa.CNN_DATASETS, default="mnist5k")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--run", type=_run_ref, default=None, metavar="RUN_ID",
+                        help="analyse a stored run that kept its weights, or 'example' (default: train "
+                             "a small CNN here with the options below)")
+    source.add_argument("--checkpoint", default=None, metavar="FILE",
+                        help="analyse your own checkpoint (safetensors or torch.save of a state dict; "
+                             "weights-only loading) against the same architecture at PyTorch's default "
+                             "init, on --dataset's test images")
+    p.add_argument("--arch", choices=sorted(set(models.CHECKPOINT_ARCHITECTURES.values())), default="convmixer",
+                   help="the checkpoint's architecture (a ConvMixer's sizes are read from the file)")
+    p.add_argument("--dataset", default="mnist5k",
+                   help=f"the small CNN trains on {', '.join(fa.CNN_DATASETS)}; a checkpoint is analysed "
+                        "on any dataset with its number of channels")
     p.add_argument("--dataset-param", action="append", type=_key_value, default=[], metavar="KEY=VALUE",
                    help="dataset option, e.g. n_train=1000 for noisy-bars (repeatable)")
     p.add_argument("--noise", type=float, default=0.5, help="background noise std of the noisy datasets")

@@ -197,6 +197,44 @@ def pair_from_run(run: train.RunResult, name: str | None = None) -> ModelPair:
     return ModelPair(label, trained.eval(), initial, run.config, info, acc)
 
 
+#: The init a checkpoint's control model gets: its own init is not in the file.
+CHECKPOINT_CONTROL_SEED = 0
+
+
+def pair_from_state_dict(state: dict[str, Tensor], architecture: str, source: str,
+                         dataset: str) -> ModelPair:
+    """A user's checkpoint (models.model_from_state_dict) and, as the control, the same
+    architecture at PyTorch's default init (seed CHECKPOINT_CONTROL_SEED: the checkpoint's own
+    init is unknown), analysed on `dataset`'s test images; ValueError unless those images fit the
+    model (channels and size; textures come in colour for a 3-channel model). No test accuracy:
+    the checkpoint's classes need not be the dataset's."""
+    trained, layout = models.model_from_state_dict(state, architecture)
+    params = {"color": True} if dataset == "textures" and layout["in_chans"] == 3 else {}
+    config = train.TrainConfig(dataset=dataset, dataset_params=params, model=layout["spec"],
+                               kernel_size=layout["kernel_size"], patch_size=layout["patch_size"],
+                               seed=CHECKPOINT_CONTROL_SEED).validate()
+    _, _, _, _, info = train.load_training_data(config)
+    if info.in_chans != layout["in_chans"]:
+        raise ValueError(f"{source} takes {layout['in_chans']}-channel images but {dataset} has "
+                         f"{info.in_chans}-channel ones: pick a dataset with {layout['in_chans']}-channel "
+                         "images for the AGOP")
+    label = f"{source}: {describe_model(config)}"
+    models.check_input_size(trained, info.in_chans, info.image_size, label, dataset)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(CHECKPOINT_CONTROL_SEED)
+        initial = models.build_model(layout["spec"], num_classes=layout["num_classes"],
+                                     in_chans=layout["in_chans"], kernel_size=layout["kernel_size"],
+                                     patch_size=layout["patch_size"])
+    return ModelPair(label, trained, initial.eval(), config, info)
+
+
+def pair_from_checkpoint(data: bytes, filename: str, architecture: str, dataset: str, *,
+                         max_bytes: int = models.DEFAULT_MAX_CHECKPOINT_BYTES) -> ModelPair:
+    """pair_from_state_dict of an uploaded file (models.read_checkpoint_bytes: no code in it runs)."""
+    state = models.read_checkpoint_bytes(data, filename, max_bytes=max_bytes)
+    return pair_from_state_dict(state, architecture, filename, dataset)
+
+
 def analysis_images(config: train.TrainConfig, n: int) -> Tensor:
     """The first n test images of the config's dataset (N, C, H, W), normalized as in training."""
     n = _whole(n, "number of images", 1)

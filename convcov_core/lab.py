@@ -17,7 +17,6 @@ import json
 import math
 import os
 import re
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -396,56 +395,10 @@ def learned_from_run(run: train.RunResult, name: str | None = None) -> LearnedSe
                       list(names), [torch.as_tensor(S, dtype=torch.float64) for S in run.covariances])
 
 
-#: Architectures an uploaded checkpoint may have: label -> model spec ("convmixer" = read from file).
-CHECKPOINT_ARCHITECTURES = {
-    "ConvMixer (ours or timm's; sizes read from the file)": "convmixer",
-    "timm ConvNeXt-Atto": "timm:convnext_atto",
-    "timm ConvNeXt-Femto": "timm:convnext_femto",
-    "timm ConvNeXt-Pico": "timm:convnext_pico",
-    "timm ConvNeXt-Nano": "timm:convnext_nano",
-    "timm ConvNeXt-Tiny": "timm:convnext_tiny",
-}
-
-_BLOCK_DW = re.compile(r"blocks\.(\d+)\.0\.fn\.0\.weight")
-
-
-def _convmixer_layout(state: dict[str, Tensor]) -> dict:
-    """dim, depth, kernel and patch size, classes and input channels of a ConvMixer state dict
-    (module names stem / blocks.i / head, as ours and timm's use)."""
-    blocks = sorted(int(m[1]) for key in state if (m := _BLOCK_DW.fullmatch(key)))
-    stem, head = state.get("stem.0.weight"), state.get("head.weight")
-    if not blocks or stem is None or head is None or stem.dim() != 4 or head.dim() != 2:
-        raise ValueError("this checkpoint does not have a ConvMixer's layout (stem.0, blocks.<i>.0.fn.0, "
-                         "head); if it holds a timm ConvNeXt, choose that architecture")
-    dw = state[f"blocks.{blocks[0]}.0.fn.0.weight"]
-    return dict(spec=f"convmixer-{stem.shape[0]}/{len(blocks)}", kernel_size=int(dw.shape[-1]),
-                patch_size=int(stem.shape[-1]), num_classes=int(head.shape[0]), in_chans=int(stem.shape[1]))
-
-
-def _timm_layout(spec: str, state: dict[str, Tensor]) -> dict:
-    """Classes, input channels, kernel and patch size of a timm model's state dict (stem.0 and
-    head.fc, as timm's ConvNeXt names them)."""
-    stem, head = state.get("stem.0.weight"), state.get("head.fc.weight")
-    depthwise = [v for v in state.values() if v.dim() == 4 and v.shape[1] == 1 and v.shape[-1] > 1]
-    if stem is None or head is None or not depthwise:
-        raise ValueError(f"this checkpoint does not fit {spec} (no stem.0, head.fc or depthwise "
-                         "filters found); choose the architecture it was saved from")
-    return dict(spec=spec, kernel_size=int(depthwise[0].shape[-1]), patch_size=int(stem.shape[-1]),
-                num_classes=int(head.shape[0]), in_chans=int(stem.shape[1]))
-
-
 def learned_from_state_dict(state: dict[str, Tensor], architecture: str, source: str) -> LearnedSet:
-    """Build the architecture (a value of CHECKPOINT_ARCHITECTURES) at the checkpoint's sizes, load
-    the weights strictly, and take the centered covariance of each depthwise layer's filters."""
-    if architecture == "convmixer":
-        layout = _convmixer_layout(state)
-    elif architecture in CHECKPOINT_ARCHITECTURES.values():
-        layout = _timm_layout(architecture, state)
-    else:
-        raise ValueError(f"unknown architecture {architecture!r}")
-    model = models.build_model(layout["spec"], num_classes=layout["num_classes"], in_chans=layout["in_chans"],
-                               kernel_size=layout["kernel_size"], patch_size=layout["patch_size"])
-    models.load_checkpoint_into(model, state)
+    """The checkpoint's model (models.model_from_state_dict: the architecture at the checkpoint's
+    sizes, weights loaded strictly) and the centered covariance of each depthwise layer's filters."""
+    model, layout = models.model_from_state_dict(state, architecture)
     layers = init.depthwise_convs(model)
     if not layers:
         raise ValueError(f"{layout['spec']} has no depthwise filters to analyse")
@@ -459,17 +412,9 @@ def learned_from_state_dict(state: dict[str, Tensor], architecture: str, source:
 
 def learned_from_checkpoint(data: bytes, filename: str, architecture: str, *,
                             max_bytes: int = models.DEFAULT_MAX_CHECKPOINT_BYTES) -> LearnedSet:
-    """Learned covariances of an uploaded checkpoint, read only by models.load_state_dict (safetensors
-    or torch weights_only: no code in the file runs). Every problem is a ValueError to show."""
-    suffix = Path(filename).suffix if Path(filename).suffix in (".safetensors", ".pt", ".pth", ".bin",
-                                                                ".ckpt") else ".bin"
-    with tempfile.TemporaryDirectory(prefix="convcov-upload-") as folder:
-        path = Path(folder) / f"checkpoint{suffix}"
-        path.write_bytes(data)
-        try:
-            state = models.load_state_dict(path, max_bytes=max_bytes)
-        except ValueError as err:
-            raise ValueError(str(err).replace(path.name, filename)) from None
+    """Learned covariances of an uploaded checkpoint (models.read_checkpoint_bytes: no code in the
+    file runs). Every problem is a ValueError to show."""
+    state = models.read_checkpoint_bytes(data, filename, max_bytes=max_bytes)
     return learned_from_state_dict(state, architecture, filename)
 
 

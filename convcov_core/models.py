@@ -17,6 +17,7 @@ import pickle
 import pickletools
 import re
 import struct
+import tempfile
 import warnings
 import zipfile
 from collections import OrderedDict
@@ -332,14 +333,19 @@ def _load_safetensors(path: Path, size: int) -> dict:
 
 
 def _safetensors_expected_size(path: Path) -> int:
-    """File size the header describes (8 + header + tensor data); 0 if the header is unreadable."""
+    """File size the header describes (8 + header + tensor data); 0 if the header is unreadable
+    (its length beyond any real header's: not read, so a wrong file cannot make us allocate it)."""
     with path.open("rb") as f:
         head = f.read(8)
         n = struct.unpack("<Q", head)[0] if len(head) == 8 else 0
+        if n > _MAX_SAFETENSORS_HEADER:
+            return 0
         try:
             header = json.loads(f.read(n))
         except ValueError:
             return 8 + n if n else 0
+    if not isinstance(header, dict):
+        return 8 + n
     ends = [t["data_offsets"][1] for key, t in header.items()
             if key != "__metadata__" and isinstance(t, dict) and "data_offsets" in t]
     return 8 + n + max(ends, default=0)
@@ -436,3 +442,75 @@ def load_checkpoint_into(model: nn.Module, state_dict: dict[str, Tensor]) -> Non
         raise ValueError("checkpoint does not fit this model (different architecture?); "
                          + "; ".join(problems))
     model.load_state_dict(state_dict, strict=True)
+
+
+#: Architectures a user's checkpoint may have: label -> model spec ("convmixer" = read from file).
+CHECKPOINT_ARCHITECTURES = {
+    "ConvMixer (ours or timm's; sizes read from the file)": "convmixer",
+    "timm ConvNeXt-Atto": "timm:convnext_atto",
+    "timm ConvNeXt-Femto": "timm:convnext_femto",
+    "timm ConvNeXt-Pico": "timm:convnext_pico",
+    "timm ConvNeXt-Nano": "timm:convnext_nano",
+    "timm ConvNeXt-Tiny": "timm:convnext_tiny",
+}
+#: File endings a checkpoint upload keeps (anything else is read as ".bin": by its header).
+CHECKPOINT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".ckpt")
+
+_BLOCK_DW = re.compile(r"blocks\.(\d+)\.0\.fn\.0\.weight")
+
+
+def _convmixer_layout(state: dict[str, Tensor]) -> dict:
+    """dim, depth, kernel and patch size, classes and input channels of a ConvMixer state dict
+    (module names stem / blocks.i / head, as ours and timm's use)."""
+    blocks = sorted(int(m[1]) for key in state if (m := _BLOCK_DW.fullmatch(key)))
+    stem, head = state.get("stem.0.weight"), state.get("head.weight")
+    if not blocks or stem is None or head is None or stem.dim() != 4 or head.dim() != 2:
+        raise ValueError("this checkpoint does not have a ConvMixer's layout (stem.0, blocks.<i>.0.fn.0, "
+                         "head); if it holds a timm ConvNeXt, choose that architecture")
+    dw = state[f"blocks.{blocks[0]}.0.fn.0.weight"]
+    return dict(spec=f"convmixer-{stem.shape[0]}/{len(blocks)}", kernel_size=int(dw.shape[-1]),
+                patch_size=int(stem.shape[-1]), num_classes=int(head.shape[0]), in_chans=int(stem.shape[1]))
+
+
+def _timm_layout(spec: str, state: dict[str, Tensor]) -> dict:
+    """Classes, input channels, kernel and patch size of a timm model's state dict (stem.0 and
+    head.fc, as timm's ConvNeXt names them)."""
+    stem, head = state.get("stem.0.weight"), state.get("head.fc.weight")
+    # one input channel per filter; the stem has that shape too when the model reads grayscale
+    depthwise = [v for key, v in state.items()
+                 if key != "stem.0.weight" and v.dim() == 4 and v.shape[1] == 1 and v.shape[-1] > 1]
+    if stem is None or head is None or not depthwise:
+        raise ValueError(f"this checkpoint does not fit {spec} (no stem.0, head.fc or depthwise "
+                         "filters found); choose the architecture it was saved from")
+    return dict(spec=spec, kernel_size=int(depthwise[0].shape[-1]), patch_size=int(stem.shape[-1]),
+                num_classes=int(head.shape[0]), in_chans=int(stem.shape[1]))
+
+
+def model_from_state_dict(state: dict[str, Tensor], architecture: str) -> tuple[nn.Module, dict]:
+    """The architecture (a value of CHECKPOINT_ARCHITECTURES) built at the checkpoint's sizes with
+    its weights loaded strictly, in eval mode, and its layout: spec, kernel_size, patch_size,
+    num_classes, in_chans."""
+    if architecture == "convmixer":
+        layout = _convmixer_layout(state)
+    elif architecture in CHECKPOINT_ARCHITECTURES.values():
+        layout = _timm_layout(architecture, state)
+    else:
+        raise ValueError(f"unknown architecture {architecture!r}")
+    model = build_model(layout["spec"], num_classes=layout["num_classes"], in_chans=layout["in_chans"],
+                        kernel_size=layout["kernel_size"], patch_size=layout["patch_size"])
+    load_checkpoint_into(model, state)
+    return model.eval(), layout
+
+
+def read_checkpoint_bytes(data: bytes, filename: str, *,
+                          max_bytes: int = DEFAULT_MAX_CHECKPOINT_BYTES) -> dict[str, Tensor]:
+    """load_state_dict of an uploaded file's bytes (safetensors or torch weights_only: no code in
+    the file runs); messages name the file as the user called it."""
+    suffix = Path(filename).suffix if Path(filename).suffix in CHECKPOINT_SUFFIXES else ".bin"
+    with tempfile.TemporaryDirectory(prefix="convcov-upload-") as folder:
+        path = Path(folder) / f"checkpoint{suffix}"
+        path.write_bytes(data)
+        try:
+            return load_state_dict(path, max_bytes=max_bytes)
+        except ValueError as err:
+            raise ValueError(str(err).replace(path.name, filename)) from None

@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 import app_jobs
-from app_support import page_setup, shown_errors
+from app_support import checkpoint_uploader, page_setup, read_upload_once, shown_errors
 from convcov_core import covariance, data, examples, lab, train, ui
 from convcov_core.plots import training as figures
 
@@ -17,7 +17,6 @@ CHART = {"displaylogo": False}
 SOURCES = ("A saved run", "A quick run trained here", "An uploaded checkpoint")
 QUICK_DATASETS = ("mnist5k", "noisy-mnist", "textures")
 WIDTHS = (16, 32, 64, 128)
-UPLOAD_TYPES = ["safetensors", "pt", "pth", "bin", "ckpt"]
 
 
 def saved_runs() -> dict:
@@ -65,30 +64,6 @@ def transfer_figure(key: str, _learned: lab.LearnedSet, k: int, depth: int):
                                      columns=min(len(shown), 6), panel_height=180)
 
 
-def upload_limit() -> int:
-    """Bytes a checkpoint may have: CONVCOV_MAX_CHECKPOINT_MB within Streamlit's server.maxUploadSize."""
-    return lab.max_upload_bytes(ceiling_mb=st.get_option("server.maxUploadSize"))
-
-
-def uploaded_set(upload, architecture: str) -> lab.LearnedSet:
-    """The covariances of an uploaded checkpoint, read once per file and architecture; a problem
-    with the file is a ValueError (shown by the caller)."""
-    memo_key = (upload.file_id, architecture)
-    memo = st.session_state.get("lc_upload_memo")
-    if memo is None or memo[0] != memo_key:
-        try:
-            with st.spinner("Reading the checkpoint (weights only; no code in it runs)…"):
-                value = lab.learned_from_checkpoint(upload.getvalue(), upload.name,
-                                                    lab.CHECKPOINT_ARCHITECTURES[architecture],
-                                                    max_bytes=upload_limit())
-        except ValueError as err:
-            value = err
-        memo = st.session_state.lc_upload_memo = (memo_key, value)
-    if isinstance(memo[1], ValueError):
-        raise memo[1]
-    return memo[1]
-
-
 def quick_run_settings() -> train.TrainConfig:
     dataset = st.selectbox("Dataset", QUICK_DATASETS, key="lc_dataset",
                            help="; ".join(f"{n}: {data.DATASETS[n]}" for n in QUICK_DATASETS))
@@ -126,13 +101,8 @@ def source_sidebar():
                   kwargs=dict(batch_size=config.batch_size, label=f"Learned Covariances: {config.model} "
                                                                    f"on {config.dataset}"))
         return ("quick", config)
-    upload = st.file_uploader("Checkpoint (state dict)", type=UPLOAD_TYPES, key="lc_upload",
-                              help="safetensors, or a torch.save file of model.state_dict(); read with "
-                                   "weights_only=True, so code inside a file never runs.")
-    arch = st.selectbox("Architecture", list(lab.CHECKPOINT_ARCHITECTURES), key="lc_arch")
-    st.caption(f"Up to {upload_limit() / 2**20:.0f} MiB. A ConvMixer's sizes are read from "
-               "the file; for ConvNeXt pick the variant it was saved from.")
-    return ("upload", upload, arch) if upload is not None else None
+    chosen = checkpoint_uploader("lc")
+    return None if chosen is None else ("upload", *chosen)
 
 
 def quick_run_area() -> tuple | None:
@@ -260,6 +230,6 @@ with shown_errors():
         analysis(learned, f"{store.path}#{chosen[1]}", f"run{chosen[1]}")
     else:
         _, upload, arch = chosen
-        learned = uploaded_set(upload, arch)
+        learned = read_upload_once("lc_upload_memo", upload, lab.learned_from_checkpoint, arch)
         hint = re.sub(r"[^A-Za-z0-9]+", "-", upload.name.rsplit(".", 1)[0])[:30] or "upload"
         analysis(learned, f"{upload.file_id}:{arch}", hint)

@@ -6,16 +6,17 @@ import pandas as pd
 import streamlit as st
 
 import app_jobs
-from app_support import page_setup, shown_errors, stored_runs_or_warning
+from app_support import (checkpoint_uploader, page_setup, read_upload_once, shown_errors,
+                         stored_runs_or_warning)
+from convcov_core import data, ui
 from convcov_core import feature_ansatz as fa
-from convcov_core import ui
 from convcov_core.plots import analysis as figures
 
 page_setup("Feature Ansatz")
 
 CHART = {"displaylogo": False}
 KERNELS = {"5 × 5, then 3 × 3": None, "3 × 3": 3, "5 × 5": 5, "7 × 7": 7}
-SOURCES = ("A small CNN trained here", "A saved run (weights needed)")
+SOURCES = ("A small CNN trained here", "A saved run (weights needed)", "An uploaded checkpoint")
 INITS = ("small normal (as in the paper)", "PyTorch default")
 IMAGE_COUNTS = (16, 32, 64, 128, 256, 512)
 NATURAL_SIZE = 112  # pixels: natural pictures are shown larger than the 28 x 28 training images
@@ -29,6 +30,12 @@ def stored_runs() -> list:
     from convcov_core import runs
 
     return [summary for summary in runs.RunStore().list() if summary.has_weights]
+
+
+@st.cache_data(max_entries=4, show_spinner=False, ttl=60)
+def available_datasets() -> list[str]:
+    """Datasets whose test images are here: the embedded ones, and torchvision's when downloaded."""
+    return [name for name, present in data.available_datasets().items() if present]
 
 
 @st.cache_data(max_entries=4, show_spinner="Loading the run's weights…")
@@ -120,7 +127,7 @@ st.markdown(
     "The *Convolutional Neural Feature Ansatz* says that a trained conv layer's filter covariance, "
     "the CNFM WᵀW, is proportional to the **patch-AGOP** M: the average outer product of the "
     "gradients of the network's outputs with respect to the patches the layer reads. Train a small "
-    "CNN here (or pick a saved run) and check it layer by layer against the same network at "
+    "CNN here (or pick a saved run, or upload a checkpoint of your own) and check it layer by layer against the same network at "
     "initialization, then look at what M selects: its top eigenvectors and its feature maps."
 )
 
@@ -128,7 +135,7 @@ with shown_errors():
     saved = stored_runs_or_warning(stored_runs)
     with st.sidebar:
         st.header("Model")
-        source = st.radio("Analyse", SOURCES if saved else SOURCES[:1], key="source")
+        source = st.radio("Analyse", [s for s in SOURCES if saved or s != SOURCES[1]], key="source")
         if source == SOURCES[0]:
             dataset = st.selectbox("Dataset", fa.CNN_DATASETS, key="dataset",
                                    help="noisy-bars: a short white or black bar in noise; noisy-mnist: "
@@ -147,9 +154,15 @@ with shown_errors():
             seed = st.number_input("Seed", 0, 2**31 - 1, 0, step=1, key="seed")
             config = fa.cnn_config(dataset, noise=noise, layers=layers, width=width,
                                    kernel_size=KERNELS[kernel], epochs=epochs, seed=int(seed))
-        else:
+        elif source == SOURCES[1]:
             by_label = {ui.run_label(summary): summary.id for summary in saved}
             run_id = by_label[st.selectbox("Saved run", list(by_label), key="run")]
+        else:
+            uploaded = checkpoint_uploader("fa")
+            agop_dataset = st.selectbox("Images for the AGOP", available_datasets(), key="fa_dataset",
+                                        help="Test images the patch-AGOPs are computed on; they must "
+                                             "have the channels the model takes (textures come in "
+                                             "colour for a 3-channel model).")
         st.header("Analysis")
         n_images = st.select_slider("Test images for the AGOP", IMAGE_COUNTS, value=128,
                                     key="n_images")
@@ -166,9 +179,20 @@ with shown_errors():
             st.stop()
         job_id, pair = st.session_state.trained
         key = ("job", job_id)
-    else:
+    elif source == SOURCES[1]:
         pair = run_pair(run_id)
         key = ("run", run_id)
+    else:
+        if uploaded is None:
+            st.info("Upload a checkpoint in the sidebar: a .safetensors file or a torch.save file of "
+                    "a ConvMixer's or a timm ConvNeXt's state dict. Its layers are compared with the "
+                    "same architecture at PyTorch's default init (seed 0; the file does not say how "
+                    "it was initialized).")
+            st.stop()
+        upload, architecture = uploaded
+        pair = read_upload_once("fa_upload_memo", upload, fa.pair_from_checkpoint, architecture,
+                                agop_dataset)
+        key = ("upload", upload.file_id, architecture, agop_dataset)
 
     accuracy = f", test accuracy {pair.test_acc:.1f}%" if pair.test_acc is not None else ""
     st.markdown(f"**Model:** {pair.label}{accuracy}.")

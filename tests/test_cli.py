@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -322,3 +323,23 @@ def test_analysis_commands_report_bad_input_in_one_line(argv, words, capsys, tmp
     assert main([*argv, "--db", str(tmp_path / "runs.db")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("convcov: error: ") and words in err, err
+
+
+def test_cnfa_of_a_users_checkpoint_on_a_dataset_with_its_channels(tmp_path, capsys):
+    from safetensors.torch import save_file
+
+    from convcov_core import models
+
+    torch.manual_seed(3)
+    model = models.build_model("convmixer-8/2", num_classes=10, in_chans=3, kernel_size=5, patch_size=2)
+    save_file(model.state_dict(), tmp_path / "rgb.safetensors")
+    assert main(["cnfa", "--checkpoint", str(tmp_path / "rgb.safetensors"), "--dataset", "textures",
+                 "--images", "4"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith("rgb.safetensors: convmixer-8/2 (k = 5); AGOP of all outputs on 4 test "
+                              "image(s) of textures")
+    assert re.search(r"\nstem\.0 +regular", printed)
+    assert re.search(r"\nblocks\.1\.0\.fn\.0 +depthwise +8 x 1 x 5²", printed)
+    assert main(["cnfa", "--checkpoint", str(tmp_path / "rgb.safetensors")]) == 2
+    assert "takes 3-channel images but mnist5k has 1-channel ones" in capsys.readouterr().err
+    assert main(["cnfa", "--checkpoint", "x.pt", "--run", "1"]) == 2  # one source at a time

@@ -441,3 +441,40 @@ def test_sigma_curve_figure_places_a_runs_layers_by_smoothness():
     assert fig.layout.shapes[0].y0 == 0.5  # the white-noise reference at the 0.5 cycles/pixel limit
     assert "never falls to half" in fig.layout.annotations[0].text
     assert fig.layout.yaxis.title.text == "half-max frequency (cycles/pixel)"
+
+
+def _rgb_convmixer_state(seed: int = 3) -> dict:
+    torch.manual_seed(seed)
+    model = models.build_model("convmixer-8/2", num_classes=10, in_chans=3, kernel_size=5, patch_size=2)
+    return {name: t.detach().clone() for name, t in model.state_dict().items()}
+
+
+def test_a_users_checkpoint_is_paired_with_its_architecture_at_default_init():
+    state = _rgb_convmixer_state()
+    pair = fa.pair_from_state_dict(state, "convmixer", "mine.pt", "textures")
+    assert pair.label == "mine.pt: convmixer-8/2 (k = 5)" and pair.test_acc is None
+    assert pair.info.in_chans == 3 and pair.config.dataset_params == {"color": True}  # textures in colour
+    assert all(torch.equal(v, state[k]) for k, v in pair.trained.state_dict().items())
+    torch.manual_seed(fa.CHECKPOINT_CONTROL_SEED)
+    control = models.build_model("convmixer-8/2", num_classes=10, in_chans=3, kernel_size=5, patch_size=2)
+    assert all(torch.equal(v, control.state_dict()[k]) for k, v in pair.initial.state_dict().items())
+    table = fa.compare_cnfa(pair, fa.analysis_images(pair.config, 4)).table()
+    assert [r["layer"] for r in table][:2] == ["stem.0", "blocks.0.0.fn.0"]
+    with pytest.raises(ValueError, match="takes 3-channel images but mnist5k has 1-channel ones"):
+        fa.pair_from_state_dict(state, "convmixer", "mine.pt", "mnist5k")
+    atto = models.build_model("timm:convnext_atto", num_classes=10, in_chans=1, kernel_size=7)
+    with pytest.raises(ValueError, match=r"atto.pt: timm:convnext_atto \(k = 7\) does not fit the 28 × 28"):
+        fa.pair_from_state_dict(atto.state_dict(), "timm:convnext_atto", "atto.pt", "mnist5k")
+
+
+def test_a_checkpoints_bytes_are_read_without_running_code(tmp_path):
+    from test_lab import malicious_checkpoint
+
+    marker = tmp_path / "pwned"
+    with pytest.raises(ValueError, match="arbitrary Python objects"):
+        fa.pair_from_checkpoint(malicious_checkpoint(marker), "evil.pt", "convmixer", "textures")
+    assert not marker.exists()
+    from safetensors.torch import save
+
+    pair = fa.pair_from_checkpoint(save(_rgb_convmixer_state()), "mine.safetensors", "convmixer", "textures")
+    assert pair.label.startswith("mine.safetensors: convmixer-8/2")

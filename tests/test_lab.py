@@ -256,8 +256,9 @@ def test_wrong_architecture_is_named():
         lab.learned_from_state_dict(broken, "convmixer", "x.pt")
 
 
-def test_timm_convnext_checkpoint_gives_one_covariance_per_block():
-    model = models.build_model("timm:convnext_atto", num_classes=3, in_chans=3)
+@pytest.mark.parametrize("in_chans", [3, 1])  # a grayscale stem (40 x 1 x 4 x 4) is not a depthwise layer
+def test_timm_convnext_checkpoint_gives_one_covariance_per_block(in_chans):
+    model = models.build_model("timm:convnext_atto", num_classes=3, in_chans=in_chans)
     learned = lab.learned_from_state_dict(model.state_dict(), "timm:convnext_atto", "atto.pt")
     assert learned.depth == 12 and learned.kernel_size == 7  # 2 + 2 + 6 + 2 blocks
 

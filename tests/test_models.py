@@ -1,7 +1,10 @@
 """Models (ConvMixer, SmallCNN, timm adapters, specs, presets) and untrusted checkpoint loading."""
 
+import io
 import pickle
+import struct
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import save_file
@@ -207,6 +210,12 @@ def test_bad_checkpoint_files_get_distinct_messages(tmp_path):
 
     (tmp_path / "empty.pt").write_bytes(b"")
     (tmp_path / "notes.pt").write_text("these are my notes, not weights\n")
+    # other files named .safetensors: a NumPy array (its magic reads as a header of 10^17 bytes,
+    # which must not be allocated) and a header that is JSON but not an object
+    array = io.BytesIO()
+    np.save(array, np.eye(3))
+    (tmp_path / "array.safetensors").write_bytes(array.getvalue())
+    (tmp_path / "list.safetensors").write_bytes(struct.pack("<Q", 3) + b"[1]")
     torch.save(torch.ones(3), tmp_path / "tensor.pt")
     cases = {
         tmp_path / "missing.pt": "does not exist",
@@ -216,6 +225,8 @@ def test_bad_checkpoint_files_get_distinct_messages(tmp_path):
         cut(safetensors_file, "cut.safetensors", safetensors_file.stat().st_size - 5): "truncated",
         cut(safetensors_file, "cut_header.bin", 40): "truncated",
         tmp_path / "notes.pt": "not a checkpoint",
+        tmp_path / "array.safetensors": "damaged safetensors file",
+        tmp_path / "list.safetensors": "damaged safetensors file",
         tmp_path / "tensor.pt": "does not hold a state dict",
     }
     for path, message in cases.items():

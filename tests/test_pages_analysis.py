@@ -5,6 +5,7 @@ import time
 
 import pytest
 import streamlit as st
+import torch
 from page_helpers import assert_clean, check_widget_extremes, run_page
 
 from convcov_core import runs, train
@@ -69,7 +70,7 @@ def test_feature_default_render_asks_to_train():
     at = run_page(FEATURE)
     assert charts(at) == 0
     assert "Press **Train**" in at.info[0].value
-    assert at.radio(key="source").options == ["A small CNN trained here"]
+    assert at.radio(key="source").options == ["A small CNN trained here", "An uploaded checkpoint"]
 
 
 def test_feature_widgets_at_extremes_before_training():
@@ -168,3 +169,25 @@ def test_feature_lists_only_saved_runs_that_kept_their_weights(run_store):
     labels = at.selectbox(key="run").options
     assert len(labels) == 1 and "tiny" in labels[0]  # the runs saved without weights are not offered
     assert [s.has_weights for s in run_store.list()] == [True, False, False]
+
+
+def test_feature_ansatz_analyses_an_uploaded_checkpoint():
+    from safetensors.torch import save
+
+    from convcov_core import models
+    from page_helpers import new_app
+
+    torch.manual_seed(3)
+    rgb = models.build_model("convmixer-8/2", num_classes=10, in_chans=3, kernel_size=5, patch_size=2)
+    at = new_app(FEATURE).run()
+    at.radio(key="source").set_value("An uploaded checkpoint").run()
+    assert "Upload a checkpoint in the sidebar" in at.info[0].value and charts(at) == 0
+    at.get("file_uploader")[0].set_value(("rgb.safetensors", save(rgb.state_dict()), "application/octet-stream"))
+    at.run()
+    assert "takes 3-channel images but mnist5k has 1-channel ones" in at.error[0].value  # the default images
+    at.selectbox(key="fa_dataset").set_value("textures")
+    at.select_slider(key="n_images").set_value(16).run()
+    assert_clean(at, "checkpoint on colour textures")
+    assert "rgb.safetensors: convmixer-8/2 (k = 5)" in at.markdown[1].value
+    assert list(at.dataframe[0].value["layer"])[:2] == ["stem.0", "blocks.0.0.fn.0"]
+    assert charts(at) == 4  # r per layer, the matrix pair, eigenfilters, feature maps
