@@ -225,7 +225,8 @@ def pair_from_state_dict(state: dict[str, Tensor], architecture: str, source: st
         initial = models.build_model(layout["spec"], num_classes=layout["num_classes"],
                                      in_chans=layout["in_chans"], kernel_size=layout["kernel_size"],
                                      patch_size=layout["patch_size"])
-    return ModelPair(label, trained, initial.eval(), config, info)
+    control = f"against the same architecture at PyTorch's default init (seed {CHECKPOINT_CONTROL_SEED})"
+    return ModelPair(f"{label}, {control}", trained, initial.eval(), config, info)
 
 
 def pair_from_checkpoint(data: bytes, filename: str, architecture: str, dataset: str, *,

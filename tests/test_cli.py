@@ -336,8 +336,9 @@ def test_cnfa_of_a_users_checkpoint_on_a_dataset_with_its_channels(tmp_path, cap
     assert main(["cnfa", "--checkpoint", str(tmp_path / "rgb.safetensors"), "--dataset", "textures",
                  "--images", "4"]) == 0
     printed = capsys.readouterr().out
-    assert printed.startswith("rgb.safetensors: convmixer-8/2 (k = 5); AGOP of all outputs on 4 test "
-                              "image(s) of textures")
+    assert printed.startswith("rgb.safetensors: convmixer-8/2 (k = 5), against the same architecture at "
+                              "PyTorch's default init (seed 0); AGOP of all outputs on 4 test image(s) of "
+                              "textures")
     assert re.search(r"\nstem\.0 +regular", printed)
     assert re.search(r"\nblocks\.1\.0\.fn\.0 +depthwise +8 x 1 x 5²", printed)
     assert main(["cnfa", "--checkpoint", str(tmp_path / "rgb.safetensors")]) == 2

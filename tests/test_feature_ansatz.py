@@ -452,7 +452,8 @@ def _rgb_convmixer_state(seed: int = 3) -> dict:
 def test_a_users_checkpoint_is_paired_with_its_architecture_at_default_init():
     state = _rgb_convmixer_state()
     pair = fa.pair_from_state_dict(state, "convmixer", "mine.pt", "textures")
-    assert pair.label == "mine.pt: convmixer-8/2 (k = 5)" and pair.test_acc is None
+    assert pair.label == ("mine.pt: convmixer-8/2 (k = 5), against the same architecture at PyTorch's "
+                          "default init (seed 0)") and pair.test_acc is None
     assert pair.info.in_chans == 3 and pair.config.dataset_params == {"color": True}  # textures in colour
     assert all(torch.equal(v, state[k]) for k, v in pair.trained.state_dict().items())
     torch.manual_seed(fa.CHECKPOINT_CONTROL_SEED)
