@@ -371,6 +371,7 @@ def test_matrix_pair_figure_tiles_one_channel_and_averages_large_matrices_down()
     assert [t.z.shape for t in small.data] == [(25, 25)] * 2
     assert small.data[0].z.max() == small.data[1].z.max() == 1.0  # each scaled to its own max
     assert len(small.layout.shapes) == 2 * 2 * 4  # tile lines of both panels
+    assert small.layout.yaxis.showticklabels and not small.layout.yaxis2.showticklabels  # same rows
     big = figures.matrix_pair_figure(torch.eye(576), torch.eye(576), kernel_size=3, channels=64, r=1.0)
     assert [t.z.shape for t in big.data] == [(200, 200)] * 2  # area averages of 2.88 x 2.88 entries
     assert big.data[0].x[0] == pytest.approx(0.5 * 576 / 200 - 0.5) and not big.layout.shapes
