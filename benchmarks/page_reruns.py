@@ -40,7 +40,7 @@ CASES = {
         "5_Feature_Ansatz.py", [("radio", "source", "A saved run (weights needed)"),
                                 ("select_slider", "n_images", 16)], ("slider", "n_vectors", (4, 6))),
     "Frequency View, learned covariance of the example, energy share": (
-        "6_Frequency_View.py", [("radio", "source", "Learned covariance of a saved run")],
+        "6_Frequency_View.py", [("radio", "source", "Learned covariance of a network")],
         ("slider", "energy", (0.8, 0.85))),
 }
 

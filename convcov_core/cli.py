@@ -346,12 +346,18 @@ def cmd_cnfa(args) -> int:
 
 
 def cmd_frequency(args) -> int:
-    run = None if args.source in ("gaussian", "default") else _run_or_example(args, args.run)
+    run = None
+    if args.source in ("learned", "trained"):
+        if args.checkpoint is None:
+            run = _run_or_example(args, args.run)
+        else:
+            state = models.load_state_dict(args.checkpoint, max_bytes=lab.max_upload_bytes())
+            run = fa.filters_from_state_dict(state, args.arch, Path(args.checkpoint).name)
     view = fa.frequency_view(args.source, kernel_size=args.kernel_size, n=args.n, sigma=args.sigma,
                              run=run, seed=args.seed, energy=args.energy)
     s, table = view.summary, view.table()
-    origin = "" if run is None else (" of the bundled example" if args.run in (None, "example")
-                                     else f" of run {args.run}")
+    origin = ("" if run is None else f" of {run.id}" if args.checkpoint is not None
+              else " of the bundled example" if args.run in (None, "example") else f" of run {args.run}")
     print(f"{args.source} filters{origin}: {len(s.names)} layer(s) of {s.kernel_size} x {s.kernel_size}, "
           f"spectra zero-padded to {s.size} x {s.size}, effective size at {s.energy:.0%} of the energy")
     header = ["layer", "mean eff. size", "10-90%", "at full size", "half-max freq (cycles/px)"]
@@ -605,8 +611,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--source", choices=fa.FREQUENCY_SOURCES, default="gaussian",
                    help="gaussian / default: sampled from that init scheme; learned: sampled from a run's "
                         "learned covariances; trained: a run's trained filters")
-    p.add_argument("--run", type=_run_ref, default=None, metavar="RUN_ID",
-                   help="the run of the learned / trained sources (default: the bundled example)")
+    network = p.add_mutually_exclusive_group()
+    network.add_argument("--run", type=_run_ref, default=None, metavar="RUN_ID",
+                         help="the run of the learned / trained sources (default: the bundled example)")
+    network.add_argument("--checkpoint", default=None, metavar="FILE",
+                         help="or your own network's checkpoint (safetensors or torch.save of a state "
+                              "dict; weights-only loading)")
+    p.add_argument("--arch", choices=sorted(set(models.CHECKPOINT_ARCHITECTURES.values())), default="convmixer",
+                   help="the checkpoint's architecture (a ConvMixer's sizes are read from the file)")
     p.add_argument("--kernel-size", type=int, default=9, help="k of the sampled schemes (a run keeps its own)")
     p.add_argument("--sigma", type=float, default=2.0, help="sigma of the Gaussian closed form (pixels)")
     p.add_argument("--n", type=int, default=1024, help="filters sampled per layer")

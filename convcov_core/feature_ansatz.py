@@ -395,13 +395,43 @@ def to_pixels(image: Tensor, info: data.DatasetInfo) -> np.ndarray:
 FREQUENCY_SOURCES = ("gaussian", "default", "learned", "trained")
 
 
+@dataclass
+class CheckpointFilters:
+    """A user's checkpoint read as the Frequency View reads a saved run (duck-typed for its `run`
+    arguments): its depthwise layers' names, their centered covariances and its state dict; `id`
+    names the file in messages."""
+
+    id: str
+    layer_names: list[str]
+    covariances: list[Tensor]
+    state_dict: dict[str, Tensor] = field(repr=False)
+
+
+def filters_from_state_dict(state: dict[str, Tensor], architecture: str, source: str) -> CheckpointFilters:
+    """A checkpoint's depthwise filters with their centered covariances (lab.learned_from_state_dict);
+    `source` names it."""
+    from .lab import learned_from_state_dict
+
+    learned = learned_from_state_dict(state, architecture, source)
+    return CheckpointFilters(source, learned.layer_names, learned.covariances, state)
+
+
+def filters_from_checkpoint(data: bytes, filename: str, architecture: str, *,
+                            max_bytes: int = models.DEFAULT_MAX_CHECKPOINT_BYTES) -> CheckpointFilters:
+    """filters_from_state_dict of an uploaded file (models.read_checkpoint_bytes: no code in it runs)."""
+    state = models.read_checkpoint_bytes(data, filename, max_bytes=max_bytes)
+    return filters_from_state_dict(state, architecture, filename)
+
+
 def source_layers(source: str, *, kernel_size: int = 9, n: int = 1024, sigma: float | None = None,
-                  run: train.RunResult | None = None, seed: int = 0) -> list[tuple[str, Tensor]]:
+                  run: train.RunResult | CheckpointFilters | None = None,
+                  seed: int = 0) -> list[tuple[str, Tensor]]:
     """(layer name, filters (N, k, k)) for the Frequency View.
 
     "gaussian" / "default": n filters of one k x k layer as that init scheme draws them (sigma for
-    the closed form). "learned": n filters per layer of `run`, drawn from its learned covariances at
-    the run's own kernel size. "trained": the run's trained depthwise filters (its saved weights).
+    the closed form). "learned": n filters per layer of `run` (a saved run, or a user's checkpoint
+    as CheckpointFilters), drawn from its learned covariances at its own kernel size. "trained":
+    its trained depthwise filters (the saved weights).
     """
     if source not in FREQUENCY_SOURCES:
         raise ValueError(f"unknown filter source {source!r}; choose one of {', '.join(FREQUENCY_SOURCES)}")
@@ -410,7 +440,7 @@ def source_layers(source: str, *, kernel_size: int = 9, n: int = 1024, sigma: fl
         name = f"Gaussian σ = {sigma:g}" if source == "gaussian" and sigma is not None else source
         return [(name, init.sample_scheme(source, kernel_size, n, sigma=sigma, generator=generator))]
     if run is None:
-        raise ValueError(f"the {source!r} source needs a saved run")
+        raise ValueError(f"the {source!r} source needs a saved run or a checkpoint")
     if source == "learned":
         if not run.covariances:
             raise ValueError(f"run {run.id} saved no covariances")
@@ -545,7 +575,7 @@ class FrequencyView:
 
 
 def frequency_view(source: str, *, kernel_size: int = 9, n: int = 1024, sigma: float | None = None,
-                   run: train.RunResult | None = None, seed: int = 0, energy: float = 0.9,
+                   run: train.RunResult | CheckpointFilters | None = None, seed: int = 0, energy: float = 0.9,
                    size: int = 64) -> FrequencyView:
     """Filters of `source` (see source_layers), their spectra and effective sizes, and a run's
     layers placed at their fitted sigma with their half-max frequency (against sigma_curve)."""

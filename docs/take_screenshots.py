@@ -95,7 +95,7 @@ def feature_ansatz(browser, base, out):
 
 def frequency(browser, base, out):
     page = open_page(browser, base, "Frequency_View", WIDTH)
-    page.get_by_text("Trained filters of a saved run").click()
+    page.get_by_text("Trained filters of a network").click()
     wait_until_rendered(page)
     screenshot_whole_page(page, out / "6_frequency_view.png")
 

@@ -2,7 +2,8 @@
 
 import streamlit as st
 
-from app_support import page_setup, shown_errors, stored_runs_or_warning
+from app_support import (checkpoint_uploader, page_setup, read_upload_once, shown_errors,
+                         stored_runs_or_warning)
 from convcov_core import feature_ansatz as fa
 from convcov_core import ui
 from convcov_core.plots import analysis as figures
@@ -12,9 +13,10 @@ page_setup("Frequency View")
 SOURCES = {
     "Closed-form Gaussian (σ)": "gaussian",
     "PyTorch default (uniform)": "default",
-    "Learned covariance of a saved run": "learned",
-    "Trained filters of a saved run": "trained",
+    "Learned covariance of a network": "learned",
+    "Trained filters of a network": "trained",
 }
+NETWORKS = ("A saved run", "An uploaded checkpoint")
 FILTER_COUNTS = (64, 256, 1024, 4096)
 CHART = {"displaylogo": False}
 
@@ -26,14 +28,15 @@ def stored_runs() -> list:
 
 
 @st.cache_resource(max_entries=8, show_spinner="Sampling filters and computing spectra…")
-def view(source, k, n, sigma, run_id, seed) -> fa.FrequencyView:
+def view(source, k, n, sigma, network, seed, *, _checkpoint=None) -> fa.FrequencyView:
     """Filters, spectra and fits of one source (shared and only read: the energy slider derives
-    its effective sizes with at_energy, without sampling again)."""
-    run = None
-    if run_id is not None:
+    its effective sizes with at_energy, without sampling again). network: None, ("run", id) or
+    ("upload", file id, architecture) with the file's CheckpointFilters as _checkpoint."""
+    run = _checkpoint
+    if network is not None and network[0] == "run":
         from convcov_core import runs
 
-        run = runs.RunStore().get(run_id)
+        run = runs.RunStore().get(network[1])
     return fa.frequency_view(source, kernel_size=k, n=n, sigma=sigma, run=run, seed=seed)
 
 
@@ -51,18 +54,20 @@ st.markdown(
 
 with shown_errors():
     runs_found = stored_runs_or_warning(stored_runs)
-    labels = [label for label, source in SOURCES.items()
-              if source in ("gaussian", "default") or runs_found]
     with st.sidebar:
         st.header("Filters")
-        source = SOURCES[st.radio("Filters from", labels, key="source")]
-        from_run = source in ("learned", "trained")
-        run_id = None
-        if from_run:
-            by_label = {ui.run_label(summary): summary.id for summary in runs_found}
-            run_id = by_label[st.selectbox("Saved run", list(by_label), key="run")]
+        source = SOURCES[st.radio("Filters from", list(SOURCES), key="source")]
+        from_network = source in ("learned", "trained")
+        network, uploaded = None, None
+        if from_network:
+            kinds = NETWORKS if runs_found else NETWORKS[1:]
+            if st.radio("Network", kinds, key="network") == NETWORKS[0]:
+                by_label = {ui.run_label(summary): summary.id for summary in runs_found}
+                network = ("run", by_label[st.selectbox("Saved run", list(by_label), key="run")])
+            else:
+                uploaded = checkpoint_uploader("fv")
         k = 9
-        if not from_run:  # a saved run's filters keep their own kernel size
+        if not from_network:  # a network's filters keep their own kernel size
             k = st.slider("Kernel size k", 3, 31, 9, step=2, key="kernel_size")
         sigma = st.select_slider("σ of the closed form (pixels)", ui.SIGMA_OPTIONS, value=2.0,
                                  key="sigma", disabled=source != "gaussian")
@@ -75,7 +80,17 @@ with shown_errors():
             st.caption("Saved runs appear here as sources once a training run with saved "
                        "covariances is in the run store.")
 
-    result = view(source, k, n, sigma if source == "gaussian" else None, run_id, int(seed)).at_energy(energy)
+    checkpoint = None
+    if from_network and network is None:
+        if uploaded is None:
+            st.info("Upload a checkpoint in the sidebar: a .safetensors file or a torch.save file of "
+                    "a ConvMixer's or a timm ConvNeXt's state dict.")
+            st.stop()
+        upload, architecture = uploaded
+        checkpoint = read_upload_once("fv_upload_memo", upload, fa.filters_from_checkpoint, architecture)
+        network = ("upload", upload.file_id, architecture)
+    result = view(source, k, n, sigma if source == "gaussian" else None, network, int(seed),
+                  _checkpoint=checkpoint).at_energy(energy)
     summary = result.summary
 
     one_layer = len(summary.names) == 1
@@ -115,5 +130,5 @@ with shown_errors():
                    "stays above half up to 0.5 cycles/pixel, like white noise). "
                    + ("Diamonds: the run's layers at the σ that best fits their learned covariance; "
                       "below the curve means smoother than the closed form at that σ, above means "
-                      "rougher." if result.fitted else "Pick a saved run as the source to place its "
+                      "rougher." if result.fitted else "Pick a network as the source to place its "
                                                        "layers here."))

@@ -312,6 +312,22 @@ def test_frequency_of_the_closed_form_and_of_the_bundled_example(tmp_path, capsy
     assert doc["radial_frequency"][-1] == 0.5
 
 
+def test_frequency_of_a_users_checkpoint(tmp_path, capsys):
+    from safetensors.torch import save_file
+
+    from convcov_core import models
+
+    torch.manual_seed(3)
+    net = models.build_model("convmixer-8/2", num_classes=10, in_chans=3, kernel_size=7, patch_size=2)
+    save_file(net.state_dict(), tmp_path / "net.safetensors")
+    assert main(["frequency", "--source", "trained", "--checkpoint", str(tmp_path / "net.safetensors")]) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith("trained filters of net.safetensors: 2 layer(s) of 7 x 7")
+    assert "fitted sigma (r)" in printed and "blocks.1.0.fn.0" in printed
+    assert main(["frequency", "--source", "learned", "--checkpoint", str(tmp_path / "nope.pt")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("argv,words", [
     (["frequency", "--energy", "1.5"], "energy must be a share in (0, 1]"),
     (["frequency", "--kernel-size", "8"], "odd"),

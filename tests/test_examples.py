@@ -152,7 +152,7 @@ def test_every_page_that_reads_trained_filters_works_on_the_example():
     assert len(gallery.get("plotly_chart")) == 2 * 3
 
     frequency = run_page("pages/6_Frequency_View.py", timeout=120)
-    for source in ("Learned covariance of a saved run", "Trained filters of a saved run"):
+    for source in ("Learned covariance of a network", "Trained filters of a network"):
         frequency.radio(key="source").set_value(source).run()
         pick_example(frequency.selectbox(key="run")).run()
         assert_clean(frequency, source)

@@ -480,3 +480,20 @@ def test_a_checkpoints_bytes_are_read_without_running_code(tmp_path):
 
     pair = fa.pair_from_checkpoint(save(_rgb_convmixer_state()), "mine.safetensors", "convmixer", "textures")
     assert pair.label.startswith("mine.safetensors: convmixer-8/2")
+
+
+def test_the_frequency_view_reads_a_checkpoint_as_it_reads_a_saved_run():
+    from safetensors.torch import save
+
+    state = _rgb_convmixer_state()
+    network = fa.filters_from_checkpoint(save(state), "mine.safetensors", "convmixer")
+    assert network.layer_names == ["blocks.0.0.fn.0", "blocks.1.0.fn.0"]
+    assert torch.allclose(network.covariances[1], covariance.empirical(state["blocks.1.0.fn.0.weight"]))
+    trained = fa.frequency_view("trained", run=network)
+    assert trained.summary.names == network.layer_names and trained.summary.kernel_size == 5
+    assert torch.equal(trained.layers[0][1], state["blocks.0.0.fn.0.weight"].double().reshape(-1, 5, 5))
+    assert [f["layer"] for f in trained.fitted] == network.layer_names  # placed at their fitted sigma
+    learned = fa.frequency_view("learned", n=64, run=network)
+    assert learned.summary.effective_sizes[0].shape == (64,)
+    with pytest.raises(ValueError, match="needs a saved run or a checkpoint"):
+        fa.frequency_view("trained")

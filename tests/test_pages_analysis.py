@@ -55,7 +55,11 @@ def test_frequency_default_shows_spectrum_profile_sizes_and_sigma_curve():
     at = run_page(FREQUENCY)
     assert charts(at) == 4
     assert len(at.caption) >= 4  # one sentence under each figure
-    assert at.radio(key="source").options == ["Closed-form Gaussian (σ)", "PyTorch default (uniform)"]
+    assert at.radio(key="source").options == ["Closed-form Gaussian (σ)", "PyTorch default (uniform)",
+                                              "Learned covariance of a network", "Trained filters of a network"]
+    at.radio(key="source").set_value("Trained filters of a network").run()  # no saved run: uploads only
+    assert at.radio(key="network").options == ["An uploaded checkpoint"]
+    assert "Upload a checkpoint in the sidebar" in at.info[0].value and charts(at) == 0
 
 
 def test_frequency_widgets_at_extremes():
@@ -137,7 +141,7 @@ def test_feature_training_can_be_cancelled():
 
 def test_frequency_saved_run_sources(run_store):
     at = run_page(FREQUENCY)
-    for source in ("Learned covariance of a saved run", "Trained filters of a saved run"):
+    for source in ("Learned covariance of a network", "Trained filters of a network"):
         at.radio(key="source").set_value(source).run()
         assert_clean(at, source)
         assert charts(at) == 4
@@ -191,3 +195,26 @@ def test_feature_ansatz_analyses_an_uploaded_checkpoint():
     assert "rgb.safetensors: convmixer-8/2 (k = 5)" in at.markdown[1].value
     assert list(at.dataframe[0].value["layer"])[:2] == ["stem.0", "blocks.0.0.fn.0"]
     assert charts(at) == 4  # r per layer, the matrix pair, eigenfilters, feature maps
+
+
+def test_frequency_view_of_an_uploaded_checkpoint():
+    from safetensors.torch import save
+
+    from convcov_core import models
+    from page_helpers import new_app
+
+    torch.manual_seed(3)
+    net = models.build_model("convmixer-8/3", num_classes=10, in_chans=3, kernel_size=7, patch_size=2)
+    at = new_app(FREQUENCY).run()
+    at.radio(key="source").set_value("Trained filters of a network").run()
+    at.radio(key="network").set_value("An uploaded checkpoint").run()  # saved runs may exist by now
+    at.get("file_uploader")[0].set_value(("net.safetensors", save(net.state_dict()), "application/octet-stream"))
+    at.run()
+    assert_clean(at, "trained filters of an upload")
+    assert charts(at) == 4 and any("Diamonds" in c.value for c in at.caption)
+    assert not [s for s in at.slider if s.key == "kernel_size"]  # the checkpoint's own k
+    at.radio(key="source").set_value("Learned covariance of a network").run()
+    assert_clean(at, "learned covariance of an upload")
+    at.get("file_uploader")[0].set_value(("notes.pt", b"not weights", "application/octet-stream"))
+    at.run()
+    assert "notes.pt is not a checkpoint" in at.error[0].value and charts(at) == 0
