@@ -128,7 +128,7 @@ with shown_errors():
         st.caption("Where the closed form's mean |FFT| falls to half its peak: the larger σ, the "
                    "smoother its filters and the lower the curve (at σ of about 0.5 px and below it "
                    "stays above half up to 0.5 cycles/pixel, like white noise). "
-                   + ("Diamonds: the run's layers at the σ that best fits their learned covariance; "
+                   + ("Diamonds: the network's layers at the σ that best fits their learned covariance; "
                       "below the curve means smoother than the closed form at that σ, above means "
                       "rougher." if result.fitted else "Pick a network as the source to place its "
                                                        "layers here."))

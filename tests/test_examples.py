@@ -156,7 +156,7 @@ def test_every_page_that_reads_trained_filters_works_on_the_example():
         frequency.radio(key="source").set_value(source).run()
         pick_example(frequency.selectbox(key="run")).run()
         assert_clean(frequency, source)
-        assert "Diamonds: the run's layers" in frequency.caption[-1].value  # its 8 layers placed by σ
+        assert "Diamonds: the network's layers" in frequency.caption[-1].value  # its 8 layers placed by σ
 
     ansatz = run_page("pages/5_Feature_Ansatz.py", timeout=300)
     ansatz.radio(key="source").set_value("A saved run (weights needed)").run()

@@ -290,7 +290,7 @@ def sigma_curve_figure(curve, *, current_sigma: float | None = None, fitted: lis
     if points:
         fig.add_trace(go.Scatter(
             x=[f["sigma"] for f in points], y=[f["half-max frequency"] for f in points],
-            mode="markers", name="run's layers (at their fitted σ)",
+            mode="markers", name="the network's layers (at their fitted σ)",
             marker=dict(size=10, symbol="diamond", color=layer_colours(len(points)),
                         line=dict(width=1, color="#333")),
             customdata=[[f["layer"], f["r"]] for f in points],
