@@ -483,6 +483,12 @@ def cmd_runs_delete(args) -> int:
     return 0
 
 
+def _add_arch(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--arch", choices=sorted(set(models.CHECKPOINT_ARCHITECTURES.values())),
+                        default="convmixer",
+                        help="the checkpoint's architecture (a ConvMixer's sizes are read from the file)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="convcov", description="Covariance structure of convolutional filters.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -553,8 +559,7 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--run", type=int, default=None, metavar="RUN_ID", help="a stored run")
     source.add_argument("--checkpoint", default=None, metavar="FILE",
                         help="a state dict (.safetensors, or torch.save read with weights_only=True)")
-    p.add_argument("--arch", choices=sorted(set(models.CHECKPOINT_ARCHITECTURES.values())), default="convmixer",
-                   help="what the checkpoint holds (a ConvMixer's sizes are read from the file)")
+    _add_arch(p)
     p.add_argument("--kernel-size", type=int, default=None, help="transfer to this kernel size first")
     p.add_argument("--depth", type=int, default=None, help="transfer to this many layers first")
     p.add_argument("--out", default=None, help="write the covariances stacked (layers x k^2 x k^2): "
@@ -574,8 +579,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="analyse your own checkpoint (safetensors or torch.save of a state dict; "
                              "weights-only loading) against the same architecture at PyTorch's default "
                              "init, on --dataset's test images")
-    p.add_argument("--arch", choices=sorted(set(models.CHECKPOINT_ARCHITECTURES.values())), default="convmixer",
-                   help="the checkpoint's architecture (a ConvMixer's sizes are read from the file)")
+    _add_arch(p)
     p.add_argument("--dataset", default="mnist5k",
                    help=f"the small CNN trains on {', '.join(fa.CNN_DATASETS)}; a checkpoint is analysed "
                         "on any dataset with its number of channels")
@@ -617,9 +621,9 @@ def build_parser() -> argparse.ArgumentParser:
     network.add_argument("--checkpoint", default=None, metavar="FILE",
                          help="or your own network's checkpoint (safetensors or torch.save of a state "
                               "dict; weights-only loading)")
-    p.add_argument("--arch", choices=sorted(set(models.CHECKPOINT_ARCHITECTURES.values())), default="convmixer",
-                   help="the checkpoint's architecture (a ConvMixer's sizes are read from the file)")
-    p.add_argument("--kernel-size", type=int, default=9, help="k of the sampled schemes (a run keeps its own)")
+    _add_arch(p)
+    p.add_argument("--kernel-size", type=int, default=9,
+                   help="k of the sampled schemes (a network keeps its own)")
     p.add_argument("--sigma", type=float, default=2.0, help="sigma of the Gaussian closed form (pixels)")
     p.add_argument("--n", type=int, default=1024, help="filters sampled per layer")
     p.add_argument("--energy", type=float, default=0.9, help="energy share of the effective size")

@@ -127,8 +127,9 @@ st.markdown(
     "The *Convolutional Neural Feature Ansatz* says that a trained conv layer's filter covariance, "
     "the CNFM WᵀW, is proportional to the **patch-AGOP** M: the average outer product of the "
     "gradients of the network's outputs with respect to the patches the layer reads. Train a small "
-    "CNN here (or pick a saved run, or upload a checkpoint of your own) and check it layer by layer against the same network at "
-    "initialization, then look at what M selects: its top eigenvectors and its feature maps."
+    "CNN here (or pick a saved run, or upload a checkpoint of your own) and check it layer by layer "
+    "against the same network at initialization, then look at what M selects: its top "
+    "eigenvectors and its feature maps."
 )
 
 with shown_errors():

@@ -55,8 +55,9 @@ def test_frequency_default_shows_spectrum_profile_sizes_and_sigma_curve():
     at = run_page(FREQUENCY)
     assert charts(at) == 4
     assert len(at.caption) >= 4  # one sentence under each figure
-    assert at.radio(key="source").options == ["Closed-form Gaussian (σ)", "PyTorch default (uniform)",
-                                              "Learned covariance of a network", "Trained filters of a network"]
+    assert at.radio(key="source").options == [
+        "Closed-form Gaussian (σ)", "PyTorch default (uniform)", "Learned covariance of a network",
+        "Trained filters of a network"]
     at.radio(key="source").set_value("Trained filters of a network").run()  # no saved run: uploads only
     assert at.radio(key="network").options == ["An uploaded checkpoint"]
     assert "Upload a checkpoint in the sidebar" in at.info[0].value and charts(at) == 0
@@ -186,7 +187,8 @@ def test_feature_ansatz_analyses_an_uploaded_checkpoint():
     at = new_app(FEATURE).run()
     at.radio(key="source").set_value("An uploaded checkpoint").run()
     assert "Upload a checkpoint in the sidebar" in at.info[0].value and charts(at) == 0
-    at.get("file_uploader")[0].set_value(("rgb.safetensors", save(rgb.state_dict()), "application/octet-stream"))
+    upload = ("rgb.safetensors", save(rgb.state_dict()), "application/octet-stream")
+    at.get("file_uploader")[0].set_value(upload)
     at.run()
     assert "takes 3-channel images but mnist5k has 1-channel ones" in at.error[0].value  # the default images
     at.selectbox(key="fa_dataset").set_value("textures")
@@ -208,7 +210,8 @@ def test_frequency_view_of_an_uploaded_checkpoint():
     at = new_app(FREQUENCY).run()
     at.radio(key="source").set_value("Trained filters of a network").run()
     at.radio(key="network").set_value("An uploaded checkpoint").run()  # saved runs may exist by now
-    at.get("file_uploader")[0].set_value(("net.safetensors", save(net.state_dict()), "application/octet-stream"))
+    upload = ("net.safetensors", save(net.state_dict()), "application/octet-stream")
+    at.get("file_uploader")[0].set_value(upload)
     at.run()
     assert_clean(at, "trained filters of an upload")
     assert charts(at) == 4 and any("Diamonds" in c.value for c in at.caption)
