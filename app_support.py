@@ -182,6 +182,15 @@ def device_name() -> str:
     return f"{name}, {'bf16 autocast' if bf16 else 'fp32'}"
 
 
+@st.cache_data(ttl=60, show_spinner=False)
+def present_datasets() -> dict[str, bool]:
+    """{name: True} for the datasets that load here without a download (the embedded ones, and
+    torchvision's once downloaded), in convcov_core.data's order."""
+    from convcov_core import data
+
+    return {name: ok for name, ok in data.available_datasets().items() if ok}
+
+
 def dataset_status() -> str:
     """Which datasets load without a download, from convcov_core.data when it is installed."""
     if importlib.util.find_spec("convcov_core.data") is None:

@@ -512,12 +512,17 @@ class SigmaCurve:
 CURVE_SIGMAS = (0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.5, 2.0, 3.0, 5.0, 7.0, 10.0)
 
 
-def _half_max_of(scheme: str, kernel_size: int, n: int, size: int, seed: int,
-                 sigma: float | None = None) -> float | None:
+def _scheme_profile(scheme: str, kernel_size: int, n: int, size: int, seed: int,
+                    sigma: float | None = None) -> Tensor:
+    """Radial profile of the mean |FFT| (size x size) of n filters drawn from an init scheme."""
     generator = torch.Generator().manual_seed(int(seed))
     filters = init.sample_scheme(scheme, kernel_size, n, sigma=sigma, generator=generator)
-    _, profile = analysis.radial_profile(analysis.spectrum(filters, size=size))
-    return analysis.half_max_frequency(profile, size)
+    return analysis.radial_profile(analysis.spectrum(filters, size=size))[1]
+
+
+def _half_max_of(scheme: str, kernel_size: int, n: int, size: int, seed: int,
+                 sigma: float | None = None) -> float | None:
+    return analysis.half_max_frequency(_scheme_profile(scheme, kernel_size, n, size, seed, sigma), size)
 
 
 def sigma_curve(kernel_size: int, sigmas=CURVE_SIGMAS, *, n: int = 256, size: int = 64,
@@ -591,7 +596,5 @@ def frequency_view(source: str, *, kernel_size: int = 9, n: int = 1024, sigma: f
                            "half-max frequency": analysis.half_max_frequency(profile, summary.size)})
     white_noise = None
     if source != "default":
-        k = summary.kernel_size
-        default = source_layers("default", kernel_size=k, n=min(n, 1024), seed=seed)
-        white_noise = frequency_summary(default, size=summary.size, energy=energy).profiles[0]
+        white_noise = _scheme_profile("default", summary.kernel_size, min(n, 1024), summary.size, seed)
     return FrequencyView(summary, fitted, layers, white_noise)

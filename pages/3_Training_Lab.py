@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 import app_jobs
-from app_support import device_name, page_setup, shown_errors
+from app_support import device_name, page_setup, present_datasets, shown_errors
 from convcov_core import data, examples, init, lab, models, text, ui
 from convcov_core.plots import training as figures
 
@@ -22,11 +22,6 @@ BATCH_SIZES = (16, 32, 64, 128, 256, 512)
 LEARNING_RATES = (0.0003, 0.001, 0.003, 0.01, 0.03, 0.1)
 SCHEME_BY_LABEL = {ui.scheme_label(name): name for name in init.SCHEMES}
 KEPT = "lab_kept_setup"  # (preset, setup) of this visit: widget values are dropped on other pages
-
-
-@st.cache_data(ttl=60, show_spinner=False)
-def available_datasets() -> dict:
-    return {name: ok for name, ok in data.available_datasets().items() if ok}
 
 
 def learned_sources() -> dict:
@@ -75,7 +70,7 @@ def apply_setup(setup: lab.LabSetup) -> None:
 
 
 def apply_preset() -> None:
-    setup, note = lab.preset_setup(st.session_state.lab_preset, available_datasets())
+    setup, note = lab.preset_setup(st.session_state.lab_preset, present_datasets())
     apply_setup(setup)
     if "learned" in setup.inits:  # presets with a learned scheme learn from the bundled example
         example = example_source(learned_sources())
@@ -175,7 +170,7 @@ def init_widgets() -> None:
     its dataset has gone (then the preset again)."""
     if "lab_preset" not in st.session_state:
         kept = st.session_state.get(KEPT)
-        if kept is not None and kept[1].dataset in available_datasets():
+        if kept is not None and kept[1].dataset in present_datasets():
             st.session_state.lab_preset = kept[0]
             apply_setup(kept[1])
         else:
@@ -300,7 +295,7 @@ def controls(setup: lab.LabSetup, source) -> None:
     """What the setup will run, its size against the server's cap, Run and Estimate."""
     if "lab_preset_warning" in st.session_state:
         st.warning(st.session_state.pop("lab_preset_warning"))
-    preset = lab.matching_preset(setup, available_datasets())
+    preset = lab.matching_preset(setup, present_datasets())
     if preset:
         st.info(f"**{preset}.** {lab.PRESETS[preset].expect}")
         if st.session_state.get("lab_preset_note"):
@@ -363,7 +358,7 @@ st.markdown(
 with shown_errors():
     init_widgets()
     with st.sidebar:
-        setup, source = sidebar(available_datasets(), min(31, ui.max_kernel_size()))
+        setup, source = sidebar(present_datasets(), min(31, ui.max_kernel_size()))
     st.session_state[KEPT] = (st.session_state.lab_preset, setup)
     controls(setup, source)
 with shown_errors():

@@ -6,9 +6,9 @@ import pandas as pd
 import streamlit as st
 
 import app_jobs
-from app_support import (checkpoint_uploader, page_setup, read_upload_once, shown_errors,
-                         stored_runs_or_warning)
-from convcov_core import data, ui
+from app_support import (checkpoint_uploader, page_setup, present_datasets, read_upload_once,
+                         shown_errors, stored_runs_or_warning)
+from convcov_core import ui
 from convcov_core import feature_ansatz as fa
 from convcov_core.plots import analysis as figures
 
@@ -30,12 +30,6 @@ def stored_runs() -> list:
     from convcov_core import runs
 
     return [summary for summary in runs.RunStore().list() if summary.has_weights]
-
-
-@st.cache_data(max_entries=4, show_spinner=False, ttl=60)
-def available_datasets() -> list[str]:
-    """Datasets whose test images are here: the embedded ones, and torchvision's when downloaded."""
-    return [name for name, present in data.available_datasets().items() if present]
 
 
 @st.cache_data(max_entries=4, show_spinner="Loading the run's weights…")
@@ -160,7 +154,7 @@ with shown_errors():
             run_id = by_label[st.selectbox("Saved run", list(by_label), key="run")]
         else:
             uploaded = checkpoint_uploader("fa")
-            agop_dataset = st.selectbox("Images for the AGOP", available_datasets(), key="fa_dataset",
+            agop_dataset = st.selectbox("Images for the AGOP", list(present_datasets()), key="fa_dataset",
                                         help="Test images the patch-AGOPs are computed on; they must "
                                              "have the channels the model takes (textures come in "
                                              "colour for a 3-channel model).")
