@@ -62,7 +62,10 @@ def test_training_lab_streams_live_curves_and_shows_the_verdict():
     sync_api = pytest.importorskip("playwright.sync_api")
     shots = screenshot_dir()
     errors = []
-    with streamlit_server() as base_url, sync_api.sync_playwright() as playwright:
+    # the tiny comparison's first run can finish inside one refresh at the served default (2 s),
+    # leaving one curve update to see: refresh every 0.5 s, as CONVCOV_REFRESH_S allows
+    with streamlit_server(env={"CONVCOV_REFRESH_S": "0.5"}) as base_url, \
+            sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         page = browser.new_context(viewport=VIEWPORT).new_page()
         page.on("console", lambda msg: msg.type == "error" and not is_harmless(console_text(msg))
