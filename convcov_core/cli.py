@@ -21,6 +21,7 @@ import argparse
 import json
 import math
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -280,10 +281,6 @@ def cmd_learned(args) -> int:
     k = learned.kernel_size if args.kernel_size is None else args.kernel_size
     depth = learned.depth if args.depth is None else args.depth
     if (k, depth) != (learned.kernel_size, learned.depth):
-        if k > ui.max_kernel_size():
-            raise ValueError(f"--kernel-size {k} is above {ui.max_kernel_size()}, the largest kernel "
-                             f"size convcov transfers to (CONVCOV_MAX_KERNEL): each layer would be a "
-                             f"{k * k} x {k * k} matrix")
         covariances = covariance.transfer(covariances, k, depth)
     if args.out:
         path = save_tensor(torch.stack(covariances), args.out, "covariances")
@@ -675,10 +672,40 @@ def _one_line(message: str) -> str:
     return " ".join(str(message).split())
 
 
+def _check_kernel_size_cap(args) -> None:
+    """ValueError for a --kernel-size above ui.max_kernel_size(): a k x k filter's covariance is a
+    k^2 x k^2 matrix, so k = 201 alone would be a 13 GB float64 file."""
+    k, cap = getattr(args, "kernel_size", None), ui.max_kernel_size()
+    if k is not None and k > cap:
+        raise ValueError(f"--kernel-size {k} is above {cap}, the largest kernel size convcov accepts "
+                         f"(a covariance of {k} x {k} filters is a {k * k:,} x {k * k:,} matrix); "
+                         "set CONVCOV_MAX_KERNEL to allow more")
+
+
+_ALLOCATION = re.compile(r"allocate (\d+) bytes|allocate ([\d.]+ [KMGT]i?B)", re.IGNORECASE)
+_SIZE_FLAGS = ("n", "width", "batch_size", "kernel_size", "images")
+
+
+def _out_of_memory(exc: BaseException, args) -> str | None:
+    """One line for an allocation that failed (MemoryError, PyTorch's CPU or CUDA allocator), with the
+    size asked for and the size flags this command has; None for any other error."""
+    text = str(exc)
+    if not (isinstance(exc, (MemoryError, torch.cuda.OutOfMemoryError)) or "can't allocate memory" in text):
+        return None
+    found = _ALLOCATION.search(text)
+    asked = "" if found is None else (f": tried to allocate {int(found.group(1)) / 1e9:,.1f} GB"
+                                      if found.group(1) else f": tried to allocate {found.group(2)}")
+    flags = [f"--{name.replace('_', '-')}" for name in _SIZE_FLAGS if getattr(args, name, None) is not None]
+    return f"not enough memory{asked}" + (f"; try a smaller {' / '.join(flags)}" if flags else "")
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point; returns the exit code (0 ok, 1 failure, 2 bad arguments, 130 interrupted)."""
+    """Entry point; returns the exit code (0 ok, 1 failure, 2 bad arguments or not enough memory,
+    130 interrupted)."""
+    args = None
     try:
         args = build_parser().parse_args(argv)
+        _check_kernel_size_cap(args)
         return args.func(args)
     except (UsageError, ValueError, OSError) as exc:
         print(f"convcov: error: {_one_line(exc)}", file=sys.stderr)
@@ -689,6 +716,9 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         if os.environ.get("CONVCOV_DEBUG"):
             raise
+        if (message := _out_of_memory(exc, args)) is not None:
+            print(f"convcov: error: {message}", file=sys.stderr)
+            return 2
         print(f"convcov: failed: {type(exc).__name__}: {_one_line(exc)} (set CONVCOV_DEBUG=1 for details)",
               file=sys.stderr)
         return 1

@@ -76,6 +76,11 @@ def test_bad_arguments_exit_2_with_one_line(tmp_path):
     (["learned", "--kernel-size", "0"], "kernel size"),
     (["learned", "--depth", "0"], "depth"),
     (["learned", "--kernel-size", "999"], "CONVCOV_MAX_KERNEL"),
+    (["covariance", "--kernel-size", "201", "--sigma", "2", "--out", "cov.npy"], "above 51"),
+    (["sample", "--kernel-size", "53", "--out", "f.npy"], "CONVCOV_MAX_KERNEL"),
+    (["compare", *TINY_ARGS, "--kernel-size", "301"], "301 x 301 filters is a 90,601 x 90,601 matrix"),
+    (["frequency", "--kernel-size", "201"], "CONVCOV_MAX_KERNEL"),
+    (["cnfa", "--kernel-size", "99"], "CONVCOV_MAX_KERNEL"),
     (["learned", "--out", "covs.txt"], ".npy"),
 ])
 def test_bad_input_is_one_line_and_exit_code_2(argv, words, capsys, tmp_path, monkeypatch):
@@ -83,6 +88,47 @@ def test_bad_input_is_one_line_and_exit_code_2(argv, words, capsys, tmp_path, mo
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("convcov: error: ") and words in err
+
+
+def test_kernel_size_cap_follows_convcov_max_kernel(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("CONVCOV_MAX_KERNEL", "61")
+    out = tmp_path / "cov.npy"
+    assert main(["covariance", "--kernel-size", "53", "--sigma", "2", "--out", str(out)]) == 0
+    assert np.load(out).shape == (53 * 53, 53 * 53)
+    assert main(["covariance", "--kernel-size", "63", "--sigma", "2", "--out", str(out)]) == 2
+    assert "above 61" in capsys.readouterr().err
+
+
+ALLOCATOR_FAILURES = [
+    (RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: "
+                  "you tried to allocate 13057926408 bytes. Error code 12 (Cannot allocate memory)"),
+     "tried to allocate 13.1 GB"),
+    (torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB. GPU 0 has a total "
+                                 "capacity of 79.19 GiB of which 3.10 GiB is free."), "tried to allocate 20.00 GiB"),
+    (MemoryError("Unable to allocate 12.2 GiB for an array with shape (40401, 40401) and data type float64"),
+     "tried to allocate 12.2 GiB"),
+]
+
+
+@pytest.mark.parametrize("failure,size", ALLOCATOR_FAILURES)
+def test_running_out_of_memory_is_one_line_naming_the_size_and_the_flags(failure, size, capsys, monkeypatch,
+                                                                        tmp_path):
+    def allocate(*args, **kwargs):
+        raise failure
+
+    monkeypatch.setattr("convcov_core.init.sample_scheme", allocate)
+    assert main(["sample", "--n", "1000000000", "--out", str(tmp_path / "f.npy")]) == 2
+    err = capsys.readouterr().err
+    assert err == f"convcov: error: not enough memory: {size}; try a smaller --n\n"
+
+
+def test_other_runtime_errors_still_fail_with_exit_code_1(capsys, monkeypatch, tmp_path):
+    def broken(*args, **kwargs):
+        raise RuntimeError("something else went wrong")
+
+    monkeypatch.setattr("convcov_core.init.sample_scheme", broken)
+    assert main(["sample", "--out", str(tmp_path / "f.npy")]) == 1
+    assert "failed: RuntimeError: something else went wrong" in capsys.readouterr().err
 
 
 def test_learned_init_defaults_to_the_bundled_example(capsys):
