@@ -15,20 +15,12 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import tempfile
-import time
-from pathlib import Path
 
-os.environ.setdefault("STREAMLIT_LOGGER_LEVEL", "error")  # AppTest's bare-mode warnings, not results
 os.environ.setdefault("CONVCOV_HOME", tempfile.mkdtemp(prefix="convcov-bench-"))
 
-import streamlit as st  # noqa: E402
+from _rerun_timing import median_ratio, open_page, warm_and_cleared  # noqa: E402 (sets the log level first)
 from streamlit.testing.v1 import AppTest  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # pages import the top-level app_support module
-from app_support import NAVIGATION_KEY  # noqa: E402
 from convcov_core import examples  # noqa: E402
 from convcov_core.runs import RunStore  # noqa: E402
 
@@ -49,32 +41,22 @@ def widget(at: AppTest, kind: str, key: str):
     return getattr(at, kind)(key=key)
 
 
-def page_after(page: str, setup: list) -> AppTest:
-    at = AppTest.from_file(str(ROOT / "pages" / page), default_timeout=600)
-    at.session_state[NAVIGATION_KEY] = True  # as behind app.py's navigation
-    at.run()
+def page_after(page: str, setup: list, move: tuple) -> AppTest:
+    """The page after its setup, with the moved widget's two values rendered once (so warm
+    timings measure reruns, not first renders)."""
+    at = open_page(page, timeout=600)
     for kind, key, value in setup:
         widget(at, kind, key).set_value(value).run()
     assert not at.exception and not at.error, [e.value for e in [*at.exception, *at.error]]
+    kind, key, values = move
+    for value in values:
+        widget(at, kind, key).set_value(value).run()
     return at
 
 
-def timed_moves(at: AppTest, move: tuple, moves: int, *, clear_cache: bool) -> list[float]:
-    """Seconds per rerun over `moves` moves of one widget between its two values."""
+def back_and_forth(move: tuple):
     kind, key, values = move
-    for value in values:  # both values rendered once, so warm timings measure reruns
-        widget(at, kind, key).set_value(value).run()
-    times = []
-    for step in range(moves):
-        widget(at, kind, key).set_value(values[step % 2])
-        if clear_cache:
-            st.cache_data.clear()
-            st.cache_resource.clear()
-        start = time.perf_counter()
-        at.run()
-        times.append(time.perf_counter() - start)
-        assert not at.exception, [e.value for e in at.exception]
-    return times
+    return lambda at, step: widget(at, kind, key).set_value(values[step % 2])
 
 
 def main(argv=None):
@@ -86,14 +68,12 @@ def main(argv=None):
     print(f"{'case':<66} {'caches':<8} {'median s':>9} {'max s':>7}")
     summary = []
     for name, (page, setup, move) in CASES.items():
-        medians = {}
-        for clear in (False, True):
-            times = timed_moves(page_after(page, setup), move, moves, clear_cache=clear)
-            label = "cleared" if clear else "warm"
-            medians[label] = statistics.median(times)
-            print(f"{name:<66} {label:<8} {medians[label]:9.3f} {max(times):7.3f}")
-        summary.append(f"{page.split('_', 1)[1][:-3].replace('_', ' ')}: {medians['warm'] * 1000:.0f} ms "
-                       f"({medians['cleared'] / medians['warm']:.0f}x faster than uncached)")
+        times = warm_and_cleared(lambda: page_after(page, setup, move), back_and_forth(move), moves)
+        for label, seconds in times.items():
+            print(f"{name:<66} {label:<8} {statistics.median(seconds):9.3f} {max(seconds):7.3f}")
+        summary.append(f"{page.split('_', 1)[1][:-3].replace('_', ' ')}: "
+                       f"{statistics.median(times['warm']) * 1000:.0f} ms "
+                       f"({median_ratio(times):.0f}x faster than uncached)")
     print("summary: median rerun after a widget move, " + "; ".join(summary))
 
 

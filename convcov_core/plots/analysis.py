@@ -17,7 +17,7 @@ from plotly.subplots import make_subplots
 
 from ..analysis import half_max_frequency
 from ..covariance import to_tiled
-from .covariance import DIVERGING, SEQUENTIAL, colour_range, downscale, tile_line_shapes
+from .covariance import DIVERGING, SEQUENTIAL, colour_range, downscale, small_multiples, tile_line_shapes
 
 TRAINED_COLOUR = "#1f77b4"
 BOTTOM_LEGEND = dict(orientation="h", y=-0.3, yanchor="top", x=0, xanchor="left")
@@ -197,14 +197,11 @@ def spectra_figure(spectra, names: list[str], *, columns: int = 4, panel_height:
     spectra = [_numpy(torch.as_tensor(s, dtype=torch.float64)) for s in spectra]
     if not spectra or len(spectra) != len(names):
         raise ValueError("need one name per spectrum and at least one spectrum")
-    cols = min(columns, len(spectra))
-    rows = math.ceil(len(spectra) / cols)
-    fig = make_subplots(rows=rows, cols=cols, horizontal_spacing=0.04, vertical_spacing=0.25 / rows,
-                        subplot_titles=names)
-    for n, spec in enumerate(spectra):
+    fig, cells = small_multiples(names, columns, horizontal_spacing=0.04)
+    rows, cols = cells[-1]["row"], min(columns, len(spectra))
+    for n, (spec, where) in enumerate(zip(spectra, cells)):
         size = spec.shape[0]
         freq = (np.arange(size) - size // 2) / size
-        where = dict(row=n // cols + 1, col=n % cols + 1)
         fig.add_trace(go.Heatmap(z=spec / (spec.max() or 1.0), x=freq, y=freq, zmin=0, zmax=1,
                                  colorscale=SEQUENTIAL, showscale=n == 0,
                                  colorbar=dict(title=dict(text="|FFT| / max", side="right"), thickness=10),

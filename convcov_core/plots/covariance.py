@@ -308,6 +308,33 @@ def eigenvalue_figure(eigenvalues, effective_rank: float, *, height: int = 300,
     return _finish(fig, title, height)
 
 
+def small_multiples(titles: list[str], columns: int, *, horizontal_spacing: float = 0.02,
+                    vertical_spacing: float = 0.25) -> tuple[go.Figure, list[dict]]:
+    """A grid of len(titles) titled panels, `columns` wide (fewer for fewer panels): the figure and
+    each panel's dict(row=, col=). vertical_spacing is shared by all the rows together."""
+    cols = min(columns, len(titles))
+    rows = math.ceil(len(titles) / cols)
+    fig = make_subplots(rows=rows, cols=cols, horizontal_spacing=horizontal_spacing,
+                        vertical_spacing=vertical_spacing / rows, subplot_titles=titles)
+    return fig, [dict(row=n // cols + 1, col=n % cols + 1) for n in range(len(titles))]
+
+
+def image_grid_figure(panels: list[np.ndarray], titles: list[str], *, columns: int, bar_title: str,
+                      panel_height: int) -> go.Figure:
+    """Small multiples of matrices drawn as images on one shared colour scale, without ticks."""
+    zmin, zmax, scale = colour_range(np.concatenate([p.ravel() for p in panels]))
+    fig, cells = small_multiples(titles, columns)
+    for z, where in zip(panels, cells):
+        fig.add_trace(_image_trace(z, zmin, zmax, scale), **where)
+        fig.update_xaxes(showticklabels=False, ticks="", showgrid=False, zeroline=False, **where)
+        fig.update_yaxes(showticklabels=False, ticks="", showgrid=False, zeroline=False, **where)
+    fig.update_traces(hoverinfo="skip", hovertemplate=None, selector=dict(type="image"))
+    fig.add_trace(_colourbar_trace(zmin, zmax, scale, colourbar(bar_title)))
+    fig.update_annotations(font=dict(size=11))
+    fig = _finish(fig, "", panel_height * cells[-1]["row"] + 40)
+    return fig.update_layout(margin=dict(l=10, r=10, t=30, b=10))
+
+
 def depth_figure(covariances, sigmas, *, columns: int = 4, panel_side: int = PANEL_MAX_SIDE,
                  panel_height: int = 220) -> go.Figure:
     """Small multiples: the tiled covariance of each layer as an image, one shared colour scale."""
@@ -318,20 +345,8 @@ def depth_figure(covariances, sigmas, *, columns: int = 4, panel_side: int = PAN
     for c in covariances:  # one dense matrix at a time: at k = 51 each is 2601 x 2601
         S = (c.dense() if isinstance(c, KroneckerCovariance) else torch.as_tensor(c)).to(torch.float64)
         panels.append(downscale(_numpy(to_tiled(S)), panel_side)[0])
-    zmin, zmax, scale = colour_range(np.concatenate([p.ravel() for p in panels]))
-    cols = min(columns, len(panels))
-    rows = math.ceil(len(panels) / cols)
-    fig = make_subplots(rows=rows, cols=cols, horizontal_spacing=0.02, vertical_spacing=0.3 / rows,
-                        subplot_titles=[f"layer {n + 1}: σ = {s:.2f}" for n, s in enumerate(sigmas)])
-    for n, z in enumerate(panels):
-        where = dict(row=n // cols + 1, col=n % cols + 1)
-        fig.add_trace(_image_trace(z, zmin, zmax, scale), **where)
-        fig.update_xaxes(showticklabels=False, ticks="", showgrid=False, zeroline=False, **where)
-        fig.update_yaxes(showticklabels=False, ticks="", showgrid=False, zeroline=False, **where)
-    fig.update_traces(hoverinfo="skip", hovertemplate=None, selector=dict(type="image"))
-    fig.add_trace(_colourbar_trace(zmin, zmax, scale, colourbar("covariance")))
-    fig = _finish(fig, "", panel_height * rows + 40)
-    return fig.update_layout(margin=dict(l=10, r=10, t=30, b=10))
+    return image_grid_figure(panels, [f"layer {n + 1}: σ = {s:.2f}" for n, s in enumerate(sigmas)],
+                             columns=columns, bar_title="covariance", panel_height=panel_height)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -26,7 +26,9 @@ from .covariance import (
     colour_range,
     colourbar,
     downscale,
+    image_grid_figure,
     pixel_pairs,
+    small_multiples,
 )
 
 PALETTE = qualitative.D3
@@ -165,21 +167,8 @@ def layer_grid_figure(covariances, titles: list[str], *, columns: int = 4, panel
     if not covariances or len(titles) != len(covariances):
         raise ValueError("need at least one covariance and one title per covariance")
     panels = [downscale(_normalized(S), panel_side)[0] for S in covariances]
-    zmin, zmax, scale = colour_range(np.concatenate([p.ravel() for p in panels]))
-    cols = min(columns, len(panels))
-    rows = math.ceil(len(panels) / cols)
-    fig = make_subplots(rows=rows, cols=cols, horizontal_spacing=0.02, vertical_spacing=0.25 / rows,
-                        subplot_titles=titles)
-    for n, z in enumerate(panels):
-        where = dict(row=n // cols + 1, col=n % cols + 1)
-        fig.add_trace(_image_trace(z, zmin, zmax, scale), **where)
-        fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False, **where)
-        fig.update_yaxes(showticklabels=False, showgrid=False, zeroline=False, **where)
-    fig.update_traces(hoverinfo="skip", hovertemplate=None, selector=dict(type="image"))
-    fig.add_trace(_colourbar_trace(zmin, zmax, scale, colourbar("covariance / mean variance")))
-    fig.update_annotations(font=dict(size=11))
-    fig = _finish(fig, "", panel_height * rows + 40)
-    return fig.update_layout(margin=dict(l=10, r=10, t=30, b=10))
+    return image_grid_figure(panels, titles, columns=columns, bar_title="covariance / mean variance",
+                             panel_height=panel_height)
 
 
 def offset_profile_figure(profiles, titles: list[str], *, columns: int = 6,
@@ -193,12 +182,8 @@ def offset_profile_figure(profiles, titles: list[str], *, columns: int = 6,
     half = n // 2
     offsets = list(range(-half, half + 1))
     top = max(1.0, max(float(np.abs(p).max()) for p in profiles))
-    cols = min(columns, len(profiles))
-    rows = math.ceil(len(profiles) / cols)
-    fig = make_subplots(rows=rows, cols=cols, horizontal_spacing=0.02, vertical_spacing=0.25 / rows,
-                        subplot_titles=titles)
-    for i, p in enumerate(profiles):
-        where = dict(row=i // cols + 1, col=i % cols + 1)
+    fig, cells = small_multiples(titles, columns)
+    for i, (p, where) in enumerate(zip(profiles, cells)):
         fig.add_trace(go.Heatmap(
             z=p.astype(np.float32), x=offsets, y=offsets, zmin=-top, zmax=top, colorscale=DIVERGING,
             showscale=i == 0, colorbar=colourbar("covariance / variance"),
@@ -207,7 +192,7 @@ def offset_profile_figure(profiles, titles: list[str], *, columns: int = 6,
         fig.update_yaxes(showticklabels=False, showgrid=False, zeroline=False, autorange="reversed",
                          constrain="domain", scaleanchor=f"x{'' if i == 0 else i + 1}", **where)
     fig.update_annotations(font=dict(size=11))
-    fig = _finish(fig, "", panel_height * rows + 40)
+    fig = _finish(fig, "", panel_height * cells[-1]["row"] + 40)
     return fig.update_layout(margin=dict(l=10, r=10, t=30, b=10))
 
 
