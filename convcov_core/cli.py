@@ -215,6 +215,8 @@ def cmd_compare(args) -> int:
                        device=args.device, max_steps=args.max_steps, threads=args.threads,
                        compile=args.compile, precision=args.precision, data_root=args.data_root)
     base.validate()
+    if (note := lab.kernel_reach_note(base)) is not None:
+        print(f"convcov: note: {note}", file=sys.stderr)
     progress = None if args.quiet else TerminalProgress()
     cmp = compare(base, variants, args.seeds, progress, references=references)
     print(format_comparison(cmp))

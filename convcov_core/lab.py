@@ -192,6 +192,38 @@ def check_model_fits(config: train.TrainConfig) -> None:
     models.check_input_size(model, info.in_chans, info.image_size, train.model_label(config), config.dataset)
 
 
+def kernel_reach_note(config: train.TrainConfig) -> str | None:
+    """None when every depthwise filter can meet the image; else which layers' maps are too small
+    for their filters (models.KernelReach): only the central min(k, 2n - 1) weights ever train, so
+    the init of the others makes no difference. ValueError, as check_model_fits, for a model that
+    does not take the dataset's images at all."""
+    *_, info = train.load_training_data(config)
+    model = train.build_model_for(config.replace(init="default"), info)
+    models.check_input_size(model, info.in_chans, info.image_size, train.model_label(config), config.dataset)
+    reach = models.depthwise_reach(model, info.in_chans, info.image_size)
+    short = [r for r in reach if r.used < r.kernel_size]
+    if not short:
+        return None
+    runs: list[list[models.KernelReach]] = []  # consecutive layers with the same filters and maps
+    for r in short:
+        last = runs[-1][-1] if runs else None
+        if last is not None and (last.layer + 1, last.side, last.kernel_size) == (r.layer, r.side, r.kernel_size):
+            runs[-1].append(r)
+        else:
+            runs.append([r])
+    parts = []
+    for run in runs:
+        first, k, u = run[0], run[0].kernel_size, run[0].used
+        layers = f"layer {first.layer}" if len(run) == 1 else f"layers {first.layer}-{run[-1].layer}"
+        window = "the centre weight" if u == 1 else f"the central {u} × {u} weights"
+        parts.append(f"{layers} see {first.side} × {first.side} maps and use only {window} of their "
+                     f"{k} × {k} filters")
+    return (f"{len(short)} of {len(reach)} depthwise layers have filters wider than their feature maps "
+            f"can use on the {info.image_size} × {info.image_size} images of {config.dataset}: "
+            + "; ".join(parts) + ". The other weights only ever meet zero padding: they get no gradient "
+            "and their init makes no difference. A smaller kernel or patch size, or larger images, avoids it.")
+
+
 def estimate_seconds(plan: ComparisonPlan, n_steps: int = 3) -> float:
     """Wall time of the whole comparison on this device: train.estimate_time (a few measured steps
     and one evaluation) for the first variant of each filter mode, times the runs of that mode."""

@@ -21,6 +21,7 @@ import tempfile
 import warnings
 import zipfile
 from collections import OrderedDict
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -264,6 +265,48 @@ def check_input_size(model: nn.Module, in_chans: int, image_size: int, label: st
                          "a smaller patch size or another model.") from None
     finally:
         model.train(was_training)
+
+
+@dataclass(frozen=True)
+class KernelReach:
+    """A depthwise layer's k x k filters on the n x n maps it sees."""
+    layer: int  # 1-based, in depthwise_convs order
+    name: str
+    kernel_size: int
+    side: int
+
+    @property
+    def used(self) -> int:
+        """Side of the central window of weights that ever meets an input pixel: min(k, 2n - 1).
+        A 'same' conv on n x n maps pairs output i with inputs i + d, |d| <= n - 1; weights further
+        out only ever meet zero padding, so their gradient is 0 and their init never matters."""
+        return min(self.kernel_size, 2 * self.side - 1)
+
+
+@torch.no_grad()
+def depthwise_reach(model: nn.Module, in_chans: int, image_size: int) -> list[KernelReach]:
+    """Each stride-1 'same' depthwise conv's kernel size and map side on in_chans x image_size x
+    image_size images, from one zero image through the model in eval mode (training mode restored)."""
+    layers = [(n, name, conv) for n, (name, conv) in enumerate(depthwise_convs(model), start=1)
+              if conv.stride == (1, 1) and conv.padding in ("same", (conv.kernel_size[0] // 2,) * 2)]
+    sides: dict[str, int] = {}
+
+    def record(name):
+        def hook(module, args):
+            sides.setdefault(name, args[0].shape[-1])
+        return hook
+
+    hooks = [conv.register_forward_pre_hook(record(name)) for _, name, conv in layers]
+    weight = next(model.parameters(), None)
+    was_training = model.training
+    try:
+        model.eval()(torch.zeros(1, in_chans, image_size, image_size,
+                                 device=None if weight is None else weight.device))
+    finally:
+        model.train(was_training)
+        for hook in hooks:
+            hook.remove()
+    return [KernelReach(n, name, conv.kernel_size[0], sides[name]) for n, name, conv in layers if name in sides]
 
 
 # ---------------------------------------------------------------------------------------------

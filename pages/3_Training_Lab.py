@@ -291,6 +291,15 @@ def history() -> None:
               args=(chosen,))
 
 
+@st.cache_data(max_entries=32, show_spinner=False)
+def reach_warning(config) -> str | None:
+    """lab.kernel_reach_note, or why the model does not take these images at all (Run says it too)."""
+    try:
+        return lab.kernel_reach_note(config)
+    except ValueError as err:
+        return str(err)
+
+
 def controls(setup: lab.LabSetup, source) -> None:
     """What the setup will run, its size against the server's cap, Run and Estimate."""
     if "lab_preset_warning" in st.session_state:
@@ -311,6 +320,8 @@ def controls(setup: lab.LabSetup, source) -> None:
     runs = f"{plan.n_runs} run{'s' if plan.n_runs > 1 else ''}"
     st.markdown(f"**{runs}:** {', '.join(plan.variants)} × seed(s) "
                 f"{', '.join(map(str, plan.seeds))}; {images:,} training images in all.")
+    if warning := reach_warning(plan.base.replace(covariances=None)):
+        st.warning(warning)
     if images > manager.max_samples:
         st.warning(f"This comparison trains on {images:,} images, more than the {manager.max_samples:,} "
                    "this server allows per job (CONVCOV_MAX_JOB_SAMPLES): use fewer epochs, seeds or "

@@ -131,6 +131,14 @@ def test_other_runtime_errors_still_fail_with_exit_code_1(capsys, monkeypatch, t
     assert "failed: RuntimeError: something else went wrong" in capsys.readouterr().err
 
 
+def test_compare_notes_filters_wider_than_the_maps_before_training(capsys):
+    args = [*TINY_ARGS, "--kernel-size", "9", "--seeds", "0", "--max-steps", "1", "--quiet"]
+    assert main(["compare", *args]) == 0  # 28 x 28 digits, patch 4: 7 x 7 maps use 13 x 13
+    assert "note:" not in capsys.readouterr().err
+    assert main(["compare", *args, "--patch-size", "7"]) == 0  # 4 x 4 maps
+    assert "convcov: note: 2 of 2 depthwise layers have filters wider" in capsys.readouterr().err
+
+
 def test_learned_init_defaults_to_the_bundled_example(capsys):
     assert main(["compare", *TINY_ARGS, "--inits", "default,learned", "--seeds", "0", "--quiet"]) == 0
     out, err = capsys.readouterr()

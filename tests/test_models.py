@@ -280,3 +280,22 @@ def test_check_input_size_refuses_images_a_model_shrinks_below_its_kernels():
     with pytest.raises(ValueError, match="does not fit the 6 × 6 images"):
         check_input_size(mixer, 3, 6, "convmixer-8/1")  # an 8 x 8 patch on 6 x 6 images
     assert not mixer.training
+
+
+def test_depthwise_reach_finds_the_weights_that_never_meet_the_image():
+    from convcov_core.models import depthwise_reach
+
+    mixer = build_model("convmixer-8/2", num_classes=10, in_chans=1, kernel_size=11, patch_size=7)
+    reach = depthwise_reach(mixer, 1, 28)  # 4 x 4 maps: offsets up to 3, the central 7 x 7
+    assert [(r.layer, r.kernel_size, r.side, r.used) for r in reach] == [(1, 11, 4, 7), (2, 11, 4, 7)]
+    assert mixer.training and all(not m._forward_pre_hooks for m in mixer.modules())
+    mixer(torch.randn(4, 1, 28, 28)).square().sum().backward()
+    outside = torch.ones(11, 11, dtype=torch.bool)
+    outside[2:9, 2:9] = False
+    for m in depthwise(mixer):
+        gradient = m.weight.grad[:, 0]
+        assert gradient[:, ~outside].abs().amax() > 0
+        assert torch.count_nonzero(gradient[:, outside]) == 0  # what `used` promises
+    convnext = build_model("timm:convnext_atto", num_classes=10, in_chans=3, kernel_size=7, patch_size=4)
+    assert [(r.side, r.used) for r in depthwise_reach(convnext, 3, 32)] == \
+        [(8, 7)] * 2 + [(4, 7)] * 2 + [(2, 3)] * 6 + [(1, 1)] * 2  # stages of depth 2, 2, 6, 2

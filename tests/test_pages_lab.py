@@ -68,6 +68,15 @@ def test_lab_default_is_the_frozen_cpu_demo_and_says_what_to_expect():
     assert not at.get("progress")
 
 
+def test_lab_warns_when_the_filters_are_wider_than_the_maps_can_use():
+    at = tiny_lab(new_app(LAB, timeout=120).run())
+    assert not at.warning
+    at.slider(key="lab_k").set_value(15).run()  # 28 x 28 bars, patch 4: 7 x 7 maps use 13 x 13
+    assert_clean(at, "k = 15 on 7 x 7 maps")
+    assert "layers 1-2 see 7 × 7 maps and use only the central 13 × 13 weights" in at.warning[0].value
+    assert at.button(key="lab_run").disabled is False  # a warning, not a refusal
+
+
 def test_lab_runs_a_tiny_comparison_end_to_end_then_learned_page_opens_its_run():
     at = tiny_lab(new_app(LAB, timeout=120).run())
     assert "Custom settings" in at.caption[0].value
