@@ -2,8 +2,9 @@
 
 Every scheme draws zero-mean filters with a requested mean per-weight variance v. By default v is the
 variance of PyTorch's own init for a depthwise conv, kaiming_uniform(a=sqrt(5)):
-U(-1/sqrt(fan_in), 1/sqrt(fan_in)) with fan_in = k^2, so v = 1/(3 k^2). Bringing every scheme to the
-same v makes comparisons isolate the *structure* of the filters rather than their scale.
+U(-1/sqrt(fan_in), 1/sqrt(fan_in)) with fan_in = k^2 (kh kw for a kh x kw kernel), so v = 1/(3 k^2).
+Bringing every scheme to the same v makes comparisons isolate the *structure* of the filters rather
+than their scale.
 
 Default Gaussian schedule: sigma grows linearly over depth from sigma_first = 1 to
 sigma_last = max(1, k / 3). At k = 9 this is the 1 -> 3 schedule measured while planning (frozen-filter
@@ -27,6 +28,7 @@ from .covariance import (
     check_sigma,
     depth_schedule,
     gaussian,
+    kernel_size_of,
     normalize_trace,
     transfer,
 )
@@ -59,34 +61,53 @@ def depthwise_convs(model: nn.Module) -> list[tuple[str, nn.Conv2d]]:
 
 
 # ---------------------------------------------------------------------------------------------
-# Schemes: each draws n zero-mean k x k float32 filters with mean per-weight variance v
+# Schemes: each draws n zero-mean kh x kw float32 filters with mean per-weight variance v
 # ---------------------------------------------------------------------------------------------
 
 
-def _draw_uniform(k, n, v, cov, generator):
+def _draw_uniform(shape, n, v, cov, generator):
     bound = math.sqrt(3 * v)  # Var U(-b, b) = b^2 / 3
-    return (torch.rand(n, k, k, generator=generator) * 2 - 1) * bound
+    return (torch.rand(n, *shape, generator=generator) * 2 - 1) * bound
 
 
-def _draw_normal(k, n, v, cov, generator):
-    return torch.randn(n, k, k, generator=generator) * math.sqrt(v)
+def _draw_normal(shape, n, v, cov, generator):
+    return torch.randn(n, *shape, generator=generator) * math.sqrt(v)
 
 
-def _draw_orthogonal(k, n, v, cov, generator):
-    """Rows (n <= k^2) or columns (n > k^2) of the n x k^2 matrix orthonormal, then scaled to v."""
-    a = torch.randn(max(n, k * k), min(n, k * k), dtype=torch.float64, generator=generator)
+def _draw_orthogonal(shape, n, v, cov, generator):
+    """Rows (n <= d) or columns (n > d) of the n x d filter matrix orthonormal (d = kh kw), then
+    scaled to v."""
+    d = shape[0] * shape[1]
+    a = torch.randn(max(n, d), min(n, d), dtype=torch.float64, generator=generator)
     q, r = torch.linalg.qr(a)
     q = q * torch.sign(torch.diagonal(r))  # Haar-uniform, as torch.nn.init.orthogonal_
-    w = q.T if n < k * k else q
-    mean_square = min(n, k * k) / (n * k * k)
-    return (w.reshape(n, k, k) * math.sqrt(v / mean_square)).float()
+    w = q.T if n < d else q
+    mean_square = min(n, d) / (n * d)
+    return (w.reshape(n, *shape) * math.sqrt(v / mean_square)).float()
 
 
-def _draw_covariance(k, n, v, cov, generator):
-    """N(0, v S / mean(diag S)): the layer's covariance scaled to mean per-weight variance v."""
+def _centre(k: int, side: int) -> slice:
+    """The central `side` of k pixels."""
+    start = (k - side) // 2
+    return slice(start, start + side)
+
+
+def _draw_covariance(shape, n, v, cov, generator):
+    """N(0, v S / mean(diag S)) for the layer's k x k covariance S. A kh x kw layer (k = max(kh, kw))
+    gets the central kh x kw window of such draws, with v raised so the window's mean per-weight
+    variance is v: a window of a Gaussian vector is Gaussian with the matching sub-matrix of S."""
     if isinstance(cov, KroneckerCovariance):
-        return sample_filters(cov.scaled(v / cov.mean_variance()), n, generator=generator)
-    return sample_filters(v * normalize_trace(cov), n, generator=generator)
+        k, variances = cov.kernel_size, torch.outer(cov.factor.diagonal(), cov.factor.diagonal())
+    else:
+        k = kernel_size_of(cov)
+        variances = cov.diagonal().reshape(k, k)
+    rows, cols = _centre(k, shape[0]), _centre(k, shape[1])
+    v = v / (variances[rows, cols].mean() / variances.mean()).item()  # 1 for a square layer
+    if isinstance(cov, KroneckerCovariance):
+        draws = sample_filters(cov.scaled(v / cov.mean_variance()), n, generator=generator)
+    else:
+        draws = sample_filters(v * normalize_trace(cov), n, generator=generator)
+    return draws[:, rows, cols]
 
 
 @dataclass(frozen=True)
@@ -120,11 +141,12 @@ def get_scheme(name: str) -> Scheme:
     return SCHEMES[name]
 
 
-def _target_variance(variance, kernel_size: int) -> float:
+def _target_variance(variance, shape: tuple[int, int]) -> float:
+    """The number asked for, or "default": PyTorch's 1 / (3 fan_in), fan_in = kh kw."""
     if isinstance(variance, str):
         if variance != "default":
             raise ValueError(f"variance must be 'default' or a number > 0, got {variance!r}")
-        return default_variance(kernel_size)
+        return 1.0 / (3 * shape[0] * shape[1])
     return check_sigma(variance, "variance")
 
 
@@ -145,7 +167,7 @@ def sample_scheme(scheme: str, kernel_size: int, n: int, *, sigma: float | None 
             raise ValueError("the 'learned' scheme needs a covariance (k^2 x k^2 matrix)")
         cov = transfer([covariance], k, 1)[0]
     n = check_int(n, "number of filters", 1)
-    return s.draw(k, n, _target_variance(variance, k), cov, generator)
+    return s.draw((k, k), n, _target_variance(variance, (k, k)), cov, generator)
 
 
 def _layer_covariances(scheme: Scheme, kernel_sizes: list[int], sigma_first, sigma_last, covariances):
@@ -172,7 +194,9 @@ def init_depthwise_(model: nn.Module, scheme: str = "gaussian", *, sigma_first: 
     """Initialize every depthwise conv's filters in place; return the names of the layers touched.
 
     Layer l of L gets filters drawn by `scheme` with mean per-weight variance `variance`
-    ("default" = 1/(3 k^2), PyTorch's own; or a number). Biases and all other parameters are untouched.
+    ("default" = 1/(3 kh kw), PyTorch's own; or a number). A non-square kh x kw layer (band filters
+    such as InceptionNeXt's 1 x 9) gets the central kh x kw window of the scheme's k x k filters,
+    k = max(kh, kw). Biases and all other parameters are untouched.
     """
     s = get_scheme(scheme)
     layers = depthwise_convs(model)
@@ -181,13 +205,10 @@ def init_depthwise_(model: nn.Module, scheme: str = "gaussian", *, sigma_first: 
             "model has no depthwise convolutions (Conv2d with groups == in_channels > 1 and a kernel "
             "larger than 1 x 1); nothing to initialize"
         )
-    for name, conv in layers:
-        if conv.kernel_size[0] != conv.kernel_size[1]:
-            raise ValueError(f"layer {name} has a {conv.kernel_size} kernel: non-square kernels are "
-                             "not supported yet")
-    kernel_sizes = [conv.kernel_size[0] for _, conv in layers]
+    kernel_sizes = [max(conv.kernel_size) for _, conv in layers]
     covs = _layer_covariances(s, kernel_sizes, sigma_first, sigma_last, covariances)
-    for (name, conv), k, cov in zip(layers, kernel_sizes, covs):
-        filters = s.draw(k, conv.out_channels, _target_variance(variance, k), cov, generator)
+    for (name, conv), cov in zip(layers, covs):
+        shape = tuple(conv.kernel_size)
+        filters = s.draw(shape, conv.out_channels, _target_variance(variance, shape), cov, generator)
         conv.weight.copy_(filters.reshape(conv.weight.shape).to(conv.weight))
     return [name for name, _ in layers]

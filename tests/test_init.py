@@ -144,6 +144,61 @@ def test_default_scheme_matches_pytorch_default_distribution():
     assert ours.var().item() == pytest.approx(conv.weight.var().item(), rel=0.05)
 
 
+# --- non-square kernels (band filters such as InceptionNeXt's 1 x 11 and 11 x 1) --------------
+
+
+def window_covariance(S, k: int, rows: range, cols: range):
+    """The sub-matrix of a flat k^2 x k^2 covariance for the pixels of a window."""
+    idx = torch.tensor([k * i + j for i in rows for j in cols])
+    return S[idx][:, idx]
+
+
+@pytest.mark.parametrize("scheme,covariances", [("gaussian", None), ("learned", "varying")])
+def test_non_square_layers_get_the_central_window_of_the_square_covariance(scheme, covariances):
+    """A kh x kw layer's filters follow the covariance of the central kh x kw window of the k x k
+    one (k = max(kh, kw)), at PyTorch's default variance 1 / (3 kh kw)."""
+    channels = 8192
+    model = nn.Sequential(nn.Conv2d(channels, channels, (3, 7), groups=channels, padding=(1, 3)))
+    source = None
+    if covariances == "varying":  # a learned-like covariance whose variance falls off the centre
+        weights = torch.tensor([0.5, 0.8, 1.0, 1.5, 1.0, 0.8, 0.5], dtype=torch.float64)
+        scale = torch.kron(torch.diag(weights), torch.diag(weights))
+        source = [scale @ C.gaussian(7, 1.5) @ scale]
+    init_depthwise_(model, scheme, sigma_first=1.5, sigma_last=1.5, covariances=source,
+                    generator=torch.Generator().manual_seed(0))
+    w = model[0].weight.reshape(channels, 3, 7).double()
+    assert w.pow(2).mean().item() == pytest.approx(1 / (3 * 21), rel=0.03)
+    full = C.gaussian(7, 1.5) if source is None else source[0]
+    target = window_covariance(full, 7, range(2, 5), range(7))
+    S_hat = w.reshape(channels, 21).T @ w.reshape(channels, 21) / channels
+    relative = (S_hat / S_hat.diagonal().mean() - target / target.diagonal().mean()).norm() / target.norm()
+    assert relative < 0.05, relative
+
+
+@pytest.mark.parametrize("scheme", ["default", "kaiming_normal", "orthogonal"])
+def test_non_square_layers_with_iid_schemes(scheme):
+    model = nn.Sequential(nn.Conv2d(4, 4, (1, 9), groups=4, padding=(0, 4)),
+                          nn.Conv2d(4096, 4096, (9, 1), groups=4096, padding=(4, 0)))
+    init_depthwise_(model, scheme, generator=torch.Generator().manual_seed(0))
+    assert model[1].weight.pow(2).mean().item() == pytest.approx(1 / 27, rel=0.05)  # fan_in 9
+    if scheme == "orthogonal":
+        w = model[0].weight.reshape(4, 9)
+        gram = w @ w.T
+        torch.testing.assert_close(gram, torch.eye(4) * gram.diagonal().mean(), atol=1e-6, rtol=0)
+
+
+def test_timm_inception_next_band_kernels():
+    model = timm.create_model("inception_next_atto", pretrained=False, num_classes=10)
+    before = snapshot(model)
+    touched = init_depthwise_(model, "gaussian", generator=torch.Generator().manual_seed(0))
+    shapes = [dict(depthwise_convs(model))[name].kernel_size for name in touched]
+    assert {(3, 3), (1, 9), (9, 1)} == set(shapes) and len(touched) == 36
+    check_only_depthwise_changed(model, before, touched)
+    model.eval()
+    with torch.no_grad():
+        assert torch.isfinite(model(torch.randn(1, 3, 64, 64))).all()
+
+
 def test_orthogonal_rows_are_orthogonal():
     w = sample_scheme("orthogonal", 5, 10, generator=torch.Generator().manual_seed(0)).reshape(10, 25)
     gram = w @ w.T
@@ -172,11 +227,6 @@ def test_model_without_depthwise_convs():
 def test_learned_without_covariances():
     with pytest.raises(ValueError, match="covariances"):
         init_depthwise_(reference_convmixer(8, 1), "learned")
-
-
-def test_non_square_kernel():
-    with pytest.raises(ValueError, match="non-square"):
-        init_depthwise_(nn.Sequential(nn.Conv2d(4, 4, (3, 5), groups=4)))
 
 
 @pytest.mark.parametrize("variance", [0.0, -1.0, float("nan"), "huge"])
