@@ -24,7 +24,7 @@ test: install
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist worksteal --durations=10
 
 bench: install
-	for b in benchmarks/*.py; do $(PY) $$b || exit 1; done
+	for b in benchmarks/[!_]*.py; do $(PY) $$b || exit 1; done
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis
