@@ -97,12 +97,14 @@ def _key_value(text: str) -> tuple[str, object]:
 
 
 class TerminalProgress:
-    """Callback drawing a progress bar with ETA on a terminal (one line per finished run otherwise)."""
+    """Callback drawing a progress bar with ETA on a terminal; elsewhere (a log file, a pipe) one line
+    per finished run and a progress line every `log_interval` seconds in between."""
 
-    def __init__(self, stream=None, width: int = 24, min_interval: float = 0.1):
+    def __init__(self, stream=None, width: int = 24, min_interval: float = 0.1, log_interval: float = 30.0):
         self.stream = stream or sys.stderr
         self.tty = self.stream.isatty()
         self.width, self.min_interval = width, min_interval
+        self.log_interval = log_interval
         self.started = self.run_started = time.perf_counter()
         self.last_draw = 0.0
         self.drawn = False
@@ -122,13 +124,19 @@ class TerminalProgress:
             self.stream.flush()
             self.run_started, self.drawn = now, False
             return None
-        if not self.tty or (now - self.last_draw < self.min_interval and event.kind == "step"):
+        interval = self.min_interval if self.tty else self.log_interval
+        if now - self.last_draw < interval and (event.kind == "step" or not self.tty):
+            return None
+        loss = f" loss {event.loss:.3f}" if event.loss is not None else ""
+        status = (f"{100 * frac:3.0f}% {where} epoch {event.epoch} step {event.step}/{event.total_steps}"
+                  f"{loss} ETA {duration(eta, compact=True)}")
+        if not self.tty:
+            self.stream.write(status.lstrip() + "\n")
+            self.stream.flush()
+            self.last_draw = now
             return None
         filled = int(round(self.width * frac))
-        loss = f" loss {event.loss:.3f}" if event.loss is not None else ""
-        line = (f"[{'#' * filled}{'-' * (self.width - filled)}] {100 * frac:3.0f}% {where} "
-                f"epoch {event.epoch} step {event.step}/{event.total_steps}{loss} ETA {duration(eta, compact=True)}")
-        self.stream.write("\r\033[K" + line)
+        self.stream.write(f"\r\033[K[{'#' * filled}{'-' * (self.width - filled)}] {status}")
         self.stream.flush()
         self.last_draw, self.drawn = now, True
         return None
@@ -260,12 +268,16 @@ def cmd_sample(args) -> int:
 
 
 def _learned_set(args):
-    """The LearnedSet that `learned`'s --run / --checkpoint names (the bundled example by default)."""
+    """The LearnedSet that `learned`'s --run / --checkpoint names (the bundled example by default),
+    with a note on stderr when the run's filters were wider than its feature maps could use."""
     if args.checkpoint is not None:
         state = models.load_state_dict(args.checkpoint, max_bytes=lab.max_upload_bytes())
         return lab.learned_from_state_dict(state, args.arch, Path(args.checkpoint).name)
-    return lab.learned_from_run(_run_or_example(args, args.run),
-                                name="the bundled example" if args.run is None else None)
+    run = _run_or_example(args, args.run)
+    if (note := lab.run_reach_note(run)) is not None:
+        print(f"convcov: note: {note} Outside that central window these covariances show the init, "
+              "not what training learned.", file=sys.stderr)
+    return lab.learned_from_run(run, name="the bundled example" if args.run is None else None)
 
 
 def cmd_learned(args) -> int:

@@ -224,6 +224,14 @@ def kernel_reach_note(config: train.TrainConfig) -> str | None:
             "and their init makes no difference. A smaller kernel or patch size, or larger images, avoids it.")
 
 
+def run_reach_note(run: train.RunResult) -> str | None:
+    """kernel_reach_note of a saved run's setup, or None when its data is not here to tell."""
+    try:
+        return kernel_reach_note(run.config)
+    except (ValueError, OSError):
+        return None
+
+
 def estimate_seconds(plan: ComparisonPlan, n_steps: int = 3) -> float:
     """Wall time of the whole comparison on this device: train.estimate_time (a few measured steps
     and one evaluation) for the first variant of each filter mode, times the runs of that mode."""

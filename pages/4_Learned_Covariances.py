@@ -32,6 +32,11 @@ def run_set(store_path: str, run_id: int) -> lab.LearnedSet:
     return lab.learned_from_run(store.get(run_id), name=name)
 
 
+@st.cache_data(max_entries=8, show_spinner=False)
+def run_reach_note(store_path: str, run_id: int) -> str | None:
+    return lab.run_reach_note(app_jobs.job_manager().store.get(run_id))
+
+
 @st.cache_data(max_entries=8, show_spinner="Fitting σ to every layer…")
 def fits_of(key: str, _learned: lab.LearnedSet) -> list:
     return lab.layer_fits(_learned.covariances)
@@ -132,11 +137,14 @@ def layer_title(i: int, name: str, fit: dict) -> str:
     return f"{i + 1}: σ = {fit['sigma']:.2f}, r = {fit['r']:.2f}"
 
 
-def analysis(learned: lab.LearnedSet, key: str, name_hint: str) -> None:
+def analysis(learned: lab.LearnedSet, key: str, name_hint: str, reach_note: str | None = None) -> None:
     """Everything shown for one set of learned covariances; `key` identifies it for the caches."""
     k, depth = learned.kernel_size, learned.depth
     fits = fits_of(key, learned)
     st.markdown(f"**Source:** {learned.source}. {depth} depthwise layer(s), {k} × {k} filters.")
+    if reach_note:
+        st.warning(f"This run's setup: {reach_note} Outside that central window these covariances show "
+                   "the init, not what training learned.")
 
     st.subheader("Every layer's learned covariance")
     titles = [layer_title(i, n, f) for i, (n, f) in enumerate(zip(learned.layer_names, fits))]
@@ -227,7 +235,8 @@ with shown_errors():
     if chosen[0] == "run":
         store = app_jobs.job_manager().store
         learned = run_set(str(store.path), chosen[1])
-        analysis(learned, f"{store.path}#{chosen[1]}", f"run{chosen[1]}")
+        analysis(learned, f"{store.path}#{chosen[1]}", f"run{chosen[1]}",
+                 run_reach_note(str(store.path), chosen[1]))
     else:
         _, upload, arch = chosen
         learned = read_upload_once("lc_upload_memo", upload, lab.learned_from_checkpoint, arch)

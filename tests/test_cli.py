@@ -139,6 +139,29 @@ def test_compare_notes_filters_wider_than_the_maps_before_training(capsys):
     assert "convcov: note: 2 of 2 depthwise layers have filters wider" in capsys.readouterr().err
 
 
+def test_progress_in_a_log_file_is_a_line_every_log_interval_and_one_per_run():
+    import io
+
+    from convcov_core.cli import TerminalProgress
+    from convcov_core.train import ProgressEvent
+
+    def one_run(progress):
+        for step in range(1, 4):
+            progress(ProgressEvent("step", step, 3, 1, loss=2.0 / step, variant="gaussian", seed=0, n_runs=2))
+        progress(ProgressEvent("done", 3, 3, 1, test_acc=55.5, variant="gaussian", seed=0, n_runs=2))
+
+    every_step, log = TerminalProgress(io.StringIO(), log_interval=0), io.StringIO()
+    one_run(every_step)
+    lines = every_step.stream.getvalue().splitlines()
+    assert lines[0].startswith("17% run 1/2 gaussian seed 0 epoch 1 step 1/3 loss 2.000 ETA")
+    assert len(lines) == 4 and lines[-1].startswith("run 1/2 gaussian seed 0: test 55.50%")
+    assert "\r" not in every_step.stream.getvalue()  # no terminal control codes in a file
+    one_run(TerminalProgress(log))  # 30 s between progress lines: the first step, then the result
+    first, result = log.getvalue().splitlines()
+    assert first.startswith("17% run 1/2 gaussian seed 0 epoch 1 step 1/3")
+    assert result.startswith("run 1/2 gaussian seed 0: test 55.50%")
+
+
 def test_learned_init_defaults_to_the_bundled_example(capsys):
     assert main(["compare", *TINY_ARGS, "--inits", "default,learned", "--seeds", "0", "--quiet"]) == 0
     out, err = capsys.readouterr()
@@ -178,7 +201,21 @@ def test_learned_from_a_stored_run(tmp_path, capsys):
     db = tmp_path / "runs.db"
     run_id = RunStore(db).save(fake_run(k=5))
     assert main(["learned", "--run", str(run_id), "--db", str(db)]) == 0
-    assert capsys.readouterr().out.startswith(f"run #{run_id}: convmixer-16/2 on mnist5k")
+    out, err = capsys.readouterr()
+    assert out.startswith(f"run #{run_id}: convmixer-16/2 on mnist5k") and "note:" not in err
+
+
+def test_learned_notes_a_run_whose_filters_were_wider_than_its_maps(tmp_path, capsys):
+    from test_runs import fake_run
+
+    db = tmp_path / "runs.db"
+    run = fake_run(k=5)
+    run.config = run.config.replace(patch_size=14)  # 2 x 2 maps on 28 x 28 digits: the central 3 x 3
+    run_id = RunStore(db).save(run)
+    assert main(["learned", "--run", str(run_id), "--db", str(db)]) == 0
+    err = capsys.readouterr().err
+    assert "note: 2 of 2 depthwise layers" in err and "central 3 × 3 weights of their 5 × 5 filters" in err
+    assert "Outside that central window these covariances show the init" in err
 
 
 def test_learned_refuses_a_malicious_checkpoint_in_one_line(tmp_path, capsys):

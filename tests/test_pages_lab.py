@@ -155,6 +155,21 @@ def test_lab_cancel_stops_cleanly_and_a_second_visitor_sees_the_busy_server():
     assert not any(s.running for s in app_jobs.job_manager().list_jobs())
 
 
+def test_learned_page_warns_when_a_runs_filters_were_wider_than_its_maps():
+    from test_runs import fake_run
+
+    run = fake_run(k=5)
+    run.config = run.config.replace(patch_size=14)  # 2 x 2 maps on 28 x 28 digits
+    run_id = app_jobs.job_manager().store.save(run)
+    at = run_page(LEARNED, timeout=120)
+    label = next(o for o in at.selectbox(key="lc_run").options if o.startswith(f"#{run_id} "))
+    at.selectbox(key="lc_run").set_value(label).run()
+    assert_clean(at, "a run with 2 x 2 maps")
+    warning = " ".join(w.value for w in at.warning)
+    assert "This run's setup: 2 of 2 depthwise layers" in warning
+    assert "central 3 × 3 weights of their 5 × 5 filters" in warning
+
+
 def test_learned_page_trains_a_quick_run_and_shows_its_covariances():
     at = new_app(LEARNED, timeout=120).run()
     at.radio(key="lc_source").set_value("A quick run trained here").run()
