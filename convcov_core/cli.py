@@ -31,7 +31,7 @@ import torch
 from . import analysis, covariance, data, examples, init, lab, models, paths, reproduce, ui
 from . import feature_ansatz as fa
 from .json_safe import json_safe
-from .matrix_files import load_matrix, save_tensor
+from .matrix_files import MATRIX_SUFFIXES, load_matrix, save_tensor
 from .step import PRECISIONS
 from .text import duration
 from .train import (FREEZE_MODES, ComparisonResult, ProgressEvent, RunResult, TrainConfig, compare,
@@ -59,6 +59,21 @@ def _run_ref(text: str) -> int | str:
         return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a run id or 'example', got {text!r}") from None
+
+
+def _learned_ref(text: str) -> int | str | tuple[str, str] | Path:
+    """Where learned covariances come from: a stored run's id, "example", "set:NAME" (a saved
+    covariance set) or a matrix file (depth x k^2 x k^2, or one k^2 x k^2 matrix)."""
+    text = text.strip()
+    if text.startswith("set:") and text[4:].strip():
+        return ("set", text[4:].strip())
+    if Path(text).suffix.lower() in MATRIX_SUFFIXES:
+        return Path(text)
+    try:
+        return _run_ref(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"expected a run id, 'example', set:NAME or a {'/'.join(MATRIX_SUFFIXES)} file, got {text!r}") from None
 
 
 def _int_list(text: str) -> list[int]:
@@ -198,15 +213,43 @@ def _run_or_example(args, run_id) -> RunResult:
     return examples.load_example() if run_id in (None, "example") else _store(args).get(run_id)
 
 
+def _covariances_from_file(path: Path) -> list:
+    """Per-layer covariances from a matrix file: depth x k^2 x k^2 (what `learned --out` writes) or one
+    k^2 x k^2 matrix. A layer that is not positive semi-definite is named: the learned init uses its
+    nearest PSD matrix, as every transfer does."""
+    stack = load_matrix(str(path)).to(torch.float64)
+    if stack.dim() == 2:
+        stack = stack.unsqueeze(0)
+    if stack.dim() != 3 or stack.shape[0] == 0:
+        raise ValueError(f"{path}: expected depth x k^2 x k^2 covariances (as `learned --out` writes) or "
+                         f"one k^2 x k^2 matrix, got shape {tuple(stack.shape)}")
+    covariances = [covariance.validate_covariance(S) for S in stack]
+    for layer, S in enumerate(covariances, start=1):
+        if not covariance.is_psd(S):
+            print(f"convcov: note: layer {layer} of {path} is not positive semi-definite; the learned init "
+                  "uses its nearest PSD matrix", file=sys.stderr)
+    return covariances
+
+
 def _learned_covariances(args) -> list:
-    """The covariances --learned-from names: a stored run's, or the bundled example's (the default)."""
-    run = _run_or_example(args, args.learned_from)
-    if args.learned_from in (None, "example"):
-        print(f"learned init: covariances of the bundled example ({run.config.model}, k = "
-              f"{run.config.kernel_size}, on {run.config.dataset})", file=sys.stderr)
-    covariances = run.covariances
-    if not covariances:
-        raise ValueError(f"run {args.learned_from} has no stored covariances to initialize from")
+    """The covariances --learned-from names: a stored run's, a saved set's, a file's, or the bundled
+    example's (the default)."""
+    ref = args.learned_from
+    if isinstance(ref, Path):
+        covariances = _covariances_from_file(ref)
+        origin = f"{ref}"
+    elif isinstance(ref, tuple):
+        covariances = lab.load_covariance_set(ref[1])
+        origin = f"covariance set {ref[1]!r}"
+    else:
+        run = _run_or_example(args, ref)
+        covariances = run.covariances
+        if not covariances:
+            raise ValueError(f"run {ref} has no stored covariances to initialize from")
+        origin = (f"the bundled example ({run.config.model} on {run.config.dataset})" if ref in (None, "example")
+                  else f"run {ref} ({run.config.model} on {run.config.dataset})")
+    k = covariance.kernel_size_of(covariances[0])
+    print(f"learned init: {len(covariances)} layer(s) of {k} x {k} covariances from {origin}", file=sys.stderr)
     return covariances
 
 
@@ -303,7 +346,8 @@ def cmd_learned(args) -> int:
     if args.save_set:
         path = lab.save_covariance_set(args.save_set, covariances, source=learned.source)
         print(f"saved covariance set {args.save_set!r} ({k} x {k}, {depth} layers) to {path}; the "
-              "Training Lab offers it for the learned init", file=sys.stderr)
+              f"Training Lab offers it for the learned init, and `compare --learned-from set:{path.stem}` "
+              "uses it", file=sys.stderr)
     return 0
 
 
@@ -525,9 +569,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="train the depthwise filters (none), freeze them (filters), or run both")
     p.add_argument("--sigma-first", type=float, default=None)
     p.add_argument("--sigma-last", type=float, default=None)
-    p.add_argument("--learned-from", type=_run_ref, default=None, metavar="RUN_ID",
-                   help="stored run whose learned covariances the 'learned' init uses, or 'example' "
-                        "(the bundled ConvMixer-64/8 trained on mnist5k; the default)")
+    p.add_argument("--learned-from", type=_learned_ref, default=None, metavar="SOURCE",
+                   help="where the 'learned' init's covariances come from: a stored run's id, 'example' "
+                        "(the bundled ConvMixer-64/8 trained on mnist5k; the default), set:NAME (saved by "
+                        "`learned --save-set` or the Learned Covariances page) or a file written by "
+                        "`learned --out`")
     p.add_argument("--seeds", type=_int_list, default=[0, 1, 2])
     p.add_argument("--device", default="auto")
     p.add_argument("--max-steps", type=int, default=None, help="cap on training steps per run")

@@ -61,7 +61,11 @@ def test_bad_arguments_exit_2_with_one_line(tmp_path):
     (["compare", *TINY_ARGS, "--dataset", "nope"], "unknown dataset"),
     (["compare", *TINY_ARGS, "--inits", "default,nope"], "unknown init scheme"),
     (["compare", *TINY_ARGS, "--inits", "default,default"], "twice"),
-    (["compare", *TINY_ARGS, "--inits", "default,learned", "--learned-from", "last"], "run id or 'example'"),
+    (["compare", *TINY_ARGS, "--inits", "default,learned", "--learned-from", "last"],
+     "a run id, 'example', set:NAME or a .npy/.pt/.pth/.safetensors file"),
+    (["compare", *TINY_ARGS, "--inits", "default,learned", "--learned-from", "set:nope"],
+     "no covariance set named 'nope'"),
+    (["compare", *TINY_ARGS, "--inits", "default,learned", "--learned-from", "missing.npy"], "no such file"),
     (["compare", *TINY_ARGS, "--epochs", "0"], "epochs"),
     (["compare", *TINY_ARGS, "--device", "tpu"], "device"),
     (["covariance", "--kernel-size", "5", "--sigma", "1", "--out", "cov.txt"], ".npy"),
@@ -165,8 +169,36 @@ def test_progress_in_a_log_file_is_a_line_every_log_interval_and_one_per_run():
 def test_learned_init_defaults_to_the_bundled_example(capsys):
     assert main(["compare", *TINY_ARGS, "--inits", "default,learned", "--seeds", "0", "--quiet"]) == 0
     out, err = capsys.readouterr()
-    assert "covariances of the bundled example (convmixer-64/8, k = 9, on mnist5k)" in err
+    assert "learned init: 8 layer(s) of 9 x 9 covariances from the bundled example (convmixer-64/8 on mnist5k)" in err
     assert "learned" in out
+
+
+def test_learned_init_from_a_file_or_a_saved_set_written_by_learned(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("CONVCOV_HOME", str(tmp_path))
+    covs = tmp_path / "covs.npy"
+    assert main(["learned", "--kernel-size", "5", "--depth", "2", "--out", str(covs), "--save-set", "mine"]) == 0
+    capsys.readouterr()
+    for source, origin in ((str(covs), str(covs)), ("set:mine", "covariance set 'mine'")):
+        assert main(["compare", *TINY_ARGS, "--inits", "default,learned", "--learned-from", source,
+                     "--seeds", "0", "--quiet"]) == 0
+        out, err = capsys.readouterr()
+        assert f"learned init: 2 layer(s) of 5 x 5 covariances from {origin}" in err and "learned" in out
+
+
+def test_learned_init_from_a_file_names_what_is_wrong_with_it(tmp_path, capsys):
+    args = ["compare", *TINY_ARGS, "--inits", "default,learned", "--seeds", "0", "--quiet", "--learned-from"]
+    odd = tmp_path / "odd.npy"
+    np.save(odd, np.zeros((3, 4)))
+    assert main([*args, str(odd)]) == 2
+    assert "a covariance must be a square matrix, got shape (3, 4)" in capsys.readouterr().err
+    np.save(odd, np.zeros((2, 2, 4, 4)))
+    assert main([*args, str(odd)]) == 2
+    assert "expected depth x k^2 x k^2 covariances" in capsys.readouterr().err
+    indefinite = tmp_path / "indefinite.npy"
+    S = covariance.gaussian(5, 1.0).numpy()
+    np.save(indefinite, np.stack([S, S - 0.5 * np.eye(25)]))
+    assert main([*args, str(indefinite)]) == 0
+    assert "note: layer 2 of" in capsys.readouterr().err
 
 
 def test_learned_prints_the_bundled_examples_fits_by_default(capsys):
