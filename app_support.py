@@ -148,6 +148,14 @@ def _add_example_once(store_path: str) -> None:
         log.exception("could not add the bundled example to the run store %s", store_path)
 
 
+@st.cache_data(max_entries=16, show_spinner=False)
+def run_reach_warning(store_path: str, run_id: int) -> str | None:
+    """ui.run_reach_warning, once per run of the store at `store_path` (a stored run never changes)."""
+    from convcov_core import ui
+
+    return ui.run_reach_warning(run_id)
+
+
 def stored_runs_or_warning(read, hidden: str = "saved runs are hidden") -> list:
     """`read()`, a listing from the run store; [] and a warning that says what is `hidden` when
     the store cannot be read (a broken store must not take a page down with it)."""

@@ -163,6 +163,16 @@ def runs_with_learned_covariances() -> list:
     return [s for s in runs.RunStore().list() if s.has_covariances and not s.freeze_filters]
 
 
+def run_reach_warning(run_id: int) -> str | None:
+    """What it means for stored run `run_id` that its filters were wider than its feature maps could
+    use (lab.run_reach_note); None when every weight could train, or its data is not here to tell."""
+    from . import lab, runs
+
+    note = lab.run_reach_note(runs.RunStore().get(run_id))
+    return None if note is None else (f"This run's setup: {note} Outside that central window its filters, "
+                                      "and their covariances, are the init, not what training learned.")
+
+
 def learned_covariances(run_id: int) -> list[torch.Tensor]:
     """The per-layer covariances saved with run `run_id` (first layer first)."""
     from . import runs

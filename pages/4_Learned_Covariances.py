@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 import app_jobs
-from app_support import checkpoint_uploader, page_setup, read_upload_once, shown_errors
+from app_support import checkpoint_uploader, page_setup, read_upload_once, run_reach_warning, shown_errors
 from convcov_core import covariance, data, examples, lab, train, ui
 from convcov_core.plots import training as figures
 
@@ -30,11 +30,6 @@ def run_set(store_path: str, run_id: int) -> lab.LearnedSet:
     bundled = run_id == examples.stored_id(store)
     name = f"the bundled example (run #{run_id})" if bundled else None
     return lab.learned_from_run(store.get(run_id), name=name)
-
-
-@st.cache_data(max_entries=8, show_spinner=False)
-def run_reach_note(store_path: str, run_id: int) -> str | None:
-    return lab.run_reach_note(app_jobs.job_manager().store.get(run_id))
 
 
 @st.cache_data(max_entries=8, show_spinner="Fitting σ to every layer…")
@@ -137,14 +132,13 @@ def layer_title(i: int, name: str, fit: dict) -> str:
     return f"{i + 1}: σ = {fit['sigma']:.2f}, r = {fit['r']:.2f}"
 
 
-def analysis(learned: lab.LearnedSet, key: str, name_hint: str, reach_note: str | None = None) -> None:
+def analysis(learned: lab.LearnedSet, key: str, name_hint: str, reach_warning: str | None = None) -> None:
     """Everything shown for one set of learned covariances; `key` identifies it for the caches."""
     k, depth = learned.kernel_size, learned.depth
     fits = fits_of(key, learned)
     st.markdown(f"**Source:** {learned.source}. {depth} depthwise layer(s), {k} × {k} filters.")
-    if reach_note:
-        st.warning(f"This run's setup: {reach_note} Outside that central window these covariances show "
-                   "the init, not what training learned.")
+    if reach_warning:
+        st.warning(reach_warning)
 
     st.subheader("Every layer's learned covariance")
     titles = [layer_title(i, n, f) for i, (n, f) in enumerate(zip(learned.layer_names, fits))]
@@ -236,7 +230,7 @@ with shown_errors():
         store = app_jobs.job_manager().store
         learned = run_set(str(store.path), chosen[1])
         analysis(learned, f"{store.path}#{chosen[1]}", f"run{chosen[1]}",
-                 run_reach_note(str(store.path), chosen[1]))
+                 run_reach_warning(str(store.path), chosen[1]))
     else:
         _, upload, arch = chosen
         learned = read_upload_once("lc_upload_memo", upload, lab.learned_from_checkpoint, arch)

@@ -2,8 +2,8 @@
 
 import streamlit as st
 
-from app_support import (checkpoint_uploader, page_setup, read_upload_once, shown_errors,
-                         stored_runs_or_warning)
+from app_support import (checkpoint_uploader, page_setup, read_upload_once, run_reach_warning, runs_path,
+                         shown_errors, stored_runs_or_warning)
 from convcov_core import feature_ansatz as fa
 from convcov_core import ui
 from convcov_core.plots import analysis as figures
@@ -92,6 +92,8 @@ with shown_errors():
     result = view(source, k, n, sigma if source == "gaussian" else None, network, int(seed),
                   _checkpoint=checkpoint).at_energy(energy)
     summary = result.summary
+    if network is not None and network[0] == "run" and (warning := run_reach_warning(str(runs_path()), network[1])):
+        st.warning(warning)
 
     one_layer = len(summary.names) == 1
     top = st.columns(2, gap="medium") if one_layer else [st.container()]

@@ -221,3 +221,19 @@ def test_frequency_view_of_an_uploaded_checkpoint():
     at.get("file_uploader")[0].set_value(("notes.pt", b"not weights", "application/octet-stream"))
     at.run()
     assert "notes.pt is not a checkpoint" in at.error[0].value and charts(at) == 0
+
+
+def test_frequency_warns_about_a_saved_run_whose_filters_were_wider_than_its_maps(tmp_path, monkeypatch):
+    from test_runs import fake_run
+
+    monkeypatch.setenv("CONVCOV_HOME", str(tmp_path))
+    run = fake_run(k=5)
+    run.config = run.config.replace(patch_size=14)  # 2 x 2 maps on 28 x 28 digits
+    runs.RunStore().save(run)
+    st.cache_data.clear()
+    at = run_page(FREQUENCY)
+    at.radio(key="source").set_value("Learned covariance of a network").run()
+    assert_clean(at, "a run with 2 x 2 maps")
+    warning = " ".join(w.value for w in at.warning)
+    assert "This run's setup: 2 of 2 depthwise layers" in warning
+    assert "its filters, and their covariances, are the init" in warning
