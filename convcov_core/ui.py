@@ -75,8 +75,11 @@ def scheme_label(name: str) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
-def covariance_bytes(S: torch.Tensor, fmt: str) -> bytes:
-    """The flat covariance serialized as a NumPy .npy file or a torch .pt file (weights-only safe)."""
+def covariance_bytes(S: torch.Tensor | list[torch.Tensor], fmt: str) -> bytes:
+    """A flat covariance, or a list of them stacked (depth x k^2 x k^2), serialized as a NumPy .npy
+    file or a torch .pt file (weights-only safe)."""
+    if isinstance(S, list):
+        S = torch.stack(S)
     buffer = io.BytesIO()
     if fmt == "npy":
         np.save(buffer, S.detach().cpu().numpy())

@@ -1,6 +1,7 @@
 """What a trained network learned, layer by layer: fitted σ vs depth, closed form, transfer, use as init."""
 
 import re
+from functools import partial
 
 import pandas as pd
 import streamlit as st
@@ -45,6 +46,11 @@ def profiles_of(key: str, _learned: lab.LearnedSet) -> list:
 @st.cache_data(max_entries=8, show_spinner="Transferring…")
 def transferred(key: str, _learned: lab.LearnedSet, k: int, depth: int) -> list:
     return covariance.transfer(_learned.covariances, k, depth)
+
+
+@st.cache_data(max_entries=4, show_spinner=False)
+def transferred_file(key: str, _learned: lab.LearnedSet, k: int, depth: int, fmt: str) -> bytes:
+    return ui.covariance_bytes(transferred(key, _learned, k, depth), fmt)
 
 
 @st.cache_resource(max_entries=8, show_spinner=False)  # read-only figure: no unpickling
@@ -203,6 +209,13 @@ def analysis(learned: lab.LearnedSet, key: str, name_hint: str, reach_warning: s
             lab.CovarianceSetInfo(path.stem, new_k, new_depth, learned.source))
         st.success(f"Saved as covariance set '{name.strip()}'. Open the Training Lab and add *Learned "
                    "covariance* to the init schemes: this set is preselected.")
+    d1, d2, d3 = st.columns([1, 1, 3], vertical_alignment="center")
+    for column, fmt in ((d1, "npy"), (d2, "pt")):
+        column.download_button(f"Download .{fmt}", partial(transferred_file, key, learned, new_k, new_depth, fmt),
+                               file_name=f"{default_name}.{fmt}", key=f"lc_download_{fmt}")
+    d3.caption(f"The {new_depth} × {new_k * new_k} × {new_k * new_k} covariances (float64) for your own code: "
+               "`init_depthwise_(model, \"learned\", covariances=list(torch.load(path, weights_only=True)))`, "
+               "or `python -m convcov_core compare --learned-from path`.")
 
 
 st.title("Learned Covariances")

@@ -186,6 +186,9 @@ def test_covariance_downloads_load_back_exactly(tmp_path):
     assert torch.equal(torch.load(io.BytesIO(ui.covariance_bytes(S, "pt")), weights_only=True), S)
     with pytest.raises(ValueError, match="npy"):
         ui.covariance_bytes(S, "csv")
+    layers = [S, 2 * S]  # a learned set: what compare --learned-from FILE and init_depthwise_ take
+    stack = torch.load(io.BytesIO(ui.covariance_bytes(layers, "pt")), weights_only=True)
+    assert stack.shape == (2, 25, 25) and torch.equal(stack[1], 2 * S)
 
 
 def _upload(at, name: str, data: bytes):

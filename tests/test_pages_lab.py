@@ -117,6 +117,9 @@ def test_lab_runs_a_tiny_comparison_end_to_end_then_learned_page_opens_its_run()
     page.slider(key="lc_layer").set_value(2).run()
     page.slider(key="lc_new_k").set_value(7)
     page.slider(key="lc_new_depth").set_value(3).run()
+    names = [b.proto.label for b in page.get("download_button")]
+    assert names == ["Download .npy", "Download .pt"]
+    assert "The 3 × 49 × 49 covariances (float64)" in " ".join(c.value for c in page.caption)
     page.button(key="lc_use").click().run()
     assert_clean(page, "use as init")
     assert "Saved as covariance set" in page.success[0].value
