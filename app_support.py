@@ -111,7 +111,8 @@ def checkpoint_uploader(prefix: str):
     return None if upload is None else (upload, models.CHECKPOINT_ARCHITECTURES[arch])
 
 
-def read_upload_once(memo_name: str, upload, read, *args):
+def read_upload_once(memo_name: str, upload, read, *args,
+                     what: str = "the checkpoint (weights only; no code in it runs)"):
     """read(file bytes, file name, *args, max_bytes=upload_limit()), once per uploaded file and
     args in this session (kept in st.session_state[memo_name]); a ValueError is kept too and
     raised again on every rerun, for shown_errors to display."""
@@ -119,7 +120,7 @@ def read_upload_once(memo_name: str, upload, read, *args):
     memo = st.session_state.get(memo_name)
     if memo is None or memo[0] != memo_key:
         try:
-            with st.spinner("Reading the checkpoint (weights only; no code in it runs)…"):
+            with st.spinner(f"Reading {what}…"):
                 value = read(upload.getvalue(), upload.name, *args, max_bytes=upload_limit())
         except ValueError as err:
             value = err

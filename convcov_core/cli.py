@@ -214,20 +214,12 @@ def _run_or_example(args, run_id) -> RunResult:
 
 
 def _covariances_from_file(path: Path) -> list:
-    """Per-layer covariances from a matrix file: depth x k^2 x k^2 (what `learned --out` writes) or one
-    k^2 x k^2 matrix. A layer that is not positive semi-definite is named: the learned init uses its
-    nearest PSD matrix, as every transfer does."""
-    stack = load_matrix(str(path)).to(torch.float64)
-    if stack.dim() == 2:
-        stack = stack.unsqueeze(0)
-    if stack.dim() != 3 or stack.shape[0] == 0:
-        raise ValueError(f"{path}: expected depth x k^2 x k^2 covariances (as `learned --out` writes) or "
-                         f"one k^2 x k^2 matrix, got shape {tuple(stack.shape)}")
-    covariances = [covariance.validate_covariance(S) for S in stack]
-    for layer, S in enumerate(covariances, start=1):
-        if not covariance.is_psd(S):
-            print(f"convcov: note: layer {layer} of {path} is not positive semi-definite; the learned init "
-                  "uses its nearest PSD matrix", file=sys.stderr)
+    """Per-layer covariances from a matrix file (lab.covariances_from_matrix). A layer that is not
+    positive semi-definite is named: the learned init uses its nearest PSD matrix."""
+    covariances = lab.covariances_from_matrix(load_matrix(str(path)), str(path))
+    for layer in lab.non_psd_layers(covariances):
+        print(f"convcov: note: layer {layer} of {path} is not positive semi-definite; the learned init "
+              "uses its nearest PSD matrix", file=sys.stderr)
     return covariances
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from . import covariance, init, models, train
+from . import covariance, init, matrix_files, models, train
 from .json_safe import json_safe
 from .paths import convcov_home
 from .text import duration
@@ -456,6 +456,33 @@ def learned_from_checkpoint(data: bytes, filename: str, architecture: str, *,
     file runs). Every problem is a ValueError to show."""
     state = models.read_checkpoint_bytes(data, filename, max_bytes=max_bytes)
     return learned_from_state_dict(state, architecture, filename)
+
+
+def covariances_from_matrix(stack: Tensor, origin: str) -> list[Tensor]:
+    """Per-layer covariances from one tensor: depth x k^2 x k^2 (what `learned --out` and the Learned
+    Covariances page's download write) or one k^2 x k^2 matrix. ValueError naming what is wrong."""
+    stack = torch.as_tensor(stack).to(torch.float64)
+    if stack.dim() == 2:
+        stack = stack.unsqueeze(0)
+    if stack.dim() != 3 or stack.shape[0] == 0:
+        raise ValueError(f"{origin}: expected depth x k^2 x k^2 covariances (as `learned --out` writes) or "
+                         f"one k^2 x k^2 matrix, got shape {tuple(stack.shape)}")
+    return [covariance.validate_covariance(S) for S in stack]
+
+
+def non_psd_layers(covariances: list[Tensor]) -> list[int]:
+    """1-based layers that are not positive semi-definite: a transfer (and so the learned init)
+    uses their nearest PSD matrix."""
+    return [layer for layer, S in enumerate(covariances, start=1) if not covariance.is_psd(S)]
+
+
+def learned_from_matrix_file(data: bytes, filename: str, *,
+                             max_bytes: int = matrix_files.DEFAULT_MAX_MATRIX_BYTES) -> LearnedSet:
+    """Covariances a user uploads as a file (.npy, .pt read weights-only, .safetensors; see
+    covariances_from_matrix), one per layer."""
+    covariances = covariances_from_matrix(matrix_files.read_matrix(data, filename, max_bytes=max_bytes), filename)
+    return LearnedSet(f"{filename} (a covariance file)", [f"layer {i + 1}" for i in range(len(covariances))],
+                      covariances)
 
 
 def max_upload_bytes(environ=None, *, ceiling_mb: float | None = None) -> int:

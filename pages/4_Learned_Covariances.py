@@ -9,13 +9,14 @@ import streamlit as st
 import app_jobs
 from app_support import checkpoint_uploader, page_setup, read_upload_once, run_reach_warning, shown_errors
 from convcov_core import covariance, data, examples, lab, train, ui
+from convcov_core.matrix_files import MATRIX_SUFFIXES
 from convcov_core.plots import training as figures
 
 page_setup("Learned Covariances")
 
 SLOT = "lc"
 CHART = {"displaylogo": False}
-SOURCES = ("A saved run", "A quick run trained here", "An uploaded checkpoint")
+SOURCES = ("A saved run", "A quick run trained here", "An uploaded checkpoint", "An uploaded covariance file")
 QUICK_DATASETS = ("mnist5k", "noisy-mnist", "textures")
 WIDTHS = (16, 32, 64, 128)
 
@@ -31,6 +32,11 @@ def run_set(store_path: str, run_id: int) -> lab.LearnedSet:
     bundled = run_id == examples.stored_id(store)
     name = f"the bundled example (run #{run_id})" if bundled else None
     return lab.learned_from_run(store.get(run_id), name=name)
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def non_psd_layers(key: str, _learned: lab.LearnedSet) -> list[int]:
+    return lab.non_psd_layers(_learned.covariances)
 
 
 @st.cache_data(max_entries=8, show_spinner="Fitting σ to every layer…")
@@ -107,6 +113,12 @@ def source_sidebar():
                   kwargs=dict(batch_size=config.batch_size, label=f"Learned Covariances: {config.model} "
                                                                    f"on {config.dataset}"))
         return ("quick", config)
+    if source == SOURCES[3]:
+        upload = st.file_uploader("Covariances (depth × k² × k²)", type=[s[1:] for s in MATRIX_SUFFIXES],
+                                  key="lc_file", help="A .npy, .pt (read weights-only) or .safetensors "
+                                  "file: what this page's download or `learned --out` writes, or one "
+                                  "k² × k² matrix.")
+        return None if upload is None else ("file", upload)
     chosen = checkpoint_uploader("lc")
     return None if chosen is None else ("upload", *chosen)
 
@@ -235,6 +247,10 @@ with shown_errors():
         if st.session_state.get("lc_source") == SOURCES[2]:
             st.info("Upload a checkpoint in the sidebar: a .safetensors file or a torch.save file of "
                     "model.state_dict() of our ConvMixer, a timm ConvMixer or a timm ConvNeXt.")
+        elif st.session_state.get("lc_source") == SOURCES[3]:
+            st.info("Upload covariances in the sidebar: depth × k² × k² (one k² × k² matrix per layer, "
+                    "first layer first), as this page's download or `python -m convcov_core learned --out` "
+                    "writes them.")
         elif st.session_state.get("lc_source") == SOURCES[0]:
             st.info("No saved run with trained filters yet. Choose *A quick run trained here* in the "
                     "sidebar, or run a comparison with trained filters in the Training Lab.")
@@ -245,7 +261,15 @@ with shown_errors():
         analysis(learned, f"{store.path}#{chosen[1]}", f"run{chosen[1]}",
                  run_reach_warning(str(store.path), chosen[1]))
     else:
-        _, upload, arch = chosen
-        learned = read_upload_once("lc_upload_memo", upload, lab.learned_from_checkpoint, arch)
+        if chosen[0] == "file":
+            upload, arch = chosen[1], None
+            learned = read_upload_once("lc_file_memo", upload, lab.learned_from_matrix_file,
+                                       what="the covariances")
+            if bad := non_psd_layers(upload.file_id, learned):
+                st.warning(f"Layer(s) {', '.join(map(str, bad))} of {upload.name} are not positive "
+                           "semi-definite: the transfer and the learned init use their nearest PSD matrix.")
+        else:
+            _, upload, arch = chosen
+            learned = read_upload_once("lc_upload_memo", upload, lab.learned_from_checkpoint, arch)
         hint = re.sub(r"[^A-Za-z0-9]+", "-", upload.name.rsplit(".", 1)[0])[:30] or "upload"
         analysis(learned, f"{upload.file_id}:{arch}", hint)

@@ -221,6 +221,48 @@ def test_learned_page_reads_a_good_checkpoint(upload_page):
     assert len(at.get("plotly_chart")) == 5
 
 
+def upload_covariances(filename: str, content: bytes):
+    at = new_app(LEARNED, timeout=120).run()
+    at.radio(key="lc_source").set_value("An uploaded covariance file").run()
+    assert "Upload covariances in the sidebar" in at.info[0].value
+    at.get("file_uploader")[0].set_value((filename, content, "application/octet-stream"))
+    return at.run()
+
+
+def test_learned_page_reads_back_the_covariances_it_downloads():
+    from convcov_core import covariance, ui
+
+    layers = [covariance.gaussian(7, sigma) for sigma in (0.8, 1.4, 2.0)]
+    at = upload_covariances("mine-k7-d3.pt", ui.covariance_bytes(layers, "pt"))
+    assert_clean(at, "a covariance file")
+    assert "mine-k7-d3.pt (a covariance file). 3 depthwise layer(s), 7 × 7 filters." in at.markdown[1].value
+    assert len(at.get("plotly_chart")) == 5 and not at.warning
+    fitted = at.dataframe[0].value["fitted σ"].tolist()
+    assert fitted == pytest.approx([0.8, 1.4, 2.0], abs=0.01)
+    at.slider(key="lc_new_k").set_value(7)  # the transfer sliders keep what an earlier source set
+    at.slider(key="lc_new_depth").set_value(3).run()
+    at.button(key="lc_use").click().run()
+    assert "Saved as covariance set 'mine-k7-d3-k7-d3'" in at.success[0].value
+
+
+def test_learned_page_names_what_is_wrong_with_a_covariance_file():
+    import numpy as np
+
+    from convcov_core import covariance, ui
+
+    S = covariance.gaussian(5, 1.0)
+    indefinite = [S, S - 0.5 * torch.eye(25, dtype=S.dtype)]
+    at = upload_covariances("indefinite.npy", ui.covariance_bytes(indefinite, "npy"))
+    assert_clean(at, "an indefinite layer")
+    assert "Layer(s) 2 of indefinite.npy are not positive semi-definite" in at.warning[0].value
+    buffer = io.BytesIO()
+    np.save(buffer, np.zeros((2, 2, 4, 4)))
+    at = upload_covariances("odd.npy", buffer.getvalue())
+    assert "expected depth x k^2 x k^2 covariances" in at.error[0].value
+    at = upload_covariances("pickled.pt", _torch_bytes({"not": "a tensor"}))
+    assert at.error and not at.exception
+
+
 def test_malicious_checkpoint_never_runs_and_is_explained(upload_page, tmp_path):
     marker = tmp_path / "created_by_the_pickle"
     at = upload_page("evil.pt", malicious_checkpoint(marker))
