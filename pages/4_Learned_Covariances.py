@@ -153,6 +153,8 @@ def layer_title(i: int, name: str, fit: dict) -> str:
 def analysis(learned: lab.LearnedSet, key: str, name_hint: str, reach_warning: str | None = None) -> None:
     """Everything shown for one set of learned covariances; `key` identifies it for the caches."""
     k, depth = learned.kernel_size, learned.depth
+    if st.session_state.get("lc_shown") != key:  # another network: its own layer 1, size and depth
+        st.session_state.update(lc_shown=key, lc_layer=1, lc_new_k=k, lc_new_depth=depth)
     fits = fits_of(key, learned)
     st.markdown(f"**Source:** {learned.source}. {depth} depthwise layer(s), {k} × {k} filters.")
     if reach_warning:
@@ -189,7 +191,7 @@ def analysis(learned: lab.LearnedSet, key: str, name_hint: str, reach_warning: s
                    "σ_last in the Training Lab to imitate this network.")
 
     st.subheader("One layer: learned vs closed form")
-    layer = st.slider("Layer", 1, depth, 1, key="lc_layer") - 1 if depth > 1 else 0
+    layer = st.slider("Layer", 1, depth, key="lc_layer") - 1 if depth > 1 else 0
     fit = fits[layer]
     S, closed, diff = lab.closed_form_beside(learned.covariances[layer], fit["sigma"])
     st.plotly_chart(figures.closed_form_figure(S, closed, diff, sigma=fit["sigma"], r=fit["r"],
@@ -205,8 +207,8 @@ def analysis(learned: lab.LearnedSet, key: str, name_hint: str, reach_warning: s
                 "covariance at the same relative depth), as the *learned* init does for any model.")
     c1, c2 = st.columns(2)
     max_k = max(min(31, ui.max_kernel_size()), k)
-    new_k = c1.slider("Kernel size k′", 3, max_k, k, step=2 if k % 2 else 1, key="lc_new_k")
-    new_depth = c2.slider("Depth L′", 1, 32, depth, key="lc_new_depth")
+    new_k = c1.slider("Kernel size k′", 3, max_k, step=2 if k % 2 else 1, key="lc_new_k")
+    new_depth = c2.slider("Depth L′", 1, 32, key="lc_new_depth")
     st.plotly_chart(transfer_figure(key, learned, new_k, new_depth), config=CHART)
     if new_depth >= 24:
         st.caption(f"One layer in {new_depth // 12} of the {new_depth} shown.")
