@@ -89,6 +89,16 @@ def shown_errors():
         st.error(f"Unexpected error ({type(err).__name__}): {err}. Details are in the server log.")
 
 
+def reset_when_changed(marker: str, value, widgets: dict) -> None:
+    """Set the keyed widgets in `widgets` (key -> value) whenever `value` differs from the one last
+    seen under `marker`. For widgets whose range or default follow the data: create them without a
+    default. After a run that ended in st.stop(), Streamlit keeps a keyed widget's old value while
+    the browser shows the widget's new default, so a new network (or image count) must set them."""
+    if st.session_state.get(marker) != value:
+        st.session_state[marker] = value
+        st.session_state.update(widgets)
+
+
 def upload_limit() -> int:
     """Bytes a checkpoint may have: CONVCOV_MAX_CHECKPOINT_MB within Streamlit's server.maxUploadSize."""
     from convcov_core import lab

@@ -7,7 +7,8 @@ import pandas as pd
 import streamlit as st
 
 import app_jobs
-from app_support import checkpoint_uploader, page_setup, read_upload_once, run_reach_warning, shown_errors
+from app_support import (checkpoint_uploader, page_setup, read_upload_once, reset_when_changed, run_reach_warning,
+                         shown_errors)
 from convcov_core import covariance, data, examples, lab, train, ui
 from convcov_core.matrix_files import MATRIX_SUFFIXES
 from convcov_core.plots import training as figures
@@ -153,8 +154,7 @@ def layer_title(i: int, name: str, fit: dict) -> str:
 def analysis(learned: lab.LearnedSet, key: str, name_hint: str, reach_warning: str | None = None) -> None:
     """Everything shown for one set of learned covariances; `key` identifies it for the caches."""
     k, depth = learned.kernel_size, learned.depth
-    if st.session_state.get("lc_shown") != key:  # another network: its own layer 1, size and depth
-        st.session_state.update(lc_shown=key, lc_layer=1, lc_new_k=k, lc_new_depth=depth)
+    reset_when_changed("lc_shown", key, dict(lc_layer=1, lc_new_k=k, lc_new_depth=depth))
     fits = fits_of(key, learned)
     st.markdown(f"**Source:** {learned.source}. {depth} depthwise layer(s), {k} × {k} filters.")
     if reach_warning:

@@ -7,7 +7,7 @@ import streamlit as st
 
 import app_jobs
 from app_support import (checkpoint_uploader, page_setup, present_datasets, read_upload_once,
-                         shown_errors, stored_runs_or_warning)
+                         reset_when_changed, shown_errors, stored_runs_or_warning)
 from convcov_core import ui
 from convcov_core import feature_ansatz as fa
 from convcov_core.plots import analysis as figures
@@ -209,7 +209,8 @@ with shown_errors():
     st.subheader("AGOP and CNFM of one layer")
     names = [row["layer"] for row in table]
     c1, c2, c3 = st.columns(3)
-    layer = c1.selectbox("Layer", names, key="layer", index=names.index(comparison.first_spatial_layer()))
+    reset_when_changed("fa_network_shown", key, dict(layer=comparison.first_spatial_layer()))
+    layer = c1.selectbox("Layer", names, key="layer")
     which = c2.radio("Model", ("trained", "at initialization"), horizontal=True, key="which")
     operator = c3.radio("Operator M for the views below", ("patch-AGOP", "CNFM"), horizontal=True,
                         key="operator")
@@ -237,12 +238,14 @@ with shown_errors():
 
     st.subheader("Feature maps ‖M½ patch‖")
     f1, f2, f3 = st.columns(3)
-    index = f1.number_input("Test image #", 0, comparison.n_images - 1, 0, step=1, key="image")
+    reset_when_changed("fa_images_shown", (key, comparison.n_images), dict(image=0))
+    index = f1.number_input("Test image #", 0, comparison.n_images - 1, step=1, key="image")
     picture = f2.selectbox("Natural image (scikit-image)", fa.NATURAL_IMAGES,
                            index=fa.NATURAL_IMAGES.index("camera"), key="picture")
     n_layers = 1
     if len(names) > 1:
-        n_layers = f3.slider("Layers shown", 1, min(4, len(names)), min(3, len(names)), key="map_layers")
+        reset_when_changed("fa_maps_shown", key, dict(map_layers=min(3, len(names))))
+        n_layers = f3.slider("Layers shown", 1, min(4, len(names)), step=1, key="map_layers")
     shown_layers = names[:n_layers]
     maps = feature_maps_figure((key, n_images, gradients_of), which, matrix, tuple(shown_layers),
                                int(index), picture, _pair=pair, _comparison=comparison)

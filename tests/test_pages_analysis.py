@@ -237,3 +237,31 @@ def test_frequency_warns_about_a_saved_run_whose_filters_were_wider_than_its_map
     warning = " ".join(w.value for w in at.warning)
     assert "This run's setup: 2 of 2 depthwise layers" in warning
     assert "its filters, and their covariances, are the init" in warning
+
+
+def test_feature_ansatz_resets_its_views_for_another_network_after_a_stopped_run(tmp_path, monkeypatch):
+    """Between two networks the page stops once (no checkpoint uploaded yet); after such a run
+    Streamlit hands the script a keyed widget's old value while the browser shows its new default,
+    so the image number and the layer must be set again for the new network."""
+    from safetensors.torch import save
+
+    from convcov_core import examples, models
+    from page_helpers import new_app
+
+    monkeypatch.setenv("CONVCOV_HOME", str(tmp_path))
+    examples.add_to_store(runs.RunStore())
+    st.cache_data.clear()
+    at = new_app(FEATURE, timeout=120).run()
+    at.radio(key="source").set_value("A saved run (weights needed)").run()
+    at.select_slider(key="n_images").set_value(16).run()
+    at.selectbox(key="layer").set_value(at.selectbox(key="layer").options[-1])
+    at.number_input(key="image").set_value(12).run()
+    at.radio(key="source").set_value("An uploaded checkpoint").run()  # stops: no file yet
+    at.select_slider(key="n_images").set_value(4).run()
+    torch.manual_seed(0)
+    mine = models.build_model("convmixer-8/2", num_classes=10, in_chans=1, kernel_size=5, patch_size=2)
+    at.get("file_uploader")[0].set_value(("mine.safetensors", save(mine.state_dict()), "application/octet-stream"))
+    at.run()
+    assert_clean(at, "the uploaded network after the example")
+    assert at.selectbox(key="layer").value == "blocks.0.0.fn.0"  # its first depthwise layer
+    assert at.number_input(key="image").value == 0  # 4 images now: #12 does not exist
