@@ -229,7 +229,7 @@ def _learned_covariances(args) -> list:
     ref = args.learned_from
     if isinstance(ref, Path):
         covariances = _covariances_from_file(ref)
-        origin = f"{ref}"
+        origin = str(ref)
     elif isinstance(ref, tuple):
         covariances = lab.load_covariance_set(ref[1])
         origin = f"covariance set {ref[1]!r}"
@@ -309,9 +309,8 @@ def _learned_set(args):
         state = models.load_state_dict(args.checkpoint, max_bytes=lab.max_upload_bytes())
         return lab.learned_from_state_dict(state, args.arch, Path(args.checkpoint).name)
     run = _run_or_example(args, args.run)
-    if (note := lab.run_reach_note(run)) is not None:
-        print(f"convcov: note: {note} Outside that central window these covariances show the init, "
-              "not what training learned.", file=sys.stderr)
+    if (warning := lab.run_reach_warning(run)) is not None:
+        print(f"convcov: note: {warning}", file=sys.stderr)
     return lab.learned_from_run(run, name="the bundled example" if args.run is None else None)
 
 

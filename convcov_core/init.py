@@ -207,7 +207,7 @@ def init_depthwise_(model: nn.Module, scheme: str = "gaussian", *, sigma_first: 
         )
     kernel_sizes = [max(conv.kernel_size) for _, conv in layers]
     covs = _layer_covariances(s, kernel_sizes, sigma_first, sigma_last, covariances)
-    for (name, conv), cov in zip(layers, covs):
+    for (_, conv), cov in zip(layers, covs):
         shape = tuple(conv.kernel_size)
         filters = s.draw(shape, conv.out_channels, _target_variance(variance, shape), cov, generator)
         conv.weight.copy_(filters.reshape(conv.weight.shape).to(conv.weight))

@@ -224,12 +224,15 @@ def kernel_reach_note(config: train.TrainConfig) -> str | None:
             "and their init makes no difference. A smaller kernel or patch size, or larger images, avoids it.")
 
 
-def run_reach_note(run: train.RunResult) -> str | None:
-    """kernel_reach_note of a saved run's setup, or None when its data is not here to tell."""
+def run_reach_warning(run: train.RunResult) -> str | None:
+    """What kernel_reach_note means for a saved run's filters; None when every weight could train,
+    or when the run's data is not here to tell."""
     try:
-        return kernel_reach_note(run.config)
+        note = kernel_reach_note(run.config)
     except (ValueError, OSError):
         return None
+    return None if note is None else (f"This run's setup: {note} Outside that central window its filters, "
+                                      "and their covariances, are the init, not what training learned.")
 
 
 def estimate_seconds(plan: ComparisonPlan, n_steps: int = 3) -> float:

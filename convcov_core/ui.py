@@ -167,13 +167,10 @@ def runs_with_learned_covariances() -> list:
 
 
 def run_reach_warning(run_id: int) -> str | None:
-    """What it means for stored run `run_id` that its filters were wider than its feature maps could
-    use (lab.run_reach_note); None when every weight could train, or its data is not here to tell."""
+    """lab.run_reach_warning of stored run `run_id`."""
     from . import lab, runs
 
-    note = lab.run_reach_note(runs.RunStore().get(run_id))
-    return None if note is None else (f"This run's setup: {note} Outside that central window its filters, "
-                                      "and their covariances, are the init, not what training learned.")
+    return lab.run_reach_warning(runs.RunStore().get(run_id))
 
 
 def learned_covariances(run_id: int) -> list[torch.Tensor]:

@@ -246,8 +246,8 @@ def test_learned_notes_a_run_whose_filters_were_wider_than_its_maps(tmp_path, ca
     run_id = RunStore(db).save(run)
     assert main(["learned", "--run", str(run_id), "--db", str(db)]) == 0
     err = capsys.readouterr().err
-    assert "note: 2 of 2 depthwise layers" in err and "central 3 × 3 weights of their 5 × 5 filters" in err
-    assert "Outside that central window these covariances show the init" in err
+    assert "note: This run's setup: 2 of 2 depthwise layers" in err and "central 3 × 3 weights of their 5 × 5 filters" in err
+    assert "This run's setup: 2 of 2" in err and "its filters, and their covariances, are the init" in err
 
 
 def test_learned_refuses_a_malicious_checkpoint_in_one_line(tmp_path, capsys):

@@ -105,15 +105,15 @@ def test_kernel_reach_note_names_the_layers_whose_maps_are_too_small():
         lab.kernel_reach_note(base.replace(model="timm:convnext_atto", kernel_size=7, patch_size=4))
 
 
-def test_run_reach_note_is_none_when_the_runs_data_is_not_here():
+def test_run_reach_warning_is_none_when_the_runs_data_is_not_here():
     from test_runs import fake_run
 
     run = fake_run(k=5)
-    assert lab.run_reach_note(run) is None  # 14 x 14 maps use all of a 5 x 5 filter
+    assert lab.run_reach_warning(run) is None  # 14 x 14 maps use all of a 5 x 5 filter
     run.config = run.config.replace(patch_size=14)
-    assert "see 2 × 2 maps and use only the central 3 × 3 weights" in lab.run_reach_note(run)
+    assert "see 2 × 2 maps and use only the central 3 × 3 weights" in lab.run_reach_warning(run)
     run.config = run.config.replace(dataset="cifar10", data_root="/nonexistent")
-    assert lab.run_reach_note(run) is None
+    assert lab.run_reach_warning(run) is None
 
 
 def test_run_images_and_time_estimate_of_a_tiny_plan():
