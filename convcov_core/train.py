@@ -143,8 +143,8 @@ class RunResult:
     per epoch "train_acc", "test_acc", "images_per_s" (training images per second of that epoch,
     evaluation excluded) and "epoch_end_step". final: "test_acc", "train_acc", "loss" (None when the
     run did not get that far). status: "ok", "diverged" or "cancelled", explained by message.
-    covariances: centered empirical covariance (k^2 x k^2, float64) of each depthwise layer's final
-    filters, in the order of layer_names (empty when the filters are not finite). compile_seconds:
+    covariances: centered empirical covariance (k^2 x k^2, float64) of each square depthwise layer's
+    final filters, in the order of layer_names (empty when the filters are not finite). compile_seconds:
     wall time of the first step with config.compile (compilation included), None without.
     precision: what config.precision resolved to on this device, "bf16" (autocast) or "fp32".
     """
@@ -312,13 +312,20 @@ def build_model_for(config: TrainConfig, info) -> torch.nn.Module:
     return model
 
 
+def size_label(size: int | None) -> str:
+    """A config's kernel or patch size as setup lines print it; None keeps the model's own."""
+    return "its own" if size is None else str(size)
+
+
 def model_label(config: TrainConfig) -> str:
     """'convmixer-64/6 (kernel 9, patch 2)', as messages name a config's model."""
-    return f"{config.model} (kernel {config.kernel_size}, patch {config.patch_size})"
+    return f"{config.model} (kernel {size_label(config.kernel_size)}, patch {size_label(config.patch_size)})"
 
 
 def _final_covariances(model: torch.nn.Module) -> tuple[list[str], list[Tensor]]:
-    layers = init.depthwise_convs(model)
+    """Names and centered covariances of the square depthwise layers (band filters such as 1 x 9
+    have no k^2 x k^2 covariance to transfer); no covariances when a filter is not finite."""
+    layers = [(name, conv) for name, conv in init.depthwise_convs(model) if conv.kernel_size[0] == conv.kernel_size[1]]
     names = [name for name, _ in layers]
     weights = [conv.weight.detach().float().cpu() for _, conv in layers]
     if not all(torch.isfinite(w).all() for w in weights):
