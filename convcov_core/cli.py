@@ -35,7 +35,7 @@ from .matrix_files import MATRIX_SUFFIXES, load_matrix, save_tensor
 from .step import PRECISIONS
 from .text import duration
 from .train import (FREEZE_MODES, ComparisonResult, ProgressEvent, RunResult, TrainConfig, compare,
-                    device_and_precision, variants_for)
+                    device_and_precision, size_label, variants_for)
 
 class UsageError(Exception):
     """Bad command-line input: reported in one line, exit code 2."""
@@ -174,8 +174,8 @@ def format_comparison(cmp: ComparisonResult) -> str:
     """The comparison as text: setup line, table (test accuracy mean ± std, per-seed values, paired
     difference vs the reference ± std, wins), verdicts and times."""
     c = cmp.base_config
-    setup = (f"{c.model} k={c.kernel_size} p={c.patch_size} on {c.dataset}, {c.epochs} epoch(s), "
-             f"batch {c.batch_size}, lr {c.lr:g}, seeds {','.join(map(str, cmp.seeds))}, "
+    setup = (f"{c.model} k={size_label(c.kernel_size)} p={size_label(c.patch_size)} on {c.dataset}, "
+             f"{c.epochs} epoch(s), batch {c.batch_size}, lr {c.lr:g}, seeds {','.join(map(str, cmp.seeds))}, "
              f"device {device_and_precision(cmp)}")
     header = ["variant", "test acc % (mean ± std)", "per seed " + "/".join(map(str, cmp.seeds)),
               "diff vs ref (± std)", "wins", "s/run"]
@@ -250,8 +250,11 @@ def cmd_compare(args) -> int:
     covariances = None
     if args.learned_from is not None or "learned" in args.inits:
         covariances = _learned_covariances(args)
+    convmixer = args.model.startswith("convmixer")
     base = TrainConfig(dataset=args.dataset, dataset_params=dict(args.dataset_param), model=args.model,
-                       kernel_size=args.kernel_size, patch_size=args.patch_size, epochs=args.epochs,
+                       kernel_size=9 if args.kernel_size is None and convmixer else args.kernel_size,
+                       patch_size=2 if args.patch_size is None and convmixer else args.patch_size,
+                       epochs=args.epochs,
                        batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
                        schedule=args.schedule, label_smoothing=args.label_smoothing,
                        sigma_first=args.sigma_first, sigma_last=args.sigma_last, covariances=covariances,
@@ -493,7 +496,7 @@ def cmd_runs_show(args) -> int:
     c = run.config
     print(f"run {run.id}: {run.status} - {run.message}")
     init_name = _init_of(c.model, c.init, run.variant)
-    print(f"{c.model} k={c.kernel_size} p={c.patch_size} on {c.dataset}; init {init_name}"
+    print(f"{c.model} k={size_label(c.kernel_size)} p={size_label(c.patch_size)} on {c.dataset}; init {init_name}"
           f"{' (filters frozen)' if c.freeze_filters else ''}; seed {c.seed}; {c.epochs} epoch(s), "
           f"batch {c.batch_size}, lr {c.lr:g}; {run.device}, {run.precision}, {duration(run.wall_time, compact=True)}")
     h = run.history
@@ -544,9 +547,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset-param", action="append", type=_key_value, default=[], metavar="KEY=VALUE",
                    help="dataset parameter (repeatable), e.g. noise=0.5")
     p.add_argument("--data-root", default=None)
-    p.add_argument("--model", default="convmixer-64/6")
-    p.add_argument("--kernel-size", type=int, default=9)
-    p.add_argument("--patch-size", type=int, default=2)
+    p.add_argument("--model", default="convmixer-64/6",
+                   help="convmixer-W/D, cnn-W1,W2,..., or timm:NAME (e.g. timm:convnext_atto)")
+    p.add_argument("--kernel-size", type=int, default=None,
+                   help="depthwise kernel size (default: 9 for a ConvMixer, the model's own for timm and cnn models)")
+    p.add_argument("--patch-size", type=int, default=None,
+                   help="patch size (default: 2 for a ConvMixer, the model's own for timm models)")
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=0.01)

@@ -201,23 +201,23 @@ def kernel_reach_note(config: train.TrainConfig) -> str | None:
     model = train.build_model_for(config.replace(init="default"), info)
     models.check_input_size(model, info.in_chans, info.image_size, train.model_label(config), config.dataset)
     reach = models.depthwise_reach(model, info.in_chans, info.image_size)
-    short = [r for r in reach if r.used < r.kernel_size]
+    short = [r for r in reach if r.used != r.kernel]
     if not short:
         return None
     runs: list[list[models.KernelReach]] = []  # consecutive layers with the same filters and maps
     for r in short:
         last = runs[-1][-1] if runs else None
-        if last is not None and (last.layer + 1, last.side, last.kernel_size) == (r.layer, r.side, r.kernel_size):
+        if last is not None and (last.layer + 1, last.side, last.kernel) == (r.layer, r.side, r.kernel):
             runs[-1].append(r)
         else:
             runs.append([r])
     parts = []
     for run in runs:
-        first, k, u = run[0], run[0].kernel_size, run[0].used
-        layers = f"layer {first.layer}" if len(run) == 1 else f"layers {first.layer}-{run[-1].layer}"
-        window = "the centre weight" if u == 1 else f"the central {u} × {u} weights"
-        parts.append(f"{layers} see {first.side} × {first.side} maps and use only {window} of their "
-                     f"{k} × {k} filters")
+        first, (kh, kw), (uh, uw) = run[0], run[0].kernel, run[0].used
+        layers = f"layer {first.layer} sees" if len(run) == 1 else f"layers {first.layer}-{run[-1].layer} see"
+        window = "the centre weight" if uh * uw == 1 else f"the central {uh} × {uw} weights"
+        parts.append(f"{layers} {first.side} × {first.side} maps and use{'s' if len(run) == 1 else ''} only "
+                     f"{window} of {kh} × {kw} filters")
     return (f"{len(short)} of {len(reach)} depthwise layers have filters wider than their feature maps "
             f"can use on the {info.image_size} × {info.image_size} images of {config.dataset}: "
             + "; ".join(parts) + ". The other weights only ever meet zero padding: they get no gradient "
@@ -398,7 +398,7 @@ def setup_line(cmp: train.ComparisonResult) -> str:
     c = cmp.base_config
     device = train.device_and_precision(cmp)
     stop = f" (stopped after {c.max_steps} steps)" if c.max_steps else ""
-    return (f"{c.model}, k = {c.kernel_size}, patch {c.patch_size} on {c.dataset}; "
+    return (f"{c.model}, k = {train.size_label(c.kernel_size)}, patch {train.size_label(c.patch_size)} on {c.dataset}; "
             f"{c.epochs} epoch(s){stop}, batch {c.batch_size}, lr {c.lr:g}; "
             f"seeds {', '.join(map(str, cmp.seeds))}; device {device}; {duration(cmp.wall_time)} in all")
 

@@ -223,6 +223,11 @@ def _set_depthwise_kernels(model: nn.Module, model_name: str, k: int) -> None:
     if not convs:
         raise ValueError(f"timm model {model_name!r} has no depthwise convolutions, so its kernel size "
                          "cannot be set; leave the kernel size empty")
+    bands = sorted({conv.kernel_size for _, conv in convs if conv.kernel_size[0] != conv.kernel_size[1]})
+    if bands:
+        shapes = ", ".join(f"{h} x {w}" for h, w in bands)
+        raise ValueError(f"timm model {model_name!r} has band depthwise filters ({shapes}) that a k x k "
+                         "kernel would replace; leave the kernel size empty to keep its own")
     for name, conv in convs:
         if conv.kernel_size == (k, k):
             continue
@@ -269,26 +274,26 @@ def check_input_size(model: nn.Module, in_chans: int, image_size: int, label: st
 
 @dataclass(frozen=True)
 class KernelReach:
-    """A depthwise layer's k x k filters on the n x n maps it sees."""
+    """A depthwise layer's kh x kw filters on the n x n maps it sees."""
     layer: int  # 1-based, in depthwise_convs order
     name: str
-    kernel_size: int
+    kernel: tuple[int, int]
     side: int
 
     @property
-    def used(self) -> int:
-        """Side of the central window of weights that ever meets an input pixel: min(k, 2n - 1).
+    def used(self) -> tuple[int, int]:
+        """The central window of weights that ever meets an input pixel: min(k, 2n - 1) per axis.
         A 'same' conv on n x n maps pairs output i with inputs i + d, |d| <= n - 1; weights further
         out only ever meet zero padding, so their gradient is 0 and their init never matters."""
-        return min(self.kernel_size, 2 * self.side - 1)
+        return min(self.kernel[0], 2 * self.side - 1), min(self.kernel[1], 2 * self.side - 1)
 
 
 @torch.no_grad()
 def depthwise_reach(model: nn.Module, in_chans: int, image_size: int) -> list[KernelReach]:
-    """Each stride-1 'same' depthwise conv's kernel size and map side on in_chans x image_size x
-    image_size images, from one zero image through the model in eval mode (training mode restored)."""
+    """Each stride-1 'same' depthwise conv's kernel and map side on in_chans x image_size x image_size
+    images, from one zero image through the model in eval mode (training mode restored)."""
     layers = [(n, name, conv) for n, (name, conv) in enumerate(depthwise_convs(model), start=1)
-              if conv.stride == (1, 1) and conv.padding in ("same", (conv.kernel_size[0] // 2,) * 2)]
+              if conv.stride == (1, 1) and conv.padding in ("same", tuple(k // 2 for k in conv.kernel_size))]
     sides: dict[str, int] = {}
 
     def record(name):
@@ -306,7 +311,7 @@ def depthwise_reach(model: nn.Module, in_chans: int, image_size: int) -> list[Ke
         model.train(was_training)
         for hook in hooks:
             hook.remove()
-    return [KernelReach(n, name, conv.kernel_size[0], sides[name]) for n, name, conv in layers if name in sides]
+    return [KernelReach(n, name, tuple(conv.kernel_size), sides[name]) for n, name, conv in layers if name in sides]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -135,6 +135,18 @@ def test_other_runtime_errors_still_fail_with_exit_code_1(capsys, monkeypatch, t
     assert "failed: RuntimeError: something else went wrong" in capsys.readouterr().err
 
 
+def test_compare_keeps_a_timm_models_own_kernel_and_patch_sizes_unless_asked(capsys):
+    args = ["compare", "--model", "timm:convnext_atto", "--dataset", "noisy-bars", "--dataset-param",
+            "image_size=32", "--epochs", "1", "--max-steps", "1", "--batch-size", "16", "--seeds", "0",
+            "--inits", "default", "--quiet"]
+    assert main(args) == 0
+    out, err = capsys.readouterr()
+    assert "timm:convnext_atto k=its own p=its own on noisy-bars" in out  # not our ConvMixer's 9 / 2
+    assert "of 7 × 7 filters" in err  # the reach note names ConvNeXt's own 7 x 7 kernels
+    assert main([*args, "--kernel-size", "5"]) == 0
+    assert "timm:convnext_atto k=5 p=its own" in capsys.readouterr().out
+
+
 def test_compare_notes_filters_wider_than_the_maps_before_training(capsys):
     args = [*TINY_ARGS, "--kernel-size", "9", "--seeds", "0", "--max-steps", "1", "--quiet"]
     assert main(["compare", *args]) == 0  # 28 x 28 digits, patch 4: 7 x 7 maps use 13 x 13
@@ -246,7 +258,7 @@ def test_learned_notes_a_run_whose_filters_were_wider_than_its_maps(tmp_path, ca
     run_id = RunStore(db).save(run)
     assert main(["learned", "--run", str(run_id), "--db", str(db)]) == 0
     err = capsys.readouterr().err
-    assert "note: This run's setup: 2 of 2 depthwise layers" in err and "central 3 × 3 weights of their 5 × 5 filters" in err
+    assert "note: This run's setup: 2 of 2 depthwise layers" in err and "central 3 × 3 weights of 5 × 5 filters" in err
     assert "This run's setup: 2 of 2" in err and "its filters, and their covariances, are the init" in err
 
 

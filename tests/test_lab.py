@@ -96,10 +96,10 @@ def test_kernel_reach_note_names_the_layers_whose_maps_are_too_small():
     note = lab.kernel_reach_note(base.replace(kernel_size=9, patch_size=4))
     assert note.startswith("2 of 2 depthwise layers have filters wider than their feature maps can use on "
                            "the 16 × 16 images of noisy-bars: layers 1-2 see 4 × 4 maps and use only the "
-                           "central 7 × 7 weights of their 9 × 9 filters.")
+                           "central 7 × 7 weights of 9 × 9 filters.")
     convnext = base.replace(model="timm:convnext_atto", kernel_size=7, patch_size=None,
                             dataset_params={**base.dataset_params, "image_size": 32})
-    assert ("layers 5-10 see 2 × 2 maps and use only the central 3 × 3 weights of their 7 × 7 filters; "
+    assert ("layers 5-10 see 2 × 2 maps and use only the central 3 × 3 weights of 7 × 7 filters; "
             "layers 11-12 see 1 × 1 maps and use only the centre weight") in lab.kernel_reach_note(convnext)
     with pytest.raises(ValueError, match="does not fit the 16 × 16 images"):
         lab.kernel_reach_note(base.replace(model="timm:convnext_atto", kernel_size=7, patch_size=4))

@@ -142,6 +142,8 @@ def test_build_model_timm_refuses_impossible_overrides():
         build_model("timm:resnet18", num_classes=10, in_chans=3, patch_size=4)
     with pytest.raises(ValueError, match="similar names: convnext_atto"):
         build_model("timm:convnxt_atto", num_classes=10, in_chans=3)
+    with pytest.raises(ValueError, match=r"band depthwise filters \(1 x 9, 9 x 1\)"):
+        build_model("timm:inception_next_atto", num_classes=10, in_chans=3, kernel_size=7)
 
 
 def test_presets_build_and_run():
@@ -287,7 +289,7 @@ def test_depthwise_reach_finds_the_weights_that_never_meet_the_image():
 
     mixer = build_model("convmixer-8/2", num_classes=10, in_chans=1, kernel_size=11, patch_size=7)
     reach = depthwise_reach(mixer, 1, 28)  # 4 x 4 maps: offsets up to 3, the central 7 x 7
-    assert [(r.layer, r.kernel_size, r.side, r.used) for r in reach] == [(1, 11, 4, 7), (2, 11, 4, 7)]
+    assert [(r.layer, r.kernel, r.side, r.used) for r in reach] == [(1, (11, 11), 4, (7, 7)), (2, (11, 11), 4, (7, 7))]
     assert mixer.training and all(not m._forward_pre_hooks for m in mixer.modules())
     mixer(torch.randn(4, 1, 28, 28)).square().sum().backward()
     outside = torch.ones(11, 11, dtype=torch.bool)
@@ -297,5 +299,8 @@ def test_depthwise_reach_finds_the_weights_that_never_meet_the_image():
         assert gradient[:, ~outside].abs().amax() > 0
         assert torch.count_nonzero(gradient[:, outside]) == 0  # what `used` promises
     convnext = build_model("timm:convnext_atto", num_classes=10, in_chans=3, kernel_size=7, patch_size=4)
-    assert [(r.side, r.used) for r in depthwise_reach(convnext, 3, 32)] == \
+    assert [(r.side, r.used[0]) for r in depthwise_reach(convnext, 3, 32)] == \
         [(8, 7)] * 2 + [(4, 7)] * 2 + [(2, 3)] * 6 + [(1, 1)] * 2  # stages of depth 2, 2, 6, 2
+    bands = build_model("timm:inception_next_atto", num_classes=10, in_chans=3)
+    last = [(r.kernel, r.used) for r in depthwise_reach(bands, 3, 32) if r.side == 1]
+    assert last == [((3, 3), (1, 1)), ((1, 9), (1, 1)), ((9, 1), (1, 1))] * 2  # its last stage, 2 blocks

@@ -170,7 +170,7 @@ def test_learned_page_warns_when_a_runs_filters_were_wider_than_its_maps():
     assert_clean(at, "a run with 2 x 2 maps")
     warning = " ".join(w.value for w in at.warning)
     assert "This run's setup: 2 of 2 depthwise layers" in warning
-    assert "central 3 × 3 weights of their 5 × 5 filters" in warning
+    assert "central 3 × 3 weights of 5 × 5 filters" in warning
 
 
 def test_learned_page_trains_a_quick_run_and_shows_its_covariances():
