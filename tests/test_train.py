@@ -283,3 +283,13 @@ def test_timm_convnext_trains_on_32_pixel_images_with_the_fast_depthwise_backwar
     result = train(config)
     assert result.status == "ok" and len(result.history["loss"]) == 2
     assert len(result.covariances) == 2 + 2 + 6 + 2  # ConvNeXt-Atto's blocks, one depthwise conv each
+
+
+def test_a_model_with_band_filters_trains_and_keeps_its_square_layers_covariances():
+    config = tiny(dataset="textures", dataset_params={"train_per_class": 8, "test_per_class": 4},
+                  model="timm:inception_next_atto", kernel_size=None, patch_size=None, init="gaussian",
+                  max_steps=1, batch_size=32)
+    result = train(config)
+    assert result.status == "ok"
+    assert len(result.covariances) == 12 and all(S.shape == (9, 9) for S in result.covariances)  # 3 x 3
+    assert all(name.endswith("dwconv_hw") for name in result.layer_names)  # not the 1 x 9 / 9 x 1 bands
