@@ -6,7 +6,7 @@ PORT   ?= 8501
 TEST_WORKERS ?= auto
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test bench clean
+.PHONY: install run test bench gpu-check clean
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -25,6 +25,10 @@ test: install
 
 bench: install
 	for b in benchmarks/[!_]*.py; do $(PY) $$b || exit 1; done
+
+# on a GPU machine: the GPU tests and the CUDA benchmarks, logs in reports/gpu
+gpu-check: install
+	PYTHON=$(PY) ./bin/gpu-check
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -81,3 +81,15 @@ def test_serve_script_starts_a_healthy_app(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+def test_gpu_check_says_plainly_when_there_is_no_gpu():
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present: `make gpu-check` runs for real here")
+    result = subprocess.run(["bash", str(ROOT / "bin" / "gpu-check")], capture_output=True, text=True,
+                            env={**os.environ, "PYTHON": sys.executable}, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.strip() == ("gpu-check: no CUDA device here (torch.cuda.is_available() is False); "
+                                     "run it on a GPU machine")
