@@ -5,7 +5,7 @@ import math
 import numpy as np
 import streamlit as st
 
-from app_support import page_setup, shown_errors, stored_runs_or_warning
+from app_support import page_setup, reset_when_changed, shown_errors, stored_runs_or_warning
 from convcov_core import matrix_files, plots, ui
 
 page_setup("Filter Gallery")
@@ -107,7 +107,8 @@ with shown_errors():
             run_ids = {ui.run_label(summary): summary.id for summary in runs}
             run_id = run_ids[st.selectbox("Learned covariance from run", list(run_ids), key="run")]
             n_layers = len(learned_layers(run_id))
-            layer = st.slider("Layer", 1, n_layers, 1, key="layer", disabled=n_layers == 1) - 1
+            reset_when_changed("gallery_layers_of", run_id, dict(layer=1))
+            layer = st.slider("Layer", 1, n_layers, key="layer", disabled=n_layers == 1) - 1
         st.header("Sampling")
         n_show = st.slider("Filters shown (N)", 1, 64, 16, key="n_show")
         n_sample = st.select_slider("Sample size for the covariance", SAMPLE_SIZES, value=20000,
