@@ -154,6 +154,19 @@ def train_cnn_and_save(config: train.TrainConfig, callback: train.Callback | Non
     return pair
 
 
+def saved_cnn(config: train.TrainConfig, small_init: bool, store: RunStore | None = None) -> int | None:
+    """The id of the newest finished CNN that train_cnn_and_save saved with exactly this config and
+    init, or None: what the page would train again."""
+    store = store or RunStore()
+    for summary in store.list():  # newest first
+        if (summary.name == SAVED_CNN_NAME and summary.variant == CNN_INITS[small_init]
+                and summary.has_weights and summary.status == "ok"
+                and (summary.model, summary.dataset, summary.seed) == (config.model, config.dataset, config.seed)
+                and store.get(summary.id).config == config):
+            return summary.id
+    return None
+
+
 def training_images(config: train.TrainConfig) -> int:
     """Images a training run goes through (full batches x steps), for a server's per-job cap."""
     batch, _, total = train.plan_steps(config, len(train.load_training_data(config)[1]))

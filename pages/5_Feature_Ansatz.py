@@ -32,6 +32,12 @@ def stored_runs() -> list:
     return [summary for summary in runs.RunStore().list() if summary.has_weights]
 
 
+@st.cache_data(max_entries=8, show_spinner=False, ttl=60)
+def saved_cnn(config, small_init: bool) -> int | None:
+    """fa.saved_cnn: a CNN saved with these settings, shown until this visitor trains one."""
+    return fa.saved_cnn(config, small_init)
+
+
 @st.cache_data(max_entries=4, show_spinner="Loading the run's weights…")
 def run_pair(run_id: int) -> fa.ModelPair:
     from convcov_core import runs
@@ -71,6 +77,7 @@ def training_area(config, init_choice: str, epochs: int) -> None:
         if st.session_state.get("trained", (None,))[0] != status.id:
             st.session_state.trained = (status.id, result)
             stored_runs.clear()  # the run just saved joins the saved-run list
+            saved_cnn.clear()
     elif status.state == "cancelled":
         st.info("Training cancelled.")
     else:
@@ -167,13 +174,19 @@ with shown_errors():
 
     if source == SOURCES[0]:
         training_area(config, init_choice, epochs)
-        if "trained" not in st.session_state:
+        earlier = saved_cnn(config, init_choice == INITS[0])
+        if "trained" in st.session_state:
+            job_id, pair = st.session_state.trained
+            key = ("job", job_id)
+        elif earlier is not None:
+            pair, key = run_pair(earlier), ("run", earlier)
+            st.caption(f"Trained earlier on this server with these settings (run #{earlier}); **Train** "
+                       "trains it again.")
+        else:
             if app_jobs.running(SLOT) is None:
                 st.info("Press **Train** to train the small CNN; the analysis appears here when it "
                         "is done.")
             st.stop()
-        job_id, pair = st.session_state.trained
-        key = ("job", job_id)
     elif source == SOURCES[1]:
         pair = run_pair(run_id)
         key = ("run", run_id)

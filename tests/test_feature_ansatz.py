@@ -497,3 +497,18 @@ def test_the_frequency_view_reads_a_checkpoint_as_it_reads_a_saved_run():
     assert learned.summary.effective_sizes[0].shape == (64,)
     with pytest.raises(ValueError, match="needs a saved run or a checkpoint"):
         fa.frequency_view("trained")
+
+
+def test_saved_cnn_finds_the_run_trained_with_exactly_these_settings(tmp_path):
+    from convcov_core.runs import RunStore
+
+    store = RunStore(tmp_path / "runs.db")
+    config = fa.cnn_config("noisy-bars", layers=1, width=4, epochs=1, max_steps=2,
+                           dataset_params={"n_train": 64, "n_test": 16, "image_size": 12, "bar_size": 4})
+    assert fa.saved_cnn(config, True, store) is None
+    pair = fa.train_cnn_and_save(config, small_init=True, store=store)
+    run_id = store.list()[0].id
+    assert pair.label.startswith(f"run #{run_id}:") and fa.saved_cnn(config, True, store) == run_id
+    assert fa.saved_cnn(config, False, store) is None  # another init
+    assert fa.saved_cnn(config.replace(seed=1), True, store) is None
+    assert fa.saved_cnn(config.replace(epochs=2), True, store) is None

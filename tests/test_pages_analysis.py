@@ -85,6 +85,12 @@ def test_feature_widgets_at_extremes_before_training():
 
 def tiny_training(at, layers: int):
     """Set a tiny CNN (noisy-bars, 8 channels, 3 x 3, one epoch, 16 AGOP images) and press Train."""
+    tiny_settings(at, layers)
+    at.button(key="train").click().run()
+    assert_clean(at, "after pressing Train")
+
+
+def tiny_settings(at, layers: int):
     at.selectbox(key="dataset").set_value("noisy-bars")
     at.slider(key="layers").set_value(layers)
     at.select_slider(key="width").set_value(8)
@@ -92,8 +98,6 @@ def tiny_training(at, layers: int):
     at.slider(key="epochs").set_value(1)
     at.select_slider(key="n_images").set_value(16)
     at.run()
-    at.button(key="train").click().run()
-    assert_clean(at, "after pressing Train")
 
 
 def test_feature_tiny_training_end_to_end_and_analysis_widgets():
@@ -122,6 +126,14 @@ def test_feature_tiny_training_end_to_end_and_analysis_widgets():
     reloaded.select_slider(key="n_images").set_value(16).run()
     assert_clean(reloaded, "the saved CNN")
     assert charts(reloaded) == 4 and list(reloaded.dataframe[0].value["layer"]) == ["block1.0"]
+    # a new visitor who sets the same CNN sees the saved one at once, with a word on where it is from
+    again = run_page(FEATURE, timeout=60)
+    tiny_settings(again, layers=1)
+    assert_clean(again, "the same settings in a new session")
+    assert any("Trained earlier on this server with these settings" in c.value for c in again.caption)
+    assert charts(again) == 4 and not again.info
+    again.slider(key="epochs").set_value(2).run()  # settings nobody trained: press Train again
+    assert "Press **Train**" in again.info[0].value and charts(again) == 0
 
 
 def test_feature_training_can_be_cancelled():
