@@ -306,11 +306,14 @@ def cmd_sample(args) -> int:
 
 
 def _learned_set(args):
-    """The LearnedSet that `learned`'s --run / --checkpoint names (the bundled example by default),
-    with a note on stderr when the run's filters were wider than its feature maps could use."""
+    """The LearnedSet that `learned`'s --run / --checkpoint / --covariances names (the bundled example
+    by default), with a note on stderr when a run's filters were wider than its feature maps could use."""
     if args.checkpoint is not None:
         state = models.load_state_dict(args.checkpoint, max_bytes=lab.max_upload_bytes())
         return lab.learned_from_state_dict(state, args.arch, Path(args.checkpoint).name)
+    if args.covariances is not None:
+        path = Path(args.covariances)
+        return lab.learned_from_file_covariances(_covariances_from_file(path), path.name)
     run = _run_or_example(args, args.run)
     if (warning := lab.run_reach_warning(run)) is not None:
         print(f"convcov: note: {warning}", file=sys.stderr)
@@ -613,6 +616,9 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--run", type=int, default=None, metavar="RUN_ID", help="a stored run")
     source.add_argument("--checkpoint", default=None, metavar="FILE",
                         help="a state dict (.safetensors, or torch.save read with weights_only=True)")
+    source.add_argument("--covariances", default=None, metavar="FILE",
+                        help="covariances already learned: depth x k^2 x k^2 (.npy, .pt, .safetensors), as "
+                             "--out or the Learned Covariances page's download writes them")
     _add_arch(p)
     p.add_argument("--kernel-size", type=int, default=None, help="transfer to this kernel size first")
     p.add_argument("--depth", type=int, default=None, help="transfer to this many layers first")

@@ -479,13 +479,18 @@ def non_psd_layers(covariances: list[Tensor]) -> list[int]:
     return [layer for layer, S in enumerate(covariances, start=1) if not covariance.is_psd(S)]
 
 
+def learned_from_file_covariances(covariances: list[Tensor], filename: str) -> LearnedSet:
+    """A LearnedSet of covariances read from a file, its layers named "layer 1", "layer 2", ..."""
+    return LearnedSet(f"{filename} (a covariance file)", [f"layer {i + 1}" for i in range(len(covariances))],
+                      covariances)
+
+
 def learned_from_matrix_file(data: bytes, filename: str, *,
                              max_bytes: int = matrix_files.DEFAULT_MAX_MATRIX_BYTES) -> LearnedSet:
     """Covariances a user uploads as a file (.npy, .pt read weights-only, .safetensors; see
     covariances_from_matrix), one per layer."""
-    covariances = covariances_from_matrix(matrix_files.read_matrix(data, filename, max_bytes=max_bytes), filename)
-    return LearnedSet(f"{filename} (a covariance file)", [f"layer {i + 1}" for i in range(len(covariances))],
-                      covariances)
+    stack = matrix_files.read_matrix(data, filename, max_bytes=max_bytes)
+    return learned_from_file_covariances(covariances_from_matrix(stack, filename), filename)
 
 
 def max_upload_bytes(environ=None, *, ceiling_mb: float | None = None) -> int:

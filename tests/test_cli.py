@@ -197,6 +197,18 @@ def test_learned_init_from_a_file_or_a_saved_set_written_by_learned(tmp_path, ca
         assert f"learned init: 2 layer(s) of 5 x 5 covariances from {origin}" in err and "learned" in out
 
 
+def test_learned_reads_back_the_covariances_it_writes(tmp_path, capsys):
+    covs = tmp_path / "covs.pt"
+    assert main(["learned", "--kernel-size", "7", "--depth", "3", "--out", str(covs)]) == 0
+    capsys.readouterr()
+    assert main(["learned", "--covariances", str(covs)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("covs.pt (a covariance file): 3 depthwise layer(s), 7 x 7 filters")
+    assert "layer 3" in out and "straight line through the fitted sigmas" in out
+    assert main(["learned", "--covariances", str(tmp_path / "nope.npy")]) == 2
+    assert "no such file" in capsys.readouterr().err
+
+
 def test_learned_init_from_a_file_names_what_is_wrong_with_it(tmp_path, capsys):
     args = ["compare", *TINY_ARGS, "--inits", "default,learned", "--seeds", "0", "--quiet", "--learned-from"]
     odd = tmp_path / "odd.npy"
