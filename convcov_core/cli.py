@@ -3,16 +3,18 @@
     compare     train inits against each other over seeds; table of mean ± std and paired differences
     covariance  write the closed-form Gaussian covariance of k x k filters (.npy, .pt or .safetensors)
     sample      draw filters from an init scheme or a covariance file
-    learned     learned covariances of a trained network (the bundled example, a stored run or a
-                checkpoint): fitted sigma per layer; transfer them, write them, save them for the Lab
+    learned     learned covariances of a trained network (the bundled example, a stored run, a
+                checkpoint or a covariance file): fitted sigma per layer; transfer them, write them,
+                save them for the Lab
     cnfa        the Feature Ansatz check: r(patch-AGOP, W^T W) per conv layer, trained vs at init, of
-                a small CNN trained here or a stored run with weights
+                a small CNN trained here, a stored run with weights or a checkpoint
     frequency   filters in frequency: effective sizes and half-max frequency per layer, of an init
-                scheme or a stored run (its trained filters or its learned covariances)
+                scheme, a stored run or a checkpoint (its trained filters or its learned covariances)
     runs        list | show | export | delete stored runs
+    download    fetch a torchvision dataset into the data root
     reproduce   test the papers' claims with small fixed experiments; write a report
 
-Bad arguments print one line on stderr and exit with code 2.
+Bad arguments, and running out of memory, print one line on stderr and exit with code 2.
 """
 
 from __future__ import annotations
