@@ -325,7 +325,8 @@ def model_label(config: TrainConfig) -> str:
 def _final_covariances(model: torch.nn.Module) -> tuple[list[str], list[Tensor]]:
     """Names and centered covariances of the square depthwise layers (band filters such as 1 x 9
     have no k^2 x k^2 covariance to transfer); no covariances when a filter is not finite."""
-    layers = [(name, conv) for name, conv in init.depthwise_convs(model) if conv.kernel_size[0] == conv.kernel_size[1]]
+    layers = [(name, conv) for name, conv in init.depthwise_convs(model)
+              if conv.kernel_size[0] == conv.kernel_size[1]]
     names = [name for name, _ in layers]
     weights = [conv.weight.detach().float().cpu() for _, conv in layers]
     if not all(torch.isfinite(w).all() for w in weights):

@@ -34,8 +34,12 @@ def stored_runs() -> list:
 
 @st.cache_data(max_entries=8, show_spinner=False, ttl=60)
 def saved_cnn(config, small_init: bool) -> int | None:
-    """fa.saved_cnn: a CNN saved with these settings, shown until this visitor trains one."""
-    return fa.saved_cnn(config, small_init)
+    """fa.saved_cnn: a CNN saved with these settings, shown until this visitor trains one; None when
+    the run store cannot be read (the saved-run list above says so)."""
+    try:
+        return fa.saved_cnn(config, small_init)
+    except Exception:
+        return None
 
 
 @st.cache_data(max_entries=4, show_spinner="Loading the run's weights…")
