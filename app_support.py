@@ -161,10 +161,12 @@ def _add_example_once(store_path: str) -> None:
 
 @st.cache_data(max_entries=16, show_spinner=False)
 def run_reach_warning(store_path: str, run_id: int) -> str | None:
-    """ui.run_reach_warning, once per run of the store at `store_path` (a stored run never changes)."""
-    from convcov_core import ui
+    """lab.run_reach_warning of a stored run, once per run of the store at `store_path` (a stored
+    run never changes)."""
+    from convcov_core import lab
+    from convcov_core.runs import RunStore
 
-    return ui.run_reach_warning(run_id)
+    return lab.run_reach_warning(RunStore(store_path).get(run_id))
 
 
 def stored_runs_or_warning(read, hidden: str = "saved runs are hidden") -> list:

@@ -199,8 +199,7 @@ def kernel_reach_note(config: train.TrainConfig) -> str | None:
     does not take the dataset's images at all."""
     *_, info = train.load_training_data(config)
     model = train.build_model_for(config.replace(init="default"), info)
-    models.check_input_size(model, info.in_chans, info.image_size, train.model_label(config), config.dataset)
-    reach = models.depthwise_reach(model, info.in_chans, info.image_size)
+    reach = models.depthwise_reach(model, info.in_chans, info.image_size, train.model_label(config), config.dataset)
     short = [r for r in reach if r.used != r.kernel]
     if not short:
         return None

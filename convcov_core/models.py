@@ -288,10 +288,10 @@ class KernelReach:
         return min(self.kernel[0], 2 * self.side - 1), min(self.kernel[1], 2 * self.side - 1)
 
 
-@torch.no_grad()
-def depthwise_reach(model: nn.Module, in_chans: int, image_size: int) -> list[KernelReach]:
+def depthwise_reach(model: nn.Module, in_chans: int, image_size: int, label: str = "the model",
+                    dataset: str | None = None) -> list[KernelReach]:
     """Each stride-1 'same' depthwise conv's kernel and map side on in_chans x image_size x image_size
-    images, from one zero image through the model in eval mode (training mode restored)."""
+    images, seen during check_input_size's zero-image pass (whose ValueError it raises)."""
     layers = [(n, name, conv) for n, (name, conv) in enumerate(depthwise_convs(model), start=1)
               if conv.stride == (1, 1) and conv.padding in ("same", tuple(k // 2 for k in conv.kernel_size))]
     sides: dict[str, int] = {}
@@ -302,13 +302,9 @@ def depthwise_reach(model: nn.Module, in_chans: int, image_size: int) -> list[Ke
         return hook
 
     hooks = [conv.register_forward_pre_hook(record(name)) for _, name, conv in layers]
-    weight = next(model.parameters(), None)
-    was_training = model.training
     try:
-        model.eval()(torch.zeros(1, in_chans, image_size, image_size,
-                                 device=None if weight is None else weight.device))
+        check_input_size(model, in_chans, image_size, label, dataset)
     finally:
-        model.train(was_training)
         for hook in hooks:
             hook.remove()
     return [KernelReach(n, name, tuple(conv.kernel_size), sides[name]) for n, name, conv in layers if name in sides]

@@ -166,13 +166,6 @@ def runs_with_learned_covariances() -> list:
     return [s for s in runs.RunStore().list() if s.has_covariances and not s.freeze_filters]
 
 
-def run_reach_warning(run_id: int) -> str | None:
-    """lab.run_reach_warning of stored run `run_id`."""
-    from . import lab, runs
-
-    return lab.run_reach_warning(runs.RunStore().get(run_id))
-
-
 def learned_covariances(run_id: int) -> list[torch.Tensor]:
     """The per-layer covariances saved with run `run_id` (first layer first)."""
     from . import runs
