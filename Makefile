@@ -21,6 +21,7 @@ run: install
 	PYTHON=$(PY) PORT=$(PORT) ./bin/serve
 
 test: install
+	$(PY) -m ruff check .
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist worksteal --durations=10
 
 bench: install

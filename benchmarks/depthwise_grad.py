@@ -33,7 +33,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from convcov_core.depthwise import depthwise_weight_grad, use_fast_depthwise  # noqa: E402
 from convcov_core.models import ConvMixer  # noqa: E402
 
-
 #: What train() does with the depthwise convs on each device and precision, for the summary line.
 TRAIN_RULE = {("cpu", "float32"): "train() switches k >= 7 on CPU in fp32",
               ("cpu", "bfloat16"): "train() switches every depthwise conv on CPU under bf16",

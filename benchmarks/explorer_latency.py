@@ -15,8 +15,9 @@ from __future__ import annotations
 import argparse
 import statistics
 
-from _rerun_timing import median_ratio, open_page, warm_and_cleared  # sets the log level first
 from streamlit.testing.v1 import AppTest
+
+from _rerun_timing import median_ratio, open_page, warm_and_cleared  # sets the log level first
 
 SIGMAS = (1.5, 2.0)
 

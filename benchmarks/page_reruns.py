@@ -19,8 +19,9 @@ import tempfile
 
 os.environ.setdefault("CONVCOV_HOME", tempfile.mkdtemp(prefix="convcov-bench-"))
 
-from _rerun_timing import median_ratio, open_page, warm_and_cleared  # noqa: E402 (sets the log level first)
 from streamlit.testing.v1 import AppTest  # noqa: E402
+
+from _rerun_timing import median_ratio, open_page, warm_and_cleared  # noqa: E402 (sets the log level first)
 from convcov_core import examples  # noqa: E402
 from convcov_core.runs import RunStore  # noqa: E402
 

@@ -20,8 +20,16 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from .runs import RunStore
-from .train import (ComparisonResult, ProgressEvent, RunResult, TrainConfig, compare, load_training_data,
-                    plan_steps, train)
+from .train import (
+    ComparisonResult,
+    ProgressEvent,
+    RunResult,
+    TrainConfig,
+    compare,
+    load_training_data,
+    plan_steps,
+    train,
+)
 
 DEFAULT_MAX_JOBS = 1
 DEFAULT_MAX_JOB_SAMPLES = 200_000

@@ -6,10 +6,17 @@ import pandas as pd
 import streamlit as st
 
 import app_jobs
-from app_support import (checkpoint_uploader, page_setup, present_datasets, read_upload_once,
-                         reset_when_changed, shown_errors, stored_runs_or_warning)
-from convcov_core import ui
+from app_support import (
+    checkpoint_uploader,
+    page_setup,
+    present_datasets,
+    read_upload_once,
+    reset_when_changed,
+    shown_errors,
+    stored_runs_or_warning,
+)
 from convcov_core import feature_ansatz as fa
+from convcov_core import ui
 from convcov_core.plots import analysis as figures
 
 page_setup("Feature Ansatz")

@@ -2,8 +2,15 @@
 
 import streamlit as st
 
-from app_support import (checkpoint_uploader, page_setup, read_upload_once, run_reach_warning, runs_path,
-                         shown_errors, stored_runs_or_warning)
+from app_support import (
+    checkpoint_uploader,
+    page_setup,
+    read_upload_once,
+    run_reach_warning,
+    runs_path,
+    shown_errors,
+    stored_runs_or_warning,
+)
 from convcov_core import feature_ansatz as fa
 from convcov_core import ui
 from convcov_core.plots import analysis as figures

@@ -10,7 +10,6 @@ from torch import nn
 
 from convcov_core import analysis
 
-
 # ---------------------------------------------------------------------------------------------
 # Tiny float64 models and an independent brute-force patch-AGOP
 

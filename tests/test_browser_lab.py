@@ -7,8 +7,18 @@ Screenshots (streaming and finished) go to $CONVCOV_SCREENSHOTS or a temporary f
 import time
 
 import pytest
-from browser_helpers import (CHROMIUM, CHROMIUM_ARGS, ERRORS, VIEWPORT, console_text, is_harmless,
-                             screenshot_dir, streamlit_server, wait_until_rendered)
+
+from browser_helpers import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    ERRORS,
+    VIEWPORT,
+    console_text,
+    is_harmless,
+    screenshot_dir,
+    streamlit_server,
+    wait_until_rendered,
+)
 
 pytestmark = [
     pytest.mark.browser,

@@ -237,7 +237,8 @@ def test_cifar10_reads_the_on_disk_format(tmp_path, skip_cifar_checksums):
 
 
 def test_cifar10_missing_or_damaged_files(tmp_path):
-    with pytest.raises(ValueError, match=r"no cifar10 files in .*cifar-10-batches-py.*python -m convcov_core download cifar10"):
+    with pytest.raises(ValueError,
+                       match=r"no cifar10 files in .*cifar-10-batches-py.*python -m convcov_core download cifar10"):
         load_dataset("cifar10", root=tmp_path)
     write_cifar10(tmp_path)
     (tmp_path / "cifar-10-batches-py" / "test_batch").unlink()

@@ -6,8 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from convcov_core import depthwise, init
-from convcov_core.depthwise import (FastDepthwiseConv2d, depthwise_weight_grad, is_eligible,
-                                    use_fast_depthwise)
+from convcov_core.depthwise import FastDepthwiseConv2d, depthwise_weight_grad, is_eligible, use_fast_depthwise
 from convcov_core.models import ConvMixer
 from convcov_core.train import TrainConfig, train
 

@@ -4,11 +4,11 @@ exactly once."""
 
 import pytest
 import torch
-from page_helpers import assert_clean, new_app, run_page
-from test_pages_lab import poll_until_finished
 
 from convcov_core import covariance, examples, lab, models, train
 from convcov_core.runs import RunStore
+from page_helpers import assert_clean, new_app, run_page
+from test_pages_lab import poll_until_finished
 
 LAB = "pages/3_Training_Lab.py"
 

@@ -6,7 +6,8 @@ import math
 import pytest
 import torch
 
-from convcov_core import analysis, cli, covariance, data, feature_ansatz as fa, models, train
+from convcov_core import analysis, cli, covariance, data, models, train
+from convcov_core import feature_ansatz as fa
 
 TINY = {"n_train": 64, "n_test": 16, "image_size": 12, "bar_size": 4}
 

@@ -13,12 +13,12 @@ import os
 import numpy as np
 import pytest
 import torch
-from page_helpers import fuzz_page
 
 from app_support import discover_pages
 from convcov_core import examples
 from convcov_core.covariance import gaussian
 from convcov_core.runs import RunStore
+from page_helpers import fuzz_page
 
 SEQUENCES = int(os.environ.get("CONVCOV_FUZZ_SEQUENCES", "100"))
 PARTS = 2

@@ -1,6 +1,6 @@
 """The CUDA paths: bf16 autocast, fused AdamW, the step replayed as a CUDA graph, losses read back
-every 16 steps, torch.compile, filters sampled on the CPU and copied into a model on the GPU. Skipped (with the reason) where no CUDA device
-exists; run on a GPU machine with `pytest -m gpu`."""
+every 16 steps, torch.compile, filters sampled on the CPU and copied into a model on the GPU.
+Skipped (with the reason) where no CUDA device exists; run on a GPU machine with `pytest -m gpu`."""
 
 import math
 

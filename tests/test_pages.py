@@ -7,10 +7,10 @@ import json
 import numpy as np
 import pytest
 import torch
-from page_helpers import assert_clean, check_all_at, check_widget_extremes, new_app, run_page
 
 from app_support import discover_pages
 from convcov_core.covariance import gaussian
+from page_helpers import assert_clean, check_all_at, check_widget_extremes, new_app, run_page
 from test_matrix_files import _Payload, npy_bytes, torch_bytes
 
 EXPLORER = "pages/1_Covariance_Explorer.py"

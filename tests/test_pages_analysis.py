@@ -6,9 +6,9 @@ import time
 import pytest
 import streamlit as st
 import torch
-from page_helpers import assert_clean, check_widget_extremes, run_page
 
 from convcov_core import runs, train
+from page_helpers import assert_clean, check_widget_extremes, run_page
 
 FEATURE = "pages/5_Feature_Ansatz.py"
 FREQUENCY = "pages/6_Frequency_View.py"

@@ -15,9 +15,9 @@ import math
 import numpy as np
 import plotly.graph_objects as go
 import torch
+from PIL import Image
 from plotly.colors import sample_colorscale
 from plotly.subplots import make_subplots
-from PIL import Image
 
 from ..covariance import KroneckerCovariance, kernel_size_of, to_blocks, to_tiled
 
