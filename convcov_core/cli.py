@@ -32,12 +32,23 @@ import torch
 
 from . import analysis, covariance, data, examples, init, lab, models, paths, reproduce, ui
 from . import feature_ansatz as fa
+from .comparison_table import comparison_table
 from .json_safe import json_safe
 from .matrix_files import MATRIX_SUFFIXES, load_matrix, save_tensor
 from .step import PRECISIONS
 from .text import duration
-from .train import (FREEZE_MODES, ComparisonResult, ProgressEvent, RunResult, TrainConfig, compare,
-                    device_and_precision, size_label, variants_for)
+from .train import (
+    FREEZE_MODES,
+    ComparisonResult,
+    ProgressEvent,
+    RunResult,
+    TrainConfig,
+    compare,
+    device_and_precision,
+    size_label,
+    variants_for,
+)
+
 
 class UsageError(Exception):
     """Bad command-line input: reported in one line, exit code 2."""
@@ -173,27 +184,20 @@ def format_table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def format_comparison(cmp: ComparisonResult) -> str:
-    """The comparison as text: setup line, table (test accuracy mean ± std, per-seed values, paired
-    difference vs the reference ± std, wins), verdicts and times."""
+    """The comparison as text: setup line, the results table (comparison_table), verdicts and times."""
     c = cmp.base_config
     setup = (f"{c.model} k={size_label(c.kernel_size)} p={size_label(c.patch_size)} on {c.dataset}, "
              f"{c.epochs} epoch(s), batch {c.batch_size}, lr {c.lr:g}, seeds {','.join(map(str, cmp.seeds))}, "
              f"device {device_and_precision(cmp)}")
-    header = ["variant", "test acc % (mean ± std)", "per seed " + "/".join(map(str, cmp.seeds)),
-              "diff vs ref (± std)", "wins", "s/run"]
-    rows = []
-    for r in cmp.rows:
-        per_seed = " ".join(_fmt(r["per_seed"][s], ".1f", r["statuses"].get(s, "-")[:4])
-                            for s in cmp.seeds)
-        acc = f"{_fmt(r['mean'])} ± {_fmt(r['std'])}" if r["std"] is not None else _fmt(r["mean"])
-        if r["reference"] is None:
-            diff, wins = "(reference)", ""
-        else:
-            diff = f"{_fmt(r['diff_mean'], '+.2f')} ± {_fmt(r['diff_std'])} vs {r['reference']}"
-            wins = f"{r['wins']}/{len(r['diffs'])}"
-        rows.append([r["variant"], acc, per_seed, diff, wins, _fmt(r["mean_time"], ".0f")])
-    lines = [setup, "", format_table(header, rows), ""]
+    table = comparison_table(cmp)
+    lines = [setup, "", format_table(table.columns, table.rows), ""]
     lines += cmp.verdicts
+    other = "test_acc_raw" if cmp.metric == "test_acc" else "test_acc"
+    means = ", ".join(f"{r['variant']} {r['mean']:.1f}" for r in cmp.judged_on(other).rows if r["mean"] is not None)
+    if means:
+        what = {"test_acc_raw": "Raw eval-mode test accuracy, BatchNorm statistics as training left them",
+                "test_acc": "Test accuracy with BatchNorm statistics recomputed after training"}[other]
+        lines.append(f"{what} (mean %, not judged): {means}.")
     status = "" if cmp.status == "ok" else f" ({cmp.status}: only finished runs are counted)"
     lines.append(f"Total wall time {duration(cmp.wall_time, compact=True)} for "
                  f"{sum(len(v) for v in cmp.runs.values())} run(s){status}.")
@@ -266,7 +270,8 @@ def cmd_compare(args) -> int:
     if (note := lab.kernel_reach_note(base)) is not None:
         print(f"convcov: note: {note}", file=sys.stderr)
     progress = None if args.quiet else TerminalProgress()
-    cmp = compare(base, variants, args.seeds, progress, references=references)
+    metric = "test_acc_raw" if args.raw_bn_eval else "test_acc"
+    cmp = compare(base, variants, args.seeds, progress, references=references, metric=metric)
     print(format_comparison(cmp))
     if args.json:
         _write_json(args.json, cmp.to_dict())
@@ -585,6 +590,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="train through torch.compile (pays off on GPUs for long runs; compile time is reported)")
     p.add_argument("--precision", choices=PRECISIONS, default="auto",
                    help="auto: bf16 autocast on CUDA and on CPUs with AMX or AVX512-BF16, fp32 elsewhere")
+    p.add_argument("--raw-bn-eval", action="store_true",
+                   help="judge the raw eval-mode test accuracy, with the BatchNorm statistics that "
+                        "training left, instead of statistics recomputed on training images after the "
+                        "last step (how fast an init lets them settle; both are kept with every run)")
     p.add_argument("--json", default=None, metavar="PATH", help="also write the comparison as JSON")
     p.add_argument("--save", action="store_true", help="save the runs in the run store")
     p.add_argument("--name", default=None, help="name for the saved comparison")

@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 from . import covariance, init, matrix_files, models, train
+from .comparison_table import comparison_table
 from .json_safe import json_safe
 from .paths import convcov_home
 from .text import duration
@@ -340,32 +341,9 @@ def curves_csv(curves: list[Curve]) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
-def _pm(mean, std, spec: str = ".1f") -> str:
-    if mean is None:
-        return "–"
-    return f"{mean:{spec}} ± {std:.1f}" if std is not None else f"{mean:{spec}}"
-
-
 def results_rows(cmp: train.ComparisonResult) -> list[dict]:
-    """The results table: per variant its test accuracy mean ± std over seeds, each seed's accuracy
-    (or what stopped it), the paired difference against its reference (mean ± std over seeds, and
-    on how many seeds it was better) and the time per run."""
-    rows = []
-    for r in cmp.rows:
-        per_seed = ", ".join(f"{r['per_seed'][s]:.1f}" if r["per_seed"].get(s) is not None
-                             else r["statuses"].get(s, "not run") for s in cmp.seeds)
-        paired = r["reference"] is not None and r["diff_mean"] is not None
-        rows.append({
-            "variant": r["variant"],
-            "test acc % (mean ± std)": _pm(r["mean"], r["std"]),
-            f"per seed ({', '.join(map(str, cmp.seeds))})": per_seed,
-            "Δ vs reference (points)": (_pm(r["diff_mean"], r["diff_std"], "+.1f") if paired
-                                        else "reference" if r["reference"] is None else "–"),
-            "reference": r["reference"] or "",
-            "seeds better": f"{r['wins']}/{len(r['diffs'])}" if paired else "",
-            "time per run": duration(r["mean_time"]),
-        })
-    return rows
+    """The results table (comparison_table) as one dict per variant, for a dataframe."""
+    return comparison_table(cmp).records()
 
 
 def problem_runs(cmp: train.ComparisonResult) -> list[str]:
@@ -384,12 +362,9 @@ def verdict_text(cmp: train.ComparisonResult) -> str:
 
 
 def verdict_is_clear(cmp: train.ComparisonResult) -> bool:
-    """True when every paired variant has 2+ seeds that all agree on who won, by more than the
-    seed-to-seed spread of the difference (|mean| >= std): the verdict is more than noise."""
+    """True when stats.paired_verdict names a winner for every paired variant."""
     paired = [r for r in cmp.rows if r["reference"] is not None]
-    return bool(paired) and all(
-        len(r["diffs"]) >= 2 and r["diff_std"] is not None and abs(r["diff_mean"]) >= r["diff_std"]
-        and len(r["diffs"]) in (r["wins"], r["losses"]) for r in paired)
+    return bool(paired) and all(r["winner"] is not None for r in paired)
 
 
 def setup_line(cmp: train.ComparisonResult) -> str:

@@ -24,7 +24,7 @@ from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
 from .paths import convcov_home
-from .train import ComparisonResult, RunResult, TrainConfig
+from .train import ComparisonResult, RunResult, TrainConfig, summarize
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS comparisons (
@@ -175,6 +175,26 @@ def _kernel_size(result: RunResult) -> int | None:
     return None
 
 
+def _add_metric_column(conn) -> None:
+    """Stores written before comparisons recorded the metric they judge get the column (NULL:
+    test_acc); two processes opening one old store at once both try, and one finds it there."""
+    if "metric" in {row[1] for row in conn.execute("PRAGMA table_info(comparisons)")}:
+        return
+    try:
+        conn.execute("ALTER TABLE comparisons ADD COLUMN metric TEXT")
+    except sqlite3.OperationalError as exc:
+        if "duplicate column" not in str(exc):
+            raise
+
+
+def _final_of(final: dict) -> dict:
+    """A stored run's final metrics; runs saved before test accuracy was measured with settled
+    BatchNorm statistics had only the raw eval-mode number, which is what test_acc_raw names now."""
+    if "test_acc_raw" not in final:
+        final = dict(final, test_acc_raw=final.get("test_acc"))
+    return final
+
+
 class RunStore:
     """Training runs and comparisons in SQLite; see the module docstring for the guarantees."""
 
@@ -186,6 +206,7 @@ class RunStore:
                 with self._connection() as conn:
                     conn.execute("PRAGMA journal_mode=WAL")
                     conn.executescript(_SCHEMA)
+                    _add_metric_column(conn)
                 break
             except sqlite3.OperationalError as exc:  # another process is switching to WAL right now
                 if "locked" not in str(exc) or attempt == 49:
@@ -245,10 +266,10 @@ class RunStore:
         with self._transaction() as conn:
             cur = conn.execute(
                 "INSERT INTO comparisons (created, name, base_config, variants, refs, seeds, rows, "
-                "verdicts, wall_time, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "verdicts, wall_time, status, metric) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (_now(), name, _json(cmp.base_config.to_dict()), json.dumps(cmp.variants_dict()),
                  json.dumps(cmp.references), json.dumps(cmp.seeds), _json(_rows_to_json(cmp.rows)),
-                 json.dumps(cmp.verdicts), cmp.wall_time, cmp.status))
+                 json.dumps(cmp.verdicts), cmp.wall_time, cmp.status, cmp.metric))
             cmp_id = cur.lastrowid
             for runs in cmp.runs.values():
                 for run in runs:
@@ -328,7 +349,7 @@ class RunStore:
             covs[role].append(decode_covariance(blob, k))
         config = TrainConfig.from_dict(json.loads(row[0]))
         config.covariances = covs[_INIT] or None
-        return RunResult(config=config, history=json.loads(row[1]), final=json.loads(row[2]),
+        return RunResult(config=config, history=json.loads(row[1]), final=_final_of(json.loads(row[2])),
                          status=row[3], message=row[4], wall_time=row[5], device=row[6],
                          layer_names=json.loads(row[7]), covariances=covs[_LEARNED],
                          state_dict=dict(load_safetensors(row[8])) if row[8] else None, id=run_id,
@@ -351,10 +372,11 @@ class RunStore:
         return out
 
     def get_comparison(self, comparison_id: int) -> ComparisonResult:
-        """A stored comparison with all of its runs."""
+        """A stored comparison with all of its runs; its table and verdicts are worked out again
+        from the runs by train.summarize, so every comparison is judged by today's rule."""
         with self._connection() as conn:
             row = conn.execute(
-                "SELECT base_config, variants, refs, seeds, rows, verdicts, wall_time, status "
+                "SELECT base_config, variants, refs, seeds, metric, wall_time, status "
                 "FROM comparisons WHERE id = ?", (comparison_id,)).fetchone()
             if row is None:
                 raise ValueError(f"no comparison with id {comparison_id} in {self.path}")
@@ -364,10 +386,11 @@ class RunStore:
                                           (comparison_id,)).fetchall():
                 run = self._read_run(conn, run_id)
                 runs.setdefault(run.variant, []).append(run)
+        seeds, references, metric = json.loads(row[3]), json.loads(row[2]), row[4] or "test_acc"
+        table, verdicts = summarize(variants, seeds, runs, references, metric)
         return ComparisonResult(base_config=TrainConfig.from_dict(json.loads(row[0])), variants=variants,
-                                seeds=json.loads(row[3]), runs=runs, rows=_rows_from_json(json.loads(row[4])),
-                                verdicts=json.loads(row[5]), wall_time=row[6], status=row[7],
-                                references=json.loads(row[2]), id=comparison_id)
+                                seeds=seeds, runs=runs, rows=table, verdicts=verdicts, wall_time=row[5],
+                                status=row[6], references=references, id=comparison_id, metric=metric)
 
     def export(self, run_id: int, path: str | Path) -> tuple[Path, Path]:
         """Write a run as JSON (config, metrics, history, covariances per layer) and its history as CSV
@@ -403,11 +426,6 @@ def write_history_csv(history: dict, path: Path) -> None:
 def _rows_to_json(rows: list) -> list:
     """Rows keyed by seed use int keys; JSON objects need strings."""
     return [{**r, **{k: {str(s): v for s, v in r[k].items()} for k in ("per_seed", "diffs", "statuses")}}
-            for r in rows]
-
-
-def _rows_from_json(rows: list) -> list:
-    return [{**r, **{k: {int(s): v for s, v in r[k].items()} for k in ("per_seed", "diffs", "statuses")}}
             for r in rows]
 
 

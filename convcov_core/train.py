@@ -16,7 +16,9 @@ losses stay on the device and are read back every step on CPU (free there) and e
 accelerators. `compile=True` trains through torch.compile instead of the graph capture (evaluation
 stays eager); its compile time is reported with the run.
 
-Accuracies are in percent (0-100).
+Test accuracy is measured with BatchNorm statistics recomputed on training images after the
+epoch's last step (batchnorm.py: "precise BN"); the eval-mode accuracy with the statistics that
+training left is kept beside it as test_acc_raw. Accuracies are in percent (0-100).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from typing import Callable
 
 import torch
 
-from . import covariance, data, init, models
+from . import batchnorm, covariance, data, init, models, stats
 from .depthwise import SWAPPED_MIN_TAPS, use_fast_depthwise
 from .step import PRECISIONS, EagerStep, GraphStep, adamw, autocast, autocast_dtype
 
@@ -140,9 +142,12 @@ class RunResult:
     """Outcome of one training run.
 
     history: per step "step" (1-based), "loss", "lr", "epoch" (fractional epoch at that step);
-    per epoch "train_acc", "test_acc", "images_per_s" (training images per second of that epoch,
-    evaluation excluded) and "epoch_end_step". final: "test_acc", "train_acc", "loss" (None when the
-    run did not get that far). status: "ok", "diverged" or "cancelled", explained by message.
+    per epoch "train_acc" (in train mode, over the epoch's batches), "test_acc" (eval mode after
+    the BatchNorm statistics were recomputed on training images: batchnorm.recalibrate_bn_),
+    "test_acc_raw" (eval mode with the statistics training left), "images_per_s" (training images
+    per second of that epoch, evaluation excluded) and "epoch_end_step". final: "test_acc",
+    "test_acc_raw", "train_acc", "loss" (None when the run did not get that far); the weights and
+    state_dict carry the recomputed statistics. status: "ok", "diverged" or "cancelled", explained by message.
     covariances: centered empirical covariance (k^2 x k^2, float64) of each square depthwise layer's
     final filters, in the order of layer_names (empty when the filters are not finite). compile_seconds:
     wall time of the first step with config.compile (compilation included), None without.
@@ -298,6 +303,29 @@ def evaluate(model: torch.nn.Module, x: Tensor, y: Tensor, *, batch_size: int = 
     return 100.0 * int(correct) / max(len(y), 1)
 
 
+def _evaluate_epoch(model, xs, xt, yt, batch: int, channels_last: bool, dtype, *, seed: int,
+                    keep: bool) -> tuple[float, float]:
+    """(raw, settled) test accuracy at the end of an epoch: raw with the BatchNorm running
+    statistics as training left them, settled after batchnorm.recalibrate_bn_ on training images
+    (the same number for a model without BatchNorm). keep: leave the recalibrated statistics in
+    the model (the last epoch: the network a run hands back); otherwise put the old ones back, so
+    the rest of training does not depend on how it was evaluated."""
+    def test_accuracy() -> float:
+        return evaluate(model, _as_nchw(xt, channels_last), yt, batch_size=max(256, 2 * batch), dtype=dtype)
+
+    raw = test_accuracy()
+    if not batchnorm.batchnorms(model):
+        return raw, raw
+    saved = None if keep else batchnorm.bn_state(model)
+    batches = batchnorm.training_batches(xs, batch, seed=seed,
+                                         as_batch=lambda x, idx: _batch(x, idx, channels_last))
+    batchnorm.recalibrate_bn_(model, batches, dtype=dtype)
+    settled = test_accuracy()
+    if saved is not None:
+        batchnorm.load_bn_state_(model, saved)
+    return raw, settled
+
+
 def build_model_for(config: TrainConfig, info) -> torch.nn.Module:
     """The config's model with its depthwise filters initialized, seeded by config.seed (global RNG
     state of the caller is left untouched)."""
@@ -336,7 +364,8 @@ def _final_covariances(model: torch.nn.Module) -> tuple[list[str], list[Tensor]]
 
 def new_history() -> dict:
     """An empty RunResult.history (see RunResult for the keys)."""
-    keys = ("step", "loss", "lr", "epoch", "train_acc", "test_acc", "images_per_s", "epoch_end_step")
+    keys = ("step", "loss", "lr", "epoch", "train_acc", "test_acc", "test_acc_raw", "images_per_s",
+            "epoch_end_step")
     return {key: [] for key in keys}
 
 
@@ -470,8 +499,10 @@ def _train(config: TrainConfig, callback, variant, run_index, n_runs, sync_every
         seen = steps_here * batch
         history["train_acc"].append(100.0 * int(correct) / seen)
         history["images_per_s"].append(seen / train_seconds)
-        history["test_acc"].append(evaluate(model, _as_nchw(xt, channels_last), yt,
-                                            batch_size=max(256, 2 * batch), dtype=dtype))
+        raw_acc, settled_acc = _evaluate_epoch(model, xs, xt, yt, batch, channels_last, dtype,
+                                               seed=config.seed, keep=epoch == n_epochs)
+        history["test_acc"].append(settled_acc)
+        history["test_acc_raw"].append(raw_acc)
         history["epoch_end_step"].append(step)
         if emit(event("epoch", loss=history["loss"][-1], lr=history["lr"][-1],
                       test_acc=history["test_acc"][-1], train_acc=history["train_acc"][-1],
@@ -482,6 +513,7 @@ def _train(config: TrainConfig, callback, variant, run_index, n_runs, sync_every
     ran_to_end = status == "ok"
     final = {
         "test_acc": history["test_acc"][-1] if ran_to_end else None,
+        "test_acc_raw": history["test_acc_raw"][-1] if ran_to_end else None,
         "train_acc": history["train_acc"][-1] if ran_to_end else None,
         "loss": history["loss"][-1] if history["loss"] and status != "diverged" else None,
     }
@@ -532,24 +564,16 @@ def estimate_time(config: TrainConfig, n_steps: int = 3) -> float:
 # ---------------------------------------------------------------------------------------------
 
 
-def _mean_std(values: list[float]) -> tuple[float | None, float | None]:
-    """Mean and sample standard deviation (n - 1); std is None for fewer than two values."""
-    if not values:
-        return None, None
-    mean = sum(values) / len(values)
-    if len(values) < 2:
-        return mean, None
-    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
-
-
 @dataclass
 class ComparisonResult:
     """Runs of several variants over the same seeds, with paired statistics.
 
     rows: one dict per variant: variant, reference (the variant it is paired against), n (finished
-    seeds), mean, std, per_seed {seed: test_acc or None}, diff_mean, diff_std, diffs {seed: diff},
-    wins (seeds where it beat its reference), losses, ties, mean_time (s per run), statuses.
-    verdicts: one sentence per non-reference variant; verdict joins them.
+    seeds), mean, std, per_seed {seed: metric or None}, diffs {seed: diff}, diff_mean, diff_std,
+    diff_low / diff_high (the 95% t interval of the mean difference), winner (the variant that
+    stats.paired_verdict names, or None), wins (seeds where it beat its reference), losses,
+    mean_time (s per run), statuses. verdicts: one sentence per non-reference variant; verdict joins
+    them. metric: the final-metric key judged (METRICS).
     """
 
     base_config: TrainConfig
@@ -562,10 +586,16 @@ class ComparisonResult:
     status: str = "ok"
     references: dict = field(default_factory=dict)
     id: int | None = None
+    metric: str = "test_acc"
 
     @property
     def verdict(self) -> str:
         return " ".join(self.verdicts)
+
+    def judged_on(self, metric: str) -> "ComparisonResult":
+        """The same runs with the table and verdicts worked out on another final metric (METRICS)."""
+        rows, verdicts = summarize(self.variants, self.seeds, self.runs, self.references, metric)
+        return dataclasses.replace(self, rows=rows, verdicts=verdicts, metric=metric)
 
     def variants_dict(self) -> dict:
         """The variants' overrides as plain data: learned covariances become their count
@@ -583,6 +613,7 @@ class ComparisonResult:
             "base_config": self.base_config.to_dict(),
             "variants": self.variants_dict(),
             "references": self.references,
+            "metric": self.metric,
             "seeds": self.seeds,
             "rows": self.rows,
             "verdicts": self.verdicts,
@@ -597,55 +628,37 @@ class ComparisonResult:
         }
 
 
-def verdict_sentence(name: str, reference: str, diffs: list[float]) -> str:
-    """One sentence on paired differences (variant - reference, points): who won, by how much, how
-    often; "within seed noise" when |mean| < std or the seeds disagree."""
-    n = len(diffs)
-    if n == 0:
-        return f"{name} vs {reference}: no seed finished for both, nothing to compare."
-    mean, std = _mean_std(diffs)
-    wins, losses = sum(d > 0 for d in diffs), sum(d < 0 for d in diffs)
-    seeds = f"{n} seed{'s' if n != 1 else ''}"
-    if wins == 0 and losses == 0:
-        return f"{name} and {reference} tied on every one of {seeds}."
-    if std is None:
-        winner, loser = (name, reference) if mean > 0 else (reference, name)
-        return (f"{winner} beat {loser} by {abs(mean):.1f} points on a single seed "
-                f"(no estimate of seed noise; run more seeds).")
-    spread = f"{mean:+.1f} ± {std:.1f} points over {seeds}"
-    if (wins and losses) or abs(mean) < std:
-        return (f"{name} vs {reference}: within seed noise ({spread}; {wins}/{n} seeds favour {name}, "
-                f"{losses}/{n} favour {reference}).")
-    winner, loser, count = (name, reference, wins) if mean > 0 else (reference, name, losses)
-    return (f"{winner} beat {loser} by {abs(mean):.1f} ± {std:.1f} points over {seeds} "
-            f"({count}/{n} seeds favour {winner}).")
+#: What a comparison judges: the final test accuracy with settled BatchNorm statistics (the
+#: headline), or the raw eval-mode accuracy with the statistics training left (--raw-bn-eval).
+METRICS = {"test_acc": "test accuracy", "test_acc_raw": "raw eval-mode test accuracy"}
 
 
-def summarize(variants: dict, seeds: list, runs: dict, references: dict) -> tuple[list, list]:
-    """(rows, verdicts) from finished runs; see ComparisonResult for the row fields."""
+def summarize(variants: dict, seeds: list, runs: dict, references: dict,
+              metric: str = "test_acc") -> tuple[list, list]:
+    """(rows, verdicts) from finished runs, judged on final[metric] by stats.paired_verdict; see
+    ComparisonResult for the row fields."""
+    if metric not in METRICS:
+        raise ValueError(f"unknown metric {metric!r}; choose one of: {', '.join(METRICS)}")
     rows, verdicts = [], []
     for name in variants:
         by_seed = {r.config.seed: r for r in runs.get(name, [])}
-        acc = {s: by_seed[s].final["test_acc"] if s in by_seed else None for s in seeds}
-        finished = [a for a in acc.values() if a is not None]
-        mean, std = _mean_std(finished)
+        acc = {s: by_seed[s].final.get(metric) if s in by_seed else None for s in seeds}
+        spread = stats.mean_interval(acc.values())
         ref = references.get(name)
-        row = {"variant": name, "reference": ref, "n": len(finished), "mean": mean, "std": std,
-               "per_seed": acc, "diffs": {}, "diff_mean": None, "diff_std": None,
-               "wins": 0, "losses": 0, "ties": 0,
+        row = {"variant": name, "reference": ref, "n": spread.n, "mean": spread.mean, "std": spread.std,
+               "per_seed": acc, "diffs": {}, "diff_mean": None, "diff_std": None, "diff_low": None,
+               "diff_high": None, "winner": None, "wins": 0, "losses": 0,
                "mean_time": (sum(r.wall_time for r in by_seed.values()) / len(by_seed)) if by_seed else None,
                "statuses": {s: by_seed[s].status for s in seeds if s in by_seed}}
         if ref is not None:
-            ref_runs = {r.config.seed: r for r in runs.get(ref, [])}
-            diffs = {s: acc[s] - ref_runs[s].final["test_acc"] for s in seeds
-                     if acc[s] is not None and s in ref_runs and ref_runs[s].final["test_acc"] is not None}
-            values = list(diffs.values())
-            row["diffs"] = diffs
-            row["diff_mean"], row["diff_std"] = _mean_std(values)
-            row["wins"] = sum(d > 0 for d in values)
-            row["losses"] = sum(d < 0 for d in values)
-            row["ties"] = sum(d == 0 for d in values)
-            verdicts.append(verdict_sentence(name, ref, values))
+            ref_acc = {r.config.seed: r.final.get(metric) for r in runs.get(ref, [])}
+            paired = [s for s in seeds if acc[s] is not None and ref_acc.get(s) is not None]
+            verdict = stats.paired_verdict([acc[s] for s in paired], [ref_acc[s] for s in paired])
+            row.update(diffs=dict(zip(paired, verdict.diffs)), diff_mean=verdict.mean, diff_std=verdict.std,
+                       diff_low=verdict.low, diff_high=verdict.high,
+                       winner={"a": name, "b": ref}.get(verdict.winner), wins=verdict.favour_a,
+                       losses=verdict.favour_b)
+            verdicts.append(verdict.sentence(name, ref))
         rows.append(row)
     return rows, verdicts
 
@@ -680,11 +693,14 @@ def variants_for(inits: list[str], freeze: str) -> tuple[dict, dict]:
 
 
 def compare(base_config: TrainConfig, variants: dict, seeds, callback: Callback | None = None, *,
-            references: dict | None = None) -> ComparisonResult:
+            references: dict | None = None, metric: str = "test_acc") -> ComparisonResult:
     """Train every variant (overrides of base_config) once per seed, seed by seed, and compare the
-    final test accuracies: mean ± std per variant and paired differences against a reference variant
-    (the first one unless `references` maps a variant to another). A callback answer of True/"stop"
-    cancels the remaining runs; the finished ones are summarized."""
+    final test accuracies (final[metric]: settled BatchNorm statistics by default, see METRICS):
+    mean ± std per variant and paired differences against a reference variant (the first one
+    unless `references` maps a variant to another). A callback answer of True/"stop" cancels the
+    remaining runs; the finished ones are summarized."""
+    if metric not in METRICS:
+        raise ValueError(f"unknown metric {metric!r}; choose one of: {', '.join(METRICS)}")
     if not variants:
         raise ValueError("compare needs at least one variant")
     seeds = list(seeds)
@@ -724,7 +740,7 @@ def compare(base_config: TrainConfig, variants: dict, seeds, callback: Callback 
             runs[name].append(result)
         if cancelled:
             break
-    rows, verdicts = summarize(variants, seeds, runs, refs)
+    rows, verdicts = summarize(variants, seeds, runs, refs, metric)
     return ComparisonResult(base_config=base_config, variants=dict(variants), seeds=seeds, runs=runs,
                             rows=rows, verdicts=verdicts, wall_time=time.perf_counter() - started,
-                            status="cancelled" if cancelled else "ok", references=refs)
+                            status="cancelled" if cancelled else "ok", references=refs, metric=metric)

@@ -220,6 +220,13 @@ def show_results(status, result) -> None:
     say(lab.verdict_text(cmp))
     st.caption(lab.setup_line(cmp))
     st.dataframe(pd.DataFrame(lab.results_rows(cmp)), hide_index=True)
+    with st.expander("Raw eval-mode accuracy: BatchNorm statistics as training left them"):
+        st.caption("The table above evaluates every network after recomputing its BatchNorm statistics on "
+                   "training images. Here they are as training left them: how far each init lets them "
+                   "settle in this budget.")
+        raw = cmp.judged_on("test_acc_raw")
+        st.dataframe(pd.DataFrame(lab.results_rows(raw)), hide_index=True)
+        st.markdown(raw.verdict)
     for line in lab.problem_runs(cmp):
         st.warning(f"Run {line}. Its history up to that point is kept and shown below.")
     curves = lab.curves_from_runs([r for runs in cmp.runs.values() for r in runs])

@@ -7,8 +7,14 @@ import pandas as pd
 import streamlit as st
 
 import app_jobs
-from app_support import (checkpoint_uploader, page_setup, read_upload_once, reset_when_changed, run_reach_warning,
-                         shown_errors)
+from app_support import (
+    checkpoint_uploader,
+    page_setup,
+    read_upload_once,
+    reset_when_changed,
+    run_reach_warning,
+    shown_errors,
+)
 from convcov_core import covariance, data, examples, lab, train, ui
 from convcov_core.matrix_files import MATRIX_SUFFIXES
 from convcov_core.plots import training as figures
@@ -53,6 +59,13 @@ def profiles_of(key: str, _learned: lab.LearnedSet) -> list:
 @st.cache_data(max_entries=8, show_spinner="Transferring…")
 def transferred(key: str, _learned: lab.LearnedSet, k: int, depth: int) -> list:
     return covariance.transfer(_learned.covariances, k, depth)
+
+
+@st.cache_data(max_entries=8, show_spinner="Fitting σ to the transferred layers…")
+def transferred_fits(key: str, _learned: lab.LearnedSet, k: int, depth: int) -> list:
+    """Fitted σ of the first and last transferred layers."""
+    layers = transferred(key, _learned, k, depth)
+    return lab.layer_fits([layers[0], layers[-1]])
 
 
 @st.cache_data(max_entries=4, show_spinner=False)
@@ -212,6 +225,14 @@ def analysis(learned: lab.LearnedSet, key: str, name_hint: str, reach_warning: s
     st.plotly_chart(transfer_figure(key, learned, new_k, new_depth), config=CHART)
     if new_depth >= 24:
         st.caption(f"One layer in {new_depth // 12} of the {new_depth} shown.")
+    if new_k != k:
+        source, moved = fits_of(key, learned), transferred_fits(key, learned, new_k, new_depth)
+        st.caption(f"Resizing stretches the {k} × {k} window over {new_k} × {new_k} pixels, so σ, counted in "
+                   f"pixels, grows by about (k′ − 1)/(k − 1) = {(new_k - 1) / (k - 1):.2f} for wide bumps "
+                   f"and more for narrow ones: here layer 1 goes from σ {source[0]['sigma']:.2f} to "
+                   f"{moved[0]['sigma']:.2f} px and the last from {source[-1]['sigma']:.2f} to "
+                   f"{moved[-1]['sigma']:.2f} px. To keep σ in pixels instead, give the Gaussian init the "
+                   "fitted schedule above (σ first → σ last).")
     default_name = re.sub(r"[^A-Za-z0-9_.\-]+", "-", f"{name_hint}-k{new_k}-d{new_depth}").strip("-")[:60]
     n1, n2 = st.columns([2, 1], vertical_alignment="bottom")
     name = n1.text_input("Name for the Training Lab", default_name, key=f"lc_set_name_{default_name}",

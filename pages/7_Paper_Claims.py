@@ -72,9 +72,7 @@ def run_area(reports: list) -> None:
 
 def part_row(part: dict) -> dict:
     """One test of a claim as a table row: the statement, its interval (or layer count), the verdict."""
-    if part["test"] == "majority-above":
-        numbers = f"{part['above']} of {part['n_layers']} layers clearly above {part['threshold']:g}"
-    elif part["low"] is None:
+    if part["low"] is None:
         numbers = f"{part['n']} seed(s): too few for an interval"
     else:
         numbers = f"{part['mean']:+.2f}, interval [{part['low']:+.2f}, {part['high']:+.2f}], n = {part['n']}"
@@ -102,8 +100,11 @@ def show_report(folder, report: dict) -> None:
         for c in report["claims"]))
     with st.expander("How verdicts are decided"):
         st.markdown("\n".join(f"- **{name}**: {text}" for name, text in report["rules"].items()))
-        st.caption(f"Margin m = {report['settings']['margin_points']:g} accuracy point(s). "
-                   "d = A - B per seed, paired on the seed; SE = std(d) / √n.")
+        st.caption(f"Margin m = {report['settings']['margin_points']:g} accuracy point(s).")
+    table = report["comparison_table"]
+    with st.expander("The comparison behind claims 1-4"):
+        st.dataframe(pd.DataFrame(table["rows"], columns=table["columns"]), hide_index=True)
+        st.markdown("\n".join(f"- {verdict}" for verdict in report["comparison_verdicts"]))
     for note in report.get("notes", []):
         st.warning(note)
     for claim in report["claims"]:

@@ -14,8 +14,8 @@ from safetensors.torch import load_file
 
 from convcov_core import covariance
 from convcov_core.cli import main
-from convcov_core.train import variants_for
 from convcov_core.runs import RunStore
+from convcov_core.train import variants_for
 from test_runs import fake_run
 
 REPO = Path(__file__).resolve().parents[1]
@@ -37,8 +37,8 @@ def test_compare_end_to_end_prints_the_table_and_saves(tmp_path):
     table = proc.stdout
     for name in ("default", "gaussian", "default-frozen", "gaussian-frozen"):
         assert f"\n{name} " in table
-    assert "(reference)" in table and "vs default-frozen" in table and "±" in table
-    assert "per seed 0/1" in table and "Total wall time" in table
+    assert "reference" in table and "vs default-frozen" in table and "±" in table
+    assert "per seed (0, 1)" in table and "95% interval" in table and "Total wall time" in table
     assert "run 8/8 gaussian-frozen seed 1" in proc.stderr  # progress, one line per run off a terminal
     doc = json.loads(out.read_text())
     assert doc["references"]["gaussian-frozen"] == "default-frozen"
@@ -234,9 +234,9 @@ def test_learned_prints_the_bundled_examples_fits_by_default(capsys):
 
 def test_learned_from_a_checkpoint_transfers_writes_and_saves_a_set(tmp_path, capsys):
     from safetensors.torch import save_file
-    from test_lab import _tiny_convmixer_state
 
     from convcov_core import lab
+    from test_lab import _tiny_convmixer_state
 
     _, state = _tiny_convmixer_state(depth=3, k=5)
     save_file(state, tmp_path / "mine.safetensors")
@@ -379,9 +379,9 @@ def test_download_names_what_it_fetched_and_refuses_unknown_names(tmp_path, monk
     # A real fetch needs the internet: here torchvision finds fixture files already in the data root
     # (in process, so its checksum of the real download can be relaxed to presence).
     import torchvision.datasets.cifar as cifar
-    from test_data import write_cifar10
 
     from convcov_core.cli import main
+    from test_data import write_cifar10
     monkeypatch.setattr(cifar, "check_integrity", lambda fpath, md5=None: os.path.isfile(fpath))
     write_cifar10(tmp_path / "data")
     assert main(["download", "cifar10", "--data-root", str(tmp_path / "data")]) == 0

@@ -35,7 +35,8 @@ def test_frozen_plan_pairs_each_variant_with_the_first_and_gives_sigmas_only_to_
     assert plan.seeds == [0, 1] and plan.n_runs == 6
     assert plan.config("gaussian-frozen", 1).freeze_filters and plan.config("gaussian-frozen", 1).seed == 1
     assert plan.base.precision == "auto"
-    assert lab.plan_comparison(dataclasses.replace(setup, precision="fp32")).config("default-frozen").precision == "fp32"
+    plan = lab.plan_comparison(dataclasses.replace(setup, precision="fp32"))
+    assert plan.config("default-frozen").precision == "fp32"
 
 
 def test_both_filter_modes_pair_frozen_variants_among_themselves():
@@ -185,19 +186,21 @@ def _comparison(status="ok"):
 def test_results_rows_show_mean_std_per_seed_paired_difference_and_problems():
     cmp = _comparison()
     default, gaussian = lab.results_rows(cmp)
-    assert default["test acc % (mean ± std)"] == "55.0 ± 7.1"
-    assert (default["Δ vs reference (points)"], default["reference"]) == ("reference", "")
+    delta = "Δ vs reference, points [95% interval]"
+    assert default["test accuracy % (mean ± std)"] == "55.0 ± 7.1"
+    assert (default[delta], default["verdict"]) == ("reference", "reference")
     assert gaussian["per seed (0, 1)"] == "70.0, diverged"
-    assert (gaussian["Δ vs reference (points)"], gaussian["reference"], gaussian["seeds better"]) == \
-        ("+20.0", "default", "1/1")
+    assert (gaussian[delta], gaussian["seeds ahead"], gaussian["verdict"]) == \
+        ("+20.0 vs default", "1/1", "needs 2+ seeds")
     assert gaussian["time per run"] == "10 s"
     assert lab.problem_runs(cmp) == ["gaussian, seed 1: diverged: m"]
     assert lab.verdict_text(cmp) == cmp.verdict
     assert not lab.verdict_is_clear(cmp)  # one paired seed only
     clear = _comparison()
-    clear.runs["gaussian"][1] = _run("gaussian", "gaussian", 1, 75.0)
+    clear.runs["gaussian"][1] = _run("gaussian", "gaussian", 1, 80.5)
     clear.rows, clear.verdicts = train.summarize(clear.variants, [0, 1], clear.runs, clear.references)
-    assert lab.verdict_is_clear(clear) and "beat default by 17.5 ± 3.5" in lab.verdict_text(clear)
+    assert lab.verdict_is_clear(clear) and "beat default by 20.2 points" in lab.verdict_text(clear)
+    assert lab.results_rows(clear)[1]["verdict"] == "gaussian better"
     assert "Cancelled: 4 of 4 runs finished" in lab.verdict_text(_comparison("cancelled"))
 
 

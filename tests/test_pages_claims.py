@@ -6,10 +6,11 @@ import dataclasses
 import time
 
 import pytest
-from page_helpers import assert_clean, check_widget_extremes, run_page
 
-from convcov_core import covariance, reproduce, train
+from convcov_core import covariance, lab, reproduce, train
+from convcov_core.cli import format_comparison
 from convcov_core.plots import claims as claim_plots
+from page_helpers import assert_clean, check_widget_extremes, run_page
 
 PAGE = "pages/7_Paper_Claims.py"
 JOB_DEADLINE_S = 300  # a stuck job fails the test instead of hanging it
@@ -27,14 +28,20 @@ def fake_suite_runs(name: str, accuracies: dict) -> reproduce.SuiteRuns:
                                covariances=[covariance.gaussian(5, s + 0.1 * seed) for s in (0.8, 1.6)],
                                variant=variant)
 
-    runs = {v: [run(v, s, accuracies[v] + s) for s in suite.seeds] for v in suite.variants}
+    def acc(variant, seed):
+        value = accuracies[variant]
+        return value[seed] if isinstance(value, list) else value + seed
+
+    runs = {v: [run(v, s, acc(v, s)) for s in suite.seeds] for v in suite.variants}
     references = {v: None if v == "default" else "default" for v in suite.variants}
     rows, verdicts = train.summarize(suite.variants, suite.seeds, runs, references)
     comparison = train.ComparisonResult(suite.base, suite.variants, suite.seeds, runs, rows, verdicts, 10.0,
                                         references=references)
     cnfa = {s: {"label": "cnn-4,4", "test_acc": 90.0,
-                "layers": [{"layer": "block1.0", "kind": "regular", "r_trained": 0.95 + 0.01 * s, "r_init": 0.4},
-                           {"layer": "block2.0", "kind": "regular", "r_trained": 0.92 + 0.01 * s, "r_init": 0.5}]}
+                "layers": [{"layer": "block1.0", "kind": "regular", "r_trained": 0.95 + 0.01 * s, "r_init": 0.4,
+                            "r_control": 0.3},
+                           {"layer": "block2.0", "kind": "regular", "r_trained": 0.92 + 0.01 * s, "r_init": 0.5,
+                            "r_control": 0.2}]}
             for s in suite.seeds}
     sources = {s: run("default", s, 60.0) for s in suite.seeds}
     return reproduce.SuiteRuns(suite, comparison, sources, cnfa, 12.0, 20.0, time.time(), [0.5, 0.5, 0.5],
@@ -105,3 +112,29 @@ def test_quick_suite_runs_from_the_page_and_its_report_appears(no_reports, monke
     assert len(at.get("plotly_chart")) == 5
     assert any("The quick suite finished" in s.value for s in at.success)
     assert reproduce.find_reports()[0][1]["suite"] == "tiny"
+
+
+def test_the_lab_the_cli_and_the_report_give_one_verdict_for_one_comparison():
+    """The same comparison through the Training Lab's presenter, the CLI's table and the claims
+    report: the same table cells and the same verdict sentences."""
+    runs = fake_suite_runs("quick", {"default": [70.0, 71.0], "gaussian": [72.0, 71.5],
+                                     "default-frozen": [40.0, 45.0], "gaussian-frozen": [60.0, 60.5],
+                                     "learned": [70.4, 71.3]})
+    cmp = runs.comparison
+    records = lab.results_rows(cmp)
+    verdicts = {r["variant"]: r["verdict"] for r in records}
+    assert verdicts == {"default": "reference", "gaussian": "no clear winner", "default-frozen": "default better",
+                        "gaussian-frozen": "default better", "learned": "no clear winner"}
+    text = format_comparison(cmp)
+    report = reproduce.make_report(runs)
+    markdown = reproduce.markdown_report(report, {})
+    for record in records:
+        cells = list(record.values())
+        assert "| " + " | ".join(cells) + " |" in markdown  # the report's row is the Lab's row
+        line = next(line for line in text.splitlines() if line.startswith(record["variant"] + " "))
+        assert record["verdict"] in line and record["Δ vs reference, points [95% interval]"] in line
+    assert report["comparison_verdicts"] == cmp.verdicts
+    for sentence in cmp.verdicts:
+        assert sentence in text and sentence in markdown and sentence in lab.verdict_text(cmp)
+    claim2 = report["claims"][1]  # gaussian-frozen vs trained default: 10 points worse, margin 1
+    assert claim2["verdict"] == reproduce.NOT_SUPPORTED

@@ -7,11 +7,11 @@ import time
 
 import pytest
 import torch
-from page_helpers import assert_clean, new_app, run_page
 from safetensors.torch import save as save_safetensors
-from test_lab import _tiny_convmixer_state, malicious_checkpoint
 
 import app_jobs
+from page_helpers import assert_clean, new_app, run_page
+from test_lab import _tiny_convmixer_state, malicious_checkpoint
 
 LAB = "pages/3_Training_Lab.py"
 LEARNED = "pages/4_Learned_Covariances.py"
@@ -92,7 +92,8 @@ def test_lab_runs_a_tiny_comparison_end_to_end_then_learned_page_opens_its_run()
     assert "gaussian" in verdict and "default" in verdict
     table = at.dataframe[0].value
     assert list(table["variant"]) == ["default", "gaussian"]
-    assert table["Δ vs reference (points)"][0] == "reference" and table["reference"][1] == "default"
+    assert table["Δ vs reference, points [95% interval]"][0] == "reference"
+    assert table["verdict"][1] == "needs 2+ seeds"
     saved = [c.value for c in at.caption if "Saved to the run store as comparison #" in c.value]
     assert saved
     comparison_id = int(saved[0].split("#")[1].split(";")[0])

@@ -20,41 +20,46 @@ def seeds(*values):
 # Verdict rules on synthetic inputs
 
 
+def judged(part: dict) -> str:
+    """A part's verdict when it is the claim's only part."""
+    R.settle([part])
+    return part["verdict"]
+
+
 @pytest.mark.parametrize("diffs,verdict", [
     (seeds(1.0, 1.2, 0.8, 1.1), S),      # clear, every seed agrees
-    (seeds(2.0, 2.1, 1.9, -0.1), S),     # all but one seed agree, mean far beyond 2 SE
-    (seeds(2.0, 2.1, -0.1, -0.1), I),    # two seeds disagree: not enough agreement
+    (seeds(2.0, 2.1, 1.9, -0.1), I),     # t interval (3 df) reaches below 0
     (seeds(3.0, -2.0, 1.0, 0.5), I),     # within noise
     (seeds(-1.0, -1.2, -0.8, -1.1), N),  # significantly the other way
-    (seeds(-2.0, -2.1, 0.1, 0.1), I),    # the other way but two seeds disagree
     (seeds(5.0), I),                     # one seed: no estimate of noise
     (seeds(0.0, 0.0, 0.0), I),           # ties
     ({}, I),
 ])
 def test_superiority_rule(diffs, verdict):
     part = R.superiority(diffs, "a", "b")
-    assert part["verdict"] == verdict
+    assert judged(part) == verdict
     assert part["n"] == len(diffs) and part["test"] == "superiority"
 
 
-def test_superiority_interval_is_mean_plus_minus_two_standard_errors():
+def test_superiority_interval_is_the_95_percent_t_interval():
     part = R.superiority(seeds(1.0, 2.0, 3.0, 4.0), "a", "b")
     se = (5 / 3) ** 0.5 / 2  # sample std of 1..4 is sqrt(5/3), n = 4
+    t = 3.182446  # t(0.975, 3)
     assert part["mean"] == pytest.approx(2.5) and part["se"] == pytest.approx(se)
-    assert part["low"] == pytest.approx(2.5 - 2 * se) and part["high"] == pytest.approx(2.5 + 2 * se)
-    assert part["favour_a"] == 4 and part["favour_b"] == 0
+    assert part["low"] == pytest.approx(2.5 - t * se, abs=1e-5)
+    assert part["high"] == pytest.approx(2.5 + t * se, abs=1e-5)
+    assert part["favour_a"] == 4
 
 
 @pytest.mark.parametrize("diffs,verdict", [
     (seeds(0.5, -0.2, 0.3, 0.1), S),     # interval above -1
     (seeds(-0.5, -0.6, -0.4, -3.0), I),  # one seed beyond the margin, interval crosses -1
-    (seeds(-0.5, -0.6, -1.5, -1.6), I),  # two seeds beyond the margin
     (seeds(-3.0, -3.2, -2.8, -3.1), N),  # clearly worse than the margin
     (seeds(-0.5, -1.5, 2.0, -4.0), I),   # noisy
     (seeds(0.5), I),
 ])
 def test_non_inferiority_rule(diffs, verdict):
-    assert R.non_inferiority(diffs, "a", "b", 1.0)["verdict"] == verdict
+    assert judged(R.non_inferiority(diffs, "a", "b", 1.0)) == verdict
 
 
 @pytest.mark.parametrize("diffs,verdict", [
@@ -65,24 +70,27 @@ def test_non_inferiority_rule(diffs, verdict):
     (seeds(0.1), I),
 ])
 def test_equivalence_rule(diffs, verdict):
-    assert R.equivalence(diffs, "a", "b", 1.0)["verdict"] == verdict
+    assert judged(R.equivalence(diffs, "a", "b", 1.0)) == verdict
 
 
-@pytest.mark.parametrize("per_layer,verdict,above,below", [
-    ({"l1": [0.95, 0.96, 0.97], "l2": [0.95, 0.94, 0.96], "l3": [0.5, 0.6, 0.4]}, S, 2, 1),
-    ({"l1": [0.95, 0.96, 0.97], "l2": [0.5, 0.6, 0.4], "l3": [0.5, 0.6, 0.4]}, N, 1, 2),
-    ({"l1": [0.95, 0.96, 0.97], "l2": [0.8, 0.99, 0.95], "l3": [0.5, 0.6, 0.4]}, I, 1, 1),
-    ({"l1": [0.99], "l2": [0.99]}, I, 0, 0),  # one seed: every layer unclear
-])
-def test_majority_above_rule(per_layer, verdict, above, below):
-    part = R.majority_above(per_layer, 0.9, "r")
-    assert (part["verdict"], part["above"], part["below"]) == (verdict, above, below)
+@pytest.mark.parametrize("values,verdict", [
+    (seeds(0.95, 0.96, 0.97), S), (seeds(0.5, 0.6, 0.4), N), (seeds(0.8, 0.99, 0.95), I), (seeds(0.99), I)])
+def test_above_rule(values, verdict):
+    assert judged(R.above(values, 0.9, "r > 0.9")) == verdict
 
 
-@pytest.mark.parametrize("verdicts,expected", [
-    ([S, S], S), ([S, I], I), ([S, N], N), ([I, N], N), ([I], I), ([], I)])
-def test_combine(verdicts, expected):
-    assert R.combine([{"verdict": v} for v in verdicts]) == expected
+def test_a_claim_is_supported_only_when_every_part_is_and_refuted_after_holm():
+    clear = seeds(1.0, 1.2, 0.8, 1.1)
+    noisy = seeds(3.0, -2.0, 1.0, 0.5)
+    assert R.settle([R.superiority(clear, "a", "b"), R.superiority(clear, "a", "c")]) == S
+    assert R.settle([R.superiority(clear, "a", "b"), R.superiority(noisy, "a", "c")]) == I
+    assert R.settle([R.superiority(clear, "a", "b"), R.superiority(seeds(-1.0, -1.2, -0.8, -1.1), "a", "c")]) == N
+    assert R.settle([]) == I
+    # one-sided p = 0.014 refutes a single part (< 0.025) but not one of three (Holm: > 0.025 / 3)
+    borderline = R.superiority(seeds(-1.0, -0.5, -1.6, -0.7), "a", "b")
+    assert 0.025 / 3 < borderline["p_refute"] < 0.025
+    assert R.settle([dict(borderline)]) == N
+    assert R.settle([dict(borderline), R.superiority(noisy, "a", "c"), R.superiority(noisy, "a", "d")]) == I
 
 
 # ---------------------------------------------------------------------------------------------
@@ -100,6 +108,7 @@ RECOMPUTE = {
     "superiority": lambda p: R.superiority(p["per_seed"], p["a"], p["b"]),
     "non-inferiority": lambda p: R.non_inferiority(p["per_seed"], p["a"], p["b"], p["margin"]),
     "equivalence": lambda p: R.equivalence(p["per_seed"], p["a"], p["b"], p["margin"]),
+    "above": lambda p: R.above(p["per_seed"], p["threshold"], p["statement"]),
 }
 
 
@@ -107,24 +116,23 @@ def test_tiny_report_json_has_every_claim_with_numbers_and_verdicts(tiny_report)
     report = json.loads((tiny_report / R.REPORT_JSON).read_text())
     assert report["suite"] == "tiny" and report["format"] == R.REPORT_FORMAT
     assert report["device"] == "cpu" and report["wall_time_s"] > 0 and report["created"]
-    assert set(report["rules"]) == {"superiority", "non-inferiority", "equivalence", "majority-above", "combined"}
+    assert set(report["rules"]) == {"interval", "superiority", "non-inferiority", "equivalence", "above",
+                                    "combined"}
     assert [c["id"] for c in report["claims"]] == [1, 2, 3, 4, 5]
     suite = R.build_suite("tiny")
     assert len(report["runs"]) == R.suite_runs(suite)
-    assert [p["test"] for c in report["claims"] for p in c["parts"]] == [
-        "superiority", "non-inferiority", "superiority", "equivalence", "superiority", "superiority",
-        "majority-above"]
+    assert [p["test"] for c in report["claims"][:4] for p in c["parts"]] == [
+        "superiority", "non-inferiority", "superiority", "equivalence", "superiority"]
+    assert [p["test"] for p in report["claims"][4]["parts"]] == ["above", "superiority", "superiority"] * 2
     for claim in report["claims"]:
         assert claim["verdict"] in R.VERDICTS and claim["our_number"] and claim["setup"]
-        assert claim["verdict"] == R.combine(claim["parts"])
-        for part in claim["parts"]:
-            if part["test"] in RECOMPUTE:  # the stored verdict follows the rule from the stored numbers
-                assert len(part["per_seed"]) == len(suite.seeds)
-                assert RECOMPUTE[part["test"]](part)["verdict"] == part["verdict"]
+        recomputed = [RECOMPUTE[part["test"]](part) for part in claim["parts"]]
+        assert R.settle(recomputed) == claim["verdict"]  # the stored verdicts follow the rule from the stored numbers
+        assert [p["verdict"] for p in recomputed] == [p["verdict"] for p in claim["parts"]]
     claim4 = report["claims"][3]
     assert len(claim4["numbers"]["layers"]) == 2 and all(len(v) == 2 for v in claim4["numbers"]["sigma"].values())
     claim5 = report["claims"][4]
-    assert len(claim5["figure"]["groups"]) == 2 and claim5["figure"]["hline"]["y"] == R.CNFA_THRESHOLD
+    assert len(claim5["figure"]["groups"]) == 3 and claim5["figure"]["hline"]["y"] == R.CNFA_THRESHOLD
     assert set(report["claims"][1]["figure"]["categories"]) == {"default", "gaussian-frozen", "default-frozen"}
 
 

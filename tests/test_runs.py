@@ -30,7 +30,8 @@ def fake_run(seed: int = 0, k: int = 5, acc: float = 90.0, init: str = "gaussian
                "epoch": [0.5, 1.0, 1.5, 2.0], "train_acc": [50.0, 70.0], "test_acc": [60.0, acc],
                "images_per_s": [1000.0, 1100.0], "epoch_end_step": [2, 4]}
     return RunResult(config=TrainConfig(init=init, seed=seed, kernel_size=k, model="convmixer-16/2"),
-                     history=history, final={"test_acc": acc, "train_acc": 70.0, "loss": 1.5},
+                     history=history, final={"test_acc": acc, "test_acc_raw": acc - 20, "train_acc": 70.0,
+                                             "loss": 1.5},
                      status="ok", message="4 steps", wall_time=1.25, device="cpu",
                      layer_names=["blocks.0.0.fn.0", "blocks.1.0.fn.0"], covariances=covs,
                      state_dict={"head.weight": torch.randn(10, 16, generator=g),
@@ -114,6 +115,30 @@ def test_comparison_round_trip(tmp_path):
     assert {r.comparison_id for r in store.list()} == {cmp_id}
     store.delete_comparison(cmp_id)
     assert store.list() == [] and store.list_comparisons() == []
+
+
+def test_a_store_written_before_settled_batchnorm_is_read_and_judged_by_todays_rule(tmp_path):
+    """Stores of earlier versions: comparisons without a metric column, runs whose only test
+    accuracy was the raw eval-mode one, verdicts written by the old rule."""
+    variants = {"default": {"init": "default"}, "gaussian": {"init": "gaussian"}}
+    runs = {"default": [fake_run(s, acc=[12.5, 18.3, 10.0][s], init="default", variant="default") for s in (0, 1, 2)],
+            "gaussian": [fake_run(s, acc=[47.7, 47.0, 52.7][s], variant="gaussian") for s in (0, 1, 2)]}
+    for run in runs["default"] + runs["gaussian"]:
+        del run.final["test_acc_raw"]
+    refs = {"default": None, "gaussian": "default"}
+    rows, _ = summarize(variants, [0, 1, 2], runs, refs)
+    cmp = ComparisonResult(base_config=TrainConfig(), variants=variants, seeds=[0, 1, 2], runs=runs, rows=rows,
+                           verdicts=["gaussian beat default by 42.2 ± 18.0 points over 3 seeds"], wall_time=1.0,
+                           references=refs)
+    path = tmp_path / "runs.db"
+    cmp_id = RunStore(path).save_comparison(cmp)
+    with sqlite3.connect(path) as conn:
+        conn.execute("ALTER TABLE comparisons DROP COLUMN metric")
+    got = RunStore(path).get_comparison(cmp_id)
+    assert got.metric == "test_acc"
+    assert got.runs["default"][0].final["test_acc_raw"] == 12.5  # what it was: the raw eval-mode number
+    assert got.rows[1]["winner"] == "gaussian" and got.verdicts[0].startswith("gaussian beat default by 35.5 points")
+    assert "95% interval" in got.verdicts[0]
 
 
 def test_a_comparison_with_a_learned_variant_saves_and_exports(tmp_path):

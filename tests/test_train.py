@@ -19,7 +19,6 @@ from convcov_core.train import (
     resolve_device,
     summarize,
     train,
-    verdict_sentence,
 )
 
 TINY = dict(dataset="mnist5k", model="convmixer-16/2", kernel_size=5, patch_size=4, epochs=1,
@@ -178,17 +177,31 @@ def test_summary_matches_hand_computation():
     assert gauss["diffs"] == {0: 1.0, 1: 0.5, 2: 1.5}
     assert gauss["diff_mean"] == pytest.approx(1.0)
     assert gauss["diff_std"] == pytest.approx(math.sqrt(sum((d - 1) ** 2 for d in diffs) / 2))
-    assert (gauss["wins"], gauss["losses"], gauss["ties"]) == (3, 0, 0)
+    assert (gauss["wins"], gauss["losses"]) == (3, 0)
+    # 95% t interval: 1.0 ± t(0.975, 2) * 0.5 / sqrt(3) = 1.0 ± 1.24: no clear winner at 3 seeds
+    assert gauss["diff_low"] == pytest.approx(1.0 - 4.302653 * 0.5 / math.sqrt(3), abs=1e-5)
+    assert gauss["winner"] is None
     assert verdicts == [
-        "gaussian beat default by 1.0 ± 0.5 points over 3 seeds (3/3 seeds favour gaussian)."]
+        "gaussian vs default: no clear winner, +1.0 points (95% interval -0.2 to +2.2, 3 seeds; "
+        "3/3 favour gaussian)."]
 
 
-def test_verdict_calls_noise_when_seeds_disagree_or_the_mean_is_small():
-    assert "within seed noise" in verdict_sentence("g", "d", [1.0, 2.0, -0.5])
-    assert "within seed noise" in verdict_sentence("g", "d", [0.1, 0.1, 0.9, -0.0])
-    assert verdict_sentence("g", "d", [-2.0, -3.0]).startswith("d beat g by 2.5 ± 0.7 points over 2 seeds")
-    assert "single seed" in verdict_sentence("g", "d", [1.0])
-    assert "tied" in verdict_sentence("g", "d", [0.0, 0.0])
+def test_summary_judges_the_metric_asked_for():
+    def run(seed, settled, raw):
+        r = _run(seed, settled)
+        r.final["test_acc_raw"] = raw
+        return r
+
+    variants = {"default": {}, "gaussian": {"init": "gaussian"}}
+    runs = {"default": [run(0, 87.0, 12.0), run(1, 86.8, 18.0), run(2, 88.2, 10.0)],
+            "gaussian": [run(0, 85.4, 46.0), run(1, 88.6, 47.0), run(2, 87.6, 52.0)]}
+    refs = {"default": None, "gaussian": "default"}
+    settled, _ = summarize(variants, [0, 1, 2], runs, refs)
+    raw, raw_verdicts = summarize(variants, [0, 1, 2], runs, refs, "test_acc_raw")
+    assert settled[1]["winner"] is None and raw[1]["winner"] == "gaussian"
+    assert raw_verdicts[0].startswith("gaussian beat default by 35.0 points")
+    with pytest.raises(ValueError, match="unknown metric"):
+        summarize(variants, [0], runs, refs, "accuracy")
 
 
 def test_diverged_seed_is_left_out_of_the_pairs():

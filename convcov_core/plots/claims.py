@@ -2,7 +2,7 @@
 
 Two kinds of spec, built by convcov_core.reproduce:
     paired  categories (init variants) on x, one line per seed joining its values, and the mean
-            ± Z SE over seeds (Z = 2: the interval the verdicts use);
+            with its 95% t interval over seeds (stats.mean_interval, as the verdicts use it);
     layers  layers on x, for each group (trained / at init, ...) one thin line per seed and a thick
             line through the mean; optional horizontal threshold line.
 `claim_figure` draws a spec with plotly for the app; `save_png` draws it with matplotlib (Agg) for
@@ -16,7 +16,7 @@ import math
 
 import plotly.graph_objects as go
 
-from ..reproduce import Z, interval
+from .. import stats
 
 SEED_COLOUR = "#b0b0b0"
 MEAN_COLOUR = "#1f77b4"
@@ -24,10 +24,10 @@ GROUP_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728")
 
 
 def mean_interval(values) -> tuple[float | None, float | None]:
-    """(mean, Z standard errors) of the finite values, as the verdicts use them; the half-width is
-    None for fewer than two values."""
-    stats = interval(values)
-    return stats["mean"], (Z * stats["se"] if stats["se"] is not None else None)
+    """(mean, half-width of its 95% t interval) of the finite values, as the verdicts use them;
+    the half-width is None for fewer than two values."""
+    iv = stats.mean_interval(values)
+    return iv.mean, (iv.high - iv.mean if iv.high is not None else None)
 
 
 def _layer_means(per_seed: dict, n_layers: int) -> list:
@@ -56,7 +56,7 @@ def claim_figure(spec: dict, *, height: int = 360) -> go.Figure:
                             marker=dict(size=6), legendgroup="seeds", showlegend=i == 0,
                             hovertemplate=f"seed {seed}<br>%{{x}}: %{{y:.2f}}<extra></extra>")
         means = [mean_interval(spec["values"][c]) for c in cats]
-        fig.add_scatter(x=cats, y=[m for m, _ in means], mode="markers", name="mean ± 2 SE",
+        fig.add_scatter(x=cats, y=[m for m, _ in means], mode="markers", name="mean, 95% interval",
                         marker=dict(color=MEAN_COLOUR, size=12, symbol="diamond"),
                         error_y=dict(type="data", array=[h or 0 for _, h in means], thickness=2, width=8),
                         hovertemplate="%{x}: mean %{y:.2f}<extra></extra>")
@@ -116,7 +116,7 @@ def save_png(spec: dict, path, *, dpi: int = 90) -> None:
                         label="seeds" if i == 0 else None)
             means = [mean_interval(spec["values"][c]) for c in cats]
             ax.errorbar(xs, [math.nan if m is None else m for m, _ in means], yerr=[h or 0 for _, h in means],
-                        fmt="D", color=MEAN_COLOUR, ms=8, capsize=6, lw=2, label="mean ± 2 SE")
+                        fmt="D", color=MEAN_COLOUR, ms=8, capsize=6, lw=2, label="mean, 95% interval")
             ax.set_xticks(xs, cats)
         else:
             layers = spec["layers"]
