@@ -7,7 +7,9 @@ shows up in the sidebar and on Home without editing this file.
 import streamlit as st
 import torch
 
-from app_support import add_bundled_example, discover_pages, open_wanted_page, shown_errors, status_box
+from convcov_app.navigation import discover_pages, open_wanted_page
+from convcov_app.store import add_bundled_example
+from convcov_app.support import shown_errors, status_box
 from convcov_core import covariance, init, plots
 
 

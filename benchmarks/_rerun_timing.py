@@ -19,15 +19,12 @@ import streamlit as st  # noqa: E402
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # pages import the top-level app_support module
-from app_support import NAVIGATION_KEY  # noqa: E402
+sys.path.insert(0, str(ROOT))  # pages import the convcov_app package from the repository root
 
 
 def open_page(page: str, timeout: float) -> AppTest:
-    """The page's AppTest, run once, as behind app.py's navigation."""
-    at = AppTest.from_file(str(ROOT / "pages" / page), default_timeout=timeout)
-    at.session_state[NAVIGATION_KEY] = True
-    return at.run()
+    """The page's AppTest, run once."""
+    return AppTest.from_file(str(ROOT / "pages" / page), default_timeout=timeout).run()
 
 
 def timed_reruns(at: AppTest, move: Callable[[AppTest, int], None], moves: int, *,

@@ -34,6 +34,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from convcov_core.analysis import patch_agop  # noqa: E402
+from convcov_core.models import Residual  # noqa: E402
 
 METHODS = ("patch_agop", "unfold")
 
@@ -55,15 +56,6 @@ def plain_cnn(width: int) -> nn.Sequential:
         nn.Flatten(),
         nn.Linear(width, 10),
     )
-
-
-class Residual(nn.Module):
-    def __init__(self, block: nn.Module):
-        super().__init__()
-        self.block = block
-
-    def forward(self, x):
-        return self.block(x) + x
 
 
 def conv_mixer(dim: int, depth: int, kernel_size: int) -> nn.Sequential:
@@ -93,13 +85,13 @@ def configs(quick: bool) -> dict[str, dict]:
         return {
             "plain CNN 3x3": dict(model="plain", width=8, layer="2", batch=4, image=16),
             "ConvMixer depthwise 9x9": dict(
-                model="mixer", dim=16, depth=1, kernel=9, layer="3.0.block.0", batch=4, image=16
+                model="mixer", dim=16, depth=1, kernel=9, layer="3.0.fn.0", batch=4, image=16
             ),
         }
     return {
         "plain CNN 3x3": dict(model="plain", width=64, layer="2", batch=8, image=32),
         "ConvMixer depthwise 9x9": dict(
-            model="mixer", dim=128, depth=2, kernel=9, layer="3.0.block.0", batch=8, image=32
+            model="mixer", dim=128, depth=2, kernel=9, layer="3.0.fn.0", batch=8, image=32
         ),
     }
 
@@ -259,6 +251,12 @@ def main(argv=None) -> int:
         print(json.dumps(result))
         return 0
 
+    compare_methods(device, args)
+    return 0
+
+
+def compare_methods(device: torch.device, args) -> None:
+    """Every configuration with both methods: peak memory, time, and their ratios."""
     if device.type == "cuda":
         memory_kind = "growth of CUDA max_memory_allocated"
     else:
@@ -294,7 +292,6 @@ def main(argv=None) -> int:
         for name, m, t, d in summaries
     ]
     print(f"summary ({device}): patch_agop vs unfolding -- " + "; ".join(parts))
-    return 0
 
 
 if __name__ == "__main__":

@@ -30,9 +30,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))  # the browser tests' server and Chromium helpers
-from browser_helpers import CHROMIUM, CHROMIUM_ARGS, streamlit_server, wait_until_rendered  # noqa: E402
 from convcov_core.examples import EXAMPLE_NAME  # noqa: E402
 from convcov_core.runs import RunStore  # noqa: E402
+from helpers.browser import CHROMIUM, CHROMIUM_ARGS, streamlit_server, wait_until_rendered  # noqa: E402
 
 
 @contextlib.contextmanager

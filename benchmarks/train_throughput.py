@@ -26,6 +26,7 @@ import torch
 import torch.nn as nn
 
 from convcov_core.data import load_dataset
+from convcov_core.models import Residual  # fn(x) + x, as in the script
 from convcov_core.train import TrainConfig, resolve_device, train
 
 # (label, dim, depth, kernel, patch, dataset, dataset params, timed steps on CPU): 32x32 colour
@@ -38,17 +39,9 @@ QUICK_MODELS = [("ConvMixer-16/2 k=5 p=2 28x28x1", 16, 2, 5, 2, "mnist5k", {}, 3
 GPU_STEPS = 64  # a multiple of train()'s 16-step read-back
 
 
-class Residual(nn.Module):
-    def __init__(self, fn):
-        super().__init__()
-        self.fn = fn
-
-    def forward(self, x):
-        return self.fn(x) + x
-
-
 def ReferenceConvMixer(dim, depth, kernel_size=5, patch_size=2, n_classes=10, in_chans=3):
-    """The ConvMixer CIFAR-10 script's model (in_chans added so grayscale data fits)."""
+    """The ConvMixer CIFAR-10 script's model (in_chans added so grayscale data fits), kept a plain
+    nn.Sequential as the script writes it rather than convcov_core.models.ConvMixer's named layout."""
     return nn.Sequential(
         nn.Conv2d(in_chans, dim, kernel_size=patch_size, stride=patch_size),
         nn.GELU(),
@@ -132,7 +125,7 @@ def best_of(rounds: int, fn) -> float:
     return max(fn() for _ in range(rounds))
 
 
-def main(argv=None):
+def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny model and few steps, for a smoke test")
     parser.add_argument("--ablation", action="store_true", help="also time the reference with each fast path")
@@ -145,7 +138,11 @@ def main(argv=None):
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads for both loops")
     parser.add_argument("--only", default="", help="run only models whose label contains this text")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
     device = resolve_device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)

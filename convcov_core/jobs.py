@@ -13,12 +13,12 @@ finished; a cancelled single run is not saved).
 from __future__ import annotations
 
 import functools
-import os
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Callable
 
+from . import settings
 from .runs import RunStore
 from .train import (
     ComparisonResult,
@@ -31,8 +31,6 @@ from .train import (
     train,
 )
 
-DEFAULT_MAX_JOBS = 1
-DEFAULT_MAX_JOB_SAMPLES = 200_000
 KEEP_FINISHED = 50  # finished jobs remembered for list_jobs / status
 
 
@@ -86,19 +84,6 @@ class _Job:
     thread: threading.Thread | None = None
 
 
-def _env_int(name: str, default: int) -> int:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw.replace("_", "").replace(",", ""))
-    except ValueError:
-        raise ValueError(f"{name} must be a whole number >= 1, got {raw!r}") from None
-    if value < 1:
-        raise ValueError(f"{name} must be a whole number >= 1, got {raw!r}")
-    return value
-
-
 def _images_per_run(config: TrainConfig) -> int:
     """Images one run trains on: steps x batch (full batches of every epoch, or max_steps)."""
     batch, _, total = plan_steps(config, len(load_training_data(config)[1]))
@@ -109,21 +94,22 @@ class JobManager:
     """Runs train/compare jobs (or any callable taking a progress callback) in background threads."""
 
     def __init__(self, max_jobs: int | None = None, store: RunStore | None = None,
-                 max_samples: int | None = None):
-        self.max_jobs = max_jobs if max_jobs is not None else _env_int("CONVCOV_MAX_JOBS", DEFAULT_MAX_JOBS)
-        self.max_samples = (max_samples if max_samples is not None
-                            else _env_int("CONVCOV_MAX_JOB_SAMPLES", DEFAULT_MAX_JOB_SAMPLES))
+                 max_samples: int | None = None, store_path: str | None = None):
+        self.max_jobs = max_jobs if max_jobs is not None else settings.max_jobs()
+        self.max_samples = max_samples if max_samples is not None else settings.max_job_samples()
         if self.max_jobs < 1 or self.max_samples < 1:
             raise ValueError("max_jobs and max_samples must be >= 1")
-        self._store = store
+        self._store, self._store_path = store, store_path
         self._lock = threading.Lock()
         self._jobs: dict[int, _Job] = {}
         self._next_id = 1
 
     @property
     def store(self) -> RunStore:
+        """The run store finished jobs are saved to: `store`, else RunStore(store_path), opened on
+        first use (a store that cannot be opened fails then, not when the manager is made)."""
         if self._store is None:
-            self._store = RunStore()
+            self._store = RunStore(self._store_path)
         return self._store
 
     # -- submitting ------------------------------------------------------------------------------

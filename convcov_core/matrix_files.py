@@ -153,3 +153,18 @@ def projected(report: CovarianceReport) -> tuple[Tensor, float]:
     P = covariance.nearest_psd(report.matrix)
     change = torch.linalg.matrix_norm(P - report.matrix) / torch.linalg.matrix_norm(report.matrix)
     return P, float(change)
+
+
+def covariance_bytes(S: torch.Tensor | list[torch.Tensor], fmt: str) -> bytes:
+    """A flat covariance, or a list of them stacked (depth x k^2 x k^2), serialized as a NumPy .npy
+    file or a torch .pt file (weights-only safe)."""
+    if isinstance(S, list):
+        S = torch.stack(S)
+    buffer = io.BytesIO()
+    if fmt == "npy":
+        np.save(buffer, S.detach().cpu().numpy())
+    elif fmt == "pt":
+        torch.save(S.detach().cpu().contiguous(), buffer)
+    else:
+        raise ValueError(f"format must be 'npy' or 'pt', got {fmt!r}")
+    return buffer.getvalue()

@@ -1,4 +1,4 @@
-"""Models: our ConvMixer, a plain CNN, timm models by name, and safe checkpoint loading.
+"""Models: our ConvMixer, a plain CNN, timm models by name, and models rebuilt from checkpoints.
 
 ConvMixer (Trockman & Kolter, "Patches Are All You Need?"), for input x:
     stem:   z = BN(GELU(Conv_{p x p, stride p}(x)))                    patch embedding
@@ -6,32 +6,32 @@ ConvMixer (Trockman & Kolter, "Patches Are All You Need?"), for input x:
             z = BN(GELU(Conv_{1 x 1}(z)))                               whose covariance we study)
     head:   Linear(mean over positions of z)
 Module names follow timm's ConvMixer (stem / blocks.i / head), so its state dicts load into ours.
+
+Reading checkpoint files safely lives in checkpoints.py, timm's layer surgery in timm_adapt.py.
 """
 
 from __future__ import annotations
 
-import difflib
-import io
-import json
-import pickle
-import pickletools
 import re
-import struct
-import tempfile
-import warnings
-import zipfile
 from collections import OrderedDict
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from torch import nn
 
+# CHECKPOINT_SUFFIXES, DEFAULT_MAX_CHECKPOINT_BYTES, load_state_dict, read_checkpoint_bytes: re-exported
+# for callers that still use models.<name>
+from .checkpoints import (  # noqa: F401
+    CHECKPOINT_SUFFIXES,
+    DEFAULT_MAX_CHECKPOINT_BYTES,
+    load_checkpoint_into,
+    load_state_dict,
+    read_checkpoint_bytes,
+)
 from .init import depthwise_convs
+from .timm_adapt import timm_model
 
 Tensor = torch.Tensor
-
-DEFAULT_MAX_CHECKPOINT_BYTES = 512 * 1024 * 1024
 
 # name -> (spec, kernel size, patch size, description); None leaves the model's own value.
 MODEL_PRESETS: dict[str, tuple[str, int | None, int | None, str]] = {
@@ -158,7 +158,7 @@ def build_model(spec: str, *, num_classes: int, in_chans: int, kernel_size: int 
 
     convmixer: kernel_size / patch_size default to 9 / 7. cnn: kernel_size sets every layer
     (default 5 for the first layer, 3 after); it has no patches, so patch_size must be None.
-    timm: the model's own sizes unless overridden (see _timm_model); ValueError where impossible.
+    timm: the model's own sizes unless overridden (see timm_adapt.timm_model); ValueError where impossible.
     """
     parsed = parse_spec(spec)
     if kernel_size is not None:
@@ -174,82 +174,7 @@ def build_model(spec: str, *, num_classes: int, in_chans: int, kernel_size: int 
         widths = parsed["widths"]
         kernels = kernel_size or [5] + [3] * (len(widths) - 1)
         return SmallCNN(in_chans, num_classes, widths=widths, kernel_sizes=kernels)
-    return _timm_model(parsed["name"], num_classes, in_chans, kernel_size, patch_size)
-
-
-def _timm_model(name: str, num_classes: int, in_chans: int, kernel_size: int | None,
-                patch_size: int | None) -> nn.Module:
-    """timm.create_model(name, pretrained=False, ...) with optional kernel/patch size overrides.
-
-    The override goes to timm's constructor where it takes one (ConvNeXt: kernel_sizes, patch_size).
-    Where it does not (timm's registered ConvMixers fix both in their entry points), the model is
-    built as is and the layers are swapped: every depthwise conv for a k x k one (same stride,
-    padding "same" / k // 2), the patch-embedding conv (kernel = stride) for a p x p, stride p one.
-    A model with no depthwise conv, or whose first conv is not a patch embedding, refuses the
-    override with ValueError.
-    """
-    import timm
-
-    if not timm.is_model(name):
-        close = difflib.get_close_matches(name, timm.list_models(), n=5, cutoff=0.6)
-        hint = f"; similar names: {', '.join(close)}" if close else ""
-        raise ValueError(f"timm has no model named {name!r}{hint}")
-    base = dict(pretrained=False, num_classes=num_classes, in_chans=in_chans)
-    patch = {} if patch_size is None else {"patch_size": patch_size}
-    attempts = [{}] if kernel_size is None else [{"kernel_size": kernel_size}, {"kernel_sizes": kernel_size}]
-    model = None
-    for kernel in attempts:
-        try:
-            model = timm.create_model(name, **base, **kernel, **patch)
-            break
-        except TypeError:
-            continue
-    if model is None:
-        model = timm.create_model(name, **base)
-    if kernel_size is not None:
-        _set_depthwise_kernels(model, name, kernel_size)
-    if patch_size is not None:
-        _set_patch_embedding(model, name, patch_size)
-    return model
-
-
-def _replace(model: nn.Module, name: str, new: nn.Module) -> None:
-    parent, _, child = name.rpartition(".")
-    setattr(model.get_submodule(parent) if parent else model, child, new)
-
-
-def _set_depthwise_kernels(model: nn.Module, model_name: str, k: int) -> None:
-    convs = depthwise_convs(model)
-    if not convs:
-        raise ValueError(f"timm model {model_name!r} has no depthwise convolutions, so its kernel size "
-                         "cannot be set; leave the kernel size empty")
-    bands = sorted({conv.kernel_size for _, conv in convs if conv.kernel_size[0] != conv.kernel_size[1]})
-    if bands:
-        shapes = ", ".join(f"{h} x {w}" for h, w in bands)
-        raise ValueError(f"timm model {model_name!r} has band depthwise filters ({shapes}) that a k x k "
-                         "kernel would replace; leave the kernel size empty to keep its own")
-    for name, conv in convs:
-        if conv.kernel_size == (k, k):
-            continue
-        padding = "same" if conv.stride == (1, 1) else k // 2
-        _replace(model, name, nn.Conv2d(conv.in_channels, conv.out_channels, k, stride=conv.stride,
-                                        padding=padding, dilation=conv.dilation, groups=conv.groups,
-                                        bias=conv.bias is not None))
-
-
-def _set_patch_embedding(model: nn.Module, model_name: str, p: int) -> None:
-    first = (getattr(model, "pretrained_cfg", None) or {}).get("first_conv")
-    try:
-        conv = model.get_submodule(first)
-    except (AttributeError, TypeError):
-        conv = None
-    if not isinstance(conv, nn.Conv2d) or conv.kernel_size != conv.stride:
-        raise ValueError(f"timm model {model_name!r} does not start with a patch embedding, so its patch "
-                         "size cannot be set; leave the patch size empty")
-    if conv.kernel_size != (p, p):
-        _replace(model, first, nn.Conv2d(conv.in_channels, conv.out_channels, p, stride=p,
-                                         bias=conv.bias is not None))
-
+    return timm_model(parsed["name"], num_classes, in_chans, kernel_size, patch_size)
 
 @torch.no_grad()
 def check_input_size(model: nn.Module, in_chans: int, image_size: int, label: str,
@@ -311,182 +236,8 @@ def depthwise_reach(model: nn.Module, in_chans: int, image_size: int, label: str
 
 
 # ---------------------------------------------------------------------------------------------
-# Checkpoints: untrusted files, loaded without running any code they contain
+# Models rebuilt from a checkpoint: the architecture and sizes its state dict implies
 # ---------------------------------------------------------------------------------------------
-
-_ZIP_MAGIC = b"PK\x03\x04"
-_LEGACY_TORCH_PREFIX = pickle.dumps(torch.serialization.MAGIC_NUMBER, protocol=2)
-_LEGACY_TORCH_PICKLES = 5  # magic number, protocol version, sys info, the object, storage keys
-_MAX_SAFETENSORS_HEADER = 100_000_000  # the header size limit of the safetensors library
-_STATE_DICT_WRAPPERS = ("state_dict", "model", "model_state_dict")
-
-
-def load_state_dict(path, *, max_bytes: int = DEFAULT_MAX_CHECKPOINT_BYTES) -> dict[str, Tensor]:
-    """Parameters and buffers from a checkpoint file a user supplies, on the CPU.
-
-    Reads safetensors (by extension or header) or a torch.save file with weights_only=True, so no
-    code in the file ever runs. Accepts a bare state dict or one wrapped as {"state_dict": ...},
-    {"model": ...} or {"model_state_dict": ...}. ValueError, with a distinct message, for a missing,
-    empty, oversized, truncated or unrecognised file, and for one holding arbitrary Python objects.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"checkpoint {path} does not exist")
-    size = path.stat().st_size
-    if size == 0:
-        raise ValueError(f"checkpoint {path.name} is empty (0 bytes)")
-    if size > max_bytes:
-        raise ValueError(f"checkpoint {path.name} is {_format_bytes(size)}, over the "
-                         f"{_format_bytes(max_bytes)} limit for uploaded checkpoints")
-    with path.open("rb") as f:
-        head = f.read(16)
-    if path.suffix == ".safetensors" or _looks_like_safetensors(head):
-        loaded = _load_safetensors(path, size)
-    elif head.startswith(_ZIP_MAGIC) or (head[:1] == b"\x80" and head[1:2] in b"\x02\x03\x04\x05"):
-        loaded = _load_torch(path)
-    else:
-        raise ValueError(f"{path.name} is not a checkpoint: expected a .safetensors file or a file "
-                         "written by torch.save")
-    return _as_state_dict(loaded, path.name)
-
-
-def _format_bytes(n: int) -> str:
-    for unit in ("bytes", "KiB", "MiB"):
-        if n < 1024:
-            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} GiB"
-
-
-def _looks_like_safetensors(head: bytes) -> bool:
-    """safetensors layout: an 8-byte little-endian header length n, then n bytes of JSON ("{...")."""
-    return len(head) >= 9 and struct.unpack("<Q", head[:8])[0] < _MAX_SAFETENSORS_HEADER and head[8:9] == b"{"
-
-
-def _load_safetensors(path: Path, size: int) -> dict:
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    try:
-        return load_file(str(path), device="cpu")
-    except SafetensorError as err:
-        if size < _safetensors_expected_size(path):
-            raise ValueError(f"checkpoint {path.name} is truncated: the safetensors header promises "
-                             "more bytes than the file has") from None
-        raise ValueError(f"checkpoint {path.name} is a damaged safetensors file ({err})") from None
-
-
-def _safetensors_expected_size(path: Path) -> int:
-    """File size the header describes (8 + header + tensor data); 0 if the header is unreadable
-    (its length beyond any real header's: not read, so a wrong file cannot make us allocate it)."""
-    with path.open("rb") as f:
-        head = f.read(8)
-        n = struct.unpack("<Q", head)[0] if len(head) == 8 else 0
-        if n > _MAX_SAFETENSORS_HEADER:
-            return 0
-        try:
-            header = json.loads(f.read(n))
-        except ValueError:
-            return 8 + n if n else 0
-    if not isinstance(header, dict):
-        return 8 + n
-    ends = [t["data_offsets"][1] for key, t in header.items()
-            if key != "__metadata__" and isinstance(t, dict) and "data_offsets" in t]
-    return 8 + n + max(ends, default=0)
-
-
-def _load_torch(path: Path):
-    truncated = ValueError(f"checkpoint {path.name} is truncated or damaged: it ends before the data it "
-                           "describes; save or copy it again")
-    try:
-        globals_used = _pickle_globals(path)
-    except (ValueError, zipfile.BadZipFile):
-        raise truncated from None
-    if globals_used is None:
-        raise ValueError(f"{path.name} is a zip archive but not a torch checkpoint (no data.pkl inside)")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        foreign = [g for g in globals_used if not g.startswith(("torch.", "collections.OrderedDict"))]
-        named = f" (it references {', '.join(foreign[:5])})" if foreign else ""
-        raise ValueError(f"checkpoint {path.name} contains arbitrary Python objects{named} and was not "
-                         "executed; only tensors and plain containers are loaded. Save the model's "
-                         "state_dict() with torch.save or safetensors.") from None
-    except (EOFError, struct.error) as err:
-        raise truncated from err
-    except RuntimeError as err:
-        if "magic number" in str(err).lower():
-            raise ValueError(f"{path.name} is a Python pickle but not a torch checkpoint") from None
-        raise truncated from None
-
-
-def _pickle_globals(path: Path) -> list[str] | None:
-    """Module-level names ("module.attr") the checkpoint's pickles would import, found by reading
-    the opcodes only (pickletools, nothing executed). ValueError when a pickle ends early; None for
-    a zip archive without the data.pkl of torch.save."""
-    with path.open("rb") as f:
-        if f.read(4) == _ZIP_MAGIC:
-            with zipfile.ZipFile(f) as archive:
-                member = next((n for n in archive.namelist() if n.endswith("data.pkl")), None)
-                if member is None:
-                    return None
-                return _opcode_globals(io.BytesIO(archive.read(member)), 1)
-        f.seek(0)
-        count = _LEGACY_TORCH_PICKLES if f.read(len(_LEGACY_TORCH_PREFIX)) == _LEGACY_TORCH_PREFIX else 1
-        f.seek(0)
-        return _opcode_globals(f, count)
-
-
-def _opcode_globals(stream, count: int) -> list[str]:
-    names = []
-    for _ in range(count):
-        strings = []
-        for opcode, arg, _ in pickletools.genops(stream):
-            if opcode.name == "GLOBAL":
-                names.append(arg.replace(" ", "."))
-            elif opcode.name == "STACK_GLOBAL" and len(strings) >= 2:
-                names.append(".".join(strings[-2:]))
-            if isinstance(arg, str):
-                strings.append(arg)
-    return names
-
-
-def _as_state_dict(loaded, filename: str) -> dict[str, Tensor]:
-    if isinstance(loaded, dict):
-        for key in _STATE_DICT_WRAPPERS:
-            if isinstance(loaded.get(key), dict):
-                loaded = loaded[key]
-                break
-    if not isinstance(loaded, dict):
-        raise ValueError(f"{filename} does not hold a state dict (found {type(loaded).__name__}); save "
-                         "model.state_dict()")
-    if not loaded:
-        raise ValueError(f"{filename} holds an empty state dict")
-    for key, value in loaded.items():
-        if not isinstance(key, str) or not isinstance(value, Tensor):
-            raise ValueError(f"{filename} does not hold a state dict: entry {key!r} is a "
-                             f"{type(value).__name__}, not a tensor")
-    return dict(loaded)
-
-
-def load_checkpoint_into(model: nn.Module, state_dict: dict[str, Tensor]) -> None:
-    """Copy a state dict into `model` (strict). ValueError naming the first missing, unexpected and
-    shape-mismatched entries when the checkpoint is for a different architecture."""
-    expected = model.state_dict()
-    missing = [k for k in expected if k not in state_dict]
-    unexpected = [k for k in state_dict if k not in expected]
-    shapes = [f"{k}: checkpoint {tuple(state_dict[k].shape)} vs model {tuple(v.shape)}"
-              for k, v in expected.items() if k in state_dict and state_dict[k].shape != v.shape]
-    problems = [f"{label} ({len(items)}): {', '.join(items[:3])}{', ...' if len(items) > 3 else ''}"
-                for label, items in (("shape mismatches", shapes), ("missing keys", missing),
-                                     ("unexpected keys", unexpected)) if items]
-    if problems:
-        raise ValueError("checkpoint does not fit this model (different architecture?); "
-                         + "; ".join(problems))
-    model.load_state_dict(state_dict, strict=True)
-
 
 #: Architectures a user's checkpoint may have: label -> model spec ("convmixer" = read from file).
 CHECKPOINT_ARCHITECTURES = {
@@ -497,8 +248,6 @@ CHECKPOINT_ARCHITECTURES = {
     "timm ConvNeXt-Nano": "timm:convnext_nano",
     "timm ConvNeXt-Tiny": "timm:convnext_tiny",
 }
-#: File endings a checkpoint upload keeps (anything else is read as ".bin": by its header).
-CHECKPOINT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".ckpt")
 
 _BLOCK_DW = re.compile(r"blocks\.(\d+)\.0\.fn\.0\.weight")
 
@@ -544,17 +293,3 @@ def model_from_state_dict(state: dict[str, Tensor], architecture: str) -> tuple[
                         kernel_size=layout["kernel_size"], patch_size=layout["patch_size"])
     load_checkpoint_into(model, state)
     return model.eval(), layout
-
-
-def read_checkpoint_bytes(data: bytes, filename: str, *,
-                          max_bytes: int = DEFAULT_MAX_CHECKPOINT_BYTES) -> dict[str, Tensor]:
-    """load_state_dict of an uploaded file's bytes (safetensors or torch weights_only: no code in
-    the file runs); messages name the file as the user called it."""
-    suffix = Path(filename).suffix if Path(filename).suffix in CHECKPOINT_SUFFIXES else ".bin"
-    with tempfile.TemporaryDirectory(prefix="convcov-upload-") as folder:
-        path = Path(folder) / f"checkpoint{suffix}"
-        path.write_bytes(data)
-        try:
-            return load_state_dict(path, max_bytes=max_bytes)
-        except ValueError as err:
-            raise ValueError(str(err).replace(path.name, filename)) from None

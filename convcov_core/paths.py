@@ -9,18 +9,24 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from . import settings
+
 
 def convcov_home() -> Path:
-    """$CONVCOV_HOME or ~/.convcov, created if missing."""
-    home = Path(os.environ.get("CONVCOV_HOME") or "~/.convcov").expanduser()
+    """$CONVCOV_HOME or ~/.convcov (settings.home), created if missing."""
+    home = settings.home()
     home.mkdir(parents=True, exist_ok=True)
     return home
 
 
+def runs_path() -> Path:
+    """The run store's SQLite file: convcov_home()/runs.db."""
+    return convcov_home() / "runs.db"
+
+
 def data_root() -> Path:
     """$CONVCOV_DATA or convcov_home()/data, created if missing."""
-    env = os.environ.get("CONVCOV_DATA")
-    root = Path(env).expanduser() if env else convcov_home() / "data"
+    root = settings.data() or convcov_home() / "data"
     root.mkdir(parents=True, exist_ok=True)
     return root
 

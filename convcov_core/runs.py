@@ -4,13 +4,14 @@ WAL mode with a busy timeout, so two processes can write at once; every save is 
 so a process killed mid-save leaves every earlier run intact. Nothing is pickled: configs, histories
 and metrics are JSON, covariances are float32 bytes of their upper triangle (k^2 (k^2 + 1) / 2
 numbers per layer), state dicts are safetensors bytes.
+
+This module is the store itself (tables, writing, reading); `run_codec` turns a run's parts into
+column values and back, `run_export` writes a stored run as JSON and CSV files.
 """
 
 from __future__ import annotations
 
-import csv
 import json
-import math
 import sqlite3
 import time
 from contextlib import contextmanager
@@ -18,13 +19,24 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-import numpy as np
-import torch
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
-from .paths import convcov_home
+from .paths import runs_path
+from .run_codec import (
+    covariance_kernel_size,
+    decode_covariance,
+    encode_covariance,
+    rows_to_json,
+    run_kernel_size,
+    stored_final,
+    stored_precision,
+)
+from .run_export import export_run, write_history_csv
 from .train import ComparisonResult, RunResult, TrainConfig, summarize
+
+__all__ = ["ComparisonSummary", "RunStore", "RunSummary", "decode_covariance", "encode_covariance",
+           "write_history_csv"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS comparisons (
@@ -124,57 +136,6 @@ class ComparisonSummary:
     n_runs: int
 
 
-def encode_covariance(S: torch.Tensor) -> bytes:
-    """Upper triangle (diagonal included), row by row, as float32 bytes."""
-    m = np.asarray(torch.as_tensor(S, dtype=torch.float64).cpu(), dtype=np.float32)
-    rows, cols = np.triu_indices(m.shape[0])
-    return m[rows, cols].tobytes()
-
-
-def decode_covariance(blob: bytes, kernel_size: int) -> torch.Tensor:
-    """Inverse of encode_covariance: the symmetric k^2 x k^2 matrix as float64."""
-    n = kernel_size * kernel_size
-    values = np.frombuffer(blob, dtype=np.float32)
-    if values.size != n * (n + 1) // 2:
-        raise ValueError(f"stored covariance has {values.size} numbers, expected {n * (n + 1) // 2}")
-    m = np.zeros((n, n), dtype=np.float64)
-    rows, cols = np.triu_indices(n)
-    m[rows, cols] = values
-    m[cols, rows] = values
-    return torch.from_numpy(m)
-
-
-def _json(value) -> str:
-    return json.dumps(value, sort_keys=True)
-
-
-def _finite_or_none(value):
-    """JSON for export: NaN and infinities (diverged runs) become null, as strict JSON requires."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite_or_none(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite_or_none(v) for v in value]
-    return value
-
-
-def _stored_precision(config: TrainConfig, device: str) -> str:
-    """The precision a stored run trained in: saved resolved since precisions exist; before that
-    ("auto" in its config) CUDA runs used bf16 autocast and all others fp32."""
-    if config.precision != "auto":
-        return config.precision
-    return "bf16" if device.startswith("cuda") else "fp32"
-
-
-def _kernel_size(result: RunResult) -> int | None:
-    if result.config.kernel_size is not None:
-        return result.config.kernel_size
-    if result.covariances:
-        return int(round(math.sqrt(result.covariances[0].shape[0])))
-    return None
-
-
 def _add_metric_column(conn) -> None:
     """Stores written before comparisons recorded the metric they judge get the column (NULL:
     test_acc); two processes opening one old store at once both try, and one finds it there."""
@@ -187,19 +148,11 @@ def _add_metric_column(conn) -> None:
             raise
 
 
-def _final_of(final: dict) -> dict:
-    """A stored run's final metrics; runs saved before test accuracy was measured with settled
-    BatchNorm statistics had only the raw eval-mode number, which is what test_acc_raw names now."""
-    if "test_acc_raw" not in final:
-        final = dict(final, test_acc_raw=final.get("test_acc"))
-    return final
-
-
 class RunStore:
     """Training runs and comparisons in SQLite; see the module docstring for the guarantees."""
 
     def __init__(self, path: str | Path | None = None):
-        self.path = Path(path) if path is not None else convcov_home() / "runs.db"
+        self.path = Path(path) if path is not None else runs_path()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         for attempt in range(50):
             try:
@@ -268,7 +221,7 @@ class RunStore:
                 "INSERT INTO comparisons (created, name, base_config, variants, refs, seeds, rows, "
                 "verdicts, wall_time, status, metric) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (_now(), name, _json(cmp.base_config.to_dict()), json.dumps(cmp.variants_dict()),
-                 json.dumps(cmp.references), json.dumps(cmp.seeds), _json(_rows_to_json(cmp.rows)),
+                 json.dumps(cmp.references), json.dumps(cmp.seeds), _json(rows_to_json(cmp.rows)),
                  json.dumps(cmp.verdicts), cmp.wall_time, cmp.status, cmp.metric))
             cmp_id = cur.lastrowid
             for runs in cmp.runs.values():
@@ -285,7 +238,7 @@ class RunStore:
             "init, freeze_filters, seed, status, message, test_acc, train_acc, loss, wall_time, device, "
             "config, history, final, layer_names, state_dict) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (_now(), name, comparison_id, result.variant, cfg.dataset, cfg.model, _kernel_size(result),
+            (_now(), name, comparison_id, result.variant, cfg.dataset, cfg.model, run_kernel_size(result),
              len(result.layer_names) or None, cfg.init, int(cfg.freeze_filters), cfg.seed, result.status,
              result.message, result.final.get("test_acc"), result.final.get("train_acc"),
              result.final.get("loss"), result.wall_time, result.device,
@@ -295,7 +248,7 @@ class RunStore:
         for role, covs in ((_LEARNED, result.covariances), (_INIT, cfg.covariances or [])):
             conn.executemany(
                 "INSERT INTO covariances (run_id, role, layer, kernel_size, data) VALUES (?, ?, ?, ?, ?)",
-                [(run_id, role, i, int(round(math.sqrt(S.shape[0]))), encode_covariance(S))
+                [(run_id, role, i, covariance_kernel_size(S), encode_covariance(S))
                  for i, S in enumerate(covs)])
         return run_id
 
@@ -349,11 +302,11 @@ class RunStore:
             covs[role].append(decode_covariance(blob, k))
         config = TrainConfig.from_dict(json.loads(row[0]))
         config.covariances = covs[_INIT] or None
-        return RunResult(config=config, history=json.loads(row[1]), final=_final_of(json.loads(row[2])),
+        return RunResult(config=config, history=json.loads(row[1]), final=stored_final(json.loads(row[2])),
                          status=row[3], message=row[4], wall_time=row[5], device=row[6],
                          layer_names=json.loads(row[7]), covariances=covs[_LEARNED],
                          state_dict=dict(load_safetensors(row[8])) if row[8] else None, id=run_id,
-                         variant=row[9], precision=_stored_precision(config, row[6]))
+                         variant=row[9], precision=stored_precision(config, row[6]))
 
     def list_comparisons(self) -> list[ComparisonSummary]:
         """All comparisons, newest first."""
@@ -395,38 +348,11 @@ class RunStore:
     def export(self, run_id: int, path: str | Path) -> tuple[Path, Path]:
         """Write a run as JSON (config, metrics, history, covariances per layer) and its history as CSV
         next to it (same name, .csv); return both paths."""
-        run = self.get(run_id)
-        json_path = Path(path)
-        csv_path = json_path.with_suffix(".csv")
-        doc = {
-            "id": run.id, "variant": run.variant, "status": run.status, "message": run.message,
-            "device": run.device, "wall_time": run.wall_time, "config": run.config.to_dict(),
-            "final": run.final, "history": run.history, "layer_names": run.layer_names,
-            "covariances": {name: S.tolist() for name, S in zip(run.layer_names, run.covariances)},
-        }
-        json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(json.dumps(_finite_or_none(doc), allow_nan=False))
-        write_history_csv(run.history, csv_path)
-        return json_path, csv_path
+        return export_run(self.get(run_id), path)
 
 
-def write_history_csv(history: dict, path: Path) -> None:
-    """One row per step (step, epoch, loss, lr); the per-epoch metrics sit on the epoch's last step."""
-    per_epoch = {s: i for i, s in enumerate(history.get("epoch_end_step", []))}
-    epoch_keys = ("train_acc", "test_acc", "images_per_s")
-    with open(path, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(("step", "epoch", "loss", "lr") + epoch_keys)
-        for i, step in enumerate(history["step"]):
-            e = per_epoch.get(step)
-            writer.writerow([step, history["epoch"][i], history["loss"][i], history["lr"][i]]
-                            + ["" if e is None else history[key][e] for key in epoch_keys])
-
-
-def _rows_to_json(rows: list) -> list:
-    """Rows keyed by seed use int keys; JSON objects need strings."""
-    return [{**r, **{k: {str(s): v for s, v in r[k].items()} for k in ("per_seed", "diffs", "statuses")}}
-            for r in rows]
+def _json(value) -> str:
+    return json.dumps(value, sort_keys=True)
 
 
 def _now() -> str:

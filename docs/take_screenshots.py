@@ -21,8 +21,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))  # the browser tests' server and Chromium helpers
-from browser_helpers import CHROMIUM, CHROMIUM_ARGS, screenshot_whole_page, streamlit_server, wait_until_rendered  # noqa: E402
 from convcov_core import covariance  # noqa: E402
+from helpers.browser import CHROMIUM, CHROMIUM_ARGS, screenshot_whole_page, streamlit_server, wait_until_rendered  # noqa: E402
 
 WIDTH = 1280  # window width (pixels)
 

@@ -5,8 +5,10 @@ from functools import partial
 
 import streamlit as st
 
-from app_support import page_setup, shown_errors
-from convcov_core import covariance, plots, ui
+from convcov_app import labels
+from convcov_app.navigation import page_setup
+from convcov_app.support import shown_errors
+from convcov_core import covariance, matrix_files, plots, settings
 
 page_setup("Covariance Explorer")
 
@@ -43,7 +45,7 @@ def schedule_figure(k: int, sigma_first: float, sigma_last: float, depth: int):
 
 @st.cache_data(max_entries=4, show_spinner=False)
 def covariance_file(k: int, sigma: float, fmt: str) -> bytes:
-    return ui.covariance_bytes(closed_form(k, sigma).dense(), fmt)
+    return matrix_files.covariance_bytes(closed_form(k, sigma).dense(), fmt)
 
 
 @st.cache_data(max_entries=4, show_spinner=False)
@@ -69,12 +71,12 @@ st.markdown(
 )
 
 with shown_errors():
-    max_k = ui.max_kernel_size()
+    max_k = settings.max_kernel_size()
     with st.sidebar:
         st.header("Covariance")
         k = st.slider("Kernel size k", 3, max_k, 9, step=2, key="kernel_size",
                       help="Odd sizes only, so the filter has a centre pixel.")
-        sigma = st.select_slider("σ (pixels, log scale)", ui.SIGMA_OPTIONS, value=2.0, key="sigma",
+        sigma = st.select_slider("σ (pixels, log scale)", labels.SIGMA_OPTIONS, value=2.0, key="sigma",
                                  help="Width of the Gaussian: how far apart two pixels can be and "
                                       "still co-vary.")
         view = st.radio("View", ["tiled", "flat"], horizontal=True, key="view",
@@ -137,9 +139,9 @@ with shown_errors():
     st.markdown("In trained ConvMixers the covariance spreads out with depth. Layer l of L uses "
                 "σ_l = σ_first + (σ_last − σ_first) · l / (L − 1).")
     first_col, last_col, depth_col = st.columns(3)
-    sigma_first = first_col.select_slider("σ_first (layer 1)", ui.SIGMA_OPTIONS, value=1.0,
+    sigma_first = first_col.select_slider("σ_first (layer 1)", labels.SIGMA_OPTIONS, value=1.0,
                                           key="sigma_first")
-    sigma_last = last_col.select_slider("σ_last (last layer)", ui.SIGMA_OPTIONS, value=3.0,
+    sigma_last = last_col.select_slider("σ_last (last layer)", labels.SIGMA_OPTIONS, value=3.0,
                                         key="sigma_last")
     depth = depth_col.slider("Depth L (layers)", 1, 12, 8, key="depth")
     st.plotly_chart(schedule_figure(k, sigma_first, sigma_last, depth), config={"displaylogo": False})

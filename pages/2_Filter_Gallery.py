@@ -5,8 +5,11 @@ import math
 import numpy as np
 import streamlit as st
 
-from app_support import page_setup, reset_when_changed, shown_errors, stored_runs_or_warning
-from convcov_core import matrix_files, plots, ui
+from convcov_app import labels
+from convcov_app.navigation import page_setup
+from convcov_app.store import learned_covariances, runs_with_learned_covariances
+from convcov_app.support import reset_when_changed, shown_errors, stored_runs_or_warning
+from convcov_core import gallery, matrix_files, plots, settings
 
 page_setup("Filter Gallery")
 
@@ -16,7 +19,7 @@ UPLOADED_LABEL = "Your covariance (uploaded)"
 
 @st.cache_data(max_entries=8, show_spinner=False)
 def learned_layers(run_id: int) -> list:
-    return ui.learned_covariances(run_id)
+    return learned_covariances(run_id)
 
 
 @st.cache_data(max_entries=4, show_spinner="Checking the matrix…")
@@ -25,15 +28,15 @@ def uploaded_report(data: bytes, name: str) -> matrix_files.CovarianceReport:
 
 
 @st.cache_data(max_entries=32, show_spinner="Sampling filters…")
-def panel(scheme, k, n_show, n_sample, seed, sigma, run_id, layer, uploaded) -> ui.GalleryPanel:
+def panel(scheme, k, n_show, n_sample, seed, sigma, run_id, layer, uploaded) -> gallery.GalleryPanel:
     """One column; scheme "uploaded" samples the user's matrix (a numpy array) as a learned one."""
-    learned = None
+    learned_cov = None
     if scheme == "learned":
-        learned = learned_layers(run_id)[layer]
+        learned_cov = learned_layers(run_id)[layer]
     elif scheme == "uploaded":
-        learned = uploaded
-    return ui.gallery_panel("learned" if scheme == "uploaded" else scheme, k, n_show, n_sample, seed,
-                            sigma=sigma if scheme == "gaussian" else None, learned=learned)
+        learned_cov = uploaded
+    return gallery.gallery_panel("learned" if scheme == "uploaded" else scheme, k, n_show, n_sample, seed,
+                            sigma=sigma if scheme == "gaussian" else None, learned=learned_cov)
 
 
 @st.cache_resource(max_entries=32, show_spinner=False)  # read-only figure: no unpickling
@@ -43,7 +46,7 @@ def column_figures(scheme, k, n_show, n_sample, seed, sigma, run_id, layer, uplo
     p = panel(scheme, k, n_show, n_sample, seed, sigma, run_id, layer, uploaded)
     grid_columns = math.ceil(math.sqrt(n_show))
     grid_height = int((width - 20) * math.ceil(n_show / grid_columns) / grid_columns) + 98
-    spectrum_title = f"Mean |FFT| of {min(n_sample, ui.SPECTRUM_FILTERS):,} filters"
+    spectrum_title = f"Mean |FFT| of {min(n_sample, gallery.SPECTRUM_FILTERS):,} filters"
     return (plots.filter_grid_figure(p.filters, columns=grid_columns, height=grid_height,
                                      title=f"{n_show} filters, {k} × {k}"),
             plots.covariance_pair_figure(p.empirical, p.target, height=int((width - 20) * 0.47) + 118,
@@ -92,19 +95,19 @@ st.markdown(
 )
 
 with shown_errors():
-    runs = stored_runs_or_warning(ui.runs_with_learned_covariances, "the learned scheme is hidden")
-    by_label = {ui.scheme_label(name): name for name in ui.scheme_names(include_learned=bool(runs))}
+    runs = stored_runs_or_warning(runs_with_learned_covariances, "the learned scheme is hidden")
+    by_label = {labels.scheme_label(name): name for name in labels.scheme_names(include_learned=bool(runs))}
     with st.sidebar:
         st.header("Schemes")
         chosen = st.multiselect("Init schemes", list(by_label), key="schemes",
-                                default=[ui.scheme_label("default"), ui.scheme_label("gaussian")])
+                                default=[labels.scheme_label("default"), labels.scheme_label("gaussian")])
         schemes = [by_label[label] for label in chosen]
-        k = st.slider("Kernel size k", 3, min(15, ui.max_kernel_size()), 9, step=2, key="kernel_size")
-        sigma = st.select_slider("σ of the Gaussian scheme (pixels)", ui.SIGMA_OPTIONS, value=2.0,
+        k = st.slider("Kernel size k", 3, min(15, settings.max_kernel_size()), 9, step=2, key="kernel_size")
+        sigma = st.select_slider("σ of the Gaussian scheme (pixels)", labels.SIGMA_OPTIONS, value=2.0,
                                  key="sigma", disabled="gaussian" not in schemes)
         run_id, layer = None, 0
         if "learned" in schemes:
-            run_ids = {ui.run_label(summary): summary.id for summary in runs}
+            run_ids = {labels.run_label(summary): summary.id for summary in runs}
             run_id = run_ids[st.selectbox("Learned covariance from run", list(run_ids), key="run")]
             n_layers = len(learned_layers(run_id))
             reset_when_changed("gallery_layers_of", run_id, dict(layer=1))
@@ -137,7 +140,7 @@ with shown_errors():
     width = min(480, (820 - 32 * (len(schemes) - 1)) // len(schemes))
     for column, scheme in zip(st.columns(len(schemes), gap="medium"), schemes):
         with column:
-            st.markdown(f"**{UPLOADED_LABEL if scheme == 'uploaded' else ui.scheme_label(scheme)}**")
+            st.markdown(f"**{UPLOADED_LABEL if scheme == 'uploaded' else labels.scheme_label(scheme)}**")
             grid, pair, spectrum = column_figures(scheme, k, n_show, n_sample, st.session_state.seed, sigma,
                                                   run_id, layer, uploaded if scheme == "uploaded" else None,
                                                   width)

@@ -5,9 +5,11 @@ from functools import partial
 import pandas as pd
 import streamlit as st
 
-import app_jobs
-from app_support import device_name, page_setup, present_datasets, shown_errors
-from convcov_core import data, examples, init, lab, models, text, ui
+from convcov_app import background, lab, labels
+from convcov_app.navigation import page_setup
+from convcov_app.store import example_source, learned_covariances, learned_sources, run_store
+from convcov_app.support import device_name, present_datasets, shown_errors
+from convcov_core import data, init, learned_sets, models, reach, settings, text
 from convcov_core.plots import training as figures
 
 page_setup("Training Lab")
@@ -20,28 +22,14 @@ MODEL_CHOICES = [name for name, (spec, *_rest) in models.MODEL_PRESETS.items()
 WIDTHS = (8, 16, 32, 64, 128, 256, 512)
 BATCH_SIZES = (16, 32, 64, 128, 256, 512)
 LEARNING_RATES = (0.0003, 0.001, 0.003, 0.01, 0.03, 0.1)
-SCHEME_BY_LABEL = {ui.scheme_label(name): name for name in init.SCHEMES}
+SCHEME_BY_LABEL = {labels.scheme_label(name): name for name in init.SCHEMES}
 KEPT = "lab_kept_setup"  # (preset, setup) of this visit: widget values are dropped on other pages
-
-
-def learned_sources() -> dict:
-    """Label -> ("set", name) or ("run", id) for every source of learned covariances."""
-    sources = {lab.covariance_set_label(s): ("set", s.name) for s in lab.list_covariance_sets()}
-    for r in ui.runs_with_learned_covariances():
-        sources[f"run {ui.run_label(r)}"] = ("run", r.id)
-    return sources
-
-
-def example_source(sources: dict) -> str | None:
-    """The label of the bundled example network among `sources`, if it is in the run store."""
-    example_id = examples.stored_id(app_jobs.job_manager().store)
-    return next((label for label, ref in sources.items() if ref == ("run", example_id)), None)
 
 
 @st.cache_data(ttl=60, max_entries=4, show_spinner=False)
 def load_learned(source: tuple) -> list:
     kind, ref = source
-    return lab.load_covariance_set(ref) if kind == "set" else ui.learned_covariances(ref)
+    return learned_sets.load_covariance_set(ref) if kind == "set" else learned_covariances(ref)
 
 
 def model_choice(spec: str, kernel_size: int, patch_size) -> str:
@@ -60,7 +48,7 @@ def apply_setup(setup: lab.LabSetup) -> None:
     if s.lab_model == CUSTOM_MODEL:
         parsed = models.parse_spec(setup.model)
         s.lab_width, s.lab_depth = parsed["dim"], parsed["depth"]
-    s.lab_inits = [ui.scheme_label(name) for name in setup.inits]
+    s.lab_inits = [labels.scheme_label(name) for name in setup.inits]
     s.lab_custom_sigma = setup.sigma_first is not None
     if s.lab_custom_sigma:
         s.lab_sigma_first, s.lab_sigma_last = setup.sigma_first, setup.sigma_last
@@ -95,8 +83,8 @@ def apply_model_sizes() -> None:
         st.session_state.setdefault("lab_depth", 4)
 
 
-def sidebar(datasets: dict, max_k: int) -> tuple[lab.LabSetup, tuple | None]:
-    """The setup widgets; returns the setup and the learned-covariance source (if learned is picked)."""
+def model_widgets(datasets: dict, max_k: int) -> tuple[str, str, int, int]:
+    """Preset, dataset, model, kernel and patch size: (dataset, model spec, k, patch)."""
     st.header("Setup")
     st.selectbox("Start from a preset", list(lab.PRESETS), key="lab_preset", on_change=apply_preset,
                  help="Fills in every setting below; change any of them to make your own.")
@@ -113,20 +101,25 @@ def sidebar(datasets: dict, max_k: int) -> tuple[lab.LabSetup, tuple | None]:
     k = st.slider("Kernel size k of the depthwise filters", 3, max_k, step=2, key="lab_k")
     patch = st.number_input("Patch size", 1, 16, step=1, key="lab_patch",
                             help="The stem cuts images into p × p patches; larger is faster but coarser.")
+    return dataset, spec, k, int(patch)
 
+
+def init_widgets_for(k: int) -> tuple[tuple, float | None, float | None, tuple | None, str]:
+    """The init schemes, the Gaussian schedule, the learned source and the filter mode:
+    (inits, sigma_first, sigma_last, learned source or None, filters)."""
     st.header("Init schemes")
     sources = learned_sources()
-    labels = [label for label, name in SCHEME_BY_LABEL.items() if name != "learned" or sources]
-    st.session_state.lab_inits = [v for v in st.session_state.lab_inits if v in labels]
-    chosen = st.multiselect("Compare (the first one is the reference)", labels, key="lab_inits")
+    offered = [label for label, name in SCHEME_BY_LABEL.items() if name != "learned" or sources]
+    st.session_state.lab_inits = [v for v in st.session_state.lab_inits if v in offered]
+    chosen = st.multiselect("Compare (the first one is the reference)", offered, key="lab_inits")
     inits = tuple(SCHEME_BY_LABEL[label] for label in chosen)
     sigma_first = sigma_last = None
     if "gaussian" in inits:
         first, last = init.default_sigmas(k)
         if st.toggle("Custom σ schedule for the Gaussian init", key="lab_custom_sigma",
                      help=f"Default: σ grows linearly over depth from {first:g} to {last:g} (k / 3)."):
-            sigma_first = st.select_slider("σ_first (first layer)", ui.SIGMA_OPTIONS, key="lab_sigma_first")
-            sigma_last = st.select_slider("σ_last (last layer)", ui.SIGMA_OPTIONS, key="lab_sigma_last")
+            sigma_first = st.select_slider("σ_first (first layer)", labels.SIGMA_OPTIONS, key="lab_sigma_first")
+            sigma_last = st.select_slider("σ_last (last layer)", labels.SIGMA_OPTIONS, key="lab_sigma_last")
         else:
             st.caption(f"Gaussian init: σ from {first:g} (first layer) to {last:.3g} (last layer).")
     source = None
@@ -142,7 +135,11 @@ def sidebar(datasets: dict, max_k: int) -> tuple[lab.LabSetup, tuple | None]:
     filters = st.radio("Depthwise filters", list(lab.FILTER_MODES), key="lab_filters",
                        help="frozen at init: the filters never change, so the init alone decides "
                             "what spatial structure the network can use.")
+    return inits, sigma_first, sigma_last, source, filters
 
+
+def training_widgets() -> dict:
+    """Epochs, batch size, learning rate, seeds, step cap and precision, as LabSetup fields."""
     st.header("Training")
     epochs = st.number_input("Epochs", 1, 100, step=1, key="lab_epochs")
     batch = st.select_slider("Batch size", BATCH_SIZES, key="lab_batch")
@@ -158,10 +155,16 @@ def sidebar(datasets: dict, max_k: int) -> tuple[lab.LabSetup, tuple | None]:
                                   "or a CPU with AMX or AVX512-BF16; the device line above says which), "
                                   "fp32 elsewhere. fp32 is slower; on mnist5k the two reached the same "
                                   "test accuracy within seed noise (benchmarks/precision_accuracy.py).")
-    setup = lab.LabSetup(dataset=dataset, model=spec, kernel_size=k, patch_size=int(patch), inits=inits,
-                         filters=filters, epochs=int(epochs), batch_size=batch, lr=lr, n_seeds=int(n_seeds),
-                         sigma_first=sigma_first, sigma_last=sigma_last, max_steps=int(max_steps) or None,
-                         precision=precision)
+    return dict(epochs=int(epochs), batch_size=batch, lr=lr, n_seeds=int(n_seeds),
+                max_steps=int(max_steps) or None, precision=precision)
+
+
+def sidebar(datasets: dict, max_k: int) -> tuple[lab.LabSetup, tuple | None]:
+    """The setup widgets; returns the setup and the learned-covariance source (if learned is picked)."""
+    dataset, spec, k, patch = model_widgets(datasets, max_k)
+    inits, sigma_first, sigma_last, source, filters = init_widgets_for(k)
+    setup = lab.LabSetup(dataset=dataset, model=spec, kernel_size=k, patch_size=patch, inits=inits,
+                         filters=filters, sigma_first=sigma_first, sigma_last=sigma_last, **training_widgets())
     return setup, source
 
 
@@ -189,26 +192,26 @@ def live_curves(events) -> None:
 
 def start_comparison(plan: lab.ComparisonPlan) -> None:
     with st.spinner("Checking that the model fits the images…"):
-        lab.check_model_fits(plan.config(next(iter(plan.variants))))
-    app_jobs.start(SLOT, "compare", plan.base, variants=plan.variants, seeds=plan.seeds,
+        reach.check_model_fits(plan.config(next(iter(plan.variants))))
+    background.start(SLOT, "compare", plan.base, variants=plan.variants, seeds=plan.seeds,
                    references=plan.references, batch_size=plan.base.batch_size)
     st.rerun()
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
 def stored_comparison(store_path: str, comparison_id: int):
-    return app_jobs.job_manager().store.get_comparison(comparison_id)
+    return run_store().get_comparison(comparison_id)
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
 def stored_run(store_path: str, run_id: int):
-    return app_jobs.job_manager().store.get(run_id)
+    return run_store().get(run_id)
 
 
 def show_results(status, result) -> None:
     """The finished job: verdict, table, figures, and where it was saved."""
     st.header("Results")
-    store = app_jobs.job_manager().store
+    store = run_store()
     if status.state == "failed":
         st.error(f"The comparison stopped with an error: {status.message}")
         return
@@ -253,7 +256,7 @@ def history_options(store) -> dict:
 
 
 def delete_selected(chosen: list) -> None:
-    store = app_jobs.job_manager().store
+    store = run_store()
     for kind, ref in chosen:
         try:
             (store.delete_comparison if kind == "c" else store.delete)(ref)
@@ -265,7 +268,7 @@ def delete_selected(chosen: list) -> None:
 
 def history() -> None:
     st.header("History")
-    store = app_jobs.job_manager().store
+    store = run_store()
     options = history_options(store)
     if not options:
         st.caption("Finished comparisons are saved here automatically.")
@@ -300,9 +303,9 @@ def history() -> None:
 
 @st.cache_data(max_entries=32, show_spinner=False)
 def reach_warning(config) -> str | None:
-    """lab.kernel_reach_note, or why the model does not take these images at all (Run says it too)."""
+    """reach.kernel_reach_note, or why the model does not take these images at all (Run says it too)."""
     try:
-        return lab.kernel_reach_note(config)
+        return reach.kernel_reach_note(config)
     except ValueError as err:
         return str(err)
 
@@ -322,7 +325,7 @@ def controls(setup: lab.LabSetup, source) -> None:
         st.info("Pick at least one init scheme in the sidebar.")
         return
     plan = lab.plan_comparison(setup, load_learned(source) if source else None)
-    manager = app_jobs.job_manager()
+    manager = background.job_manager()
     images = lab.run_images(plan.base) * plan.n_runs
     runs = f"{plan.n_runs} run{'s' if plan.n_runs > 1 else ''}"
     st.markdown(f"**{runs}:** {', '.join(plan.variants)} × seed(s) "
@@ -333,7 +336,7 @@ def controls(setup: lab.LabSetup, source) -> None:
         st.warning(f"This comparison trains on {images:,} images, more than the {manager.max_samples:,} "
                    "this server allows per job (CONVCOV_MAX_JOB_SAMPLES): use fewer epochs, seeds or "
                    "variants, or run it from the command line on your own machine.")
-    busy = app_jobs.running(SLOT) is not None
+    busy = background.running(SLOT) is not None
     run_col, estimate_col, note_col = st.columns([1, 1, 3], vertical_alignment="center")
     run = run_col.button("Run comparison", type="primary", key="lab_run", disabled=busy)
     estimate = estimate_col.button("Estimate time", key="lab_estimate", disabled=busy,
@@ -353,14 +356,14 @@ def controls(setup: lab.LabSetup, source) -> None:
 
 def job_area() -> None:
     """Messages, the running job's progress and live curves, or the last result."""
-    app_jobs.show_message(SLOT)
-    mine = app_jobs.running(SLOT)
-    if mine is None and app_jobs.others_running(SLOT):
-        app_jobs.busy_notice(SLOT)
+    background.show_message(SLOT)
+    mine = background.running(SLOT)
+    if mine is None and background.others_running(SLOT):
+        background.busy_notice(SLOT)
     if mine is not None:
-        app_jobs.progress(SLOT, live=live_curves, what="Training")
+        background.progress(SLOT, live=live_curves, what="Training")
         return
-    done = app_jobs.finished(SLOT)
+    done = background.finished(SLOT)
     if done is not None:
         show_results(*done)
 
@@ -376,7 +379,7 @@ st.markdown(
 with shown_errors():
     init_widgets()
     with st.sidebar:
-        setup, source = sidebar(present_datasets(), min(31, ui.max_kernel_size()))
+        setup, source = sidebar(present_datasets(), min(31, settings.max_kernel_size()))
     st.session_state[KEPT] = (st.session_state.lab_preset, setup)
     controls(setup, source)
 with shown_errors():

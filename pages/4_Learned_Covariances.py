@@ -6,16 +6,12 @@ from functools import partial
 import pandas as pd
 import streamlit as st
 
-import app_jobs
-from app_support import (
-    checkpoint_uploader,
-    page_setup,
-    read_upload_once,
-    reset_when_changed,
-    run_reach_warning,
-    shown_errors,
-)
-from convcov_core import covariance, data, examples, lab, train, ui
+from convcov_app import background, lab, labels
+from convcov_app.navigation import page_setup
+from convcov_app.store import run_reach_warning, run_store, runs_with_learned_covariances
+from convcov_app.support import reset_when_changed, shown_errors
+from convcov_app.uploads import checkpoint_uploader, read_upload_once
+from convcov_core import covariance, data, examples, learned_sets, matrix_files, settings, train
 from convcov_core.matrix_files import MATRIX_SUFFIXES
 from convcov_core.plots import training as figures
 
@@ -30,51 +26,51 @@ WIDTHS = (16, 32, 64, 128)
 
 def saved_runs() -> dict:
     """Label -> run id of every stored run whose filters were trained."""
-    return {ui.run_label(r): r.id for r in ui.runs_with_learned_covariances()}
+    return {labels.run_label(r): r.id for r in runs_with_learned_covariances()}
 
 
 @st.cache_data(max_entries=8, show_spinner="Reading the run's covariances…")
-def run_set(store_path: str, run_id: int) -> lab.LearnedSet:
-    store = app_jobs.job_manager().store
+def run_set(store_path: str, run_id: int) -> learned_sets.LearnedSet:
+    store = run_store()
     bundled = run_id == examples.stored_id(store)
     name = f"the bundled example (run #{run_id})" if bundled else None
-    return lab.learned_from_run(store.get(run_id), name=name)
+    return learned_sets.learned_from_run(store.get(run_id), name=name)
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
-def non_psd_layers(key: str, _learned: lab.LearnedSet) -> list[int]:
-    return lab.non_psd_layers(_learned.covariances)
+def non_psd_layers(key: str, _learned: learned_sets.LearnedSet) -> list[int]:
+    return learned_sets.non_psd_layers(_learned.covariances)
 
 
 @st.cache_data(max_entries=8, show_spinner="Fitting σ to every layer…")
-def fits_of(key: str, _learned: lab.LearnedSet) -> list:
-    return lab.layer_fits(_learned.covariances)
+def fits_of(key: str, _learned: learned_sets.LearnedSet) -> list:
+    return learned_sets.layer_fits(_learned.covariances)
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
-def profiles_of(key: str, _learned: lab.LearnedSet) -> list:
-    return [lab.offset_profile(S) for S in _learned.covariances]
+def profiles_of(key: str, _learned: learned_sets.LearnedSet) -> list:
+    return [learned_sets.offset_profile(S) for S in _learned.covariances]
 
 
 @st.cache_data(max_entries=8, show_spinner="Transferring…")
-def transferred(key: str, _learned: lab.LearnedSet, k: int, depth: int) -> list:
+def transferred(key: str, _learned: learned_sets.LearnedSet, k: int, depth: int) -> list:
     return covariance.transfer(_learned.covariances, k, depth)
 
 
 @st.cache_data(max_entries=8, show_spinner="Fitting σ to the transferred layers…")
-def transferred_fits(key: str, _learned: lab.LearnedSet, k: int, depth: int) -> list:
+def transferred_fits(key: str, _learned: learned_sets.LearnedSet, k: int, depth: int) -> list:
     """Fitted σ of the first and last transferred layers."""
     layers = transferred(key, _learned, k, depth)
-    return lab.layer_fits([layers[0], layers[-1]])
+    return learned_sets.layer_fits([layers[0], layers[-1]])
 
 
 @st.cache_data(max_entries=4, show_spinner=False)
-def transferred_file(key: str, _learned: lab.LearnedSet, k: int, depth: int, fmt: str) -> bytes:
-    return ui.covariance_bytes(transferred(key, _learned, k, depth), fmt)
+def transferred_file(key: str, _learned: learned_sets.LearnedSet, k: int, depth: int, fmt: str) -> bytes:
+    return matrix_files.covariance_bytes(transferred(key, _learned, k, depth), fmt)
 
 
 @st.cache_resource(max_entries=8, show_spinner=False)  # read-only figure: no unpickling
-def layers_figure(key: str, _learned: lab.LearnedSet, titles: list[str]):
+def layers_figure(key: str, _learned: learned_sets.LearnedSet, titles: list[str]):
     """The grid of every layer's covariance (built once per set: large k makes it slow to draw)."""
     depth = _learned.depth
     return figures.layer_grid_figure(_learned.covariances, titles, columns=min(depth, 6),
@@ -82,7 +78,7 @@ def layers_figure(key: str, _learned: lab.LearnedSet, titles: list[str]):
 
 
 @st.cache_resource(max_entries=8, show_spinner=False)  # read-only figure: no unpickling
-def transfer_figure(key: str, _learned: lab.LearnedSet, k: int, depth: int):
+def transfer_figure(key: str, _learned: learned_sets.LearnedSet, k: int, depth: int):
     """The transferred covariances as a grid: all layers up to 12, else every (depth // 12)th."""
     step = 1 if depth <= 12 else depth // 12
     shown = transferred(key, _learned, k, depth)[::step]
@@ -122,8 +118,8 @@ def source_sidebar():
         return ("run", runs[st.selectbox("Run", list(runs), key="lc_run")])
     if source == SOURCES[1]:
         config = quick_run_settings()
-        st.button("Train", type="primary", key="lc_train", disabled=app_jobs.running(SLOT) is not None,
-                  on_click=app_jobs.start, args=(SLOT, "train", config),
+        st.button("Train", type="primary", key="lc_train", disabled=background.running(SLOT) is not None,
+                  on_click=background.start, args=(SLOT, "train", config),
                   kwargs=dict(batch_size=config.batch_size, label=f"Learned Covariances: {config.model} "
                                                                    f"on {config.dataset}"))
         return ("quick", config)
@@ -139,16 +135,16 @@ def source_sidebar():
 
 def quick_run_area() -> tuple | None:
     """Progress of the quick run; when it has finished, its saved run."""
-    app_jobs.show_message(SLOT)
-    if app_jobs.running(SLOT) is not None:
-        app_jobs.progress(SLOT, what="Training",
+    background.show_message(SLOT)
+    if background.running(SLOT) is not None:
+        background.progress(SLOT, what="Training",
                           live=lambda events: st.plotly_chart(
                               figures.loss_figure(lab.curves_from_events(events), height=260), config=CHART,
                               key="lc_live_loss"))
         return None
-    if app_jobs.others_running(SLOT):
-        app_jobs.busy_notice(SLOT)
-    done = app_jobs.finished(SLOT)
+    if background.others_running(SLOT):
+        background.busy_notice(SLOT)
+    done = background.finished(SLOT)
     if done is None:
         st.info("Press **Train** in the sidebar. The covariances of the trained run appear here, and the "
                 "run is saved so you can come back to it under *A saved run*.")
@@ -164,15 +160,8 @@ def layer_title(i: int, name: str, fit: dict) -> str:
     return f"{i + 1}: σ = {fit['sigma']:.2f}, r = {fit['r']:.2f}"
 
 
-def analysis(learned: lab.LearnedSet, key: str, name_hint: str, reach_warning: str | None = None) -> None:
-    """Everything shown for one set of learned covariances; `key` identifies it for the caches."""
-    k, depth = learned.kernel_size, learned.depth
-    reset_when_changed("lc_shown", key, dict(lc_layer=1, lc_new_k=k, lc_new_depth=depth))
-    fits = fits_of(key, learned)
-    st.markdown(f"**Source:** {learned.source}. {depth} depthwise layer(s), {k} × {k} filters.")
-    if reach_warning:
-        st.warning(reach_warning)
-
+def layers_section(learned: learned_sets.LearnedSet, key: str, fits: list) -> None:
+    """Every layer's covariance (tiled) and its average by pixel offset."""
     st.subheader("Every layer's learned covariance")
     titles = [layer_title(i, n, f) for i, (n, f) in enumerate(zip(learned.layer_names, fits))]
     st.plotly_chart(layers_figure(key, learned, titles), config=CHART)
@@ -180,6 +169,7 @@ def analysis(learned: lab.LearnedSet, key: str, name_hint: str, reach_warning: s
                "divided by its mean variance. Titles: the σ of the closed-form Gaussian that fits the "
                "layer best, and how well it fits (Pearson r over all entries; 1 = exactly Gaussian).")
     short_titles = [t.split(",")[0] for t in titles]
+    depth = learned.depth
     profiles = figures.offset_profile_figure(profiles_of(key, learned), short_titles, columns=min(depth, 8),
                                              panel_height=150 if depth > 8 else 190)
     st.plotly_chart(profiles, config=CHART)
@@ -187,11 +177,15 @@ def analysis(learned: lab.LearnedSet, key: str, name_hint: str, reach_warning: s
                "itself, 1 = the variance). The tiles above are noisy when a layer has few channels; "
                "this average shows the bump each one holds, and how it widens with depth.")
 
+
+def sigma_section(learned: learned_sets.LearnedSet, fits: list) -> None:
+    """Fitted σ per layer against the closed form's schedule, with the table of fits."""
+    k, depth = learned.kernel_size, learned.depth
     left, right = st.columns([1.2, 1], gap="medium")
-    first, last = lab.fitted_schedule(fits)
+    first, last = learned_sets.fitted_schedule(fits)
+    schedule = learned_sets.closed_form_schedule(k, depth)
     with left:
-        st.plotly_chart(figures.sigma_depth_figure(fits, lab.closed_form_schedule(k, depth),
-                                                   fitted_line=(first, last)), config=CHART)
+        st.plotly_chart(figures.sigma_depth_figure(fits, schedule, fitted_line=(first, last)), config=CHART)
     with right:
         table = pd.DataFrame([{"layer": f"{f['layer']}: {name}", "fitted σ": f["sigma"], "r": f["r"]}
                               for f, name in zip(fits, learned.layer_names)])
@@ -199,14 +193,17 @@ def analysis(learned: lab.LearnedSet, key: str, name_hint: str, reach_warning: s
                      height=min(38 + 35 * len(table), 320))
         st.caption(f"In trained ConvMixers σ grows with depth. The straight line through these layers "
                    f"runs from σ = {first:.2f} to {last:.2f}; the Gaussian init's default schedule "
-                   f"(dashed) runs from {lab.closed_form_schedule(k, depth)[0]:g} to "
-                   f"{lab.closed_form_schedule(k, depth)[-1]:.3g}. Use the fitted values as σ_first / "
-                   "σ_last in the Training Lab to imitate this network.")
+                   f"(dashed) runs from {schedule[0]:g} to {schedule[-1]:.3g}. Use the fitted values as "
+                   "σ_first / σ_last in the Training Lab to imitate this network.")
 
+
+def closed_form_section(learned: learned_sets.LearnedSet, fits: list) -> None:
+    """One layer beside the closed form that fits it, and their difference."""
     st.subheader("One layer: learned vs closed form")
+    depth = learned.depth
     layer = st.slider("Layer", 1, depth, key="lc_layer") - 1 if depth > 1 else 0
     fit = fits[layer]
-    S, closed, diff = lab.closed_form_beside(learned.covariances[layer], fit["sigma"])
+    S, closed, diff = learned_sets.closed_form_beside(learned.covariances[layer], fit["sigma"])
     st.plotly_chart(figures.closed_form_figure(S, closed, diff, sigma=fit["sigma"], r=fit["r"],
                                                layer=f"layer {layer + 1}, {learned.layer_names[layer]}"),
                     config=CHART)
@@ -214,12 +211,16 @@ def analysis(learned: lab.LearnedSet, key: str, name_hint: str, reach_warning: s
                "to unit mean diagonal and share a colour scale. The difference shows what the closed "
                "form misses, often a negative ring around each pixel's bump.")
 
+
+def transfer_section(learned: learned_sets.LearnedSet, key: str, name_hint: str) -> None:
+    """The set resized to another kernel size and depth: preview, what it does to σ, use and download."""
+    k = learned.kernel_size
     st.subheader("Transfer preview and use as init")
     st.markdown("Resize the learned covariances to another kernel size (interpolating every axis of "
                 "the block tensor, then the nearest PSD matrix) and depth (layer l′ takes the "
                 "covariance at the same relative depth), as the *learned* init does for any model.")
     c1, c2 = st.columns(2)
-    max_k = max(min(31, ui.max_kernel_size()), k)
+    max_k = max(min(31, settings.max_kernel_size()), k)
     new_k = c1.slider("Kernel size k′", 3, max_k, step=2 if k % 2 else 1, key="lc_new_k")
     new_depth = c2.slider("Depth L′", 1, 32, key="lc_new_depth")
     st.plotly_chart(transfer_figure(key, learned, new_k, new_depth), config=CHART)
@@ -233,15 +234,21 @@ def analysis(learned: lab.LearnedSet, key: str, name_hint: str, reach_warning: s
                    f"{moved[0]['sigma']:.2f} px and the last from {source[-1]['sigma']:.2f} to "
                    f"{moved[-1]['sigma']:.2f} px. To keep σ in pixels instead, give the Gaussian init the "
                    "fitted schedule above (σ first → σ last).")
-    default_name = re.sub(r"[^A-Za-z0-9_.\-]+", "-", f"{name_hint}-k{new_k}-d{new_depth}").strip("-")[:60]
+    save_and_download(learned, key, re.sub(r"[^A-Za-z0-9_.\-]+", "-",
+                                           f"{name_hint}-k{new_k}-d{new_depth}").strip("-")[:60], new_k, new_depth)
+
+
+def save_and_download(learned: learned_sets.LearnedSet, key: str, default_name: str, new_k: int,
+                      new_depth: int) -> None:
+    """"Use as init" (a named covariance set for the Training Lab) and the .npy / .pt downloads."""
     n1, n2 = st.columns([2, 1], vertical_alignment="bottom")
     name = n1.text_input("Name for the Training Lab", default_name, key=f"lc_set_name_{default_name}",
                          max_chars=60)
     if n2.button("Use as init", key="lc_use", type="primary"):
-        path = lab.save_covariance_set(name, transferred(key, learned, new_k, new_depth),
-                                       source=learned.source)
+        path = learned_sets.save_covariance_set(name, transferred(key, learned, new_k, new_depth),
+                                                source=learned.source)
         st.session_state.learned_init = lab.covariance_set_label(
-            lab.CovarianceSetInfo(path.stem, new_k, new_depth, learned.source))
+            learned_sets.CovarianceSetInfo(path.stem, new_k, new_depth, learned.source))
         st.success(f"Saved as covariance set '{name.strip()}'. Open the Training Lab and add *Learned "
                    "covariance* to the init schemes: this set is preselected.")
     d1, d2, d3 = st.columns([1, 1, 3], vertical_alignment="center")
@@ -251,6 +258,20 @@ def analysis(learned: lab.LearnedSet, key: str, name_hint: str, reach_warning: s
     d3.caption(f"The {new_depth} × {new_k * new_k} × {new_k * new_k} covariances (float64) for your own code: "
                "`init_depthwise_(model, \"learned\", covariances=list(torch.load(path, weights_only=True)))`, "
                "or `python -m convcov_core compare --learned-from path`.")
+
+
+def analysis(learned: learned_sets.LearnedSet, key: str, name_hint: str, reach_warning: str | None = None) -> None:
+    """Everything shown for one set of learned covariances; `key` identifies it for the caches."""
+    k, depth = learned.kernel_size, learned.depth
+    reset_when_changed("lc_shown", key, dict(lc_layer=1, lc_new_k=k, lc_new_depth=depth))
+    fits = fits_of(key, learned)
+    st.markdown(f"**Source:** {learned.source}. {depth} depthwise layer(s), {k} × {k} filters.")
+    if reach_warning:
+        st.warning(reach_warning)
+    layers_section(learned, key, fits)
+    sigma_section(learned, fits)
+    closed_form_section(learned, fits)
+    transfer_section(learned, key, name_hint)
 
 
 st.title("Learned Covariances")
@@ -279,20 +300,20 @@ with shown_errors():
                     "sidebar, or run a comparison with trained filters in the Training Lab.")
         st.stop()
     if chosen[0] == "run":
-        store = app_jobs.job_manager().store
+        store = run_store()
         learned = run_set(str(store.path), chosen[1])
         analysis(learned, f"{store.path}#{chosen[1]}", f"run{chosen[1]}",
                  run_reach_warning(str(store.path), chosen[1]))
     else:
         if chosen[0] == "file":
             upload, arch = chosen[1], None
-            learned = read_upload_once("lc_file_memo", upload, lab.learned_from_matrix_file,
+            learned = read_upload_once("lc_file_memo", upload, learned_sets.learned_from_matrix_file,
                                        what="the covariances")
             if bad := non_psd_layers(upload.file_id, learned):
                 st.warning(f"Layer(s) {', '.join(map(str, bad))} of {upload.name} are not positive "
                            "semi-definite: the transfer and the learned init use their nearest PSD matrix.")
         else:
             _, upload, arch = chosen
-            learned = read_upload_once("lc_upload_memo", upload, lab.learned_from_checkpoint, arch)
+            learned = read_upload_once("lc_upload_memo", upload, learned_sets.learned_from_checkpoint, arch)
         hint = re.sub(r"[^A-Za-z0-9]+", "-", upload.name.rsplit(".", 1)[0])[:30] or "upload"
         analysis(learned, f"{upload.file_id}:{arch}", hint)

@@ -5,18 +5,12 @@ import functools
 import pandas as pd
 import streamlit as st
 
-import app_jobs
-from app_support import (
-    checkpoint_uploader,
-    page_setup,
-    present_datasets,
-    read_upload_once,
-    reset_when_changed,
-    shown_errors,
-    stored_runs_or_warning,
-)
-from convcov_core import feature_ansatz as fa
-from convcov_core import ui
+from convcov_app import background, labels
+from convcov_app.navigation import page_setup
+from convcov_app.store import run_store
+from convcov_app.support import present_datasets, reset_when_changed, shown_errors, stored_runs_or_warning
+from convcov_app.uploads import checkpoint_uploader, read_upload_once
+from convcov_core import cnfa, model_pairs
 from convcov_core.plots import analysis as figures
 
 page_setup("Feature Ansatz")
@@ -28,59 +22,56 @@ INITS = ("small normal (as in the paper)", "PyTorch default")
 IMAGE_COUNTS = (16, 32, 64, 128, 256, 512)
 NATURAL_SIZE = 112  # pixels: natural pictures are shown larger than the 28 x 28 training images
 MEMO_SIZE = 4
-SLOT = "feature_ansatz"  # this page's background-job slot (app_jobs)
+SLOT = "feature_ansatz"  # this page's background-job slot (convcov_app.background)
 
 
 @st.cache_data(max_entries=8, show_spinner=False, ttl=60)
 def stored_runs() -> list:
     """Saved runs that kept their weights (the analysis needs the trained model)."""
-    from convcov_core import runs
-
-    return [summary for summary in runs.RunStore().list() if summary.has_weights]
+    return [summary for summary in run_store().list() if summary.has_weights]
 
 
 @st.cache_data(max_entries=8, show_spinner=False, ttl=60)
 def saved_cnn(config, small_init: bool) -> int | None:
-    """fa.saved_cnn: a CNN saved with these settings, shown until this visitor trains one; None when
+    """model_pairs.saved_cnn: a CNN saved with these settings, shown until this visitor trains one; None when
     the run store cannot be read (the saved-run list above says so)."""
     try:
-        return fa.saved_cnn(config, small_init)
+        return model_pairs.saved_cnn(config, small_init)
     except Exception:
         return None
 
 
 @st.cache_data(max_entries=4, show_spinner="Loading the run's weights…")
-def run_pair(run_id: int) -> fa.ModelPair:
-    from convcov_core import runs
-
-    return fa.pair_from_run(runs.RunStore().get(run_id))
+def run_pair(run_id: int) -> model_pairs.ModelPair:
+    return model_pairs.pair_from_run(run_store().get(run_id))
 
 
 def start_training(config, small_init: bool) -> None:
-    app_jobs.start(SLOT, "task", functools.partial(fa.train_cnn_and_save, config, small_init=small_init),
-                   samples=fa.training_images(config), batch_size=config.batch_size,
-                   label=f"Feature Ansatz: {fa.describe_model(config)} on {config.dataset}")
+    background.start(SLOT, "task", functools.partial(model_pairs.train_cnn_and_save, config, small_init=small_init),
+                   samples=model_pairs.training_images(config), batch_size=config.batch_size,
+                   label=f"Feature Ansatz: {model_pairs.describe_model(config)} on {config.dataset}")
 
 
 def training_area(config, init_choice: str, epochs: int) -> None:
     """The Train button, the job's progress, and how it ended; a finished model is kept in the
     session (st.session_state.trained = (job id, ModelPair))."""
-    mine = app_jobs.running(SLOT)
+    mine = background.running(SLOT)
     button, about = st.columns([1, 5], vertical_alignment="center")
     button.button("Train", key="train", type="primary", on_click=start_training,
                   args=(config, init_choice == INITS[0]), disabled=mine is not None)
-    about.caption(f"{fa.describe_model(config)}, {init_choice} init, on {fa.describe_dataset(config)}, "
+    about.caption(f"{model_pairs.describe_model(config)}, {init_choice} init, "
+                  f"on {model_pairs.describe_dataset(config)}, "
                   f"{epochs} epoch(s): conv + ReLU + 2 × 2 max pooling blocks, AdamW. Change it in "
                   "the sidebar. Training runs in the background: about 5 s for the default on a "
                   "free CPU core, longer on a busy server. The trained model is saved: find it "
                   "later under *A saved run*.")
-    app_jobs.show_message(SLOT)
-    if mine is None and app_jobs.others_running(SLOT):
-        app_jobs.busy_notice(SLOT)
+    background.show_message(SLOT)
+    if mine is None and background.others_running(SLOT):
+        background.busy_notice(SLOT)
     if mine is not None:
-        app_jobs.progress(SLOT)
+        background.progress(SLOT)
         return
-    done = app_jobs.finished(SLOT)
+    done = background.finished(SLOT)
     if done is None:
         return
     status, result = done
@@ -101,7 +92,7 @@ def saved_run_memo() -> dict:
     return {}
 
 
-def cnfa(key, pair: fa.ModelPair, n_images: int, outputs) -> fa.CNFAComparison:
+def cnfa_comparison(key, pair: model_pairs.ModelPair, n_images: int, outputs) -> cnfa.CNFAComparison:
     """The trained-vs-init CNFA comparison, computed once per model and settings: in this session
     for a model trained here, on this server for a saved run."""
     memo = saved_run_memo() if key[0] == "run" else st.session_state.setdefault("cnfa_memo", {})
@@ -110,8 +101,8 @@ def cnfa(key, pair: fa.ModelPair, n_images: int, outputs) -> fa.CNFAComparison:
     if comparison is None:
         text = f"Patch-AGOPs of the trained model and at init on {n_images} test images…"
         bar = st.progress(0.0, text=text)
-        inputs = fa.analysis_images(pair.config, n_images)
-        comparison = memo[memo_key] = fa.compare_cnfa(pair, inputs, outputs=outputs,
+        inputs = cnfa.analysis_images(pair.config, n_images)
+        comparison = memo[memo_key] = cnfa.compare_cnfa(pair, inputs, outputs=outputs,
                                                       progress=lambda done: bar.progress(done, text=text))
         bar.empty()
         for old in list(memo)[:-MEMO_SIZE]:
@@ -121,16 +112,16 @@ def cnfa(key, pair: fa.ModelPair, n_images: int, outputs) -> fa.CNFAComparison:
 
 @st.cache_resource(max_entries=16, show_spinner=False)  # read-only figure: no unpickling
 def feature_maps_figure(key, which: str, matrix: str, layers: tuple, index: int, picture: str, *,
-                        _pair: fa.ModelPair, _comparison: fa.CNFAComparison):
+                        _pair: model_pairs.ModelPair, _comparison: cnfa.CNFAComparison):
     """Feature maps of test image #index and a natural picture under each layer's M; `key` names
-    the model and the comparison's settings (the key of cnfa()'s memo)."""
+    the model and the comparison's settings (the key of cnfa_comparison()'s memo)."""
     model = _pair.trained if which == "trained" else _pair.initial
     rows = {r["name"]: r for r in (_comparison.trained if which == "trained" else _comparison.initial)}
     matrices = {name: rows[name][matrix] for name in layers}
-    images = [fa.analysis_images(_pair.config, index + 1)[index],
-              fa.natural_images([picture], NATURAL_SIZE, _pair.info)[0]]
-    maps = [[m.numpy() for m in fa.layer_feature_maps(model, matrices, image).values()] for image in images]
-    return figures.feature_map_figure([fa.to_pixels(image, _pair.info) for image in images], maps,
+    images = [cnfa.analysis_images(_pair.config, index + 1)[index],
+              cnfa.natural_images([picture], NATURAL_SIZE, _pair.info)[0]]
+    maps = [[m.numpy() for m in cnfa.layer_feature_maps(model, matrices, image).values()] for image in images]
+    return figures.feature_map_figure([cnfa.to_pixels(image, _pair.info) for image in images], maps,
                                       [f"test image #{index}", picture], list(layers))
 
 
@@ -150,11 +141,11 @@ with shown_errors():
         st.header("Model")
         source = st.radio("Analyse", [s for s in SOURCES if saved or s != SOURCES[1]], key="source")
         if source == SOURCES[0]:
-            dataset = st.selectbox("Dataset", fa.CNN_DATASETS, key="dataset",
+            dataset = st.selectbox("Dataset", model_pairs.CNN_DATASETS, key="dataset",
                                    help="noisy-bars: a short white or black bar in noise; noisy-mnist: "
                                         "a digit at a random place on a larger noisy canvas.")
             noise = st.slider("Background noise (std)", 0.0, 2.0, 0.5, step=0.1, key="noise",
-                              disabled=dataset not in fa.NOISY_DATASETS)
+                              disabled=dataset not in model_pairs.NOISY_DATASETS)
             layers = st.slider("Conv layers", 1, 4, 3, key="layers")
             width = st.select_slider("Channels per layer", (8, 16, 32, 64), value=32, key="width")
             kernel = st.radio("Filters", list(KERNELS), key="kernel")
@@ -165,10 +156,10 @@ with shown_errors():
                                         "the init.")
             epochs = st.slider("Epochs", 1, 10, 2, key="epochs")
             seed = st.number_input("Seed", 0, 2**31 - 1, 0, step=1, key="seed")
-            config = fa.cnn_config(dataset, noise=noise, layers=layers, width=width,
+            config = model_pairs.cnn_config(dataset, noise=noise, layers=layers, width=width,
                                    kernel_size=KERNELS[kernel], epochs=epochs, seed=int(seed))
         elif source == SOURCES[1]:
-            by_label = {ui.run_label(summary): summary.id for summary in saved}
+            by_label = {labels.run_label(summary): summary.id for summary in saved}
             run_id = by_label[st.selectbox("Saved run", list(by_label), key="run")]
         else:
             uploaded = checkpoint_uploader("fa")
@@ -194,7 +185,7 @@ with shown_errors():
             st.caption(f"Trained earlier on this server with these settings (run #{earlier}); **Train** "
                        "trains it again.")
         else:
-            if app_jobs.running(SLOT) is None:
+            if background.running(SLOT) is None:
                 st.info("Press **Train** to train the small CNN; the analysis appears here when it "
                         "is done.")
             st.stop()
@@ -209,14 +200,14 @@ with shown_errors():
                     "it was initialized).")
             st.stop()
         upload, architecture = uploaded
-        pair = read_upload_once("fa_upload_memo", upload, fa.pair_from_checkpoint, architecture,
+        pair = read_upload_once("fa_upload_memo", upload, model_pairs.pair_from_checkpoint, architecture,
                                 agop_dataset)
         key = ("upload", upload.file_id, architecture, agop_dataset)
 
     accuracy = f", test accuracy {pair.test_acc:.1f}%" if pair.test_acc is not None else ""
     st.markdown(f"**Model:** {pair.label}{accuracy}.")
     gradients_of = "all" if outputs == "all outputs" else "predicted"
-    comparison = cnfa(key, pair, n_images, gradients_of)
+    comparison = cnfa_comparison(key, pair, n_images, gradients_of)
     table = comparison.table()
 
     st.subheader("r(AGOP, CNFM) per layer: trained vs at initialization")
@@ -250,7 +241,7 @@ with shown_errors():
     st.subheader("Top eigenvectors of M as filters")
     n_vectors = st.slider("Eigenvectors", 1, 16, 8, key="n_vectors")
     matrix = "agop" if operator == "patch-AGOP" else "cnfm"
-    shares, vectors = fa.eigenfilters(row, matrix, n_vectors)
+    shares, vectors = cnfa.eigenfilters(row, matrix, n_vectors)
     st.plotly_chart(figures.eigenfilter_figure(vectors, shares), config=CHART)
     st.caption("Titles give each eigenvalue's share of the trace. Edge detectors (light and dark "
                "bands) are what the ansatz predicts for first layers, noise at initialization."
@@ -264,8 +255,8 @@ with shown_errors():
     f1, f2, f3 = st.columns(3)
     reset_when_changed("fa_images_shown", (key, comparison.n_images), dict(image=0))
     index = f1.number_input("Test image #", 0, comparison.n_images - 1, step=1, key="image")
-    picture = f2.selectbox("Natural image (scikit-image)", fa.NATURAL_IMAGES,
-                           index=fa.NATURAL_IMAGES.index("camera"), key="picture")
+    picture = f2.selectbox("Natural image (scikit-image)", cnfa.NATURAL_IMAGES,
+                           index=cnfa.NATURAL_IMAGES.index("camera"), key="picture")
     n_layers = 1
     if len(names) > 1:
         reset_when_changed("fa_maps_shown", key, dict(map_layers=min(3, len(names))))

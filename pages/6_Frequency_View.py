@@ -2,17 +2,12 @@
 
 import streamlit as st
 
-from app_support import (
-    checkpoint_uploader,
-    page_setup,
-    read_upload_once,
-    run_reach_warning,
-    runs_path,
-    shown_errors,
-    stored_runs_or_warning,
-)
-from convcov_core import feature_ansatz as fa
-from convcov_core import ui
+from convcov_app import labels
+from convcov_app.navigation import page_setup
+from convcov_app.store import run_reach_warning, run_store, runs_with_learned_covariances
+from convcov_app.support import shown_errors, stored_runs_or_warning
+from convcov_app.uploads import checkpoint_uploader, read_upload_once
+from convcov_core import frequency
 from convcov_core.plots import analysis as figures
 
 page_setup("Frequency View")
@@ -31,25 +26,23 @@ CHART = {"displaylogo": False}
 @st.cache_data(max_entries=8, show_spinner=False, ttl=60)
 def stored_runs() -> list:
     """Saved runs whose filters were trained (a frozen run's filters are its init's)."""
-    return ui.runs_with_learned_covariances()
+    return runs_with_learned_covariances()
 
 
 @st.cache_resource(max_entries=8, show_spinner="Sampling filters and computing spectra…")
-def view(source, k, n, sigma, network, seed, *, _checkpoint=None) -> fa.FrequencyView:
+def view(source, k, n, sigma, network, seed, *, _checkpoint=None) -> frequency.FrequencyView:
     """Filters, spectra and fits of one source (shared and only read: the energy slider derives
     its effective sizes with at_energy, without sampling again). network: None, ("run", id) or
     ("upload", file id, architecture) with the file's CheckpointFilters as _checkpoint."""
     run = _checkpoint
     if network is not None and network[0] == "run":
-        from convcov_core import runs
-
-        run = runs.RunStore().get(network[1])
-    return fa.frequency_view(source, kernel_size=k, n=n, sigma=sigma, run=run, seed=seed)
+        run = run_store().get(network[1])
+    return frequency.frequency_view(source, kernel_size=k, n=n, sigma=sigma, run=run, seed=seed)
 
 
 @st.cache_data(max_entries=16, show_spinner="Sampling the closed form at every σ…")
-def sigma_curve(k, seed) -> fa.SigmaCurve:
-    return fa.sigma_curve(k, seed=seed)
+def sigma_curve(k, seed) -> frequency.SigmaCurve:
+    return frequency.sigma_curve(k, seed=seed)
 
 
 st.title("Frequency View")
@@ -69,14 +62,14 @@ with shown_errors():
         if from_network:
             kinds = NETWORKS if runs_found else NETWORKS[1:]
             if st.radio("Network", kinds, key="network") == NETWORKS[0]:
-                by_label = {ui.run_label(summary): summary.id for summary in runs_found}
+                by_label = {labels.run_label(summary): summary.id for summary in runs_found}
                 network = ("run", by_label[st.selectbox("Saved run", list(by_label), key="run")])
             else:
                 uploaded = checkpoint_uploader("fv")
         k = 9
         if not from_network:  # a network's filters keep their own kernel size
             k = st.slider("Kernel size k", 3, 31, 9, step=2, key="kernel_size")
-        sigma = st.select_slider("σ of the closed form (pixels)", ui.SIGMA_OPTIONS, value=2.0,
+        sigma = st.select_slider("σ of the closed form (pixels)", labels.SIGMA_OPTIONS, value=2.0,
                                  key="sigma", disabled=source != "gaussian")
         n = st.select_slider("Filters sampled per layer", FILTER_COUNTS, value=1024, key="n",
                              disabled=source == "trained")
@@ -94,12 +87,13 @@ with shown_errors():
                     "a ConvMixer's or a timm ConvNeXt's state dict.")
             st.stop()
         upload, architecture = uploaded
-        checkpoint = read_upload_once("fv_upload_memo", upload, fa.filters_from_checkpoint, architecture)
+        checkpoint = read_upload_once("fv_upload_memo", upload, frequency.filters_from_checkpoint, architecture)
         network = ("upload", upload.file_id, architecture)
     result = view(source, k, n, sigma if source == "gaussian" else None, network, int(seed),
                   _checkpoint=checkpoint).at_energy(energy)
     summary = result.summary
-    if network is not None and network[0] == "run" and (warning := run_reach_warning(str(runs_path()), network[1])):
+    if network is not None and network[0] == "run" and (
+            warning := run_reach_warning(str(run_store().path), network[1])):
         st.warning(warning)
 
     one_layer = len(summary.names) == 1

@@ -3,8 +3,9 @@
 import pandas as pd
 import streamlit as st
 
-import app_jobs
-from app_support import device_name, page_setup, shown_errors
+from convcov_app import background
+from convcov_app.navigation import page_setup
+from convcov_app.support import device_name, shown_errors
 from convcov_core import reproduce, text
 from convcov_core.plots import claims as figures
 
@@ -34,7 +35,7 @@ def start_quick_suite() -> None:
     with st.spinner("Preparing the datasets…"):
         suite = reproduce.build_suite("quick")
         images = reproduce.suite_images(suite)
-    app_jobs.start(SLOT, "task", quick_suite_job, samples=images,
+    background.start(SLOT, "task", quick_suite_job, samples=images,
                    label=f"Paper claims: quick suite ({reproduce.suite_runs(suite)} runs)",
                    batch_size=suite.base.batch_size)
 
@@ -44,7 +45,7 @@ def run_area(reports: list) -> None:
     quick = [r for _, r in reports if r.get("suite") == "quick"]
     took = (f" The latest quick report took {text.duration(quick[0]['wall_time_s'])} on "
             f"{quick[0]['device_label']}." if quick else "")
-    busy = app_jobs.running(SLOT) is not None
+    busy = background.running(SLOT) is not None
     button_col, text_col = st.columns([1, 4], vertical_alignment="center")
     button_col.button("Run the quick suite", key="run_quick", type="primary", on_click=start_quick_suite,
                       disabled=busy)
@@ -52,14 +53,14 @@ def run_area(reports: list) -> None:
                      "background on this server "
                      f"({device_name()}): about 10 minutes on 2 free CPU cores.{took} Its report "
                      "appears here when it is done.")
-    app_jobs.show_message(SLOT)
-    mine = app_jobs.running(SLOT)
-    if mine is None and app_jobs.others_running(SLOT):
-        app_jobs.busy_notice(SLOT)
+    background.show_message(SLOT)
+    mine = background.running(SLOT)
+    if mine is None and background.others_running(SLOT):
+        background.busy_notice(SLOT)
     if mine is not None:
-        app_jobs.progress(SLOT, what="Quick suite")
+        background.progress(SLOT, what="Quick suite")
         return
-    done = app_jobs.finished(SLOT)
+    done = background.finished(SLOT)
     if done is not None:
         status, folder = done
         if status.state == "done" and folder is not None:
@@ -127,7 +128,7 @@ st.markdown(
 with shown_errors():
     found = reproduce.find_reports()
     run_area(found)
-    done = app_jobs.finished(SLOT)
+    done = background.finished(SLOT)
     if done is not None and st.session_state.get("claims_shown_job") != done[0].id:
         st.session_state.claims_shown_job = done[0].id
         st.session_state.pop("report", None)  # show the new report

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from convcov_core import batchnorm, models, train
+from convcov_core.train.evaluation import evaluate_epoch
 
 
 def _net():
@@ -78,10 +79,10 @@ def test_evaluating_an_earlier_epoch_leaves_training_as_it_was():
     model = train.build_model_for(config, info)
     before = copy.deepcopy(batchnorm.bn_state(model))
     xs, _, xt, yt, _ = train.load_training_data(config)
-    raw, settled = train._evaluate_epoch(model, xs, xt, yt, 16, False, None, seed=0, keep=False)
+    raw, settled = evaluate_epoch(model, xs, xt, yt, 16, False, None, seed=0, keep=False)
     after = batchnorm.bn_state(model)
     assert all(torch.equal(a, b) for pa, pb in zip(before, after) for a, b in zip(pa, pb))
-    train._evaluate_epoch(model, xs, xt, yt, 16, False, None, seed=0, keep=True)
+    evaluate_epoch(model, xs, xt, yt, 16, False, None, seed=0, keep=True)
     assert not all(torch.equal(a, b) for pa, pb in zip(before, batchnorm.bn_state(model)) for a, b in zip(pa, pb))
     run = train.train(config)
     assert len(run.history["test_acc"]) == len(run.history["test_acc_raw"]) == 2

@@ -6,8 +6,8 @@ go to $CONVCOV_SCREENSHOTS (or a temporary folder); the test prints where.
 
 import pytest
 
-from app_support import discover_pages
-from browser_helpers import CHROMIUM, CHROMIUM_ARGS, VIEWPORT, screenshot_dir, streamlit_server, visit
+from convcov_app.navigation import discover_pages
+from helpers.browser import CHROMIUM, CHROMIUM_ARGS, VIEWPORT, screenshot_dir, streamlit_server, visit
 
 pytestmark = [
     pytest.mark.browser,
@@ -40,7 +40,7 @@ def test_the_readme_screenshot_script_takes_its_shots(tmp_path):
 
     from PIL import Image
 
-    from browser_helpers import ROOT
+    from helpers.browser import ROOT
 
     result = subprocess.run([sys.executable, str(ROOT / "docs" / "take_screenshots.py"), "home", "explorer",
                              "--out", str(tmp_path)], capture_output=True, text=True, timeout=300)

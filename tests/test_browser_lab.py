@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from browser_helpers import (
+from helpers.browser import (
     CHROMIUM,
     CHROMIUM_ARGS,
     ERRORS,

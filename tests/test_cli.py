@@ -12,11 +12,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from convcov_core import covariance
+from convcov_core import cnfa, covariance, learned_sets, model_pairs
 from convcov_core.cli import main
 from convcov_core.runs import RunStore
 from convcov_core.train import variants_for
-from test_runs import fake_run
+from helpers.runs import fake_run
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_ARGS = ["--dataset", "mnist5k", "--model", "convmixer-16/2", "--kernel-size", "5", "--patch-size", "4",
@@ -235,10 +235,9 @@ def test_learned_prints_the_bundled_examples_fits_by_default(capsys):
 def test_learned_from_a_checkpoint_transfers_writes_and_saves_a_set(tmp_path, capsys):
     from safetensors.torch import save_file
 
-    from convcov_core import lab
-    from test_lab import _tiny_convmixer_state
+    from helpers.files import tiny_convmixer_state
 
-    _, state = _tiny_convmixer_state(depth=3, k=5)
+    _, state = tiny_convmixer_state(depth=3, k=5)
     save_file(state, tmp_path / "mine.safetensors")
     out = tmp_path / "covs.pt"
     assert main(["learned", "--checkpoint", str(tmp_path / "mine.safetensors"), "--kernel-size", "7",
@@ -247,12 +246,12 @@ def test_learned_from_a_checkpoint_transfers_writes_and_saves_a_set(tmp_path, ca
     assert printed.startswith("mine.safetensors (convmixer-8/3, 5 × 5 filters): 3 depthwise layer(s)")
     assert "shape 4 x 49 x 49" in err and "covariance set 'from-cli'" in err
     assert torch.load(out, weights_only=True).shape == (4, 49, 49)
-    assert lab.CovarianceSetInfo("from-cli", 7, 4, "mine.safetensors (convmixer-8/3, 5 × 5 filters)") in \
-        lab.list_covariance_sets()
+    assert learned_sets.CovarianceSetInfo("from-cli", 7, 4, "mine.safetensors (convmixer-8/3, 5 × 5 filters)") in \
+        learned_sets.list_covariance_sets()
 
 
 def test_learned_from_a_stored_run(tmp_path, capsys):
-    from test_runs import fake_run
+    from helpers.runs import fake_run
 
     db = tmp_path / "runs.db"
     run_id = RunStore(db).save(fake_run(k=5))
@@ -262,7 +261,7 @@ def test_learned_from_a_stored_run(tmp_path, capsys):
 
 
 def test_learned_notes_a_run_whose_filters_were_wider_than_its_maps(tmp_path, capsys):
-    from test_runs import fake_run
+    from helpers.runs import fake_run
 
     db = tmp_path / "runs.db"
     run = fake_run(k=5)
@@ -275,7 +274,7 @@ def test_learned_notes_a_run_whose_filters_were_wider_than_its_maps(tmp_path, ca
 
 
 def test_learned_refuses_a_malicious_checkpoint_in_one_line(tmp_path, capsys):
-    from test_lab import malicious_checkpoint
+    from helpers.files import malicious_checkpoint
 
     marker = tmp_path / "pwned"
     (tmp_path / "evil.pt").write_bytes(malicious_checkpoint(marker))
@@ -381,7 +380,7 @@ def test_download_names_what_it_fetched_and_refuses_unknown_names(tmp_path, monk
     import torchvision.datasets.cifar as cifar
 
     from convcov_core.cli import main
-    from test_data import write_cifar10
+    from helpers.files import write_cifar10
     monkeypatch.setattr(cifar, "check_integrity", lambda fpath, md5=None: os.path.isfile(fpath))
     write_cifar10(tmp_path / "data")
     assert main(["download", "cifar10", "--data-root", str(tmp_path / "data")]) == 0
@@ -409,7 +408,6 @@ def test_cnfa_trains_a_small_cnn_prints_r_per_layer_and_saves_it(tmp_path, capsy
 
 
 def test_cnfa_of_a_stored_run_matches_the_pages_analysis(tmp_path, capsys):
-    from convcov_core import feature_ansatz as fa
 
     db = tmp_path / "runs.db"
     assert main(["cnfa", *TINY_CNN, "--save", "--db", str(db), "--quiet"]) == 0
@@ -417,8 +415,8 @@ def test_cnfa_of_a_stored_run_matches_the_pages_analysis(tmp_path, capsys):
     assert main(["cnfa", "--run", "1", "--db", str(db), "--images", "8", "--outputs", "predicted"]) == 0
     printed = capsys.readouterr().out
     run = RunStore(db).get(1)
-    pair = fa.pair_from_run(run)
-    rows = fa.compare_cnfa(pair, fa.analysis_images(run.config, 8), outputs="predicted").table()
+    pair = model_pairs.pair_from_run(run)
+    rows = cnfa.compare_cnfa(pair, cnfa.analysis_images(run.config, 8), outputs="predicted").table()
     lines = {line.split()[0]: line.split() for line in printed.splitlines()[3:-1]}
     for row in rows:  # the same numbers as the page computes for that run
         assert lines[row["layer"]][-3:-1] == [f"{row['r trained']:.3f}", f"{row['r at init']:.3f}"]

@@ -1,7 +1,6 @@
 """Datasets (embedded, torchvision CIFAR-10 on fixture files, image folders) and path helpers."""
 
 import os
-import pickle
 
 import numpy as np
 import pytest
@@ -17,6 +16,7 @@ from convcov_core.data import (
     texture_pictures,
 )
 from convcov_core.paths import convcov_home, data_root, resolve_inside
+from helpers.files import write_cifar10
 
 
 def raw(x, info):
@@ -189,24 +189,6 @@ def test_bad_seed_is_refused():
 
 
 # ------------------------------------------------------------------------------------ CIFAR-10
-
-def write_cifar10(root, per_batch=6, per_test=5):
-    """CIFAR-10's python layout: pickled dicts with uint8 "data" (N x 3072, channel-major) and
-    "labels", five train batches, a test batch and batches.meta."""
-    folder = root / "cifar-10-batches-py"
-    folder.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    batches = {}
-    for name, n in [(f"data_batch_{i}", per_batch) for i in range(1, 6)] + [("test_batch", per_test)]:
-        batch = {"batch_label": name, "labels": [int(v) for v in rng.integers(0, 10, n)],
-                 "data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
-                 "filenames": [f"img_{i}.png" for i in range(n)]}
-        (folder / name).write_bytes(pickle.dumps(batch, protocol=2))
-        batches[name] = batch
-    meta = {"label_names": ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
-                            "ship", "truck"], "num_cases_per_batch": per_batch, "num_vis": 3072}
-    (folder / "batches.meta").write_bytes(pickle.dumps(meta, protocol=2))
-    return batches
 
 
 @pytest.fixture

@@ -111,10 +111,10 @@ def test_training_on_cpu_takes_the_same_steps_with_and_without_the_switch(monkey
                          epochs=1, max_steps=4, batch_size=32, device="cpu", precision="fp32")
     switched = []
     real = depthwise.use_fast_depthwise
-    monkeypatch.setattr("convcov_core.train.use_fast_depthwise",
+    monkeypatch.setattr("convcov_core.train.model.use_fast_depthwise",
                         lambda m, min_taps: switched.append(real(m, min_taps)))
     fast = train(config)
-    monkeypatch.setattr("convcov_core.train.use_fast_depthwise", lambda m, min_taps: None)
+    monkeypatch.setattr("convcov_core.train.model.use_fast_depthwise", lambda m, min_taps: None)
     plain = train(config)
     assert switched == [2]
     assert fast.status == plain.status == "ok"

@@ -5,10 +5,10 @@ exactly once."""
 import pytest
 import torch
 
-from convcov_core import covariance, examples, lab, models, train
+from convcov_app import lab
+from convcov_core import covariance, examples, learned_sets, models, train
 from convcov_core.runs import RunStore
-from page_helpers import assert_clean, new_app, run_page
-from test_pages_lab import poll_until_finished
+from helpers.pages import assert_clean, new_app, poll_until_finished, run_page
 
 LAB = "pages/3_Training_Lab.py"
 
@@ -40,7 +40,7 @@ def test_example_weights_reach_the_recorded_accuracy_when_evaluated_here(example
 
 def test_example_covariances_widen_with_depth_as_in_the_paper(example):
     """What the pages show of it: the fitted sigma of the later layers is well above the first's."""
-    sigmas = [fit["sigma"] for fit in lab.layer_fits(example.covariances)]
+    sigmas = [fit["sigma"] for fit in learned_sets.layer_fits(example.covariances)]
     assert sigmas[5] > 1.5 * sigmas[0] and sigmas[6] > 1.5 * sigmas[0]
     assert all(covariance.is_psd(S) for S in example.covariances)
 

@@ -14,16 +14,17 @@ import numpy as np
 import pytest
 import torch
 
-from app_support import discover_pages
+from convcov_app.navigation import discover_pages
 from convcov_core import examples
 from convcov_core.covariance import gaussian
 from convcov_core.runs import RunStore
-from page_helpers import fuzz_page
+from helpers.pages import fuzz_page
 
 SEQUENCES = int(os.environ.get("CONVCOV_FUZZ_SEQUENCES", "100"))
 PARTS = 2
 STEPS = 2
 LONG_JOBS = ("lab_run", "lab_estimate", "lc_train", "train", "run_quick")
+WITHOUT_WIDGETS = ("app.py",)  # Home: text, figures and page links only
 SCRIPTS = ["app.py"] + [str(entry.path.relative_to(entry.path.parents[1])) for entry in discover_pages()]
 
 
@@ -54,3 +55,5 @@ def test_random_interaction_sequences_never_crash_a_page(script, part, record_pr
                             f"{counts['error_messages']} renders with a user-facing error message, "
                             "0 uncaught exceptions")
     assert counts["sequences"] == sequences
+    planned = 0 if script in WITHOUT_WIDGETS else sequences * STEPS
+    assert counts["interactions"] == planned, f"{script}: {counts['interactions']} of {planned} interactions made"

@@ -11,10 +11,12 @@ import pytest
 import torch
 from safetensors.torch import save as save_safetensors
 
-from convcov_core import covariance, lab, models, text, train
+from convcov_app import lab
+from convcov_core import covariance, learned_sets, models, reach, text, train
 from convcov_core.jobs import JobManager
 from convcov_core.plots import training as figures
 from convcov_core.runs import RunStore
+from helpers.files import malicious_checkpoint, tiny_convmixer_state
 
 TINY_DATA = (("n_train", 64), ("n_test", 32), ("image_size", 16))
 TINY = lab.LabSetup(dataset="noisy-bars", dataset_params=TINY_DATA, model="convmixer-8/2", kernel_size=5,
@@ -87,34 +89,34 @@ def test_quick_cpu_default_is_the_frozen_comparison_the_issue_measured():
 def test_a_model_that_does_not_fit_small_images_is_refused_before_training():
     config = lab.plan_comparison(TINY).base.replace(model="timm:convnext_atto", kernel_size=7, patch_size=4)
     with pytest.raises(ValueError, match="does not fit the 16 × 16 images of noisy-bars"):
-        lab.check_model_fits(config)
-    lab.check_model_fits(lab.plan_comparison(TINY).base)
+        reach.check_model_fits(config)
+    reach.check_model_fits(lab.plan_comparison(TINY).base)
 
 
 def test_kernel_reach_note_names_the_layers_whose_maps_are_too_small():
     base = lab.plan_comparison(TINY).base  # noisy bars, 16 x 16
-    assert lab.kernel_reach_note(base.replace(kernel_size=7, patch_size=4)) is None  # 4 x 4 maps use 7 x 7
-    note = lab.kernel_reach_note(base.replace(kernel_size=9, patch_size=4))
+    assert reach.kernel_reach_note(base.replace(kernel_size=7, patch_size=4)) is None  # 4 x 4 maps use 7 x 7
+    note = reach.kernel_reach_note(base.replace(kernel_size=9, patch_size=4))
     assert note.startswith("2 of 2 depthwise layers have filters wider than their feature maps can use on "
                            "the 16 × 16 images of noisy-bars: layers 1-2 see 4 × 4 maps and use only the "
                            "central 7 × 7 weights of 9 × 9 filters.")
     convnext = base.replace(model="timm:convnext_atto", kernel_size=7, patch_size=None,
                             dataset_params={**base.dataset_params, "image_size": 32})
     assert ("layers 5-10 see 2 × 2 maps and use only the central 3 × 3 weights of 7 × 7 filters; "
-            "layers 11-12 see 1 × 1 maps and use only the centre weight") in lab.kernel_reach_note(convnext)
+            "layers 11-12 see 1 × 1 maps and use only the centre weight") in reach.kernel_reach_note(convnext)
     with pytest.raises(ValueError, match="does not fit the 16 × 16 images"):
-        lab.kernel_reach_note(base.replace(model="timm:convnext_atto", kernel_size=7, patch_size=4))
+        reach.kernel_reach_note(base.replace(model="timm:convnext_atto", kernel_size=7, patch_size=4))
 
 
 def test_run_reach_warning_is_none_when_the_runs_data_is_not_here():
-    from test_runs import fake_run
+    from helpers.runs import fake_run
 
     run = fake_run(k=5)
-    assert lab.run_reach_warning(run) is None  # 14 x 14 maps use all of a 5 x 5 filter
+    assert reach.run_reach_warning(run) is None  # 14 x 14 maps use all of a 5 x 5 filter
     run.config = run.config.replace(patch_size=14)
-    assert "see 2 × 2 maps and use only the central 3 × 3 weights" in lab.run_reach_warning(run)
+    assert "see 2 × 2 maps and use only the central 3 × 3 weights" in reach.run_reach_warning(run)
     run.config = run.config.replace(dataset="cifar10", data_root="/nonexistent")
-    assert lab.run_reach_warning(run) is None
+    assert reach.run_reach_warning(run) is None
 
 
 def test_run_images_and_time_estimate_of_a_tiny_plan():
@@ -237,35 +239,28 @@ def test_thin_keeps_short_curves_and_averages_long_ones():
 
 def test_offset_profile_of_the_closed_form_is_the_gaussian_of_the_offset():
     k, sigma = 5, 1.3
-    profile = lab.offset_profile(2.0 * covariance.gaussian(k, sigma))
+    profile = learned_sets.offset_profile(2.0 * covariance.gaussian(k, sigma))
     d = torch.arange(-k + 1, k, dtype=torch.float64)
     expected = torch.exp(-(d[:, None] ** 2 + d[None, :] ** 2) / (2 * sigma**2))
     assert profile.shape == (9, 9) and torch.allclose(profile, expected)
-    assert float(lab.offset_profile(torch.eye(k * k))[k - 1, k - 1]) == 1.0
+    assert float(learned_sets.offset_profile(torch.eye(k * k))[k - 1, k - 1]) == 1.0
     assert len(figures.offset_profile_figure([profile, profile], ["a", "b"]).data) == 2
 
 
 def test_fits_recover_the_closed_form_sigmas_and_their_straight_line():
     sigmas = covariance.depth_schedule(0.8, 2.4, 4)
-    fits = lab.layer_fits([3.0 * covariance.gaussian(7, s) for s in sigmas])
+    fits = learned_sets.layer_fits([3.0 * covariance.gaussian(7, s) for s in sigmas])
     assert [f["sigma"] for f in fits] == pytest.approx(sigmas, rel=1e-3)
     assert all(f["r"] > 0.999 for f in fits)
-    assert lab.fitted_schedule(fits) == pytest.approx((0.8, 2.4), rel=1e-3)
-    assert lab.closed_form_schedule(9, 3) == [1.0, 2.0, 3.0]
-    learned, closed, diff = lab.closed_form_beside(5.0 * covariance.gaussian(5, 1.5), 1.5)
+    assert learned_sets.fitted_schedule(fits) == pytest.approx((0.8, 2.4), rel=1e-3)
+    assert learned_sets.closed_form_schedule(9, 3) == [1.0, 2.0, 3.0]
+    learned, closed, diff = learned_sets.closed_form_beside(5.0 * covariance.gaussian(5, 1.5), 1.5)
     assert float(diff.abs().max()) < 1e-12 and float(learned.diagonal().mean()) == pytest.approx(1.0)
 
 
-def _tiny_convmixer_state(dim=8, depth=3, k=5, patch=2, classes=4):
-    torch.manual_seed(0)
-    model = models.build_model(f"convmixer-{dim}/{depth}", num_classes=classes, in_chans=1, kernel_size=k,
-                               patch_size=patch)
-    return model, {n: t.detach().clone() for n, t in model.state_dict().items()}
-
-
 def test_convmixer_checkpoint_layout_is_read_from_the_file():
-    model, state = _tiny_convmixer_state()
-    learned = lab.learned_from_state_dict(state, "convmixer", "mine.pt")
+    model, state = tiny_convmixer_state()
+    learned = learned_sets.learned_from_state_dict(state, "convmixer", "mine.pt")
     assert learned.depth == 3 and learned.kernel_size == 5
     assert learned.layer_names == ["blocks.0.0.fn.0", "blocks.1.0.fn.0", "blocks.2.0.fn.0"]
     expected = covariance.empirical(model.blocks[1][0].fn[0].weight.detach())
@@ -274,25 +269,25 @@ def test_convmixer_checkpoint_layout_is_read_from_the_file():
 
 
 def test_wrong_architecture_is_named():
-    _, state = _tiny_convmixer_state()
+    _, state = tiny_convmixer_state()
     with pytest.raises(ValueError, match="does not fit timm:convnext_atto"):
-        lab.learned_from_state_dict(state, "timm:convnext_atto", "x.pt")
+        learned_sets.learned_from_state_dict(state, "timm:convnext_atto", "x.pt")
     with pytest.raises(ValueError, match="does not have a ConvMixer's layout"):
-        lab.learned_from_state_dict({"fc.weight": torch.zeros(2, 2)}, "convmixer", "x.pt")
+        learned_sets.learned_from_state_dict({"fc.weight": torch.zeros(2, 2)}, "convmixer", "x.pt")
     broken = dict(state)
     broken["blocks.1.1.weight"] = torch.zeros(3, 3, 1, 1)
     with pytest.raises(ValueError, match="different architecture"):
-        lab.learned_from_state_dict(broken, "convmixer", "x.pt")
+        learned_sets.learned_from_state_dict(broken, "convmixer", "x.pt")
 
 
 @pytest.mark.parametrize("in_chans", [3, 1])  # a grayscale stem (40 x 1 x 4 x 4) is not a depthwise layer
 def test_timm_convnext_checkpoint_gives_one_covariance_per_block(in_chans):
     model = models.build_model("timm:convnext_atto", num_classes=3, in_chans=in_chans)
-    learned = lab.learned_from_state_dict(model.state_dict(), "timm:convnext_atto", "atto.pt")
+    learned = learned_sets.learned_from_state_dict(model.state_dict(), "timm:convnext_atto", "atto.pt")
     assert learned.depth == 12 and learned.kernel_size == 7  # 2 + 2 + 6 + 2 blocks
 
 
-class _Payload:
+class Payload:
     """Unpickling this would create a file (the attack a checkpoint upload must not allow)."""
 
     def __init__(self, marker):
@@ -302,82 +297,61 @@ class _Payload:
         return (os.mkdir, (self.marker,))
 
 
-def malicious_checkpoint(marker) -> bytes:
-    buffer = io.BytesIO()
-    torch.save({"stem.0.weight": torch.zeros(1), "payload": _Payload(str(marker))}, buffer)
-    return buffer.getvalue()
-
-
 def test_checkpoint_bytes_good_malicious_truncated_empty_oversized(tmp_path):
-    _, state = _tiny_convmixer_state()
+    _, state = tiny_convmixer_state()
     good = save_safetensors(state)
-    assert lab.learned_from_checkpoint(good, "mine.safetensors", "convmixer").depth == 3
+    assert learned_sets.learned_from_checkpoint(good, "mine.safetensors", "convmixer").depth == 3
     marker = tmp_path / "pwned"
     with pytest.raises(ValueError, match="arbitrary Python objects.*not executed"):
-        lab.learned_from_checkpoint(malicious_checkpoint(marker), "evil.pt", "convmixer")
+        learned_sets.learned_from_checkpoint(malicious_checkpoint(marker), "evil.pt", "convmixer")
     assert not marker.exists()
     buffer = io.BytesIO()
     torch.save(state, buffer)
     with pytest.raises(ValueError, match="cut.pt is truncated"):
-        lab.learned_from_checkpoint(buffer.getvalue()[: len(buffer.getvalue()) // 2], "cut.pt", "convmixer")
+        learned_sets.learned_from_checkpoint(buffer.getvalue()[: len(buffer.getvalue()) // 2], "cut.pt", "convmixer")
     with pytest.raises(ValueError, match="empty.pt is empty"):
-        lab.learned_from_checkpoint(b"", "empty.pt", "convmixer")
+        learned_sets.learned_from_checkpoint(b"", "empty.pt", "convmixer")
     with pytest.raises(ValueError, match="big.safetensors is .* over the 1.0 KiB limit"):
-        lab.learned_from_checkpoint(good, "big.safetensors", "convmixer", max_bytes=1024)
+        learned_sets.learned_from_checkpoint(good, "big.safetensors", "convmixer", max_bytes=1024)
     with pytest.raises(ValueError, match="notes.txt is not a checkpoint"):
-        lab.learned_from_checkpoint(b"hello world, no weights here", "notes.txt", "convmixer")
-
-
-@pytest.mark.parametrize("raw, expected", [("", 512 * 2**20), ("2", 2 * 2**20), ("0.5", 2**19)])
-def test_upload_limit_comes_from_the_environment(raw, expected):
-    assert lab.max_upload_bytes({"CONVCOV_MAX_CHECKPOINT_MB": raw}) == expected
-
-
-def test_upload_limit_never_exceeds_the_web_servers_cap():
-    assert lab.max_upload_bytes({}, ceiling_mb=200) == 200 * 2**20
-    assert lab.max_upload_bytes({"CONVCOV_MAX_CHECKPOINT_MB": "50"}, ceiling_mb=200) == 50 * 2**20
-
-
-def test_bad_upload_limit_is_refused():
-    with pytest.raises(ValueError, match="CONVCOV_MAX_CHECKPOINT_MB"):
-        lab.max_upload_bytes({"CONVCOV_MAX_CHECKPOINT_MB": "lots"})
+        learned_sets.learned_from_checkpoint(b"hello world, no weights here", "notes.txt", "convmixer")
 
 
 def test_covariance_sets_round_trip_and_bad_names(monkeypatch, tmp_path):
     monkeypatch.setenv("CONVCOV_HOME", str(tmp_path))
     covs = [covariance.gaussian(5, s) for s in (1.0, 2.0, 3.0)]
-    lab.save_covariance_set("my set-1", covs, source="run #3")
-    (lab.covariance_sets_dir() / "junk.safetensors").write_bytes(b"not a file")
-    assert lab.list_covariance_sets() == [lab.CovarianceSetInfo("my set-1", 5, 3, "run #3")]
-    loaded = lab.load_covariance_set("my set-1")
+    learned_sets.save_covariance_set("my set-1", covs, source="run #3")
+    (learned_sets.covariance_sets_dir() / "junk.safetensors").write_bytes(b"not a file")
+    assert learned_sets.list_covariance_sets() == [learned_sets.CovarianceSetInfo("my set-1", 5, 3, "run #3")]
+    loaded = learned_sets.load_covariance_set("my set-1")
     assert all(torch.allclose(a, b) for a, b in zip(loaded, covs))
-    assert lab.covariance_set_label(lab.list_covariance_sets()[0]) == "set: my set-1 (5 × 5, 3 layers)"
+    assert lab.covariance_set_label(learned_sets.list_covariance_sets()[0]) == "set: my set-1 (5 × 5, 3 layers)"
     for bad in ("", "../escape", "a/b", "x" * 61):
         with pytest.raises(ValueError, match="covariance set name"):
-            lab.save_covariance_set(bad, covs, source="")
+            learned_sets.save_covariance_set(bad, covs, source="")
     with pytest.raises(ValueError, match="no covariance set named"):
-        lab.load_covariance_set("missing")
+        learned_sets.load_covariance_set("missing")
 
 
 def test_learned_set_from_a_run_and_figures():
     run = _run("gaussian", "gaussian", 0, 80.0)
     run.id, run.layer_names = 4, ["blocks.0", "blocks.1"]
     run.covariances = [covariance.gaussian(5, 1.0), covariance.gaussian(5, 2.0)]
-    learned = lab.learned_from_run(run)
+    learned = learned_sets.learned_from_run(run)
     assert learned.source.startswith("run #4") and "80.0%" in learned.source
-    fits = lab.layer_fits(learned.covariances)
+    fits = learned_sets.layer_fits(learned.covariances)
     grid = figures.layer_grid_figure(learned.covariances, ["a", "b"])
     assert [a.text for a in grid.layout.annotations] == ["a", "b"]
     assert len(figures.sigma_depth_figure(fits, [1.0, 2.0], fitted_line=(1.0, 2.0)).data) == 3
-    S, closed, diff = lab.closed_form_beside(learned.covariances[1], fits[1]["sigma"])
+    S, closed, diff = learned_sets.closed_form_beside(learned.covariances[1], fits[1]["sigma"])
     pair = figures.closed_form_figure(S, closed, diff, sigma=2.0, r=1.0, layer="2")
     assert [t.type for t in pair.data] == ["heatmap"] * 3
     run.covariances = []
     with pytest.raises(ValueError, match=r"saved no covariances \(its filters were not finite"):
-        lab.learned_from_run(run)
+        learned_sets.learned_from_run(run)
     run.layer_names, run.config = [], run.config.replace(model="cnn-4")
     with pytest.raises(ValueError, match=r"saved no covariances \(cnn-4 has no depthwise filters\)"):
-        lab.learned_from_run(run)
+        learned_sets.learned_from_run(run)
 
 
 # -- the job manager keeps the finished runs of a cancelled comparison -------------------------

@@ -1,7 +1,5 @@
 """Covariance matrices from user files: every format read, every bad matrix named, nothing unpickled."""
 
-import io
-import os
 
 import numpy as np
 import pytest
@@ -11,28 +9,7 @@ from safetensors.torch import save as save_safetensors
 from convcov_core import matrix_files
 from convcov_core.covariance import gaussian, is_psd
 from convcov_core.matrix_files import inspect_covariance, projected, read_matrix
-
-
-def npy_bytes(array) -> bytes:
-    buffer = io.BytesIO()
-    np.save(buffer, np.asarray(array))
-    return buffer.getvalue()
-
-
-def torch_bytes(obj) -> bytes:
-    buffer = io.BytesIO()
-    torch.save(obj, buffer)
-    return buffer.getvalue()
-
-
-class _Payload:
-    """Unpickling this would create a folder: the attack an upload must not allow."""
-
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (os.mkdir, (self.marker,))
+from helpers.files import Payload, npy_bytes, torch_bytes
 
 
 @pytest.mark.parametrize("name, encode", [
@@ -56,8 +33,8 @@ def test_save_then_load_from_disk(tmp_path):
 
 def test_a_pickle_payload_is_refused_and_never_runs(tmp_path):
     marker = tmp_path / "pwned"
-    for name, data in [("evil.pt", torch_bytes({"m": torch.eye(4), "x": _Payload(str(marker))})),
-                       ("evil.npy", npy_bytes(np.array([_Payload(str(marker))], dtype=object)))]:
+    for name, data in [("evil.pt", torch_bytes({"m": torch.eye(4), "x": Payload(str(marker))})),
+                       ("evil.npy", npy_bytes(np.array([Payload(str(marker))], dtype=object)))]:
         with pytest.raises(ValueError, match="pickl|unpickling"):
             read_matrix(data, name)
     assert not marker.exists()

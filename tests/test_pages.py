@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from app_support import discover_pages
+from convcov_app.navigation import discover_pages
+from convcov_core import gallery, matrix_files
 from convcov_core.covariance import gaussian
-from page_helpers import assert_clean, check_all_at, check_widget_extremes, new_app, run_page
-from test_matrix_files import _Payload, npy_bytes, torch_bytes
+from helpers.files import Payload, npy_bytes, torch_bytes
+from helpers.pages import assert_clean, check_all_at, check_widget_extremes, new_app, run_page
 
 EXPLORER = "pages/1_Covariance_Explorer.py"
 GALLERY = "pages/2_Filter_Gallery.py"
@@ -142,32 +143,11 @@ def test_gallery_offers_learned_covariance_of_a_stored_run(monkeypatch, tmp_path
 # What the pages compute (convcov_core.ui), checked without streamlit.
 
 
-def test_refresh_seconds_reads_a_bounded_number_and_rejects_others():
-    from convcov_core import ui
-
-    assert ui.refresh_seconds({}) == ui.DEFAULT_REFRESH_S == 2.0
-    assert ui.refresh_seconds({"CONVCOV_REFRESH_S": " 0.5 "}) == 0.5
-    for bad in ("0", "0.1", "61", "nan", "inf", "fast"):
-        with pytest.raises(ValueError, match="CONVCOV_REFRESH_S"):
-            ui.refresh_seconds({"CONVCOV_REFRESH_S": bad})
-
-
-def test_max_kernel_size_reads_an_odd_cap_and_rejects_others():
-    from convcov_core import ui
-
-    assert ui.max_kernel_size({}) == 51
-    assert ui.max_kernel_size({"CONVCOV_MAX_KERNEL": "31"}) == 31
-    for bad in ("30", "1", "-3", "big"):
-        with pytest.raises(ValueError, match="CONVCOV_MAX_KERNEL"):
-            ui.max_kernel_size({"CONVCOV_MAX_KERNEL": bad})
-
-
 @pytest.mark.parametrize("scheme", ["default", "kaiming_normal", "orthogonal", "gaussian"])
 def test_gallery_sample_covariance_approaches_the_target(scheme):
-    from convcov_core import ui
 
-    small = ui.gallery_panel(scheme, 5, 4, 200, seed=1, sigma=1.5)
-    large = ui.gallery_panel(scheme, 5, 4, 20000, seed=1, sigma=1.5)
+    small = gallery.gallery_panel(scheme, 5, 4, 200, seed=1, sigma=1.5)
+    large = gallery.gallery_panel(scheme, 5, 4, 20000, seed=1, sigma=1.5)
     assert small.filters.shape == (4, 5, 5)
     assert large.relative_error < 0.1
     assert large.relative_error <= small.relative_error
@@ -179,15 +159,15 @@ def test_covariance_downloads_load_back_exactly(tmp_path):
     import numpy as np
     import torch
 
-    from convcov_core import covariance, ui
+    from convcov_core import covariance
 
     S = covariance.gaussian(5, 1.3)
-    assert torch.equal(torch.from_numpy(np.load(io.BytesIO(ui.covariance_bytes(S, "npy")))), S)
-    assert torch.equal(torch.load(io.BytesIO(ui.covariance_bytes(S, "pt")), weights_only=True), S)
+    assert torch.equal(torch.from_numpy(np.load(io.BytesIO(matrix_files.covariance_bytes(S, "npy")))), S)
+    assert torch.equal(torch.load(io.BytesIO(matrix_files.covariance_bytes(S, "pt")), weights_only=True), S)
     with pytest.raises(ValueError, match="npy"):
-        ui.covariance_bytes(S, "csv")
+        matrix_files.covariance_bytes(S, "csv")
     layers = [S, 2 * S]  # a learned set: what compare --learned-from FILE and init_depthwise_ take
-    stack = torch.load(io.BytesIO(ui.covariance_bytes(layers, "pt")), weights_only=True)
+    stack = torch.load(io.BytesIO(matrix_files.covariance_bytes(layers, "pt")), weights_only=True)
     assert stack.shape == (2, 25, 25) and torch.equal(stack[1], 2 * S)
 
 
@@ -235,7 +215,7 @@ def test_gallery_names_what_is_wrong_with_a_bad_upload(name, data, message):
 
 def test_gallery_upload_never_unpickles(tmp_path):
     marker = tmp_path / "pwned"
-    at = _upload(run_page(GALLERY), "evil.pt", torch_bytes({"x": _Payload(str(marker))}))
+    at = _upload(run_page(GALLERY), "evil.pt", torch_bytes({"x": Payload(str(marker))}))
     assert not marker.exists() and not at.exception
     assert "unpickling" in at.error[0].value
 

@@ -8,7 +8,7 @@ import streamlit as st
 import torch
 
 from convcov_core import runs, train
-from page_helpers import assert_clean, check_widget_extremes, run_page
+from helpers.pages import assert_clean, check_widget_extremes, run_page
 
 FEATURE = "pages/5_Feature_Ansatz.py"
 FREQUENCY = "pages/6_Frequency_View.py"
@@ -192,7 +192,7 @@ def test_feature_ansatz_analyses_an_uploaded_checkpoint():
     from safetensors.torch import save
 
     from convcov_core import models
-    from page_helpers import new_app
+    from helpers.pages import new_app
 
     torch.manual_seed(3)
     rgb = models.build_model("convmixer-8/2", num_classes=10, in_chans=3, kernel_size=5, patch_size=2)
@@ -215,7 +215,7 @@ def test_frequency_view_of_an_uploaded_checkpoint():
     from safetensors.torch import save
 
     from convcov_core import models
-    from page_helpers import new_app
+    from helpers.pages import new_app
 
     torch.manual_seed(3)
     net = models.build_model("convmixer-8/3", num_classes=10, in_chans=3, kernel_size=7, patch_size=2)
@@ -236,7 +236,7 @@ def test_frequency_view_of_an_uploaded_checkpoint():
 
 
 def test_frequency_warns_about_a_saved_run_whose_filters_were_wider_than_its_maps(tmp_path, monkeypatch):
-    from test_runs import fake_run
+    from helpers.runs import fake_run
 
     monkeypatch.setenv("CONVCOV_HOME", str(tmp_path))
     run = fake_run(k=5)
@@ -258,7 +258,7 @@ def test_feature_ansatz_resets_its_views_for_another_network_after_a_stopped_run
     from safetensors.torch import save
 
     from convcov_core import examples, models
-    from page_helpers import new_app
+    from helpers.pages import new_app
 
     monkeypatch.setenv("CONVCOV_HOME", str(tmp_path))
     examples.add_to_store(runs.RunStore())

@@ -7,10 +7,11 @@ import time
 
 import pytest
 
-from convcov_core import covariance, lab, reproduce, train
+from convcov_app import lab
+from convcov_core import covariance, reproduce, train
 from convcov_core.cli import format_comparison
 from convcov_core.plots import claims as claim_plots
-from page_helpers import assert_clean, check_widget_extremes, run_page
+from helpers.pages import assert_clean, check_widget_extremes, run_page
 
 PAGE = "pages/7_Paper_Claims.py"
 JOB_DEADLINE_S = 300  # a stuck job fails the test instead of hanging it

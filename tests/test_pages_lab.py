@@ -9,21 +9,20 @@ import pytest
 import torch
 from safetensors.torch import save as save_safetensors
 
-import app_jobs
-from page_helpers import assert_clean, new_app, run_page
-from test_lab import _tiny_convmixer_state, malicious_checkpoint
+from convcov_app import background
+from convcov_core import matrix_files
+from helpers.files import malicious_checkpoint, tiny_convmixer_state
+from helpers.pages import MAX_POLLS, POLL_S, assert_clean, new_app, poll_until_finished, run_page
 
 LAB = "pages/3_Training_Lab.py"
 LEARNED = "pages/4_Learned_Covariances.py"
-POLL_S = 0.5
-MAX_POLLS = 400
 
 
 @pytest.fixture(autouse=True)
 def no_job_left_running():
     """The job manager is shared by the whole process (st.cache_resource): stop what a test left."""
     yield
-    manager = app_jobs.job_manager()
+    manager = background.job_manager()
     for status in manager.list_jobs():
         if status.running:
             manager.cancel(status.id)
@@ -44,19 +43,6 @@ def tiny_lab(at, *, seeds=1, max_steps=3):
     at.run()
     assert_clean(at, "tiny setup")
     return at
-
-
-def poll_until_finished(at) -> list[str]:
-    """Rerun the page until its progress bar is gone; return the progress texts seen."""
-    texts = []
-    for _ in range(MAX_POLLS):
-        bars = at.get("progress")
-        if not bars:
-            return texts
-        texts.append(bars[0].proto.text)
-        time.sleep(POLL_S)
-        at.run()
-    raise AssertionError(f"the job did not finish; last progress: {texts[-1:]}")
 
 
 def test_lab_default_is_the_frozen_cpu_demo_and_says_what_to_expect():
@@ -97,7 +83,7 @@ def test_lab_runs_a_tiny_comparison_end_to_end_then_learned_page_opens_its_run()
     saved = [c.value for c in at.caption if "Saved to the run store as comparison #" in c.value]
     assert saved
     comparison_id = int(saved[0].split("#")[1].split(";")[0])
-    stored = app_jobs.job_manager().store.get_comparison(comparison_id)
+    stored = background.job_manager().store.get_comparison(comparison_id)
     assert list(stored.runs) == ["default", "gaussian"] and stored.status == "ok"
     assert len(at.get("plotly_chart")) == 3  # loss, accuracy, results
 
@@ -156,15 +142,15 @@ def test_lab_cancel_stops_cleanly_and_a_second_visitor_sees_the_busy_server():
     assert_clean(at, "after cancel")
     shown = [m.value for m in at.warning] + [m.value for m in at.info]
     assert any("Cancelled" in text for text in shown), shown
-    assert not any(s.running for s in app_jobs.job_manager().list_jobs())
+    assert not any(s.running for s in background.job_manager().list_jobs())
 
 
 def test_learned_page_warns_when_a_runs_filters_were_wider_than_its_maps():
-    from test_runs import fake_run
+    from helpers.runs import fake_run
 
     run = fake_run(k=5)
     run.config = run.config.replace(patch_size=14)  # 2 x 2 maps on 28 x 28 digits
-    run_id = app_jobs.job_manager().store.save(run)
+    run_id = background.job_manager().store.save(run)
     at = run_page(LEARNED, timeout=120)
     label = next(o for o in at.selectbox(key="lc_run").options if o.startswith(f"#{run_id} "))
     at.selectbox(key="lc_run").set_value(label).run()
@@ -193,7 +179,7 @@ def test_learned_page_trains_a_quick_run_and_shows_its_covariances():
     assert "convmixer-16/2 on noisy-mnist, init default" in at.markdown[1].value
     assert len(at.get("plotly_chart")) == 5
     assert any(s.label.startswith("Learned Covariances: convmixer-16/2") and s.state == "done"
-               for s in app_jobs.job_manager().list_jobs())
+               for s in background.job_manager().list_jobs())
 
 
 @pytest.fixture
@@ -215,7 +201,7 @@ def _torch_bytes(obj) -> bytes:
 
 
 def test_learned_page_reads_a_good_checkpoint(upload_page):
-    _, state = _tiny_convmixer_state()
+    _, state = tiny_convmixer_state()
     at = upload_page("mine.safetensors", save_safetensors(state))
     assert_clean(at, "good checkpoint")
     assert "convmixer-8/3" in at.markdown[1].value
@@ -234,10 +220,10 @@ def upload_covariances(filename: str, content: bytes):
 
 
 def test_learned_page_reads_back_the_covariances_it_downloads():
-    from convcov_core import covariance, ui
+    from convcov_core import covariance
 
     layers = [covariance.gaussian(7, sigma) for sigma in (0.8, 1.4, 2.0)]
-    at = upload_covariances("mine-k7-d3.pt", ui.covariance_bytes(layers, "pt"))
+    at = upload_covariances("mine-k7-d3.pt", matrix_files.covariance_bytes(layers, "pt"))
     assert_clean(at, "a covariance file")
     assert "mine-k7-d3.pt (a covariance file). 3 depthwise layer(s), 7 × 7 filters." in at.markdown[1].value
     assert len(at.get("plotly_chart")) == 5 and not at.warning
@@ -251,11 +237,11 @@ def test_learned_page_reads_back_the_covariances_it_downloads():
 def test_learned_page_names_what_is_wrong_with_a_covariance_file():
     import numpy as np
 
-    from convcov_core import covariance, ui
+    from convcov_core import covariance
 
     S = covariance.gaussian(5, 1.0)
     indefinite = [S, S - 0.5 * torch.eye(25, dtype=S.dtype)]
-    at = upload_covariances("indefinite.npy", ui.covariance_bytes(indefinite, "npy"))
+    at = upload_covariances("indefinite.npy", matrix_files.covariance_bytes(indefinite, "npy"))
     assert_clean(at, "an indefinite layer")
     assert "Layer(s) 2 of indefinite.npy are not positive semi-definite" in at.warning[0].value
     buffer = io.BytesIO()
@@ -282,7 +268,7 @@ def test_malicious_checkpoint_never_runs_and_is_explained(upload_page, tmp_path)
     ("oversized", "over the 1.0 KiB limit"),
 ])
 def test_each_bad_checkpoint_gets_its_own_message(upload_page, monkeypatch, case, message):
-    _, state = _tiny_convmixer_state()
+    _, state = tiny_convmixer_state()
     whole = _torch_bytes(state)
     content, architecture = {
         "truncated": (whole[: len(whole) // 2], None),

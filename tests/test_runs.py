@@ -14,28 +14,10 @@ import pytest
 import torch
 
 from convcov_core.runs import RunStore, decode_covariance, encode_covariance
-from convcov_core.train import ComparisonResult, RunResult, TrainConfig, summarize, train
+from convcov_core.train import ComparisonResult, TrainConfig, summarize, train
+from helpers.runs import fake_run
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def fake_run(seed: int = 0, k: int = 5, acc: float = 90.0, init: str = "gaussian", variant=None) -> RunResult:
-    """A finished run with two layers of covariances and a small state dict, no training needed."""
-    g = torch.Generator().manual_seed(seed)
-    covs = []
-    for _ in range(2):
-        w = torch.randn(16, k * k, generator=g, dtype=torch.float64)
-        covs.append(torch.cov(w.T))
-    history = {"step": [1, 2, 3, 4], "loss": [2.3, 2.0, float("nan"), 1.5], "lr": [0.01, 0.02, 0.01, 0.0],
-               "epoch": [0.5, 1.0, 1.5, 2.0], "train_acc": [50.0, 70.0], "test_acc": [60.0, acc],
-               "images_per_s": [1000.0, 1100.0], "epoch_end_step": [2, 4]}
-    return RunResult(config=TrainConfig(init=init, seed=seed, kernel_size=k, model="convmixer-16/2"),
-                     history=history, final={"test_acc": acc, "test_acc_raw": acc - 20, "train_acc": 70.0,
-                                             "loss": 1.5},
-                     status="ok", message="4 steps", wall_time=1.25, device="cpu",
-                     layer_names=["blocks.0.0.fn.0", "blocks.1.0.fn.0"], covariances=covs,
-                     state_dict={"head.weight": torch.randn(10, 16, generator=g),
-                                 "head.bias": torch.zeros(10)}, variant=variant)
 
 
 def test_covariance_bytes_round_trip_keeps_float32_precision():
@@ -199,9 +181,9 @@ def test_two_writer_processes_at_once_lose_nothing(tmp_path):
 
 _KILLED_WRITER = textwrap.dedent("""
     import sys, torch
-    sys.path.insert(0, {repo!r})
+    sys.path[:0] = [{repo!r}, {repo!r} + "/tests"]
     from convcov_core.runs import RunStore
-    from tests.test_runs import fake_run
+    from helpers.runs import fake_run
     store = RunStore({path!r})
     i = 0
     while True:

@@ -1,4 +1,9 @@
-"""Plotly figure builders used by the app pages and the CLI (plotly only, no streamlit)."""
+"""Plotly figure builders used by the app pages and the CLI (plotly only, no streamlit).
+
+Modules: covariance (covariance matrices and their blocks, factors, eigenvalues), filters (sampled
+filters and their spectrum), training, analysis, claims (the pages' figures); style (shared colours,
+colour bars and layout) and matrix_image (large matrices as PNG images) hold the common parts.
+"""
 
 from .covariance import (
     block_figure,
@@ -7,10 +12,9 @@ from .covariance import (
     depth_figure,
     eigenvalue_figure,
     factor_figure,
-    filter_grid_figure,
     outline_block,
-    spectrum_figure,
 )
+from .filters import filter_grid_figure, spectrum_figure
 
 __all__ = [
     "block_figure",

@@ -17,7 +17,8 @@ from plotly.subplots import make_subplots
 
 from ..analysis import half_max_frequency
 from ..covariance import to_tiled
-from .covariance import DIVERGING, SEQUENTIAL, colour_range, downscale, small_multiples, tile_line_shapes
+from .matrix_image import downscale
+from .style import DIVERGING, SEQUENTIAL, colour_range, small_multiples, tile_line_shapes
 
 TRAINED_COLOUR = "#1f77b4"
 BOTTOM_LEGEND = dict(orientation="h", y=-0.3, yanchor="top", x=0, xanchor="left")

@@ -17,19 +17,9 @@ from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
 from ..covariance import normalize_trace, to_tiled
-from .covariance import (
-    DIVERGING,
-    HEATMAP_MAX_CELLS,
-    _colourbar_trace,
-    _finish,
-    _image_trace,
-    colour_range,
-    colourbar,
-    downscale,
-    image_grid_figure,
-    pixel_pairs,
-    small_multiples,
-)
+from .covariance import pixel_pairs
+from .matrix_image import HEATMAP_MAX_CELLS, downscale, image_grid_figure, image_trace
+from .style import DIVERGING, colour_range, colourbar, colourbar_trace, finish_figure, small_multiples
 
 PALETTE = qualitative.D3
 #: Most points drawn per loss curve; longer curves are averaged over equal buckets of steps.
@@ -84,7 +74,7 @@ def loss_figure(curves, *, title: str = "Training loss per step", height: int = 
     fig.update_xaxes(title_text="step", rangemode="tozero")
     fig.update_yaxes(title_text="loss (cross-entropy)", rangemode="tozero")
     fig.update_layout(legend=_LEGEND)
-    return _finish(fig, title, height).update_layout(margin=dict(b=100))
+    return finish_figure(fig, title, height).update_layout(margin=dict(b=100))
 
 
 def accuracy_figure(curves, *, title: str = "Test accuracy per epoch", height: int = 380) -> go.Figure:
@@ -99,7 +89,7 @@ def accuracy_figure(curves, *, title: str = "Test accuracy per epoch", height: i
     fig.update_xaxes(title_text="epoch", range=[0.5, epochs + 0.5], dtick=max(1, math.ceil(epochs / 10)))
     fig.update_yaxes(title_text="test accuracy (%)", range=[0, 100])
     fig.update_layout(legend=_LEGEND)
-    return _finish(fig, title, height).update_layout(margin=dict(b=100))
+    return finish_figure(fig, title, height).update_layout(margin=dict(b=100))
 
 
 def results_figure(rows: list[dict], seeds: list, *, height: int = 300) -> go.Figure:
@@ -121,7 +111,7 @@ def results_figure(rows: list[dict], seeds: list, *, height: int = 300) -> go.Fi
             customdata=[s for s, _ in acc],
             hovertemplate=f"{name}, seed %{{customdata}}: %{{y:.2f}}%<extra></extra>"))
     fig.update_yaxes(title_text="final test accuracy (%)", range=[0, 100])
-    return _finish(fig, "Final test accuracy", height)
+    return finish_figure(fig, "Final test accuracy", height)
 
 
 def sigma_depth_figure(fits: list[dict], schedule: list[float], *, fitted_line=None,
@@ -152,7 +142,7 @@ def sigma_depth_figure(fits: list[dict], schedule: list[float], *, fitted_line=N
     fig.update_xaxes(title_text="layer (depth)", dtick=1 if len(layers) <= 16 else None)
     fig.update_yaxes(title_text="σ (pixels)", rangemode="tozero")
     fig.update_layout(legend=_LEGEND)
-    return _finish(fig, "Fitted σ against depth", height).update_layout(margin=dict(b=110))
+    return finish_figure(fig, "Fitted σ against depth", height).update_layout(margin=dict(b=110))
 
 
 def _normalized(S) -> np.ndarray:
@@ -192,7 +182,7 @@ def offset_profile_figure(profiles, titles: list[str], *, columns: int = 6,
         fig.update_yaxes(showticklabels=False, showgrid=False, zeroline=False, autorange="reversed",
                          constrain="domain", scaleanchor=f"x{'' if i == 0 else i + 1}", **where)
     fig.update_annotations(font=dict(size=11))
-    fig = _finish(fig, "", panel_height * cells[-1]["row"] + 40)
+    fig = finish_figure(fig, "", panel_height * cells[-1]["row"] + 40)
     return fig.update_layout(margin=dict(l=10, r=10, t=30, b=10))
 
 
@@ -224,14 +214,14 @@ def closed_form_figure(learned, closed, difference, *, sigma: float, r: float, l
                               "(%{customdata[2]}, %{customdata[3]})<br>%{z:.3g}<extra></extra>"),
                 row=1, col=col)
         else:
-            fig.add_trace(_image_trace(z, lo, hi, cs, max_side=480), row=1, col=col)
+            fig.add_trace(image_trace(z, lo, hi, cs, max_side=480), row=1, col=col)
             if bar is not None:
-                fig.add_trace(_colourbar_trace(lo, hi, cs, bar))
+                fig.add_trace(colourbar_trace(lo, hi, cs, bar))
     for col in (1, 2, 3):
         fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False, constrain="domain",
                          row=1, col=col)
         fig.update_yaxes(showticklabels=False, showgrid=False, zeroline=False, autorange="reversed",
                          scaleanchor=f"x{'' if col == 1 else col}", constrain="domain", row=1, col=col)
     fig.update_annotations(font=dict(size=13))
-    fig = _finish(fig, "", height)
+    fig = finish_figure(fig, "", height)
     return fig.update_layout(margin=dict(l=10, r=10, t=40, b=80))

@@ -4,8 +4,7 @@ A page starts a job with `start(slot, ...)` from a button callback. The job id l
 st.session_state under the page's `slot`, so a visitor can leave the page and come back to it.
 `progress(slot, ...)` draws the bar (ETA, images/s), Cancel and optional live content from a
 fragment that refreshes on a timer without rerunning the page; when the job ends it reruns the
-page once, and `finished(slot)` gives the job's final status and result. Lives at the top level
-(not in pages/, which Streamlit lists as pages; not in convcov_core, which never imports streamlit).
+page once, and `finished(slot)` gives the job's final status and result.
 """
 
 from __future__ import annotations
@@ -15,17 +14,25 @@ from typing import Callable
 
 import streamlit as st
 
-from convcov_core import lab, ui
+from convcov_core import paths, settings
 from convcov_core.jobs import Busy, JobManager, JobStatus
+from convcov_core.text import duration
 
-REFRESH_S = ui.refresh_seconds()
+from . import lab
+
+REFRESH_S = settings.refresh_seconds()
+
+
+def job_manager() -> JobManager:
+    """The server's background job runner: its job limit (CONVCOV_MAX_JOBS) and size cap
+    (CONVCOV_MAX_JOB_SAMPLES) apply to every visitor of every page that uses it. One per run store
+    ($CONVCOV_HOME/runs.db), which it saves to."""
+    return _manager_for(str(paths.runs_path()))
 
 
 @st.cache_resource
-def job_manager() -> JobManager:
-    """The server's background job runner: its job limit (CONVCOV_MAX_JOBS) and size cap
-    (CONVCOV_MAX_JOB_SAMPLES) apply to every visitor of every page that uses it."""
-    return JobManager()
+def _manager_for(store_path: str) -> JobManager:
+    return JobManager(store_path=store_path)
 
 
 def _key(slot: str, what: str) -> str:
@@ -123,5 +130,5 @@ def busy_notice(slot: str) -> None:
         st.rerun()
     job = jobs[0]
     st.info(f"The server is busy: another job is running ({job.label}; {100 * job.progress:.0f}% done, "
-            f"about {lab.duration(job.eta_s)} left). This server runs {job_manager().max_jobs} training "
+            f"about {duration(job.eta_s)} left). This server runs {job_manager().max_jobs} training "
             "job(s) at a time: start yours when it has finished (this note updates by itself).")

@@ -2,7 +2,7 @@
 
 Pattern for a page test (copy it for a new page):
 
-    from page_helpers import check_widget_extremes, run_page
+    from helpers.pages import check_widget_extremes, run_page
 
     def test_my_page_renders():
         at = run_page("pages/3_My_Page.py")
@@ -19,14 +19,15 @@ objects), so a test can pick an option by its displayed text.
 from __future__ import annotations
 
 import random
+import time
 from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
-from app_support import NAVIGATION_KEY
-
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT_S = 30
+POLL_S = 0.5  # seconds between reruns while a background job runs
+MAX_POLLS = 400
 
 #: Widget kinds the extremes check moves, with how to find their extreme values.
 _RANGE_KINDS = ("slider", "number_input")
@@ -35,11 +36,8 @@ _TOGGLE_KINDS = ("checkbox", "toggle")
 
 
 def new_app(script: str, *, timeout: float = TIMEOUT_S) -> AppTest:
-    """An AppTest for a script given relative to the repository root (not yet run). A page runs as
-    if app.py's navigation were in place (as it is for every visitor after the first render)."""
-    at = AppTest.from_file(str(ROOT / script), default_timeout=timeout)
-    at.session_state[NAVIGATION_KEY] = True
-    return at
+    """An AppTest for a script given relative to the repository root (not yet run)."""
+    return AppTest.from_file(str(ROOT / script), default_timeout=timeout)
 
 
 def problems(at: AppTest, *, allow_errors: bool = False) -> list[str]:
@@ -234,3 +232,16 @@ def fuzz_page(script: str, *, sequences: int, steps: int, seed: int, uploads: di
             assert not found, f"{script}, seed {seed}, sequence {sequence}: {' -> '.join(trail)}: {found}"
         counts["sequences"] += 1
     return counts
+
+
+def poll_until_finished(at) -> list[str]:
+    """Rerun the page until its progress bar is gone; return the progress texts seen."""
+    texts = []
+    for _ in range(MAX_POLLS):
+        bars = at.get("progress")
+        if not bars:
+            return texts
+        texts.append(bars[0].proto.text)
+        time.sleep(POLL_S)
+        at.run()
+    raise AssertionError(f"the job did not finish; last progress: {texts[-1:]}")

@@ -1,4 +1,4 @@
-"""Tests for convcov_core.feature_ansatz: the small-CNN training, trained-vs-init CNFA, eigenfilters,
+"""Tests for convcov_core.model_pairs, cnfa and frequency: the small-CNN training, trained-vs-init CNFA, eigenfilters,
 feature maps, and the Frequency View's filters, spectra, effective sizes and sigma curve."""
 
 import math
@@ -6,8 +6,7 @@ import math
 import pytest
 import torch
 
-from convcov_core import analysis, cli, covariance, data, models, train
-from convcov_core import feature_ansatz as fa
+from convcov_core import analysis, cli, cnfa, covariance, data, frequency, model_pairs, models, train
 
 TINY = {"n_train": 64, "n_test": 16, "image_size": 12, "bar_size": 4}
 
@@ -16,12 +15,12 @@ def tiny_config(**overrides) -> train.TrainConfig:
     settings = dict(noise=0.3, layers=2, width=4, kernel_size=3, epochs=1, batch_size=16,
                     dataset_params=TINY)
     settings.update(overrides)
-    return fa.cnn_config("noisy-bars", **settings)
+    return model_pairs.cnn_config("noisy-bars", **settings)
 
 
 @pytest.fixture(scope="module")
 def tiny_pair():
-    return fa.train_cnn(tiny_config())
+    return model_pairs.train_cnn(tiny_config())
 
 
 def info(channels: int = 1, mean: float = 0.5, std: float = 0.25) -> data.DatasetInfo:
@@ -33,23 +32,23 @@ def info(channels: int = 1, mean: float = 0.5, std: float = 0.25) -> data.Datase
 
 
 def test_cnn_config_builds_a_plain_cnn_spec_and_passes_noise_only_to_noisy_datasets():
-    config = fa.cnn_config("noisy-mnist", noise=1.5, layers=3, width=16)
+    config = model_pairs.cnn_config("noisy-mnist", noise=1.5, layers=3, width=16)
     assert config.model == "cnn-16,16,16" and config.patch_size is None
     assert config.dataset_params == {"noise": 1.5}
-    assert fa.cnn_config("mnist5k", noise=1.5).dataset_params == {}
+    assert model_pairs.cnn_config("mnist5k", noise=1.5).dataset_params == {}
 
 
 @pytest.mark.parametrize("bad", [dict(dataset="cifar10"), dict(layers=0), dict(width=2.5),
                                  dict(kernel_size=0), dict(epochs=0)])
 def test_cnn_config_refuses_bad_settings(bad):
     with pytest.raises(ValueError):
-        fa.cnn_config(**{"dataset": "mnist5k", **bad})
+        model_pairs.cnn_config(**{"dataset": "mnist5k", **bad})
 
 
 def test_train_cnn_trains_and_keeps_the_exact_initial_model(tiny_pair):
     config = tiny_config()
     _, _, _, _, dataset_info = train.load_training_data(config)
-    fresh = fa._initial_cnn(config, dataset_info, small_init=True)
+    fresh = model_pairs._initial_cnn(config, dataset_info, small_init=True)
     for (name, p0), p1, p2 in zip(fresh.named_parameters(), tiny_pair.initial.parameters(),
                                   tiny_pair.trained.parameters()):
         assert torch.equal(p0, p1), name
@@ -67,14 +66,14 @@ def test_a_saved_cnn_run_comes_back_as_the_same_pair(tmp_path, small_init, capsy
     from convcov_core.runs import RunStore
 
     store = RunStore(tmp_path / "runs.db")
-    pair = fa.train_cnn_and_save(tiny_config(), small_init=small_init, store=store)
+    pair = model_pairs.train_cnn_and_save(tiny_config(), small_init=small_init, store=store)
     [summary] = store.list()
     assert pair.label.startswith(f"run #{summary.id}: ")
     assert (summary.name, summary.variant, summary.has_weights) == (
-        fa.SAVED_CNN_NAME, fa.CNN_INITS[small_init], True)
+        model_pairs.SAVED_CNN_NAME, model_pairs.CNN_INITS[small_init], True)
     run = store.get(summary.id)
     assert set(run.history) == set(train.new_history()) and run.final["test_acc"] == pair.test_acc
-    back = fa.pair_from_run(run)
+    back = model_pairs.pair_from_run(run)
     for mine, theirs in ((pair.trained, back.trained), (pair.initial, back.initial)):
         for (name, a), b in zip(mine.state_dict().items(), theirs.state_dict().values()):
             assert torch.equal(a, b), name
@@ -82,12 +81,12 @@ def test_a_saved_cnn_run_comes_back_as_the_same_pair(tmp_path, small_init, capsy
     for command in (["runs", "list"], ["runs", "show", str(summary.id)]):
         assert cli.main([*command, "--db", str(store.path)]) == 0
         out = capsys.readouterr().out
-        assert fa.CNN_INITS[small_init] in out and " default " not in out.replace("pytorch-default", "")
+        assert model_pairs.CNN_INITS[small_init] in out and " default " not in out.replace("pytorch-default", "")
 
 
 def test_small_normal_init_sets_the_seed_scales():
     torch.manual_seed(0)
-    model = fa.small_normal_init_(models.SmallCNN(1, 10, widths=(64, 64), kernel_sizes=(5, 3)))
+    model = model_pairs.small_normal_init_(models.SmallCNN(1, 10, widths=(64, 64), kernel_sizes=(5, 3)))
     first, second = [conv.weight for _, conv in analysis.conv_layers(model)]
     assert first.std().item() == pytest.approx(5e-3, rel=0.1)
     assert second.std().item() == pytest.approx(1e-2, rel=0.05)
@@ -95,7 +94,7 @@ def test_small_normal_init_sets_the_seed_scales():
 
 def test_train_cnn_reports_progress_and_can_be_cancelled():
     events = []
-    pair = fa.train_cnn(tiny_config(), lambda e: events.append(e))
+    pair = model_pairs.train_cnn(tiny_config(), lambda e: events.append(e))
     assert pair is not None
     kinds = [e.kind for e in events]
     assert kinds.count("epoch") == 1 and kinds.count("step") == 4
@@ -103,24 +102,24 @@ def test_train_cnn_reports_progress_and_can_be_cancelled():
     assert all(e.total_steps == 4 for e in events)
 
     seen = []
-    stopped = fa.train_cnn(tiny_config(), lambda e: seen.append(e) or "stop")
+    stopped = model_pairs.train_cnn(tiny_config(), lambda e: seen.append(e) or "stop")
     assert stopped is None and [e.kind for e in seen] == ["step", "done"]
     assert seen[-1].status == "cancelled"
 
 
 def test_train_cnn_says_when_training_diverges():
     with pytest.raises(ValueError, match="training diverged: loss became"):
-        fa.train_cnn(tiny_config(lr=1e12))
+        model_pairs.train_cnn(tiny_config(lr=1e12))
 
 
 def test_train_cnn_refuses_models_that_are_not_plain_cnns():
     with pytest.raises(ValueError, match="plain CNN"):
-        fa.train_cnn(tiny_config().replace(model="convmixer-8/1", patch_size=2))
+        model_pairs.train_cnn(tiny_config().replace(model="convmixer-8/1", patch_size=2))
 
 
 def test_training_images_counts_full_batches():
-    assert fa.training_images(tiny_config()) == 64
-    assert fa.training_images(tiny_config(epochs=3)) == 3 * 64
+    assert model_pairs.training_images(tiny_config()) == 64
+    assert model_pairs.training_images(tiny_config(epochs=3)) == 3 * 64
 
 
 # ---------------------------------------------------------------------------------------------
@@ -136,7 +135,7 @@ def tiny_run():
 
 
 def test_pair_from_run_rebuilds_init_and_loads_trained_weights(tiny_run):
-    pair = fa.pair_from_run(tiny_run)
+    pair = model_pairs.pair_from_run(tiny_run)
     for name, value in pair.trained.state_dict().items():
         assert torch.equal(value, tiny_run.state_dict[name]), name
     _, _, _, _, dataset_info = train.load_training_data(tiny_run.config)
@@ -150,7 +149,7 @@ def test_pair_from_run_rebuilds_init_and_loads_trained_weights(tiny_run):
 def test_pair_from_run_without_weights_says_so(tiny_run):
     weightless = train.RunResult(**{**tiny_run.__dict__, "state_dict": None, "id": 7})
     with pytest.raises(ValueError, match="run 7 saved no weights"):
-        fa.pair_from_run(weightless)
+        model_pairs.pair_from_run(weightless)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -158,9 +157,9 @@ def test_pair_from_run_without_weights_says_so(tiny_run):
 
 
 def test_compare_cnfa_rows_match_cnfa_report_of_each_model(tiny_pair):
-    inputs = fa.analysis_images(tiny_pair.config, 8)
+    inputs = cnfa.analysis_images(tiny_pair.config, 8)
     fractions = []
-    comparison = fa.compare_cnfa(tiny_pair, inputs, batch_size=4, progress=fractions.append)
+    comparison = cnfa.compare_cnfa(tiny_pair, inputs, batch_size=4, progress=fractions.append)
     assert fractions == sorted(fractions) and fractions[-1] == pytest.approx(1.0)
     direct = analysis.cnfa_report(tiny_pair.initial, inputs)
     table = comparison.table()
@@ -177,13 +176,13 @@ def test_compare_cnfa_rows_match_cnfa_report_of_each_model(tiny_pair):
 def test_first_spatial_layer_skips_a_patch_embedding():
     rows = [{"name": "stem.0", "kernel_size": 2}, {"name": "pw", "kernel_size": 1},
             {"name": "dw", "kernel_size": 9}]
-    assert fa.CNFAComparison(rows, rows, 4, "all").first_spatial_layer() == "dw"
-    assert fa.CNFAComparison(rows[:2], rows[:2], 4, "all").first_spatial_layer() == "stem.0"
+    assert cnfa.CNFAComparison(rows, rows, 4, "all").first_spatial_layer() == "dw"
+    assert cnfa.CNFAComparison(rows[:2], rows[:2], 4, "all").first_spatial_layer() == "stem.0"
 
 
 def test_cnfm_movement_is_one_when_training_did_not_move_the_weights(tiny_pair):
-    still = fa.ModelPair("same", tiny_pair.initial, tiny_pair.initial, tiny_pair.config, tiny_pair.info)
-    table = fa.compare_cnfa(still, fa.analysis_images(tiny_pair.config, 4)).table()
+    still = model_pairs.ModelPair("same", tiny_pair.initial, tiny_pair.initial, tiny_pair.config, tiny_pair.info)
+    table = cnfa.compare_cnfa(still, cnfa.analysis_images(tiny_pair.config, 4)).table()
     for row in table:
         assert row["r(CNFM init, CNFM trained)"] == pytest.approx(1.0)
         assert row["r trained"] == pytest.approx(row["r at init"])
@@ -193,10 +192,10 @@ def test_spatial_matrix_averages_the_channel_diagonal_blocks():
     blocks = [torch.randn(9, 9, dtype=torch.float64) for _ in range(2)]
     M = torch.randn(18, 18, dtype=torch.float64)
     M[:9, :9], M[9:, 9:] = blocks
-    assert torch.allclose(fa.spatial_matrix(M, 2, 3), (blocks[0] + blocks[1]) / 2)
-    assert torch.equal(fa.spatial_matrix(blocks[0], 1, 3), blocks[0])
+    assert torch.allclose(cnfa.spatial_matrix(M, 2, 3), (blocks[0] + blocks[1]) / 2)
+    assert torch.equal(cnfa.spatial_matrix(blocks[0], 1, 3), blocks[0])
     with pytest.raises(ValueError):
-        fa.spatial_matrix(M, 3, 3)
+        cnfa.spatial_matrix(M, 3, 3)
 
 
 def test_eigenfilters_recover_a_planted_edge_detector():
@@ -204,22 +203,22 @@ def test_eigenfilters_recover_a_planted_edge_detector():
     v = edge.flatten() / edge.norm()
     M = 4 * torch.outer(v, v) + 0.01 * torch.eye(9, dtype=torch.float64)
     row = {"name": "c", "kind": "regular", "in_channels": 1, "kernel_size": 3, "agop": M, "cnfm": M}
-    shares, filters = fa.eigenfilters(row, "agop", 2)
+    shares, filters = cnfa.eigenfilters(row, "agop", 2)
     assert filters.shape == (2, 3, 3)
     assert torch.allclose(filters[0], edge / edge.norm(), atol=1e-8)
     assert shares[0] == pytest.approx(4.01 / 4.09)
     with pytest.raises(ValueError, match="agop"):
-        fa.eigenfilters(row, "covariance")
+        cnfa.eigenfilters(row, "covariance")
 
 
 def test_natural_images_are_square_resized_and_normalized():
-    images = fa.natural_images(["camera", "coins"], 20, info(channels=3, mean=0.5, std=0.25))
+    images = cnfa.natural_images(["camera", "coins"], 20, info(channels=3, mean=0.5, std=0.25))
     assert images.shape == (2, 3, 20, 20)
     assert torch.equal(images[:, 0], images[:, 2])
-    pixels = fa.to_pixels(images[0], info(channels=3, mean=0.5, std=0.25))
+    pixels = cnfa.to_pixels(images[0], info(channels=3, mean=0.5, std=0.25))
     assert pixels.shape == (20, 20) and 0 <= pixels.min() and pixels.max() <= 1 + 1e-6
     with pytest.raises(ValueError, match="unknown picture"):
-        fa.natural_images(["lena"], 20, info())
+        cnfa.natural_images(["lena"], 20, info())
 
 
 def test_layer_feature_maps_apply_m_to_each_layers_own_input():
@@ -227,7 +226,7 @@ def test_layer_feature_maps_apply_m_to_each_layers_own_input():
     model = models.SmallCNN(1, 3, widths=(2, 3), kernel_sizes=(3, 3)).double()
     image = torch.randn(1, 10, 10, dtype=torch.float64)
     matrices = {"block1.0": torch.eye(9, dtype=torch.float64), "block2.0": torch.eye(18, dtype=torch.float64)}
-    maps = fa.layer_feature_maps(model, matrices, image)
+    maps = cnfa.layer_feature_maps(model, matrices, image)
     first = analysis.feature_map(matrices["block1.0"], image, model.block1[0])
     assert torch.allclose(maps["block1.0"], first)
     second_input = model.block1(image[None])[0]
@@ -235,7 +234,7 @@ def test_layer_feature_maps_apply_m_to_each_layers_own_input():
                                                                  model.block2[0]))
     assert maps["block2.0"].shape == (5, 5)
     with pytest.raises(ValueError, match="no conv layer"):
-        fa.layer_feature_maps(model, {"head": torch.eye(3)}, image)
+        cnfa.layer_feature_maps(model, {"head": torch.eye(3)}, image)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -252,13 +251,13 @@ def fake_run(layers: int = 2, k: int = 5, with_weights: bool = True) -> train.Ru
 
 
 def test_source_layers_of_schemes_and_runs():
-    (name, filters), = fa.source_layers("gaussian", kernel_size=7, n=10, sigma=2.0)
+    (name, filters), = frequency.source_layers("gaussian", kernel_size=7, n=10, sigma=2.0)
     assert name == "Gaussian σ = 2" and filters.shape == (10, 7, 7)
     run = fake_run()
-    trained = fa.source_layers("trained", run=run)
+    trained = frequency.source_layers("trained", run=run)
     assert [n for n, _ in trained] == run.layer_names
     assert torch.equal(trained[0][1], run.state_dict["blocks.0.0.fn.0.weight"][:, 0].double())
-    learned = fa.source_layers("learned", n=12, run=run)
+    learned = frequency.source_layers("learned", n=12, run=run)
     assert [f.shape for _, f in learned] == [(12, 5, 5)] * 2
 
 
@@ -269,13 +268,13 @@ def test_source_layers_of_schemes_and_runs():
 ])
 def test_source_layers_bad_requests(source, run, message):
     with pytest.raises(ValueError, match=message):
-        fa.source_layers(source, run=run)
+        frequency.source_layers(source, run=run)
 
 
 def test_frequency_summary_of_delta_filters_is_flat_and_size_one():
     delta = torch.zeros(3, 5, 5)
     delta[:, 2, 2] = 1.0
-    summary = fa.frequency_summary([("delta", delta)], size=16)
+    summary = frequency.frequency_summary([("delta", delta)], size=16)
     assert torch.allclose(summary.spectra[0], torch.ones(16, 16, dtype=torch.float64))
     assert torch.allclose(summary.profiles[0], torch.ones_like(summary.profiles[0]))
     assert summary.effective_sizes[0].tolist() == [1, 1, 1]
@@ -286,20 +285,20 @@ def test_frequency_summary_spectrum_uses_the_first_filters_and_sizes_use_all():
     filters = torch.ones(4, 3, 3)
     filters[:2] = 0.0
     filters[:2, 1, 1] = 1.0  # two deltas, then two constant filters
-    summary = fa.frequency_summary([("mixed", filters)], size=8, spectrum_filters=2)
+    summary = frequency.frequency_summary([("mixed", filters)], size=8, spectrum_filters=2)
     assert torch.allclose(summary.spectra[0], torch.ones(8, 8, dtype=torch.float64))
     assert summary.effective_sizes[0].tolist() == [1, 1, 3, 3]
 
 
 def test_closed_form_filters_fill_the_window_whatever_sigma():
     for sigma in (0.3, 1.0, 3.0, 10.0):
-        view = fa.frequency_view("gaussian", kernel_size=9, n=256, sigma=sigma)
+        view = frequency.frequency_view("gaussian", kernel_size=9, n=256, sigma=sigma)
         assert view.table()[0]["mean effective size"] == 9.0
         assert view.at_energy(0.3).table()[0]["mean effective size"] < 9
 
 
 def test_the_closed_forms_half_max_frequency_falls_as_one_over_sigma():
-    curve = fa.sigma_curve(31, [0.3, 1.0, 2.0, 3.0, 5.0], n=256, size=128)
+    curve = frequency.sigma_curve(31, [0.3, 1.0, 2.0, 3.0, 5.0], n=256, size=128)
     assert curve.half_max[0] is None and curve.default_half_max is None  # white-noise-like
     # sampled filters: mean |FFT| ~ sqrt(power spectrum) = exp(-pi^2 sigma^2 f^2), half at
     # f = sqrt(ln 2) / (pi sigma); the 31 x 31 window widens the spectrum a little
@@ -307,30 +306,30 @@ def test_the_closed_forms_half_max_frequency_falls_as_one_over_sigma():
         assert half == pytest.approx(math.sqrt(math.log(2)) / (math.pi * sigma), rel=0.15)
     assert curve.half_max[1:] == sorted(curve.half_max[1:], reverse=True)
     with pytest.raises(ValueError):
-        fa.sigma_curve(9, [0.0])
+        frequency.sigma_curve(9, [0.0])
 
 
 def test_frequency_view_places_a_runs_layers_at_their_fitted_sigma():
-    view = fa.frequency_view("learned", n=64, run=fake_run())
+    view = frequency.frequency_view("learned", n=64, run=fake_run())
     assert [f["layer"] for f in view.fitted] == ["blocks.0.0.fn.0", "blocks.1.0.fn.0"]
     assert [f["sigma"] for f in view.fitted] == pytest.approx([1.0, 2.0], rel=1e-3)
     assert all(f["r"] == pytest.approx(1.0) for f in view.fitted)
     assert all(1 <= f["mean effective size"] <= 5 for f in view.fitted)
     assert view.fitted[1]["half-max frequency"] < view.fitted[0]["half-max frequency"]  # sigma 2 vs 1
     assert view.summary.kernel_size == 5 and view.summary.names == fake_run().layer_names
-    assert fa.frequency_view("default", kernel_size=3, n=16).fitted == []
+    assert frequency.frequency_view("default", kernel_size=3, n=16).fitted == []
 
 
 @pytest.mark.parametrize("source", ["learned", "trained"])
 def test_a_view_at_another_energy_equals_the_view_computed_at_it(source):
     torch.manual_seed(0)  # fake_run's trained filters
     run = fake_run()
-    default = fa.frequency_view(source, n=64, run=run, seed=3)
+    default = frequency.frequency_view(source, n=64, run=run, seed=3)
     moved = default.at_energy(0.5)
     if source == "learned":  # smooth filters sampled with seed 3: smaller at half the energy
         sizes = [f["mean effective size"] for f in moved.fitted]
         assert sizes != [f["mean effective size"] for f in default.fitted] and max(sizes) < 5
-    direct = fa.frequency_view(source, n=64, run=run, seed=3, energy=0.5)
+    direct = frequency.frequency_view(source, n=64, run=run, seed=3, energy=0.5)
     assert moved.summary.energy == direct.summary.energy == 0.5 and moved.fitted == direct.fitted
     for a, b in zip(moved.summary.effective_sizes, direct.summary.effective_sizes, strict=True):
         assert torch.equal(a, b)
@@ -338,18 +337,18 @@ def test_a_view_at_another_energy_equals_the_view_computed_at_it(source):
 
 
 def test_a_smooth_sources_profile_falls_below_the_flat_white_noise_reference():
-    gaussian = fa.frequency_view("gaussian", kernel_size=9, n=512, sigma=2.0, seed=1)
+    gaussian = frequency.frequency_view("gaussian", kernel_size=9, n=512, sigma=2.0, seed=1)
     radii, white = gaussian.summary.radii, gaussian.white_noise / gaussian.white_noise.max()
     smooth = gaussian.summary.profiles[0] / gaussian.summary.profiles[0].max()
     high = radii >= 0.4 * gaussian.summary.size  # 0.4-0.5 cycles per pixel
     assert white[high].min() > 0.7 and smooth[high].max() < 0.2  # white noise stays up, Gaussian falls
     assert gaussian.at_energy(0.5).white_noise is gaussian.white_noise
-    assert fa.frequency_view("default", kernel_size=9, n=64).white_noise is None
-    trained = fa.frequency_view("trained", run=fake_run(), seed=1)
+    assert frequency.frequency_view("default", kernel_size=9, n=64).white_noise is None
+    trained = frequency.frequency_view("trained", run=fake_run(), seed=1)
     assert trained.white_noise.shape == trained.summary.profiles[0].shape  # at the run's own k
 
 def test_a_views_table_has_one_row_per_layer_with_sizes_bandwidth_and_fits():
-    view = fa.frequency_view("learned", n=256, run=fake_run(), seed=0, energy=0.5)
+    view = frequency.frequency_view("learned", n=256, run=fake_run(), seed=0, energy=0.5)
     rows = view.table()
     assert [r["layer"] for r in rows] == fake_run().layer_names
     assert [r["fitted sigma"] for r in rows] == pytest.approx([1.0, 2.0], rel=1e-3)
@@ -357,7 +356,7 @@ def test_a_views_table_has_one_row_per_layer_with_sizes_bandwidth_and_fits():
         assert row["effective size 10%"] <= row["mean effective size"] <= row["effective size 90%"] <= 5
         assert row["share at full size"] == pytest.approx(float((sizes == 5).double().mean()))
     assert rows[1]["half-max frequency"] < rows[0]["half-max frequency"]  # sigma 2 smoother than 1
-    gaussian = fa.frequency_view("gaussian", kernel_size=9, n=64, sigma=2.0).table()
+    gaussian = frequency.frequency_view("gaussian", kernel_size=9, n=64, sigma=2.0).table()
     assert "fitted sigma" not in gaussian[0] and gaussian[0]["share at full size"] == 1.0
 
 
@@ -433,7 +432,7 @@ def test_spectra_figure_labels_only_the_outer_panels():
 def test_sigma_curve_figure_places_a_runs_layers_by_smoothness():
     from convcov_core.plots import analysis as figures
 
-    curve = fa.SigmaCurve(9, [0.3, 1.0, 2.0], [None, 0.28, 0.15], None)
+    curve = frequency.SigmaCurve(9, [0.3, 1.0, 2.0], [None, 0.28, 0.15], None)
     fitted = [{"layer": "a", "sigma": 0.6, "r": 0.7, "half-max frequency": 0.32},
               {"layer": "b", "sigma": 1.5, "r": 0.6, "half-max frequency": None}]  # white-noise-like
     fig = figures.sigma_curve_figure(curve, current_sigma=2.0, fitted=fitted)
@@ -453,33 +452,33 @@ def _rgb_convmixer_state(seed: int = 3) -> dict:
 
 def test_a_users_checkpoint_is_paired_with_its_architecture_at_default_init():
     state = _rgb_convmixer_state()
-    pair = fa.pair_from_state_dict(state, "convmixer", "mine.pt", "textures")
+    pair = model_pairs.pair_from_state_dict(state, "convmixer", "mine.pt", "textures")
     assert pair.label == ("mine.pt: convmixer-8/2 (k = 5), against the same architecture at PyTorch's "
                           "default init (seed 0)") and pair.test_acc is None
     assert pair.info.in_chans == 3 and pair.config.dataset_params == {"color": True}  # textures in colour
     assert all(torch.equal(v, state[k]) for k, v in pair.trained.state_dict().items())
-    torch.manual_seed(fa.CHECKPOINT_CONTROL_SEED)
+    torch.manual_seed(model_pairs.CHECKPOINT_CONTROL_SEED)
     control = models.build_model("convmixer-8/2", num_classes=10, in_chans=3, kernel_size=5, patch_size=2)
     assert all(torch.equal(v, control.state_dict()[k]) for k, v in pair.initial.state_dict().items())
-    table = fa.compare_cnfa(pair, fa.analysis_images(pair.config, 4)).table()
+    table = cnfa.compare_cnfa(pair, cnfa.analysis_images(pair.config, 4)).table()
     assert [r["layer"] for r in table][:2] == ["stem.0", "blocks.0.0.fn.0"]
     with pytest.raises(ValueError, match="takes 3-channel images but mnist5k has 1-channel ones"):
-        fa.pair_from_state_dict(state, "convmixer", "mine.pt", "mnist5k")
+        model_pairs.pair_from_state_dict(state, "convmixer", "mine.pt", "mnist5k")
     atto = models.build_model("timm:convnext_atto", num_classes=10, in_chans=1, kernel_size=7)
     with pytest.raises(ValueError, match=r"atto.pt: timm:convnext_atto \(k = 7\) does not fit the 28 × 28"):
-        fa.pair_from_state_dict(atto.state_dict(), "timm:convnext_atto", "atto.pt", "mnist5k")
+        model_pairs.pair_from_state_dict(atto.state_dict(), "timm:convnext_atto", "atto.pt", "mnist5k")
 
 
 def test_a_checkpoints_bytes_are_read_without_running_code(tmp_path):
-    from test_lab import malicious_checkpoint
+    from helpers.files import malicious_checkpoint
 
     marker = tmp_path / "pwned"
     with pytest.raises(ValueError, match="arbitrary Python objects"):
-        fa.pair_from_checkpoint(malicious_checkpoint(marker), "evil.pt", "convmixer", "textures")
+        model_pairs.pair_from_checkpoint(malicious_checkpoint(marker), "evil.pt", "convmixer", "textures")
     assert not marker.exists()
     from safetensors.torch import save
 
-    pair = fa.pair_from_checkpoint(save(_rgb_convmixer_state()), "mine.safetensors", "convmixer", "textures")
+    pair = model_pairs.pair_from_checkpoint(save(_rgb_convmixer_state()), "mine.safetensors", "convmixer", "textures")
     assert pair.label.startswith("mine.safetensors: convmixer-8/2")
 
 
@@ -487,29 +486,29 @@ def test_the_frequency_view_reads_a_checkpoint_as_it_reads_a_saved_run():
     from safetensors.torch import save
 
     state = _rgb_convmixer_state()
-    network = fa.filters_from_checkpoint(save(state), "mine.safetensors", "convmixer")
+    network = frequency.filters_from_checkpoint(save(state), "mine.safetensors", "convmixer")
     assert network.layer_names == ["blocks.0.0.fn.0", "blocks.1.0.fn.0"]
     assert torch.allclose(network.covariances[1], covariance.empirical(state["blocks.1.0.fn.0.weight"]))
-    trained = fa.frequency_view("trained", run=network)
+    trained = frequency.frequency_view("trained", run=network)
     assert trained.summary.names == network.layer_names and trained.summary.kernel_size == 5
     assert torch.equal(trained.layers[0][1], state["blocks.0.0.fn.0.weight"].double().reshape(-1, 5, 5))
     assert [f["layer"] for f in trained.fitted] == network.layer_names  # placed at their fitted sigma
-    learned = fa.frequency_view("learned", n=64, run=network)
+    learned = frequency.frequency_view("learned", n=64, run=network)
     assert learned.summary.effective_sizes[0].shape == (64,)
     with pytest.raises(ValueError, match="needs a saved run or a checkpoint"):
-        fa.frequency_view("trained")
+        frequency.frequency_view("trained")
 
 
 def test_saved_cnn_finds_the_run_trained_with_exactly_these_settings(tmp_path):
     from convcov_core.runs import RunStore
 
     store = RunStore(tmp_path / "runs.db")
-    config = fa.cnn_config("noisy-bars", layers=1, width=4, epochs=1, max_steps=2,
+    config = model_pairs.cnn_config("noisy-bars", layers=1, width=4, epochs=1, max_steps=2,
                            dataset_params={"n_train": 64, "n_test": 16, "image_size": 12, "bar_size": 4})
-    assert fa.saved_cnn(config, True, store) is None
-    pair = fa.train_cnn_and_save(config, small_init=True, store=store)
+    assert model_pairs.saved_cnn(config, True, store) is None
+    pair = model_pairs.train_cnn_and_save(config, small_init=True, store=store)
     run_id = store.list()[0].id
-    assert pair.label.startswith(f"run #{run_id}:") and fa.saved_cnn(config, True, store) == run_id
-    assert fa.saved_cnn(config, False, store) is None  # another init
-    assert fa.saved_cnn(config.replace(seed=1), True, store) is None
-    assert fa.saved_cnn(config.replace(epochs=2), True, store) is None
+    assert pair.label.startswith(f"run #{run_id}:") and model_pairs.saved_cnn(config, True, store) == run_id
+    assert model_pairs.saved_cnn(config, False, store) is None  # another init
+    assert model_pairs.saved_cnn(config.replace(seed=1), True, store) is None
+    assert model_pairs.saved_cnn(config.replace(epochs=2), True, store) is None

@@ -1,0 +1,6 @@
+"""The Streamlit side of convcov: page navigation, shared widgets and messages, uploads, the run
+store as the pages reach it, background jobs, and the wording of labels and presets.
+
+convcov_core never imports streamlit; everything that does lives here (installed with the `app`
+extra), and app.py and pages/ import it.
+"""

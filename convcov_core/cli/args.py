@@ -1,0 +1,155 @@
+"""Argument parsing for the command line: the parser class that turns argparse's errors into
+UsageError, the argument types, and the options several commands share. Option tables are data: a
+sequence of (flags, keyword arguments) that add_options hands to add_argument, with `Later` for a value
+read when the parser is built (an init scheme or dataset registered since import counts)."""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+from pathlib import Path
+from typing import Callable, Sequence
+
+from .. import models
+from ..matrix_files import MATRIX_SUFFIXES
+
+
+class UsageError(Exception):
+    """Bad command-line input: reported in one line, exit code 2."""
+
+
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser that raises UsageError instead of printing usage and exiting (its sub-parsers
+    are of the same class)."""
+
+    def error(self, message):
+        raise UsageError(message)
+
+
+# ---------------------------------------------------------------------------------------------
+# Argument types
+# ---------------------------------------------------------------------------------------------
+
+
+def run_ref(text: str) -> int | str:
+    """A stored run's id, or "example" (the bundled example network)."""
+    if text.strip() == "example":
+        return "example"
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a run id or 'example', got {text!r}") from None
+
+
+def learned_ref(text: str) -> int | str | tuple[str, str] | Path:
+    """Where learned covariances come from: a stored run's id, "example", "set:NAME" (a saved
+    covariance set) or a matrix file (depth x k^2 x k^2, or one k^2 x k^2 matrix)."""
+    text = text.strip()
+    if text.startswith("set:") and text[4:].strip():
+        return ("set", text[4:].strip())
+    if Path(text).suffix.lower() in MATRIX_SUFFIXES:
+        return Path(text)
+    try:
+        return run_ref(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"expected a run id, 'example', set:NAME or a {'/'.join(MATRIX_SUFFIXES)} file, got {text!r}") from None
+
+
+def int_list(text: str) -> list[int]:
+    """"0,1,2" or "0-4" (inclusive) -> list of ints."""
+    try:
+        if "-" in text.strip("-") and "," not in text:
+            lo, hi = (int(part) for part in text.split("-"))
+            if hi < lo:
+                raise ValueError
+            return list(range(lo, hi + 1))
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected integers like 0,1,2 or 0-4, got {text!r}") from None
+
+
+def name_list(text: str) -> list[str]:
+    """"default,gaussian" -> ["default", "gaussian"]."""
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError("expected comma-separated names, e.g. default,gaussian")
+    return names
+
+
+def key_value(text: str) -> tuple[str, object]:
+    """"KEY=VALUE" -> (KEY, VALUE read as JSON, else the text as given)."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        return key, json.loads(raw)
+    except json.JSONDecodeError:
+        return key, raw
+
+
+# ---------------------------------------------------------------------------------------------
+# Option tables and shared options
+# ---------------------------------------------------------------------------------------------
+
+
+class Later:
+    """A keyword argument of an option table computed when the parser is built."""
+
+    def __init__(self, compute: Callable[[], object]):
+        self.compute = compute
+
+
+Option = tuple[str | tuple[str, ...], dict]
+
+
+def add_options(parser, options: Sequence[Option]) -> None:
+    """add_argument for each (flags, keyword arguments) of `options`, in order; each option gets its
+    own copy of mutable defaults, and Later values are computed now."""
+    for flags, kwargs in options:
+        kwargs = {key: value.compute() if isinstance(value, Later) else copy.deepcopy(value)
+                  for key, value in kwargs.items()}
+        parser.add_argument(*((flags,) if isinstance(flags, str) else flags), **kwargs)
+
+
+def exclusive(options: Sequence[Option]) -> Callable[[argparse.ArgumentParser], None]:
+    """A step of add_command: the options as a mutually exclusive group."""
+    return lambda parser: add_options(parser.add_mutually_exclusive_group(), options)
+
+
+def add_command(sub, name: str, help: str, command: Callable | None, *steps) -> argparse.ArgumentParser:
+    """Sub-parser `name` of `sub` running `command` (None: its own sub-parsers name one), built by `steps`
+    in order: each an option table, or a function of the parser (add_arch, exclusive(...))."""
+    parser = sub.add_parser(name, help=help)
+    for step in steps:
+        if callable(step):
+            step(parser)
+        else:
+            add_options(parser, step)
+    if command is not None:
+        parser.set_defaults(func=command)
+    return parser
+
+
+def dataset_param(help: str) -> Option:
+    """--dataset-param KEY=VALUE (repeatable)."""
+    return ("--dataset-param", dict(action="append", type=key_value, default=[], metavar="KEY=VALUE", help=help))
+
+
+def json_path(help: str) -> Option:
+    """--json PATH: also write the result as JSON."""
+    return ("--json", dict(default=None, metavar="PATH", help=help))
+
+
+DB: Option = ("--db", dict(default=None, help="run store file (default $CONVCOV_HOME/runs.db)"))
+QUIET: Option = ("--quiet", dict(action="store_true", help="no progress output"))
+OUT_FILE: Option = ("--out", dict(required=True, help="file ending in .npy, .pt or .safetensors"))
+SEED: Option = ("--seed", dict(type=int, default=0))
+
+
+def add_arch(parser: argparse.ArgumentParser) -> None:
+    """--arch: a checkpoint's architecture."""
+    parser.add_argument("--arch", choices=sorted(set(models.CHECKPOINT_ARCHITECTURES.values())),
+                        default="convmixer",
+                        help="the checkpoint's architecture (a ConvMixer's sizes are read from the file)")

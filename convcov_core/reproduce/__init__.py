@@ -1,0 +1,99 @@
+"""Reproduce the papers' claims: fixed small experiments over seeds, verdicts by stated rules, a report.
+
+Five claims (seed 000, Trockman et al., ICLR 2023; seed 001, the Convolutional Neural Feature Ansatz):
+
+1. Gaussian closed-form covariance init beats PyTorch's default init (ConvMixer, large kernels,
+   short training).
+2. With depthwise filters frozen at init, the Gaussian init does about as well as (or better than)
+   the default init with trained filters.
+3. Covariances learned by a small ConvMixer (small kernel, shallow) transfer: used to initialize a
+   larger one (larger kernel, deeper) they beat the default init and roughly match the closed form.
+4. Learned covariances spread out with depth: the fitted sigma grows from the first to the last layer.
+5. CNFA (seed 001): in every conv layer the Pearson r between the patch-AGOP and W^T W is high after
+   training (> 0.9), higher than at initialization, and higher than the r between the trained and
+   the initial W^T W (the seed's control: the weights moved far from their init, so the agreement
+   was learned, not inherited).
+
+One set of trainings serves claims 1-4: per seed, a small source ConvMixer is trained (claim 3) and
+the target ConvMixer is trained with every init variant (default, gaussian, gaussian-frozen,
+learned from that seed's source; default-frozen in the full suite); claim 4 reads the covariances
+of the default-init runs, whose filters owe their structure to training alone, and counts a
+fitted sigma only where the closed form fits with r >= FIT_R_MIN. Claim 5 trains a small plain CNN
+per seed (model_pairs.train_cnn) and compares its CNFA check trained vs at init. Accuracies are
+test accuracies with settled BatchNorm statistics (train/evaluation.py).
+
+Verdicts: RULES (paired t intervals from stats.mean_interval; a claim is supported when all of its
+
+Modules: rules (verdict rules: RULES, superiority, non_inferiority, equivalence, above, settle),
+suites (Suite, tiny/quick/full, build_suite, suite_runs, suite_images; SuiteRuns, what a suite
+trained), run (run_suite, reproduce), claims (the five claims, build_claims), report (make_report,
+provenance, markdown_report, write_report) and files (report file names, default_out, load_report,
+report_folders, find_reports, REPO_REPORTS). Every name is re-exported here; read REPO_REPORTS (and
+replace it, in tests) here, where report_folders() looks it up.
+"""
+
+from .claims import (
+    CNFA_THRESHOLD,
+    FIT_R_MIN,
+    build_claims,
+    claim_cnfa,
+    claim_frozen_gaussian,
+    claim_gaussian_beats_default,
+    claim_sigma_grows,
+    claim_transfer,
+)
+from .files import (
+    REPO_REPORTS,
+    REPORT_FORMAT,
+    REPORT_JSON,
+    REPORT_MD,
+    default_out,
+    find_reports,
+    load_report,
+    report_folders,
+)
+from .report import make_report, markdown_report, provenance, write_report
+from .rules import (
+    INCONCLUSIVE,
+    NOT_SUPPORTED,
+    RULES,
+    SUPPORTED,
+    VERDICTS,
+    above,
+    equivalence,
+    non_inferiority,
+    settle,
+    superiority,
+)
+from .run import reproduce, run_suite
+from .suites import (
+    MARGIN_POINTS,
+    SUITES,
+    Suite,
+    SuiteRuns,
+    build_suite,
+    full_suite,
+    quick_suite,
+    suite_images,
+    suite_runs,
+    tiny_suite,
+)
+
+__all__ = [
+    # rules
+    "SUPPORTED", "NOT_SUPPORTED", "INCONCLUSIVE", "VERDICTS", "RULES",
+    "superiority", "non_inferiority", "equivalence", "above", "settle",
+    # suites
+    "MARGIN_POINTS", "Suite", "SuiteRuns", "tiny_suite", "quick_suite", "full_suite", "SUITES", "build_suite",
+    "suite_runs", "suite_images",
+    # run
+    "run_suite", "reproduce",
+    # claims
+    "CNFA_THRESHOLD", "FIT_R_MIN", "claim_gaussian_beats_default", "claim_frozen_gaussian", "claim_transfer",
+    "claim_sigma_grows", "claim_cnfa", "build_claims",
+    # report
+    "make_report", "provenance", "markdown_report", "write_report",
+    # files
+    "REPORT_JSON", "REPORT_MD", "REPORT_FORMAT", "REPO_REPORTS", "default_out", "load_report", "report_folders",
+    "find_reports",
+]

@@ -1,0 +1,253 @@
+"""The five claims: per claim its parts and verdict (rules), the numbers behind them, a setup text
+and a figure spec for plots.claims (build_claims)."""
+
+from __future__ import annotations
+
+from .. import covariance, init, stats
+from ..train import ComparisonResult, TrainConfig
+from .rules import SUPPORTED, above, equivalence, non_inferiority, settle, superiority
+from .suites import SuiteRuns
+
+CNFA_THRESHOLD = 0.9
+FIT_R_MIN = 0.5  # a fitted sigma whose closed form correlates less than this is not a measurement
+
+
+def _f(value, spec: str = ".2f") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def _acc(comparison: ComparisonResult, variant: str) -> dict:
+    """{seed: final test accuracy or None} of a variant (empty when the suite did not run it)."""
+    for row in comparison.rows:
+        if row["variant"] == variant:
+            return dict(row["per_seed"])
+    return {}
+
+
+def _diffs(a: dict, b: dict) -> dict:
+    return {s: a[s] - b[s] for s in a if a.get(s) is not None and b.get(s) is not None}
+
+
+def _pm(stats: dict, unit: str = " points", spec: str = "+.2f") -> str:
+    if stats["mean"] is None:
+        return "no finished pairs"
+    se = f" ± {stats['se']:.2f}" if stats["se"] is not None else ""
+    return f"{stats['mean']:{spec}}{se}{unit} (mean ± SE, {stats['n']} seeds)"
+
+
+def _paired_spec(title: str, comparison: ComparisonResult, categories: list[str]) -> dict:
+    present = [c for c in categories if c in comparison.variants]
+    return {"kind": "paired", "title": title, "ylabel": "test accuracy (%)", "categories": present,
+            "seeds": list(comparison.seeds),
+            "values": {c: [_acc(comparison, c).get(s) for s in comparison.seeds] for c in present}}
+
+
+def _variant_table(comparison: ComparisonResult, names: list[str]) -> list[dict]:
+    rows = []
+    for row in comparison.rows:
+        if row["variant"] in names:
+            rows.append({"variant": row["variant"], "n": row["n"], "mean": row["mean"], "std": row["std"],
+                         "per_seed": {str(s): v for s, v in row["per_seed"].items()}})
+    return rows
+
+
+def _training(config: TrainConfig, *, dataset: bool = True) -> str:
+    params = ", ".join(f"{k}={v}" for k, v in config.dataset_params.items())
+    steps = f", at most {config.max_steps} steps" if config.max_steps else ""
+    where = f"on {config.dataset}{f' ({params})' if params else ''}, " if dataset else ""
+    return (f"{where}{config.epochs} epoch(s){steps}, batch {config.batch_size}, AdamW lr {config.lr:g} "
+            "one-cycle")
+
+
+def _describe(config: TrainConfig) -> str:
+    return (f"{config.model}, {config.kernel_size} x {config.kernel_size} filters, patch {config.patch_size}, "
+            f"{_training(config)}")
+
+
+def _layer_table(layers: list[str], per_seed: dict, fixed: dict) -> dict:
+    """Markdown-ready table: one row per layer, the mean ± SE over seeds of each per_seed column
+    ({name: {seed: values per layer}}) and the value of each fixed column ({name: values per layer})."""
+    rows = []
+    for j, layer in enumerate(layers):
+        row = [layer]
+        for by_seed in per_seed.values():
+            iv = stats.mean_interval([v[j] for v in by_seed.values() if j < len(v)])
+            row.append(f"{_f(iv.mean, '.3f')} ± {_f(iv.se, '.3f')}")
+        row += [_f(values[j], ".3f") if j < len(values) else "-" for values in fixed.values()]
+        rows.append(row)
+    return {"columns": ["layer", *per_seed, *fixed], "rows": rows}
+
+
+def _claim(number: int, title: str, statement: str, source: str, setup: str, parts: list[dict],
+           our_number: str, figure: dict, numbers: dict) -> dict:
+    return {"id": number, "title": title, "claim": statement, "source": source, "setup": setup,
+            "parts": parts, "verdict": settle(parts), "our_number": our_number, "figure": figure,
+            "numbers": numbers}
+
+
+def claim_gaussian_beats_default(runs: SuiteRuns) -> dict:
+    c = runs.comparison
+    part = superiority(_diffs(_acc(c, "gaussian"), _acc(c, "default")), "gaussian", "default")
+    sigma = init.default_sigmas(c.base_config.kernel_size)
+    setup = (f"{_describe(c.base_config)}; both inits trained; Gaussian sigma {sigma[0]:g} -> {sigma[1]:.3g} "
+             f"over depth; seeds {', '.join(map(str, c.seeds))}.")
+    return _claim(1, "Gaussian init beats the default init",
+                  "Gaussian closed-form covariance init beats PyTorch's default init for ConvMixer with "
+                  "large kernels in short training (paper: often over 1 point on CIFAR-10).",
+                  "seed 000 (Trockman, Willmott & Kolter, ICLR 2023)", setup, [part],
+                  f"gaussian - default = {_pm(part)}; {part['favour_a']}/{part['n']} seeds favour gaussian",
+                  _paired_spec("Claim 1: trained, Gaussian vs default init", c, ["default", "gaussian"]),
+                  {"variants": _variant_table(c, ["default", "gaussian"])})
+
+
+def claim_frozen_gaussian(runs: SuiteRuns, margin: float) -> dict:
+    c = runs.comparison
+    part = non_inferiority(_diffs(_acc(c, "gaussian-frozen"), _acc(c, "default")), "gaussian-frozen",
+                           "default", margin)
+    extra = ""
+    if "default-frozen" in c.variants:
+        control = superiority(_diffs(_acc(c, "default-frozen"), _acc(c, "default")), "default-frozen", "default")
+        extra = f"; control default-frozen - default = {_pm(control)}"
+    setup = (f"{_describe(c.base_config)}; gaussian-frozen: Gaussian init, depthwise filters never "
+             f"trained; default: default init, filters trained; margin {margin:g} accuracy point(s).")
+    return _claim(2, "Frozen Gaussian filters match trained default filters",
+                  "With the depthwise filters frozen at initialization, the covariance init does about as "
+                  "well as, or better than, the default init with trained filters (frozen Gaussian vs "
+                  "TRAINED default, the paper's comparison; frozen vs frozen is a different question).",
+                  "seed 000 (Trockman, Willmott & Kolter, ICLR 2023)", setup, [part],
+                  f"gaussian-frozen - default = {_pm(part)}; {part['favour_a']}/{part['n']} seeds favour "
+                  f"gaussian-frozen{extra}",
+                  _paired_spec("Claim 2: frozen Gaussian filters vs trained default filters", c,
+                               ["default", "gaussian-frozen", "default-frozen"]),
+                  {"variants": _variant_table(c, ["default", "gaussian-frozen", "default-frozen"])})
+
+
+def claim_transfer(runs: SuiteRuns, margin: float) -> dict:
+    c = runs.comparison
+    learned = _acc(c, "learned")
+    beats = superiority(_diffs(learned, _acc(c, "default")), "learned", "default")
+    matches = equivalence(_diffs(learned, _acc(c, "gaussian")), "learned", "gaussian", margin)
+    s = runs.suite.source
+    source_acc = {str(seed): r.final.get("test_acc") for seed, r in runs.sources.items()}
+    setup = (f"Source per seed: {_describe(s)}, default init. Its per-layer learned covariances are "
+             f"resized to {c.base_config.kernel_size} x {c.base_config.kernel_size} and interpolated over "
+             f"depth (covariance.transfer) to initialize the target: {_describe(c.base_config)}; "
+             f"margin {margin:g} accuracy point(s).")
+    return _claim(3, "Learned covariances transfer to a larger model",
+                  "Covariances learned by a small ConvMixer (small kernel, shallow) transfer: used to "
+                  "initialize a larger one (larger kernel, deeper), they beat default init and roughly "
+                  "match the closed form.",
+                  "seed 000 (Trockman, Willmott & Kolter, ICLR 2023)", setup, [beats, matches],
+                  f"learned - default = {_pm(beats)}; learned - gaussian = {_pm(matches)}",
+                  _paired_spec("Claim 3: init from a small model's learned covariances", c,
+                               ["default", "gaussian", "learned"]),
+                  {"variants": _variant_table(c, ["default", "gaussian", "learned"]),
+                   "source_test_acc": source_acc,
+                   "table": {"columns": ["source run", *source_acc], "rows": [
+                       ["test accuracy % per seed", *[_f(v, ".1f") for v in source_acc.values()]]]}})
+
+
+def claim_sigma_grows(runs: SuiteRuns) -> dict:
+    c = runs.comparison
+    per_seed, fits_r, names = {}, {}, []
+    for run in c.runs.get("default", []):
+        if run.status != "ok" or not run.covariances:
+            continue
+        fits = [covariance.fit_sigma(S) for S in run.covariances]
+        per_seed[run.config.seed] = [f[0] for f in fits]
+        fits_r[run.config.seed] = [f[1] for f in fits]
+        names = run.layer_names
+    measured = {s: v[-1] - v[0] for s, v in per_seed.items()
+                if len(v) >= 2 and min(fits_r[s][0], fits_r[s][-1]) >= FIT_R_MIN}
+    part = superiority(measured, "last layer", "first layer",
+                       f"fitted sigma grows from the first to the last layer (seeds whose first and last "
+                       f"fits have r >= {FIT_R_MIN:g})")
+    k, depth = c.base_config.kernel_size, len(names)
+    width = c.base_config.model.split("-")[1].split("/")[0]
+    closed = covariance.depth_schedule(*init.default_sigmas(k), depth) if depth else []
+    first = stats.mean_interval([v[0] for v in per_seed.values()])
+    last = stats.mean_interval([v[-1] for v in per_seed.values()])
+    setup = (f"Centered covariance of each depthwise layer's {width} filters after training with the "
+             f"default init ({_describe(c.base_config)}): {width} filters estimate a {k * k} x {k * k} "
+             f"covariance of rank at most {int(width) - 1}. The closed-form sigma that best fits it "
+             "(covariance.fit_sigma, both scaled to unit mean diagonal) with the fit's Pearson r; a fit "
+             f"with r < {FIT_R_MIN:g} is not counted as a measurement of sigma. Difference last - first "
+             "layer per seed.")
+    fit_first = stats.mean_interval([v[0] for v in fits_r.values()]).mean
+    fit_last = stats.mean_interval([v[-1] for v in fits_r.values()]).mean
+    figure = {"kind": "layers", "title": "Claim 4: fitted sigma of learned covariances by depth",
+              "xlabel": "depthwise layer", "ylabel": "fitted sigma (pixels)",
+              "layers": [str(i + 1) for i in range(depth)],
+              "groups": [{"name": "trained from default init", "per_seed": {str(s): v for s, v in per_seed.items()}},
+                         {"name": "closed-form schedule (Gaussian init)", "per_seed": {"": closed}, "dash": True}],
+              "hline": None}
+    return _claim(4, "Learned covariances spread out with depth",
+                  "Learned covariances spread out with depth: the fitted sigma grows from the first to the "
+                  "last layer.", "seed 000 (Trockman, Willmott & Kolter, ICLR 2023)", setup, [part],
+                  f"sigma last - first = {_pm(part, ' px')} over the {len(measured)} of {len(per_seed)} seeds "
+                  f"with fits of r >= {FIT_R_MIN:g}; first layer {_f(first.mean)} px (fit r {_f(fit_first)}), "
+                  f"last {_f(last.mean)} px (fit r {_f(fit_last)})",
+                  figure, {"layers": names, "sigma": {str(s): v for s, v in per_seed.items()},
+                           "fit_r": {str(s): v for s, v in fits_r.items()}, "closed_form": closed,
+                           "fit_r_min": FIT_R_MIN,
+                           "table": _layer_table(names, {"fitted sigma (mean ± SE)": per_seed,
+                                                         "fit r (mean ± SE)": fits_r},
+                                                 {"closed-form sigma of the Gaussian init": closed})})
+
+
+def claim_cnfa(runs: SuiteRuns) -> dict:
+    cnfa = runs.cnfa
+    layers = [row["layer"] for row in next(iter(cnfa.values()))["layers"]] if cnfa else []
+
+    def per_seed(key: str) -> dict:
+        return {s: [row[key] for row in v["layers"]] for s, v in cnfa.items()}
+
+    trained, initial, control = per_seed("r_trained"), per_seed("r_init"), per_seed("r_control")
+    parts = []
+    for j, name in enumerate(layers):
+        parts += [
+            above({s: trained[s][j] for s in cnfa}, CNFA_THRESHOLD, f"{name}: r trained > {CNFA_THRESHOLD:g}"),
+            superiority({s: trained[s][j] - initial[s][j] for s in cnfa}, "trained", "at init",
+                        f"{name}: r trained > r at init"),
+            superiority({s: trained[s][j] - control[s][j] for s in cnfa}, "r(AGOP, CNFM)",
+                        "r(CNFM init, CNFM)", f"{name}: r trained > r(CNFM at init, CNFM trained)"),
+        ]
+    label = next(iter(cnfa.values()))["label"] if cnfa else runs.suite.cnn.model
+    setup = (f"{label}, {_training(runs.suite.cnn, dataset=False)}. Per conv layer, Pearson r between the "
+             f"patch-AGOP of all outputs on {runs.suite.cnfa_images} test images and W^T W (the CNFM), for "
+             "the trained model and the same model at its initialization; and, as seed 001's control that "
+             "the weights moved far from their init, r between the CNFM at init and after training. Three "
+             "tests per layer, every layer.")
+    passed = sum(p["verdict"] == SUPPORTED for p in parts)
+    figure = {"kind": "layers", "title": "Claim 5: r(patch-AGOP, WᵀW) per layer, trained vs at init",
+              "xlabel": "conv layer", "ylabel": "Pearson r", "layers": layers,
+              "groups": [{"name": "trained", "per_seed": {str(s): v for s, v in trained.items()}},
+                         {"name": "at init", "per_seed": {str(s): v for s, v in initial.items()}},
+                         {"name": "control: r(CNFM init, CNFM trained)",
+                          "per_seed": {str(s): v for s, v in control.items()}, "dash": True}],
+              "hline": {"y": CNFA_THRESHOLD, "label": f"r = {CNFA_THRESHOLD:g}"}}
+    claim = _claim(5, "CNFA: AGOP and WᵀW agree after training, and training made them agree",
+                   "In every conv layer, Pearson r between patch-AGOP and WᵀW is high after training "
+                   f"(> {CNFA_THRESHOLD:g}), lower at initialization, and higher than the r between the "
+                   "trained and the initial WᵀW (the weights moved far from their init).",
+                   "seed 001 (Convolutional Neural Feature Ansatz)", setup, parts, "", figure,
+                   {"layers": layers, "r_trained": {str(s): v for s, v in trained.items()},
+                    "r_init": {str(s): v for s, v in initial.items()},
+                    "r_control": {str(s): v for s, v in control.items()},
+                    "test_acc": {str(s): v["test_acc"] for s, v in cnfa.items()},
+                    "table": _layer_table(layers, {"r trained (mean ± SE)": trained,
+                                                   "r at init (mean ± SE)": initial,
+                                                   "r(CNFM init, CNFM trained) (mean ± SE)": control}, {})})
+    means = [stats.mean_interval([trained[s][j] for s in cnfa]).mean for j in range(len(layers))]
+    inits = [stats.mean_interval([initial[s][j] for s in cnfa]).mean for j in range(len(layers))]
+    claim["our_number"] = ("r trained / at init per layer: "
+                           + ", ".join(f"{_f(t, '.2f')} / {_f(i, '.2f')}" for t, i in zip(means, inits))
+                           + f"; {passed} of {len(parts)} tests supported")
+    return claim
+
+
+def build_claims(runs: SuiteRuns) -> list[dict]:
+    """The five claims with their parts, verdicts, numbers and figure specs."""
+    m = runs.suite.margin
+    return [claim_gaussian_beats_default(runs), claim_frozen_gaussian(runs, m), claim_transfer(runs, m),
+            claim_sigma_grows(runs), claim_cnfa(runs)]

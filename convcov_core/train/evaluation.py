@@ -1,0 +1,55 @@
+"""Test accuracy during and after a run.
+
+Test accuracy is measured with BatchNorm statistics recomputed on training images after the
+epoch's last step (batchnorm.py: "precise BN"); the eval-mode accuracy with the statistics that
+training left is kept beside it as test_acc_raw. Accuracies are in percent (0-100).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .. import batchnorm
+from ..step import autocast
+from .inputs import _as_nchw, _batch
+
+Tensor = torch.Tensor
+
+
+@torch.inference_mode()
+def evaluate(model: torch.nn.Module, x: Tensor, y: Tensor, *, batch_size: int = 512,
+             dtype: torch.dtype | None = None) -> float:
+    """Accuracy in percent of `model` (eval mode, no grad, autocast to dtype unless None) on images
+    x (N x C x H x W, any layout)."""
+    was_training = model.training
+    model.eval()
+    correct = torch.zeros((), dtype=torch.int64, device=y.device)
+    with autocast(y.device, dtype):
+        for start in range(0, len(y), batch_size):
+            xb = x[start:start + batch_size]
+            correct += (model(xb).argmax(1) == y[start:start + batch_size]).sum()
+    model.train(was_training)
+    return 100.0 * int(correct) / max(len(y), 1)
+
+
+def evaluate_epoch(model, xs, xt, yt, batch: int, channels_last: bool, dtype, *, seed: int,
+                    keep: bool) -> tuple[float, float]:
+    """(raw, settled) test accuracy at the end of an epoch: raw with the BatchNorm running
+    statistics as training left them, settled after batchnorm.recalibrate_bn_ on training images
+    (the same number for a model without BatchNorm). keep: leave the recalibrated statistics in
+    the model (the last epoch: the network a run hands back); otherwise put the old ones back, so
+    the rest of training does not depend on how it was evaluated."""
+    def test_accuracy() -> float:
+        return evaluate(model, _as_nchw(xt, channels_last), yt, batch_size=max(256, 2 * batch), dtype=dtype)
+
+    raw = test_accuracy()
+    if not batchnorm.batchnorms(model):
+        return raw, raw
+    saved = None if keep else batchnorm.bn_state(model)
+    batches = batchnorm.training_batches(xs, batch, seed=seed,
+                                         as_batch=lambda x, idx: _batch(x, idx, channels_last))
+    batchnorm.recalibrate_bn_(model, batches, dtype=dtype)
+    settled = test_accuracy()
+    if saved is not None:
+        batchnorm.load_bn_state_(model, saved)
+    return raw, settled

@@ -1,0 +1,1 @@
+"""Helpers shared by the test modules: pages (AppTest), browser (Chromium), runs and files."""
