@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import save as save_safetensors
 
-from convcov_app import background
+from convcov_app import background, lab
 from convcov_core import matrix_files
 from helpers.files import malicious_checkpoint, tiny_convmixer_state
 from helpers.pages import MAX_POLLS, POLL_S, assert_clean, new_app, poll_until_finished, run_page
@@ -47,10 +47,12 @@ def tiny_lab(at, *, seeds=1, max_steps=3):
 
 def test_lab_default_is_the_frozen_cpu_demo_and_says_what_to_expect():
     at = run_page(LAB, timeout=120)
-    assert at.selectbox(key="lab_preset").value == "Quick CPU demo: frozen filters"
-    assert "the Gaussian covariance init reached 47-60% test accuracy" in at.info[0].value
+    assert at.selectbox(key="lab_preset").value == lab.QUICK_CPU
+    assert at.info[0].value.endswith(lab.PRESETS[lab.QUICK_CPU].expect)
+    assert (at.number_input(key="lab_seeds").value, at.slider(key="lab_k").value) == (3, 15)
+    assert at.radio(key="lab_filters").value == "frozen at init"
     markdown = " ".join(m.value for m in at.markdown)
-    assert "4 runs:** default-frozen, gaussian-frozen × seed(s) 0, 1" in markdown
+    assert "6 runs:** default-frozen, gaussian-frozen × seed(s) 0, 1, 2" in markdown
     assert not at.get("progress")
 
 
