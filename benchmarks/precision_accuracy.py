@@ -6,18 +6,18 @@
 precision="auto" trains under bf16 autocast on CUDA and on CPUs with AMX or AVX512-BF16. This shows what
 that costs in accuracy and buys in time on the machine it runs on: each setting is trained once per
 seed in fp32 and once in bf16 (same initial filters, same batches), and the paired differences of
-test accuracy are summarized as mean ± std over seeds.
+test accuracy are summarized by their mean and 95% paired t interval (convcov_core.stats).
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from convcov_core import stats  # noqa: E402
 from convcov_core.train import TrainConfig, load_training_data, resolve_device, train  # noqa: E402
 
 SETTINGS = {
@@ -30,10 +30,12 @@ QUICK_SETTINGS = {"ConvMixer-8/1 k=15, 4 steps": dict(model="convmixer-8/1", ker
                                                         max_steps=4, batch_size=32)}
 
 
-def mean_std(values: list[float]) -> str:
-    if len(values) < 2:
-        return f"{values[0]:+.2f}"
-    return f"{statistics.mean(values):+.2f} ± {statistics.stdev(values):.2f}"
+def difference(bf16: list[float], fp32: list[float]) -> str:
+    """bf16 - fp32 over seeds with the 95% paired t interval (stats.paired_verdict)."""
+    verdict = stats.paired_verdict(bf16, fp32)
+    if verdict.low is None:
+        return f"{verdict.mean:+.2f}"
+    return f"{verdict.mean:+.2f} [{verdict.low:+.2f}, {verdict.high:+.2f}]"
 
 
 def main(argv=None):
@@ -52,7 +54,7 @@ def main(argv=None):
           f"{'fp32 s':>7} {'bf16 s':>7}")
     summaries, time_fp32, time_bf16 = [], 0.0, 0.0
     for label, overrides in settings.items():
-        diffs = []
+        accuracies = {"fp32": [], "bf16": []}
         for seed in seeds:
             base = TrainConfig(dataset=args.dataset, patch_size=2, seed=seed, device=str(device), **overrides)
             if seed == seeds[0]:  # data loaded and cached, kernels warmed up, before any clock starts
@@ -65,12 +67,13 @@ def main(argv=None):
                 if run.status != "ok":
                     raise SystemExit(f"{label}, seed {seed}, {run.precision}: {run.message}")
             diff = bf16.final["test_acc"] - fp32.final["test_acc"]
-            diffs.append(diff)
+            accuracies["fp32"].append(fp32.final["test_acc"])
+            accuracies["bf16"].append(bf16.final["test_acc"])
             time_fp32 += fp32.wall_time
             time_bf16 += bf16.wall_time
             print(f"{label:<58} {seed:>4} {fp32.final['test_acc']:>8.2f} {bf16.final['test_acc']:>8.2f} "
                   f"{diff:>+6.2f} {fp32.wall_time:>7.1f} {bf16.wall_time:>7.1f}", flush=True)
-        summaries.append(f"{label.split(',')[0]} {mean_std(diffs)} points")
+        summaries.append(f"{label.split(',')[0]} {difference(accuracies['bf16'], accuracies['fp32'])} points")
     print(f"summary: bf16 - fp32 test accuracy: {'; '.join(summaries)}; bf16 runs took "
           f"{time_fp32 / time_bf16:.2f}x less wall time on {device}")
 

@@ -30,7 +30,7 @@ def scheme_label(name: str) -> str:
 
 def run_label(summary) -> str:
     """How every page lists a saved run (a runs.RunSummary), e.g.
-    "#1 example: convmixer-64/8 on mnist5k, k = 9, default init, test 98.4%"."""
+    "#1 example: convmixer-64/8 on mnist5k, k = 9, default init, test 97.9%"."""
     name = f" {summary.name}:" if summary.name else ""
     init_name = summary.variant or summary.init + (" frozen" if summary.freeze_filters else "")
     acc = f", test {summary.test_acc:.1f}%" if summary.test_acc is not None else ""

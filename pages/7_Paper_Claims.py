@@ -21,7 +21,7 @@ def verdict_text(verdict: str) -> str:
 
 
 def report_label(folder, report: dict) -> str:
-    where = "reports" if folder.parent == reproduce.REPO_REPORTS else "your reports"
+    where = "reports" if folder.parent == reproduce.report_folders()[0] else "your reports"
     when = report.get("created", "?").replace("T", " ")[:16]
     return f"{report.get('suite', '?')} suite, {when} UTC ({where}/{folder.name})"
 

@@ -102,7 +102,8 @@ def test_training_lab_streams_live_curves_and_shows_the_verdict():
         page.get_by_text("Results", exact=True).wait_for(timeout=120_000)
         wait_until_rendered(page)
         main = page.locator('[data-testid="stMain"]').inner_text()
-        assert "Results" in main and page.locator('[data-testid="stDataFrame"]').count() == 1
+        # the results table, and the raw eval-mode table in its expander
+        assert "Results" in main and page.locator('[data-testid="stDataFrame"]').count() == 2
         assert "Saved to the run store as comparison #" in main
         page.screenshot(path=str(shots / "training_lab_finished.png"))
         errors += [e.inner_text()[:300] for e in page.locator(ERRORS).all()]

@@ -68,11 +68,11 @@ def report_root(tmp_path_factory):
 def no_reports(tmp_path, monkeypatch):
     """A fresh $CONVCOV_HOME and no repository reports."""
     monkeypatch.setenv("CONVCOV_HOME", str(tmp_path / "home"))
-    monkeypatch.setattr(reproduce, "REPO_REPORTS", tmp_path / "no_reports")
+    monkeypatch.setattr("convcov_core.reproduce.files.REPO_REPORTS", tmp_path / "no_reports")
 
 
 def test_page_shows_each_claim_with_number_verdict_and_figure(report_root, no_reports, monkeypatch):
-    monkeypatch.setattr(reproduce, "REPO_REPORTS", report_root)
+    monkeypatch.setattr("convcov_core.reproduce.files.REPO_REPORTS", report_root)
     at = run_page(PAGE)
     assert [h.value for h in at.subheader] == [f"Claim {c['id']}: {c['title']}"
                                                for c in reproduce.load_report(report_root / "quick")["claims"]]
@@ -86,7 +86,7 @@ def test_page_shows_each_claim_with_number_verdict_and_figure(report_root, no_re
 
 
 def test_page_switches_between_reports(report_root, no_reports, monkeypatch, tmp_path):
-    monkeypatch.setattr(reproduce, "REPO_REPORTS", report_root)
+    monkeypatch.setattr("convcov_core.reproduce.files.REPO_REPORTS", report_root)
     home_reports = tmp_path / "home" / "reports"
     write_fake_report("full", {"default": 80.0, "gaussian": 79.0, "default-frozen": 50.0,
                                "gaussian-frozen": 60.0, "learned": 80.0}, home_reports / "full-1")

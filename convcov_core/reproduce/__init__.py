@@ -28,8 +28,7 @@ Modules: rules (verdict rules: RULES, superiority, non_inferiority, equivalence,
 suites (Suite, tiny/quick/full, build_suite, suite_runs, suite_images; SuiteRuns, what a suite
 trained), run (run_suite, reproduce), claims (the five claims, build_claims), report (make_report,
 provenance, markdown_report, write_report) and files (report file names, default_out, load_report,
-report_folders, find_reports, REPO_REPORTS). Every name is re-exported here; read REPO_REPORTS (and
-replace it, in tests) here, where report_folders() looks it up.
+report_folders, find_reports, REPO_REPORTS). Every public name is re-exported here.
 """
 
 from .claims import (

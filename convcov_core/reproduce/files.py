@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -39,9 +38,7 @@ def load_report(folder: str | os.PathLike) -> dict:
 
 def report_folders() -> list[Path]:
     """Where reports are looked for: the repository's reports/ and $CONVCOV_HOME/reports."""
-    # REPO_REPORTS as the package holds it: callers read it there, and tests replace it there.
-    package = sys.modules[__package__]
-    return [package.REPO_REPORTS, convcov_home() / "reports"]
+    return [REPO_REPORTS, convcov_home() / "reports"]
 
 
 def find_reports(folders: list[Path] | None = None) -> list[tuple[Path, dict]]:

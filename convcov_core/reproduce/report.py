@@ -15,6 +15,7 @@ import torch
 from .. import __version__
 from ..comparison_table import Table, comparison_table
 from ..json_safe import json_safe
+from ..plots import claims as claim_plots
 from ..text import duration
 from ..train import RunResult
 from .claims import CNFA_THRESHOLD, FIT_R_MIN, _f, build_claims
@@ -142,8 +143,6 @@ def markdown_report(report: dict, figures: dict) -> str:
 
 def write_report(report: dict, out: str | os.PathLike) -> Path:
     """report.json, report.md and one PNG per claim (matplotlib, when installed) in folder `out`."""
-    from ..plots import claims as claim_plots
-
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
     figures = {}
