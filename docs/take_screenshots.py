@@ -80,7 +80,7 @@ def lab_learned(browser, base, out):
     page.get_by_role("button", name="Run comparison").click()
     page.get_by_role("heading", name="Results").wait_for(timeout=15 * 60 * 1000)
     wait_until_rendered(page)
-    page.get_by_text("Raw eval-mode accuracy").click()  # the BatchNorm statistics as training left them
+    page.get_by_text("Raw eval-mode accuracy: BatchNorm statistics as training left them").click()
     wait_until_rendered(page)
     page.get_by_role("heading", name="Results").scroll_into_view_if_needed()
     page.screenshot(path=str(out / "3_training_lab_learned.png"))

@@ -2,6 +2,8 @@
 here), it shows the paper's widening covariances, it round-trips, and the app adds it to a run store
 exactly once."""
 
+import re
+
 import pytest
 import torch
 
@@ -99,6 +101,19 @@ def test_the_app_puts_the_example_in_a_fresh_store_and_the_pages_show_it():
 
     lab_page = run_page(LAB, timeout=120)
     assert "Learned covariance" in lab_page.multiselect(key="lab_inits").options
+
+
+def test_the_transfer_preview_says_what_resizing_does_to_sigma():
+    """9 x 9 -> 15 x 15: align-corners interpolation stretches the window by (15 - 1)/(9 - 1) = 1.75,
+    and the page gives the fitted sigma of the first and last layers before and after."""
+    examples.add_to_store(RunStore())
+    page = run_page("pages/4_Learned_Covariances.py", timeout=120)
+    assert not [c for c in page.caption if "Resizing stretches" in c.value]  # k' = k: nothing resized
+    page.slider(key="lc_new_k").set_value(15).run()
+    [note] = [c.value for c in page.caption if "Resizing stretches" in c.value]
+    assert "(k′ − 1)/(k − 1) = 1.75" in note
+    before, after = (float(x) for x in re.search(r"layer 1 goes from σ ([\d.]+) to ([\d.]+) px", note).groups())
+    assert 1.5 * before < after < 3 * before  # the narrow first layer broadens by more than 1.75
 
 
 def test_the_lab_preset_with_a_learned_scheme_learns_from_the_example():
