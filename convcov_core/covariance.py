@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from .validation import whole_number
+
 Tensor = torch.Tensor
 
 _NON_SQUARE = "non-square kernels are not supported yet (convcov handles k x k filters only)"
@@ -23,20 +25,9 @@ _NON_SQUARE = "non-square kernels are not supported yet (convcov handles k x k f
 # ---------------------------------------------------------------------------------------------
 
 
-def check_int(value, name: str, minimum: int) -> int:
-    """Return `value` as an int, or raise ValueError unless it is a whole number >= minimum."""
-    try:
-        whole = not isinstance(value, bool) and float(value).is_integer()
-    except (TypeError, ValueError):
-        whole = False
-    if not whole or int(value) < minimum:
-        raise ValueError(f"{name} must be a whole number >= {minimum}, got {value!r}")
-    return int(value)
-
-
 def check_kernel_size(kernel_size: int, *, odd: bool = False) -> int:
     """Return `kernel_size` as an int, or raise ValueError if it is not a usable kernel size."""
-    k = check_int(kernel_size, "kernel size", 1)
+    k = whole_number(kernel_size, "kernel size", 1)
     if odd and k % 2 == 0:
         raise ValueError(f"kernel size must be odd so the filter has a centre pixel, got {k}")
     return k
@@ -154,7 +145,7 @@ def gaussian(kernel_size: int, sigma: float, *, structured: bool = False):
 def depth_schedule(sigma_first: float, sigma_last: float, depth: int) -> list[float]:
     """sigma_l = sigma_first + (sigma_last - sigma_first) * l / (L - 1) for l = 0..L-1."""
     a, b = check_sigma(sigma_first, "sigma_first"), check_sigma(sigma_last, "sigma_last")
-    depth = check_int(depth, "depth", 1)
+    depth = whole_number(depth, "depth", 1)
     if depth == 1:
         return [a]
     return [a + (b - a) * l / (depth - 1) for l in range(depth)]
@@ -338,7 +329,7 @@ def transfer(covariances: list[Tensor], kernel_size: int, depth: int) -> list[Te
     """
     if not covariances:
         raise ValueError("no learned covariances given: pass one k^2 x k^2 matrix per layer")
-    depth = check_int(depth, "depth", 1)
+    depth = whole_number(depth, "depth", 1)
     sized = [resize(S, kernel_size) for S in covariances]
     L = len(sized)
     out = []

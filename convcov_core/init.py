@@ -23,7 +23,6 @@ from torch import nn
 
 from .covariance import (
     KroneckerCovariance,
-    check_int,
     check_kernel_size,
     check_sigma,
     depth_schedule,
@@ -33,6 +32,7 @@ from .covariance import (
     transfer,
 )
 from .sampling import sample_filters
+from .validation import whole_number
 
 Tensor = torch.Tensor
 
@@ -166,7 +166,7 @@ def sample_scheme(scheme: str, kernel_size: int, n: int, *, sigma: float | None 
         if covariance is None:
             raise ValueError("the 'learned' scheme needs a covariance (k^2 x k^2 matrix)")
         cov = transfer([covariance], k, 1)[0]
-    n = check_int(n, "number of filters", 1)
+    n = whole_number(n, "number of filters", 1)
     return s.draw((k, k), n, _target_variance(variance, (k, k)), cov, generator)
 
 

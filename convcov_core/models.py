@@ -30,6 +30,7 @@ from .checkpoints import (  # noqa: F401
 )
 from .init import depthwise_convs
 from .timm_adapt import timm_model
+from .validation import whole_number
 
 Tensor = torch.Tensor
 
@@ -66,12 +67,6 @@ class Residual(nn.Module):
         return self.fn(x) + x
 
 
-def _positive_int(value, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{what} must be a positive integer, got {value!r}")
-    return value
-
-
 def _convmixer_block(dim: int, kernel_size: int) -> nn.Sequential:
     """Residual depthwise conv (spatial mixing), then pointwise conv (channel mixing)."""
     return nn.Sequential(
@@ -92,7 +87,7 @@ def ConvMixer(dim: int, depth: int, kernel_size: int = 9, patch_size: int = 7,
     for value, what in ((dim, "dim"), (depth, "depth"), (kernel_size, "kernel size"),
                         (patch_size, "patch size"), (n_classes, "number of classes"),
                         (in_chans, "number of input channels")):
-        _positive_int(value, what)
+        whole_number(value, what, 1)
     return nn.Sequential(OrderedDict(
         stem=nn.Sequential(nn.Conv2d(in_chans, dim, kernel_size=patch_size, stride=patch_size),
                            nn.GELU(), nn.BatchNorm2d(dim)),
@@ -109,15 +104,15 @@ def SmallCNN(in_chans: int, n_classes: int, widths=(32, 64), kernel_sizes=(5, 3)
 
     kernel_sizes: one per width, or a single int for every layer.
     """
-    widths = [_positive_int(w, "width") for w in widths]
+    widths = [whole_number(w, "width", 1) for w in widths]
     if isinstance(kernel_sizes, int):
         kernel_sizes = [kernel_sizes] * len(widths)
-    kernel_sizes = [_positive_int(k, "kernel size") for k in kernel_sizes]
+    kernel_sizes = [whole_number(k, "kernel size", 1) for k in kernel_sizes]
     if not widths or len(kernel_sizes) != len(widths):
         raise ValueError(f"need one kernel size per layer: {len(widths)} widths, "
                          f"{len(kernel_sizes)} kernel sizes")
-    _positive_int(in_chans, "number of input channels")
-    _positive_int(n_classes, "number of classes")
+    whole_number(in_chans, "number of input channels", 1)
+    whole_number(n_classes, "number of classes", 1)
     blocks, channels = OrderedDict(), in_chans
     for i, (width, k) in enumerate(zip(widths, kernel_sizes), start=1):
         blocks[f"block{i}"] = nn.Sequential(nn.Conv2d(channels, width, k, padding=k // 2, bias=False),
@@ -162,9 +157,9 @@ def build_model(spec: str, *, num_classes: int, in_chans: int, kernel_size: int 
     """
     parsed = parse_spec(spec)
     if kernel_size is not None:
-        _positive_int(kernel_size, "kernel size")
+        whole_number(kernel_size, "kernel size", 1)
     if patch_size is not None:
-        _positive_int(patch_size, "patch size")
+        whole_number(patch_size, "patch size", 1)
     if parsed["kind"] == "convmixer":
         return ConvMixer(parsed["dim"], parsed["depth"], kernel_size=kernel_size or 9,
                          patch_size=patch_size or 7, n_classes=num_classes, in_chans=in_chans)

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import torch
 
-from .covariance import KroneckerCovariance, check_int, kernel_size_of, validate_covariance
+from .covariance import KroneckerCovariance, kernel_size_of, validate_covariance
+from .validation import whole_number
 
 Tensor = torch.Tensor
 
@@ -54,7 +55,7 @@ def sample_filters(cov, n: int, *, generator: torch.Generator | None = None,
     run in float64; the draws and products run in `dtype` (float32 by default, like model weights;
     float64 doubles time and memory).
     """
-    n = check_int(n, "number of filters", 0)
+    n = whole_number(n, "number of filters", 0)
     if isinstance(cov, KroneckerCovariance):
         return _sample_kronecker(cov, n, generator, dtype)
     S = torch.as_tensor(cov)

@@ -24,9 +24,8 @@ def whole_number(value, name: str, minimum: int) -> int:
 
 
 def int_param(value, what: str, low: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise ValueError(f"{what} must be an integer >= {low}, got {value!r}")
-    return int(value)
+    """A dataset's whole-number option (whole_number)."""
+    return whole_number(value, what, low)
 
 
 def float_param(value, what: str) -> float:

@@ -172,9 +172,9 @@ def test_embedded_results_are_cached_copies():
     ("mnist5k", {"noise": 0.1}, "accepted: none"),
     ("noisy-bars", {"noise": -1.0}, "noise must be a number >= 0"),
     ("noisy-bars", {"image_size": 5, "bar_size": 6}, "must not exceed image_size"),
-    ("noisy-bars", {"n_train": 1}, "n_train must be an integer >= 2"),
-    ("noisy-mnist", {"canvas_size": 20}, "canvas_size must be an integer >= 28"),
-    ("textures", {"train_per_class": 2.5}, "train_per_class must be an integer"),
+    ("noisy-bars", {"n_train": 1}, "n_train must be a whole number >= 2"),
+    ("noisy-mnist", {"canvas_size": 20}, "canvas_size must be a whole number >= 28"),
+    ("textures", {"train_per_class": 2.5}, "train_per_class must be a whole number"),
     ("textures", {"color": "yes"}, "color must be True or False"),
     ("noisy-bars", {"noise": [0.1]}, "must be a number, string or bool"),
 ])

@@ -58,7 +58,7 @@ def test_convmixer_loads_timm_convmixer_weights():
 @pytest.mark.parametrize("bad", [dict(dim=0), dict(depth=-1), dict(kernel_size=2.5), dict(patch_size=True)])
 def test_convmixer_rejects_bad_sizes(bad):
     args = dict(dim=8, depth=1, kernel_size=3, patch_size=2) | bad
-    with pytest.raises(ValueError, match="positive integer"):
+    with pytest.raises(ValueError, match="whole number >= 1"):
         ConvMixer(**args)
 
 

@@ -14,6 +14,7 @@ import torch
 
 from .. import init
 from ..step import PRECISIONS
+from ..validation import whole_number
 
 SCHEDULES = ("onecycle", "constant")
 
@@ -49,15 +50,15 @@ class TrainConfig:
 
     def validate(self) -> "TrainConfig":
         """Raise ValueError with an actionable message for any out-of-range field; return self."""
-        _check_int(self.epochs, "epochs", 1)
-        _check_int(self.batch_size, "batch_size", 1)
-        _check_int(self.seed, "seed", 0)
+        whole_number(self.epochs, "epochs", 1)
+        whole_number(self.batch_size, "batch_size", 1)
+        whole_number(self.seed, "seed", 0)
         for name in ("freeze_filters", "compile", "keep_state_dict"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
         for name in ("max_steps", "threads"):
             if getattr(self, name) is not None:
-                _check_int(getattr(self, name), name, 1)
+                whole_number(getattr(self, name), name, 1)
         for name in ("lr", "weight_decay", "label_smoothing"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
@@ -104,11 +105,6 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"unknown training setting(s): {', '.join(unknown)}")
         return dataclasses.replace(self, **overrides)
-
-
-def _check_int(value, name: str, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be a whole number >= {minimum}, got {value!r}")
 
 
 @dataclass

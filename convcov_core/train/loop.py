@@ -22,12 +22,12 @@ from dataclasses import dataclass
 import torch
 
 from ..step import EagerStep, GraphStep, adamw
+from ..validation import whole_number
 from .config import (
     Callback,
     ProgressEvent,
     RunResult,
     TrainConfig,
-    _check_int,
     _wants_stop,
     lr_at,
     new_history,
@@ -76,7 +76,7 @@ def _train(config: TrainConfig, callback, variant, run_index, n_runs, sync_every
     setup = _set_up(config, model)
     if sync_every is None:
         sync_every = 1 if setup.device.type == "cpu" else _SYNC_EVERY_ACCELERATOR
-    _check_int(sync_every, "sync_every", 1)
+    whole_number(sync_every, "sync_every", 1)
     loop = _Loop(config, setup, callback, variant, run_index, n_runs, sync_every)
     n_epochs = math.ceil(setup.total / setup.per_epoch)
     for epoch in range(1, n_epochs + 1):
@@ -264,7 +264,7 @@ def estimate_time(config: TrainConfig, n_steps: int = 3) -> float:
     """Seconds the whole run should take: time n_steps measured steps (after one warm-up step) and one
     pass over the test set, then scale to the run's step and epoch counts."""
     config.validate()
-    _check_int(n_steps, "n_steps", 1)
+    whole_number(n_steps, "n_steps", 1)
     train_x, train_y, *_ = load_training_data(config)
     _, per_epoch, total = plan_steps(config, len(train_y))
     stamps = []
