@@ -34,28 +34,29 @@ FILTER_MODES = {"trained": "none", "frozen at init": "filters", "both (trained a
 # ---------------------------------------------------------------------------------------------
 
 
+#: What every Lab run trains unless a preset or the visitor changes it: ConvMixer-64/8 with 15 x 15
+#: filters for one epoch; everything else is TrainConfig's default.
+LAB_TRAINING = train.TrainConfig(model="convmixer-64/8", kernel_size=15, epochs=1)
+
+
+def lab_training(**changes) -> train.TrainConfig:
+    """LAB_TRAINING with some fields changed (TrainConfig.replace: unknown names are refused)."""
+    return LAB_TRAINING.replace(**changes)
+
+
 @dataclass(frozen=True)
 class LabSetup:
-    """The Training Lab's choices. inits: init schemes to compare, the first is the reference;
-    filters: a key of FILTER_MODES; n_seeds: runs per variant (seeds 0..n-1); sigma_first /
-    sigma_last: the Gaussian scheme's depth schedule (None: init.default_sigmas); max_steps: cap
-    on steps per run (None: whole epochs); precision: TrainConfig.precision."""
+    """The Training Lab's choices. training: the config every run shares (dataset, model, sizes,
+    budget, precision); inits: init schemes to compare, the first is the reference; filters: a key
+    of FILTER_MODES; n_seeds: runs per variant (seeds 0..n-1); sigma_first / sigma_last: the
+    Gaussian scheme's depth schedule (None: init.default_sigmas)."""
 
-    dataset: str = "mnist5k"
-    model: str = "convmixer-64/8"
-    kernel_size: int = 15
-    patch_size: int | None = 2
+    training: train.TrainConfig = field(default_factory=lab_training)
     inits: tuple = ("default", "gaussian")
     filters: str = "frozen at init"
-    epochs: int = 1
-    batch_size: int = 128
-    lr: float = 0.01
     n_seeds: int = 2
     sigma_first: float | None = None
     sigma_last: float | None = None
-    max_steps: int | None = None
-    dataset_params: tuple = ()  # (name, value) pairs, e.g. (("n_train", 256),)
-    precision: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,7 @@ class Preset:
     name: str
     setup: LabSetup
     expect: str
-    fallback_dataset: str | None = None  # used where setup.dataset is not available on the server
+    fallback_dataset: str | None = None  # used where the setup's dataset is not available on the server
 
 
 QUICK_CPU = "Quick CPU demo: frozen filters"
@@ -93,8 +94,8 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
            "91.7 ± 0.7 %, Gaussian 90.7 ± 0.5 %: the default init was ahead by 1.0 point (95% interval "
            "0.2 to 1.9, 5 of 5 seeds). On these digits, at this budget, the covariance init does not "
            "help trained filters."),
-    Preset("Paper-like, GPU", LabSetup(dataset="cifar10", model="convmixer-256/8", kernel_size=9,
-                                       filters="trained", epochs=20, batch_size=512, n_seeds=3),
+    Preset("Paper-like, GPU", LabSetup(lab_training(dataset="cifar10", model="convmixer-256/8", kernel_size=9,
+                                                    epochs=20, batch_size=512), filters="trained", n_seeds=3),
            "ConvMixer-256/8 with 9 × 9 filters and 2 × 2 patches on CIFAR-10, 20 epochs, filters "
            "trained, 3 seeds: the kind of run where the paper reports a small, consistent gain for "
            "the covariance init. It needs a GPU, CIFAR-10 in the data root and a server that allows "
@@ -110,11 +111,11 @@ def preset_setup(name: str, available: dict[str, bool]) -> tuple[LabSetup, str |
         raise ValueError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
     preset = PRESETS[name]
     setup = preset.setup
-    if available.get(setup.dataset) or preset.fallback_dataset is None:
+    if available.get(setup.training.dataset) or preset.fallback_dataset is None:
         return setup, None
-    note = (f"{setup.dataset} is not in this server's data root, so this preset uses "
+    note = (f"{setup.training.dataset} is not in this server's data root, so this preset uses "
             f"{preset.fallback_dataset} instead.")
-    return dataclasses.replace(setup, dataset=preset.fallback_dataset), note
+    return dataclasses.replace(setup, training=setup.training.replace(dataset=preset.fallback_dataset)), note
 
 
 def matching_preset(setup: LabSetup, available: dict[str, bool]) -> str | None:
@@ -169,11 +170,7 @@ def plan_comparison(setup: LabSetup, learned: list[Tensor] | None = None) -> Com
             overrides.update(sigma_first=setup.sigma_first, sigma_last=setup.sigma_last)
         elif overrides["init"] == "learned":
             overrides["covariances"] = list(learned)
-    base = train.TrainConfig(
-        dataset=setup.dataset, dataset_params=dict(setup.dataset_params), model=setup.model,
-        kernel_size=setup.kernel_size, patch_size=setup.patch_size, epochs=setup.epochs,
-        batch_size=setup.batch_size, lr=setup.lr, max_steps=setup.max_steps,
-        precision=setup.precision).validate()
+    base = setup.training.replace(dataset_params=dict(setup.training.dataset_params)).validate()
     return ComparisonPlan(base, variants, references, list(range(setup.n_seeds)))
 
 

@@ -42,19 +42,19 @@ def model_choice(spec: str, kernel_size: int, patch_size) -> str:
 
 def apply_setup(setup: lab.LabSetup) -> None:
     """Put a setup's values into the widgets."""
-    s = st.session_state
-    s.lab_dataset, s.lab_k, s.lab_patch = setup.dataset, setup.kernel_size, setup.patch_size or 1
-    s.lab_model = model_choice(setup.model, setup.kernel_size, setup.patch_size)
+    s, t = st.session_state, setup.training
+    s.lab_dataset, s.lab_k, s.lab_patch = t.dataset, t.kernel_size, t.patch_size or 1
+    s.lab_model = model_choice(t.model, t.kernel_size, t.patch_size)
     if s.lab_model == CUSTOM_MODEL:
-        parsed = models.parse_spec(setup.model)
+        parsed = models.parse_spec(t.model)
         s.lab_width, s.lab_depth = parsed["dim"], parsed["depth"]
     s.lab_inits = [labels.scheme_label(name) for name in setup.inits]
     s.lab_custom_sigma = setup.sigma_first is not None
     if s.lab_custom_sigma:
         s.lab_sigma_first, s.lab_sigma_last = setup.sigma_first, setup.sigma_last
-    s.lab_filters, s.lab_epochs, s.lab_batch = setup.filters, setup.epochs, setup.batch_size
-    s.lab_lr, s.lab_seeds, s.lab_max_steps = setup.lr, setup.n_seeds, setup.max_steps or 0
-    s.lab_precision = setup.precision
+    s.lab_filters, s.lab_epochs, s.lab_batch = setup.filters, t.epochs, t.batch_size
+    s.lab_lr, s.lab_seeds, s.lab_max_steps = t.lr, setup.n_seeds, t.max_steps or 0
+    s.lab_precision = t.precision
 
 
 def apply_preset() -> None:
@@ -138,8 +138,8 @@ def init_widgets_for(k: int) -> tuple[tuple, float | None, float | None, tuple |
     return inits, sigma_first, sigma_last, source, filters
 
 
-def training_widgets() -> dict:
-    """Epochs, batch size, learning rate, seeds, step cap and precision, as LabSetup fields."""
+def training_widgets() -> tuple[dict, int]:
+    """Epochs, batch size, learning rate, step cap and precision (TrainConfig fields), and seeds."""
     st.header("Training")
     epochs = st.number_input("Epochs", 1, 100, step=1, key="lab_epochs")
     batch = st.select_slider("Batch size", BATCH_SIZES, key="lab_batch")
@@ -155,16 +155,18 @@ def training_widgets() -> dict:
                                   "or a CPU with AMX or AVX512-BF16; the device line above says which), "
                                   "fp32 elsewhere. fp32 is slower; on mnist5k the two reached the same "
                                   "test accuracy within seed noise (benchmarks/precision_accuracy.py).")
-    return dict(epochs=int(epochs), batch_size=batch, lr=lr, n_seeds=int(n_seeds),
-                max_steps=int(max_steps) or None, precision=precision)
+    return dict(epochs=int(epochs), batch_size=batch, lr=lr, max_steps=int(max_steps) or None,
+                precision=precision), int(n_seeds)
 
 
 def sidebar(datasets: dict, max_k: int) -> tuple[lab.LabSetup, tuple | None]:
     """The setup widgets; returns the setup and the learned-covariance source (if learned is picked)."""
     dataset, spec, k, patch = model_widgets(datasets, max_k)
     inits, sigma_first, sigma_last, source, filters = init_widgets_for(k)
-    setup = lab.LabSetup(dataset=dataset, model=spec, kernel_size=k, patch_size=patch, inits=inits,
-                         filters=filters, sigma_first=sigma_first, sigma_last=sigma_last, **training_widgets())
+    budget, n_seeds = training_widgets()
+    training = lab.lab_training(dataset=dataset, model=spec, kernel_size=k, patch_size=patch, **budget)
+    setup = lab.LabSetup(training, inits=inits, filters=filters, n_seeds=n_seeds, sigma_first=sigma_first,
+                         sigma_last=sigma_last)
     return setup, source
 
 
@@ -173,7 +175,7 @@ def init_widgets() -> None:
     its dataset has gone (then the preset again)."""
     if "lab_preset" not in st.session_state:
         kept = st.session_state.get(KEPT)
-        if kept is not None and kept[1].dataset in present_datasets():
+        if kept is not None and kept[1].training.dataset in present_datasets():
             st.session_state.lab_preset = kept[0]
             apply_setup(kept[1])
         else:

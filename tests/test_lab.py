@@ -18,9 +18,9 @@ from convcov_core.plots import training as figures
 from convcov_core.runs import RunStore
 from helpers.files import malicious_checkpoint, tiny_convmixer_state
 
-TINY_DATA = (("n_train", 64), ("n_test", 32), ("image_size", 16))
-TINY = lab.LabSetup(dataset="noisy-bars", dataset_params=TINY_DATA, model="convmixer-8/2", kernel_size=5,
-                    patch_size=4, filters="trained", batch_size=16, n_seeds=1)
+TINY_DATA = {"n_train": 64, "n_test": 32, "image_size": 16}
+TINY = lab.LabSetup(lab.lab_training(dataset="noisy-bars", dataset_params=TINY_DATA, model="convmixer-8/2",
+                                     kernel_size=5, patch_size=4, batch_size=16), filters="trained", n_seeds=1)
 
 
 # -- setups, presets, plans ------------------------------------------------------------------
@@ -37,7 +37,7 @@ def test_frozen_plan_pairs_each_variant_with_the_first_and_gives_sigmas_only_to_
     assert plan.seeds == [0, 1] and plan.n_runs == 6
     assert plan.config("gaussian-frozen", 1).freeze_filters and plan.config("gaussian-frozen", 1).seed == 1
     assert plan.base.precision == "auto"
-    plan = lab.plan_comparison(dataclasses.replace(setup, precision="fp32"))
+    plan = lab.plan_comparison(dataclasses.replace(setup, training=lab.lab_training(precision="fp32")))
     assert plan.config("default-frozen").precision == "fp32"
 
 
@@ -60,7 +60,7 @@ def test_learned_covariances_go_only_to_the_learned_variant():
     (lab.LabSetup(inits=("xavier",)), None, "unknown init scheme"),
     (lab.LabSetup(filters="melted"), None, "filters must be one of"),
     (lab.LabSetup(n_seeds=0), None, "number of seeds"),
-    (lab.LabSetup(epochs=0), None, "epochs must be"),
+    (lab.LabSetup(lab.lab_training(epochs=0)), None, "epochs must be"),
 ])
 def test_bad_setups_are_refused_with_a_message(setup, learned, message):
     with pytest.raises(ValueError, match=message):
@@ -70,19 +70,19 @@ def test_bad_setups_are_refused_with_a_message(setup, learned, message):
 def test_paper_preset_falls_back_when_its_dataset_is_missing_and_presets_are_recognized():
     available = {"mnist5k": True, "textures": True}
     setup, note = lab.preset_setup("Paper-like, GPU", available)
-    assert setup.dataset == "textures" and "cifar10 is not in this server's data root" in note
-    assert lab.preset_setup("Paper-like, GPU", {**available, "cifar10": True})[0].dataset == "cifar10"
+    assert setup.training.dataset == "textures" and "cifar10 is not in this server's data root" in note
+    assert lab.preset_setup("Paper-like, GPU", {**available, "cifar10": True})[0].training.dataset == "cifar10"
     for name in lab.PRESETS:
         assert lab.matching_preset(lab.preset_setup(name, available)[0], available) == name
-    assert lab.matching_preset(lab.LabSetup(epochs=3), available) is None
+    assert lab.matching_preset(lab.LabSetup(lab.lab_training(epochs=3)), available) is None
     with pytest.raises(ValueError, match="unknown preset"):
         lab.preset_setup("fast", available)
 
 
 def test_quick_cpu_default_is_the_frozen_comparison_the_issue_measured():
     setup = lab.PRESETS[lab.QUICK_CPU].setup
-    assert (setup.dataset, setup.model, setup.kernel_size, setup.patch_size, setup.epochs) == \
-        ("mnist5k", "convmixer-64/8", 15, 2, 1)
+    t = setup.training
+    assert (t.dataset, t.model, t.kernel_size, t.patch_size, t.epochs) == ("mnist5k", "convmixer-64/8", 15, 2, 1)
     assert setup.inits == ("default", "gaussian") and setup.filters == "frozen at init"
 
 
