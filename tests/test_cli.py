@@ -1,5 +1,6 @@
 """Command line: compare end to end, runs list|show|export|delete, download, errors, exit codes."""
 
+import argparse
 import json
 import os
 import subprocess
@@ -11,7 +12,7 @@ import pytest
 import torch
 
 from convcov_core import covariance
-from convcov_core.cli import main
+from convcov_core.cli import build_parser, main
 from convcov_core.runs import RunStore
 from convcov_core.train import variants_for
 from helpers.runs import fake_run
@@ -278,3 +279,31 @@ def test_learned_init_from_a_file_names_what_is_wrong_with_it(tmp_path, capsys):
     np.save(indefinite, np.stack([S, S - 0.5 * np.eye(25)]))
     assert main([*args, str(indefinite)]) == 0
     assert "note: layer 2 of" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", [["covariance", "--sigma", "1", "--out", "cov.npy"], ["compare", "--quiet"],
+                                     ["sample", "--out", "f.npy"]])
+def test_an_even_kernel_size_is_refused_in_one_line(command, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main([*command, "--kernel-size", "8"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--kernel-size 8 is even" in err and "try 7 or 9" in err
+
+
+def test_every_option_of_every_command_says_what_it_does():
+    parser = build_parser()
+    commands = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)][0].choices
+    parsers = dict(commands)
+    for name, sub in commands.items():  # runs list / show / export / delete
+        for action in sub._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                parsers.update({f"{name} {child}": p for child, p in action.choices.items()})
+    missing = {name: [a.option_strings[0] for a in p._actions if a.option_strings and not a.help]
+               for name, p in parsers.items()}
+    assert {name: flags for name, flags in missing.items() if flags} == {}
+
+
+def test_a_step_cap_is_named_in_the_setup_line(tmp_path):
+    proc = run_cli("compare", *TINY_ARGS, "--inits", "default", "--seeds", "0", "--quiet", home=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "1 epoch(s) capped at 3 step(s)" in proc.stdout.splitlines()[0]

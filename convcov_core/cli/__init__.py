@@ -57,9 +57,13 @@ def _one_line(message: str) -> str:
 
 
 def _check_kernel_size_cap(args) -> None:
-    """ValueError for a --kernel-size above settings.max_kernel_size(): a k x k filter's covariance is a
-    k^2 x k^2 matrix, so k = 201 alone would be a 13 GB float64 file."""
+    """ValueError for an even --kernel-size (filters are centred on a pixel; PyTorch pads an even
+    "same" convolution unevenly) or one above settings.max_kernel_size(): a k x k filter's covariance
+    is a k^2 x k^2 matrix, so k = 201 alone would be a 13 GB float64 file."""
     k, cap = getattr(args, "kernel_size", None), settings.max_kernel_size()
+    if k is not None and k > 0 and k % 2 == 0:
+        raise ValueError(f"--kernel-size {k} is even: convcov's filters are centred on a pixel, so the kernel "
+                         f"size must be odd (try {k - 1} or {k + 1})")
     if k is not None and k > cap:
         raise ValueError(f"--kernel-size {k} is above {cap}, the largest kernel size convcov accepts "
                          f"(a covariance of {k} x {k} filters is a {k * k:,} x {k * k:,} matrix); "

@@ -217,8 +217,8 @@ def cmd_download(args) -> int:
 CHECKPOINT_HELP = "safetensors or torch.save of a state dict; weights-only loading"
 
 COVARIANCE_OPTIONS = (
-    ("--kernel-size", dict(type=int, required=True)),
-    ("--sigma", dict(type=float, required=True)),
+    ("--kernel-size", dict(type=int, required=True, help="k: the filters are k x k, the covariance k^2 x k^2 (odd)")),
+    ("--sigma", dict(type=float, required=True, help="width of the Gaussian bump, in pixels")),
     ("--view", dict(choices=("flat", "tiled"), default="flat",
                     help="flat S[k*i+j, k*l+m] or the tiled k x k grid of k x k blocks")),
     OUT_FILE,
@@ -226,12 +226,13 @@ COVARIANCE_OPTIONS = (
 
 SAMPLE_OPTIONS = (
     ("--kernel-size", dict(type=int, default=None, help="default 9, or the covariance's")),
-    ("--scheme", dict(choices=Later(lambda: [s for s in init.SCHEMES if s != "learned"]), default="gaussian")),
+    ("--scheme", dict(choices=Later(lambda: [s for s in init.SCHEMES if s != "learned"]), default="gaussian",
+                      help="init scheme to sample from (ignored with --covariance)")),
     ("--sigma", dict(type=float, default=None, help="Gaussian sigma (default 1)")),
     ("--covariance", dict(default=None, metavar="FILE", help="k^2 x k^2 covariance to sample from")),
     ("--variance", dict(type=float, default=None,
                         help="mean per-weight variance (default 1/(3 k^2), PyTorch's depthwise init)")),
-    ("--n", dict(type=int, default=64)),
+    ("--n", dict(type=int, default=64, help="number of filters to draw")),
     SEED,
     OUT_FILE,
 )
@@ -275,9 +276,9 @@ CNFA_OPTIONS = (
     ("--kernel-size", dict(type=int, default=None, help="every layer's kernel size (default: 5 x 5, then 3 x 3)")),
     ("--init", dict(choices=("small", "default"), default="small",
                     help="small: N(0, 0.005²) first layer, N(0, 0.01²) after (seed 001); default: PyTorch's")),
-    ("--epochs", dict(type=int, default=2)),
-    ("--batch-size", dict(type=int, default=64)),
-    ("--lr", dict(type=float, default=0.01)),
+    ("--epochs", dict(type=int, default=2, help="training epochs of the small CNN")),
+    ("--batch-size", dict(type=int, default=64, help="training batch size")),
+    ("--lr", dict(type=float, default=0.01, help="peak learning rate (AdamW, one-cycle)")),
     SEED,
     ("--max-steps", dict(type=int, default=None, help="cap on training steps")),
     ("--precision", dict(choices=("fp32", "bf16"), default="fp32",

@@ -145,7 +145,7 @@ def json_path(help: str) -> Option:
 DB: Option = ("--db", dict(default=None, help="run store file (default $CONVCOV_HOME/runs.db)"))
 QUIET: Option = ("--quiet", dict(action="store_true", help="no progress output"))
 OUT_FILE: Option = ("--out", dict(required=True, help="file ending in .npy, .pt or .safetensors"))
-SEED: Option = ("--seed", dict(type=int, default=0))
+SEED: Option = ("--seed", dict(type=int, default=0, help="random seed (the same seed gives the same result)"))
 
 
 def add_arch(parser: argparse.ArgumentParser) -> None:

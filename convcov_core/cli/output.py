@@ -82,7 +82,8 @@ def format_comparison(cmp: ComparisonResult) -> str:
     """The comparison as text: setup line, the results table (comparison_table), verdicts and times."""
     c = cmp.base_config
     setup = (f"{c.model} k={size_label(c.kernel_size)} p={size_label(c.patch_size)} on {c.dataset}, "
-             f"{c.epochs} epoch(s), batch {c.batch_size}, lr {c.lr:g}, seeds {','.join(map(str, cmp.seeds))}, "
+             f"{c.epochs} epoch(s){f' capped at {c.max_steps} step(s)' if c.max_steps else ''}, batch {c.batch_size}, "
+             f"lr {c.lr:g}, seeds {','.join(map(str, cmp.seeds))}, "
              f"device {device_and_precision(cmp)}")
     table = comparison_table(cmp)
     lines = [setup, "", format_table(table.columns, table.rows), ""]

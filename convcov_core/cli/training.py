@@ -149,35 +149,39 @@ def cmd_runs_delete(args) -> int:
 # ---------------------------------------------------------------------------------------------
 
 COMPARE_OPTIONS = (
-    ("--dataset", dict(default="mnist5k")),
+    ("--dataset", dict(default="mnist5k", help="mnist5k, noisy-bars, noisy-mnist, textures (offline), a "
+                                              "torchvision dataset in the data root, or folder:NAME")),
     dataset_param("dataset parameter (repeatable), e.g. noise=0.5"),
-    ("--data-root", dict(default=None)),
+    ("--data-root", dict(default=None, help="folder for datasets (default $CONVCOV_DATA)")),
     ("--model", dict(default="convmixer-64/6",
                      help="convmixer-W/D, cnn-W1,W2,..., or timm:NAME (e.g. timm:convnext_atto)")),
     ("--kernel-size", dict(type=int, default=None, help="depthwise kernel size (default: 9 for a ConvMixer, "
                                                         "the model's own for timm and cnn models)")),
     ("--patch-size", dict(type=int, default=None,
                           help="patch size (default: 2 for a ConvMixer, the model's own for timm models)")),
-    ("--epochs", dict(type=int, default=2)),
-    ("--batch-size", dict(type=int, default=128)),
-    ("--lr", dict(type=float, default=0.01)),
-    ("--weight-decay", dict(type=float, default=0.01)),
-    ("--schedule", dict(default="onecycle")),
-    ("--label-smoothing", dict(type=float, default=0.0)),
+    ("--epochs", dict(type=int, default=2, help="training epochs per run")),
+    ("--batch-size", dict(type=int, default=128, help="training batch size")),
+    ("--lr", dict(type=float, default=0.01, help="peak learning rate (AdamW)")),
+    ("--weight-decay", dict(type=float, default=0.01, help="AdamW weight decay")),
+    ("--schedule", dict(default="onecycle", help="onecycle (0 -> lr over 40%% of the steps, then down to 0) "
+                                                 "or constant")),
+    ("--label-smoothing", dict(type=float, default=0.0, help="label smoothing of the cross-entropy, in [0, 1)")),
     ("--inits", dict(type=name_list, default=["default", "gaussian"],
                      help=Later(lambda: f"comma-separated init schemes ({', '.join(init.SCHEMES)}); "
                                         "the first is the reference"))),
     ("--freeze", dict(choices=FREEZE_MODES, default="none",
                       help="train the depthwise filters (none), freeze them (filters), or run both")),
-    ("--sigma-first", dict(type=float, default=None)),
-    ("--sigma-last", dict(type=float, default=None)),
+    ("--sigma-first", dict(type=float, default=None, help="Gaussian init: sigma of the first layer (default 1)")),
+    ("--sigma-last", dict(type=float, default=None,
+                          help="Gaussian init: sigma of the last layer (default max(1, k/3))")),
     ("--learned-from", dict(type=learned_ref, default=None, metavar="SOURCE",
                             help="where the 'learned' init's covariances come from: a stored run's id, 'example' "
                                  "(the bundled ConvMixer-64/8 trained on mnist5k; the default), set:NAME (saved by "
                                  "`learned --save-set` or the Learned Covariances page) or a file written by "
                                  "`learned --out`")),
-    ("--seeds", dict(type=int_list, default=[0, 1, 2])),
-    ("--device", dict(default="auto")),
+    ("--seeds", dict(type=int_list, default=[0, 1, 2], help="comma-separated seeds; every variant runs once "
+                                                         "per seed and differences are paired by seed")),
+    ("--device", dict(default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")),
     ("--max-steps", dict(type=int, default=None, help="cap on training steps per run")),
     ("--threads", dict(type=int, default=None,
                        help="CPU threads for training (default: torch's choice, one per core)")),
@@ -201,14 +205,14 @@ REPRODUCE_OPTIONS = (
                      help="tiny: seconds, a smoke test; quick: about 10 minutes on 2 CPU cores; full: for a GPU")),
     ("--dataset", dict(default=None, help="dataset of claims 1-4 (default: the suite's own)")),
     ("--out", dict(default=None, metavar="DIR", help="report folder (default $CONVCOV_HOME/reports/<suite>-<time>)")),
-    ("--device", dict(default="auto")),
+    ("--device", dict(default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")),
     QUIET,
 )
 
 # (action, help, options, command); every action also takes --db
 RUNS_ACTIONS = (
     ("list", "list stored runs (or comparisons)",
-     (("--comparisons", dict(action="store_true")),
+     (("--comparisons", dict(action="store_true", help="list saved comparisons instead of runs")),
       ("--json", dict(action="store_true", help="print JSON instead of a table"))), cmd_runs_list),
     ("show", "show one run (or comparison)",
      (("id", dict(type=int)),
