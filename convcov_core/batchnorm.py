@@ -15,8 +15,6 @@ and any other module state, are left as they are.
 
 from __future__ import annotations
 
-import contextlib
-
 import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
@@ -65,12 +63,10 @@ def recalibrate_bn_(model: nn.Module, batches, *, dtype: torch.dtype | None = No
     model.train()
     used = 0
     try:
-        with contextlib.ExitStack() as stack:
-            for x in batches:
-                if used == 0:
-                    stack.enter_context(autocast(x.device, dtype))
+        for x in batches:
+            with autocast(x.device, dtype):
                 model(x)
-                used += 1
+            used += 1
     finally:
         for bn, momentum in zip(layers, momenta):
             bn.momentum = momentum

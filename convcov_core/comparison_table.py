@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .text import duration
+from .text import duration, number
 from .train import METRICS, ComparisonResult
 
 
@@ -30,10 +30,6 @@ class Table:
     def markdown(self) -> str:
         lines = ["| " + " | ".join(self.columns) + " |", "|" + "---|" * len(self.columns)]
         return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in self.rows])
-
-
-def _num(value, spec: str = ".1f") -> str:
-    return "–" if value is None else format(value, spec)
 
 
 def _pm(mean, std, spec: str = ".1f") -> str:
@@ -70,7 +66,7 @@ def comparison_table(cmp: ComparisonResult) -> Table:
                "Δ vs reference, points [95% interval]", "seeds ahead", "verdict", "time per run"]
     rows = []
     for r in cmp.rows:
-        per_seed = ", ".join(_num(r["per_seed"].get(s)) if r["per_seed"].get(s) is not None
+        per_seed = ", ".join(number(r["per_seed"].get(s), ".1f", "–") if r["per_seed"].get(s) is not None
                              else r["statuses"].get(s, "not run") for s in cmp.seeds)
         ahead = f"{r['wins']}/{len(r['diffs'])}" if r["reference"] is not None and r["diffs"] else ""
         rows.append([r["variant"], _pm(r["mean"], r["std"]), per_seed, _difference(r), ahead,

@@ -16,3 +16,8 @@ def duration(seconds: float | None, *, compact: bool = False) -> str:
     if s < 3600:
         return f"{s // 60}{units[1]}{'' if compact else ' '}{s % 60:02d}{units[0]}"
     return f"{s // 3600}{units[2]}{'' if compact else ' '}{s % 3600 // 60:02d}{units[3]}"
+
+
+def number(value, spec: str = ".2f", missing: str = "-") -> str:
+    """`value` formatted with `spec`, or `missing` for None."""
+    return missing if value is None else format(value, spec)

@@ -27,9 +27,9 @@ from .. import (
     spectra,
 )
 from ..matrix_files import load_matrix, save_tensor
-from ..text import duration
+from ..text import duration, number
 from .args import DB, OUT_FILE, QUIET, SEED, Later, add_arch, add_command, dataset_param, exclusive, json_path, run_ref
-from .output import TerminalProgress, fmt, format_table, write_json
+from .output import TerminalProgress, format_table, write_json
 from .sources import covariances_from_file, run_or_example, store
 
 # ---------------------------------------------------------------------------------------------
@@ -138,9 +138,9 @@ def cmd_cnfa(args) -> int:
     print(f"{pair.label}{accuracy}; AGOP of {args.outputs} outputs on {comparison.n_images} test "
           f"image(s) of {model_pairs.describe_dataset(pair.config)}")
     print(format_table(["layer", "kind", "filters", "r trained", "r at init", "r(CNFM init, trained)"],
-                       [[r["layer"], r["kind"], r["filters"], fmt(r["r trained"], ".3f", "nan"),
-                         fmt(r["r at init"], ".3f", "nan"),
-                         fmt(r["r(CNFM init, CNFM trained)"], ".3f", "nan")] for r in table]))
+                       [[r["layer"], r["kind"], r["filters"], number(r["r trained"], ".3f", "nan"),
+                         number(r["r at init"], ".3f", "nan"),
+                         number(r["r(CNFM init, CNFM trained)"], ".3f", "nan")] for r in table]))
     trained = [r["r trained"] for r in table if math.isfinite(r["r trained"])]
     initial = [r["r at init"] for r in table if math.isfinite(r["r at init"])]
     if trained and initial:
@@ -160,13 +160,13 @@ def _frequency_rows(view, table, seed) -> tuple[list[str], list[list[str]]]:
     header = ["layer", "mean eff. size", "10-90%", "at full size", "half-max freq (cycles/px)"]
     rows = [[r["layer"], f"{r['mean effective size']:.2f}",
              f"{r['effective size 10%']:.0f}-{r['effective size 90%']:.0f}", f"{r['share at full size']:.0%}",
-             fmt(r["half-max frequency"], ".3f", "above 0.5")] for r in table]
+             number(r["half-max frequency"], ".3f", "above 0.5")] for r in table]
     if view.fitted:
         closed = frequency.sigma_curve(s.kernel_size, [r["fitted sigma"] for r in table], size=s.size,
                                 seed=seed).half_max
         header += ["fitted sigma (r)", "closed form's half-max at it"]
         for row, r, half in zip(rows, table, closed):
-            row += [f"{r['fitted sigma']:.2f} (r {r['fit r']:.2f})", fmt(half, ".3f", "above 0.5")]
+            row += [f"{r['fitted sigma']:.2f} (r {r['fit r']:.2f})", number(half, ".3f", "above 0.5")]
     return header, rows
 
 
@@ -189,7 +189,7 @@ def cmd_frequency(args) -> int:
     if view.white_noise is not None:
         reference = spectra.half_max_frequency(view.white_noise, s.size)
         print(f"reference, PyTorch default (white noise) at k = {s.kernel_size}: half-max frequency "
-              f"{fmt(reference, '.3f', 'above 0.5 (never falls to half)')}")
+              f"{number(reference, '.3f', 'above 0.5 (never falls to half)')}")
     if args.json:
         freq = (s.radii.to(torch.float64) / s.size).tolist()
         write_json(args.json, {

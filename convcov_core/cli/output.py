@@ -64,11 +64,6 @@ class TerminalProgress:
         self.run_started, self.drawn = now, False
 
 
-def fmt(value, spec: str = ".2f", missing: str = "-") -> str:
-    """`value` formatted with `spec`, or `missing` for None."""
-    return missing if value is None else format(value, spec)
-
-
 def format_table(header: list[str], rows: list[list[str]]) -> str:
     """Left-aligned text table with a rule under the header."""
     widths = [max(len(str(r[i])) for r in [header] + rows) for i in range(len(header))]

@@ -9,10 +9,10 @@ import sys
 
 from .. import covariance, init, models, reach, reproduce
 from ..step import PRECISIONS
-from ..text import duration
+from ..text import duration, number
 from ..train import FREEZE_MODES, TrainConfig, compare, size_label, variants_for
 from .args import DB, QUIET, Later, add_command, dataset_param, int_list, json_path, learned_ref, name_list
-from .output import TerminalProgress, fmt, format_comparison, format_table, write_json
+from .output import TerminalProgress, format_comparison, format_table, write_json
 from .sources import learned_covariances, store
 
 # ---------------------------------------------------------------------------------------------
@@ -89,9 +89,9 @@ def cmd_runs_list(args) -> int:
     if args.json:
         print(json.dumps([vars(r) for r in items], indent=1))
         return 0
-    rows = [[r.id, r.created, r.variant or r.name or "", r.dataset, r.model, fmt(r.kernel_size, "d"),
-             fmt(r.depth, "d"), _init_of(r.model, r.init, r.variant), "yes" if r.freeze_filters else "no",
-             r.seed, r.status, fmt(r.test_acc), fmt(r.wall_time, ".0f"), fmt(r.comparison_id, "d", "")]
+    rows = [[r.id, r.created, r.variant or r.name or "", r.dataset, r.model, number(r.kernel_size, "d"),
+             number(r.depth, "d"), _init_of(r.model, r.init, r.variant), "yes" if r.freeze_filters else "no",
+             r.seed, r.status, number(r.test_acc), number(r.wall_time, ".0f"), number(r.comparison_id, "d", "")]
             for r in items]
     print(format_table(["id", "created", "variant/name", "dataset", "model", "k", "depth", "init", "frozen",
                         "seed", "status", "test acc %", "s", "comparison"], rows)
@@ -112,8 +112,8 @@ def cmd_runs_show(args) -> int:
           f"{' (filters frozen)' if c.freeze_filters else ''}; seed {c.seed}; {c.epochs} epoch(s), "
           f"batch {c.batch_size}, lr {c.lr:g}; {run.device}, {run.precision}, {duration(run.wall_time, compact=True)}")
     h = run.history
-    rows = [[i + 1, h["epoch_end_step"][i], fmt(h["train_acc"][i]), fmt(h["test_acc"][i]),
-             fmt(h["images_per_s"][i], ".0f")] for i in range(len(h["test_acc"]))]
+    rows = [[i + 1, h["epoch_end_step"][i], number(h["train_acc"][i]), number(h["test_acc"][i]),
+             number(h["images_per_s"][i], ".0f")] for i in range(len(h["test_acc"]))]
     if rows:
         print()
         print(format_table(["epoch", "step", "train acc %", "test acc %", "images/s"], rows))

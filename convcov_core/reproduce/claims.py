@@ -4,16 +4,13 @@ and a figure spec for plots.claims (build_claims)."""
 from __future__ import annotations
 
 from .. import covariance, init, stats
+from ..text import number
 from ..train import ComparisonResult, TrainConfig
 from .rules import SUPPORTED, above, equivalence, non_inferiority, settle, superiority
 from .suites import SuiteRuns
 
 CNFA_THRESHOLD = 0.9
 FIT_R_MIN = 0.5  # a fitted sigma whose closed form correlates less than this is not a measurement
-
-
-def _f(value, spec: str = ".2f") -> str:
-    return "-" if value is None else format(value, spec)
 
 
 def _acc(comparison: ComparisonResult, variant: str) -> dict:
@@ -72,8 +69,8 @@ def _layer_table(layers: list[str], per_seed: dict, fixed: dict) -> dict:
         row = [layer]
         for by_seed in per_seed.values():
             iv = stats.mean_interval([v[j] for v in by_seed.values() if j < len(v)])
-            row.append(f"{_f(iv.mean, '.3f')} ± {_f(iv.se, '.3f')}")
-        row += [_f(values[j], ".3f") if j < len(values) else "-" for values in fixed.values()]
+            row.append(f"{number(iv.mean, '.3f')} ± {number(iv.se, '.3f')}")
+        row += [number(values[j], ".3f") if j < len(values) else "-" for values in fixed.values()]
         rows.append(row)
     return {"columns": ["layer", *per_seed, *fixed], "rows": rows}
 
@@ -144,7 +141,7 @@ def claim_transfer(runs: SuiteRuns, margin: float) -> dict:
                   {"variants": _variant_table(c, ["default", "gaussian", "learned"]),
                    "source_test_acc": source_acc,
                    "table": {"columns": ["source run", *source_acc], "rows": [
-                       ["test accuracy % per seed", *[_f(v, ".1f") for v in source_acc.values()]]]}})
+                       ["test accuracy % per seed", *[number(v, ".1f") for v in source_acc.values()]]]}})
 
 
 def claim_sigma_grows(runs: SuiteRuns) -> dict:
@@ -186,8 +183,8 @@ def claim_sigma_grows(runs: SuiteRuns) -> dict:
                   "last layer.", "seed 000 (Trockman, Willmott & Kolter, ICLR 2023)", setup, [part],
                   (f"sigma last - first = {_pm(part, ' px')} over the {len(measured)} of {len(per_seed)} seeds "
                    "whose fits have" if measured else "not measured: in no seed do both the first and the last "
-                   "layer fit the closed form with") + f" r >= {FIT_R_MIN:g}; first layer {_f(first.mean)} px "
-                  f"(fit r {_f(fit_first)}), last {_f(last.mean)} px (fit r {_f(fit_last)})",
+                   "layer fit the closed form with") + f" r >= {FIT_R_MIN:g}; first layer {number(first.mean)} px "
+                  f"(fit r {number(fit_first)}), last {number(last.mean)} px (fit r {number(fit_last)})",
                   figure, {"layers": names, "sigma": {str(s): v for s, v in per_seed.items()},
                            "fit_r": {str(s): v for s, v in fits_r.items()}, "closed_form": closed,
                            "fit_r_min": FIT_R_MIN,
@@ -241,7 +238,7 @@ def claim_cnfa(runs: SuiteRuns) -> dict:
     means = [stats.mean_interval([trained[s][j] for s in cnfa]).mean for j in range(len(layers))]
     inits = [stats.mean_interval([initial[s][j] for s in cnfa]).mean for j in range(len(layers))]
     claim["our_number"] = ("r trained / at init per layer: "
-                           + ", ".join(f"{_f(t, '.2f')} / {_f(i, '.2f')}" for t, i in zip(means, inits))
+                           + ", ".join(f"{number(t, '.2f')} / {number(i, '.2f')}" for t, i in zip(means, inits))
                            + f"; {sum(p['verdict'] == SUPPORTED for p in parts)} of {len(parts)} tests supported")
     return claim
 

@@ -16,9 +16,9 @@ from .. import __version__
 from ..comparison_table import Table, comparison_table
 from ..json_safe import json_safe
 from ..plots import claims as claim_plots
-from ..text import duration
+from ..text import duration, number
 from ..train import RunResult
-from .claims import CNFA_THRESHOLD, FIT_R_MIN, _f, build_claims
+from .claims import CNFA_THRESHOLD, FIT_R_MIN, build_claims
 from .files import REPORT_FORMAT, REPORT_JSON, REPORT_MD
 from .rules import RULES
 from .suites import SuiteRuns
@@ -91,9 +91,9 @@ def provenance(report: dict) -> str:
 
 
 def _part_row(part: dict) -> str:
-    seeds = " / ".join(_f(v) for v in part["per_seed"].values())
-    spread = f"{_f(part['mean'], '+.2f')} ± {_f(part['se'])}"
-    bounds = f"[{_f(part['low'], '+.2f')}, {_f(part['high'], '+.2f')}]"
+    seeds = " / ".join(number(v) for v in part["per_seed"].values())
+    spread = f"{number(part['mean'], '+.2f')} ± {number(part['se'])}"
+    bounds = f"[{number(part['low'], '+.2f')}, {number(part['high'], '+.2f')}]"
     favour = f"{part['favour_a']}/{part['n']}" if "favour_a" in part else ""
     return f"| {part['statement']} | {seeds} | {spread} | {bounds} | {favour} | **{part['verdict']}** |"
 
@@ -133,8 +133,8 @@ def markdown_report(report: dict, figures: dict) -> str:
               "training left; the CNFA CNN has no BatchNorm).", "",
               "| stage | variant | seed | status | test acc % | raw % | s |", "|---|---|---|---|---|---|---|"]
     for r in report["runs"]:
-        lines.append(f"| {r['stage']} | {r['variant']} | {r['seed']} | {r['status']} | {_f(r['test_acc'])} | "
-                     f"{_f(r.get('test_acc_raw'))} | {_f(r['wall_time'], '.0f')} |")
+        lines.append(f"| {r['stage']} | {r['variant']} | {r['seed']} | {r['status']} | {number(r['test_acc'])} | "
+                     f"{number(r.get('test_acc_raw'))} | {number(r['wall_time'], '.0f')} |")
     lines += ["", "Figures are PNG files drawn with matplotlib; the app's Paper Claims page draws the same "
               "numbers interactively from report.json." if figures else
               "Figures were not drawn: matplotlib is not installed (the Paper Claims page draws them).", ""]
