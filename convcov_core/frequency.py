@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, replace
 import torch
 
 from . import analysis, covariance, init, learned_sets, models, train
+from .train.model import cropped_niff_filters
 
 Tensor = torch.Tensor
 
@@ -53,7 +54,8 @@ def source_layers(source: str, *, kernel_size: int = 9, n: int = 1024, sigma: fl
     "gaussian" / "default": n filters of one k x k layer as that init scheme draws them (sigma for
     the closed form). "learned": n filters per layer of `run` (a saved run, or a user's checkpoint
     as CheckpointFilters), drawn from its learned covariances at its own kernel size. "trained":
-    its trained depthwise filters (the saved weights).
+    its trained depthwise filters (the saved weights); a NIFF run's spatial filters, cropped as its
+    covariances were (_cropped_niff_layers).
     """
     if source not in FREQUENCY_SOURCES:
         raise ValueError(f"unknown filter source {source!r}; choose one of {', '.join(FREQUENCY_SOURCES)}")
@@ -74,6 +76,8 @@ def source_layers(source: str, *, kernel_size: int = 9, n: int = 1024, sigma: fl
     if not run.state_dict:
         raise ValueError(f"run {run.id} saved no weights, only covariances: pick 'learned covariance' "
                          "for it, or train it again with its weights kept")
+    if isinstance(run, train.RunResult) and models.parse_spec(run.config.model)["niff"]:
+        return _cropped_niff_layers(run)
     layers = []
     for name in run.layer_names:
         weight = run.state_dict.get(f"{name}.weight")
@@ -83,6 +87,16 @@ def source_layers(source: str, *, kernel_size: int = 9, n: int = 1024, sigma: fl
     if not layers:
         raise ValueError(f"run {run.id} has no depthwise layers")
     return layers
+
+
+def _cropped_niff_layers(run: train.RunResult) -> list[tuple[str, Tensor]]:
+    """(layer name, C x k x k filters) of a NIFF run: its model rebuilt with the saved weights, its
+    spatial filters cropped to k x k as at the end of training (train.model.cropped_niff_filters)."""
+    *_, info = train.load_training_data(run.config)
+    model = train.build_model_for(run.config, info)
+    models.load_checkpoint_into(model, run.state_dict)
+    names, filters, _ = cropped_niff_filters(model.eval(), run.config)
+    return [(name, f.to(torch.float64)) for name, f in zip(names, filters)]
 
 
 @dataclass

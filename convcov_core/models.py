@@ -5,6 +5,8 @@ ConvMixer (Trockman & Kolter, "Patches Are All You Need?"), for input x:
     block:  z = BN(GELU(DepthwiseConv_{k x k}(z))) + z                  spatial mixing (the filters
             z = BN(GELU(Conv_{1 x 1}(z)))                               whose covariance we study)
     head:   Linear(mean over positions of z)
+"convmixer-<dim>/<depth>-niff" has niff.NIFFDepthwise (filters as large as the map, from an MLP over
+frequencies) in place of the k x k depthwise conv; k is then only the window its filters are read in.
 Module names follow timm's ConvMixer (stem / blocks.i / head), so its state dicts load into ours.
 
 Reading checkpoint files safely lives in checkpoints.py, timm's layer surgery in timm_adapt.py.
@@ -29,6 +31,7 @@ from .checkpoints import (  # noqa: F401
     read_checkpoint_bytes,
 )
 from .init import depthwise_convs
+from .niff import NIFFDepthwise
 from .timm_adapt import timm_model
 from .validation import whole_number
 
@@ -67,11 +70,12 @@ class Residual(nn.Module):
         return self.fn(x) + x
 
 
-def _convmixer_block(dim: int, kernel_size: int) -> nn.Sequential:
-    """Residual depthwise conv (spatial mixing), then pointwise conv (channel mixing)."""
+def _convmixer_block(dim: int, kernel_size: int, niff: bool = False) -> nn.Sequential:
+    """Residual depthwise conv, k x k or NIFF (spatial mixing), then pointwise conv (channel mixing)."""
+    spatial = NIFFDepthwise(dim) if niff else nn.Conv2d(dim, dim, kernel_size, groups=dim, padding="same")
     return nn.Sequential(
         Residual(nn.Sequential(
-            nn.Conv2d(dim, dim, kernel_size, groups=dim, padding="same"),
+            spatial,
             nn.GELU(),
             nn.BatchNorm2d(dim),
         )),
@@ -82,8 +86,8 @@ def _convmixer_block(dim: int, kernel_size: int) -> nn.Sequential:
 
 
 def ConvMixer(dim: int, depth: int, kernel_size: int = 9, patch_size: int = 7,
-              n_classes: int = 1000, in_chans: int = 3) -> nn.Sequential:
-    """ConvMixer-dim/depth with k x k depthwise filters (padding "same") on p x p patches."""
+              n_classes: int = 1000, in_chans: int = 3, niff: bool = False) -> nn.Sequential:
+    """ConvMixer-dim/depth with k x k depthwise filters (padding "same"), or NIFF filters, on p x p patches."""
     for value, what in ((dim, "dim"), (depth, "depth"), (kernel_size, "kernel size"),
                         (patch_size, "patch size"), (n_classes, "number of classes"),
                         (in_chans, "number of input channels")):
@@ -91,7 +95,7 @@ def ConvMixer(dim: int, depth: int, kernel_size: int = 9, patch_size: int = 7,
     return nn.Sequential(OrderedDict(
         stem=nn.Sequential(nn.Conv2d(in_chans, dim, kernel_size=patch_size, stride=patch_size),
                            nn.GELU(), nn.BatchNorm2d(dim)),
-        blocks=nn.Sequential(*[_convmixer_block(dim, kernel_size) for _ in range(depth)]),
+        blocks=nn.Sequential(*[_convmixer_block(dim, kernel_size, niff) for _ in range(depth)]),
         pool=nn.AdaptiveAvgPool2d((1, 1)),
         flatten=nn.Flatten(),
         head=nn.Linear(dim, n_classes),
@@ -126,24 +130,27 @@ def SmallCNN(in_chans: int, n_classes: int, widths=(32, 64), kernel_sizes=(5, 3)
     ))
 
 
-_SPEC_HELP = '"convmixer-<dim>/<depth>" (e.g. convmixer-64/6), "cnn-<w1>,<w2>,..." or "timm:<name>"'
+_SPEC_HELP = ('"convmixer-<dim>/<depth>" (e.g. convmixer-64/6), "convmixer-<dim>/<depth>-niff", '
+              '"cnn-<w1>,<w2>,..." or "timm:<name>"')
 
 
 def parse_spec(spec: str) -> dict:
-    """A model spec as a dict: kind ("convmixer" | "cnn" | "timm"), dim, depth, widths, name."""
+    """A model spec as a dict: kind ("convmixer" | "cnn" | "timm"), dim, depth, widths, name, niff
+    (True for a ConvMixer with NIFF filters)."""
     text = str(spec).strip()
-    if m := re.fullmatch(r"convmixer-(\d+)/(\d+)", text):
+    if m := re.fullmatch(r"convmixer-(\d+)/(\d+)(-niff)?", text):
         dim, depth = int(m[1]), int(m[2])
         if dim < 1 or depth < 1:
             raise ValueError(f"model {text!r}: dim and depth must be at least 1")
-        return {"kind": "convmixer", "dim": dim, "depth": depth, "widths": None, "name": text}
+        return {"kind": "convmixer", "dim": dim, "depth": depth, "widths": None, "name": text, "niff": bool(m[3])}
     if m := re.fullmatch(r"cnn-(\d+(?:,\d+)*)", text):
         widths = [int(w) for w in m[1].split(",")]
         if min(widths) < 1:
             raise ValueError(f"model {text!r}: widths must be at least 1")
-        return {"kind": "cnn", "dim": max(widths), "depth": len(widths), "widths": widths, "name": text}
+        return {"kind": "cnn", "dim": max(widths), "depth": len(widths), "widths": widths, "name": text,
+                "niff": False}
     if m := re.fullmatch(r"timm:([\w.\-]+)", text):
-        return {"kind": "timm", "dim": None, "depth": None, "widths": None, "name": m[1]}
+        return {"kind": "timm", "dim": None, "depth": None, "widths": None, "name": m[1], "niff": False}
     raise ValueError(f"unknown model {text!r}; expected {_SPEC_HELP}")
 
 
@@ -162,7 +169,8 @@ def build_model(spec: str, *, num_classes: int, in_chans: int, kernel_size: int 
         whole_number(patch_size, "patch size", 1)
     if parsed["kind"] == "convmixer":
         return ConvMixer(parsed["dim"], parsed["depth"], kernel_size=kernel_size or 9,
-                         patch_size=patch_size or 7, n_classes=num_classes, in_chans=in_chans)
+                         patch_size=patch_size or 7, n_classes=num_classes, in_chans=in_chans,
+                         niff=parsed["niff"])
     if parsed["kind"] == "cnn":
         if patch_size is not None:
             raise ValueError(f"model {spec!r} is a plain CNN without patches; leave the patch size empty")
@@ -208,12 +216,11 @@ class KernelReach:
         return min(self.kernel[0], 2 * self.side - 1), min(self.kernel[1], 2 * self.side - 1)
 
 
-def depthwise_reach(model: nn.Module, in_chans: int, image_size: int, label: str = "the model",
-                    dataset: str | None = None) -> list[KernelReach]:
-    """Each stride-1 'same' depthwise conv's kernel and map side on in_chans x image_size x image_size
-    images, seen during check_input_size's zero-image pass (whose ValueError it raises)."""
-    layers = [(n, name, conv) for n, (name, conv) in enumerate(depthwise_convs(model), start=1)
-              if conv.stride == (1, 1) and conv.padding in ("same", tuple(k // 2 for k in conv.kernel_size))]
+def input_sides(model: nn.Module, layers: list[tuple[str, nn.Module]], in_chans: int, image_size: int,
+                label: str = "the model", dataset: str | None = None) -> dict[str, int]:
+    """Name -> side of the maps each of `layers` (name, module of `model`) sees on in_chans x
+    image_size x image_size images, recorded during check_input_size's zero-image pass (whose
+    ValueError it raises); layers the pass never reaches are left out."""
     sides: dict[str, int] = {}
 
     def record(name):
@@ -221,12 +228,22 @@ def depthwise_reach(model: nn.Module, in_chans: int, image_size: int, label: str
             sides.setdefault(name, args[0].shape[-1])
         return hook
 
-    hooks = [conv.register_forward_pre_hook(record(name)) for _, name, conv in layers]
+    hooks = [module.register_forward_pre_hook(record(name)) for name, module in layers]
     try:
         check_input_size(model, in_chans, image_size, label, dataset)
     finally:
         for hook in hooks:
             hook.remove()
+    return sides
+
+
+def depthwise_reach(model: nn.Module, in_chans: int, image_size: int, label: str = "the model",
+                    dataset: str | None = None) -> list[KernelReach]:
+    """Each stride-1 'same' depthwise conv's kernel and map side on in_chans x image_size x image_size
+    images (input_sides)."""
+    layers = [(n, name, conv) for n, (name, conv) in enumerate(depthwise_convs(model), start=1)
+              if conv.stride == (1, 1) and conv.padding in ("same", tuple(k // 2 for k in conv.kernel_size))]
+    sides = input_sides(model, [(name, conv) for _, name, conv in layers], in_chans, image_size, label, dataset)
     return [KernelReach(n, name, tuple(conv.kernel_size), sides[name]) for n, name, conv in layers if name in sides]
 
 
@@ -245,11 +262,15 @@ CHECKPOINT_ARCHITECTURES = {
 }
 
 _BLOCK_DW = re.compile(r"blocks\.(\d+)\.0\.fn\.0\.weight")
+_BLOCK_NIFF = re.compile(r"blocks\.\d+\.0\.fn\.0\.real\.0\.weight")
 
 
 def _convmixer_layout(state: dict[str, Tensor]) -> dict:
     """dim, depth, kernel and patch size, classes and input channels of a ConvMixer state dict
     (module names stem / blocks.i / head, as ours and timm's use)."""
+    if any(_BLOCK_NIFF.fullmatch(key) for key in state):
+        raise ValueError("this checkpoint holds a NIFF ConvMixer, whose filters depend on the size of the maps "
+                         "it ran on, which a checkpoint does not record: read its covariances from its saved run")
     blocks = sorted(int(m[1]) for key in state if (m := _BLOCK_DW.fullmatch(key)))
     stem, head = state.get("stem.0.weight"), state.get("head.weight")
     if not blocks or stem is None or head is None or stem.dim() != 4 or head.dim() != 2:

@@ -7,6 +7,7 @@ get no gradient, and keep their init.
 from __future__ import annotations
 
 from . import models, train
+from .train.model import niff_window
 
 
 def check_model_fits(config: train.TrainConfig) -> None:
@@ -48,9 +49,23 @@ def kernel_reach_note(config: train.TrainConfig) -> str | None:
             "and their init makes no difference. A smaller kernel or patch size, or larger images, avoids it.")
 
 
+def niff_crop_note(run: train.RunResult) -> str | None:
+    """For a NIFF run (final["niff_energy_outside"]): that its covariances are of filters cropped to k x k
+    from filters as large as the maps, and how much energy the crop leaves out; None for other runs."""
+    outside = run.final.get("niff_energy_outside")
+    if not outside:
+        return None
+    k = niff_window(run.config)
+    shares = ", ".join(f"{100 * share:.1f}" for share in outside)
+    return (f"This run's NIFF filters are as large as its feature maps; their covariances are read in the central "
+            f"{k} × {k} window, which leaves out this share of their energy per layer: {shares} %.")
+
+
 def run_reach_warning(run: train.RunResult) -> str | None:
-    """What kernel_reach_note means for a saved run's filters; None when every weight could train,
-    or when the run's data is not here to tell."""
+    """What kernel_reach_note means for a saved run's filters (for a NIFF run, niff_crop_note); None when
+    every weight could train, or when the run's data is not here to tell."""
+    if (note := niff_crop_note(run)) is not None:
+        return note
     try:
         note = kernel_reach_note(run.config)
     except (ValueError, OSError):

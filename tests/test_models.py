@@ -81,14 +81,14 @@ def test_small_cnn_blocks():
 
 def test_parse_spec():
     assert parse_spec("convmixer-64/6") == {"kind": "convmixer", "dim": 64, "depth": 6, "widths": None,
-                                            "name": "convmixer-64/6"}
+                                            "name": "convmixer-64/6", "niff": False}
     cnn = parse_spec(" cnn-32,64 ")
     assert (cnn["kind"], cnn["widths"], cnn["depth"]) == ("cnn", [32, 64], 2)
     assert parse_spec("timm:convnext_atto")["name"] == "convnext_atto"
 
 
-@pytest.mark.parametrize("spec", ["convmixer-64", "convmixer-0/4", "resnet", "cnn-", "cnn-0,3", "timm:",
-                                  "timm:a b", ""])
+@pytest.mark.parametrize("spec", ["convmixer-64", "convmixer-0/4", "convmixer-8/2-nif", "resnet", "cnn-", "cnn-0,3",
+                                  "timm:", "timm:a b", ""])
 def test_parse_spec_refuses(spec):
     with pytest.raises(ValueError):
         parse_spec(spec)

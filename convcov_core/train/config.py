@@ -12,7 +12,7 @@ from typing import Callable
 
 import torch
 
-from .. import init
+from .. import init, models
 from ..step import PRECISIONS
 from ..validation import whole_number
 
@@ -74,6 +74,9 @@ class TrainConfig:
         if self.schedule not in SCHEDULES:
             raise ValueError(f"unknown schedule {self.schedule!r}; choose one of: {', '.join(SCHEDULES)}")
         init.get_scheme(self.init)
+        if self.init != "default" and models.parse_spec(self.model)["niff"]:
+            raise ValueError(f"{self.model} computes its filters with an MLP over frequencies (NIFF): it has "
+                             f"no k x k weights for the {self.init!r} init to draw; use init 'default'")
         if not isinstance(self.dataset_params, dict):
             raise ValueError("dataset_params must be a dict of keyword arguments for the dataset")
         return self
@@ -116,7 +119,9 @@ class RunResult:
     the BatchNorm statistics were recomputed on training images: batchnorm.recalibrate_bn_),
     "test_acc_raw" (eval mode with the statistics training left), "images_per_s" (training images
     per second of that epoch, evaluation excluded) and "epoch_end_step". final: "test_acc",
-    "test_acc_raw", "train_acc", "loss" (None when the run did not get that far); the weights and
+    "test_acc_raw", "train_acc", "loss" (None when the run did not get that far), and for a NIFF model
+    "niff_energy_outside" (per layer, the share of its filters' energy outside the k x k crop that its
+    covariance is read from: train.model.cropped_niff_filters); the weights and
     state_dict carry the recomputed statistics. status: "ok", "diverged" or "cancelled", explained by message.
     covariances: centered empirical covariance (k^2 x k^2, float64) of each square depthwise layer's
     final filters, in the order of layer_names (empty when the filters are not finite). compile_seconds:

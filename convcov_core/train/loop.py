@@ -246,7 +246,8 @@ def _finish(loop: _Loop, n_epochs: int, started: float) -> RunResult:
     if loop.compile_seconds is not None:
         message += f"; torch.compile took {loop.compile_seconds:.1f} s (first step included)"
     model = setup.model.eval()
-    layer_names, covariances = _final_covariances(model)
+    layer_names, covariances, filter_metrics = _final_covariances(model, config)
+    final.update(filter_metrics)
     state_dict = None
     if config.keep_state_dict:
         state_dict = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}

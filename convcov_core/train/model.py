@@ -3,18 +3,22 @@ the training device, and its filters' covariances read at the end.
 
 Depthwise filters are initialized by `init.init_depthwise_`; with `freeze_filters` they are never
 updated. On CPU, depthwise convs take their filter gradient from a swapped convolution (depthwise.py:
-all of them under bf16, from 7 x 7 on in fp32).
+all of them under bf16, from 7 x 7 on in fp32). A NIFF model's filters come from its MLPs at
+PyTorch's default init (no k x k weights to draw), and its covariances are read from its spatial
+filters cropped to k x k (niff.centre_window).
 """
 
 from __future__ import annotations
 
+import math
+
 import torch
 
-from .. import covariance, init, models
+from .. import covariance, init, models, niff
 from ..depthwise import SWAPPED_MIN_TAPS, use_fast_depthwise
 from ..step import autocast_dtype
 from .config import TrainConfig
-from .inputs import _channels_last
+from .inputs import _channels_last, load_training_data
 
 Tensor = torch.Tensor
 
@@ -26,6 +30,8 @@ def build_model_for(config: TrainConfig, info) -> torch.nn.Module:
         torch.manual_seed(config.seed)
         model = models.build_model(config.model, num_classes=len(info.classes), in_chans=info.in_chans,
                                    kernel_size=config.kernel_size, patch_size=config.patch_size)
+    if niff.niff_layers(model):  # its MLPs keep PyTorch's default init (TrainConfig.validate refuses others)
+        return model
     generator = torch.Generator().manual_seed(config.seed)
     init.init_depthwise_(model, config.init, sigma_first=config.sigma_first,
                          sigma_last=config.sigma_last, covariances=config.covariances,
@@ -54,6 +60,8 @@ def _prepare_model(config: TrainConfig, model: torch.nn.Module | None, info,
     if config.freeze_filters:
         for _, conv in init.depthwise_convs(model):
             conv.weight.requires_grad_(False)
+        for _, layer in niff.niff_layers(model):
+            layer.requires_grad_(False)
     dtype = autocast_dtype(config.precision, device)
     if device.type == "cpu":
         use_fast_depthwise(model, min_taps=1 if dtype == torch.bfloat16 else SWAPPED_MIN_TAPS)
@@ -62,13 +70,40 @@ def _prepare_model(config: TrainConfig, model: torch.nn.Module | None, info,
     return model.to(device=device, memory_format=layout).train(), dtype, channels_last
 
 
-def _final_covariances(model: torch.nn.Module) -> tuple[list[str], list[Tensor]]:
-    """Names and centered covariances of the square depthwise layers (band filters such as 1 x 9
-    have no k^2 x k^2 covariance to transfer); no covariances when a filter is not finite."""
+def niff_window(config: TrainConfig) -> int:
+    """k of the k x k window a NIFF model's filters are read in: config.kernel_size, else the
+    ConvMixer's default 9."""
+    return config.kernel_size or 9
+
+
+def cropped_niff_filters(model: torch.nn.Module, config: TrainConfig) -> tuple[list[str], list[Tensor], list[float]]:
+    """Names, C x k x k filters and energy share outside the crop (niff.energy_outside) of each NIFF
+    layer: its spatial filters on the maps that config's images give, cropped to k = niff_window(config)."""
+    layers = niff.niff_layers(model)
+    *_, info = load_training_data(config)
+    sides = models.input_sides(model, layers, info.in_chans, info.image_size, model_label(config), config.dataset)
+    full = [layer.spatial_filters(sides[name], sides[name]).detach().float().cpu() for name, layer in layers]
+    k = niff_window(config)
+    return ([name for name, _ in layers], [niff.centre_window(f, k) for f in full],
+            [niff.energy_outside(f, k) for f in full])
+
+
+def final_filters(model: torch.nn.Module, config: TrainConfig) -> tuple[list[str], list[Tensor], list[float] | None]:
+    """Names and filters of the layers whose covariances a run keeps, with the energy share each
+    crop leaves out: a NIFF model's cropped_niff_filters; else the square depthwise convs' weights
+    (band filters such as 1 x 9 have no k^2 x k^2 covariance to transfer) and None."""
+    if niff.niff_layers(model):
+        return cropped_niff_filters(model, config)
     layers = [(name, conv) for name, conv in init.depthwise_convs(model)
               if conv.kernel_size[0] == conv.kernel_size[1]]
-    names = [name for name, _ in layers]
-    weights = [conv.weight.detach().float().cpu() for _, conv in layers]
-    if not all(torch.isfinite(w).all() for w in weights):
-        return names, []
-    return names, [covariance.empirical(w, centered=True) for w in weights]
+    return [name for name, _ in layers], [conv.weight.detach().float().cpu() for _, conv in layers], None
+
+
+def _final_covariances(model: torch.nn.Module, config: TrainConfig) -> tuple[list[str], list[Tensor], dict]:
+    """Names and centered covariances of final_filters (none when a filter is not finite), and what
+    the run's final metrics add: for a NIFF model "niff_energy_outside", one share per layer."""
+    names, weights, outside = final_filters(model, config)
+    if not all(torch.isfinite(w).all() for w in weights) or not all(map(math.isfinite, outside or [])):
+        return names, [], {}
+    extra = {} if outside is None else {"niff_energy_outside": outside}
+    return names, [covariance.empirical(w, centered=True) for w in weights], extra

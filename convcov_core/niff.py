@@ -1,0 +1,94 @@
+"""NIFF, neural implicit frequency filters (seed 002: Grabinski, Keuper & Keuper, TMLR 2024): a
+depthwise layer whose filters are as large as the feature map, given by a small MLP over frequencies.
+
+For the integer frequencies (u, v) of an H x W map (FFT order, -H/2 <= u < H/2), two MLPs of 1 x 1
+convolutions over the 2 x H x W grid of coordinates, 2 -> 8 -> 4 -> C with SiLU between (the seed's
+MLP for small networks; `hidden` changes the middle), give channel c's complex response
+    K[c, u, v] = MLP_re(u, v)[c] + i MLP_im(u, v)[c],
+and the layer multiplies each channel's FFT by it (no bias, as in the seed):
+    y[c] = Re(IFFT2(K[c] * FFT2(x[c]))).
+For real x this is the circular convolution of x[c] with the real filter g[c] = Re(IFFT2(K[c]));
+spatial_filters returns g the way nn.Conv2d's weights are read (cross-correlation, centre
+(H // 2, W // 2)): w[c, a, b] = g[c, (H // 2 - a) mod H, (W // 2 - b) mod W], so that
+    y[c, i, j] = sum_{a, b} w[c, a, b] x[c, (i + a - H // 2) mod H, (j + b - W // 2) mod W].
+centre_window crops such filters to the k x k window that k x k depthwise filters have, for the same
+covariance analyses; energy_outside is the share of their energy the crop leaves out.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .validation import whole_number
+
+Tensor = torch.Tensor
+
+
+def frequency_grid(height: int, width: int, device=None) -> Tensor:
+    """2 x H x W integer frequencies (u, v) in FFT order: index i holds i for i < H/2, i - H after."""
+    u = torch.fft.fftfreq(height, 1 / height, device=device)
+    v = torch.fft.fftfreq(width, 1 / width, device=device)
+    return torch.stack(torch.meshgrid(u, v, indexing="ij"))
+
+
+def _mlp(widths: tuple[int, ...]) -> nn.Sequential:
+    """1 x 1 convolutions widths[0] -> widths[1] -> ... with SiLU between."""
+    layers = []
+    for n_in, n_out in zip(widths, widths[1:]):
+        layers += [nn.Conv2d(n_in, n_out, kernel_size=1), nn.SiLU()]
+    return nn.Sequential(*layers[:-1])
+
+
+class NIFFDepthwise(nn.Module):
+    """Depthwise filtering in the FFT domain with an MLP's complex response per channel, K[c, u, v]."""
+
+    def __init__(self, channels: int, hidden: tuple[int, ...] = (8, 4)):
+        super().__init__()
+        widths = (2, *(whole_number(h, "hidden width", 1) for h in hidden), whole_number(channels, "channels", 1))
+        self.channels = channels
+        self.real = _mlp(widths)
+        self.imag = _mlp(widths)
+
+    def frequency_response(self, height: int, width: int) -> Tensor:
+        """K: C x H x W complex64 in FFT order, computed in float32 (outside any autocast)."""
+        grid = frequency_grid(height, width, device=self.real[0].weight.device)[None]
+        with torch.autocast(grid.device.type, enabled=False):
+            return torch.complex(self.real(grid)[0], self.imag(grid)[0])
+
+    def spatial_filters(self, height: int, width: int) -> Tensor:
+        """The C x H x W real filters the forward pass applies to H x W maps, centred at (H // 2, W // 2)."""
+        g = torch.fft.ifft2(self.frequency_response(height, width)).real
+        device = g.device
+        rows = (height // 2 - torch.arange(height, device=device)) % height
+        cols = (width // 2 - torch.arange(width, device=device)) % width
+        return g[:, rows][:, :, cols]
+
+    def forward(self, x: Tensor) -> Tensor:
+        response = self.frequency_response(*x.shape[-2:])
+        with torch.autocast(x.device.type, enabled=False):
+            y = torch.fft.ifft2(torch.fft.fft2(x.float()) * response).real
+        return y.to(x.dtype)
+
+
+def niff_layers(model: nn.Module) -> list[tuple[str, NIFFDepthwise]]:
+    """Every NIFFDepthwise of a model, in order, with its name."""
+    return [(name, m) for name, m in model.named_modules() if isinstance(m, NIFFDepthwise)]
+
+
+def centre_window(filters: Tensor, k: int) -> Tensor:
+    """The k x k window of (..., H, W) centred filters around (H // 2, W // 2): offsets -(k // 2) to
+    k - 1 - k // 2 on each axis, zero where the window reaches past the map (k > H)."""
+    k = whole_number(k, "window size", 1)
+    height, width = filters.shape[-2:]
+    top, left = height // 2 - k // 2 + k, width // 2 - k // 2 + k  # in the map padded by k
+    return F.pad(filters, (k, k, k, k))[..., top:top + k, left:left + k]
+
+
+def energy_outside(filters: Tensor, k: int) -> float:
+    """Share of the filters' energy outside centre_window(filters, k), over all of them:
+    1 - sum ||window||^2 / sum ||filters||^2 (0 for all-zero filters)."""
+    filters = filters.detach().double()
+    total, inside = filters.pow(2).sum(), centre_window(filters, k).pow(2).sum()
+    return float(1 - inside / total) if total > 0 else 0.0

@@ -1,0 +1,132 @@
+"""NIFF (seed 002): the layer against an explicit circular convolution, its crop and the energy
+outside it, a NIFF-ConvMixer trained by the engine, its covariances stored, analysed and shown."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from convcov_app import background
+from convcov_core import covariance, frequency, learned_sets, models, reach, train
+from convcov_core.niff import NIFFDepthwise, centre_window, energy_outside, niff_layers
+from helpers.pages import assert_clean, run_page
+
+TINY = {"n_train": 64, "n_test": 16, "image_size": 12, "bar_size": 4}  # 6 x 6 maps with 2 x 2 patches
+TINY_NIFF = train.TrainConfig(dataset="noisy-bars", dataset_params=TINY, model="convmixer-8/2-niff",
+                              kernel_size=5, patch_size=2, epochs=1, batch_size=16, max_steps=3)
+
+
+def circular_conv(x, filters):
+    """sum_{a, b} w[c, a, b] x[c, (i + a - H // 2) mod H, (j + b - W // 2) mod W], term by term."""
+    height, width = filters.shape[-2:]
+    return sum(filters[:, a, b, None, None] * torch.roll(x, (height // 2 - a, width // 2 - b), dims=(-2, -1))
+               for a in range(height) for b in range(width))
+
+
+@pytest.mark.parametrize("height, width", [(6, 6), (7, 7), (5, 8)])
+def test_forward_is_the_circular_convolution_with_its_spatial_filters(height, width):
+    torch.manual_seed(0)
+    layer = NIFFDepthwise(3)
+    x = torch.randn(2, 3, height, width)
+    filters = layer.spatial_filters(height, width)
+    assert filters.shape == (3, height, width) and filters.dtype == torch.float32
+    expected = circular_conv(x, filters)
+    assert torch.allclose(layer(x), expected, atol=1e-5)
+    # the same as nn.Conv2d's reading of the filters as weights, with circular padding
+    padded = F.pad(x, (width // 2, width - 1 - width // 2, height // 2, height - 1 - height // 2), mode="circular")
+    assert torch.allclose(F.conv2d(padded, filters[:, None], groups=3), expected, atol=1e-5)
+
+
+def test_forward_keeps_the_dtype_under_bf16_autocast():
+    layer = NIFFDepthwise(4)
+    x = torch.randn(2, 4, 6, 6)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = layer(x.bfloat16())
+    assert y.dtype == torch.bfloat16
+    assert torch.allclose(y.float(), layer(x.bfloat16().float()), atol=0.05)
+
+
+def test_layer_has_the_seeds_small_mlp_shape():
+    layer = NIFFDepthwise(16)
+    assert [m.weight.shape for m in layer.real if hasattr(m, "weight")] == [(8, 2, 1, 1), (4, 8, 1, 1), (16, 4, 1, 1)]
+    assert sum(p.numel() for p in layer.parameters()) == 2 * (2 * 8 + 8 + 8 * 4 + 4 + 4 * 16 + 16)
+    with pytest.raises(ValueError, match="channels must be a whole number"):
+        NIFFDepthwise(0)
+
+
+def test_centre_window_and_energy_outside_on_a_constructed_filter():
+    f = torch.zeros(1, 7, 7)
+    f[0, 2:5, 2:5] = 1.0  # energy 9 in the central 3 x 3
+    f[0, 0, 6] = 2.0  # energy 4 in a corner
+    assert torch.equal(centre_window(f, 3), torch.ones(1, 3, 3))
+    assert energy_outside(f, 3) == pytest.approx(4 / 13)
+    assert energy_outside(f, 7) == 0.0
+    assert energy_outside(torch.zeros(2, 5, 5), 3) == 0.0
+    # an even map: the centre is (H // 2, W // 2), and a window larger than the map is zero past it
+    g = torch.arange(16.0).reshape(1, 4, 4)
+    window = centre_window(g, 5)
+    assert window.shape == (1, 5, 5) and window[0, 2, 2] == g[0, 2, 2]
+    assert torch.equal(window[0, :4, :4], g[0]) and window[0, 4].abs().sum() == 0 and window[0, :, 4].abs().sum() == 0
+    assert energy_outside(g, 5) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_spec_builds_a_convmixer_with_niff_in_place_of_the_depthwise_conv():
+    assert models.parse_spec("convmixer-8/2-niff")["niff"] and not models.parse_spec("convmixer-8/2")["niff"]
+    model = models.build_model("convmixer-8/2-niff", num_classes=3, in_chans=1, kernel_size=5, patch_size=2)
+    assert [name for name, _ in niff_layers(model)] == ["blocks.0.0.fn.0", "blocks.1.0.fn.0"]
+    assert models.depthwise_convs(model) == []
+    assert model(torch.zeros(2, 1, 12, 12)).shape == (2, 3)
+    with pytest.raises(ValueError, match="NIFF ConvMixer"):
+        models.model_from_state_dict(model.state_dict(), "convmixer")
+
+
+def test_covariance_init_schemes_are_refused_with_a_clear_message():
+    with pytest.raises(ValueError, match="NIFF.*no k x k weights for the 'gaussian' init"):
+        TINY_NIFF.replace(init="gaussian").validate()
+    TINY_NIFF.validate()
+
+
+@pytest.fixture(scope="module")
+def niff_run():
+    return train.train(TINY_NIFF.replace(keep_state_dict=True))
+
+
+def test_a_tiny_niff_convmixer_trains_and_keeps_its_cropped_covariances(niff_run):
+    assert niff_run.status == "ok" and len(niff_run.history["loss"]) == 3
+    assert niff_run.layer_names == ["blocks.0.0.fn.0", "blocks.1.0.fn.0"]
+    assert [S.shape for S in niff_run.covariances] == [(25, 25), (25, 25)]
+    # the covariances are those of the trained weights' spatial filters on 6 x 6 maps, cropped to 5 x 5
+    model = models.build_model(TINY_NIFF.model, num_classes=2, in_chans=1, kernel_size=5, patch_size=2)
+    models.load_checkpoint_into(model, niff_run.state_dict)
+    for (_, layer), S, share in zip(niff_layers(model), niff_run.covariances, niff_run.final["niff_energy_outside"]):
+        full = layer.spatial_filters(6, 6).detach()
+        assert torch.allclose(S, covariance.empirical(centre_window(full, 5)), atol=1e-6)
+        assert share == pytest.approx(energy_outside(full, 5)) and 0 <= share < 1
+
+
+def test_frozen_niff_filters_keep_their_init():
+    run = train.train(TINY_NIFF.replace(freeze_filters=True, keep_state_dict=True))
+    initial = train.build_model_for(TINY_NIFF, train.load_training_data(TINY_NIFF)[-1]).state_dict()
+    assert all(torch.equal(run.state_dict[key], value) for key, value in initial.items() if ".fn.0." in key)
+
+
+def test_niff_run_goes_through_the_analyses(niff_run):
+    learned = learned_sets.learned_from_run(niff_run)
+    fits = learned_sets.layer_fits(learned.covariances)
+    assert learned.kernel_size == 5 and all(f["sigma"] > 0 and -1 <= f["r"] <= 1 for f in fits)
+    trained = frequency.frequency_view("trained", run=niff_run, n=16)
+    assert trained.summary.kernel_size == 5 and len(trained.fitted) == 2
+    assert reach.kernel_reach_note(TINY_NIFF) is None
+    assert "central 5 × 5 window" in reach.run_reach_warning(niff_run)
+
+
+def test_learned_covariances_page_loads_a_stored_niff_run(niff_run):
+    run_id = background.job_manager().store.save(niff_run, name="niff")
+    stored = background.job_manager().store.get(run_id)
+    assert stored.final["niff_energy_outside"] == pytest.approx(niff_run.final["niff_energy_outside"])
+    at = run_page("pages/4_Learned_Covariances.py", timeout=120)
+    label = next(o for o in at.selectbox(key="lc_run").options if o.startswith(f"#{run_id} "))
+    at.selectbox(key="lc_run").set_value(label).run()
+    assert_clean(at, "a stored NIFF run")
+    assert "convmixer-8/2-niff on noisy-bars" in at.markdown[1].value
+    assert len(at.get("plotly_chart")) == 5
+    assert any("central 5 × 5 window" in w.value for w in at.warning)
