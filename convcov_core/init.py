@@ -1,10 +1,14 @@
 """Initialization schemes for depthwise convolutional filters, applied in place like torch.nn.init.
 
-Every scheme draws zero-mean filters with a requested mean per-weight variance v. By default v is the
+Every scheme draws filters with a requested mean per-weight second moment v = mean_p E[w_p^2] (a
+filter's expected energy E||w||^2 is k^2 v); for the zero-mean schemes (default, kaiming_normal,
+orthogonal, gaussian, learned, delta-orthogonal) v is the mean per-weight variance. By default v is the
 variance of PyTorch's own init for a depthwise conv, kaiming_uniform(a=sqrt(5)):
 U(-1/sqrt(fan_in), 1/sqrt(fan_in)) with fan_in = k^2 (kh kw for a kh x kw kernel), so v = 1/(3 k^2).
 Bringing every scheme to the same v makes comparisons isolate the *structure* of the filters rather
-than their scale.
+than their scale. The schemes from peers and the seed papers (impulse, box-3, gaussian-bump,
+delta-orthogonal, all-pass) have their own natural scales; they are brought to v too, so a
+delta-orthogonal or all-pass conv is orthogonal times sqrt(k^2 v) (an isometry at v = 1 / k^2).
 
 Default Gaussian schedule: sigma grows linearly over depth from sigma_first = 1 to
 sigma_last = max(1, k / 3). At k = 9 this is the 1 -> 3 schedule measured while planning (frozen-filter
@@ -16,6 +20,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import partial
 from typing import Callable
 
 import torch
@@ -26,6 +31,7 @@ from .covariance import (
     check_kernel_size,
     check_sigma,
     depth_schedule,
+    empirical,
     gaussian,
     kernel_size_of,
     normalize_trace,
@@ -110,6 +116,158 @@ def _draw_covariance(shape, n, v, cov, generator):
     return draws[:, rows, cols]
 
 
+# ---------------------------------------------------------------------------------------------
+# Schemes from peers and the seed papers (see each draw's docstring for formula and source)
+# ---------------------------------------------------------------------------------------------
+
+
+def _draw_box(shape, n, v, cov, generator, *, pixels: int):
+    """Box-n of Zheng, Li & Lucey, "Convolutional Initialization for Data-Efficient Vision
+    Transformers" (arXiv 2401.12511; `box{n}` in their code): `pixels` distinct pixels of each
+    kh x kw filter, chosen uniformly, set to c = sqrt(kh kw v / pixels), the rest 0, so
+    E||w||^2 = kh kw v as in their code (sqrt(1 / (3 n)) at the default v). Not zero-mean:
+    E[w] = c pixels / (kh kw). impulse is box-1, each filter a single c at a random position."""
+    size = shape[0] * shape[1]
+    if pixels > size:
+        raise ValueError(f"box-{pixels} needs at least {pixels} pixels per filter; a {shape[0]} x {shape[1]} "
+                         f"kernel has {size}")
+    chosen = torch.rand(n, size, generator=generator).argsort(dim=1)[:, :pixels]
+    filters = torch.zeros(n, size).scatter_(1, chosen, math.sqrt(size * v / pixels))
+    return filters.reshape(n, *shape)
+
+
+def _bumps(shape, v, cov) -> Tensor:
+    """Every filter gaussian-bump can draw, one per centre c of the kh x kw window, (kh kw, kh, kw):
+    column c of the closed-form covariance, S[:, c] = exp(-|p - c|^2 / (2 sigma^2)), cropped to the
+    window, times one constant a that makes the mean per-weight second moment v."""
+    S = cov.dense() if isinstance(cov, KroneckerCovariance) else cov
+    k = kernel_size_of(S)
+    rows, cols = _centre(k, shape[0]), _centre(k, shape[1])
+    bumps = S.reshape(k, k, k, k)[rows, cols][..., rows, cols].reshape(-1, *shape)  # S symmetric
+    return bumps * math.sqrt(v / bumps.pow(2).mean().item())
+
+
+def _draw_gaussian_bump(shape, n, v, cov, generator):
+    """Gaussian bumps of Zheng, Li & Lucey (arXiv 2401.12511; `gau` in their code): each filter is
+    w(p) = a exp(-|p - c|^2 / (2 sigma^2)) at a uniformly random pixel c, a deterministic bump with
+    one global scale a (E w^2 = v on average over the centres), sigma from the gaussian scheme's
+    schedule. Not a sample from a covariance: these filters are the *columns* of the closed-form
+    covariance S, where the gaussian scheme draws N(0, S); their second-moment matrix is
+    a^2 S^2 / k^2, smoother than S itself."""
+    bumps = _bumps(shape, v, cov)
+    return bumps[torch.randint(len(bumps), (n,), generator=generator)].float()
+
+
+def _draw_delta_orthogonal(shape, n, v, cov, generator):
+    """Delta-orthogonal of Xiao et al., "Dynamical Isometry and a Mean Field Theory of CNNs" (ICML
+    2018, Algorithm 2): zero except the centre tap, which holds an orthogonal matrix. For a depthwise
+    conv that matrix is diagonal, so orthogonal means a sign: w = +-sqrt(kh kw v) e_centre, sign
+    uniform (zero mean). The conv is the identity times +-sqrt(kh kw v), an isometry at v = 1/(kh kw)."""
+    filters = torch.zeros(n, *shape)
+    signs = torch.randint(0, 2, (n,), generator=generator) * 2.0 - 1.0
+    filters[:, shape[0] // 2, shape[1] // 2] = signs * math.sqrt(shape[0] * shape[1] * v)
+    return filters
+
+
+#: An all-pass filter is orthogonal as a circular conv on a (ALLPASS_GRID kh) x (ALLPASS_GRID kw)
+#: grid, a feature map about the size the paper's large kernels see. A larger grid changes the share
+#: of energy outside the kernel by 0.002 (0.173 at 2k, 0.175 at 4k and 8k, k = 9).
+ALLPASS_GRID = 2
+
+
+_ALLPASS_CHUNK = 1024  # filters per FFT batch, to bound memory at large n
+
+
+def _taps(shape: tuple[int, int], grid: tuple[int, int]) -> tuple[Tensor, Tensor]:
+    """Rows and columns of a grid that hold a kh x kw kernel's taps, offsets -(k // 2)..k // 2 from the
+    origin at [0, 0] (circular indexing): grid[rows][:, cols] is the kernel."""
+    return tuple((torch.arange(k) - k // 2) % size for k, size in zip(shape, grid))
+
+
+def allpass_filters(shape: tuple[int, int], n: int, generator: torch.Generator | None = None) -> Tensor:
+    """n untruncated all-pass filters for a kh x kw kernel, (n, 2 kh, 2 kw) float64, origin at [0, 0]
+    (circular indexing). Each is the Cayley transform, as in Trockman & Kolter's orthogonal
+    convolutions (ICLR 2021), of the skew part A = V - V^T of a filter V from PyTorch's default init:
+    A's DFT is 2i Im V(f) = i s(f), so Q(f) = (1 - i s(f)) / (1 + i s(f)) has |Q(f)| = 1 at every
+    frequency and the circular conv by Q is orthogonal (||Q||_2 = 1)."""
+    grid = (ALLPASS_GRID * shape[0], ALLPASS_GRID * shape[1])
+    rows, cols = _taps(shape, grid)
+    V = torch.zeros(n, *grid, dtype=torch.float64)
+    V[:, rows[:, None], cols] = _draw_uniform(shape, n, 1.0 / (3 * shape[0] * shape[1]), None, generator).double()
+    s = 2 * torch.fft.rfft2(V).imag
+    Q = torch.complex(1 - s * s, -2 * s) / (1 + s * s)  # (1 - i s)^2 / |1 + i s|^2
+    return torch.fft.irfft2(Q, s=grid)
+
+
+def _truncated(full: Tensor, shape: tuple[int, int]) -> Tensor:
+    """The kh x kw window around the origin of filters on a grid, (n, kh, kw)."""
+    rows, cols = _taps(shape, full.shape[1:])
+    return full[:, rows[:, None], cols]
+
+
+def allpass_truncation_error(kernel_size: int, n: int = 4096, generator: torch.Generator | None = None) -> float:
+    """Mean share of an all-pass filter's energy that lies outside its k x k window, 1 - ||Q_kxk||^2
+    (||Q||^2 = 1): about 0.17 at every k (0.175 at k = 9 and 15, from 100,000 filters), so the truncated
+    filters the all-pass scheme keeps are only near-orthogonal."""
+    k = check_kernel_size(kernel_size)
+    full = allpass_filters((k, k), whole_number(n, "number of filters", 1), generator)
+    return 1.0 - _truncated(full, (k, k)).pow(2).sum(dim=(1, 2)).mean().item()
+
+
+def _draw_allpass(shape, n, v, cov, generator):
+    """All-pass: allpass_filters truncated to their kh x kw window and each rescaled to ||w||^2 =
+    kh kw v (the truncation removes about 17 % of the energy, allpass_truncation_error). Not zero-mean:
+    the centre tap averages about 0.44 of a unit-norm filter."""
+    window = torch.cat([_truncated(allpass_filters(shape, len(part), generator), shape)
+                        for part in torch.arange(n).split(_ALLPASS_CHUNK)])
+    norms = window.pow(2).sum(dim=(1, 2), keepdim=True).sqrt()
+    return (window * math.sqrt(shape[0] * shape[1] * v) / norms).float()
+
+
+# ---------------------------------------------------------------------------------------------
+# The exact covariance of each scheme's k x k filters, E[w w^T] - E[w] E[w]^T (k^2 x k^2, float64)
+# ---------------------------------------------------------------------------------------------
+
+
+def _white_covariance(k, v, cov):
+    return v * torch.eye(k * k, dtype=torch.float64)
+
+
+def _scaled_covariance(k, v, cov):
+    """v S / mean(diag S), what _draw_covariance samples."""
+    return v * normalize_trace(cov.dense() if isinstance(cov, KroneckerCovariance) else cov)
+
+
+def _box_covariance(k, v, cov, *, pixels: int):
+    """Box-n on d = k^2 pixels: E[w_p w_q] = v (p = q), v (n - 1) / (d - 1) (p != q); E[w] = c n / d."""
+    d = k * k
+    off_diagonal = v * (pixels - 1) / (d - 1)
+    ones = torch.ones(d, d, dtype=torch.float64)
+    second_moment = (v - off_diagonal) * torch.eye(d, dtype=torch.float64) + off_diagonal * ones
+    return second_moment - v * pixels / d * ones  # E[w_p] E[w_q] = c^2 n^2 / d^2 = v n / d
+
+
+def _bump_covariance(k, v, cov):
+    """Covariance of one bump chosen uniformly among the k^2 of _bumps."""
+    bumps = _bumps((k, k), v, cov).reshape(k * k, -1)
+    return torch.cov(bumps.T, correction=0)
+
+
+def _delta_covariance(k, v, cov):
+    centre = torch.zeros(k * k, dtype=torch.float64)
+    centre[(k * k) // 2] = 1.0
+    return k * k * v * torch.outer(centre, centre)
+
+
+REFERENCE_FILTERS = 20_000
+
+
+def _estimated_covariance(k, v, cov, *, draw):
+    """No closed form: the covariance of REFERENCE_FILTERS filters from a fixed seed (2^31 - 1)."""
+    generator = torch.Generator().manual_seed(2**31 - 1)
+    return empirical(draw((k, k), REFERENCE_FILTERS, v, cov, generator).double())
+
+
 @dataclass(frozen=True)
 class Scheme:
     """A named way to draw depthwise filters; `covariance` tells which per-layer covariance it needs."""
@@ -118,6 +276,7 @@ class Scheme:
     description: str
     draw: Callable[..., Tensor]
     covariance: str = ""  # "" (none), "gaussian" (closed form, depth schedule) or "learned"
+    target: Callable[..., Tensor] = _white_covariance  # (k, v, covariance) -> the filters' covariance
 
 
 SCHEMES: dict[str, Scheme] = {
@@ -127,9 +286,19 @@ SCHEMES: dict[str, Scheme] = {
         Scheme("kaiming_normal", "i.i.d. normal (Kaiming normal shape)", _draw_normal),
         Scheme("orthogonal", "orthogonal rows of the C x k^2 filter matrix", _draw_orthogonal),
         Scheme("gaussian", "closed-form Gaussian covariance, sigma grows with depth",
-               _draw_covariance, "gaussian"),
+               _draw_covariance, "gaussian", _scaled_covariance),
         Scheme("learned", "covariances learned by a trained network, transferred",
-               _draw_covariance, "learned"),
+               _draw_covariance, "learned", _scaled_covariance),
+        Scheme("impulse", "a single one at a random position (Zheng et al. 2024)",
+               partial(_draw_box, pixels=1), target=partial(_box_covariance, pixels=1)),
+        Scheme("box-3", "three random pixels at one constant value (Zheng et al. 2024)",
+               partial(_draw_box, pixels=3), target=partial(_box_covariance, pixels=3)),
+        Scheme("gaussian-bump", "a Gaussian bump at a random centre (Zheng et al. 2024)",
+               _draw_gaussian_bump, "gaussian", _bump_covariance),
+        Scheme("delta-orthogonal", "the centre impulse with a random sign (Xiao et al. 2018)",
+               _draw_delta_orthogonal, target=_delta_covariance),
+        Scheme("all-pass", "Cayley transform of a random skew filter, truncated (Trockman & Kolter 2021)",
+               _draw_allpass, target=partial(_estimated_covariance, draw=_draw_allpass)),
     )
 }
 
@@ -150,24 +319,41 @@ def _target_variance(variance, shape: tuple[int, int]) -> float:
     return check_sigma(variance, "variance")
 
 
+def _one_layer_covariance(scheme: Scheme, k: int, sigma, covariance):
+    """The covariance one k x k layer of `scheme` needs: the Gaussian closed form at `sigma` (default:
+    the first layer's), the learned `covariance` resized to k, or None."""
+    if scheme.covariance == "gaussian":
+        return gaussian(k, sigma if sigma is not None else default_sigmas(k)[0], structured=True)
+    if scheme.covariance == "learned":
+        if covariance is None:
+            raise ValueError("the 'learned' scheme needs a covariance (k^2 x k^2 matrix)")
+        return transfer([covariance], k, 1)[0]
+    return None
+
+
 def sample_scheme(scheme: str, kernel_size: int, n: int, *, sigma: float | None = None,
                   covariance: Tensor | None = None, variance="default",
                   generator: torch.Generator | None = None) -> Tensor:
     """n filters (n, k, k) as `scheme` draws them for one depthwise layer (e.g. for a gallery).
 
-    gaussian uses `sigma` (default: the first layer's); learned uses `covariance` resized to k.
+    gaussian and gaussian-bump use `sigma` (default: the first layer's); learned uses `covariance`
+    resized to k.
     """
     s = get_scheme(scheme)
     k = check_kernel_size(kernel_size)
-    cov = None
-    if s.covariance == "gaussian":
-        cov = gaussian(k, sigma if sigma is not None else default_sigmas(k)[0], structured=True)
-    elif s.covariance == "learned":
-        if covariance is None:
-            raise ValueError("the 'learned' scheme needs a covariance (k^2 x k^2 matrix)")
-        cov = transfer([covariance], k, 1)[0]
+    cov = _one_layer_covariance(s, k, sigma, covariance)
     n = whole_number(n, "number of filters", 1)
     return s.draw((k, k), n, _target_variance(variance, (k, k)), cov, generator)
+
+
+def scheme_covariance(scheme: str, kernel_size: int, *, sigma: float | None = None,
+                      covariance: Tensor | None = None, variance="default") -> Tensor:
+    """The k^2 x k^2 covariance E[w w^T] - E[w] E[w]^T of the filters sample_scheme draws with the
+    same arguments (float64): exact for every scheme but all-pass, whose has no closed form and is
+    estimated from REFERENCE_FILTERS filters."""
+    s = get_scheme(scheme)
+    k = check_kernel_size(kernel_size)
+    return s.target(k, _target_variance(variance, (k, k)), _one_layer_covariance(s, k, sigma, covariance))
 
 
 def _layer_covariances(scheme: Scheme, kernel_sizes: list[int], sigma_first, sigma_last, covariances):
