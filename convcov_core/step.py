@@ -64,14 +64,22 @@ def adamw(params: list, lr: float, weight_decay: float, device: torch.device, *,
     return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=True)
 
 
+def cross_entropy(out: Tensor, y: Tensor, label_smoothing: float) -> tuple[Tensor, Tensor, Tensor]:
+    """(objective, loss, number correct) of one network's batch: the mean cross-entropy is both the
+    objective that backward runs and the loss reported."""
+    loss = F.cross_entropy(out, y, label_smoothing=label_smoothing)
+    return loss, loss.detach(), (out.detach().argmax(1) == y).sum()
+
+
 class EagerStep:
-    """step(x, y, lr) -> (loss, number correct), both 0-d device tensors (nothing read back);
-    dtype: the autocast dtype (None: fp32)."""
+    """step(x, y, lr) -> (loss, number correct), device tensors (nothing read back); dtype: the
+    autocast dtype (None: fp32). criterion(out, y, label_smoothing) -> (objective, loss, correct):
+    cross_entropy by default; ensemble.py's returns one loss and count per member."""
 
     def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, device: torch.device,
-                 label_smoothing: float = 0.0, dtype: torch.dtype | None = None):
+                 label_smoothing: float = 0.0, dtype: torch.dtype | None = None, criterion=cross_entropy):
         self.model, self.optimizer, self.device = model, optimizer, device
-        self.label_smoothing, self.dtype = label_smoothing, dtype
+        self.label_smoothing, self.dtype, self.criterion = label_smoothing, dtype, criterion
 
     def set_lr(self, lr: float) -> None:
         for group in self.optimizer.param_groups:
@@ -82,12 +90,11 @@ class EagerStep:
 
     def forward_backward(self, x: Tensor, y: Tensor, *, cache: bool = True) -> tuple[Tensor, Tensor]:
         with autocast(self.device, self.dtype, cache=cache):
-            out = self.model(x)
-            loss = F.cross_entropy(out, y, label_smoothing=self.label_smoothing)
+            objective, loss, correct = self.criterion(self.model(x), y, self.label_smoothing)
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        objective.backward()
         self.optimizer.step()
-        return loss.detach(), (out.detach().argmax(1) == y).sum()
+        return loss, correct
 
     def __call__(self, x: Tensor, y: Tensor, lr: float) -> tuple[Tensor, Tensor]:
         self.set_lr(lr)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..step import EagerStep, GraphStep, adamw
+from ..step import EagerStep, GraphStep, adamw, cross_entropy
 from ..validation import whole_number
 from .config import (
     Callback,
@@ -105,23 +105,32 @@ class _Setup:
     total: int
 
 
-def _set_up(config: TrainConfig, model: torch.nn.Module | None) -> _Setup:
-    """Device, data, model (`model` or one built from the config), optimizer and step function of a run."""
+def _set_up(config: TrainConfig, model, *, prepare=_prepare_model, criterion=cross_entropy) -> _Setup:
+    """Device, data, model, optimizer and step function of a run: prepare(config, model, info, device)
+    -> (model on the device, autocast dtype, channels_last), by default `model` or one built from the
+    config (model._prepare_model); criterion: the step's loss (step.EagerStep)."""
     device = resolve_device(config.device)
     train_x, train_y, test_x, test_y, info = load_training_data(config)
     if len(train_y) < 1 or len(test_y) < 1:
         raise ValueError(f"dataset {config.dataset!r} has no training or no test images")
     batch, per_epoch, total = plan_steps(config, len(train_y))
-    model, dtype, channels_last = _prepare_model(config, model, info, device)
-    forward = torch.compile(model) if config.compile else model  # evaluation stays eager
-    graphed = device.type == "cuda" and not config.compile  # compiled code is not captured again
-    optimizer = adamw([p for p in model.parameters() if p.requires_grad], config.lr,
-                      config.weight_decay, device, graphed=graphed)
-    train_step = (GraphStep if graphed else EagerStep)(forward, optimizer, device, config.label_smoothing, dtype)
+    model, dtype, channels_last = prepare(config, model, info, device)
+    train_step = _train_step(config, model, device, dtype, criterion)
     return _Setup(device=device, model=model, train_step=train_step, dtype=dtype, channels_last=channels_last,
                   xs=_to_device(train_x, device, channels_last), ys=train_y.to(device),
                   xt=_to_device(test_x, device, channels_last), yt=test_y.to(device),
                   batch=batch, per_epoch=per_epoch, total=total)
+
+
+def _train_step(config: TrainConfig, model: torch.nn.Module, device: torch.device, dtype: torch.dtype | None,
+                criterion=cross_entropy) -> EagerStep | GraphStep:
+    """AdamW over the model's trainable parameters and the step that runs it: captured as a CUDA graph
+    on CUDA, through torch.compile when the config says so (evaluation stays eager)."""
+    forward = torch.compile(model) if config.compile else model
+    graphed = device.type == "cuda" and not config.compile  # compiled code is not captured again
+    optimizer = adamw([p for p in model.parameters() if p.requires_grad], config.lr,
+                      config.weight_decay, device, graphed=graphed)
+    return (GraphStep if graphed else EagerStep)(forward, optimizer, device, config.label_smoothing, dtype, criterion)
 
 
 class _Loop:
@@ -154,7 +163,7 @@ class _Loop:
     def run_epoch(self, epoch: int, last: bool) -> None:
         """Train epoch `epoch` (1-based) and evaluate it, keeping the recalibrated BatchNorm statistics
         after the `last` one; a divergence or a cancel sets status and message."""
-        setup, history = self.setup, self.history
+        setup = self.setup
         self.epoch = epoch
         epoch_started = time.perf_counter()
         steps_here = min(setup.per_epoch, setup.total - self.step)
@@ -162,11 +171,18 @@ class _Loop:
         if self.status != "ok":
             return
         train_seconds = time.perf_counter() - epoch_started
-        seen = steps_here * setup.batch
-        history["train_acc"].append(100.0 * int(correct) / seen)
-        history["images_per_s"].append(seen / train_seconds)
         raw_acc, settled_acc = evaluate_epoch(setup.model, setup.xs, setup.xt, setup.yt, setup.batch,
                                                setup.channels_last, setup.dtype, seed=self.config.seed, keep=last)
+        self.end_epoch(steps_here, int(correct), train_seconds, raw_acc, settled_acc)
+
+    def end_epoch(self, steps_here: int, correct: int, train_seconds: float, raw_acc: float,
+                  settled_acc: float) -> None:
+        """Record the epoch's train accuracy (correct of its steps_here batches), images per second,
+        raw and settled test accuracy, and send the epoch event (a stop cancels the run)."""
+        setup, history, epoch = self.setup, self.history, self.epoch
+        seen = steps_here * setup.batch
+        history["train_acc"].append(100.0 * correct / seen)
+        history["images_per_s"].append(seen / train_seconds)
         history["test_acc"].append(settled_acc)
         history["test_acc_raw"].append(raw_acc)
         history["epoch_end_step"].append(self.step)
@@ -176,11 +192,17 @@ class _Loop:
             self.status = "cancelled"
             self.message = f"cancelled after epoch {epoch} (step {self.step} of {setup.total})"
 
+    def epoch_order(self, steps_here: int) -> Tensor:
+        """The training images of this epoch's steps_here batches, in order: the first
+        steps_here * batch of a fresh permutation from the run's seeded generator, on the device."""
+        setup = self.setup
+        return torch.randperm(len(setup.ys), generator=self.shuffle)[: steps_here * setup.batch].to(setup.device)
+
     def _train_steps(self, steps_here: int) -> Tensor:
         """Run the epoch's steps on batches of a fresh seeded permutation, reading the losses back every
         sync_every steps and at the epoch's end; the count of correct predictions on the batches."""
         setup, config = self.setup, self.config
-        perm = torch.randperm(len(setup.ys), generator=self.shuffle)[: steps_here * setup.batch].to(setup.device)
+        perm = self.epoch_order(steps_here)
         losses = torch.empty(steps_here, device=setup.device)
         correct = torch.zeros((), dtype=torch.int64, device=setup.device)
         lrs, pending = [], 0
