@@ -67,9 +67,11 @@ class NIFFDepthwise(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         response = self.frequency_response(*x.shape[-2:])
-        with torch.autocast(x.device.type, enabled=False):
-            y = torch.fft.ifft2(torch.fft.fft2(x.float()) * response).real
-        return y.to(x.dtype)
+        with torch.autocast(x.device.type, enabled=False):  # FFTs over H, W of the N x H x W x C view
+            pixels = x.float().permute(0, 2, 3, 1)
+            y = torch.fft.ifft2(torch.fft.fft2(pixels, dim=(1, 2)) * response.permute(1, 2, 0), dim=(1, 2)).real
+        layout = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
+        return y.permute(0, 3, 1, 2).to(x.dtype, memory_format=layout)  # the convs after it run fastest so
 
 
 def niff_layers(model: nn.Module) -> list[tuple[str, NIFFDepthwise]]:

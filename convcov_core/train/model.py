@@ -76,16 +76,22 @@ def niff_window(config: TrainConfig) -> int:
     return config.kernel_size or 9
 
 
-def cropped_niff_filters(model: torch.nn.Module, config: TrainConfig) -> tuple[list[str], list[Tensor], list[float]]:
-    """Names, C x k x k filters and energy share outside the crop (niff.energy_outside) of each NIFF
-    layer: its spatial filters on the maps that config's images give, cropped to k = niff_window(config)."""
+def niff_spatial_filters(model: torch.nn.Module, config: TrainConfig) -> tuple[list[str], list[Tensor]]:
+    """Names and C x n x n spatial filters (on the CPU) of each NIFF layer on the n x n maps it sees
+    on config's images."""
     layers = niff.niff_layers(model)
     *_, info = load_training_data(config)
     sides = models.input_sides(model, layers, info.in_chans, info.image_size, model_label(config), config.dataset)
-    full = [layer.spatial_filters(sides[name], sides[name]).detach().float().cpu() for name, layer in layers]
+    return ([name for name, _ in layers],
+            [layer.spatial_filters(sides[name], sides[name]).detach().float().cpu() for name, layer in layers])
+
+
+def cropped_niff_filters(model: torch.nn.Module, config: TrainConfig) -> tuple[list[str], list[Tensor], list[float]]:
+    """Names, C x k x k filters and energy share outside the crop (niff.energy_outside) of each NIFF
+    layer: its niff_spatial_filters cropped to k = niff_window(config) around their centre."""
+    names, full = niff_spatial_filters(model, config)
     k = niff_window(config)
-    return ([name for name, _ in layers], [niff.centre_window(f, k) for f in full],
-            [niff.energy_outside(f, k) for f in full])
+    return names, [niff.centre_window(f, k) for f in full], [niff.energy_outside(f, k) for f in full]
 
 
 def final_filters(model: torch.nn.Module, config: TrainConfig) -> tuple[list[str], list[Tensor], list[float] | None]:
