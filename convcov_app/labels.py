@@ -16,6 +16,37 @@ SCHEME_LABELS = {
     "orthogonal": "Orthogonal",
     "gaussian": "Gaussian covariance",
     "learned": "Learned covariance",
+    "impulse": "Impulse",
+    "box-3": "Box of 3 pixels",
+    "gaussian-bump": "Gaussian bump",
+    "delta-orthogonal": "Delta-orthogonal",
+    "all-pass": "All-pass (orthogonal conv)",
+}
+
+
+#: What each scheme draws and where it comes from, in a sentence or two; v is the mean per-weight
+#: variance 1/(3k²), so k√v = 1/√3.
+SCHEME_HELP = {
+    "default": "i.i.d. uniform U(−1/k, 1/k): PyTorch's own kaiming_uniform(a = √5) for a depthwise conv.",
+    "kaiming_normal": "i.i.d. normal N(0, v).",
+    "orthogonal": "The C × k² filter matrix with orthonormal rows (columns when C > k²), scaled to v.",
+    "gaussian": "Samples of N(0, v S), S[p, q] = exp(−|p − q|² / 2σ²) (Trockman, Willmott & Kolter 2023): "
+                "random filters whose neighbouring pixels are correlated.",
+    "learned": "Samples of N(0, v S), S the covariance a trained network learned, resized to k.",
+    "impulse": "A single pixel at a random position set to k√v, the rest 0 (Zheng, Li & Lucey 2024, "
+               "arXiv 2401.12511): each channel's conv is a shift. Not zero-mean.",
+    "box-3": "Three distinct random pixels set to k√(v/3), the rest 0 (the box-n of Zheng, Li & Lucey "
+             "2024, n = 3). Not zero-mean.",
+    "gaussian-bump": "One Gaussian bump a·exp(−|p − c|² / 2σ²) at a random centre c (the `gau` scheme of "
+                     "Zheng, Li & Lucey 2024). Not a sample from a covariance: each filter is one column "
+                     "of S, where the Gaussian covariance scheme draws N(0, v S), so its covariance "
+                     "(∝ S², minus the mean) is smoother and its mean is not zero.",
+    "delta-orthogonal": "Zero except ±k√v at the centre, sign at random (Xiao et al. 2018): the identity "
+                        "conv up to sign and scale, an isometry.",
+    "all-pass": "An orthogonal depthwise conv: the Cayley transform of a random skew filter (as in "
+                "Trockman & Kolter 2021), |DFT| = 1 on a 2k × 2k grid, truncated to k × k (about 17% "
+                "of its energy is cut) and rescaled to v. No closed-form covariance: the target is "
+                f"that of {init.REFERENCE_FILTERS:,} other filters.",
 }
 
 
@@ -26,6 +57,15 @@ def scheme_names(include_learned: bool) -> list[str]:
 
 def scheme_label(name: str) -> str:
     return SCHEME_LABELS.get(name, init.SCHEMES[name].description)
+
+
+def scheme_help(name: str) -> str:
+    return SCHEME_HELP.get(name, init.SCHEMES[name].description)
+
+
+def uses_sigma(name: str) -> bool:
+    """Whether the scheme's filters depend on the Gaussian σ (gaussian, gaussian-bump)."""
+    return init.SCHEMES[name].covariance == "gaussian"
 
 
 def run_label(summary) -> str:

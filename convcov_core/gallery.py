@@ -14,21 +14,10 @@ from . import analysis, covariance, init
 
 def target_covariance(scheme: str, kernel_size: int, *, sigma: float | None = None,
                       learned: torch.Tensor | None = None) -> torch.Tensor:
-    """The covariance a scheme's filters have at the default variance v = 1 / (3 k^2).
-
-    i.i.d. and orthogonal schemes: v I. Covariance schemes: v S / mean(diag S), with S the Gaussian
-    closed form or the learned covariance transferred to kernel size k.
-    """
-    k = covariance.check_kernel_size(kernel_size)
-    v = init.default_variance(k)
-    source = init.get_scheme(scheme).covariance
-    if source == "gaussian":
-        return v * covariance.gaussian(k, sigma if sigma is not None else init.default_sigmas(k)[0])
-    if source == "learned":
-        if learned is None:
-            raise ValueError("the learned scheme needs a learned covariance")
-        return v * covariance.normalize_trace(covariance.transfer([learned], k, 1)[0])
-    return v * torch.eye(k * k, dtype=torch.float64)
+    """The covariance a scheme's filters have at the default variance v = 1 / (3 k^2)
+    (init.scheme_covariance): v I for the i.i.d. and orthogonal schemes, v S / mean(diag S) for the
+    Gaussian closed form or the learned covariance, each peer scheme's own (all-pass: estimated)."""
+    return init.scheme_covariance(scheme, kernel_size, sigma=sigma, covariance=learned)
 
 
 @dataclass

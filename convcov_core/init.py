@@ -175,7 +175,7 @@ def _draw_delta_orthogonal(shape, n, v, cov, generator):
 ALLPASS_GRID = 2
 
 
-_ALLPASS_CHUNK = 1024  # filters per FFT batch, to bound memory at large n
+_ALLPASS_CHUNK_PIXELS = 2**22  # grid pixels per FFT batch (32 MB of float64), to bound memory at large n
 
 
 def _taps(shape: tuple[int, int], grid: tuple[int, int]) -> tuple[Tensor, Tensor]:
@@ -218,8 +218,9 @@ def _draw_allpass(shape, n, v, cov, generator):
     """All-pass: allpass_filters truncated to their kh x kw window and each rescaled to ||w||^2 =
     kh kw v (the truncation removes about 17 % of the energy, allpass_truncation_error). Not zero-mean:
     the centre tap averages about 0.44 of a unit-norm filter."""
+    per_chunk = max(1, _ALLPASS_CHUNK_PIXELS // (ALLPASS_GRID**2 * shape[0] * shape[1]))
     window = torch.cat([_truncated(allpass_filters(shape, len(part), generator), shape)
-                        for part in torch.arange(n).split(_ALLPASS_CHUNK)])
+                        for part in torch.arange(n).split(per_chunk)])
     norms = window.pow(2).sum(dim=(1, 2), keepdim=True).sqrt()
     return (window * math.sqrt(shape[0] * shape[1] * v) / norms).float()
 

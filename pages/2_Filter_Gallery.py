@@ -35,8 +35,9 @@ def panel(scheme, k, n_show, n_sample, seed, sigma, run_id, layer, uploaded) -> 
         learned_cov = learned_layers(run_id)[layer]
     elif scheme == "uploaded":
         learned_cov = uploaded
-    return gallery.gallery_panel("learned" if scheme == "uploaded" else scheme, k, n_show, n_sample, seed,
-                            sigma=sigma if scheme == "gaussian" else None, learned=learned_cov)
+    name = "learned" if scheme == "uploaded" else scheme
+    return gallery.gallery_panel(name, k, n_show, n_sample, seed, sigma=sigma if labels.uses_sigma(name) else None,
+                                 learned=learned_cov)
 
 
 @st.cache_resource(max_entries=32, show_spinner=False)  # read-only figure: no unpickling
@@ -89,8 +90,11 @@ def resample() -> None:
 st.title("Filter Gallery")
 st.markdown(
     "Filters of one depthwise layer as each init scheme draws them, all at PyTorch's default "
-    "per-weight variance 1 / (3k²) so only the *structure* differs. Under each grid: the covariance "
-    "of a large sample next to the scheme's target covariance, and the filters' mean |FFT|. "
+    "per-weight variance 1 / (3k²) (the mean square, for the schemes whose mean is not zero) so only "
+    "the *structure* differs. Under each grid: the covariance of a large sample next to the scheme's "
+    "target covariance, and the filters' mean |FFT|. Besides the i.i.d. and covariance schemes, the "
+    "structured inits of peers and of the seed papers (impulse, box, Gaussian bump, delta-orthogonal, "
+    "all-pass) are offered: hover a scheme's name for what it draws and where it comes from. "
     "Your own k² × k² covariance can be uploaded at the bottom of the sidebar."
 )
 
@@ -103,8 +107,10 @@ with shown_errors():
                                 default=[labels.scheme_label("default"), labels.scheme_label("gaussian")])
         schemes = [by_label[label] for label in chosen]
         k = st.slider("Kernel size k", 3, min(15, settings.max_kernel_size()), 9, step=2, key="kernel_size")
-        sigma = st.select_slider("σ of the Gaussian scheme (pixels)", labels.SIGMA_OPTIONS, value=2.0,
-                                 key="sigma", disabled="gaussian" not in schemes)
+        sigma = st.select_slider("σ of the Gaussian schemes (pixels)", labels.SIGMA_OPTIONS, value=2.0,
+                                 key="sigma", disabled=not any(map(labels.uses_sigma, schemes)),
+                                 help="The Gaussian covariance's correlation length and the Gaussian "
+                                      "bump's width.")
         run_id, layer = None, 0
         if "learned" in schemes:
             run_ids = {labels.run_label(summary): summary.id for summary in runs}
@@ -134,18 +140,29 @@ with shown_errors():
         st.info("Pick at least one init scheme in the sidebar, or upload a covariance matrix.")
         st.stop()
 
+    described = [f"- **{labels.scheme_label(name)}**: {labels.scheme_help(name)}"
+                 for name in schemes if name != "uploaded"]
+    if described:
+        with st.expander("What these schemes draw"):
+            st.markdown("\n".join(described))
+
     # Figure heights follow the column width so square plots fill their column without blank
     # bands: at a 1280 px window the main area is 820 px wide, split with 32 px gaps. A single
     # scheme's plots stop growing at 480 px.
     width = min(480, (820 - 32 * (len(schemes) - 1)) // len(schemes))
     for column, scheme in zip(st.columns(len(schemes), gap="medium"), schemes):
         with column:
-            st.markdown(f"**{UPLOADED_LABEL if scheme == 'uploaded' else labels.scheme_label(scheme)}**")
+            if scheme == "uploaded":
+                st.markdown(f"**{UPLOADED_LABEL}**")
+            else:
+                st.markdown(f"**{labels.scheme_label(scheme)}**", help=labels.scheme_help(scheme))
             grid, pair, spectrum = column_figures(scheme, k, n_show, n_sample, st.session_state.seed, sigma,
                                                   run_id, layer, uploaded if scheme == "uploaded" else None,
                                                   width)
-            st.plotly_chart(grid, config={"displaylogo": False})
-            st.plotly_chart(pair, config={"displaylogo": False})
+            # keyed by scheme: two schemes can draw the same figure (impulse and delta-orthogonal
+            # filters share one flat spectrum)
+            st.plotly_chart(grid, config={"displaylogo": False}, key=f"grid_{scheme}")
+            st.plotly_chart(pair, config={"displaylogo": False}, key=f"covariance_{scheme}")
             st.caption(f"Tiled covariance of {n_sample:,} filters (sample) vs the scheme's target; "
                        "error = ‖sample − target‖_F / ‖target‖_F.")
-            st.plotly_chart(spectrum, config={"displaylogo": False})
+            st.plotly_chart(spectrum, config={"displaylogo": False}, key=f"spectrum_{scheme}")
