@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from convcov_app import background
-from convcov_core import covariance, frequency, learned_sets, models, reach, train
+from convcov_core import covariance, frequency, init, learned_sets, models, reach, train
 from convcov_core.niff import NIFFDepthwise, centre_window, energy_outside, niff_layers
 from helpers.pages import assert_clean, run_page
 
@@ -117,6 +117,11 @@ def test_niff_run_goes_through_the_analyses(niff_run):
     assert trained.summary.kernel_size == 5 and len(trained.fitted) == 2
     assert reach.kernel_reach_note(TINY_NIFF) is None
     assert "central 5 × 5 window" in reach.run_reach_warning(niff_run)
+
+
+def test_niff_covariances_initialize_a_kxk_convmixer(niff_run):
+    model = models.build_model("convmixer-8/3", num_classes=2, in_chans=1, kernel_size=7, patch_size=2)
+    assert len(init.init_depthwise_(model, "learned", covariances=niff_run.covariances)) == 3
 
 
 def test_learned_covariances_page_loads_a_stored_niff_run(niff_run):
