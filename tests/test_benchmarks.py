@@ -18,6 +18,7 @@ SMOKE_RUNS = {
     "depthwise_grad.py": ["--quick"],
     "precision_accuracy.py": ["--quick"],
     "served_training.py": ["--quick"],
+    "rfm_memory.py": ["--quick"],
 }
 
 

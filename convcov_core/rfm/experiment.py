@@ -1,0 +1,158 @@
+"""Seed 001's Figure 5 on convcov's data: the base kernel without feature learning, ConvRFM, Deep ConvRFM
+and the Feature Ansatz CNN on the same images and split, per noise level and seed.
+
+Every model of one (noise, seed) trains on the training images of the CNN's config
+(model_pairs.cnn_config: dataset seed = seed, n_train / n_test images) and is scored on its test
+images. The CNN has `layers` conv blocks of `filters` channels with q x q filters (models.SmallCNN),
+Deep ConvRFM the same blocks with filters drawn from N(0, M_l). The claim under test: feature learning
+beats the fixed kernel on these local-signal tasks, and more so as the noise grows; judged per noise
+level by stats.paired_verdict over seeds, and the trend by the paired verdict on the gains
+(ConvRFM - base) at the highest and the lowest noise.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from .. import model_pairs, stats, train
+from .machines import ConvRFM, DeepConvRFM, layer_patch_sizes
+
+MODELS = ("base kernel", "ConvRFM", "Deep ConvRFM", "CNN")
+#: The paired comparisons reported per noise level: (a, b) reads "a - b".
+CONTRASTS = (("ConvRFM", "base kernel"), ("Deep ConvRFM", "base kernel"), ("CNN", "base kernel"),
+             ("Deep ConvRFM", "ConvRFM"))
+
+
+@dataclass(frozen=True)
+class Setup:
+    """What every model of a comparison shares (the defaults take minutes per noise level and seed on
+    2 CPU cores): data, patch size q (every layer's, the CNN's kernel size; None: 5 x 5 in the first
+    layer, 3 x 3 after, the Feature Ansatz CNN's), ConvRFM iterations T, depth and filters
+    per layer of Deep ConvRFM and the CNN, the Laplace bandwidth (x the median patch distance), the
+    fit images the AGOP averages over, and the CNN's training epochs."""
+
+    dataset: str = "noisy-bars"
+    n_train: int = 1000
+    n_test: int = 500
+    patch_size: int | None = None
+    iterations: int = 3
+    layers: int = 2
+    filters: int = 64
+    bandwidth: float = 1.0
+    agop_images: int | None = 400
+    cnn_epochs: int = 10
+    dataset_params: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        """ValueError now for an option that would fail minutes into a run."""
+        if self.dataset not in model_pairs.NOISY_DATASETS:
+            raise ValueError(f"the comparison runs on {', '.join(model_pairs.NOISY_DATASETS)}, not {self.dataset!r}")
+        self.cnn_config(0.0, 0)
+        DeepConvRFM(self.layers, self.patch_size, self.iterations, filters=self.filters, **self.machine_options(0))
+
+    def cnn_config(self, noise: float, seed: int) -> train.TrainConfig:
+        params = {**self.dataset_params, "n_train": self.n_train, "n_test": self.n_test, "seed": seed}
+        return model_pairs.cnn_config(self.dataset, noise=noise, layers=self.layers, width=self.filters,
+                                      kernel_size=self.patch_size, epochs=self.cnn_epochs, seed=seed,
+                                      dataset_params=params)
+
+    @property
+    def patch_sizes(self) -> tuple[int, ...]:
+        """Each layer's q."""
+        return layer_patch_sizes(self.patch_size, self.layers)
+
+    def machine_options(self, seed: int) -> dict:
+        return dict(bandwidth=self.bandwidth, agop_images=self.agop_images, seed=seed)
+
+
+Progress = Callable[[str], None]
+
+
+def compare_models(setup: Setup, noise: float, seed: int, progress: Progress | None = None) -> list[dict]:
+    """One row per model: {"noise", "seed", "model", "test_acc" (%), "seconds"}."""
+    config = setup.cnn_config(noise, seed)
+    train_x, train_y, test_x, test_y, _ = train.load_training_data(config)
+    options = setup.machine_options(seed)
+    fitted: dict[str, ConvRFM] = {}
+
+    def run(model: str) -> float:
+        if model == "CNN":
+            return model_pairs.train_cnn(config).test_acc
+        if model == "Deep ConvRFM":  # its first layer is the ConvRFM just fitted
+            deep = DeepConvRFM(setup.layers, setup.patch_size, setup.iterations, filters=setup.filters, **options)
+            return deep.fit(train_x, train_y, first_layer=fitted["ConvRFM"]).score(test_x, test_y)
+        iterations = 0 if model == "base kernel" else setup.iterations
+        fitted[model] = ConvRFM(setup.patch_sizes[0], iterations, **options).fit(train_x, train_y)
+        return fitted[model].score(test_x, test_y)
+
+    rows = []
+    for model in MODELS:
+        if progress is not None:
+            progress(f"noise {noise:g}, seed {seed}: {model}")
+        started = time.perf_counter()
+        acc = run(model)
+        rows.append({"noise": noise, "seed": seed, "model": model, "test_acc": acc,
+                     "seconds": time.perf_counter() - started})
+    return rows
+
+
+@dataclass
+class NoiseSweep:
+    """compare_models over noise levels and seeds: the tidy rows and their verdicts."""
+
+    setup: Setup
+    noises: list[float]
+    seeds: list[int]
+    rows: list[dict]
+
+    def accuracies(self, model: str, noise: float) -> list[float | None]:
+        """Test accuracy per seed (seeds order; None where it is missing)."""
+        found = {r["seed"]: r["test_acc"] for r in self.rows if r["model"] == model and r["noise"] == noise}
+        return [found.get(seed) for seed in self.seeds]
+
+    def summary(self) -> list[dict]:
+        """Per noise level and model: mean test accuracy and its 95% t interval over seeds."""
+        out = []
+        for noise in self.noises:
+            for model in MODELS:
+                iv = stats.mean_interval(self.accuracies(model, noise))
+                out.append({"noise": noise, "model": model, "mean": iv.mean, "low": iv.low, "high": iv.high,
+                            "seeds": iv.n})
+        return out
+
+    def verdicts(self) -> list[dict]:
+        """Per noise level and contrast (a, b): the paired verdict on a - b over seeds."""
+        return [{"noise": noise, "a": a, "b": b,
+                 "verdict": stats.paired_verdict(self.accuracies(a, noise), self.accuracies(b, noise))}
+                for noise in self.noises for a, b in CONTRASTS]
+
+    def trend(self, model: str = "ConvRFM") -> stats.PairedVerdict:
+        """Paired verdict on the gain (model - base kernel) at the highest noise vs at the lowest."""
+        def gains(noise):
+            return [None if m is None or b is None else m - b
+                    for m, b in zip(self.accuracies(model, noise), self.accuracies("base kernel", noise))]
+
+        return stats.paired_verdict(gains(max(self.noises)), gains(min(self.noises)))
+
+    def to_dict(self) -> dict:
+        """JSON-safe: the setup, every row, the summary and the verdicts (mean, interval, winner)."""
+        def verdict(v: stats.PairedVerdict) -> dict:
+            return {"mean": v.mean, "low": v.low, "high": v.high, "winner": v.winner, "seeds": v.n}
+
+        return {"setup": dataclasses.asdict(self.setup), "noises": self.noises, "seeds": self.seeds,
+                "rows": self.rows, "summary": self.summary(),
+                "verdicts": [{"noise": v["noise"], "a": v["a"], "b": v["b"], **verdict(v["verdict"])}
+                             for v in self.verdicts()],
+                "trend": {model: verdict(self.trend(model)) for model in ("ConvRFM", "Deep ConvRFM")}}
+
+
+def noise_sweep(setup: Setup, noises, seeds, progress: Progress | None = None) -> NoiseSweep:
+    """compare_models at every noise level and seed (seeds inner, so every level gets all seeds)."""
+    noises, seeds = [float(v) for v in noises], [int(s) for s in seeds]
+    if not noises or not seeds:
+        raise ValueError("a noise sweep needs at least one noise level and one seed")
+    rows = [row for noise in noises for seed in seeds for row in compare_models(setup, noise, seed, progress)]
+    return NoiseSweep(setup, noises, seeds, rows)
