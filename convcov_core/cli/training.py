@@ -154,7 +154,8 @@ COMPARE_OPTIONS = (
     dataset_param("dataset parameter (repeatable), e.g. noise=0.5"),
     ("--data-root", dict(default=None, help="folder for datasets (default $CONVCOV_DATA)")),
     ("--model", dict(default="convmixer-64/6",
-                     help="convmixer-W/D, cnn-W1,W2,..., or timm:NAME (e.g. timm:convnext_atto)")),
+                     help="convmixer-W/D, convmixer-W/D-niff (NIFF filters, read in a k x k window), "
+                          "cnn-W1,W2,..., or timm:NAME (e.g. timm:convnext_atto)")),
     ("--kernel-size", dict(type=int, default=None, help="depthwise kernel size (default: 9 for a ConvMixer, "
                                                         "the model's own for timm and cnn models)")),
     ("--patch-size", dict(type=int, default=None,
