@@ -26,6 +26,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from . import allpass
 from .covariance import (
     KroneckerCovariance,
     check_kernel_size,
@@ -169,57 +170,31 @@ def _draw_delta_orthogonal(shape, n, v, cov, generator):
     return filters
 
 
-#: An all-pass filter is orthogonal as a circular conv on a (ALLPASS_GRID kh) x (ALLPASS_GRID kw)
-#: grid, a feature map about the size the paper's large kernels see. A larger grid changes the share
-#: of energy outside the kernel by 0.002 (0.173 at 2k, 0.175 at 4k and 8k, k = 9).
-ALLPASS_GRID = 2
-
-
-_ALLPASS_CHUNK_PIXELS = 2**22  # grid pixels per FFT batch (32 MB of float64), to bound memory at large n
-
-
-def _taps(shape: tuple[int, int], grid: tuple[int, int]) -> tuple[Tensor, Tensor]:
-    """Rows and columns of a grid that hold a kh x kw kernel's taps, offsets -(k // 2)..k // 2 from the
-    origin at [0, 0] (circular indexing): grid[rows][:, cols] is the kernel."""
-    return tuple((torch.arange(k) - k // 2) % size for k, size in zip(shape, grid))
+_ALLPASS_CHUNK_PIXELS = 2**22  # map pixels per FFT batch (32 MB of float64), to bound memory at large n
 
 
 def allpass_filters(shape: tuple[int, int], n: int, generator: torch.Generator | None = None) -> Tensor:
-    """n untruncated all-pass filters for a kh x kw kernel, (n, 2 kh, 2 kw) float64, origin at [0, 0]
-    (circular indexing). Each is the Cayley transform, as in Trockman & Kolter's orthogonal
-    convolutions (ICLR 2021), of the skew part A = V - V^T of a filter V from PyTorch's default init:
-    A's DFT is 2i Im V(f) = i s(f), so Q(f) = (1 - i s(f)) / (1 + i s(f)) has |Q(f)| = 1 at every
-    frequency and the circular conv by Q is orthogonal (||Q||_2 = 1)."""
-    grid = (ALLPASS_GRID * shape[0], ALLPASS_GRID * shape[1])
-    rows, cols = _taps(shape, grid)
-    V = torch.zeros(n, *grid, dtype=torch.float64)
-    V[:, rows[:, None], cols] = _draw_uniform(shape, n, 1.0 / (3 * shape[0] * shape[1]), None, generator).double()
-    s = 2 * torch.fft.rfft2(V).imag
-    Q = torch.complex(1 - s * s, -2 * s) / (1 + s * s)  # (1 - i s)^2 / |1 + i s|^2
-    return torch.fft.irfft2(Q, s=grid)
-
-
-def _truncated(full: Tensor, shape: tuple[int, int]) -> Tensor:
-    """The kh x kw window around the origin of filters on a grid, (n, kh, kw)."""
-    rows, cols = _taps(shape, full.shape[1:])
-    return full[:, rows[:, None], cols]
+    """n untruncated all-pass filters for a kh x kw kernel, (n, 2 kh, 2 kw) float64, origin at [0, 0]:
+    allpass.cayley of filters V from PyTorch's default init, Q(f) = (1 - 2i Im V(f)) / (1 + 2i Im V(f)),
+    |Q(f)| = 1, so the circular conv by Q on a 2 kh x 2 kw map is orthogonal."""
+    return allpass.cayley(_draw_uniform(shape, n, 1.0 / (3 * shape[0] * shape[1]), None, generator))
 
 
 def allpass_truncation_error(kernel_size: int, n: int = 4096, generator: torch.Generator | None = None) -> float:
     """Mean share of an all-pass filter's energy that lies outside its k x k window, 1 - ||Q_kxk||^2
-    (||Q||^2 = 1): about 0.17 at every k (0.175 at k = 9 and 15, from 100,000 filters), so the truncated
-    filters the all-pass scheme keeps are only near-orthogonal."""
+    (||Q||^2 = 1): 0.174 at k = 3, 9, 15 and 31 (from 100,000 filters; 40,000 at k = 31), so the
+    truncated filters the all-pass scheme keeps are only near-orthogonal."""
     k = check_kernel_size(kernel_size)
     full = allpass_filters((k, k), whole_number(n, "number of filters", 1), generator)
-    return 1.0 - _truncated(full, (k, k)).pow(2).sum(dim=(1, 2)).mean().item()
+    return 1.0 - allpass.kernel_window(full, (k, k)).pow(2).sum(dim=(1, 2)).mean().item()
 
 
 def _draw_allpass(shape, n, v, cov, generator):
     """All-pass: allpass_filters truncated to their kh x kw window and each rescaled to ||w||^2 =
-    kh kw v (the truncation removes about 17 % of the energy, allpass_truncation_error). Not zero-mean:
-    the centre tap averages about 0.44 of a unit-norm filter."""
-    per_chunk = max(1, _ALLPASS_CHUNK_PIXELS // (ALLPASS_GRID**2 * shape[0] * shape[1]))
-    window = torch.cat([_truncated(allpass_filters(shape, len(part), generator), shape)
+    kh kw v (the truncation removes 17.4 % of the energy, allpass_truncation_error). Not zero-mean:
+    the centre tap averages 0.48 of the filter's norm (k = 9)."""
+    per_chunk = max(1, _ALLPASS_CHUNK_PIXELS // (allpass.GRID**2 * shape[0] * shape[1]))
+    window = torch.cat([allpass.kernel_window(allpass_filters(shape, len(part), generator), shape)
                         for part in torch.arange(n).split(per_chunk)])
     norms = window.pow(2).sum(dim=(1, 2), keepdim=True).sqrt()
     return (window * math.sqrt(shape[0] * shape[1] * v) / norms).float()
