@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -33,6 +31,7 @@ from .run_codec import (
     stored_precision,
 )
 from .run_export import export_run, write_history_csv
+from .sqlite_file import SQLiteFile
 from .train import ComparisonResult, RunResult, TrainConfig, summarize
 
 __all__ = ["ComparisonSummary", "RunStore", "RunSummary", "decode_covariance", "encode_covariance",
@@ -152,54 +151,21 @@ class RunStore:
     """Training runs and comparisons in SQLite; see the module docstring for the guarantees."""
 
     def __init__(self, path: str | Path | None = None):
-        self.path = Path(path) if path is not None else runs_path()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        for attempt in range(50):
-            try:
-                with self._connection() as conn:
-                    conn.execute("PRAGMA journal_mode=WAL")
-                    conn.executescript(_SCHEMA)
-                    _add_metric_column(conn)
-                break
-            except sqlite3.OperationalError as exc:  # another process is switching to WAL right now
-                if "locked" not in str(exc) or attempt == 49:
-                    raise
-                time.sleep(0.1)
-
-    @contextmanager
-    def _connection(self):
-        conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-        try:
-            conn.execute("PRAGMA busy_timeout=30000")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            yield conn
-        finally:
-            conn.close()
-
-    @contextmanager
-    def _transaction(self):
-        """One write transaction: all of it lands or none of it does."""
-        with self._connection() as conn:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
+        self._db = SQLiteFile(runs_path() if path is None else path, _SCHEMA, _add_metric_column)
+        self.path = self._db.path
 
     # -- writing ---------------------------------------------------------------------------------
 
     def save(self, result: RunResult, *, name: str | None = None, comparison_id: int | None = None) -> int:
         """Store one run (and its covariances and state dict); return its id, also set on result.id."""
-        with self._transaction() as conn:
+        with self._db.transaction() as conn:
             result.id = self._insert_run(conn, result, name, comparison_id)
         return result.id
 
     def save_once(self, key: str, make_result, *, name: str | None = None) -> int | None:
         """Store the run `make_result()` returns unless a run was stored under `key` before (even
         one deleted since); its id, or None. Two processes racing store it once."""
-        with self._transaction() as conn:
+        with self._db.transaction() as conn:
             if conn.execute("SELECT 1 FROM once WHERE key = ?", (key,)).fetchone():
                 return None
             result = make_result()
@@ -209,18 +175,47 @@ class RunStore:
 
     def once_id(self, key: str) -> int | None:
         """The id of the run stored under `key` by save_once, while that run still exists."""
-        with self._connection() as conn:
+        with self._db.connection() as conn:
             row = conn.execute("SELECT once.run_id FROM once JOIN runs ON runs.id = once.run_id "
                                "WHERE once.key = ?", (key,)).fetchone()
         return row[0] if row else None
 
+    def once_results(self, keys) -> dict[str, dict]:
+        """For each key that a stored run is kept under (save_once): that run's id, status, message,
+        final metrics and wall time, without its history, covariances or weights."""
+        keys, found = list(keys), {}
+        with self._db.connection() as conn:
+            for start in range(0, len(keys), 500):  # SQLite's limit on bound parameters
+                chunk = keys[start:start + 500]
+                marks = ",".join("?" * len(chunk))
+                for key, run_id, status, message, final, wall_time in conn.execute(
+                        "SELECT once.key, runs.id, runs.status, runs.message, runs.final, runs.wall_time "
+                        f"FROM once JOIN runs ON runs.id = once.run_id WHERE once.key IN ({marks})", chunk):
+                    found[key] = {"run_id": run_id, "status": status, "message": message,
+                                  "final": stored_final(json.loads(final)), "wall_time": wall_time}
+        return found
+
+    def forget(self, keys) -> int:
+        """Delete the runs kept under `keys` (save_once) and the keys themselves, so that save_once
+        stores them again; the number of runs deleted."""
+        keys, deleted = list(keys), 0
+        with self._db.transaction() as conn:
+            for start in range(0, len(keys), 500):
+                chunk = keys[start:start + 500]
+                marks = ",".join("?" * len(chunk))
+                ids = f"SELECT run_id FROM once WHERE key IN ({marks})"
+                conn.execute(f"DELETE FROM covariances WHERE run_id IN ({ids})", chunk)
+                deleted += conn.execute(f"DELETE FROM runs WHERE id IN ({ids})", chunk).rowcount
+                conn.execute(f"DELETE FROM once WHERE key IN ({marks})", chunk)
+        return deleted
+
     def save_comparison(self, cmp: ComparisonResult, *, name: str | None = None) -> int:
         """Store a comparison and all of its runs in one transaction; return the comparison id."""
-        with self._transaction() as conn:
+        with self._db.transaction() as conn:
             cur = conn.execute(
                 "INSERT INTO comparisons (created, name, base_config, variants, refs, seeds, rows, "
                 "verdicts, wall_time, status, metric) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (_now(), name, _json(cmp.base_config.to_dict()), json.dumps(cmp.variants_dict()),
+                (utc_timestamp(), name, _json(cmp.base_config.to_dict()), json.dumps(cmp.variants_dict()),
                  json.dumps(cmp.references), json.dumps(cmp.seeds), _json(rows_to_json(cmp.rows)),
                  json.dumps(cmp.verdicts), cmp.wall_time, cmp.status, cmp.metric))
             cmp_id = cur.lastrowid
@@ -238,7 +233,7 @@ class RunStore:
             "init, freeze_filters, seed, status, message, test_acc, train_acc, loss, wall_time, device, "
             "config, history, final, layer_names, state_dict) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (_now(), name, comparison_id, result.variant, cfg.dataset, cfg.model, run_kernel_size(result),
+            (utc_timestamp(), name, comparison_id, result.variant, cfg.dataset, cfg.model, run_kernel_size(result),
              len(result.layer_names) or None, cfg.init, int(cfg.freeze_filters), cfg.seed, result.status,
              result.message, result.final.get("test_acc"), result.final.get("train_acc"),
              result.final.get("loss"), result.wall_time, result.device,
@@ -254,14 +249,14 @@ class RunStore:
 
     def delete(self, run_id: int) -> None:
         """Remove one run and its covariances (ValueError if there is no such run)."""
-        with self._transaction() as conn:
+        with self._db.transaction() as conn:
             if conn.execute("DELETE FROM runs WHERE id = ?", (run_id,)).rowcount == 0:
                 raise ValueError(f"no run with id {run_id} in {self.path}")
             conn.execute("DELETE FROM covariances WHERE run_id = ?", (run_id,))
 
     def delete_comparison(self, comparison_id: int) -> None:
         """Remove a comparison together with its runs."""
-        with self._transaction() as conn:
+        with self._db.transaction() as conn:
             if conn.execute("DELETE FROM comparisons WHERE id = ?", (comparison_id,)).rowcount == 0:
                 raise ValueError(f"no comparison with id {comparison_id} in {self.path}")
             conn.execute("DELETE FROM covariances WHERE run_id IN "
@@ -272,7 +267,7 @@ class RunStore:
 
     def list(self) -> list[RunSummary]:
         """All runs, newest first."""
-        with self._connection() as conn:
+        with self._db.connection() as conn:
             rows = conn.execute(
                 "SELECT id, created, name, dataset, model, kernel_size, depth, init, freeze_filters, seed, "
                 "status, test_acc, wall_time, comparison_id, "
@@ -286,7 +281,7 @@ class RunStore:
 
     def get(self, run_id: int) -> RunResult:
         """The stored run with its history, covariances (float64) and state dict."""
-        with self._connection() as conn:
+        with self._db.connection() as conn:
             return self._read_run(conn, run_id)
 
     def _read_run(self, conn, run_id: int) -> RunResult:
@@ -310,7 +305,7 @@ class RunStore:
 
     def list_comparisons(self) -> list[ComparisonSummary]:
         """All comparisons, newest first."""
-        with self._connection() as conn:
+        with self._db.connection() as conn:
             rows = conn.execute(
                 "SELECT id, created, name, base_config, variants, seeds, status, verdicts, wall_time, "
                 "(SELECT COUNT(*) FROM runs WHERE comparison_id = comparisons.id) "
@@ -327,7 +322,7 @@ class RunStore:
     def get_comparison(self, comparison_id: int) -> ComparisonResult:
         """A stored comparison with all of its runs; its table and verdicts are worked out again
         from the runs by train.summarize, so every comparison is judged by today's rule."""
-        with self._connection() as conn:
+        with self._db.connection() as conn:
             row = conn.execute(
                 "SELECT base_config, variants, refs, seeds, metric, wall_time, status "
                 "FROM comparisons WHERE id = ?", (comparison_id,)).fetchone()
@@ -355,5 +350,6 @@ def _json(value) -> str:
     return json.dumps(value, sort_keys=True)
 
 
-def _now() -> str:
+def utc_timestamp() -> str:
+    """Now in UTC, ISO 8601 to the second (the created columns)."""
     return datetime.now(timezone.utc).isoformat(timespec="seconds")

@@ -11,6 +11,9 @@ ValueError that names the variable, the value and what it accepts.
     CONVCOV_MAX_CHECKPOINT_MB  largest checkpoint or matrix file read (MiB)        512
     CONVCOV_MAX_JOBS           background jobs the app runs at once                1
     CONVCOV_MAX_JOB_SAMPLES    training images one app job may use                 200,000
+    CONVCOV_MAX_SWEEP_TRIALS   trials one sweep may expand to                      10,000
+    CONVCOV_RAY_ADDRESS        Ray cluster of `--executor ray` (auto, host:port,   a Ray started
+                               ray://host:10001)                                   on this machine
     CONVCOV_DEBUG              CLI: show tracebacks instead of one-line errors     off
 """
 
@@ -27,6 +30,7 @@ DEFAULT_REFRESH_S = 2.0
 DEFAULT_MAX_CHECKPOINT_MB = 512
 DEFAULT_MAX_JOBS = 1
 DEFAULT_MAX_JOB_SAMPLES = 200_000
+DEFAULT_MAX_SWEEP_TRIALS = 10_000
 
 
 def _raw(name: str, environ) -> str:
@@ -106,6 +110,17 @@ def max_jobs(environ=None) -> int:
 def max_job_samples(environ=None) -> int:
     """Training images (steps x batch over every run) one app job may use: $CONVCOV_MAX_JOB_SAMPLES."""
     return _whole("CONVCOV_MAX_JOB_SAMPLES", DEFAULT_MAX_JOB_SAMPLES, environ)
+
+
+def max_sweep_trials(environ=None) -> int:
+    """Trials (cells x schemes x seeds) one sweep may expand to: $CONVCOV_MAX_SWEEP_TRIALS, default 10,000."""
+    return _whole("CONVCOV_MAX_SWEEP_TRIALS", DEFAULT_MAX_SWEEP_TRIALS, environ)
+
+
+def ray_address(environ=None) -> str | None:
+    """$CONVCOV_RAY_ADDRESS ("auto", "host:port" or "ray://host:10001"), or None: `--executor ray`
+    then starts a Ray instance on this machine."""
+    return _raw("CONVCOV_RAY_ADDRESS", environ) or None
 
 
 def debug(environ=None) -> bool:

@@ -158,3 +158,26 @@ def holm(p_values, alpha: float = ALPHA / 2) -> list[bool]:
             break
         rejected[i] = True
     return rejected
+
+
+POWER = 0.8
+
+
+def seeds_needed(effect: float, diff_std: float | None, power: float = POWER, level: float = LEVEL,
+                 most: int = 1000) -> int | None:
+    """Seeds a paired comparison needs to resolve a true mean difference `effect` (the verdict
+    rule names a winner) with probability `power`, at a per-seed spread of differences `diff_std`:
+    the smallest n >= 2 with
+
+        (t(1 - (1 - level) / 2, n - 1) + t(power, n - 1)) * diff_std / sqrt(n)  <=  |effect|
+
+    (the usual t-test sample size, iterated because t depends on n). None when diff_std is unknown,
+    the effect is 0, or more than `most` seeds would be needed."""
+    if diff_std is None or not effect:
+        return None
+    if diff_std == 0:
+        return 2
+    for n in range(2, most + 1):
+        if (t_quantile(n, level) + float(_scipy.t.ppf(power, n - 1))) * diff_std / math.sqrt(n) <= abs(effect):
+            return n
+    return None

@@ -13,6 +13,7 @@ from convcov_core import settings
     (settings.max_checkpoint_bytes, "CONVCOV_MAX_CHECKPOINT_MB", 512 * 2**20, "0.5", 2**19, ["0", "-1", "lots", "inf"]),
     (settings.max_jobs, "CONVCOV_MAX_JOBS", 1, "3", 3, ["0", "1.5", "many"]),
     (settings.max_job_samples, "CONVCOV_MAX_JOB_SAMPLES", 200_000, "1_000_000", 1_000_000, ["-5", "x"]),
+    (settings.max_sweep_trials, "CONVCOV_MAX_SWEEP_TRIALS", 10_000, "500", 500, ["0", "many"]),
 ])
 def test_each_setting_has_a_default_parses_a_good_value_and_names_a_bad_one(read, name, default, good, parsed, bad):
     assert read({}) == default and read({name: "  "}) == default
@@ -28,6 +29,7 @@ def test_paths_and_debug(monkeypatch, tmp_path):
     assert settings.data({}) is None and settings.data({"CONVCOV_DATA": str(tmp_path)}) == tmp_path
     assert not settings.debug({}) and not settings.debug({"CONVCOV_DEBUG": "0"})
     assert settings.debug({"CONVCOV_DEBUG": "1"})
+    assert settings.ray_address({}) is None and settings.ray_address({"CONVCOV_RAY_ADDRESS": " auto "}) == "auto"
     monkeypatch.setenv("CONVCOV_MAX_KERNEL", "9")  # read when called, from os.environ by default
     assert settings.max_kernel_size() == 9
 

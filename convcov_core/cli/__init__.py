@@ -13,12 +13,16 @@
     runs        list | show | export | delete stored runs
     download    fetch a torchvision dataset into the data root
     reproduce   test the papers' claims with small fixed experiments; write a report
+    rfm         ConvRFM and Deep ConvRFM (seed 001) vs the base Laplace kernel and the Feature Ansatz CNN
+                over noise levels and seeds
+    sweep       many seeded runs over a grid (kernel size, depth, epochs, ...), on this machine or a Ray
+                cluster: run | resume | show | list | delete
 
 Bad arguments, and running out of memory, print one line on stderr and exit with code 2.
 
 The package: args (argument types, option tables, shared options), output (tables, comparison text,
 terminal progress, JSON files), sources (run store, bundled example, covariance files), training
-(compare, reproduce, runs) and analysis (learned, cnfa, frequency, covariance, sample, download); each
+(compare, reproduce, runs), sweep and analysis (learned, cnfa, frequency, covariance, sample, download); each
 command module registers its own sub-parsers (add_parsers). This module builds the parser and runs a
 command: main.
 """
@@ -32,7 +36,7 @@ import sys
 import torch
 
 from .. import settings
-from . import analysis, training
+from . import analysis, rfm, sweep, training
 from .args import Parser, UsageError
 from .output import TerminalProgress, format_comparison, format_table
 
@@ -41,7 +45,8 @@ __all__ = ["COMMANDS", "TerminalProgress", "UsageError", "build_parser", "format
 
 # The commands in the order `convcov --help` lists them, and the module that registers each.
 COMMANDS = {"compare": training, "covariance": analysis, "sample": analysis, "learned": analysis,
-            "cnfa": analysis, "frequency": analysis, "reproduce": training, "download": analysis, "runs": training}
+            "cnfa": analysis, "frequency": analysis, "reproduce": training, "rfm": rfm, "sweep": sweep,
+            "download": analysis, "runs": training}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,15 +64,16 @@ def _one_line(message: str) -> str:
 def _check_kernel_size_cap(args) -> None:
     """ValueError for an even --kernel-size (filters are centred on a pixel; PyTorch pads an even
     "same" convolution unevenly) or one above settings.max_kernel_size(): a k x k filter's covariance
-    is a k^2 x k^2 matrix, so k = 201 alone would be a 13 GB float64 file."""
-    k, cap = getattr(args, "kernel_size", None), settings.max_kernel_size()
-    if k is not None and k > 0 and k % 2 == 0:
-        raise ValueError(f"--kernel-size {k} is even: convcov's filters are centred on a pixel, so the kernel "
-                         f"size must be odd (try {k - 1} or {k + 1})")
-    if k is not None and k > cap:
-        raise ValueError(f"--kernel-size {k} is above {cap}, the largest kernel size convcov accepts "
-                         f"(a covariance of {k} x {k} filters is a {k * k:,} x {k * k:,} matrix); "
-                         "set CONVCOV_MAX_KERNEL to allow more")
+    is a k^2 x k^2 matrix, so k = 201 alone would be a 13 GB float64 file. `sweep run` may give a list."""
+    sizes, cap = getattr(args, "kernel_size", None), settings.max_kernel_size()
+    for k in sizes if isinstance(sizes, list) else [sizes]:
+        if k is not None and k > 0 and k % 2 == 0:
+            raise ValueError(f"--kernel-size {k} is even: convcov's filters are centred on a pixel, so the kernel "
+                             f"size must be odd (try {k - 1} or {k + 1})")
+        if k is not None and k > cap:
+            raise ValueError(f"--kernel-size {k} is above {cap}, the largest kernel size convcov accepts "
+                             f"(a covariance of {k} x {k} filters is a {k * k:,} x {k * k:,} matrix); "
+                             "set CONVCOV_MAX_KERNEL to allow more")
 
 
 _ALLOCATION = re.compile(r"allocate (\d+) bytes|allocate ([\d.]+ [KMGT]i?B)", re.IGNORECASE)

@@ -20,13 +20,11 @@ from .sources import learned_covariances, store
 # ---------------------------------------------------------------------------------------------
 
 
-def cmd_compare(args) -> int:
-    variants, references = variants_for(args.inits, args.freeze)
-    covariances = None
-    if args.learned_from is not None or "learned" in args.inits:
-        covariances = learned_covariances(args)
+def training_config(args, covariances=None) -> TrainConfig:
+    """The TrainConfig that compare's training flags describe (a ConvMixer's kernel and patch size
+    default to 9 and 2), validated."""
     convmixer = args.model.startswith("convmixer")
-    base = TrainConfig(dataset=args.dataset, dataset_params=dict(args.dataset_param), model=args.model,
+    return TrainConfig(dataset=args.dataset, dataset_params=dict(args.dataset_param), model=args.model,
                        kernel_size=9 if args.kernel_size is None and convmixer else args.kernel_size,
                        patch_size=2 if args.patch_size is None and convmixer else args.patch_size,
                        epochs=args.epochs,
@@ -34,8 +32,15 @@ def cmd_compare(args) -> int:
                        schedule=args.schedule, label_smoothing=args.label_smoothing,
                        sigma_first=args.sigma_first, sigma_last=args.sigma_last, covariances=covariances,
                        device=args.device, max_steps=args.max_steps, threads=args.threads,
-                       compile=args.compile, precision=args.precision, data_root=args.data_root)
-    base.validate()
+                       compile=args.compile, precision=args.precision, data_root=args.data_root).validate()
+
+
+def cmd_compare(args) -> int:
+    variants, references = variants_for(args.inits, args.freeze)
+    covariances = None
+    if args.learned_from is not None or "learned" in args.inits:
+        covariances = learned_covariances(args)
+    base = training_config(args, covariances)
     if (note := reach.kernel_reach_note(base)) is not None:
         print(f"convcov: note: {note}", file=sys.stderr)
     progress = None if args.quiet else TerminalProgress()

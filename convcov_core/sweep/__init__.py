@@ -1,0 +1,38 @@
+"""Sweeps: many seeded runs over a grid of training settings, on this machine or a Ray cluster,
+resumable, and turned into the effect of each init scheme against the reference per cell.
+
+    grid         Sweep (base config, axes, schemes, seeds), Trial, trial_key, parse_values
+    store        SweepStore: sweeps and their trials' results in the run store's SQLite file
+    worker       run_trial: one trial wherever it runs, its own failures recorded, not raised
+    local        LocalPool: worker processes on this machine (the default executor)
+    ray_cluster  RayExecutor: Ray tasks on a cluster (optional dependency)
+    run          run_sweep: skip what is stored, run the rest, store results, progress events
+    results      trial_table, cell_effects, write_table
+"""
+
+from __future__ import annotations
+
+from .grid import AXES, Sweep, Trial, parse_values, trial_key
+from .local import LocalPool
+from .ray_cluster import ClusterUnreachable, RayExecutor
+from .results import cell_effects, trial_table, write_table
+from .run import SweepEvent, SweepOutcome, run_sweep
+from .store import SweepStore, SweepSummary
+
+EXECUTORS = ("local", "ray")
+
+
+def make_executor(name: str = "local", *, workers: int | None = None, ray_address: str | None = None,
+                  cpus_per_trial: float = 1, gpus_per_trial: float = 0):
+    """The executor called `name`: "local" (LocalPool with `workers` processes) or "ray"
+    (RayExecutor at `ray_address`, None: a Ray started on this machine with `workers` CPUs)."""
+    if name == "local":
+        return LocalPool(workers)
+    if name == "ray":
+        return RayExecutor(ray_address, workers, cpus_per_trial, gpus_per_trial)
+    raise ValueError(f"unknown executor {name!r}; choose one of: {', '.join(EXECUTORS)}")
+
+
+__all__ = ["AXES", "EXECUTORS", "ClusterUnreachable", "LocalPool", "RayExecutor", "Sweep", "SweepEvent",
+           "SweepOutcome", "SweepStore", "SweepSummary", "Trial", "cell_effects", "make_executor", "parse_values",
+           "run_sweep", "trial_key", "trial_table", "write_table"]

@@ -1,0 +1,129 @@
+"""The local executor: a pool of worker processes on this machine, one trial at a time per worker.
+
+On CPU each worker trains with cores / workers torch threads (so two single-thread workers on two
+cores instead of one run fighting itself for both); on CUDA each worker takes one GPU in turn
+(workers = GPUs by default; more per GPU when trials are small). Workers are spawned, not forked,
+so they start with a clean torch. A worker that dies (killed, out of memory) breaks the pool: the
+trials it was running are retried in a new pool, up to MAX_ATTEMPTS times, then recorded as failed;
+the trials that had not started are simply run again.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import queue as queue_module
+from collections import Counter
+from concurrent.futures import FIRST_COMPLETED, CancelledError, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+
+import torch
+
+from ..validation import whole_number
+from .worker import TrialProgress, failed_result, run_trial
+
+MAX_ATTEMPTS = 3  # times a trial is started before a dying worker counts as the trial's failure
+_POLL_S = 0.5
+
+_worker = {}  # a pool worker's progress queue, stop flag and torch threads (set by _start_worker)
+
+
+def _start_worker(progress, stop, counter, threads: int, gpus: int) -> None:
+    with counter.get_lock():
+        index = counter.value
+        counter.value += 1
+    torch.set_num_threads(threads)
+    if gpus:
+        torch.cuda.set_device(index % gpus)
+    _worker.update(progress=progress, stop=stop, threads=threads)
+
+
+def _run_in_worker(config, key: str):
+    progress, stop = _worker["progress"], _worker["stop"]
+    progress.put(("started", key))
+    return run_trial(config.replace(threads=_worker["threads"]), key, report=progress.put,
+                     should_stop=stop.is_set)
+
+
+class LocalPool:
+    """Trials on `workers` processes of this machine (default: one per GPU, else one per CPU core),
+    each with `threads` torch threads (default: cores // workers)."""
+
+    name = "local"
+
+    def __init__(self, workers: int | None = None, threads: int | None = None):
+        cores = os.cpu_count() or 1
+        self.gpus = torch.cuda.device_count()
+        self.workers = whole_number(workers, "workers", 1) if workers is not None else (self.gpus or cores)
+        self.threads = whole_number(threads, "threads", 1) if threads is not None else max(1, cores // self.workers)
+
+    @property
+    def slots(self) -> int:
+        """Trials that run at once."""
+        return self.workers
+
+    def describe(self) -> str:
+        where = f"{self.gpus} GPU(s)" if self.gpus else f"{os.cpu_count()} CPU core(s)"
+        return (f"local pool on this machine ({where}): {self.workers} worker process(es), "
+                f"{self.threads} torch thread(s) each")
+
+    def run(self, trials, on_progress, should_stop):
+        """Yield (trial, RunResult) as trials finish, in any order; on_progress(TrialProgress) while
+        they run. should_stop() True: running trials are cancelled (their results come back with
+        status "cancelled"), the others are not started."""
+        context = multiprocessing.get_context("spawn")
+        progress, stop, counter = context.Queue(), context.Event(), context.Value("i", 0)
+        pending = {trial.key: trial for trial in trials}
+        attempts = Counter()
+        failed_starts = 0
+        while pending and not stop.is_set():
+            started: set[str] = set()
+            with ProcessPoolExecutor(self.workers, mp_context=context, initializer=_start_worker,
+                                     initargs=(progress, stop, counter, self.threads, self.gpus)) as pool:
+                futures = {pool.submit(_run_in_worker, t.config, t.key): t for t in pending.values()}
+                broken = False
+                while futures:
+                    done, _ = wait(futures, timeout=_POLL_S, return_when=FIRST_COMPLETED)
+                    _drain(progress, on_progress, started)
+                    if not stop.is_set() and should_stop():
+                        stop.set()
+                        for future in futures:
+                            future.cancel()
+                    for future in done:
+                        trial = futures.pop(future)
+                        try:
+                            result = future.result()
+                        except CancelledError:
+                            continue
+                        except BrokenProcessPool:
+                            broken = True
+                            continue
+                        del pending[trial.key]
+                        yield trial, result
+                    if broken and not futures:
+                        break
+            _drain(progress, on_progress, started)
+            failed_starts = failed_starts + 1 if broken and not started else 0
+            if failed_starts >= MAX_ATTEMPTS:
+                raise RuntimeError(f"the sweep's worker processes died before starting a trial, {MAX_ATTEMPTS} "
+                                   "times in a row (a script that starts a sweep must guard it with "
+                                   "if __name__ == '__main__')")
+            for key in (started & set(pending)) if broken else ():
+                attempts[key] += 1
+                if attempts[key] >= MAX_ATTEMPTS:
+                    trial = pending.pop(key)
+                    yield trial, failed_result(trial.config, f"its worker process died {MAX_ATTEMPTS} times "
+                                                             "(killed, or out of memory)")
+
+
+def _drain(progress, on_progress, started: set) -> None:
+    """Hand every queued progress report to on_progress; note the trials that started."""
+    while True:
+        try:
+            item = progress.get_nowait()
+        except queue_module.Empty:
+            return
+        if isinstance(item, TrialProgress):
+            on_progress(item)
+        else:
+            started.add(item[1])

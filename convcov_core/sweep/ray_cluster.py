@@ -1,0 +1,148 @@
+"""The Ray executor: every trial a Ray task on a cluster (or on a Ray started on this machine).
+
+Each task declares what it needs (cpus_per_trial CPUs, gpus_per_trial GPUs, fractions allowed) and
+trains with that many torch threads; workers import convcov from the installed package, results
+travel back to the driver, which alone writes the run store. A task whose worker dies is retried by
+Ray (MAX_ATTEMPTS starts in all); a trial that fails for a reason of its own comes back as a
+"failed" result (worker.run_trial) and is not retried. Progress reports reach the driver through a
+ray.util.queue.Queue. Ray is an optional dependency (`pip install 'convcov[ray]'`); one Ray
+connection per process is kept across calls (a Streamlit rerun finds it in place).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from urllib.parse import urlsplit
+
+from .local import MAX_ATTEMPTS
+from .worker import failed_result, run_trial
+
+INSTALL_HINT = "pip install 'convcov[ray]' (or pip install ray)"
+_POLL_S = 0.5
+_CONNECT_TIMEOUT_S = 3.0
+
+
+class ClusterUnreachable(ValueError):
+    """Ray is not installed, or the cluster's address does not answer; the message says which."""
+
+
+def _ray():
+    try:
+        import ray
+    except ImportError:
+        raise ClusterUnreachable(f"--executor ray needs Ray, which is not installed here: {INSTALL_HINT}") from None
+    return ray
+
+
+def _check_reachable(address: str) -> None:
+    """ClusterUnreachable unless host:port of `address` ("host:port" or "ray://host:port") accepts
+    a TCP connection within a few seconds ("auto" is left to Ray)."""
+    if address == "auto":
+        return
+    parts = urlsplit(address if "://" in address else f"tcp://{address}")
+    try:
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        host, port = None, None
+    if not host or not port:
+        raise ClusterUnreachable(f"Ray address {address!r} is not 'auto', 'host:port' or 'ray://host:port'")
+    try:
+        socket.create_connection((host, port), timeout=_CONNECT_TIMEOUT_S).close()
+    except OSError as exc:
+        raise ClusterUnreachable(f"no Ray cluster answers at {address} ({exc.strerror or exc}); start one with "
+                                 "`ray start --head` or check --ray-address / CONVCOV_RAY_ADDRESS") from None
+
+
+def connect(address: str | None = None, num_cpus: int | None = None):
+    """The ray module, connected to the cluster at `address` (None: a Ray started on this machine
+    with num_cpus CPUs, no dashboard). A process already connected stays connected."""
+    ray = _ray()
+    if ray.is_initialized():
+        return ray
+    if address is not None:
+        _check_reachable(address)
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    options = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)
+    try:
+        if address is None:
+            ray.init(num_cpus=num_cpus, **options)
+        else:
+            ray.init(address=address, **options)
+    except (ConnectionError, TimeoutError, RuntimeError) as exc:
+        raise ClusterUnreachable(f"could not connect to Ray at {address or 'this machine'}: "
+                                 f"{' '.join(str(exc).split())[:300]}") from None
+    return ray
+
+
+def _ray_trial(config, key: str, progress):
+    return run_trial(config, key, report=progress.put_nowait)
+
+
+class RayExecutor:
+    """Trials as Ray tasks of cpus_per_trial CPUs and gpus_per_trial GPUs each, on the cluster at
+    `address` (None: a Ray started here with `workers` CPUs, default one per core)."""
+
+    name = "ray"
+
+    def __init__(self, address: str | None = None, workers: int | None = None, cpus_per_trial: float = 1,
+                 gpus_per_trial: float = 0):
+        if not cpus_per_trial > 0 or gpus_per_trial < 0:
+            raise ValueError(f"a trial needs > 0 CPUs and >= 0 GPUs, got {cpus_per_trial} and {gpus_per_trial}")
+        self.address, self.cpus_per_trial, self.gpus_per_trial = address, cpus_per_trial, gpus_per_trial
+        self.ray = connect(address, workers)
+        self.resources = self.ray.cluster_resources()
+
+    @property
+    def slots(self) -> int:
+        """Trials that run at once on the cluster's CPUs (and GPUs, when trials ask for them)."""
+        fits = [self.resources.get("CPU", 0) / self.cpus_per_trial]
+        if self.gpus_per_trial:
+            fits.append(self.resources.get("GPU", 0) / self.gpus_per_trial)
+        return max(1, int(min(fits)))
+
+    def describe(self) -> str:
+        nodes = sum(1 for node in self.ray.nodes() if node.get("Alive"))
+        where = self.address or "a Ray started on this machine"
+        return (f"Ray at {where}: {nodes} node(s), {self.resources.get('CPU', 0):g} CPU(s), "
+                f"{self.resources.get('GPU', 0):g} GPU(s); {self.cpus_per_trial:g} CPU(s) and "
+                f"{self.gpus_per_trial:g} GPU(s) per trial")
+
+    def run(self, trials, on_progress, should_stop):
+        """As LocalPool.run: yield (trial, RunResult) as tasks finish; should_stop() True cancels
+        every task left (no results come back for them)."""
+        ray = self.ray
+        from ray.util.queue import Queue
+
+        progress = Queue(actor_options={"num_cpus": 0})
+        task = ray.remote(_ray_trial).options(num_cpus=self.cpus_per_trial, num_gpus=self.gpus_per_trial,
+                                              max_retries=MAX_ATTEMPTS - 1, retry_exceptions=False)
+        threads = max(1, int(self.cpus_per_trial))
+        refs = {task.remote(t.config.replace(threads=threads), t.key, progress): t for t in trials}
+        try:
+            while refs:
+                ready, _ = ray.wait(list(refs), num_returns=1, timeout=_POLL_S)
+                _drain(progress, on_progress)
+                if should_stop():
+                    for ref in refs:
+                        ray.cancel(ref, force=True)
+                    return
+                for ref in ready:
+                    trial = refs.pop(ref)
+                    try:
+                        result = ray.get(ref)
+                    except ray.exceptions.RayError as exc:  # its worker died MAX_ATTEMPTS times
+                        result = failed_result(trial.config, f"Ray could not run it ({type(exc).__name__}) "
+                                                             f"after {MAX_ATTEMPTS} attempts")
+                    yield trial, result
+            _drain(progress, on_progress)
+        finally:
+            ray.kill(progress.actor)
+
+
+def _drain(progress, on_progress) -> None:
+    """Hand every report waiting in the Ray queue to on_progress."""
+    waiting = progress.size()
+    if waiting:
+        for item in progress.get_nowait_batch(waiting):
+            on_progress(item)
