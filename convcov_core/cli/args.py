@@ -70,6 +70,17 @@ def int_list(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected integers like 0,1,2 or 0-4, got {text!r}") from None
 
 
+def float_list(text: str) -> list[float]:
+    """"0.5,1,1.5" -> [0.5, 1.0, 1.5]."""
+    try:
+        values = [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        values = []
+    if not values:
+        raise argparse.ArgumentTypeError(f"expected numbers like 0.5,1,1.5, got {text!r}")
+    return values
+
+
 def name_list(text: str) -> list[str]:
     """"default,gaussian" -> ["default", "gaussian"]."""
     names = [part.strip() for part in text.split(",") if part.strip()]

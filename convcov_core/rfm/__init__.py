@@ -8,8 +8,8 @@ levels and seeds (seed 001's Figure 5).
 
 from .experiment import MODELS, NoiseSweep, Setup, compare_models, noise_sweep
 from .kernel import PatchMetric, kernel_agop, laplace_kernel, patch_metric
-from .machines import ConvRFM, DeepConvRFM, ridge_solutions, sample_patch_filters
+from .machines import BANDWIDTH, ConvRFM, DeepConvRFM, ridge_solutions, sample_patch_filters
 
-__all__ = ["MODELS", "ConvRFM", "DeepConvRFM", "NoiseSweep", "PatchMetric", "Setup", "compare_models",
+__all__ = ["BANDWIDTH", "MODELS", "ConvRFM", "DeepConvRFM", "NoiseSweep", "PatchMetric", "Setup", "compare_models",
            "kernel_agop", "laplace_kernel", "noise_sweep", "patch_metric", "ridge_solutions",
            "sample_patch_filters"]

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from .. import model_pairs, stats, train
-from .machines import ConvRFM, DeepConvRFM, layer_patch_sizes
+from .machines import BANDWIDTH, ConvRFM, DeepConvRFM, layer_patch_sizes
 
 MODELS = ("base kernel", "ConvRFM", "Deep ConvRFM", "CNN")
 #: The paired comparisons reported per noise level: (a, b) reads "a - b".
@@ -41,9 +41,9 @@ class Setup:
     iterations: int = 3
     layers: int = 2
     filters: int = 64
-    bandwidth: float = 1.0
+    bandwidth: float = BANDWIDTH
     agop_images: int | None = 400
-    cnn_epochs: int = 10
+    cnn_epochs: int = 30
     dataset_params: dict = field(default_factory=dict)
 
     def __post_init__(self):

@@ -26,6 +26,9 @@ from .kernel import kernel_agop, laplace_kernel, patch_metric
 Tensor = torch.Tensor
 
 REGULARIZERS = (1e-6, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)
+#: L = 4 x the median patch distance: validation accuracy 71.5% against 66.5% at 1 x (ConvRFM, T = 4,
+#: noisy-bars at noise 0.5, 1,000 images, seed 0).
+BANDWIDTH = 4.0
 
 
 def ridge_solutions(K: Tensor, Y: Tensor, regularizers) -> list[Tensor]:
@@ -83,7 +86,7 @@ class ConvRFM:
     bandwidth), chosen (the iteration of M), regularizer, metric.
     """
 
-    def __init__(self, patch_size: int = 5, iterations: int = 3, *, bandwidth: float = 1.0,
+    def __init__(self, patch_size: int = 5, iterations: int = 3, *, bandwidth: float = BANDWIDTH,
                  regularizers=REGULARIZERS, val_fraction: float = 0.2, agop_images: int | None = None,
                  seed: int = 0, refit: bool = True):
         self.patch_size = whole_number(patch_size, "patch size", 1)
