@@ -6,7 +6,8 @@ ConvMixer (Trockman & Kolter, "Patches Are All You Need?"), for input x:
             z = BN(GELU(Conv_{1 x 1}(z)))                               whose covariance we study)
     head:   Linear(mean over positions of z)
 "convmixer-<dim>/<depth>-niff" has niff.NIFFDepthwise (filters as large as the map, from an MLP over
-frequencies) in place of the k x k depthwise conv; k is then only the window its filters are read in.
+frequencies; "-niff-big" with the seed's larger MLP) in place of the k x k depthwise conv; k is then
+only the window its filters are read in.
 Module names follow timm's ConvMixer (stem / blocks.i / head), so its state dicts load into ours.
 
 Reading checkpoint files safely lives in checkpoints.py, timm's layer surgery in timm_adapt.py.
@@ -31,7 +32,7 @@ from .checkpoints import (  # noqa: F401
     read_checkpoint_bytes,
 )
 from .init import depthwise_convs
-from .niff import NIFFDepthwise
+from .niff import MLP_SIZES, NIFFDepthwise
 from .timm_adapt import timm_model
 from .validation import whole_number
 
@@ -70,9 +71,11 @@ class Residual(nn.Module):
         return self.fn(x) + x
 
 
-def _convmixer_block(dim: int, kernel_size: int, niff: bool = False) -> nn.Sequential:
-    """Residual depthwise conv, k x k or NIFF (spatial mixing), then pointwise conv (channel mixing)."""
-    spatial = NIFFDepthwise(dim) if niff else nn.Conv2d(dim, dim, kernel_size, groups=dim, padding="same")
+def _convmixer_block(dim: int, kernel_size: int, niff: str | None = None) -> nn.Sequential:
+    """Residual depthwise conv, k x k or NIFF with MLP_SIZES[niff] (spatial mixing), then pointwise conv
+    (channel mixing)."""
+    spatial = (NIFFDepthwise(dim, MLP_SIZES[niff]) if niff
+               else nn.Conv2d(dim, dim, kernel_size, groups=dim, padding="same"))
     return nn.Sequential(
         Residual(nn.Sequential(
             spatial,
@@ -86,8 +89,9 @@ def _convmixer_block(dim: int, kernel_size: int, niff: bool = False) -> nn.Seque
 
 
 def ConvMixer(dim: int, depth: int, kernel_size: int = 9, patch_size: int = 7,
-              n_classes: int = 1000, in_chans: int = 3, niff: bool = False) -> nn.Sequential:
-    """ConvMixer-dim/depth with k x k depthwise filters (padding "same"), or NIFF filters, on p x p patches."""
+              n_classes: int = 1000, in_chans: int = 3, niff: str | None = None) -> nn.Sequential:
+    """ConvMixer-dim/depth with k x k depthwise filters (padding "same"), or NIFF filters (niff: "small"
+    or "big", niff.MLP_SIZES), on p x p patches."""
     for value, what in ((dim, "dim"), (depth, "depth"), (kernel_size, "kernel size"),
                         (patch_size, "patch size"), (n_classes, "number of classes"),
                         (in_chans, "number of input channels")):
@@ -130,27 +134,28 @@ def SmallCNN(in_chans: int, n_classes: int, widths=(32, 64), kernel_sizes=(5, 3)
     ))
 
 
-_SPEC_HELP = ('"convmixer-<dim>/<depth>" (e.g. convmixer-64/6), "convmixer-<dim>/<depth>-niff", '
+_SPEC_HELP = ('"convmixer-<dim>/<depth>" (e.g. convmixer-64/6), "convmixer-<dim>/<depth>-niff" (or -niff-big), '
               '"cnn-<w1>,<w2>,..." or "timm:<name>"')
 
 
 def parse_spec(spec: str) -> dict:
     """A model spec as a dict: kind ("convmixer" | "cnn" | "timm"), dim, depth, widths, name, niff
-    (True for a ConvMixer with NIFF filters)."""
+    (a ConvMixer's NIFF MLP, "small" for -niff or "big" for -niff-big; None without NIFF)."""
     text = str(spec).strip()
-    if m := re.fullmatch(r"convmixer-(\d+)/(\d+)(-niff)?", text):
+    if m := re.fullmatch(r"convmixer-(\d+)/(\d+)(-niff(-big)?)?", text):
         dim, depth = int(m[1]), int(m[2])
         if dim < 1 or depth < 1:
             raise ValueError(f"model {text!r}: dim and depth must be at least 1")
-        return {"kind": "convmixer", "dim": dim, "depth": depth, "widths": None, "name": text, "niff": bool(m[3])}
+        niff = ("big" if m[4] else "small") if m[3] else None
+        return {"kind": "convmixer", "dim": dim, "depth": depth, "widths": None, "name": text, "niff": niff}
     if m := re.fullmatch(r"cnn-(\d+(?:,\d+)*)", text):
         widths = [int(w) for w in m[1].split(",")]
         if min(widths) < 1:
             raise ValueError(f"model {text!r}: widths must be at least 1")
         return {"kind": "cnn", "dim": max(widths), "depth": len(widths), "widths": widths, "name": text,
-                "niff": False}
+                "niff": None}
     if m := re.fullmatch(r"timm:([\w.\-]+)", text):
-        return {"kind": "timm", "dim": None, "depth": None, "widths": None, "name": m[1], "niff": False}
+        return {"kind": "timm", "dim": None, "depth": None, "widths": None, "name": m[1], "niff": None}
     raise ValueError(f"unknown model {text!r}; expected {_SPEC_HELP}")
 
 

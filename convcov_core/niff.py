@@ -2,8 +2,9 @@
 depthwise layer whose filters are as large as the feature map, given by a small MLP over frequencies.
 
 For the integer frequencies (u, v) of an H x W map (FFT order, -H/2 <= u < H/2), two MLPs of 1 x 1
-convolutions over the 2 x H x W grid of coordinates, 2 -> 8 -> 4 -> C with SiLU between (the seed's
-MLP for small networks; `hidden` changes the middle), give channel c's complex response
+convolutions over the 2 x H x W grid of coordinates with SiLU between, 2 -> 8 -> 4 -> C or
+2 -> 16 -> 128 -> 32 -> C (the seed's MLPs for small and for large networks: MLP_SIZES), give
+channel c's complex response
     K[c, u, v] = MLP_re(u, v)[c] + i MLP_im(u, v)[c],
 and the layer multiplies each channel's FFT by it (no bias, as in the seed):
     y[c] = Re(IFFT2(K[c] * FFT2(x[c]))).
@@ -13,6 +14,8 @@ spatial_filters returns g the way nn.Conv2d's weights are read (cross-correlatio
     y[c, i, j] = sum_{a, b} w[c, a, b] x[c, (i + a - H // 2) mod H, (j + b - W // 2) mod W].
 centre_window crops such filters to the k x k window that k x k depthwise filters have, for the same
 covariance analyses; energy_outside is the share of their energy the crop leaves out.
+Every channel's response is a linear map of the MLP's last hidden features (h of them) plus a
+constant, so a layer's C filters span at most 2 h + 1 dimensions, whatever C and the map size.
 """
 
 from __future__ import annotations
@@ -24,6 +27,9 @@ from torch import nn
 from .validation import whole_number
 
 Tensor = torch.Tensor
+
+#: The seed's hidden widths: "small" for light-weight networks, "big" for large ones.
+MLP_SIZES = {"small": (8, 4), "big": (16, 128, 32)}
 
 
 def frequency_grid(height: int, width: int, device=None) -> Tensor:
@@ -44,7 +50,7 @@ def _mlp(widths: tuple[int, ...]) -> nn.Sequential:
 class NIFFDepthwise(nn.Module):
     """Depthwise filtering in the FFT domain with an MLP's complex response per channel, K[c, u, v]."""
 
-    def __init__(self, channels: int, hidden: tuple[int, ...] = (8, 4)):
+    def __init__(self, channels: int, hidden: tuple[int, ...] = MLP_SIZES["small"]):
         super().__init__()
         widths = (2, *(whole_number(h, "hidden width", 1) for h in hidden), whole_number(channels, "channels", 1))
         self.channels = channels

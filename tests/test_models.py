@@ -81,7 +81,7 @@ def test_small_cnn_blocks():
 
 def test_parse_spec():
     assert parse_spec("convmixer-64/6") == {"kind": "convmixer", "dim": 64, "depth": 6, "widths": None,
-                                            "name": "convmixer-64/6", "niff": False}
+                                            "name": "convmixer-64/6", "niff": None}
     cnn = parse_spec(" cnn-32,64 ")
     assert (cnn["kind"], cnn["widths"], cnn["depth"]) == ("cnn", [32, 64], 2)
     assert parse_spec("timm:convnext_atto")["name"] == "convnext_atto"

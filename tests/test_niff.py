@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 from convcov_app import background
 from convcov_core import covariance, frequency, init, learned_sets, models, reach, train
-from convcov_core.niff import NIFFDepthwise, centre_window, energy_outside, niff_layers
+from convcov_core.niff import MLP_SIZES, NIFFDepthwise, centre_window, energy_outside, niff_layers
 from helpers.pages import assert_clean, run_page
 
 TINY = {"n_train": 64, "n_test": 16, "image_size": 12, "bar_size": 4}  # 6 x 6 maps with 2 x 2 patches
@@ -45,12 +45,24 @@ def test_forward_keeps_the_dtype_under_bf16_autocast():
     assert torch.allclose(y.float(), layer(x.bfloat16().float()), atol=0.05)
 
 
-def test_layer_has_the_seeds_small_mlp_shape():
+def mlp_shapes(layer):
+    return [tuple(m.weight.shape[:2]) for m in layer.real if hasattr(m, "weight")]
+
+
+def test_layer_has_the_seeds_mlp_shapes():
     layer = NIFFDepthwise(16)
-    assert [m.weight.shape for m in layer.real if hasattr(m, "weight")] == [(8, 2, 1, 1), (4, 8, 1, 1), (16, 4, 1, 1)]
+    assert mlp_shapes(layer) == [(8, 2), (4, 8), (16, 4)]
     assert sum(p.numel() for p in layer.parameters()) == 2 * (2 * 8 + 8 + 8 * 4 + 4 + 4 * 16 + 16)
+    assert mlp_shapes(NIFFDepthwise(16, MLP_SIZES["big"])) == [(16, 2), (128, 16), (32, 128), (16, 32)]
     with pytest.raises(ValueError, match="channels must be a whole number"):
         NIFFDepthwise(0)
+
+
+@pytest.mark.parametrize("size, rank", [("small", 2 * 4 + 1), ("big", 2 * 32 + 1)])
+def test_a_layers_filters_span_at_most_2h_plus_1_dimensions(size, rank):
+    torch.manual_seed(0)
+    filters = NIFFDepthwise(96, MLP_SIZES[size]).spatial_filters(14, 14).detach().double()
+    assert torch.linalg.matrix_rank(filters.reshape(96, -1), rtol=1e-5) == rank  # float32 noise below 1e-7
 
 
 def test_centre_window_and_energy_outside_on_a_constructed_filter():
@@ -70,7 +82,10 @@ def test_centre_window_and_energy_outside_on_a_constructed_filter():
 
 
 def test_spec_builds_a_convmixer_with_niff_in_place_of_the_depthwise_conv():
-    assert models.parse_spec("convmixer-8/2-niff")["niff"] and not models.parse_spec("convmixer-8/2")["niff"]
+    assert [models.parse_spec(f"convmixer-8/2{tail}")["niff"] for tail in ("", "-niff", "-niff-big")] == [
+        None, "small", "big"]
+    big = models.build_model("convmixer-8/2-niff-big", num_classes=3, in_chans=1, patch_size=2)
+    assert mlp_shapes(niff_layers(big)[1][1])[-1] == (8, 32)
     model = models.build_model("convmixer-8/2-niff", num_classes=3, in_chans=1, kernel_size=5, patch_size=2)
     assert [name for name, _ in niff_layers(model)] == ["blocks.0.0.fn.0", "blocks.1.0.fn.0"]
     assert models.depthwise_convs(model) == []
