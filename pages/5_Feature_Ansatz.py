@@ -5,7 +5,7 @@ import functools
 import pandas as pd
 import streamlit as st
 
-from convcov_app import background, labels
+from convcov_app import background, labels, rfm_section
 from convcov_app.navigation import page_setup
 from convcov_app.store import run_store
 from convcov_app.support import present_datasets, reset_when_changed, shown_errors, stored_runs_or_warning
@@ -270,3 +270,5 @@ with shown_errors():
                "of objects; eigenvectors that do not sum to zero also respond to plain brightness "
                "(the sky of the camera picture). On the noisy datasets a trained model dims the "
                "background noise and keeps the signal.")
+
+    rfm_section.show(pair, comparison, int(index))
