@@ -1,8 +1,9 @@
 """NIFF, neural implicit frequency filters (seed 002: Grabinski, Keuper & Keuper, TMLR 2024): a
 depthwise layer whose filters are as large as the feature map, given by a small MLP over frequencies.
 
-For the integer frequencies (u, v) of an H x W map (FFT order, -H/2 <= u < H/2), two MLPs of 1 x 1
-convolutions over the 2 x H x W grid of coordinates with SiLU between, 2 -> 8 -> 4 -> C or
+For the integer frequencies (u, v) of an H x W map (FFT order, -H/2 <= u < H/2), two MLPs applied at
+every point of the H x W x 2 grid of coordinates (the seed's 1 x 1 convolutions, as nn.Linear, so that
+no other part of convcov mistakes them for conv layers), with SiLU between, 2 -> 8 -> 4 -> C or
 2 -> 16 -> 128 -> 32 -> C (the seed's MLPs for small and for large networks: MLP_SIZES), give
 channel c's complex response
     K[c, u, v] = MLP_re(u, v)[c] + i MLP_im(u, v)[c],
@@ -33,17 +34,17 @@ MLP_SIZES = {"small": (8, 4), "big": (16, 128, 32)}
 
 
 def frequency_grid(height: int, width: int, device=None) -> Tensor:
-    """2 x H x W integer frequencies (u, v) in FFT order: index i holds i for i < H/2, i - H after."""
+    """H x W x 2 integer frequencies (u, v) in FFT order: index i holds i for i < H/2, i - H after."""
     u = torch.fft.fftfreq(height, 1 / height, device=device)
     v = torch.fft.fftfreq(width, 1 / width, device=device)
-    return torch.stack(torch.meshgrid(u, v, indexing="ij"))
+    return torch.stack(torch.meshgrid(u, v, indexing="ij"), dim=-1)
 
 
 def _mlp(widths: tuple[int, ...]) -> nn.Sequential:
-    """1 x 1 convolutions widths[0] -> widths[1] -> ... with SiLU between."""
+    """Linear layers widths[0] -> widths[1] -> ... with SiLU between."""
     layers = []
     for n_in, n_out in zip(widths, widths[1:]):
-        layers += [nn.Conv2d(n_in, n_out, kernel_size=1), nn.SiLU()]
+        layers += [nn.Linear(n_in, n_out), nn.SiLU()]
     return nn.Sequential(*layers[:-1])
 
 
@@ -59,9 +60,9 @@ class NIFFDepthwise(nn.Module):
 
     def frequency_response(self, height: int, width: int) -> Tensor:
         """K: C x H x W complex64 in FFT order, computed in float32 (outside any autocast)."""
-        grid = frequency_grid(height, width, device=self.real[0].weight.device)[None]
+        grid = frequency_grid(height, width, device=self.real[0].weight.device)
         with torch.autocast(grid.device.type, enabled=False):
-            return torch.complex(self.real(grid)[0], self.imag(grid)[0])
+            return torch.complex(self.real(grid), self.imag(grid)).permute(2, 0, 1)
 
     def spatial_filters(self, height: int, width: int) -> Tensor:
         """The C x H x W real filters the forward pass applies to H x W maps, centred at (H // 2, W // 2)."""
