@@ -20,7 +20,7 @@ SCHEME_LABELS = {
     "box-3": "Box of 3 pixels",
     "gaussian-bump": "Gaussian bump",
     "delta-orthogonal": "Delta-orthogonal",
-    "all-pass": "All-pass (orthogonal conv)",
+    "all-pass": "All-pass",
 }
 
 
@@ -42,7 +42,8 @@ SCHEME_HELP = {
                      "of S, where the Gaussian covariance scheme draws N(0, v S), so its covariance "
                      "(∝ S², minus the mean) is smoother and its mean is not zero.",
     "delta-orthogonal": "Zero except ±k√v at the centre, sign at random (Xiao et al. 2018): the identity "
-                        "conv up to sign and scale, an isometry.",
+                        "conv up to sign and scale, an isometry. Its covariance is a single entry (centre "
+                        "with centre), one cell of the tiled view.",
     "all-pass": "An orthogonal depthwise conv: the Cayley transform of a random skew filter (as in "
                 "Trockman & Kolter 2021), |DFT| = 1 on a 2k × 2k grid, truncated to k × k (about 17% "
                 "of its energy is cut) and rescaled to v. No closed-form covariance: the target is "

@@ -67,6 +67,28 @@ def gallery_upload(browser, base, out):
     page.screenshot(path=str(out / "filter_gallery_upload.png"))
 
 
+def gallery_peers(browser, base, out):
+    """The peer schemes beside the default: one shot with the Gaussian covariance, the Gaussian bump
+    and the impulse, one with box-3, delta-orthogonal and all-pass; "What these schemes draw" open."""
+    for name, drop, add in (("filter_gallery_peers.png", [], ["Gaussian bump", "Impulse"]),
+                            ("filter_gallery_peers_2.png", ["Gaussian covariance"],
+                             ["Box of 3 pixels", "Delta-orthogonal", "All-pass"])):
+        page = open_page(browser, base, "Filter_Gallery", WIDTH)
+        select = page.locator('[data-testid="stSidebar"] [data-testid="stMultiSelect"]').first
+        for label in drop:
+            select.locator(f'button[aria-label="Remove {label}"]').first.click()
+            wait_until_rendered(page)
+        for label in add:
+            select.locator("input").click()
+            page.keyboard.type(label)
+            page.get_by_role("option", name=label, exact=True).click()
+            page.keyboard.press("Escape")
+            wait_until_rendered(page, timeout=180)
+        page.locator('[data-testid="stExpander"] summary').first.click()
+        wait_until_rendered(page)
+        screenshot_whole_page(page, out / name)
+
+
 def lab(browser, base, out):
     open_page(browser, base, "Training_Lab", WIDTH).screenshot(path=str(out / "3_training_lab.png"))
 
@@ -102,6 +124,7 @@ def frequency(browser, base, out):
 
 
 SHOTS = {"home": home, "explorer": explorer, "gallery": gallery, "gallery_upload": gallery_upload,
+         "gallery_peers": gallery_peers,
          "lab": lab, "lab_learned": lab_learned, "learned": learned, "feature_ansatz": feature_ansatz,
          "frequency": frequency, "claims": claims}
 

@@ -94,7 +94,7 @@ st.markdown(
     "the *structure* differs. Under each grid: the covariance of a large sample next to the scheme's "
     "target covariance, and the filters' mean |FFT|. Besides the i.i.d. and covariance schemes, the "
     "structured inits of peers and of the seed papers (impulse, box, Gaussian bump, delta-orthogonal, "
-    "all-pass) are offered: hover a scheme's name for what it draws and where it comes from. "
+    "all-pass) are offered: *What these schemes draw* says what each draws and where it comes from. "
     "Your own k² × k² covariance can be uploaded at the bottom of the sidebar."
 )
 
@@ -152,10 +152,7 @@ with shown_errors():
     width = min(480, (820 - 32 * (len(schemes) - 1)) // len(schemes))
     for column, scheme in zip(st.columns(len(schemes), gap="medium"), schemes):
         with column:
-            if scheme == "uploaded":
-                st.markdown(f"**{UPLOADED_LABEL}**")
-            else:
-                st.markdown(f"**{labels.scheme_label(scheme)}**", help=labels.scheme_help(scheme))
+            st.markdown(f"**{UPLOADED_LABEL if scheme == 'uploaded' else labels.scheme_label(scheme)}**")
             grid, pair, spectrum = column_figures(scheme, k, n_show, n_sample, st.session_state.seed, sigma,
                                                   run_id, layer, uploaded if scheme == "uploaded" else None,
                                                   width)
