@@ -39,6 +39,11 @@ def evaluate(model: torch.nn.Module, x: Tensor, y: Tensor, *, batch_size: int = 
     return 100.0 * int(count_correct(model, batches, y.device, dtype)) / max(len(y), 1)
 
 
+def test_batch_size(batch: int) -> int:
+    """Images per evaluation batch of a run that trains on batches of `batch`."""
+    return max(256, 2 * batch)
+
+
 def evaluate_epoch(model, xs, xt, yt, batch: int, channels_last: bool, dtype, *, seed: int,
                     keep: bool) -> tuple[float, float]:
     """(raw, settled) test accuracy at the end of an epoch: raw with the BatchNorm running
@@ -47,7 +52,7 @@ def evaluate_epoch(model, xs, xt, yt, batch: int, channels_last: bool, dtype, *,
     the model (the last epoch: the network a run hands back); otherwise put the old ones back, so
     the rest of training does not depend on how it was evaluated."""
     def test_accuracy() -> float:
-        return evaluate(model, _as_nchw(xt, channels_last), yt, batch_size=max(256, 2 * batch), dtype=dtype)
+        return evaluate(model, _as_nchw(xt, channels_last), yt, batch_size=test_batch_size(batch), dtype=dtype)
 
     batches = batchnorm.training_batches(xs, batch, seed=seed,
                                          as_batch=lambda x, idx: _batch(x, idx, channels_last))
