@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
+from ..train import estimate_time
 from .grid import Sweep, Trial
 from .store import SweepStore
 from .worker import TrialProgress
@@ -104,3 +105,13 @@ class _Tally:
         self.n_finished += 1
         self.n_failed += failed
         self.emit("failed" if failed else "done", trial, message=result.message)
+
+
+def trial_seconds(sweep: Sweep, executor) -> float:
+    """Seconds one trial of `sweep` should take where `executor` runs it: train.estimate_time (3
+    timed steps on this machine) of the first and the last cell's first trial, averaged, with the
+    torch threads each trial gets there (LocalPool.threads, or RayExecutor.cpus_per_trial)."""
+    trials = sweep.trials()
+    threads = getattr(executor, "threads", None) or max(1, int(getattr(executor, "cpus_per_trial", 1)))
+    probes = {trials[0].key: trials[0], trials[-1].key: trials[-1]}.values()
+    return sum(estimate_time(t.config.replace(threads=threads)) for t in probes) / len(probes)
