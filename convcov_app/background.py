@@ -69,15 +69,23 @@ def running(slot: str) -> int | None:
     return st.session_state.get(_key(slot, "job"))
 
 
+def follow(slot: str, job_id: int) -> None:
+    """Show a running job in this slot that this session did not start (a page reloaded while its
+    job runs finds the job again by what it is, e.g. its label)."""
+    st.session_state[_key(slot, "job")] = job_id
+
+
 def _cancel(slot: str, job_id: int) -> None:
     job_manager().cancel(job_id)
     st.session_state[_key(slot, "cancelling")] = True
 
 
 @st.fragment(run_every=REFRESH_S)
-def progress(slot: str, live: Callable | None = None, what: str = "Training") -> None:
-    """Progress bar with time left and images/s, a Cancel button, and `live(events)` (e.g. curves);
-    refreshed every REFRESH_S seconds. When the job ends the page reruns once."""
+def progress(slot: str, live: Callable | None = None, what: str = "Training",
+             describe: Callable[[JobStatus], str] | None = None) -> None:
+    """Progress bar with time left and images/s (or `describe(status)`), a Cancel button, and
+    `live(events)` (e.g. curves); refreshed every REFRESH_S seconds. When the job ends the page
+    reruns once."""
     job_id = running(slot)
     if job_id is None:
         return
@@ -89,8 +97,9 @@ def progress(slot: str, live: Callable | None = None, what: str = "Training") ->
         st.rerun()
     if status.running:
         cancelling = st.session_state.get(_key(slot, "cancelling"), False)
-        text = lab.progress_text(status.last_event, status.eta_s, time.time() - status.created,
-                                 st.session_state.get(_key(slot, "batch"), 0) or 0)
+        text = describe(status) if describe is not None else lab.progress_text(
+            status.last_event, status.eta_s, time.time() - status.created,
+            st.session_state.get(_key(slot, "batch"), 0) or 0)
         prefix = "Stopping after the current step… " if cancelling else f"{what}: "
         st.progress(status.progress, text=prefix + text)
         st.button("Cancel", key=_key(slot, "cancel"), on_click=_cancel, args=(slot, job_id),

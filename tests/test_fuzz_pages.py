@@ -4,8 +4,8 @@ failure replays; a fresh session every 10 sequences) with zero uncaught exceptio
 them from every xdist worker). CONVCOV_FUZZ_SEQUENCES changes the number.
 Each page's sequences run as two tests with their own seeds, so pytest-xdist can share them out.
 
-Buttons that start training jobs are left out (they are exercised by the page tests with tiny
-configurations); everything else is fair game, uploads of good and broken files included."""
+Buttons that start training jobs or connect to Ray are left out (they are exercised by the page tests
+with tiny configurations); everything else is fair game, uploads of good and broken files included."""
 
 import io
 import os
@@ -23,7 +23,8 @@ from helpers.pages import fuzz_page
 SEQUENCES = int(os.environ.get("CONVCOV_FUZZ_SEQUENCES", "100"))
 PARTS = 2
 STEPS = 2
-LONG_JOBS = ("lab_run", "lab_estimate", "lc_train", "train", "run_quick")
+LONG_JOBS = ("lab_run", "lab_estimate", "lc_train", "train", "run_quick", "sweep_run", "sweep_estimate", "sweep_resume",
+             "sweep_connect")
 WITHOUT_WIDGETS = ("app.py",)  # Home: text, figures and page links only
 SCRIPTS = ["app.py"] + [str(entry.path.relative_to(entry.path.parents[1])) for entry in discover_pages()]
 

@@ -1,0 +1,332 @@
+"""Sweep a grid (kernel size, depth, epochs, trained or frozen filters) over seeds and map where a scheme helps."""
+
+import streamlit as st
+
+from convcov_app import background, labels, sweeps
+from convcov_app.lab import curves_from_runs
+from convcov_app.navigation import page_setup
+from convcov_app.store import run_store
+from convcov_app.support import present_datasets, shown_errors
+from convcov_core import init, settings, sweep
+from convcov_core.plots import sweep as figures
+from convcov_core.plots import training as training_figures
+
+page_setup("Sweeps")
+
+SLOT = "sweeps"
+CHART = {"displaylogo": False}
+TITLES = sweeps.AXIS_TITLES
+WIDTHS = (8, 16, 32, 64, 128, 256)
+EPOCHS = (1, 2, 3, 5, 10, 20)
+BATCH_SIZES = (16, 32, 64, 128, 256)
+SCHEME_BY_LABEL = {labels.scheme_label(name): name for name in init.SCHEMES if name != "learned"}
+LOCAL, RAY = "this machine (worker processes)", "a Ray cluster"
+NONE = "none"
+
+
+@st.cache_resource(show_spinner=False)
+def sweep_store(path: str) -> sweep.SweepStore:
+    return sweep.SweepStore(path)
+
+
+def store() -> sweep.SweepStore:
+    return sweep_store(str(run_store().path))
+
+
+@st.cache_resource(show_spinner="Connecting to Ray…")
+def ray_executor(address):
+    """One Ray connection per server process (a failure is not cached: Connect tries again)."""
+    return sweeps.connect_ray(address)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def stored_run(store_path: str, run_id: int):
+    return run_store().get(run_id)
+
+
+def choose(where, label: str, options: list, default, key: str, **kwargs):
+    """A selectbox whose kept value is reset to `default` when it is no longer an option."""
+    if st.session_state.get(key) not in options:
+        st.session_state[key] = default if default in options else options[0]
+    return where.selectbox(label, options, key=key, **kwargs)
+
+
+# ---------------------------------------------------------------------------------------------
+# The grid and where it runs (sidebar)
+# ---------------------------------------------------------------------------------------------
+
+
+def init_widgets() -> None:
+    defaults = sweeps.GridChoice(name=sweeps.next_name(s.name for s in store().list()))
+    for key, value in (("name", defaults.name), ("dataset", defaults.dataset), ("width", defaults.width),
+                       ("depths", list(defaults.depths)), ("kernels", list(defaults.kernel_sizes)),
+                       ("epochs", list(defaults.epochs)), ("filters", list(defaults.filters)),
+                       ("inits", [labels.scheme_label(n) for n in defaults.inits]), ("seeds", defaults.n_seeds),
+                       ("patch", defaults.patch_size), ("batch", defaults.batch_size), ("max_steps", 0),
+                       ("executor", LOCAL), ("workers", sweep.LocalPool().workers)):
+        st.session_state.setdefault(f"sweep_{key}", value)
+
+
+def grid_widgets() -> sweeps.GridChoice:
+    """The grid: every list with more than one value is an axis."""
+    st.header("Grid")
+    st.caption("Pick several values to make an axis; one value is kept fixed.")
+    name = st.text_input("Sweep name", key="sweep_name", help="Letters, digits, '.', '-' or '_'. A stopped "
+                         "sweep resumes under its name.")
+    dataset = st.selectbox("Dataset", list(present_datasets()), key="sweep_dataset")
+    max_k = settings.max_kernel_size()
+    kernels = st.multiselect("Kernel sizes", list(range(3, max_k + 1, 2)), key="sweep_kernels")
+    width = st.select_slider("ConvMixer width (channels)", WIDTHS, key="sweep_width")
+    depths = st.multiselect("Depths (blocks)", list(range(1, 17)), key="sweep_depths")
+    epochs = st.multiselect("Epochs", list(EPOCHS), key="sweep_epochs")
+    filters = st.multiselect("Depthwise filters", list(sweeps.FILTER_MODES), key="sweep_filters",
+                             help="frozen: the filters keep their init, so the init alone decides their structure.")
+    chosen = st.multiselect("Init schemes (the first is the reference)", list(SCHEME_BY_LABEL), key="sweep_inits")
+    n_seeds = st.number_input("Seeds per cell and scheme", 1, 100, step=1, key="sweep_seeds",
+                              help="Seeds 0, 1, ...: each scheme runs once per seed, paired by seed.")
+    with st.expander("Quick runs and sizes"):
+        max_steps = st.number_input("Stop each trial after this many steps (0: whole epochs)", 0, 100_000, step=1,
+                                    key="sweep_max_steps")
+        patch = st.number_input("Patch size", 1, 16, step=1, key="sweep_patch")
+        batch = st.select_slider("Batch size", BATCH_SIZES, key="sweep_batch")
+    return sweeps.GridChoice(name=name.strip(), dataset=dataset, width=width, depths=tuple(sorted(depths)),
+                             kernel_sizes=tuple(sorted(kernels)), epochs=tuple(sorted(epochs)),
+                             filters=tuple(f for f in sweeps.FILTER_MODES if f in filters),
+                             inits=tuple(SCHEME_BY_LABEL[label] for label in chosen), n_seeds=int(n_seeds),
+                             patch_size=int(patch), batch_size=batch, max_steps=int(max_steps) or None)
+
+
+def want_ray() -> None:
+    st.session_state.sweep_ray_wanted = True
+
+
+def executor_widgets():
+    """Where trials run: the local pool, or the configured Ray cluster once connected (None before)."""
+    st.header("Run on")
+    where = st.radio("Executor", [LOCAL, RAY], key="sweep_executor", label_visibility="collapsed")
+    if where == LOCAL:
+        workers = st.number_input("Worker processes", 1, 64, step=1, key="sweep_workers",
+                                  help="Trials that run at once; the CPU cores are shared among them.")
+        return sweep.make_executor("local", workers=int(workers))
+    address = settings.ray_address()
+    st.caption(f"CONVCOV_RAY_ADDRESS: `{address}`" if address else
+               "CONVCOV_RAY_ADDRESS is not set: Connect starts Ray on this machine.")
+    if st.session_state.get("sweep_ray_wanted"):
+        try:
+            return ray_executor(address)
+        except ValueError as err:
+            st.session_state.sweep_ray_wanted = False
+            st.session_state.sweep_ray_error = str(err)
+    st.button("Connect", key="sweep_connect", on_click=want_ray)
+    if "sweep_ray_error" in st.session_state:
+        st.error(st.session_state.pop("sweep_ray_error"))
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Starting, following and resuming
+# ---------------------------------------------------------------------------------------------
+
+
+def start(grid: sweep.Sweep, executor, n_todo: int, next_name: str | None = None) -> None:
+    background.start(SLOT, "task", sweeps.sweep_job(grid, store(), executor),
+                     label=sweeps.job_label(grid, n_todo, executor))
+    if background.running(SLOT) is not None:
+        store().register(grid, grid.trials())
+        st.session_state.sweep_open = grid.name
+        if next_name:
+            st.session_state.sweep_name = next_name
+
+
+def new_sweep(choice: sweeps.GridChoice, executor) -> None:
+    """The grid's size, its estimate, where it runs, Run."""
+    st.header("New sweep")
+    try:
+        grid = sweeps.build_sweep(choice)
+    except ValueError as err:
+        st.error(str(err))
+        return
+    n_stored = len(store().finished(t.key for t in grid.trials()))
+    st.markdown(f"**{sweeps.size_text(grid, n_stored)}.** {sweeps.setup_text(grid)}")
+    conflict = sweeps.name_conflict(store(), grid)
+    if conflict:
+        st.warning(conflict)
+    if executor is None:
+        st.info("Connect to Ray in the sidebar to run there, or choose this machine.")
+        return
+    st.caption(f"Runs on the {executor.describe()}.")
+    busy = background.running(SLOT) is not None
+    run_col, estimate_col, note_col = st.columns([1, 1, 3], vertical_alignment="center")
+    taken = [s.name for s in store().list()] + [grid.name]
+    run_col.button("Run sweep", type="primary", key="sweep_run", disabled=busy or bool(conflict),
+                   on_click=start, args=(grid, executor, grid.n_trials - n_stored, sweeps.next_name(taken)))
+    if estimate_col.button("Estimate time", key="sweep_estimate", disabled=busy,
+                           help="Times a few training steps of two trials on this machine."):
+        with st.spinner("Timing a few steps…"):
+            st.session_state.sweep_estimate_for = (grid.to_dict(), executor.describe(),
+                                                   sweeps.estimate_text(grid, executor, grid.n_trials - n_stored))
+    estimate = st.session_state.get("sweep_estimate_for")
+    if estimate and estimate[:2] == (grid.to_dict(), executor.describe()):
+        note_col.markdown(f"Estimated time: **{estimate[2]}** (more if the server is busy).")
+    elif not busy:
+        note_col.caption("Estimate time measures a few steps here; the cells fill in below as trials finish.")
+
+
+def live_cells(name: str):
+    """The running sweep's cells, read from the run store at every refresh."""
+    def draw(_events) -> None:
+        grid = store().get(name)
+        counts = sweeps.cell_counts(grid, sweep.trial_table(grid, store()))
+        st.plotly_chart(figures.progress_grid(counts, list(grid.axes), titles=TITLES), config=CHART,
+                        key="sweep_live_cells")
+    return draw
+
+
+def job_area() -> str | None:
+    """The running sweep (found again after a reload), the last outcome; the running sweep's name."""
+    found = sweeps.running_sweep(background.job_manager().list_jobs())
+    if found and background.running(SLOT) != found[0]:
+        background.follow(SLOT, found[0])
+    background.show_message(SLOT)
+    if background.running(SLOT) is None and background.others_running(SLOT):
+        background.busy_notice(SLOT)
+    if background.running(SLOT) is not None:
+        if found:
+            st.subheader(f"Running: {found[1]}")
+        background.progress(SLOT, live=live_cells(found[1]) if found else None, what="Sweep",
+                            describe=sweeps.progress_line)
+    done = background.finished(SLOT)
+    if done is not None and background.running(SLOT) is None:
+        status, outcome = done
+        if status.state == "done" and outcome is not None:
+            st.success(sweeps.outcome_text(outcome))
+        elif status.state == "cancelled":
+            st.info("Sweep stopped. Its finished trials are kept in the run store; Resume runs the rest.")
+        else:
+            st.error(f"The sweep stopped with an error: {status.message}")
+    return found[1] if found else None
+
+
+# ---------------------------------------------------------------------------------------------
+# A stored sweep: its cells, effects and runs
+# ---------------------------------------------------------------------------------------------
+
+
+def fixed_values(columns, grid: sweep.Sweep, effects, used, prefix: str) -> dict:
+    """A selectbox per axis the figure does not draw: its value for the figure."""
+    fixed = {}
+    for n, axis in enumerate(sweeps.fixed_axes(grid, used)):
+        values = list(dict.fromkeys(effects[axis]))
+        fixed[axis] = choose(columns[n % len(columns)], TITLES.get(axis, axis), values, values[0],
+                             key=f"{prefix}_{axis}")
+    return fixed
+
+
+def axis_choice(where, label: str, axes: list, default, key: str, optional: bool = False):
+    """A selectbox of axis titles; the axis chosen (None for 'none')."""
+    by_title = {TITLES.get(a, a): a for a in axes}
+    options = ([NONE] if optional else []) + list(by_title)
+    picked = choose(where, label, options, TITLES.get(default, default) if default else NONE, key)
+    return by_title.get(picked)
+
+
+def heatmap(grid: sweep.Sweep, effects, scheme: str) -> None:
+    st.subheader("Effect per cell")
+    axes, defaults = list(grid.axes), sweeps.figure_axes(grid)
+    columns = st.columns(4)
+    x = axis_choice(columns[0], "Columns", axes, defaults["x"], "sweep_heat_x")
+    y = axis_choice(columns[1], "Rows", [a for a in axes if a != x], defaults["y"], "sweep_heat_y", optional=True)
+    fixed = fixed_values(columns[2:], grid, effects, (x, y), "sweep_heat_fix")
+    st.plotly_chart(figures.effect_heatmap(sweeps.slice_rows(effects, scheme, fixed), x, y, titles=TITLES),
+                    config=CHART, key="sweep_heatmap")
+
+
+def lines(grid: sweep.Sweep, effects, scheme: str) -> None:
+    st.subheader("Effect against one axis")
+    axes, defaults = list(grid.axes), sweeps.figure_axes(grid)
+    columns = st.columns(4)
+    x = axis_choice(columns[0], "Against", axes, defaults["against"], "sweep_line_x")
+    line = axis_choice(columns[1], "One line per", [a for a in axes if a != x], defaults["lines"],
+                       "sweep_line_lines", optional=True)
+    panel = axis_choice(columns[2], "Panels per", [a for a in axes if a not in (x, line)], defaults["panels"],
+                        "sweep_line_panels", optional=True)
+    fixed = fixed_values(columns[3:], grid, effects, (x, line, panel), "sweep_line_fix")
+    st.plotly_chart(figures.effect_lines(sweeps.slice_rows(effects, scheme, fixed), x, line, panel, titles=TITLES),
+                    config=CHART, key="sweep_lines")
+
+
+def cell_runs(grid: sweep.Sweep, table) -> None:
+    """One cell's trials: test accuracy per seed and scheme, and their training curves."""
+    st.subheader("One cell's runs")
+    cells = {sweeps.cell_text(grid, cell): cell for cell in grid.cells()}
+    cell = cells[choose(st, "Cell", list(cells), next(iter(cells)), "sweep_cell")]
+    st.dataframe(sweeps.seed_table(grid, table, cell), hide_index=True, key="sweep_seed_table")
+    runs = [stored_run(str(run_store().path), run_id) for run_id in sweeps.cell_run_ids(grid, table, cell)]
+    curves = curves_from_runs(runs)
+    left, right = st.columns(2, gap="medium")
+    left.plotly_chart(training_figures.loss_figure(curves), config=CHART, key="sweep_cell_loss")
+    right.plotly_chart(training_figures.accuracy_figure(curves), config=CHART, key="sweep_cell_accuracy")
+
+
+def results(grid: sweep.Sweep, table) -> None:
+    effects = sweep.cell_effects(grid, table)
+    shown = sweeps.readable(effects, grid)
+    schemes = grid.inits[1:]
+    scheme = choose(st, f"Scheme (against {grid.reference})", schemes, schemes[0], "sweep_scheme") \
+        if len(schemes) > 1 else schemes[0]
+    st.caption(f"Colour and numbers: {scheme} − {grid.reference} in test accuracy points, the mean over seeds "
+               "paired by seed with its 95% interval below it; ★ marks a cell whose interval excludes 0 "
+               "(hover names the winner). Blank: no paired seeds yet.")
+    if grid.axes:
+        heatmap(grid, shown, scheme)
+        lines(grid, shown, scheme)
+    st.subheader("Every cell")
+    st.dataframe(sweeps.effect_rows(effects, grid), hide_index=True, key="sweep_effects")
+    st.caption("power: seeds a paired comparison needs to resolve a difference of the size seen, at the "
+               "spread of differences seen (95% interval, 80% power).")
+    left, right = st.columns(2)
+    left.download_button("Effects (CSV)", effects.to_csv(index=False), file_name=f"{grid.name}.effects.csv",
+                         mime="text/csv", key="sweep_effects_csv")
+    right.download_button("Trials (CSV)", table.to_csv(index=False), file_name=f"{grid.name}.csv",
+                          mime="text/csv", key="sweep_trials_csv")
+    cell_runs(grid, table)
+
+
+def stored_sweeps(running_name: str | None, executor) -> None:
+    st.header("Sweeps in the run store")
+    summaries = {s.name: s for s in store().list()}
+    if not summaries:
+        st.caption("Sweeps run here (or with `convcov sweep run` on the same run store) are kept and listed here.")
+        return
+    name = choose(st, "Open a sweep", list(summaries), running_name or next(iter(summaries)), "sweep_open")
+    summary, grid = summaries[name], store().get(name)
+    st.caption(f"{sweeps.sweep_label(summary)}. {sweeps.setup_text(grid)}")
+    if name == running_name:
+        st.caption("Running: its cells fill in above; the effects appear here when it ends.")
+        return
+    table = sweep.trial_table(grid, store())
+    n_left = int((table["status"] == "pending").sum())
+    if n_left:
+        st.plotly_chart(figures.progress_grid(sweeps.cell_counts(grid, table), list(grid.axes), titles=TITLES),
+                        config=CHART, key="sweep_stopped_cells")
+        st.button(f"Resume: run the {n_left} trial(s) left", key="sweep_resume", on_click=start,
+                  args=(grid, executor, n_left), disabled=executor is None or running_name is not None)
+    if n_left < len(table):
+        results(grid, table)
+
+
+st.title("Sweeps")
+st.markdown(
+    "Does the covariance init help, and where? A sweep trains every combination of the settings you pick "
+    "(kernel sizes × depths × epochs × trained or frozen filters) with every init scheme and several seeds, "
+    "then shows for each cell the difference in test accuracy between a scheme and the reference, paired by "
+    "seed, with its 95% interval. Trials run in the background, on worker processes here or on a Ray "
+    "cluster; every finished trial is kept in the run store, so you can leave, come back, cancel and resume.")
+with shown_errors():
+    init_widgets()
+    with st.sidebar:
+        choice = grid_widgets()
+        executor = executor_widgets()
+    new_sweep(choice, executor)
+    running_name = job_area()
+    stored_sweeps(running_name, executor)
