@@ -54,8 +54,8 @@ def format_sweep(sweep: rfm.NoiseSweep) -> str:
     if len(sweep.noises) > 1:
         high, low = max(sweep.noises), min(sweep.noises)
         for model in ("ConvRFM", "Deep ConvRFM"):
-            verdict = sweep.trend(model)
-            lines.append(f"trend: {verdict.sentence(f'{model} gain at noise {high:g}', f'at noise {low:g}')}")
+            gain = f"{model} - base kernel at noise"
+            lines.append(f"trend: {sweep.trend(model).sentence(f'{gain} {high:g}', f'{gain} {low:g}')}")
     return "\n".join(lines)
 
 
