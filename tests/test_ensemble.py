@@ -183,7 +183,8 @@ def test_member_bytes_grows_with_the_batch_by_the_layer_outputs():
     model = nn.Sequential(nn.Conv2d(1, 4, 4, stride=4), nn.Flatten(), nn.Linear(4 * 7 * 7, 2))
     params = sum(p.numel() for p in model.parameters())
     outputs = 4 * 7 * 7 + 4 * 7 * 7 + 2  # conv, flatten, linear: values per image
-    assert member_bytes(model, 1, 28, 10) == 16 * params + 8 * 10 * outputs
+    assert member_bytes(model, 1, 28, 10) == 16 * params + 6 * 10 * outputs
+    assert member_bytes(model, 1, 28, 10, value_bytes=2) == 16 * params + 3 * 10 * outputs
 
 
 def test_bad_input_is_a_value_error():
@@ -193,3 +194,21 @@ def test_bad_input_is_a_value_error():
         train_ensemble([bars()], variants=["a", "b"])
     with pytest.raises(ValueError, match="share every setting"):
         train_ensemble([bars(), bars(lr=0.5)], models=[nn.Linear(1, 1), nn.Linear(1, 1)])
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
+def test_cuda_members_match_their_lone_runs_with_the_step_replayed_as_a_graph(monkeypatch):
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)  # fp32 convolutions on both sides
+    configs = [bars(device="cuda", epochs=4, seed=0), bars(device="cuda", epochs=4, seed=1, init="gaussian",
+                                                          freeze_filters=True)]
+    results = train_ensemble(configs)  # 12 steps: captured after 3, losses read back at each epoch's end
+    info = load_training_data(configs[0])[4]
+    for config, member in zip(configs, results):
+        alone = train(config)
+        assert member.device.startswith("cuda") and member.status == "ok"
+        assert member.history["loss"] == pytest.approx(alone.history["loss"], abs=1e-4)
+        name = member.layer_names[0]
+        frozen_now = torch.equal(member.state_dict[f"{name}.weight"],
+                                 build_model_for(config, info).state_dict()[f"{name}.weight"])
+        assert frozen_now == config.freeze_filters
