@@ -23,7 +23,9 @@ WORKDIR /app
 # torch and torchvision first, from the index that matches the build (CPU or CUDA).
 RUN pip install --index-url "${TORCH_INDEX_URL}" "torch>=2.2" "torchvision>=0.17"
 COPY requirements.txt ./
-RUN pip install -r requirements.txt
+# and Ray, for sweeps on a cluster: the compose file's ray-head and ray-worker run this image, and
+# the app reaches them as a Ray client (ray://ray-head:10001)
+RUN pip install -r requirements.txt "ray[client]>=2.9"
 
 COPY --chown=convcov:convcov . .
 

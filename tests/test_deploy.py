@@ -93,3 +93,18 @@ def test_gpu_check_says_plainly_when_there_is_no_gpu():
     assert result.returncode == 2
     assert result.stderr.strip() == ("gpu-check: no CUDA device here (torch.cuda.is_available() is False); "
                                      "run it on a GPU machine")
+
+
+def test_compose_runs_a_ray_head_and_workers_from_the_app_image():
+    yaml = pytest.importorskip("yaml", reason="PyYAML comes with Ray (requirements-dev.txt)")
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    services = compose["services"]
+    app, head, worker = services["convcov"], services["ray-head"], services["ray-worker"]
+    assert head["image"] == worker["image"] == app["image"]
+    assert head["profiles"] == worker["profiles"] == ["ray"]
+    assert head["command"][:4] == ["ray", "start", "--head", "--block"]
+    assert "--include-dashboard=false" in head["command"] and "--ray-client-server-port=10001" in head["command"]
+    assert worker["command"][:3] == ["ray", "start", "--address=ray-head:6379"]
+    assert worker["depends_on"] == ["ray-head"]
+    assert app["environment"]["CONVCOV_RAY_ADDRESS"] == "${CONVCOV_RAY_ADDRESS:-}"
+    assert 'ray[client]>=2.9' in DOCKERFILE

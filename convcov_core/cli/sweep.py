@@ -13,9 +13,12 @@ import copy
 import sys
 import time
 
+import pandas as pd
+
 from .. import sweep
+from ..sweep.run import trial_seconds
 from ..text import duration, number
-from ..train import METRICS, estimate_time
+from ..train import METRICS
 from .args import DB, QUIET, add_command
 from .output import format_table
 from .training import COMPARE_OPTIONS, training_config
@@ -110,14 +113,10 @@ def _executor(args):
 
 
 def _estimate(grid: sweep.Sweep, executor, n_todo: int) -> str:
-    """Time for the trials left: 3 timed steps of the first and the last cell's first trial, with the
-    threads each trial gets, times the trials left, over the trials that run at once."""
+    """Time for the trials left: sweep.trial_seconds times the trials left, over the trials that run at once."""
     if not n_todo:
         return "nothing left to run"
-    trials = grid.trials()
-    threads = getattr(executor, "threads", None) or max(1, int(getattr(executor, "cpus_per_trial", 1)))
-    probes = {trials[0].key: trials[0], trials[-1].key: trials[-1]}.values()
-    seconds = sum(estimate_time(t.config.replace(threads=threads)) for t in probes) / len(probes)
+    seconds = trial_seconds(grid, executor)
     return (f"about {duration(seconds * n_todo / executor.slots)} for {n_todo} trial(s) ({duration(seconds)} "
             f"each, {executor.slots} at once; timed on this machine now)")
 
@@ -170,9 +169,12 @@ def cmd_resume(args) -> int:
 
 def format_effects(grid: sweep.Sweep, effects) -> str:
     """The effect table: per cell and scheme, the paired difference against the reference."""
-    rows = [[*(str(r[a]) for a in grid.axes), r["scheme"], r["n"], number(r["mean"]), number(r["reference_mean"]),
-             number(r["diff_mean"], "+.2f"), f"{number(r['diff_low'], '+.2f')} to {number(r['diff_high'], '+.2f')}",
-             r["winner"] or "none", number(r["seeds_needed"], "d")] for r in effects.to_dict("records")]
+    def cell(value, spec=".2f"):
+        return "-" if value is None or pd.isna(value) else format(int(value) if spec == "d" else value, spec)
+
+    rows = [[*(str(r[a]) for a in grid.axes), r["scheme"], r["n"], cell(r["mean"]), cell(r["reference_mean"]),
+             cell(r["diff_mean"], "+.2f"), f"{cell(r['diff_low'], '+.2f')} to {cell(r['diff_high'], '+.2f')}",
+             r["winner"] or "none", cell(r["seeds_needed"], "d")] for r in effects.to_dict("records")]
     header = [*grid.axes, "scheme", "seeds", "mean %", f"{grid.reference} %", "diff", "95% interval", "winner",
               "seeds to resolve"]
     return format_table(header, rows) if rows else "no cells"
