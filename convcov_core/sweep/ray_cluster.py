@@ -66,7 +66,7 @@ def connect(address: str | None = None, num_cpus: int | None = None):
     options = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)
     try:
         if address is None:
-            ray.init(num_cpus=num_cpus, **options)
+            ray.init(address="local", num_cpus=num_cpus, **options)  # a new one, never a cluster found here
         else:
             ray.init(address=address, **options)
     except (ConnectionError, TimeoutError, RuntimeError) as exc:
