@@ -234,18 +234,33 @@ def power_note(row) -> str:
     return f"{int(needed)} seeds would resolve an effect of this size at this spread"
 
 
+def _num(value, spec: str = ".2f") -> str:
+    """text.number, with NaN (a missing value in a float column) shown as missing too."""
+    return number(value if pd.notna(value) else None, spec)
+
+
+def _interval(row) -> str:
+    return f"{_num(row['diff_low'], '+.2f')} to {_num(row['diff_high'], '+.2f')}" if pd.notna(row["diff_low"]) else "-"
+
+
 def effect_rows(effects: pd.DataFrame, grid: sweeps.Sweep) -> pd.DataFrame:
     """The effects table as the page shows it: cell, scheme, seeds, both means, the difference
-    with its 95% interval, the winner and the power note."""
+    with its 95% interval, the winner and the seeds that would resolve the difference."""
     rows = []
     for _, r in readable(effects, grid).iterrows():
         rows.append({**{AXIS_TITLES.get(a, a): r[a] for a in grid.axes}, "scheme": r["scheme"], "seeds": r["n"],
-                     "mean %": number(r["mean"]), f"{grid.reference} %": number(r["reference_mean"]),
-                     "difference": number(r["diff_mean"], "+.2f"),
-                     "95% interval": (f"{number(r['diff_low'], '+.2f')} to {number(r['diff_high'], '+.2f')}"
-                                      if r["diff_low"] is not None and pd.notna(r["diff_low"]) else "-"),
-                     "winner": r["winner"] if isinstance(r["winner"], str) else "none", "power": power_note(r)})
+                     "mean %": _num(r["mean"]), f"{grid.reference} %": _num(r["reference_mean"]),
+                     "difference": _num(r["diff_mean"], "+.2f"), "95% interval": _interval(r),
+                     "winner": r["winner"] if isinstance(r["winner"], str) else "none",
+                     "seeds to resolve": _num(r["seeds_needed"], ".0f")})
     return pd.DataFrame(rows)
+
+
+def cell_notes(effects: pd.DataFrame, grid: sweeps.Sweep, cell: tuple) -> list[str]:
+    """Per scheme of a cell: its difference against the reference with the interval, and the power note."""
+    return [f"**{r['scheme']} − {grid.reference}:** {_num(r['diff_mean'], '+.2f')} points (95% interval "
+            f"{_interval(r)}, {_plural(int(r['n']), 'paired seed')}); {power_note(r)}."
+            for _, r in _in_cell(effects, grid, cell).iterrows()]
 
 
 def seed_table(grid: sweeps.Sweep, table: pd.DataFrame, cell: tuple) -> pd.DataFrame:

@@ -232,6 +232,10 @@ def axis_choice(where, label: str, axes: list, default, key: str, optional: bool
 
 def heatmap(grid: sweep.Sweep, effects, scheme: str) -> None:
     st.subheader("Effect per cell")
+    st.caption(f"Colour and numbers: {scheme} − {grid.reference} in test accuracy points, the mean over seeds "
+               "paired by seed with its 95% interval below it (the colour shows the mean alone: read it with "
+               "the interval); ★ marks a cell whose interval excludes 0 (hover names the winner). Blank: no "
+               "paired seeds yet.")
     axes, defaults = list(grid.axes), sweeps.figure_axes(grid)
     columns = st.columns(4)
     x = axis_choice(columns[0], "Columns", axes, defaults["x"], "sweep_heat_x")
@@ -255,12 +259,17 @@ def lines(grid: sweep.Sweep, effects, scheme: str) -> None:
                     config=CHART, key="sweep_lines")
 
 
-def cell_runs(grid: sweep.Sweep, table) -> None:
-    """One cell's trials: test accuracy per seed and scheme, and their training curves."""
+def cell_runs(grid: sweep.Sweep, table, effects) -> None:
+    """One cell's trials: its effect with the power note, test accuracy per seed and scheme, and
+    their training curves."""
     st.subheader("One cell's runs")
     cells = {sweeps.cell_text(grid, cell): cell for cell in grid.cells()}
     cell = cells[choose(st, "Cell", list(cells), next(iter(cells)), "sweep_cell")]
-    st.dataframe(sweeps.seed_table(grid, table, cell), hide_index=True, key="sweep_seed_table")
+    for note in sweeps.cell_notes(effects, grid, cell):
+        st.markdown(note)
+    seeds = sweeps.seed_table(grid, table, cell)
+    st.dataframe(seeds, hide_index=True, key="sweep_seed_table",
+                 column_config={c: st.column_config.NumberColumn(format="%.2f") for c in seeds.columns[1:]})
     runs = [stored_run(str(run_store().path), run_id) for run_id in sweeps.cell_run_ids(grid, table, cell)]
     curves = curves_from_runs(runs)
     left, right = st.columns(2, gap="medium")
@@ -274,22 +283,19 @@ def results(grid: sweep.Sweep, table) -> None:
     schemes = grid.inits[1:]
     scheme = choose(st, f"Scheme (against {grid.reference})", schemes, schemes[0], "sweep_scheme") \
         if len(schemes) > 1 else schemes[0]
-    st.caption(f"Colour and numbers: {scheme} − {grid.reference} in test accuracy points, the mean over seeds "
-               "paired by seed with its 95% interval below it; ★ marks a cell whose interval excludes 0 "
-               "(hover names the winner). Blank: no paired seeds yet.")
     if grid.axes:
         heatmap(grid, shown, scheme)
         lines(grid, shown, scheme)
     st.subheader("Every cell")
     st.dataframe(sweeps.effect_rows(effects, grid), hide_index=True, key="sweep_effects")
-    st.caption("power: seeds a paired comparison needs to resolve a difference of the size seen, at the "
-               "spread of differences seen (95% interval, 80% power).")
-    left, right = st.columns(2)
+    st.caption("seeds to resolve: the seeds a paired comparison needs to resolve a difference of the size seen, "
+               "at the spread of differences seen (95% interval, 80% power); - when there is no spread yet.")
+    left, right, _ = st.columns([1, 1, 4])
     left.download_button("Effects (CSV)", effects.to_csv(index=False), file_name=f"{grid.name}.effects.csv",
                          mime="text/csv", key="sweep_effects_csv")
     right.download_button("Trials (CSV)", table.to_csv(index=False), file_name=f"{grid.name}.csv",
                           mime="text/csv", key="sweep_trials_csv")
-    cell_runs(grid, table)
+    cell_runs(grid, table, effects)
 
 
 def stored_sweeps(running_name: str | None, executor) -> None:

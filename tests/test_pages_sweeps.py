@@ -95,8 +95,10 @@ def test_a_tiny_sweep_runs_to_the_end_and_shows_its_effects_and_runs():
     assert keys[:2] == ["sweep_heatmap", "sweep_lines"]
     effects = at.dataframe[0].value
     assert list(effects["kernel size"]) == [3, 5] and list(effects["seeds"]) == [2, 2]
-    assert all(note.endswith("seeds would resolve an effect of this size at this spread")
-               or note.startswith("over 1,000") for note in effects["power"])
+    assert all(n == "-" or int(n) >= 2 for n in effects["seeds to resolve"])
+    notes = [m.value for m in at.markdown if m.value.startswith("**gaussian − default:**")]
+    assert len(notes) == 1 and "(95% interval " in notes[0] and "2 paired seeds" in notes[0]
+    assert "seeds would resolve an effect of this size at this spread." in notes[0] or "1,000" in notes[0]
     per_seed = at.dataframe[1].value
     assert list(per_seed.columns) == ["seed", "default %", "gaussian %", "gaussian − default"]
     assert list(per_seed["seed"]) == [0, 1] and per_seed["default %"].notna().all()

@@ -122,7 +122,7 @@ def effect_heatmap(effects: pd.DataFrame, x: str, y: str | None = None, *, title
             stars.append((i, j, row["winner"]))
     fig = go.Figure(go.Heatmap(
         z=z, x=list(range(len(xs))), y=list(range(len(ys))), zmin=-top, zmax=top, colorscale=DIVERGING,
-        text=text, texttemplate="%{text}", textfont=dict(size=10 if wide else 12), customdata=hover,
+        text=text, texttemplate="%{text}", textfont=dict(size=_text_size(len(xs))), customdata=hover,
         hovertemplate="%{customdata}<extra></extra>", xgap=2, ygap=2,
         colorbar=dict(title=dict(text=bar_title, side="right"), thickness=12, tickvals=tick_values,
                       ticktext=tick_text)))
@@ -133,6 +133,11 @@ def effect_heatmap(effects: pd.DataFrame, x: str, y: str | None = None, *, title
     _cell_axes(fig, xs, ys, _title(titles, x), _title(titles, y))
     fig = finish_figure(fig, "", height or _cell_height(len(ys), 48 if wide else 64))
     return fig.update_layout(margin=dict(t=20), plot_bgcolor="#f6f6f6")
+
+
+def _text_size(n_columns: int) -> int:
+    """Cell text in points: larger in the big cells of small grids."""
+    return 14 if n_columns <= 4 else 12 if n_columns <= INTERVAL_COLUMNS else 10
 
 
 def _effect_hover(row) -> str:

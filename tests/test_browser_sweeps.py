@@ -1,0 +1,113 @@
+"""Real-browser test of the Sweeps page: build a 2 x 2 grid (kernel sizes 3 and 5 x trained and frozen
+filters) of tiny trials with 2 seeds in the sidebar, run it to the end on the local pool, and see
+the effect heatmap with no exception on screen.
+
+The whole page is saved as sweeps.png in $CONVCOV_SCREENSHOTS or a temporary folder
+(CONVCOV_SCREENSHOTS=docs/img refreshes the README's picture).
+"""
+
+import pytest
+
+from helpers.browser import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    ERRORS,
+    VIEWPORT,
+    console_text,
+    is_harmless,
+    screenshot_dir,
+    screenshot_whole_page,
+    streamlit_server,
+    wait_until_rendered,
+)
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} not installed (apt-get install chromium)"),
+]
+
+#: The effect heatmap's grid (rows, columns: its tick labels), or null when there is none.
+HEATMAP_SHAPE = """() => {
+    const chart = [...document.querySelectorAll('[data-testid="stPlotlyChart"] .js-plotly-plot')]
+        .find(div => div.data && div.data[0].type === 'heatmap' && div.data[0].colorbar
+                     && div.data[0].showscale !== false);
+    return chart ? [chart.layout.yaxis.ticktext.length, chart.layout.xaxis.ticktext.length] : null;
+}"""
+
+
+def widget(page, testid: str, label: str):
+    return page.locator(f'[data-testid="{testid}"]').filter(has_text=label).first
+
+
+def pick(page, label: str, values: list) -> None:
+    """Make a multiselect hold exactly `values`: remove every chip, then choose each option."""
+    box = widget(page, "stMultiSelect", label)
+    while box.locator('button[aria-label^="Remove "]').count():
+        box.locator('button[aria-label^="Remove "]').first.click()
+        wait_until_rendered(page)
+    for value in values:
+        box.locator("input").click()
+        page.get_by_role("option", name=str(value), exact=True).click()
+        page.keyboard.press("Escape")
+        wait_until_rendered(page)
+
+
+def type_number(page, label: str, value: int) -> None:
+    field = widget(page, "stNumberInput", label).locator("input")
+    field.fill(str(value))
+    field.press("Enter")
+    wait_until_rendered(page)
+
+
+def slide_to_start(page, label: str) -> None:
+    thumb = widget(page, "stSlider", label).get_by_role("slider")
+    thumb.focus()
+    page.keyboard.press("Home")
+    wait_until_rendered(page)
+
+
+def set_up_tiny_grid(page) -> None:
+    """ConvMixer-8/1, kernel sizes 3 and 5, trained and frozen filters, 2 seeds, 20 steps of batch 16
+    (a few seconds a trial, enough to leave chance accuracy, so the picture shows real numbers)."""
+    pick(page, "Kernel sizes", [3, 5])
+    slide_to_start(page, "ConvMixer width")
+    pick(page, "Depths", [1])
+    type_number(page, "Seeds per cell", 2)
+    page.get_by_text("Quick runs and sizes").click()
+    type_number(page, "Stop each trial after", 20)
+    slide_to_start(page, "Batch size")
+    type_number(page, "Worker processes", 2)
+
+
+def test_sweeps_page_runs_a_tiny_grid_to_the_end_and_shows_the_heatmap():
+    sync_api = pytest.importorskip("playwright.sync_api")
+    shots = screenshot_dir()
+    errors = []
+    with streamlit_server(env={"CONVCOV_REFRESH_S": "0.5"}) as base_url, sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_context(viewport=VIEWPORT).new_page()
+            page.on("console", lambda msg: msg.type == "error" and not is_harmless(console_text(msg))
+                    and errors.append(console_text(msg)))
+            page.on("pageerror", lambda err: errors.append(str(err)))
+            page.goto(base_url, wait_until="domcontentloaded")  # Home first, so the app's navigation is set up
+            wait_until_rendered(page)
+            page.goto(f"{base_url}/Sweeps", wait_until="domcontentloaded")
+            wait_until_rendered(page)
+            set_up_tiny_grid(page)
+            main = page.locator('[data-testid="stMain"]')
+            assert "16 trials: 4 cells × 2 schemes × 2 seeds" in main.inner_text()
+
+            page.get_by_role("button", name="Run sweep").click()
+            page.wait_for_selector('[data-testid="stProgress"]', timeout=60_000)
+            page.wait_for_selector('[data-testid="stProgress"]', state="detached", timeout=300_000)
+            page.get_by_text("Effect per cell", exact=True).wait_for(timeout=60_000)
+            wait_until_rendered(page)
+            assert "Sweep sweep-1: ran 16 trials" in main.inner_text()
+            assert page.evaluate(HEATMAP_SHAPE) == [2, 2]  # filters x kernel sizes
+            errors += [e.inner_text()[:300] for e in page.locator(ERRORS).all()]
+            screenshot_whole_page(page, shots / "sweeps.png")
+        finally:
+            browser.close()
+    print(f"screenshot: {shots / 'sweeps.png'}")
+    assert not errors, f"problems seen in the browser: {errors}"
