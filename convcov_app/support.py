@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import importlib.metadata
 import logging
+import os
 
 import streamlit as st
 import torch
@@ -72,6 +73,20 @@ def device_name() -> str:
         name = "CPU (no GPU found)"
     bf16 = autocast_dtype("auto", resolve_device("auto")) == torch.bfloat16
     return f"{name}, {'bf16 autocast' if bf16 else 'fp32'}"
+
+
+def load_note() -> str:
+    """" This server is busy now (load 3.9 on 2 cores): ..." when the 1-minute load average exceeds
+    the cores, else "" (no load average on this system: "")."""
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return ""
+    cores = os.cpu_count() or 1
+    if load <= cores:
+        return ""
+    return (f" This server is busy now (load {load:.1f} on {cores} core{'s' if cores != 1 else ''}): "
+            "training takes longer than on a free machine.")
 
 
 @st.cache_data(ttl=60, show_spinner=False)

@@ -8,7 +8,13 @@ import streamlit as st
 from convcov_app import background, labels, rfm_section
 from convcov_app.navigation import page_setup
 from convcov_app.store import run_store
-from convcov_app.support import present_datasets, reset_when_changed, shown_errors, stored_runs_or_warning
+from convcov_app.support import (
+    load_note,
+    present_datasets,
+    reset_when_changed,
+    shown_errors,
+    stored_runs_or_warning,
+)
 from convcov_app.uploads import checkpoint_uploader, read_upload_once
 from convcov_core import cnfa, model_pairs
 from convcov_core.plots import analysis as figures
@@ -62,9 +68,9 @@ def training_area(config, init_choice: str, epochs: int) -> None:
     about.caption(f"{model_pairs.describe_model(config)}, {init_choice} init, "
                   f"on {model_pairs.describe_dataset(config)}, "
                   f"{epochs} epoch(s): conv + ReLU + 2 × 2 max pooling blocks, AdamW. Change it in "
-                  "the sidebar. Training runs in the background: about 5 s for the default on a "
-                  "free CPU core, longer on a busy server. The trained model is saved: find it "
-                  "later under *A saved run*.")
+                  "the sidebar. Training runs in the background, its progress bar shows the pace "
+                  "measured here; the trained model is saved: find it later under *A saved run*."
+                  + load_note())
     background.show_message(SLOT)
     if mine is None and background.others_running(SLOT):
         background.busy_notice(SLOT)

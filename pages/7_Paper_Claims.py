@@ -5,7 +5,7 @@ import streamlit as st
 
 from convcov_app import background
 from convcov_app.navigation import page_setup
-from convcov_app.support import device_name, shown_errors
+from convcov_app.support import device_name, load_note, shown_errors
 from convcov_core import reproduce, text
 from convcov_core.plots import claims as figures
 
@@ -51,8 +51,8 @@ def run_area(reports: list) -> None:
                       disabled=busy)
     text_col.caption(f"Trains {reproduce.suite_runs(reproduce.build_suite('quick'))} small models in the "
                      "background on this server "
-                     f"({device_name()}): about 10 minutes on 2 free CPU cores.{took} Its report "
-                     "appears here when it is done.")
+                     f"({device_name()}).{took} Its report appears here when it is done."
+                     + load_note())
     background.show_message(SLOT)
     mine = background.running(SLOT)
     if mine is None and background.others_running(SLOT):

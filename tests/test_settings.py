@@ -42,3 +42,4 @@ def test_no_module_reads_a_convcov_variable_but_settings():
     readers = [str(p.relative_to(root)) for p in sources if p.name != "settings.py"
                and any(f'{call}("CONVCOV_' in p.read_text() for call in ("environ.get", "getenv", "environ["))]
     assert readers == []
+

@@ -208,7 +208,8 @@ COMPARE_OPTIONS = (
 
 REPRODUCE_OPTIONS = (
     ("--suite", dict(choices=Later(lambda: list(reproduce.SUITES)), default="quick",
-                     help="tiny: seconds, a smoke test; quick: about 10 minutes on 2 CPU cores; full: for a GPU")),
+                     help="tiny: a smoke test; quick: CPU-sized, 4 seeds of small ConvMixers (its report says how "
+                          "long it took); full: for a GPU")),
     ("--dataset", dict(default=None, help="dataset of claims 1-4 (default: the suite's own)")),
     ("--out", dict(default=None, metavar="DIR", help="report folder (default $CONVCOV_HOME/reports/<suite>-<time>)")),
     ("--device", dict(default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")),
