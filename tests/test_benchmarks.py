@@ -18,7 +18,9 @@ SMOKE_RUNS = {
     "depthwise_grad.py": ["--quick"],
     "precision_accuracy.py": ["--quick"],
     "served_training.py": ["--quick"],
+    "ensemble_throughput.py": ["--quick"],
     "rfm_memory.py": ["--quick"],
+    "sweep_throughput.py": ["--quick"],
 }
 
 
