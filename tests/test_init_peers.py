@@ -231,3 +231,28 @@ def test_gaussian_bump_follows_the_depth_schedule():
 @pytest.mark.parametrize("name", PEERS)
 def test_train_config_accepts_peer_schemes(name):
     assert TrainConfig(init=name).validate().init == name
+
+
+def test_lab_preset_is_the_frozen_race_measured_in_the_docs():
+    """The preset runs what docs/results.md measured with `compare --kernel-size 15 --epochs 1
+    --inits default,gaussian,impulse,delta-orthogonal --freeze filters --seeds 0,1,2,3,4`, minus
+    delta-orthogonal."""
+    from convcov_app import lab
+
+    plan = lab.plan_comparison(lab.PRESETS[lab.PEER_FROZEN].setup)
+    assert list(plan.variants) == ["default-frozen", "gaussian-frozen", "impulse-frozen"]
+    assert all(v["freeze_filters"] for v in plan.variants.values()) and plan.seeds == [0, 1, 2, 3, 4]
+    cli_default = TrainConfig(kernel_size=15, epochs=1)  # compare's defaults: convmixer-64/6, patch 2, ...
+    assert plan.base == cli_default.replace(dataset_params={})
+
+
+def test_lab_page_offers_the_preset_with_its_numbers():
+    from convcov_app import lab
+    from helpers.pages import assert_clean, run_page
+
+    at = run_page("pages/3_Training_Lab.py", timeout=120)
+    at.selectbox(key="lab_preset").set_value(lab.PEER_FROZEN).run()
+    assert_clean(at, "peer preset")
+    assert at.info[0].value.endswith(lab.PRESETS[lab.PEER_FROZEN].expect)  # the page's widgets match it
+    assert (at.number_input(key="lab_seeds").value, at.slider(key="lab_k").value) == (5, 15)
+    assert at.multiselect(key="lab_inits").value == ["PyTorch default (uniform)", "Gaussian covariance", "Impulse"]
