@@ -9,6 +9,7 @@ import torch
 
 from convcov_core import examples, learned_sets, reach
 from convcov_core.runs import RunStore
+from convcov_core.sqlite_file import StoreUnreadable
 
 from . import labels
 from .background import job_manager
@@ -24,8 +25,13 @@ def run_store() -> RunStore:
 
 def add_bundled_example() -> None:
     """Put the bundled example network in the run store, once per store (see convcov_core.examples),
-    so the pages that read trained filters have one on a fresh install."""
-    _add_example_once(str(run_store().path))
+    so the pages that read trained filters have one on a fresh install. An unreadable store is left
+    alone: every page that reads runs says so."""
+    try:
+        path = str(run_store().path)
+    except StoreUnreadable:
+        return
+    _add_example_once(path)
 
 
 @st.cache_resource(show_spinner=False)

@@ -1,0 +1,26 @@
+"""A run store overwritten with random bytes: every page says so in words, with the way to move the
+file aside, and no page shows an exception (the CLI's side is in tests/test_sweep.py)."""
+
+import os
+
+import pytest
+import streamlit as st
+
+from convcov_app.navigation import discover_pages
+from helpers.pages import new_app
+
+
+NO_RUNS_READ = ("pages/1_Covariance_Explorer.py", "pages/7_Paper_Claims.py")  # closed forms; reports
+
+
+@pytest.mark.parametrize("page", ["app.py", *(f"pages/{entry.path.name}" for entry in discover_pages())])
+def test_an_unreadable_run_store_is_named_on_every_page_without_an_exception(page, tmp_path, monkeypatch):
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    monkeypatch.setenv("CONVCOV_HOME", str(tmp_path))
+    (tmp_path / "runs.db").write_bytes(os.urandom(8192))
+    at = new_app(page, timeout=120).run()
+    assert [e.value for e in at.exception] == []
+    said = [m.value for kind in ("error", "warning", "info") for m in at.get(kind)]
+    if page not in NO_RUNS_READ:
+        assert any("is not a readable run store" in m and "mv " in m for m in said), said
