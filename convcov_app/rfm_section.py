@@ -57,7 +57,7 @@ def beside_cnn(pair: model_pairs.ModelPair, row: dict, image_index: int) -> None
     if right.button("Fit ConvRFM", key="rfm_fit"):
         st.session_state.rfm_setting = setting
     if st.session_state.get("rfm_setting") != setting:
-        st.caption(f"ConvRFM on the first {n_images} training images of {model_pairs.describe_dataset(pair.config)} "
+        st.caption(f"ConvRFM on {n_images} random training images of {model_pairs.describe_dataset(pair.config)} "
                    f"with {q} × {q} patches (the CNN's first layer), three AGOP iterations: seconds on a free CPU.")
         return
     machine, accuracy = fitted(*setting)

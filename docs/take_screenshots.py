@@ -116,6 +116,23 @@ def feature_ansatz(browser, base, out):
     screenshot_whole_page(page, out / "5_feature_ansatz.png")
 
 
+def feature_ansatz_rfm(browser, base, out):
+    """The Feature Ansatz page's ConvRFM section: the measured sweep and a ConvRFM fitted beside the CNN."""
+    page = open_page(browser, base, "Feature_Ansatz", WIDTH)
+    page.get_by_role("button", name="Train").click()
+    page.get_by_text("r(AGOP, CNFM) per layer").wait_for(timeout=5 * 60 * 1000)
+    wait_until_rendered(page)
+    page.get_by_text("Show ConvRFM").click()
+    wait_until_rendered(page)
+    page.get_by_role("button", name="Fit ConvRFM").click()
+    page.get_by_text("ConvRFM: test accuracy").wait_for(timeout=5 * 60 * 1000)
+    page.set_viewport_size({"width": WIDTH, "height": 2000})
+    wait_until_rendered(page)
+    page.get_by_text("ConvRFM: the same features").evaluate("e => e.scrollIntoView({block: 'start'})")
+    page.wait_for_timeout(500)
+    page.screenshot(path=str(out / "5_feature_ansatz_convrfm.png"))
+
+
 def frequency(browser, base, out):
     page = open_page(browser, base, "Frequency_View", WIDTH)
     page.get_by_text("Trained filters of a network").click()
@@ -126,7 +143,7 @@ def frequency(browser, base, out):
 SHOTS = {"home": home, "explorer": explorer, "gallery": gallery, "gallery_upload": gallery_upload,
          "gallery_peers": gallery_peers,
          "lab": lab, "lab_learned": lab_learned, "learned": learned, "feature_ansatz": feature_ansatz,
-         "frequency": frequency, "claims": claims}
+         "feature_ansatz_rfm": feature_ansatz_rfm, "frequency": frequency, "claims": claims}
 
 
 def main(argv=None):

@@ -170,3 +170,23 @@ def test_noisy_mnist_takes_a_random_subset_of_each_split():
     train_x, train_y, test_x, _, _ = data.load_dataset("noisy-mnist", canvas_size=30, n_train=50, n_test=20, seed=1)
     assert train_x.shape == (50, 1, 30, 30) and test_x.shape == (20, 1, 30, 30)
     assert len(train_y.unique()) > 5  # drawn across the classes, not the first 50 (all zeros)
+
+
+def test_a_convrfm_beside_a_cnn_fits_on_images_of_every_class():
+    """mnist5k lists its training digits by class: the page's ConvRFM draws its images at random."""
+    from convcov_core import model_pairs
+    from convcov_core.rfm import views
+
+    machine, accuracy = views.fit_on(model_pairs.cnn_config("mnist5k"), 60, 3, iterations=0)
+    assert machine.classes == 10 and accuracy > 30  # chance is 10%
+
+
+def test_the_bandwidth_leaves_out_identical_background_patches():
+    """Digits on a blank background: most same-position patch pairs are identical (distance 0); the
+    median of the others sets L, so the kernel is not a 0/1 match count."""
+    X = torch.zeros(6, 1, 8, 8)
+    X[:, 0, 3:5, 3:5] = torch.arange(1.0, 7.0)[:, None, None]
+    metric = patch_metric(torch.eye(9, dtype=torch.float64), X, 3)
+    assert metric.bandwidth > 0.1
+    K = laplace_kernel(metric, X, X)
+    assert 0.6 < K[0, 1] < 1 and K[0, 1] > K[0, 5]  # nearer brightness, more similar

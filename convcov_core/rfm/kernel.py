@@ -72,15 +72,21 @@ def metric_factor(M: Tensor) -> Tensor:
 
 def patch_metric(M: Tensor, X: Tensor, patch_size: int, bandwidth: float = 1.0) -> PatchMetric:
     """The metric of M on X's q x q patches, L = bandwidth x the median distance ||x_p - z_p||_M
-    between the same positions of neighbouring images of X (the first 65): a scale-free bandwidth."""
+    between the same positions of neighbouring images of X (the first 65), identical patches left
+    out (the blank background of digits would make it 0): a scale-free bandwidth."""
     factor = metric_factor(M)
+    if factor.shape[1] == 0:
+        raise ValueError("M is zero: the predictor's gradients vanished, there is no patch metric to learn")
     probe = PatchMetric(factor, X.shape[1], patch_size, 1.0)
     sample = X[: min(len(X), 65)]
     if len(sample) < 2:
         raise ValueError("the bandwidth needs at least 2 images")
     maps = transformed_maps(sample, probe)
-    median = (maps[:-1] - maps[1:]).norm(dim=1).median().item()
-    return PatchMetric(factor, X.shape[1], patch_size, bandwidth * max(median, 1e-12))
+    distances = (maps[:-1] - maps[1:]).norm(dim=1).flatten()
+    distances = distances[distances > IDENTICAL * distances.max()]
+    if len(distances) == 0:
+        raise ValueError("every patch of the first images is the same: no scale for the bandwidth")
+    return PatchMetric(factor, X.shape[1], patch_size, bandwidth * distances.median().item())
 
 
 def transformed_maps(X: Tensor, metric: PatchMetric, rows: range | None = None) -> Tensor:

@@ -31,10 +31,12 @@ def measured_sweep(path: Path | None = None) -> dict | None:
 
 
 def fit_on(config: train.TrainConfig, n_images: int, patch_size: int, iterations: int = 3) -> tuple[ConvRFM, float]:
-    """(ConvRFM fitted on the first n_images training images of the config's dataset, its test accuracy %)."""
+    """(ConvRFM fitted on n_images training images of the config's dataset drawn with its seed (mnist5k
+    lists its digits by class), its test accuracy %)."""
     n_images = whole_number(n_images, "number of images", 3)
     train_x, train_y, test_x, test_y, _ = train.load_training_data(config)
-    machine = ConvRFM(patch_size, iterations, seed=config.seed).fit(train_x[:n_images], train_y[:n_images])
+    chosen = torch.randperm(len(train_y), generator=torch.Generator().manual_seed(config.seed))[:n_images]
+    machine = ConvRFM(patch_size, iterations, seed=config.seed).fit(train_x[chosen], train_y[chosen])
     return machine, machine.score(test_x, test_y)
 
 
