@@ -10,6 +10,11 @@ from helpers.pages import assert_clean, run_page
 from test_pages_analysis import FEATURE, charts, tiny_training, wait_for
 
 
+def trained(at) -> bool:
+    """The CNN analysed and its training job over (a CNN saved by an earlier test shows at once)."""
+    return charts(at) == 4 and not at.button(key="train").disabled
+
+
 @pytest.fixture
 def measured(tmp_path, monkeypatch):
     """A measured sweep file of two noise levels and two seeds, where the page looks for it."""
@@ -25,7 +30,7 @@ def measured(tmp_path, monkeypatch):
 def test_convrfm_section_shows_the_sweep_and_fits_beside_the_cnn(measured):
     at = run_page(FEATURE, timeout=120)
     tiny_training(at, layers=1)
-    wait_for(at, lambda at: charts(at) == 4)
+    wait_for(at, trained)
     assert not [e for e in at.button if e.key == "rfm_fit"]  # behind the toggle
     at.toggle(key="rfm_show").set_value(True).run()
     assert_clean(at, "ConvRFM shown")
@@ -48,7 +53,7 @@ def test_convrfm_section_says_where_the_sweep_comes_from_when_it_is_missing(tmp_
     monkeypatch.setattr(views, "MEASURED", tmp_path / "none.json")
     at = run_page(FEATURE, timeout=120)
     tiny_training(at, layers=1)
-    wait_for(at, lambda at: charts(at) == 4)
+    wait_for(at, trained)
     at.toggle(key="rfm_show").set_value(True).run()
     assert_clean(at, "no sweep")
     assert any("convcov_core rfm --json" in i.value for i in at.info) and charts(at) == 4
