@@ -3,7 +3,7 @@
 kernel: the patch kernel K_M, its kernel matrices and the patch-AGOP of a kernel predictor, in chunks;
 machines: the estimators (fit / predict / score, feature matrix M) and kernel ridge regression;
 experiment: the side-by-side comparison with the base kernel and the Feature Ansatz CNN over noise
-levels and seeds (seed 001's Figure 5).
+levels and seeds (seed 001's Figure 5); views: a ConvRFM beside a CNN (the Feature Ansatz page).
 """
 
 from .experiment import MODELS, NoiseSweep, Setup, compare_models, noise_sweep

@@ -38,8 +38,9 @@ Tensor = torch.Tensor
 
 CHUNK_ELEMENTS = 2**19  # pair x position values computed at once
 BAND_ELEMENTS = 2**23  # floats of transformed maps held per band of rows
-#: Patches whose squared distance is below this share of their squared norms count as identical
-#: (distance 0: kernel value 1, no gradient): float32 rounding leaves about 1e-6 there.
+#: Patch pairs whose squared distance is below this share of their squared norms count as identical:
+#: no gradient in the AGOP (float32 rounding leaves about 1e-6 there for a patch and itself); left
+#: out of the bandwidth's median (relative to the largest distance there).
 IDENTICAL = 1e-5
 _RANK_TOL = 1e-6  # columns of R below this share of its largest column are dropped
 

@@ -179,9 +179,14 @@ class DeepConvRFM:
         self.filters = whole_number(filters, "filters", 1)
         self.seed = whole_number(seed, "seed", 0)
         self.patch_sizes = layer_patch_sizes(patch_size, self.layers)
-        self.make = lambda layer: ConvRFM(self.patch_sizes[layer], iterations, seed=seed,
-                                          refit=layer == self.layers - 1, **options)
-        [self.make(layer) for layer in range(self.layers)]  # checks the options now
+        self.iterations, self.options = iterations, options
+        for layer in range(self.layers):
+            self._machine(layer)  # checks the options now
+
+    def _machine(self, layer: int) -> ConvRFM:
+        """Layer `layer`'s ConvRFM, unfitted; only the last one trains its predictor on all images."""
+        return ConvRFM(self.patch_sizes[layer], self.iterations, seed=self.seed, refit=layer == self.layers - 1,
+                       **self.options)
 
     def fit(self, X, y, first_layer: ConvRFM | None = None) -> "DeepConvRFM":
         """first_layer: a ConvRFM already fitted on (X, y) with layer 1's options, used as layer 1
@@ -195,7 +200,7 @@ class DeepConvRFM:
         self.machines, self.weights = [], []
         for layer in range(self.layers):
             reuse = layer == 0 and first_layer is not None
-            machine = first_layer if reuse else self.make(layer).fit(X, y)
+            machine = first_layer if reuse else self._machine(layer).fit(X, y)
             self.machines.append(machine)
             if layer < self.layers - 1:
                 self.weights.append(sample_patch_filters(machine.M, self.filters, X.shape[1], machine.patch_size,
