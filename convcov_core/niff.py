@@ -86,18 +86,25 @@ def niff_layers(model: nn.Module) -> list[tuple[str, NIFFDepthwise]]:
     return [(name, m) for name, m in model.named_modules() if isinstance(m, NIFFDepthwise)]
 
 
+def _window(height: int, width: int, k: int) -> tuple[slice, slice]:
+    """Rows and columns of the k x k window around (H // 2, W // 2) in the map padded by k on every side."""
+    top, left = height // 2 - k // 2 + k, width // 2 - k // 2 + k
+    return slice(top, top + k), slice(left, left + k)
+
+
 def centre_window(filters: Tensor, k: int) -> Tensor:
     """The k x k window of (..., H, W) centred filters around (H // 2, W // 2): offsets -(k // 2) to
     k - 1 - k // 2 on each axis, zero where the window reaches past the map (k > H)."""
     k = whole_number(k, "window size", 1)
-    height, width = filters.shape[-2:]
-    top, left = height // 2 - k // 2 + k, width // 2 - k // 2 + k  # in the map padded by k
-    return F.pad(filters, (k, k, k, k))[..., top:top + k, left:left + k]
+    rows, cols = _window(*filters.shape[-2:], k)
+    return F.pad(filters, (k, k, k, k))[..., rows, cols]
 
 
 def energy_outside(filters: Tensor, k: int) -> float:
     """Share of the filters' energy outside centre_window(filters, k), over all of them:
-    1 - sum ||window||^2 / sum ||filters||^2 (0 for all-zero filters)."""
-    filters = filters.detach().double()
-    total, inside = filters.pow(2).sum(), centre_window(filters, k).pow(2).sum()
-    return float(1 - inside / total) if total > 0 else 0.0
+    sum ||outside||^2 / sum ||filters||^2 (0 for all-zero filters; exactly 0 when the window holds the map)."""
+    k = whole_number(k, "window size", 1)
+    outside = F.pad(filters.detach().double(), (k, k, k, k))
+    total = outside.pow(2).sum()
+    outside[(..., *_window(*filters.shape[-2:], k))] = 0
+    return float(outside.pow(2).sum() / total) if total > 0 else 0.0
