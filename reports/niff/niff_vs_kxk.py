@@ -9,12 +9,14 @@ k x k filters' do. NIFF comes with the seed's small MLP (2-8-4-C, "-niff") and i
 
 `run` skips runs already in the file, so it can be stopped and resumed. Setups: ConvMixer-64/4 with
 k = 9 and ConvMixer-64/8 with k = 15 (the Training Lab's default), patch 2 (14 x 14 maps), one
-epoch, PyTorch's default init, seeds 0-2; the NIFF variants read their filters in the same k x k window.
+epoch, and ConvMixer-64/4 with k = 9 for three epochs (does NIFF catch up?); PyTorch's default
+init, seeds 0-2; the NIFF variants read their filters in the same k x k window.
 Per layer and run: the fitted sigma and Pearson r of the covariance the run kept
-(learned_sets.layer_fits) and its rank (a NIFF layer's is at most 2 h + 1 for h last hidden
-features: 9 and 65); each filter's effective size (spectra.effective_size, 90% of the energy)
-on the whole 14 x 14 map for NIFF (trained, and at init as the control) and in the k x k window for
-the k x k ConvMixer; the share of the NIFF filters' energy outside the window.
+(learned_sets.layer_fits), its rank (a NIFF layer's is at most 2 h + 1 for h last hidden
+features: 9 and 65) and the share of its trace on the centre pixel (1 / k^2 for the closed form);
+each filter's effective size (spectra.effective_size, 90% of the energy) on the whole 14 x 14 map
+for NIFF (trained, and at init as the control) and in the k x k window for the k x k ConvMixer;
+the share of the NIFF filters' energy outside the window.
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ HERE = Path(__file__).resolve().parent
 SEEDS = (0, 1, 2)
 BASE = dict(dataset="mnist5k", patch_size=2, epochs=1, init="default", keep_state_dict=True)
 SETUPS = {"64/4, k = 9": dict(model="convmixer-64/4", kernel_size=9),
-          "64/8, k = 15": dict(model="convmixer-64/8", kernel_size=15)}
+          "64/8, k = 15": dict(model="convmixer-64/8", kernel_size=15),
+          "64/4, k = 9, 3 epochs": dict(model="convmixer-64/4", kernel_size=9, epochs=3)}
 VARIANTS = {"kxk": "", "niff": "-niff", "niff-big": "-niff-big"}  # name -> model spec suffix
 NIFF_VARIANTS = ("niff", "niff-big")
 RANK_RTOL = 1e-5  # float32 filters: singular values below this share of the largest are noise
@@ -50,18 +53,25 @@ def whole_map_sizes(filters: torch.Tensor) -> torch.Tensor:
     return spectra.effective_size(niff.centre_window(filters, n + 1 - n % 2))
 
 
+def centre_share(S: torch.Tensor) -> float:
+    """Share of a k^2 x k^2 covariance's trace on the centre pixel of the k x k window."""
+    return float(S.diagonal()[S.shape[0] // 2] / S.diagonal().sum())
+
+
 def mean_size(sizes: torch.Tensor) -> float:
     return float(sizes.double().mean())
 
 
 def layer_stats(result: train.RunResult) -> list[dict]:
-    """Per layer: fitted sigma and r, rank; mean effective size (NIFF: whole map, trained and at init)."""
+    """Per layer: fitted sigma and r, rank, centre share of the variance; mean effective size (NIFF: whole
+    map, trained and at init)."""
     config = result.config
     *_, info = train.load_training_data(config)
     trained = train.build_model_for(config, info)
     models.load_checkpoint_into(trained, result.state_dict)
-    rows = [{"sigma": f["sigma"], "r": f["r"], "rank": int(torch.linalg.matrix_rank(S, rtol=RANK_RTOL))}
-            for f, S in zip(learned_sets.layer_fits(result.covariances), result.covariances)]
+    fits = learned_sets.layer_fits(result.covariances)
+    rows = [{"sigma": f["sigma"], "r": f["r"], "rank": int(torch.linalg.matrix_rank(S, rtol=RANK_RTOL)),
+             "centre": centre_share(S)} for f, S in zip(fits, result.covariances)]
     if niff.niff_layers(trained):
         _, full = niff_spatial_filters(trained, config)
         _, at_init = niff_spatial_filters(train.build_model_for(config, info), config)
@@ -130,16 +140,17 @@ def layer_means(by: dict, setup: str, variant: str, layer: int) -> dict:
 def layer_table(by: dict, setup: str) -> list[str]:
     """Per layer: every variant's fitted σ, r and rank, effective sizes, NIFF energy outside the window."""
     k = SETUPS[setup]["kernel_size"]
-    lines = ["| layer | " + " | ".join(f"{v}: σ, r, rank" for v in VARIANTS) + " | kxk: effective size | "
+    lines = ["| layer | " + " | ".join(f"{v}: σ, r, rank, centre" for v in VARIANTS) + " | kxk: effective size | "
              + " | ".join(f"{v}: effective size (at init) | {v}: energy outside {k} x {k} (at init)"
                           for v in NIFF_VARIANTS) + " |", "|---" * (2 + len(VARIANTS) + 2 * len(NIFF_VARIANTS)) + "|"]
     for layer in range(len(by[setup, "kxk"][SEEDS[0]]["layers"])):
         m = {v: layer_means(by, setup, v, layer) for v in VARIANTS}
-        cells = [f"{m[v]['sigma']:.2f}, {m[v]['r']:.2f}, {m[v]['rank']:.0f}" for v in VARIANTS]
+        cells = [f"{m[v]['sigma']:.2f}, {m[v]['r']:.2f}, {m[v]['rank']:.0f}, {100 * m[v]['centre']:.0f} %"
+                 for v in VARIANTS]
         cells.append(f"{m['kxk']['size']:.1f}")
-        for v in NIFF_VARIANTS:
+        for v in NIFF_VARIANTS:  # max(0, ...): lines written before energy_outside was exact hold -1e-16 for 0
             cells += [f"{m[v]['size']:.1f} ({m[v]['size_init']:.1f})",
-                      f"{100 * m[v]['outside']:.1f} % ({100 * m[v]['outside_init']:.1f} %)"]
+                      f"{100 * max(m[v]['outside'], 0):.1f} % ({100 * max(m[v]['outside_init'], 0):.1f} %)"]
         lines.append(f"| {layer + 1} | " + " | ".join(cells) + " |")
     return lines
 
