@@ -54,7 +54,6 @@ class NIFFDepthwise(nn.Module):
     def __init__(self, channels: int, hidden: tuple[int, ...] = MLP_SIZES["small"]):
         super().__init__()
         widths = (2, *(whole_number(h, "hidden width", 1) for h in hidden), whole_number(channels, "channels", 1))
-        self.channels = channels
         self.real = _mlp(widths)
         self.imag = _mlp(widths)
 
@@ -67,9 +66,8 @@ class NIFFDepthwise(nn.Module):
     def spatial_filters(self, height: int, width: int) -> Tensor:
         """The C x H x W real filters the forward pass applies to H x W maps, centred at (H // 2, W // 2)."""
         g = torch.fft.ifft2(self.frequency_response(height, width)).real
-        device = g.device
-        rows = (height // 2 - torch.arange(height, device=device)) % height
-        cols = (width // 2 - torch.arange(width, device=device)) % width
+        rows = (height // 2 - torch.arange(height, device=g.device)) % height
+        cols = (width // 2 - torch.arange(width, device=g.device)) % width
         return g[:, rows][:, :, cols]
 
     def forward(self, x: Tensor) -> Tensor:
@@ -78,7 +76,7 @@ class NIFFDepthwise(nn.Module):
             pixels = x.float().permute(0, 2, 3, 1)
             y = torch.fft.ifft2(torch.fft.fft2(pixels, dim=(1, 2)) * response.permute(1, 2, 0), dim=(1, 2)).real
         layout = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
-        return y.permute(0, 3, 1, 2).to(x.dtype, memory_format=layout)  # the convs after it run fastest so
+        return y.permute(0, 3, 1, 2).to(x.dtype, memory_format=layout)  # x's: the convs after it are slow in another
 
 
 def niff_layers(model: nn.Module) -> list[tuple[str, NIFFDepthwise]]:
