@@ -9,7 +9,6 @@ import streamlit as st
 from convcov_app.navigation import discover_pages
 from helpers.pages import new_app
 
-
 NO_RUNS_READ = ("pages/1_Covariance_Explorer.py", "pages/7_Paper_Claims.py")  # closed forms; reports
 
 
