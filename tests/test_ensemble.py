@@ -3,6 +3,7 @@ LOSS_TOL per step and one test image in accuracy), frozen filters stay put, a di
 dropped while the others go on, unsupported networks train alone, groups fit the memory budget."""
 
 import copy
+import resource
 
 import pytest
 import torch
@@ -14,6 +15,7 @@ from convcov_core.ensemble import (
     compatible,
     group_compatible,
     grouping_problem,
+    heap,
     max_members,
     member_bytes,
     train_ensemble,
@@ -212,3 +214,18 @@ def test_cuda_members_match_their_lone_runs_with_the_step_replayed_as_a_graph(mo
         frozen_now = torch.equal(member.state_dict[f"{name}.weight"],
                                  build_model_for(config, info).state_dict()[f"{name}.weight"])
         assert frozen_now == config.freeze_filters
+
+
+@pytest.mark.skipif(heap._glibc() is None, reason="glibc's malloc only (Linux)")
+def test_large_blocks_stay_in_the_heap_while_a_group_trains():
+    def page_faults_of_churn() -> int:
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        for _ in range(10):
+            block = torch.ones(16 * 2**20)  # 64 MB: above any mmap threshold of glibc's
+            del block
+        return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+    with heap.keep_large_blocks():
+        page_faults_of_churn()  # the heap grows once
+        kept = page_faults_of_churn()
+    assert kept * 10 < page_faults_of_churn()  # mmap again afterwards: 16,384 faults per block

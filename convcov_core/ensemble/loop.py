@@ -12,7 +12,8 @@ every member is frozen the weight takes no gradient, as in train(). Each member 
 _Loop: history, step and epoch events (variant, seed, run_index as separate runs), its own
 divergence check. A member whose loss stops being finite ends "diverged" and the group goes on
 without it (a smaller grouped network, AdamW's moments carried over); a callback's stop cancels the
-whole group and the groups after it. Evaluation: test images to every member at once, BatchNorm
+whole group and the groups after it. On the CPU a group's large activations stay in the heap
+(heap.keep_large_blocks). Evaluation: test images to every member at once, BatchNorm
 statistics recalibrated on each member's own seeded training batches (train.evaluation).
 """
 
@@ -32,6 +33,7 @@ from ..train.inputs import load_training_data
 from ..train.loop import _cpu_threads, _finish, _Loop, _set_up, _sync_every, _train_step, train
 from ..train.model import _prepare_model, build_model_for
 from .grouping import Ensemble, grouping_problem, member_images, select_rows
+from .heap import keep_large_blocks
 from .plan import ensemble_key, group_compatible, max_members, split_evenly
 
 Tensor = torch.Tensor
@@ -77,7 +79,8 @@ def train_ensemble(configs: list[TrainConfig], callback: Callback | None = None,
             model = None if models is None else models[i]
             results[i] = train(configs[i], callback, sync_every=sync_every, model=model, **labels[i])
             continue
-        with _cpu_threads(configs[group[0]].threads):
+        on_cpu = resolve_device(configs[group[0]].device).type == "cpu"
+        with _cpu_threads(configs[group[0]].threads), keep_large_blocks(on_cpu):
             group_results = _Group([configs[i] for i in group], members, callback, [labels[i] for i in group],
                                    sync_every).run()
         for i, result in zip(group, group_results):
