@@ -2,6 +2,8 @@
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PORT   ?= 8501
+# torch build: auto (keep an installed one; else CUDA where nvidia-smi lists a GPU, else CPU), cpu, cuda
+TORCH  ?= auto
 # pytest-xdist workers for `make test` (auto: one per CPU core)
 TEST_WORKERS ?= auto
 STAMP  := $(VENV)/.installed
@@ -11,11 +13,15 @@ STAMP  := $(VENV)/.installed
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
+	PYTHON=$(PY) ./bin/install-torch $(TORCH)
 	$(PY) -m pip install -q -r requirements-dev.txt
 	$(PY) -m pip install -q --no-deps -e .
 	touch $(STAMP)
 
 install: $(STAMP)
+ifneq ($(TORCH),auto)
+	PYTHON=$(PY) ./bin/install-torch $(TORCH)
+endif
 
 run: install
 	PYTHON=$(PY) PORT=$(PORT) ./bin/serve
