@@ -5,9 +5,12 @@ job here instead (one JobManager per server, e.g. from st.cache_resource), then 
 progress events from a fragment on a timer; Cancel sets the job's stop flag, which the training
 callback answers with "stop". The manager enforces a per-server limit on running jobs
 (CONVCOV_MAX_JOBS, default 1) and a cap on the images one job may train on
-(CONVCOV_MAX_JOB_SAMPLES = epochs x training images x seeds x variants, default 200,000), and
-saves finished runs and comparisons to the run store (a cancelled comparison is saved with the runs it
-finished; a cancelled single run is not saved).
+(CONVCOV_MAX_JOB_SAMPLES = epochs x training images x seeds x variants, default 200,000) and on
+the memory one run needs (ensemble.plan.member_bytes: 16 P + 1.5 s B A, at most MEMORY_SHARE of
+the memory available when the job is submitted), and saves finished runs and comparisons to the
+run store (a cancelled comparison is saved with the runs it finished; a cancelled single run is
+not saved). A job may name its `owner` (an opaque string, e.g. a visitor's token): list_jobs
+reports it, so a page reloaded while its job runs finds that job again.
 """
 
 from __future__ import annotations
@@ -18,7 +21,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from . import settings
+import torch
+
+from . import models, settings
+from .ensemble.plan import MEMORY_SHARE, available_bytes, config_member_bytes
 from .runs import RunStore
 from .train import (
     ComparisonResult,
@@ -28,6 +34,7 @@ from .train import (
     compare,
     load_training_data,
     plan_steps,
+    resolve_device,
     train,
 )
 
@@ -39,13 +46,14 @@ class Busy(RuntimeError):
 
 
 class JobTooLarge(ValueError):
-    """A job would train on more images than this server allows per job."""
+    """A job would train on more images than this server allows per job, or one of its runs would need
+    more memory than the machine has free."""
 
 
 @dataclass
 class JobStatus:
     """A snapshot of one job. state: "running", "done", "cancelled" or "failed"; progress in [0, 1];
-    result_id: the saved run or comparison id (None until saved)."""
+    result_id: the saved run or comparison id (None until saved); owner: as given to submit."""
 
     id: int
     kind: str
@@ -59,6 +67,7 @@ class JobStatus:
     last_event: ProgressEvent | None
     eta_s: float | None
     result_id: int | None
+    owner: str | None = None
 
     @property
     def running(self) -> bool:
@@ -72,6 +81,7 @@ class _Job:
     label: str
     work: Callable
     samples: int | None
+    owner: str | None = None
     created: float = field(default_factory=time.time)
     state: str = "running"
     message: str = ""
@@ -88,6 +98,25 @@ def _images_per_run(config: TrainConfig) -> int:
     """Images one run trains on: steps x batch (full batches of every epoch, or max_steps)."""
     batch, _, total = plan_steps(config, len(load_training_data(config)[1]))
     return batch * total
+
+
+def _memory_problem(config: TrainConfig) -> str | None:
+    """Why one run of config would not fit in memory now, or None: its network's member_bytes
+    (traced on the meta device, so nothing is allocated) against MEMORY_SHARE of available_bytes."""
+    available = available_bytes(resolve_device(config.device))
+    if available is None:
+        return None
+    info = load_training_data(config)[4]
+    with torch.device("meta"):
+        model = models.build_model(config.model, num_classes=len(info.classes), in_chans=info.in_chans,
+                                   kernel_size=config.kernel_size, patch_size=config.patch_size)
+        need = config_member_bytes(config, model)
+    if need <= MEMORY_SHARE * available:
+        return None
+    return (f"one run of this job would need about {need / 2**30:,.1f} GiB of memory while it trains "
+            f"(weights, gradients, optimizer state and the activations of a batch of {config.batch_size}); "
+            f"this machine has {available / 2**30:,.1f} GiB free. Use a smaller batch, a narrower or "
+            "shallower model, a smaller kernel or larger patches.")
 
 
 class JobManager:
@@ -116,13 +145,14 @@ class JobManager:
 
     def submit(self, kind: str, target, *, variants: dict | None = None, seeds=None,
                references: dict | None = None, name: str | None = None, samples: int | None = None,
-               label: str | None = None) -> int:
+               label: str | None = None, owner: str | None = None) -> int:
         """Start a job; return its id. Raises Busy when the server is full, JobTooLarge (a ValueError)
         when it would train on too many images, ValueError for a bad config.
 
         kind "train": target is a TrainConfig. kind "compare": target is the base TrainConfig, with
         variants and seeds as for train.compare. kind "task": target is fn(callback) -> result, with
-        `samples` (images it will process, if known) checked against the cap.
+        `samples` (images it will process, if known) checked against the cap. A train or compare
+        job whose run would not fit in memory (_memory_problem) is refused with JobTooLarge.
         """
         if kind == "train":
             config = target.validate()
@@ -152,6 +182,8 @@ class JobManager:
                 f"server allows {self.max_samples:,} per job (CONVCOV_MAX_JOB_SAMPLES). Use fewer "
                 "epochs, seeds or variants, a smaller dataset, or the command line "
                 "(python -m convcov_core compare ...) on your own machine.")
+        if kind != "task" and (problem := _memory_problem(config)):
+            raise JobTooLarge(problem)
         with self._lock:
             running = [j for j in self._jobs.values() if j.state == "running"]
             if len(running) >= self.max_jobs:
@@ -159,7 +191,7 @@ class JobManager:
                 raise Busy(
                     f"this server already runs {len(running)} job(s), its limit (CONVCOV_MAX_JOBS="
                     f"{self.max_jobs}): {names}. Wait for it to finish or cancel it, then start again.")
-            job = _Job(self._next_id, kind, label, work, samples)
+            job = _Job(self._next_id, kind, label, work, samples, owner)
             self._next_id += 1
             self._jobs[job.id] = job
             self._forget_old_jobs()
@@ -221,7 +253,7 @@ class JobManager:
                              message=job.message, created=job.created, finished=job.finished,
                              n_events=len(job.events), last_event=last,
                              eta_s=_eta(job, progress) if job.state == "running" else None,
-                             result_id=job.result_id)
+                             result_id=job.result_id, owner=job.owner)
 
     def events(self, job_id: int, since: int = 0) -> list[ProgressEvent]:
         """The job's progress events from index `since` on (pass the count you already have)."""
@@ -257,10 +289,10 @@ class JobManager:
 
 
 def _progress(event: ProgressEvent | None) -> float:
-    """Fraction of the job done: (finished runs + steps / total steps) / runs."""
+    """Fraction of the job done: ProgressEvent.fraction_done ((finished runs + steps / total steps) / runs)."""
     if event is None or not event.total_steps:
         return 0.0
-    return min(1.0, (event.run_index + event.step / event.total_steps) / max(event.n_runs, 1))
+    return event.fraction_done()
 
 
 def _eta(job: _Job, progress: float, now: float | None = None) -> float | None:

@@ -5,6 +5,7 @@ import time
 
 import pytest
 
+from convcov_core import jobs
 from convcov_core.jobs import Busy, JobManager, JobTooLarge
 from convcov_core.runs import RunStore
 from convcov_core.train import TrainConfig
@@ -92,6 +93,28 @@ def test_a_job_over_the_sample_cap_is_refused_before_it_starts(manager):
     with pytest.raises(JobTooLarge, match="allows 1,000"):
         manager.submit("compare", TINY.replace(max_steps=8), variants={"a": {}, "b": {}}, seeds=[0, 1])
     assert manager.list_jobs() == []
+
+
+def test_a_run_that_would_not_fit_in_memory_is_refused_before_it_starts(manager):
+    huge = TINY.replace(model="convmixer-512/16", kernel_size=31, patch_size=1, batch_size=512, max_steps=1)
+    with pytest.raises(JobTooLarge, match=r"one run of this job would need about [\d,.]+ GiB.*GiB free"):
+        manager.submit("compare", huge, variants={"a": {}}, seeds=[0])
+    assert manager.list_jobs() == []
+
+
+def test_the_memory_check_compares_the_estimate_with_the_memory_available(manager, monkeypatch):
+    monkeypatch.setattr(jobs, "available_bytes", lambda device: 10 * 2**30)
+    assert jobs._memory_problem(TINY) is None
+    monkeypatch.setattr(jobs, "available_bytes", lambda device: 2**20)
+    assert "this machine has 0.0 GiB free" in jobs._memory_problem(TINY)
+
+
+def test_a_job_keeps_its_owner_for_whoever_lists_the_jobs(manager):
+    release = threading.Event()
+    job = manager.submit("task", _blocking_task(release), owner="visitor-a/lab")
+    assert [(j.id, j.owner, j.state) for j in manager.list_jobs()] == [(job, "visitor-a/lab", "running")]
+    release.set()
+    assert manager.wait(job, 30).owner == "visitor-a/lab"
 
 
 def test_compare_job_saves_the_comparison(manager):

@@ -100,11 +100,15 @@ def max_members(config: TrainConfig, model: nn.Module, memory_budget: int | None
         if available is None:
             return None
         memory_budget = int(MEMORY_SHARE * available)
+    return max(1, memory_budget // config_member_bytes(config, model))
+
+
+def config_member_bytes(config: TrainConfig, model: nn.Module) -> int:
+    """member_bytes of config's network at its batch size and precision on its device."""
     _, train_y, _, _, info = load_training_data(config)
     batch = plan_steps(config, len(train_y))[0]
     dtype = autocast_dtype(config.precision, resolve_device(config.device)) or torch.float32
-    one = member_bytes(model, info.in_chans, info.image_size, batch, torch.finfo(dtype).bits // 8)
-    return max(1, memory_budget // one)
+    return member_bytes(model, info.in_chans, info.image_size, batch, torch.finfo(dtype).bits // 8)
 
 
 def split_evenly(indices: list[int], most: int | None) -> list[list[int]]:
