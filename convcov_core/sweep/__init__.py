@@ -3,10 +3,11 @@ resumable, and turned into the effect of each init scheme against the reference 
 
     grid         Sweep (base config, axes, schemes, seeds), Trial, trial_key, parse_values
     store        SweepStore: sweeps and their trials' results in the run store's SQLite file
-    worker       run_trial: one trial wherever it runs, its own failures recorded, not raised
+    worker       run_trial, run_batch: trials wherever they run (compatible ones together as one
+                 ensemble), their own failures recorded, not raised
     local        LocalPool: worker processes on this machine (the default executor)
     ray_cluster  RayExecutor: Ray tasks on a cluster (optional dependency)
-    run          run_sweep: skip what is stored, run the rest, store results, progress events
+    run          run_sweep, run_trials: skip what is stored, run the rest, store results, progress events
     results      trial_table, cell_effects, write_table
 """
 
@@ -16,23 +17,24 @@ from .grid import AXES, Sweep, Trial, parse_values, trial_key
 from .local import LocalPool
 from .ray_cluster import ClusterUnreachable, RayExecutor
 from .results import cell_effects, trial_table, write_table
-from .run import SweepEvent, SweepOutcome, run_sweep
+from .run import SweepEvent, SweepOutcome, run_sweep, run_trials
 from .store import SweepStore, SweepSummary
 
 EXECUTORS = ("local", "ray")
 
 
 def make_executor(name: str = "local", *, workers: int | None = None, ray_address: str | None = None,
-                  cpus_per_trial: float = 1, gpus_per_trial: float = 0):
+                  cpus_per_trial: float = 1, gpus_per_trial: float = 0, ensemble: bool = True):
     """The executor called `name`: "local" (LocalPool with `workers` processes) or "ray"
-    (RayExecutor at `ray_address`, None: a Ray started on this machine with `workers` CPUs)."""
+    (RayExecutor at `ray_address`, None: a Ray started on this machine with `workers` CPUs);
+    ensemble: compatible trials trained together in batches (worker.trial_batches)."""
     if name == "local":
-        return LocalPool(workers)
+        return LocalPool(workers, ensemble=ensemble)
     if name == "ray":
-        return RayExecutor(ray_address, workers, cpus_per_trial, gpus_per_trial)
+        return RayExecutor(ray_address, workers, cpus_per_trial, gpus_per_trial, ensemble=ensemble)
     raise ValueError(f"unknown executor {name!r}; choose one of: {', '.join(EXECUTORS)}")
 
 
 __all__ = ["AXES", "EXECUTORS", "ClusterUnreachable", "LocalPool", "RayExecutor", "Sweep", "SweepEvent",
            "SweepOutcome", "SweepStore", "SweepSummary", "Trial", "cell_effects", "make_executor", "parse_values",
-           "run_sweep", "trial_key", "trial_table", "write_table"]
+           "run_sweep", "run_trials", "trial_key", "trial_table", "write_table"]

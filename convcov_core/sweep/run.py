@@ -55,9 +55,18 @@ def run_sweep(sweep: Sweep, store: SweepStore, executor, on_event: Callable[[Swe
               should_stop: Callable[[], bool] | None = None) -> SweepOutcome:
     """Run every trial of `sweep` not yet in `store` on `executor` (local.LocalPool or
     ray_cluster.RayExecutor); cancelled trials are not stored, so resuming runs them again."""
-    started = time.perf_counter()
     trials = sweep.validate().trials()
     store.register(sweep, trials)
+    return run_trials(sweep.name, trials, store, executor, on_event, should_stop)
+
+
+def run_trials(name: str, trials: list[Trial], store: SweepStore, executor,
+               on_event: Callable[[SweepEvent], None] | None = None,
+               should_stop: Callable[[], bool] | None = None) -> SweepOutcome:
+    """run_sweep for trials that no registered grid lists (such as learned-init trials, whose
+    covariances a sweep's spec does not keep): each not yet stored under its key runs on `executor`
+    and is stored under its key with the run name "sweep <name>"."""
+    started = time.perf_counter()
     stored = store.finished(t.key for t in trials)
     todo = [t for t in trials if t.key not in stored]
     tally = _Tally(len(trials), len(stored), sum(r["status"] != "ok" for r in stored.values()), on_event)
@@ -74,10 +83,10 @@ def run_sweep(sweep: Sweep, store: SweepStore, executor, on_event: Callable[[Swe
         if result.status == "cancelled":
             cancelled = True
             continue
-        store.save(trial, result, sweep.name)
+        store.save(trial, result, name)
         tally.finish(trial, result)
     cancelled = cancelled or tally.ran < len(todo)
-    return SweepOutcome(name=sweep.name, n_total=len(trials), skipped=len(stored), ran=tally.ran,
+    return SweepOutcome(name=name, n_total=len(trials), skipped=len(stored), ran=tally.ran,
                         failed=tally.ran_failed, cancelled=cancelled, wall_time=time.perf_counter() - started)
 
 
