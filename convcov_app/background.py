@@ -5,10 +5,18 @@ st.session_state under the page's `slot`, so a visitor can leave the page and co
 `progress(slot, ...)` draws the bar (ETA, images/s), Cancel and optional live content from a
 fragment that refreshes on a timer without rerunning the page; when the job ends it reruns the
 page once, and `finished(slot)` gives the job's final status and result.
+
+Who started a job: each visitor gets a random token, kept in the session and in the page's URL
+(`?visitor=...`), and a job is submitted with the owner "<token>/<slot>". A reload (or the same
+URL in another tab) keeps the token, so `running(slot)` finds the visitor's running job in the job
+manager's list again, with its live curves and Cancel; anyone else sees it as another visitor's
+job with its progress, and only its owner gets Cancel.
 """
 
 from __future__ import annotations
 
+import re
+import secrets
 import time
 from typing import Callable
 
@@ -21,6 +29,8 @@ from convcov_core.text import duration
 from . import lab
 
 REFRESH_S = settings.refresh_seconds()
+VISITOR = "visitor"  # the URL query parameter holding the visitor's token
+TOKEN = re.compile(r"[A-Za-z0-9_-]{16,64}")
 
 
 def job_manager() -> JobManager:
@@ -39,12 +49,28 @@ def _key(slot: str, what: str) -> str:
     return f"{slot}.{what}"
 
 
+def visitor() -> str:
+    """This visitor's token: the session's, else a well-formed one from the URL (a reload), else a
+    new random one; written back to the URL, where page navigation drops it."""
+    token = st.session_state.get(VISITOR) or st.query_params.get(VISITOR, "")
+    if not TOKEN.fullmatch(token):
+        token = secrets.token_urlsafe(16)
+    st.session_state[VISITOR] = token
+    if st.query_params.get(VISITOR) != token:
+        st.query_params[VISITOR] = token
+    return token
+
+
+def _owner(slot: str) -> str:
+    return f"{visitor()}/{slot}"
+
+
 def start(slot: str, kind: str, target, *, batch_size: int = 0, **submit_kwargs) -> None:
     """Submit a job (JobManager.submit arguments); a refusal (server busy, job too large, bad
     settings) is kept as a message that `show_message` displays."""
     state = st.session_state
     try:
-        job_id = job_manager().submit(kind, target, **submit_kwargs)
+        job_id = job_manager().submit(kind, target, owner=_owner(slot), **submit_kwargs)
     except Busy as err:
         state[_key(slot, "message")] = ("warning", f"The server is busy. {err}")
         return
@@ -65,14 +91,26 @@ def show_message(slot: str) -> None:
 
 
 def running(slot: str) -> int | None:
-    """The id of this visitor's job in this slot while it runs."""
-    return st.session_state.get(_key(slot, "job"))
+    """The id of this visitor's job in this slot while it runs: the one this session follows, else
+    one the visitor started from this slot before a reload (found in the job manager's list)."""
+    job_id = st.session_state.get(_key(slot, "job"))
+    if job_id is None:
+        owner = _owner(slot)
+        job_id = next((j.id for j in job_manager().list_jobs() if j.running and j.owner == owner), None)
+        if job_id is not None:
+            follow(slot, job_id)
+    return job_id
 
 
 def follow(slot: str, job_id: int) -> None:
     """Show a running job in this slot that this session did not start (a page reloaded while its
     job runs finds the job again by what it is, e.g. its label)."""
     st.session_state[_key(slot, "job")] = job_id
+
+
+def may_cancel(status: JobStatus, slot: str) -> bool:
+    """Whether this visitor may cancel the job: its owner (or anyone, for a job without one)."""
+    return status.owner is None or status.owner == _owner(slot)
 
 
 def _cancel(slot: str, job_id: int) -> None:
@@ -102,8 +140,11 @@ def progress(slot: str, live: Callable | None = None, what: str = "Training",
             st.session_state.get(_key(slot, "batch"), 0) or 0)
         prefix = "Stopping after the current step… " if cancelling else f"{what}: "
         st.progress(status.progress, text=prefix + text)
-        st.button("Cancel", key=_key(slot, "cancel"), on_click=_cancel, args=(slot, job_id),
-                  disabled=cancelling, help="Stops after the current step; finished runs are kept.")
+        if may_cancel(status, slot):
+            st.button("Cancel", key=_key(slot, "cancel"), on_click=_cancel, args=(slot, job_id),
+                      disabled=cancelling, help="Stops after the current step; finished runs are kept.")
+        else:
+            st.caption("Started by another visitor: only they can cancel it.")
         if live is not None:
             live(manager.events(job_id))
         return
@@ -138,6 +179,8 @@ def busy_notice(slot: str) -> None:
     if not jobs:
         st.rerun()
     job = jobs[0]
-    st.info(f"The server is busy: another job is running ({job.label}; {100 * job.progress:.0f}% done, "
+    whose = "your job on another page" if (job.owner or "").startswith(f"{visitor()}/") else "another visitor's job"
+    st.info(f"The server is busy: {whose} is running ({job.label}; {100 * job.progress:.0f}% done, "
             f"about {duration(job.eta_s)} left). This server runs {job_manager().max_jobs} training "
             "job(s) at a time: start yours when it has finished (this note updates by itself).")
+    st.progress(job.progress)

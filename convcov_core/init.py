@@ -38,6 +38,7 @@ from .covariance import (
     normalize_trace,
     transfer,
 )
+from .mimetic import mimetic_ as mimetic_  # re-exported: init.mimetic_, in place like init_depthwise_
 from .sampling import sample_filters
 from .validation import whole_number
 
@@ -277,6 +278,24 @@ SCHEMES: dict[str, Scheme] = {
                _draw_allpass, target=partial(_estimated_covariance, draw=_draw_allpass)),
     )
 }
+
+
+#: Schemes that initialize a model's attention rather than its depthwise filters (mimetic.py).
+MODEL_SCHEMES: dict[str, str] = {
+    "mimetic": "self-attention W_q W_k^T ~ I, W_v W_proj ~ -I per head (Trockman & Kolter 2023)",
+}
+
+
+def init_names() -> list[str]:
+    """Every init a training config may name: the depthwise SCHEMES, then the MODEL_SCHEMES."""
+    return [*SCHEMES, *MODEL_SCHEMES]
+
+
+def check_init(name: str) -> str:
+    """`name` if it is in init_names(); ValueError listing them otherwise."""
+    if name not in init_names():
+        raise ValueError(f"unknown init scheme {name!r}; choose one of: {', '.join(init_names())}")
+    return name
 
 
 def get_scheme(name: str) -> Scheme:

@@ -109,7 +109,8 @@ def _memory_problem(config: TrainConfig) -> str | None:
     info = load_training_data(config)[4]
     with torch.device("meta"):
         model = models.build_model(config.model, num_classes=len(info.classes), in_chans=info.in_chans,
-                                   kernel_size=config.kernel_size, patch_size=config.patch_size)
+                                   kernel_size=config.kernel_size, patch_size=config.patch_size,
+                                   image_size=info.image_size)
         need = config_member_bytes(config, model)
     if need <= MEMORY_SHARE * available:
         return None

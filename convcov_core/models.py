@@ -135,12 +135,14 @@ def SmallCNN(in_chans: int, n_classes: int, widths=(32, 64), kernel_sizes=(5, 3)
 
 
 _SPEC_HELP = ('"convmixer-<dim>/<depth>" (e.g. convmixer-64/6), "convmixer-<dim>/<depth>-niff" (or -niff-big), '
-              '"cnn-<w1>,<w2>,..." or "timm:<name>"')
+              '"cnn-<w1>,<w2>,..." or "timm:<name>" (constructor overrides: "timm:<name>:<arg>=<int>,...")')
 
 
 def parse_spec(spec: str) -> dict:
     """A model spec as a dict: kind ("convmixer" | "cnn" | "timm"), dim, depth, widths, name, niff
-    (a ConvMixer's NIFF MLP, "small" for -niff or "big" for -niff-big; None without NIFF)."""
+    (a ConvMixer's NIFF MLP, "small" for -niff or "big" for -niff-big; None without NIFF); a timm spec
+    also has "overrides", the whole-number constructor arguments after a second colon
+    ("timm:vit_tiny_patch16_224:depth=4,embed_dim=128,num_heads=2"; dim and depth read from them)."""
     text = str(spec).strip()
     if m := re.fullmatch(r"convmixer-(\d+)/(\d+)(-niff(-big)?)?", text):
         dim, depth = int(m[1]), int(m[2])
@@ -154,18 +156,21 @@ def parse_spec(spec: str) -> dict:
             raise ValueError(f"model {text!r}: widths must be at least 1")
         return {"kind": "cnn", "dim": max(widths), "depth": len(widths), "widths": widths, "name": text,
                 "niff": None}
-    if m := re.fullmatch(r"timm:([\w.\-]+)", text):
-        return {"kind": "timm", "dim": None, "depth": None, "widths": None, "name": m[1], "niff": None}
+    if m := re.fullmatch(r"timm:([\w.\-]+)(?::(\w+=\d+(?:,\w+=\d+)*))?", text):
+        overrides = {key: int(value) for key, value in (item.split("=") for item in (m[2] or "").split(",") if item)}
+        return {"kind": "timm", "dim": overrides.get("embed_dim"), "depth": overrides.get("depth"), "widths": None,
+                "name": m[1], "niff": None, "overrides": overrides}
     raise ValueError(f"unknown model {text!r}; expected {_SPEC_HELP}")
 
 
 def build_model(spec: str, *, num_classes: int, in_chans: int, kernel_size: int | None = None,
-                patch_size: int | None = None) -> nn.Module:
+                patch_size: int | None = None, image_size: int | None = None) -> nn.Module:
     """The model a spec names, for num_classes outputs and in_chans input channels.
 
     convmixer: kernel_size / patch_size default to 9 / 7. cnn: kernel_size sets every layer
     (default 5 for the first layer, 3 after); it has no patches, so patch_size must be None.
-    timm: the model's own sizes unless overridden (see timm_adapt.timm_model); ValueError where impossible.
+    timm: the model's own sizes unless overridden (see timm_adapt.timm_model), built for image_size
+    x image_size images where its constructor takes img_size (ViTs); ValueError where impossible.
     """
     parsed = parse_spec(spec)
     if kernel_size is not None:
@@ -182,7 +187,8 @@ def build_model(spec: str, *, num_classes: int, in_chans: int, kernel_size: int 
         widths = parsed["widths"]
         kernels = kernel_size or [5] + [3] * (len(widths) - 1)
         return SmallCNN(in_chans, num_classes, widths=widths, kernel_sizes=kernels)
-    return timm_model(parsed["name"], num_classes, in_chans, kernel_size, patch_size)
+    return timm_model(parsed["name"], num_classes, in_chans, kernel_size, patch_size,
+                      image_size=image_size, overrides=parsed["overrides"])
 
 @torch.no_grad()
 def check_input_size(model: nn.Module, in_chans: int, image_size: int, label: str,

@@ -10,7 +10,7 @@ from .init import depthwise_convs
 
 
 def timm_model(name: str, num_classes: int, in_chans: int, kernel_size: int | None,
-                patch_size: int | None) -> nn.Module:
+                patch_size: int | None, *, image_size: int | None = None, overrides: dict | None = None) -> nn.Module:
     """timm.create_model(name, pretrained=False, ...) with optional kernel/patch size overrides.
 
     The override goes to timm's constructor where it takes one (ConvNeXt: kernel_sizes, patch_size).
@@ -18,7 +18,9 @@ def timm_model(name: str, num_classes: int, in_chans: int, kernel_size: int | No
     built as is and the layers are swapped: every depthwise conv for a k x k one (same stride,
     padding "same" / k // 2), the patch-embedding conv (kernel = stride) for a p x p, stride p one.
     A model with no depthwise conv, or whose first conv is not a patch embedding, refuses the
-    override with ValueError.
+    override with ValueError. image_size goes to constructors that take img_size (ViTs, whose
+    position embedding is sized for it); `overrides` (e.g. depth, embed_dim, num_heads) go to the
+    constructor as they are, and one it does not take is refused with ValueError.
     """
     import timm
 
@@ -26,9 +28,11 @@ def timm_model(name: str, num_classes: int, in_chans: int, kernel_size: int | No
         close = difflib.get_close_matches(name, timm.list_models(), n=5, cutoff=0.6)
         hint = f"; similar names: {', '.join(close)}" if close else ""
         raise ValueError(f"timm has no model named {name!r}{hint}")
-    base = dict(pretrained=False, num_classes=num_classes, in_chans=in_chans)
+    base = dict(pretrained=False, num_classes=num_classes, in_chans=in_chans, **(overrides or {}))
     patch = {} if patch_size is None else {"patch_size": patch_size}
-    attempts = [{}] if kernel_size is None else [{"kernel_size": kernel_size}, {"kernel_sizes": kernel_size}]
+    kernels = [{}] if kernel_size is None else [{"kernel_size": kernel_size}, {"kernel_sizes": kernel_size}]
+    sizes = [{}] if image_size is None else [{"img_size": image_size}, {}]
+    attempts = [{**kernel, **size} for kernel in kernels for size in sizes]
     model = None
     for kernel in attempts:
         try:
@@ -37,7 +41,10 @@ def timm_model(name: str, num_classes: int, in_chans: int, kernel_size: int | No
         except TypeError:
             continue
     if model is None:
-        model = timm.create_model(name, **base)
+        try:
+            model = timm.create_model(name, **base)
+        except TypeError as err:
+            raise ValueError(f"timm model {name!r} does not take the overrides {overrides}: {err}") from None
     if kernel_size is not None:
         _set_depthwise_kernels(model, name, kernel_size)
     if patch_size is not None:

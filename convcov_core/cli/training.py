@@ -32,7 +32,8 @@ def training_config(args, covariances=None) -> TrainConfig:
                        schedule=args.schedule, label_smoothing=args.label_smoothing,
                        sigma_first=args.sigma_first, sigma_last=args.sigma_last, covariances=covariances,
                        device=args.device, max_steps=args.max_steps, threads=args.threads,
-                       compile=args.compile, precision=args.precision, data_root=args.data_root).validate()
+                       compile=args.compile, precision=args.precision, data_root=args.data_root,
+                       keep_state_dict=args.keep_weights).validate()
 
 
 def cmd_compare(args) -> int:
@@ -173,7 +174,7 @@ COMPARE_OPTIONS = (
                                                  "or constant")),
     ("--label-smoothing", dict(type=float, default=0.0, help="label smoothing of the cross-entropy, in [0, 1)")),
     ("--inits", dict(type=name_list, default=["default", "gaussian"],
-                     help=Later(lambda: f"comma-separated init schemes ({', '.join(init.SCHEMES)}); "
+                     help=Later(lambda: f"comma-separated init schemes ({', '.join(init.init_names())}); "
                                         "the first is the reference"))),
     ("--freeze", dict(choices=FREEZE_MODES, default="none",
                       help="train the depthwise filters (none), freeze them (filters), or run both")),
@@ -202,6 +203,8 @@ COMPARE_OPTIONS = (
     json_path("also write the comparison as JSON"),
     ("--save", dict(action="store_true", help="save the runs in the run store")),
     ("--name", dict(default=None, help="name for the saved comparison")),
+    ("--keep-weights", dict(action="store_true", help="with --save, store each run's final weights too (the "
+                                                     "Learned Covariances page reads a ViT's attention from them)")),
     DB,
     QUIET,
 )

@@ -73,7 +73,7 @@ class TrainConfig:
             raise ValueError(f"unknown precision {self.precision!r}; choose one of: {', '.join(PRECISIONS)}")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"unknown schedule {self.schedule!r}; choose one of: {', '.join(SCHEDULES)}")
-        init.get_scheme(self.init)
+        init.check_init(self.init)
         if self.init != "default" and models.parse_spec(self.model)["niff"]:
             raise ValueError(f"{self.model} computes its filters with an MLP over frequencies (NIFF): it has "
                              f"no k x k weights for the {self.init!r} init to draw; use init 'default'")

@@ -2,8 +2,10 @@
 the training device, and its filters' covariances read at the end.
 
 Depthwise filters are initialized by `init.init_depthwise_`; with `freeze_filters` they are never
-updated. On CPU, depthwise convs take their filter gradient from a swapped convolution (depthwise.py:
-all of them under bf16, from 7 x 7 on in fp32). A NIFF model's filters come from its MLPs at
+updated. The "mimetic" init sets a Vision Transformer's attention weights instead (`init.mimetic_`),
+and "default" leaves a model without depthwise filters (a ViT) at its own init. On CPU, depthwise
+convs take their filter gradient from a swapped convolution (depthwise.py: all of them under bf16,
+from 7 x 7 on in fp32). A NIFF model's filters come from its MLPs at
 PyTorch's default init (no k x k weights to draw), and its covariances are read from its spatial
 filters cropped to k x k (niff.centre_window).
 """
@@ -24,18 +26,22 @@ Tensor = torch.Tensor
 
 
 def build_model_for(config: TrainConfig, info) -> torch.nn.Module:
-    """The config's model with its depthwise filters initialized, seeded by config.seed (global RNG
-    state of the caller is left untouched)."""
+    """The config's model for info's images, initialized by config.init and seeded by config.seed
+    (global RNG state of the caller is left untouched)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         model = models.build_model(config.model, num_classes=len(info.classes), in_chans=info.in_chans,
-                                   kernel_size=config.kernel_size, patch_size=config.patch_size)
+                                   kernel_size=config.kernel_size, patch_size=config.patch_size,
+                                   image_size=info.image_size)
     if niff.niff_layers(model):  # its MLPs keep PyTorch's default init (TrainConfig.validate refuses others)
         return model
     generator = torch.Generator().manual_seed(config.seed)
-    init.init_depthwise_(model, config.init, sigma_first=config.sigma_first,
-                         sigma_last=config.sigma_last, covariances=config.covariances,
-                         generator=generator)
+    if config.init == "mimetic":
+        init.mimetic_(model, generator=generator)
+    elif config.init != "default" or init.depthwise_convs(model):
+        init.init_depthwise_(model, config.init, sigma_first=config.sigma_first,
+                             sigma_last=config.sigma_last, covariances=config.covariances,
+                             generator=generator)
     return model
 
 

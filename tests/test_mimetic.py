@@ -1,0 +1,142 @@
+"""Mimetic initialization of self-attention: the per-head products against their targets (statistics
+with tolerances from the sample size), the rank-k factorization, refusals, and the training path."""
+
+import math
+
+import pytest
+import torch
+
+from convcov_core import init, models
+from convcov_core.mimetic import DEFAULTS, head_products, low_rank_factors, mimetic_target
+from convcov_core.train import TrainConfig, build_model_for, compare, load_training_data
+
+VIT = "timm:vit_tiny_patch16_224:depth={depth},embed_dim={dim},num_heads={heads}"
+
+
+def vit(dim=96, heads=1, depth=3):
+    return models.build_model(VIT.format(depth=depth, dim=dim, heads=heads), num_classes=10, in_chans=1,
+                              patch_size=4, image_size=28)
+
+
+def stacked_products(model):
+    """(QK, VO): every layer's and head's d x d products, stacked (n x d x d, float64)."""
+    pairs = [head_products(block.attn) for block in model.blocks]
+    return torch.cat([qk for qk, _ in pairs]).double(), torch.cat([vo for _, vo in pairs]).double()
+
+
+def diagonal_and_off(products):
+    d = products.shape[-1]
+    off = ~torch.eye(d, dtype=torch.bool)
+    return products.diagonal(dim1=-2, dim2=-1), products[:, off]
+
+
+@pytest.mark.parametrize("alpha, beta, which", [(DEFAULTS["alpha1"], DEFAULTS["beta1"], 0),
+                                                 (DEFAULTS["alpha2"], -DEFAULTS["beta2"], 1)])
+def test_one_head_products_hit_the_targets_statistics(alpha, beta, which):
+    """With one head (k = d) each product is alpha Z / sqrt(d) + beta I exactly: the diagonal's mean
+    is beta up to the noise of n d draws of std alpha / sqrt(d) (4 standard errors), the off-diagonal
+    entries have mean 0 and std alpha / sqrt(d) (sample std within 4 relative standard errors,
+    1 / sqrt(2 m) for m entries)."""
+    d, depth = 96, 3
+    model = vit(dim=d, heads=1, depth=depth)
+    names = init.mimetic_(model, generator=torch.Generator().manual_seed(0))
+    assert names == [f"blocks.{i}.attn" for i in range(depth)]
+    diagonal, off = diagonal_and_off(stacked_products(model)[which])
+    noise = alpha / math.sqrt(d)
+    assert diagonal.mean().item() == pytest.approx(beta, abs=4 * noise / math.sqrt(diagonal.numel()))
+    assert off.mean().item() == pytest.approx(0, abs=4 * noise / math.sqrt(off.numel()))
+    assert off.std().item() == pytest.approx(noise, rel=4 / math.sqrt(2 * off.numel()))
+
+
+def test_every_head_and_layer_draws_its_own_noise():
+    model = vit(dim=64, heads=2, depth=2)
+    init.mimetic_(model, generator=torch.Generator().manual_seed(1))
+    qk, vo = stacked_products(model)
+    for products in (qk, vo):
+        first = products[0] - products[0].diagonal().mean() * torch.eye(64)
+        for other in products[1:]:
+            rest = other - other.diagonal().mean() * torch.eye(64)
+            r = torch.corrcoef(torch.stack([first.flatten(), rest.flatten()]))[0, 1].item()
+            assert abs(r) < 4 / 64  # independent noise: |r| within 4 standard errors 1 / sqrt(d^2)
+
+
+def test_several_heads_get_the_best_rank_k_approximation_with_the_papers_signs():
+    """Each head's product has rank k = d / H, and leans to +I (queries/keys) and -I (values/proj)."""
+    d, heads = 96, 3
+    model = vit(dim=d, heads=heads, depth=2)
+    init.mimetic_(model, generator=torch.Generator().manual_seed(2))
+    qk, vo = stacked_products(model)
+    for products, sign in ((qk, 1), (vo, -1)):
+        assert (torch.linalg.matrix_rank(products.float()) == d // heads).all()
+        assert (sign * products.diagonal(dim1=-2, dim2=-1).mean(-1) > 0).all()
+
+
+def test_low_rank_factors_are_the_truncated_svd():
+    """Eckart-Young: ||T - L R||_F^2 is the sum of the dropped squared singular values, and L, R
+    share the square root of the kept ones (equal column / row norms)."""
+    target = mimetic_target(40, 0.7, 0.7, torch.Generator().manual_seed(3))
+    s = torch.linalg.svdvals(target)
+    for rank in (1, 10, 40, 50):
+        left, right = low_rank_factors(target, rank)
+        assert left.shape == (40, rank) and right.shape == (rank, 40)
+        error = torch.linalg.matrix_norm(target - left @ right) ** 2
+        assert error.item() == pytest.approx(s[rank:].pow(2).sum().item(), abs=1e-9)
+        torch.testing.assert_close(left.norm(dim=0), right.norm(dim=1))
+
+
+def test_biases_and_other_layers_keep_their_init():
+    model = vit(dim=64, heads=2, depth=2)
+    before = {name: p.clone() for name, p in model.named_parameters()}
+    init.mimetic_(model)
+    changed = {name for name, p in model.named_parameters() if not torch.equal(p, before[name])}
+    assert changed == {f"blocks.{i}.attn.{layer}.weight" for i in range(2) for layer in ("qkv", "proj")}
+
+
+@pytest.mark.parametrize("spec, missing", [("convmixer-16/2", "has no attn"), ("cnn-8,8", "has no 'blocks'")])
+def test_models_without_standard_attention_are_refused(spec, missing):
+    model = models.build_model(spec, num_classes=10, in_chans=1)
+    with pytest.raises(ValueError, match=f"mimetic init needs .*{missing}"):
+        init.mimetic_(model)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), "0.7", True])
+def test_bad_coefficients_are_refused(bad):
+    with pytest.raises(ValueError, match="alpha1 must be a finite number"):
+        init.mimetic_(vit(depth=1), alpha1=bad)
+
+
+def test_unknown_init_names_list_the_model_schemes_too():
+    with pytest.raises(ValueError, match="choose one of: default.*mimetic"):
+        TrainConfig(init="mimetik").validate()
+
+
+def test_model_spec_overrides_reach_timm_and_bad_ones_are_refused():
+    parsed = models.parse_spec("timm:vit_tiny_patch16_224:depth=2,embed_dim=64,num_heads=1")
+    assert parsed["overrides"] == {"depth": 2, "embed_dim": 64, "num_heads": 1}
+    assert (parsed["dim"], parsed["depth"]) == (64, 2)
+    model = vit(dim=64, heads=1, depth=2)
+    assert len(model.blocks) == 2 and model.embed_dim == 64 and model.pos_embed.shape == (1, 7 * 7 + 1, 64)
+    with pytest.raises(ValueError, match="does not take the overrides"):
+        models.build_model("timm:convnext_atto:no_such_argument=3", num_classes=10, in_chans=1)
+
+
+SMALL = dict(dataset="mnist5k", model=VIT.format(depth=2, dim=32, heads=1), kernel_size=None, patch_size=7,
+             epochs=1, batch_size=32, max_steps=3, lr=0.001, device="cpu")
+
+
+def test_training_configs_build_mimetic_and_default_vits():
+    info = load_training_data(TrainConfig(**SMALL))[4]
+    mimetic = build_model_for(TrainConfig(**SMALL, init="mimetic", seed=4), info)
+    default = build_model_for(TrainConfig(**SMALL, init="default", seed=4), info)
+    (qk_m, _), (qk_d, _) = head_products(mimetic.blocks[0].attn), head_products(default.blocks[0].attn)
+    assert qk_m.diagonal(dim1=-2, dim2=-1).mean() > 0.5  # beta1 = 0.7 at d = k = 32, noise 0.7 / 32
+    assert qk_d.diagonal(dim1=-2, dim2=-1).abs().mean() < 0.05  # timm's own init: std 0.02 weights
+    torch.testing.assert_close(mimetic.head.weight, default.head.weight)  # the same seed builds the rest
+
+
+def test_compare_trains_default_against_mimetic():
+    result = compare(TrainConfig(**SMALL), {"default": {"init": "default"}, "mimetic": {"init": "mimetic"}},
+                     [0, 1])
+    runs = [run for variant in ("default", "mimetic") for run in result.runs[variant]]
+    assert len(runs) == 4 and all(run.status == "ok" for run in runs), [run.message for run in runs]
+    assert all(len(run.history["loss"]) == 3 and 0 <= run.final["test_acc"] <= 100 for run in runs)
