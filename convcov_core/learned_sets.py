@@ -115,6 +115,22 @@ def layer_fits(covariances: list[Tensor]) -> list[dict]:
     return fits
 
 
+#: Fit quality (Pearson r) below which a layer's fitted sigma is not read as a bump's width.
+STRUCTURED_MIN_R = 0.5
+
+
+def most_structured_layer(fits: list[dict], min_r: float = STRUCTURED_MIN_R) -> int:
+    """Index (from 0) of the layer with the widest bump that the closed form fits: the largest
+    fitted sigma among layers with Pearson r >= min_r, else the best-fitting layer. The layer a
+    page opens on (the first is often nearly a delta)."""
+    if not fits:
+        raise ValueError("no layers to choose from")
+    fitting = [n for n, f in enumerate(fits) if f["r"] >= min_r]
+    if not fitting:
+        return max(range(len(fits)), key=lambda n: fits[n]["r"])
+    return max(fitting, key=lambda n: fits[n]["sigma"])
+
+
 def fitted_schedule(fits: list[dict]) -> tuple[float, float]:
     """(sigma_first, sigma_last) of the least-squares straight line through the fitted sigmas over
     the layers, floored at 0.1: what to give the Gaussian init to imitate these layers."""
