@@ -3,6 +3,7 @@
     python docs/take_screenshots.py                    # all of them: about 5 minutes on 2 CPU cores
     python docs/take_screenshots.py home frequency     # some of them (names below)
     python docs/take_screenshots.py --out /tmp/shots   # somewhere else
+    python docs/take_screenshots.py --extremes --out /tmp/extremes   # each page's widgets at their ends
 
 The app runs on a fresh run store, so the pages show what a first-time visitor sees: the bundled
 example network, a small CNN trained on the Feature Ansatz page, the Training Lab's learned preset run
@@ -140,10 +141,77 @@ def frequency(browser, base, out):
     screenshot_whole_page(page, out / "6_frequency_view.png")
 
 
+def set_slider(page, label: str, key: str) -> None:
+    """Move the slider labelled `label` to one end: key "Home" (smallest) or "End" (largest)."""
+    page.locator(f'input[type="range"][aria-label="{label}"]').first.focus()
+    page.keyboard.press(key)
+    wait_until_rendered(page, timeout=300)
+
+
+def pick_schemes(page, labels_to_add: list[str]) -> None:
+    select = page.locator('[data-testid="stSidebar"] [data-testid="stMultiSelect"]').first
+    for label in labels_to_add:
+        select.locator("input").click()
+        page.keyboard.type(label)
+        page.get_by_role("option", name=label, exact=True).click()
+        page.keyboard.press("Escape")
+        wait_until_rendered(page, timeout=300)
+
+
+def explorer_extremes(browser, base, out):
+    """The Explorer at k = 3 and at its largest k, each at the smallest and largest σ, with the
+    deepest, widest depth schedule."""
+    for k_end in ("Home", "End"):
+        for sigma_end in ("Home", "End"):
+            page = open_page(browser, base, "Covariance_Explorer", WIDTH)
+            set_slider(page, "Kernel size k", k_end)
+            set_slider(page, "σ (pixels, log scale)", sigma_end)
+            set_slider(page, "σ_first (layer 1)", "Home")
+            set_slider(page, "σ_last (last layer)", "End")
+            set_slider(page, "Depth L (layers)", "End")
+            screenshot_whole_page(page, out / f"explorer_k{k_end.lower()}_sigma{sigma_end.lower()}.png")
+            page.close()
+
+
+def gallery_extremes(browser, base, out):
+    """Six schemes side by side at k = 15 and k = 3, with 64 filters and with one."""
+    for k_end, n_end in (("End", "End"), ("Home", "Home")):
+        page = open_page(browser, base, "Filter_Gallery", WIDTH)
+        pick_schemes(page, ["Gaussian bump", "Impulse", "Box of 3 pixels", "All-pass"])
+        set_slider(page, "Kernel size k", k_end)
+        set_slider(page, "Filters shown (N)", n_end)
+        screenshot_whole_page(page, out / f"gallery_six_k{k_end.lower()}_n{n_end.lower()}.png")
+        page.close()
+
+
+def learned_extremes(browser, base, out):
+    """The bundled example's covariances, its last layer, transferred to k' = 15 and to 3."""
+    for end in ("End", "Home"):
+        page = open_page(browser, base, "Learned_Covariances", WIDTH)
+        set_slider(page, "Layer", end)
+        set_slider(page, "Kernel size k′", end)
+        screenshot_whole_page(page, out / f"learned_{end.lower()}.png")
+        page.close()
+
+
+def frequency_extremes(browser, base, out):
+    """The closed form's spectra at the smallest and largest σ and kernel size."""
+    for end in ("Home", "End"):
+        page = open_page(browser, base, "Frequency_View", WIDTH)
+        set_slider(page, "Kernel size k", end)
+        set_slider(page, "σ of the closed form (pixels)", end)
+        screenshot_whole_page(page, out / f"frequency_{end.lower()}.png")
+        page.close()
+
+
+EXTREMES = {"explorer_extremes": explorer_extremes, "gallery_extremes": gallery_extremes,
+            "learned_extremes": learned_extremes, "frequency_extremes": frequency_extremes}
+
 SHOTS = {"home": home, "explorer": explorer, "gallery": gallery, "gallery_upload": gallery_upload,
          "gallery_peers": gallery_peers,
          "lab": lab, "lab_learned": lab_learned, "learned": learned, "feature_ansatz": feature_ansatz,
-         "feature_ansatz_rfm": feature_ansatz_rfm, "frequency": frequency, "claims": claims}
+         "feature_ansatz_rfm": feature_ansatz_rfm, "frequency": frequency, "claims": claims,
+         **EXTREMES}
 
 
 def main(argv=None):
@@ -151,6 +219,8 @@ def main(argv=None):
     parser.add_argument("shots", nargs="*", metavar="SHOT",
                         help=f"which ones (default: all): {', '.join(SHOTS)}")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "screenshots")
+    parser.add_argument("--extremes", action="store_true",
+                        help=f"all the shots at the widgets' ends ({', '.join(EXTREMES)}), not the README's")
     args = parser.parse_args(argv)
     unknown = [name for name in args.shots if name not in SHOTS]
     if unknown:
@@ -161,7 +231,8 @@ def main(argv=None):
     home_dir = tempfile.mkdtemp(prefix="convcov-screenshots-")
     with streamlit_server(env={"CONVCOV_HOME": home_dir}) as base, sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        for name in args.shots or SHOTS:
+        default = EXTREMES if args.extremes else [name for name in SHOTS if name not in EXTREMES]
+        for name in args.shots or default:
             SHOTS[name](browser, base, args.out)
             print(f"{name}: done", flush=True)
         browser.close()

@@ -103,8 +103,10 @@ with shown_errors():
                             on_select=partial(pick_pixel_from_click, k, view),
                             selection_mode="points", config={"displaylogo": False})
         if k * k * k * k > plots.covariance.HEATMAP_MAX_CELLS:
-            st.caption(f"At k = {k} the {k * k} × {k * k} matrix is sent as an image: hover shows "
-                       "row and column only; the block on the right has exact values on hover.")
+            st.caption(f"At k = {k} the {k * k} × {k * k} matrix is sent as an image of block averages, "
+                       "coloured on their own range (a tile's bump covers few of its cells, so the averages "
+                       "peak lower than the matrix): hover shows row and column only; the block on the "
+                       "right has exact values on hover.")
         else:
             st.caption("Hover a cell for its pixel pair and covariance."
                        + (" Click a tile to select its pixel." if view == "tiled" else ""))
@@ -145,6 +147,9 @@ with shown_errors():
                                         key="sigma_last")
     depth = depth_col.slider("Depth L (layers)", 1, 12, 8, key="depth")
     st.plotly_chart(schedule_figure(k, sigma_first, sigma_last, depth), config={"displaylogo": False})
-    st.caption(f"Tiled covariances at k = {k}, one shared colour scale"
-               + (f"; each {k * k} × {k * k} panel is area-averaged to fit, which lowers its peaks."
-                  if k * k > plots.covariance.PANEL_MAX_SIDE else "."))
+    if k <= plots.covariance.TILE_LINES_MAX_K:
+        st.caption(f"Tiled covariances at k = {k} (grey lines between tiles), one shared colour scale.")
+    else:
+        st.caption(f"At k = {k} a panel has fewer pixels than the {k * k} × {k * k} tiled view has cells, so "
+                   f"each panel shows the centre pixel's block: how pixel ({k // 2}, {k // 2}) co-varies with "
+                   "every pixel. One shared colour scale.")

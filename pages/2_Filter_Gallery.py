@@ -9,17 +9,23 @@ from convcov_app import labels
 from convcov_app.navigation import page_setup
 from convcov_app.store import learned_covariances, runs_with_learned_covariances
 from convcov_app.support import reset_when_changed, shown_errors, stored_runs_or_warning
-from convcov_core import gallery, matrix_files, plots, settings
+from convcov_core import gallery, learned_sets, matrix_files, plots, settings
 
 page_setup("Filter Gallery")
 
 SAMPLE_SIZES = (100, 300, 1000, 3000, 10000, 20000)
 UPLOADED_LABEL = "Your covariance (uploaded)"
+ROW_SCHEMES = 3  # schemes side by side; more start a new row
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
 def learned_layers(run_id: int) -> list:
     return learned_covariances(run_id)
+
+
+@st.cache_data(max_entries=8, show_spinner="Fitting σ to every layer…")
+def most_structured_layer(run_id: int) -> int:
+    return learned_sets.most_structured_layer(learned_sets.layer_fits(learned_layers(run_id)))
 
 
 @st.cache_data(max_entries=4, show_spinner="Checking the matrix…")
@@ -116,8 +122,10 @@ with shown_errors():
             run_ids = {labels.run_label(summary): summary.id for summary in runs}
             run_id = run_ids[st.selectbox("Learned covariance from run", list(run_ids), key="run")]
             n_layers = len(learned_layers(run_id))
-            reset_when_changed("gallery_layers_of", run_id, dict(layer=1))
-            layer = st.slider("Layer", 1, n_layers, key="layer", disabled=n_layers == 1) - 1
+            reset_when_changed("gallery_layers_of", run_id, dict(layer=most_structured_layer(run_id) + 1))
+            layer = st.slider("Layer", 1, n_layers, key="layer", disabled=n_layers == 1,
+                              help="Opens on the layer with the widest bump the closed form fits "
+                                   "(the Learned Covariances page shows every layer).") - 1
         st.header("Sampling")
         n_show = st.slider("Filters shown (N)", 1, 64, 16, key="n_show")
         n_sample = st.select_slider("Sample size for the covariance", SAMPLE_SIZES, value=20000,
@@ -147,10 +155,14 @@ with shown_errors():
             st.markdown("\n".join(described))
 
     # Figure heights follow the column width so square plots fill their column without blank
-    # bands: at a 1280 px window the main area is 820 px wide, split with 32 px gaps. A single
-    # scheme's plots stop growing at 480 px.
-    width = min(480, (820 - 32 * (len(schemes) - 1)) // len(schemes))
-    for column, scheme in zip(st.columns(len(schemes), gap="medium"), schemes):
+    # bands: at a 1280 px window the main area is 820 px wide, split with 32 px gaps. At most
+    # ROW_SCHEMES columns a row, so a 15 x 15 covariance, the colour bars and the headers keep room;
+    # a single scheme's plots stop growing at 480 px.
+    per_row = min(ROW_SCHEMES, len(schemes))
+    width = min(480, (820 - 32 * (per_row - 1)) // per_row)
+    placed = [(column, scheme) for start in range(0, len(schemes), per_row)
+              for column, scheme in zip(st.columns(per_row, gap="medium"), schemes[start:start + per_row])]
+    for column, scheme in placed:
         with column:
             st.markdown(f"**{UPLOADED_LABEL if scheme == 'uploaded' else labels.scheme_label(scheme)}**")
             grid, pair, spectrum = column_figures(scheme, k, n_show, n_sample, st.session_state.seed, sigma,

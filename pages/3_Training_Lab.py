@@ -9,7 +9,7 @@ from convcov_app import background, lab, labels
 from convcov_app.navigation import page_setup
 from convcov_app.store import example_source, learned_covariances, learned_sources, run_store
 from convcov_app.support import device_name, present_datasets, shown_errors
-from convcov_core import data, init, learned_sets, models, reach, settings, text
+from convcov_core import data, examples, init, learned_sets, models, reach, settings, text
 from convcov_core.plots import training as figures
 
 page_setup("Training Lab")
@@ -368,6 +368,32 @@ def job_area() -> None:
     done = background.finished(SLOT)
     if done is not None:
         show_results(*done)
+    else:
+        latest_comparison()
+
+
+def latest_comparison() -> None:
+    """Before this visitor has a result: the last comparison saved on this server, else the bundled
+    example network's own training curves (what a run draws)."""
+    store = run_store()
+    saved = store.list_comparisons()  # newest first
+    if saved:
+        cmp = stored_comparison(str(store.path), saved[0].id)
+        st.header("Latest comparison on this server")
+        st.markdown(f"**Comparison #{cmp.id}:** {lab.verdict_text(cmp)}")
+        st.caption(lab.setup_line(cmp) + ". Run your own with the settings in the sidebar; "
+                   "older ones are under History.")
+        curves = lab.curves_from_runs([r for runs in cmp.runs.values() for r in runs])
+    elif (example := examples.stored_id(store)) is not None:
+        st.header("What a run draws")
+        st.caption("The training curves of the bundled example network (one run). A comparison draws "
+                   "one line per variant and seed while it trains, then a results table and a verdict.")
+        curves = lab.curves_from_runs([stored_run(str(store.path), example)])
+    else:
+        return
+    left, right = st.columns(2, gap="medium")
+    left.plotly_chart(figures.loss_figure(curves), config=CHART, key="lab_latest_loss")
+    right.plotly_chart(figures.accuracy_figure(curves), config=CHART, key="lab_latest_accuracy")
 
 
 st.title("Training Lab")

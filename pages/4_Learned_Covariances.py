@@ -207,7 +207,9 @@ def closed_form_section(learned: learned_sets.LearnedSet, fits: list) -> None:
     st.plotly_chart(figures.closed_form_figure(S, closed, diff, sigma=fit["sigma"], r=fit["r"],
                                                layer=f"layer {layer + 1}, {learned.layer_names[layer]}"),
                     config=CHART)
-    st.caption("Tiled views; hover a cell for its pixel pair. Learned and closed form are both scaled "
+    st.caption(f"Opens on layer {learned_sets.most_structured_layer(fits) + 1}: the widest bump the closed "
+               f"form fits (the largest fitted σ with r ≥ {learned_sets.STRUCTURED_MIN_R:g}). "
+               "Tiled views; hover a cell for its pixel pair. Learned and closed form are both scaled "
                "to unit mean diagonal and share a colour scale. The difference shows what the closed "
                "form misses, often a negative ring around each pixel's bump.")
 
@@ -263,8 +265,9 @@ def save_and_download(learned: learned_sets.LearnedSet, key: str, default_name: 
 def analysis(learned: learned_sets.LearnedSet, key: str, name_hint: str, reach_warning: str | None = None) -> None:
     """Everything shown for one set of learned covariances; `key` identifies it for the caches."""
     k, depth = learned.kernel_size, learned.depth
-    reset_when_changed("lc_shown", key, dict(lc_layer=1, lc_new_k=k, lc_new_depth=depth))
     fits = fits_of(key, learned)
+    reset_when_changed("lc_shown", key, dict(lc_layer=learned_sets.most_structured_layer(fits) + 1,
+                                             lc_new_k=k, lc_new_depth=depth))
     st.markdown(f"**Source:** {learned.source}. {depth} depthwise layer(s), {k} × {k} filters.")
     if reach_warning:
         st.warning(reach_warning)

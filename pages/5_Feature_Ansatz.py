@@ -16,7 +16,7 @@ from convcov_app.support import (
     stored_runs_or_warning,
 )
 from convcov_app.uploads import checkpoint_uploader, read_upload_once
-from convcov_core import cnfa, model_pairs
+from convcov_core import cnfa, examples, model_pairs
 from convcov_core.plots import analysis as figures
 
 page_setup("Feature Ansatz")
@@ -180,6 +180,7 @@ with shown_errors():
                            help="All outputs: M sums the AGOP of every class score (exact, one "
                                 "backward pass per class). Predicted class: one backward pass.")
 
+    showing_example = False
     if source == SOURCES[0]:
         training_area(config, init_choice, epochs)
         earlier = saved_cnn(config, init_choice == INITS[0])
@@ -190,6 +191,11 @@ with shown_errors():
             pair, key = run_pair(earlier), ("run", earlier)
             st.caption(f"Trained earlier on this server with these settings (run #{earlier}); **Train** "
                        "trains it again.")
+        elif (example := examples.stored_id(run_store())) is not None:
+            pair, key = run_pair(example), ("run", example)
+            showing_example = True
+            st.info("Until you train the small CNN (**Train**), this is the analysis of the bundled "
+                    "example network, the trained ConvMixer the other pages open on.")
         else:
             if background.running(SLOT) is None:
                 st.info("Press **Train** to train the small CNN; the analysis appears here when it "
@@ -253,7 +259,7 @@ with shown_errors():
                "bands) are what the ansatz predicts for first layers, noise at initialization."
                + (" With the small init on digits the first layer shows them after two epochs; "
                   "PyTorch's default init keeps much of its random start in a short run."
-                  if source == SOURCES[0] else "")
+                  if source == SOURCES[0] and not showing_example else "")
                + (" For a layer with several input channels these are the eigenvectors of the "
                   "channel average of its k × k diagonal blocks." if channels > 1 else ""))
 

@@ -18,7 +18,7 @@ from plotly.subplots import make_subplots
 from ..analysis import half_max_frequency
 from ..covariance import to_tiled
 from .matrix_image import downscale
-from .style import DIVERGING, SEQUENTIAL, colour_range, small_multiples, tile_line_shapes
+from .style import DIVERGING, SEQUENTIAL, colour_range, finish_figure, small_multiples, tile_line_shapes
 
 TRAINED_COLOUR = "#1f77b4"
 BOTTOM_LEGEND = dict(orientation="h", y=-0.3, yanchor="top", x=0, xanchor="left")
@@ -32,19 +32,12 @@ DEFAULT_INIT_COLOUR = "#d62728"  # PyTorch's default i.i.d. filters, drawn as a 
 MATRIX_MAX_SIDE = 200
 
 
-def _finish(fig: go.Figure, title: str, height: int) -> go.Figure:
-    fig.update_layout(title=dict(text=title, x=0.0, xanchor="left", font=dict(size=14)),
-                      height=height, margin=dict(l=60, r=20, t=50, b=50), font=dict(size=12),
-                      plot_bgcolor="white")
-    return fig
-
-
 def _finish_with_legend_below(fig: go.Figure, title: str, height: int, entries: int,
                                legend_title: str = "") -> go.Figure:
-    """_finish, with the legend in one column under the x-axis title; the figure grows by
+    """finish_figure, with the legend in one column under the x-axis title; the figure grows by
     LEGEND_ROW_PX per row, so the plot keeps its height and no entry overlaps another whatever
     the width. One entry without a legend title needs no legend."""
-    fig = _finish(fig, title, height)
+    fig = finish_figure(fig, title, height)
     rows = entries + bool(legend_title) if entries > 1 or legend_title else 0
     if not rows:
         return fig.update_layout(showlegend=False)
@@ -88,7 +81,7 @@ def cnfa_bar_figure(table: list[dict], *, height: int = 340) -> go.Figure:
     fig.update_xaxes(title_text="conv layer")
     fig.update_layout(barmode="group", legend=dict(orientation="h", y=1.02, yanchor="bottom", x=1,
                                                    xanchor="right"))
-    return _finish(fig, "CNFA check per layer", height)
+    return finish_figure(fig, "CNFA check per layer", height)
 
 
 def _matrix_view(M, kernel_size: int, channels: int) -> tuple[np.ndarray, bool]:
@@ -128,7 +121,7 @@ def matrix_pair_figure(agop, cnfm, *, kernel_size: int, channels: int, r: float,
     if tiled:
         fig.update_layout(shapes=[shape for axes in ("", "2") for shape in tile_line_shapes(
             kernel_size, colour="rgba(0,0,0,0.3)", width=1, axes=axes)])
-    fig = _finish(fig, f"Pearson r = {r:.3f}", height)
+    fig = finish_figure(fig, f"Pearson r = {r:.3f}", height)
     return fig.update_layout(margin=dict(l=10, r=10, t=70, b=10))
 
 
@@ -150,7 +143,7 @@ def eigenfilter_figure(filters, shares, *, height: int | None = None) -> go.Figu
         fig.update_yaxes(visible=False, autorange="reversed", scaleanchor=f"x{axis}", constrain="domain",
                          row=1, col=i + 1)
     fig.update_annotations(font_size=11)
-    fig = _finish(fig, "", height or int(np.clip(860 / n + 40, 110, 300)))
+    fig = finish_figure(fig, "", height or int(np.clip(860 / n + 40, 110, 300)))
     return fig.update_layout(margin=dict(l=5, r=5, t=30, b=5))
 
 
@@ -183,7 +176,7 @@ def feature_map_figure(images: list[np.ndarray], maps: list[list[np.ndarray]], r
             fig.update_yaxes(visible=False, autorange="reversed", scaleanchor=f"x{axis}",
                              constrain="domain", row=r, col=c)
     fig.update_annotations(font_size=11)
-    fig = _finish(fig, "", panel_height * len(images) + 30)
+    fig = finish_figure(fig, "", panel_height * len(images) + 30)
     return fig.update_layout(margin=dict(l=5, r=5, t=30, b=5))
 
 
@@ -218,7 +211,7 @@ def spectra_figure(spectra, names: list[str], *, columns: int = 4, panel_height:
     fig.update_xaxes(title_text="u (cycles/pixel)", row=rows, col=1)
     fig.update_yaxes(title_text="v", row=rows, col=1)
     fig.update_annotations(font_size=11)
-    fig = _finish(fig, title, panel_height * rows + 70)
+    fig = finish_figure(fig, title, panel_height * rows + 70)
     return fig.update_layout(margin=dict(l=50, r=10, t=70, b=40))
 
 
@@ -305,5 +298,5 @@ def sigma_curve_figure(curve, *, current_sigma: float | None = None, fitted: lis
                      tickvals=[0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50])
     fig.update_yaxes(title_text="half-max frequency (cycles/pixel)", range=[0, 0.55])
     fig.update_layout(legend=BOTTOM_LEGEND)
-    fig = _finish(fig, f"σ against smoothness, {k} x {k} filters", height + 40)
+    fig = finish_figure(fig, f"σ against smoothness, {k} x {k} filters", height + 40)
     return fig.update_layout(margin=dict(l=60, r=20, t=50, b=20))

@@ -74,7 +74,8 @@ def covariance_figure(S, *, view: str = "tiled", per_block: bool = False, pickab
     """Heatmap of a k^2 x k^2 covariance in the tiled or flat view.
 
     Up to `max_cells` cells it is a heatmap whose hover gives the pixel pair (i, j), (l, m) and
-    the covariance; above that a PNG image (hover gives row and column only). `per_block` scales
+    the covariance; above that a PNG image of block averages, at most `height` pixels a side, on a
+    colour scale of those averages (hover gives row and column only). `per_block` scales
     each block B[i, j] by its own max |value|. `pickable` adds click targets at the tile centres
     of the tiled view (see `tile_picker_trace`).
     """
@@ -97,9 +98,12 @@ def covariance_figure(S, *, view: str = "tiled", per_block: bool = False, pickab
             hovertemplate="pixel (%{customdata[0]}, %{customdata[1]}) with "
                           f"(%{{customdata[2]}}, %{{customdata[3]}})<br>covariance {value}<extra></extra>",
         ))
-    else:
-        fig.add_trace(image_trace(z, zmin, zmax, scale))
-        fig.add_trace(colourbar_trace(zmin, zmax, scale, colourbar(bar_title, below=True)))
+    else:  # about one image pixel per screen pixel; colours span the block averages it shows, whose
+        # peaks are far below the matrix's (a k = 51 tile's bump covers a few of its 2601 cells)
+        shown = downscale(z, height)[0]
+        zmin, zmax, scale = colour_range(shown)
+        fig.add_trace(image_trace(z, zmin, zmax, scale, max_side=height))
+        fig.add_trace(colourbar_trace(zmin, zmax, scale, colourbar(f"{bar_title} (block average)", below=True)))
     if view == "tiled" and 1 < k <= TILE_LINES_MAX_K:
         fig.update_layout(shapes=tile_line_shapes(k))
     if pickable and view == "tiled":
@@ -192,17 +196,22 @@ def eigenvalue_figure(eigenvalues, effective_rank: float, *, height: int = 300,
 
 def depth_figure(covariances, sigmas, *, columns: int = 4, panel_side: int = PANEL_MAX_SIDE,
                  panel_height: int = 220) -> go.Figure:
-    """Small multiples: the tiled covariance of each layer as an image, one shared colour scale."""
+    """Small multiples, one shared colour scale: each layer's tiled covariance as an image, with
+    lines between tiles; above TILE_LINES_MAX_K, where a panel has fewer pixels than the tiled view
+    has cells and the bumps average away, the block of the centre pixel B[c, c] (c = k // 2)."""
     covariances = list(covariances)
     if len(covariances) != len(sigmas) or not covariances:
         raise ValueError("need one sigma per covariance and at least one layer")
+    k = kernel_size_of(_dense(covariances[0]))
+    tiled = k <= TILE_LINES_MAX_K
     panels = []
     for c in covariances:  # one dense matrix at a time: at k = 51 each is 2601 x 2601
         S = _dense(c)
-        panels.append(downscale(to_numpy(to_tiled(S)), panel_side)[0])
+        shown = to_tiled(S) if tiled else to_blocks(S)[k // 2, k // 2]
+        panels.append(downscale(to_numpy(shown), panel_side)[0])
     return image_grid_figure(panels, [f"layer {n + 1}: σ = {s:.2f}" for n, s in enumerate(sigmas)],
-                             columns=columns, bar_title="covariance", panel_height=panel_height)
-
+                             columns=columns, bar_title="covariance", panel_height=panel_height,
+                             tile_k=k if tiled else None)
 
 
 def covariance_pair_figure(empirical, target, *, title: str = "", height: int = 330,

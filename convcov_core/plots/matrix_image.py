@@ -14,7 +14,15 @@ import plotly.graph_objects as go
 from PIL import Image
 from plotly.colors import sample_colorscale
 
-from .style import colour_range, colourbar, colourbar_trace, finish_figure, small_multiples
+from .style import (
+    TILE_LINE_GREY,
+    colour_range,
+    colourbar,
+    colourbar_trace,
+    finish_figure,
+    small_multiples,
+    tile_line_shapes,
+)
 
 #: Largest matrix (in cells) drawn as an interactive heatmap; 15^4 = a tiled covariance at k = 15.
 HEATMAP_MAX_CELLS = 15**4
@@ -59,14 +67,19 @@ def image_trace(matrix: np.ndarray, zmin: float, zmax: float, colorscale: str,
 
 
 def image_grid_figure(panels: list[np.ndarray], titles: list[str], *, columns: int, bar_title: str,
-                      panel_height: int) -> go.Figure:
-    """Small multiples of matrices drawn as images on one shared colour scale, without ticks."""
+                      panel_height: int, tile_k: int | None = None) -> go.Figure:
+    """Small multiples of matrices drawn as images on one shared colour scale, without ticks.
+    `tile_k`: the panels are tiled views of k x k filters drawn cell for cell; grey lines then
+    separate their tiles (without them the tiles of wide bumps merge into stripes)."""
     zmin, zmax, scale = colour_range(np.concatenate([p.ravel() for p in panels]))
     fig, cells = small_multiples(titles, columns)
     for z, where in zip(panels, cells):
         fig.add_trace(image_trace(z, zmin, zmax, scale), **where)
         fig.update_xaxes(showticklabels=False, ticks="", showgrid=False, zeroline=False, **where)
         fig.update_yaxes(showticklabels=False, ticks="", showgrid=False, zeroline=False, **where)
+    if tile_k and all(p.shape == (tile_k * tile_k,) * 2 for p in panels):
+        fig.update_layout(shapes=[shape for n in range(len(panels)) for shape in tile_line_shapes(
+            tile_k, colour=TILE_LINE_GREY, width=1, axes="" if n == 0 else str(n + 1))])
     fig.update_traces(hoverinfo="skip", hovertemplate=None, selector=dict(type="image"))
     fig.add_trace(colourbar_trace(zmin, zmax, scale, colourbar(bar_title)))
     fig.update_annotations(font=dict(size=11))

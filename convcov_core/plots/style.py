@@ -13,6 +13,8 @@ from plotly.subplots import make_subplots
 SEQUENTIAL = "Viridis"
 DIVERGING = "RdBu_r"
 _FONT = dict(size=12)
+#: Lines between the tiles of small tiled views: grey shows on the dark and the bright end of Viridis.
+TILE_LINE_GREY = "rgba(140, 140, 140, 0.9)"
 
 
 def to_numpy(x) -> np.ndarray:
@@ -72,12 +74,58 @@ def square_axes(fig: go.Figure, x_title: str = "", y_title: str = "") -> None:
                      scaleanchor="x", constrain="domain")
 
 
+def colour_ticks(zmin: float, zmax: float, count: int = 5) -> tuple[list[float], list[str]]:
+    """Tick values for a colour bar over [zmin, zmax] and their labels: the multiples of the
+    smallest round step (1, 2, 2.5 or 5 x 10^e) that give at most `count` ticks, labelled exactly;
+    where no step gives two, the two ends with the fewest significant digits (from 3) that tell them
+    apart. Plotly's own labels can repeat ("0.0 0.0 0.0") on a short bar."""
+    if not (math.isfinite(zmin) and math.isfinite(zmax)) or zmax <= zmin:
+        return [zmin], [f"{zmin:.3g}"]
+    power = 10.0 ** math.floor(math.log10((zmax - zmin) / max(count, 2)))
+    for step in (m * power * 10**e for e in range(3) for m in (1, 2, 2.5, 5)):
+        first, last = math.ceil(zmin / step - 1e-9), math.floor(zmax / step + 1e-9)
+        if last - first + 1 <= count:
+            break
+    if last > first:
+        values = [float(f"{n * step:.12g}") for n in range(first, last + 1)]
+        return values, [f"{v:.12g}" for v in values]
+    digits = next(d for d in range(3, 18) if f"{zmin:.{d}g}" != f"{zmax:.{d}g}")
+    return [zmin, zmax], [f"{zmin:.{digits}g}", f"{zmax:.{digits}g}"]
+
+
+def _bar_range(trace) -> tuple[object, tuple[float, float] | None]:
+    """(the colour bar of a trace that shows one, the range it spans) or (None, None)."""
+    if isinstance(trace, go.Scatter):
+        marker = trace.marker
+        if marker.showscale and marker.cmin is not None and marker.cmax is not None:
+            return marker.colorbar, (marker.cmin, marker.cmax)
+    elif isinstance(trace, go.Heatmap) and trace.showscale is not False:
+        if trace.zmin is not None and trace.zmax is not None:
+            return trace.colorbar, (trace.zmin, trace.zmax)
+        z = np.asarray(trace.z, dtype=np.float64)
+        if np.isfinite(z).any():
+            return trace.colorbar, (float(np.nanmin(z)), float(np.nanmax(z)))
+    return None, None
+
+
+def label_colour_bars(fig: go.Figure) -> go.Figure:
+    """Give every colour bar of the figure explicit ticks from `colour_ticks` (three on a
+    horizontal bar, whose room is a narrow column's width; five on a vertical one)."""
+    for trace in fig.data:
+        bar, span = _bar_range(trace)
+        if bar is not None:
+            values, labels = colour_ticks(*span, count=3 if bar.orientation == "h" else 5)
+            bar.update(tickmode="array", tickvals=values, ticktext=labels)
+    return fig
+
+
 def finish_figure(fig: go.Figure, title: str, height: int) -> go.Figure:
-    """The shared title placement, height, margins, font and white background."""
+    """The shared title placement, height, margins, font and white background; colour bars get
+    distinct tick labels (`label_colour_bars`)."""
     fig.update_layout(title=dict(text=title, x=0.0, xanchor="left", font=dict(size=14)),
                       height=height, margin=dict(l=60, r=20, t=50, b=50), font=_FONT,
                       plot_bgcolor="white")
-    return fig
+    return label_colour_bars(fig)
 
 
 def tile_line_shapes(k: int, *, colour: str = "white", width: float = 0.6, axes: str = "") -> list[dict]:

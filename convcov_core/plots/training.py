@@ -16,7 +16,7 @@ import torch
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
-from ..covariance import normalize_trace, to_tiled
+from ..covariance import kernel_size_of, normalize_trace, to_tiled
 from .covariance import pixel_pairs
 from .matrix_image import HEATMAP_MAX_CELLS, downscale, image_grid_figure, image_trace
 from .style import DIVERGING, colour_range, colourbar, colourbar_trace, finish_figure, small_multiples
@@ -158,7 +158,7 @@ def layer_grid_figure(covariances, titles: list[str], *, columns: int = 4, panel
         raise ValueError("need at least one covariance and one title per covariance")
     panels = [downscale(_normalized(S), panel_side)[0] for S in covariances]
     return image_grid_figure(panels, titles, columns=columns, bar_title="covariance / mean variance",
-                             panel_height=panel_height)
+                             panel_height=panel_height, tile_k=kernel_size_of(torch.as_tensor(covariances[0])))
 
 
 def offset_profile_figure(profiles, titles: list[str], *, columns: int = 6,

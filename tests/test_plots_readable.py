@@ -1,0 +1,112 @@
+"""Figures stay readable at the ends of the widgets' ranges (#25 item 4): no colour bar repeats a
+tick label, large tiled views are not uniformly dark, small tiled views have lines between tiles."""
+
+import base64
+import io
+
+import numpy as np
+import plotly.graph_objects as go
+import pytest
+import torch
+from PIL import Image
+
+from convcov_core import covariance, learned_sets
+from convcov_core.plots import analysis, filters, style, training
+from convcov_core.plots import covariance as cov_plots
+from convcov_core.plots.matrix_image import lookup_table
+
+SIGMAS = (0.1, 10.0)
+
+
+def colour_bars(fig: go.Figure) -> list:
+    """Every colour bar the figure shows (heatmaps' own, and the markers' of colour-bar traces)."""
+    bars = []
+    for trace in fig.data:
+        if isinstance(trace, go.Heatmap) and trace.showscale is not False:
+            bars.append(trace.colorbar)
+        elif isinstance(trace, go.Scatter) and trace.marker.showscale:
+            bars.append(trace.marker.colorbar)
+    return bars
+
+
+def small_scale_covariance(k: int, sigma: float, scale: float) -> torch.Tensor:
+    """A Gaussian covariance at a per-weight variance like PyTorch's default init (1 / (3 k^2))."""
+    return covariance.gaussian(k, sigma) * scale
+
+
+def extreme_figures():
+    """(name, figure) for every plot function with a colour bar, at the ends of its page's widgets."""
+    for k in (3, 15):
+        for sigma in SIGMAS:
+            S = small_scale_covariance(k, sigma, 1 / (3 * k * k))
+            noisy = S + 1e-4 * torch.randn(k * k, k * k, generator=torch.Generator().manual_seed(0))
+            yield f"covariance k={k} σ={sigma}", cov_plots.covariance_figure(S)
+            yield f"covariance per block k={k} σ={sigma}", cov_plots.covariance_figure(S, per_block=True)
+            yield f"block k={k} σ={sigma}", cov_plots.block_figure(S, 0, 0)
+            factor = covariance.gaussian(k, sigma, structured=True).factor
+            yield f"factor k={k} σ={sigma}", cov_plots.factor_figure(factor)
+            yield f"pair k={k} σ={sigma}", cov_plots.covariance_pair_figure((noisy + noisy.T) / 2, S, height=190)
+            yield f"depth k={k} σ={sigma}", cov_plots.depth_figure([S, 2 * S], [sigma, sigma])
+            yield f"layers k={k} σ={sigma}", training.layer_grid_figure([S, noisy], ["1", "2"])
+            yield f"closed form k={k} σ={sigma}", training.closed_form_figure(
+                *learned_sets.closed_form_beside(noisy, sigma), sigma=sigma, r=0.5, layer="1")
+            yield f"profiles k={k} σ={sigma}", training.offset_profile_figure(
+                [learned_sets.offset_profile(S)], ["1"])
+            yield f"AGOP k={k} σ={sigma}", analysis.matrix_pair_figure(S, noisy, kernel_size=k, channels=1, r=0.9)
+    for n in (1, 64):
+        for k in (3, 15):
+            f = torch.randn(n, k, k, generator=torch.Generator().manual_seed(n)) / (3 * k)
+            yield f"filters n={n} k={k}", filters.filter_grid_figure(f, height=190)
+            yield f"spectrum n={n} k={k}", filters.spectrum_figure(torch.rand(64, 64) * 1e-3, height=190)
+    yield "spectra", analysis.spectra_figure([np.random.default_rng(0).random((64, 64))], ["layer 1"])
+
+
+FIGURES = list(extreme_figures())
+
+
+@pytest.mark.parametrize("name, fig", FIGURES, ids=[name for name, _ in FIGURES])
+def test_no_colour_bar_repeats_a_tick_label(name, fig):
+    bars = colour_bars(fig)
+    assert bars, f"{name}: no colour bar found"
+    for bar in bars:
+        labels = list(bar.ticktext or [])
+        assert len(labels) >= 2, f"{name}: colour bar without explicit tick labels ({labels})"
+        assert len(set(labels)) == len(labels), f"{name}: repeated tick labels {labels}"
+        assert [float(label) for label in labels] == pytest.approx(list(bar.tickvals), rel=1e-9), name
+
+
+@pytest.mark.parametrize("zmin, zmax", [(0.0, 1.0), (0.0, 0.0123), (-4e-3, 4e-3), (0.99, 1.01),
+                                        (0.123456, 0.123457), (0.0, 1e-5), (-1.0, 3.0)])
+@pytest.mark.parametrize("count", [3, 5])
+def test_colour_ticks_are_round_distinct_and_inside_the_range(zmin, zmax, count):
+    values, labels = style.colour_ticks(zmin, zmax, count)
+    assert 2 <= len(values) <= max(count, 2) and len(set(labels)) == len(labels)
+    assert all(zmin - 1e-12 <= v <= zmax + 1e-12 for v in values)
+    assert [float(label) for label in labels] == pytest.approx(values, rel=1e-9)
+
+
+def image_pixels(fig: go.Figure) -> np.ndarray:
+    """The RGB pixels of the first image trace."""
+    image = next(trace for trace in fig.data if isinstance(trace, go.Image))
+    data = base64.b64decode(image.source.split(",", 1)[1])
+    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+
+
+@pytest.mark.parametrize("sigma", SIGMAS)
+def test_a_large_tiled_view_uses_the_whole_colour_scale(sigma):
+    """At k = 51 the image's brightest pixel has the colour scale's top colour: the colours span the
+    block averages shown, not the matrix's peak of 1 that averaging lowers (it was uniformly dark)."""
+    fig = cov_plots.covariance_figure(covariance.gaussian(51, sigma, structured=True), height=560)
+    pixels = image_pixels(fig).reshape(-1, 3)
+    top = lookup_table(style.SEQUENTIAL)[-1]
+    assert np.abs(pixels.astype(int) - top).sum(axis=1).min() <= 3
+
+
+def test_depth_panels_have_tile_lines_when_small_and_show_the_centre_block_when_large():
+    small = cov_plots.depth_figure([covariance.gaussian(9, 2.0)] * 2, [2.0, 2.0])
+    lines = [shape for shape in small.layout.shapes if shape.name == "tile line"]
+    assert len(lines) == 2 * 2 * (9 - 1)  # two panels, 8 vertical and 8 horizontal lines each
+    assert {shape.xref for shape in lines} == {"x", "x2"}
+    large = cov_plots.depth_figure([covariance.gaussian(51, 1.0, structured=True)], [1.0])
+    assert not large.layout.shapes
+    assert image_pixels(large).shape[:2] == (51, 51)  # the centre pixel's 51 x 51 block
