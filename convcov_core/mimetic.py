@@ -32,6 +32,8 @@ Tensor = torch.Tensor
 
 #: The paper's defaults: (alpha1, beta1) for W_q W_k^T, (alpha2, beta2) for W_v W_proj.
 DEFAULTS = dict(alpha1=0.7, beta1=0.7, alpha2=0.4, beta2=0.4)
+#: What head_products' two products are called, in its order.
+PRODUCTS = ("W_q W_kᵀ", "W_v W_proj")
 
 
 def attention_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:

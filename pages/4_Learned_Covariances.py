@@ -6,7 +6,7 @@ from functools import partial
 import pandas as pd
 import streamlit as st
 
-from convcov_app import background, lab, labels
+from convcov_app import attention_section, background, lab, labels
 from convcov_app.navigation import page_setup
 from convcov_app.store import run_reach_warning, run_store, runs_with_learned_covariances
 from convcov_app.support import reset_when_changed, shown_errors
@@ -19,7 +19,8 @@ page_setup("Learned Covariances")
 
 SLOT = "lc"
 CHART = {"displaylogo": False}
-SOURCES = ("A saved run", "A quick run trained here", "An uploaded checkpoint", "An uploaded covariance file")
+SOURCES = ("A saved run", "A quick run trained here", "An uploaded checkpoint", "An uploaded covariance file",
+           "Attention of a saved ViT run")
 QUICK_DATASETS = ("mnist5k", "noisy-mnist", "textures")
 WIDTHS = (16, 32, 64, 128)
 
@@ -123,6 +124,9 @@ def source_sidebar():
                   kwargs=dict(batch_size=config.batch_size, label=f"Learned Covariances: {config.model} "
                                                                    f"on {config.dataset}"))
         return ("quick", config)
+    if source == SOURCES[4]:
+        run_id = attention_section.pick_run()
+        return None if run_id is None else ("attention", run_id)
     if source == SOURCES[3]:
         upload = st.file_uploader("Covariances (depth × k² × k²)", type=[s[1:] for s in MATRIX_SUFFIXES],
                                   key="lc_file", help="A .npy, .pt (read weights-only) or .safetensors "
@@ -298,11 +302,16 @@ with shown_errors():
             st.info("Upload covariances in the sidebar: depth × k² × k² (one k² × k² matrix per layer, "
                     "first layer first), as this page's download or `python -m convcov_core learned --out` "
                     "writes them.")
+        elif st.session_state.get("lc_source") == SOURCES[4]:
+            st.info("No saved Vision Transformer run with its weights yet. Run "
+                    f"`{attention_section.MEASURE_COMMAND}` to save some.")
         elif st.session_state.get("lc_source") == SOURCES[0]:
             st.info("No saved run with trained filters yet. Choose *A quick run trained here* in the "
                     "sidebar, or run a comparison with trained filters in the Training Lab.")
         st.stop()
-    if chosen[0] == "run":
+    if chosen[0] == "attention":
+        attention_section.show(chosen[1])
+    elif chosen[0] == "run":
         store = run_store()
         learned = run_set(str(store.path), chosen[1])
         analysis(learned, f"{store.path}#{chosen[1]}", f"run{chosen[1]}",

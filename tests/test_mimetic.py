@@ -140,3 +140,74 @@ def test_compare_trains_default_against_mimetic():
     runs = [run for variant in ("default", "mimetic") for run in result.runs[variant]]
     assert len(runs) == 4 and all(run.status == "ok" for run in runs), [run.message for run in runs]
     assert all(len(run.history["loss"]) == 3 and 0 <= run.final["test_acc"] <= 100 for run in runs)
+
+
+def saved_vit_runs(tmp_path, monkeypatch):
+    """A default-vs-mimetic comparison of the small ViT, with weights, in a fresh run store."""
+    from convcov_core.runs import RunStore
+
+    monkeypatch.setenv("CONVCOV_HOME", str(tmp_path))
+    result = compare(TrainConfig(**SMALL, keep_state_dict=True),
+                     {"default": {"init": "default"}, "mimetic": {"init": "mimetic"}}, [0])
+    store = RunStore()
+    store.save_comparison(result, name="vit")
+    return store
+
+
+def test_a_saved_runs_products_at_init_are_rebuilt_exactly_and_training_moves_them(tmp_path, monkeypatch):
+    from convcov_core import attention
+
+    store = saved_vit_runs(tmp_path, monkeypatch)
+    mimetic_run = next(store.get(s.id) for s in store.list() if s.init == "mimetic")
+    stages = attention.run_products(mimetic_run)
+    info = load_training_data(mimetic_run.config)[4]
+    rebuilt = attention.model_products(build_model_for(mimetic_run.config, info))
+    for (qk, vo), (qk_again, vo_again) in zip(stages["at init"], rebuilt):
+        torch.testing.assert_close(qk, qk_again)
+        torch.testing.assert_close(vo, vo_again)
+    assert not torch.equal(stages["at init"][0][0], stages["trained"][0][0])
+    rows = [row for row in attention.stats_rows(stages) if row["weights"] == "at init"]
+    assert len(rows) == 2  # two layers, one head
+    d = 32
+    for row in rows:
+        assert row["W_q W_kᵀ: diagonal mean"] == pytest.approx(0.7, abs=4 * 0.7 / d)
+        assert row["W_v W_proj: diagonal mean"] == pytest.approx(-0.4, abs=4 * 0.4 / d)
+        assert row["W_q W_kᵀ: off-diagonal std × √d"] == pytest.approx(0.7, rel=4 / math.sqrt(2 * d * (d - 1)))
+    assert attention.has_attention(SMALL["model"]) and not attention.has_attention("timm:convnext_atto")
+
+
+def test_a_run_without_weights_is_refused_with_how_to_keep_them(tmp_path, monkeypatch):
+    from convcov_core import attention
+
+    store = saved_vit_runs(tmp_path, monkeypatch)
+    run = store.get(store.list()[0].id)
+    run.state_dict = None
+    with pytest.raises(ValueError, match="kept no weights.*--keep-weights"):
+        attention.run_products(run)
+
+
+def test_learned_covariances_page_shows_a_saved_vits_attention(tmp_path, monkeypatch):
+    from helpers.pages import assert_clean, run_page
+
+    saved_vit_runs(tmp_path, monkeypatch)
+    at = run_page("pages/4_Learned_Covariances.py")
+    at.radio(key="lc_source").set_value("Attention of a saved ViT run").run()
+    assert_clean(at, "attention source")
+    runs = at.selectbox(key="attn_run").options
+    assert len(runs) == 2 and any("mimetic init" in label for label in runs)
+    for label in runs:
+        at.selectbox(key="attn_run").set_value(label).run()
+        at.selectbox(key="attn_layer").set_value(2).run()
+        assert_clean(at, label)
+        assert len(at.get("plotly_chart")) == 1 and len(at.dataframe) == 1
+        assert len(at.dataframe[0].value) == 4  # 2 stages x 2 layers x 1 head
+
+
+def test_learned_covariances_page_says_how_to_save_a_vit_run(tmp_path, monkeypatch):
+    from helpers.pages import assert_clean, run_page
+
+    monkeypatch.setenv("CONVCOV_HOME", str(tmp_path))
+    at = run_page("pages/4_Learned_Covariances.py")
+    at.radio(key="lc_source").set_value("Attention of a saved ViT run").run()
+    assert_clean(at, "no ViT runs")
+    assert any("--keep-weights" in info.value for info in at.info)
