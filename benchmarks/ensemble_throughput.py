@@ -6,6 +6,7 @@
     python benchmarks/ensemble_throughput.py --device cuda   # the same on a GPU (CUDA-graph steps)
     python benchmarks/ensemble_throughput.py --vmap          # also: one step grouped vs torch.func.vmap
     python benchmarks/ensemble_throughput.py --quick         # tiny smoke run
+    python benchmarks/ensemble_throughput.py --lab           # wall time of Training Lab comparisons
 
 For each N, N trials that differ in seed and init scheme (default and Gaussian in turn, filters
 trained) and share everything else: one side trains each with train(), the other all of them with
@@ -17,6 +18,10 @@ of every member would take at the ensemble's rate. The CPU rows use 60 texture c
 images) so that evaluating each of the 31 runs stays short; the steps timed are the same either way.
 Rounds alternate between the two sides and the best of each is kept (other work on a shared machine
 only ever slows a round down).
+--lab times whole comparisons as the Training Lab runs them (convcov_app.lab.plan_comparison, then
+train.compare: data loading, training, evaluation and covariances, all counted): its default setup
+(ConvMixer-64/8, k = 15, frozen filters, default vs Gaussian, one epoch of mnist5k) with 10 seeds
+trained together against the same setup with its default 2 seeds one after another.
 --vmap times one training step (forward, backward, AdamW) of N members grouped as train_ensemble
 runs it against torch.func.stack_module_state + vmap over functional_call, the other way to stack
 networks, which must keep PyTorch's own depthwise backward (vmap cannot enter the swapped-convolution
@@ -41,7 +46,7 @@ from convcov_core.depthwise import SWAPPED_MIN_TAPS, use_fast_depthwise  # noqa:
 from convcov_core.ensemble import Ensemble, group_compatible, member_losses, train_ensemble  # noqa: E402
 from convcov_core.models import ConvMixer  # noqa: E402
 from convcov_core.step import autocast, autocast_dtype  # noqa: E402
-from convcov_core.train import TrainConfig, load_training_data, resolve_device, train  # noqa: E402
+from convcov_core.train import TrainConfig, compare, load_training_data, resolve_device, train  # noqa: E402
 
 # (label, model, kernel, patch, dataset, dataset params, their changes on CPU)
 MODELS = [
@@ -151,6 +156,20 @@ def best_step_time(step, rounds: int, device: torch.device) -> float:
     return min(times)
 
 
+def lab_comparisons(seeds_together: int, seeds_alone: int) -> None:
+    """Print the wall time of the Lab's default comparison with seeds_together seeds trained as one
+    ensemble and with seeds_alone seeds one after another (compare, as the Lab's job runs it)."""
+    from convcov_app import lab
+
+    for n_seeds, ensemble in ((seeds_alone, False), (seeds_together, True)):
+        plan = lab.plan_comparison(lab.LabSetup(n_seeds=n_seeds, ensemble=ensemble))
+        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+        cmp = compare(plan.base, plan.variants, plan.seeds, references=plan.references, ensemble=ensemble)
+        means = ", ".join(f"{r['variant']} {r['mean']:.1f} %" for r in cmp.rows)
+        print(f"Lab default, {n_seeds} seeds ({plan.n_runs} runs), {'ensemble' if ensemble else 'one after another'}: "
+              f"{cmp.wall_time:.1f} s ({means}; load average at start {load:.1f})", flush=True)
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny model, N = 1 and 2, for a smoke test")
@@ -163,11 +182,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--only", default="", help="run only models whose label contains this text")
     parser.add_argument("--vmap", action="store_true", help="also time one step grouped vs torch.func.vmap")
+    parser.add_argument("--lab", action="store_true",
+                        help="only time the Lab's default comparison: 10 seeds together vs 2 one after another")
     return parser.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.lab:
+        lab_comparisons(10, 2)
+        return
     device = resolve_device(args.device)
     cpu = device.type == "cpu"
     warmup = 1 if cpu else ACCELERATOR_READ_BACK

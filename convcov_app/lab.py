@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from convcov_core import init, train
+from convcov_core import ensemble, init, train
 from convcov_core.comparison_table import comparison_table
 from convcov_core.json_safe import json_safe
 from convcov_core.learned_sets import CovarianceSetInfo
@@ -49,7 +49,8 @@ class LabSetup:
     """The Training Lab's choices. training: the config every run shares (dataset, model, sizes,
     budget, precision); inits: init schemes to compare, the first is the reference; filters: a key
     of FILTER_MODES; n_seeds: runs per variant (seeds 0..n-1); sigma_first / sigma_last: the
-    Gaussian scheme's depth schedule (None: init.default_sigmas)."""
+    Gaussian scheme's depth schedule (None: init.default_sigmas); ensemble: the runs train together
+    as one grouped network (train.compare), else one after another."""
 
     training: train.TrainConfig = field(default_factory=lab_training)
     inits: tuple = ("default", "gaussian")
@@ -57,6 +58,7 @@ class LabSetup:
     n_seeds: int = 2
     sigma_first: float | None = None
     sigma_last: float | None = None
+    ensemble: bool = True
 
 
 @dataclass(frozen=True)
@@ -129,9 +131,10 @@ def preset_setup(name: str, available: dict[str, bool]) -> tuple[LabSetup, str |
 
 
 def matching_preset(setup: LabSetup, available: dict[str, bool]) -> str | None:
-    """The name of the preset whose settings `setup` has, if any."""
+    """The name of the preset whose settings `setup` has, if any (training the runs together or not
+    leaves the numbers as they are: it does not count)."""
     for name in PRESETS:
-        if preset_setup(name, available)[0] == setup:
+        if preset_setup(name, available)[0] == dataclasses.replace(setup, ensemble=True):
             return name
     return None
 
@@ -149,6 +152,7 @@ class ComparisonPlan:
     variants: dict
     references: dict
     seeds: list
+    ensemble: bool = True
 
     @property
     def n_runs(self) -> int:
@@ -181,7 +185,7 @@ def plan_comparison(setup: LabSetup, learned: list[Tensor] | None = None) -> Com
         elif overrides["init"] == "learned":
             overrides["covariances"] = list(learned)
     base = setup.training.replace(dataset_params=dict(setup.training.dataset_params)).validate()
-    return ComparisonPlan(base, variants, references, list(range(setup.n_seeds)))
+    return ComparisonPlan(base, variants, references, list(range(setup.n_seeds)), setup.ensemble)
 
 
 def run_images(config: train.TrainConfig) -> int:
@@ -191,8 +195,11 @@ def run_images(config: train.TrainConfig) -> int:
 
 
 def estimate_seconds(plan: ComparisonPlan, n_steps: int = 3) -> float:
-    """Wall time of the whole comparison on this device: train.estimate_time (a few measured steps
-    and one evaluation) for the first variant of each filter mode, times the runs of that mode."""
+    """Wall time of the whole comparison on this device: with the ensemble, ensemble.estimate_time
+    (a few steps of the runs trained together, one evaluation); else train.estimate_time for the
+    first variant of each filter mode, times the runs of that mode."""
+    if plan.ensemble and plan.n_runs > 1:
+        return ensemble.estimate_time([plan.config(v, s) for s in plan.seeds for v in plan.variants], n_steps)
     total = 0.0
     by_mode: dict[bool, list[str]] = {}
     for name, overrides in plan.variants.items():
@@ -209,9 +216,11 @@ def progress_text(event: train.ProgressEvent | None, eta_s: float | None, elapse
     if event is None:
         return "Loading data and building the model…"
     where = f"Run {event.run_index + 1} of {event.n_runs}: {event.variant or 'run'}, seed {event.seed} · "
-    if event.n_runs == 1 and event.variant is None:
+    if event.together > 1:
+        where = f"Runs {event.group.start + 1}–{event.group.stop} of {event.n_runs}, trained together · "
+    elif event.n_runs == 1 and event.variant is None:
         where = ""
-    done_images = (event.run_index * event.total_steps + event.step) * batch_size
+    done_images = event.fraction_done() * event.n_runs * event.total_steps * batch_size
     rate = f" · {done_images / elapsed_s:,.0f} images/s" if batch_size > 0 and elapsed_s > 0 else ""
     left = f" · about {duration(eta_s)} left" if eta_s is not None else ""
     return f"{where}step {event.step} of {event.total_steps}{rate}{left}"

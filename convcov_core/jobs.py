@@ -146,12 +146,12 @@ class JobManager:
 
     def submit(self, kind: str, target, *, variants: dict | None = None, seeds=None,
                references: dict | None = None, name: str | None = None, samples: int | None = None,
-               label: str | None = None, owner: str | None = None) -> int:
+               label: str | None = None, owner: str | None = None, ensemble: bool = True) -> int:
         """Start a job; return its id. Raises Busy when the server is full, JobTooLarge (a ValueError)
         when it would train on too many images, ValueError for a bad config.
 
         kind "train": target is a TrainConfig. kind "compare": target is the base TrainConfig, with
-        variants and seeds as for train.compare. kind "task": target is fn(callback) -> result, with
+        variants, seeds and ensemble as for train.compare. kind "task": target is fn(callback) -> result, with
         `samples` (images it will process, if known) checked against the cap. A train or compare
         job whose run would not fit in memory (_memory_problem) is refused with JobTooLarge.
         """
@@ -169,7 +169,7 @@ class JobManager:
             samples = _images_per_run(config) * len(variants) * len(seeds)
             label = label or (f"compare {', '.join(variants)} on {config.dataset} ({config.model}), "
                               f"{len(seeds)} seed(s)")
-            work = functools.partial(compare, config, variants, seeds, references=references)
+            work = functools.partial(compare, config, variants, seeds, references=references, ensemble=ensemble)
         elif kind == "task":
             if not callable(target):
                 raise ValueError("a task job needs a callable fn(callback) -> result")

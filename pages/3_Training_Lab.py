@@ -55,6 +55,7 @@ def apply_setup(setup: lab.LabSetup) -> None:
     s.lab_filters, s.lab_epochs, s.lab_batch = setup.filters, t.epochs, t.batch_size
     s.lab_lr, s.lab_seeds, s.lab_max_steps = t.lr, setup.n_seeds, t.max_steps or 0
     s.lab_precision = t.precision
+    s.lab_ensemble = setup.ensemble
 
 
 def apply_preset() -> None:
@@ -138,8 +139,9 @@ def init_widgets_for(k: int) -> tuple[tuple, float | None, float | None, tuple |
     return inits, sigma_first, sigma_last, source, filters
 
 
-def training_widgets() -> tuple[dict, int]:
-    """Epochs, batch size, learning rate, step cap and precision (TrainConfig fields), and seeds."""
+def training_widgets() -> tuple[dict, int, bool]:
+    """Epochs, batch size, learning rate, step cap and precision (TrainConfig fields), seeds, and
+    whether the runs train together."""
     st.header("Training")
     epochs = st.number_input("Epochs", 1, 100, step=1, key="lab_epochs")
     batch = st.select_slider("Batch size", BATCH_SIZES, key="lab_batch")
@@ -155,18 +157,22 @@ def training_widgets() -> tuple[dict, int]:
                                   "or a CPU with AMX or AVX512-BF16; the device line above says which), "
                                   "fp32 elsewhere. fp32 is slower; on mnist5k the two reached the same "
                                   "test accuracy within seed noise (benchmarks/precision_accuracy.py).")
+        ensemble = st.checkbox("Train the runs together as one network", key="lab_ensemble",
+                               help="The runs differ only in seed, init and frozen filters, so they train as "
+                                    "one network whose layers are grouped over them: each ends as it would "
+                                    "alone (within float rounding). Cancel then stops them all.")
     return dict(epochs=int(epochs), batch_size=batch, lr=lr, max_steps=int(max_steps) or None,
-                precision=precision), int(n_seeds)
+                precision=precision), int(n_seeds), ensemble
 
 
 def sidebar(datasets: dict, max_k: int) -> tuple[lab.LabSetup, tuple | None]:
     """The setup widgets; returns the setup and the learned-covariance source (if learned is picked)."""
     dataset, spec, k, patch = model_widgets(datasets, max_k)
     inits, sigma_first, sigma_last, source, filters = init_widgets_for(k)
-    budget, n_seeds = training_widgets()
+    budget, n_seeds, ensemble = training_widgets()
     training = lab.lab_training(dataset=dataset, model=spec, kernel_size=k, patch_size=patch, **budget)
     setup = lab.LabSetup(training, inits=inits, filters=filters, n_seeds=n_seeds, sigma_first=sigma_first,
-                         sigma_last=sigma_last)
+                         sigma_last=sigma_last, ensemble=ensemble)
     return setup, source
 
 
@@ -196,7 +202,7 @@ def start_comparison(plan: lab.ComparisonPlan) -> None:
     with st.spinner("Checking that the model fits the images…"):
         reach.check_model_fits(plan.config(next(iter(plan.variants))))
     background.start(SLOT, "compare", plan.base, variants=plan.variants, seeds=plan.seeds,
-                   references=plan.references, batch_size=plan.base.batch_size)
+                   references=plan.references, ensemble=plan.ensemble, batch_size=plan.base.batch_size)
     st.rerun()
 
 

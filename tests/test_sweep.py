@@ -289,9 +289,10 @@ def test_cli_run_show_list_delete(tmp_path, capsys):
 
 def test_driver_killed_mid_sweep_then_resume_runs_only_the_rest(tmp_path):
     """kill -9 of the CLI driver and its workers once some trials are stored; `sweep resume` runs the
-    others, and every trial is in the store exactly once."""
+    others, and every trial is in the store exactly once (three cells of six trials, each cell's
+    trials trained together: the third starts after the first two are stored)."""
     db = tmp_path / "runs.db"
-    driver = sweep_cli(db, "run", "--name", "killed", *TINY_FLAGS, "--max-steps", "20", "--kernel-size", "3,5",
+    driver = sweep_cli(db, "run", "--name", "killed", *TINY_FLAGS, "--max-steps", "20", "--kernel-size", "3,5,7",
                        "--seeds", "0-2", "--workers", "2", start_new_session=True)
     store = SweepStore(db)
     deadline = time.monotonic() + 300
@@ -305,11 +306,11 @@ def test_driver_killed_mid_sweep_then_resume_runs_only_the_rest(tmp_path):
     os.killpg(driver.pid, signal.SIGKILL)
     driver.wait(30)
     before = stored_runs(db)
-    assert 2 <= before < 12
+    assert 2 <= before < 18
     resumed = sweep_cli(db, "resume", "killed", "--workers", "2")
     out, err = resumed.communicate(timeout=600)
     assert resumed.returncode == 0, err
-    assert f"ran {12 - before} trial(s) (0 failed), {before} found stored" in err
+    assert f"ran {18 - before} trial(s) (0 failed), {before} found stored" in err
     assert_each_trial_once(store.get("killed"), store)
 
 

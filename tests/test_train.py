@@ -235,10 +235,14 @@ def test_compare_runs_every_variant_and_seed_and_pairs_them():
 
 
 def test_compare_stops_when_the_callback_says_so():
-    cmp = compare(tiny(max_steps=4), {"a": {}, "b": {}}, [0, 1],
-                  lambda e: "stop" if e.variant == "b" and e.step == 2 else None)
+    def stop_b_at_step_2(e):
+        return "stop" if e.variant == "b" and e.step == 2 else None
+
+    cmp = compare(tiny(max_steps=4), {"a": {}, "b": {}}, [0, 1], stop_b_at_step_2, ensemble=False)
     assert cmp.status == "cancelled"
     assert len(cmp.runs["a"]) == 1 and cmp.runs["b"] == []
+    together = compare(tiny(max_steps=4), {"a": {}, "b": {}}, [0, 1], stop_b_at_step_2)
+    assert together.status == "cancelled" and together.runs == {"a": [], "b": []}  # one group: all stopped
 
 
 def test_compare_refuses_bad_input():

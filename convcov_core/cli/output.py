@@ -29,17 +29,19 @@ class TerminalProgress:
 
     def __call__(self, event: ProgressEvent):
         now = time.perf_counter()
-        frac = (event.run_index + event.step / max(event.total_steps, 1)) / max(event.n_runs, 1)
+        frac = event.fraction_done()
         elapsed = now - self.started
         eta = elapsed * (1 - frac) / frac if frac > 0 else None
         where = f"run {event.run_index + 1}/{event.n_runs} {event.variant or ''} seed {event.seed}"
         if event.kind == "done":
             self._finished(event, where, now, eta)
             return None
+        if event.together > 1:
+            where = f"runs {event.group.start + 1}-{event.group.stop}/{event.n_runs} together"
         interval = self.min_interval if self.tty else self.log_interval
         if now - self.last_draw < interval and (event.kind == "step" or not self.tty):
             return None
-        loss = f" loss {event.loss:.3f}" if event.loss is not None else ""
+        loss = f" loss {event.loss:.3f}" if event.loss is not None and event.together == 1 else ""
         status = (f"{100 * frac:3.0f}% {where} epoch {event.epoch} step {event.step}/{event.total_steps}"
                   f"{loss} ETA {duration(eta, compact=True)}")
         if not self.tty:
@@ -58,10 +60,14 @@ class TerminalProgress:
         if self.tty and self.drawn:
             self.stream.write("\r\033[K")
         acc = f"test {event.test_acc:.2f}%" if event.test_acc is not None else event.status
-        self.stream.write(f"{where}: {acc} ({duration(now - self.run_started, compact=True)}), "
-                          f"ETA {duration(eta, compact=True)}\n")
+        took = duration(now - self.run_started, compact=True)
+        if event.together > 1:  # its group's time, said once, by the group's first run
+            took = f"{took} for the {event.together} runs together" if event.position == 0 else "together"
+        self.stream.write(f"{where}: {acc} ({took}), ETA {duration(eta, compact=True)}\n")
         self.stream.flush()
-        self.run_started, self.drawn = now, False
+        self.drawn = False
+        if event.together == 1 or event.position == event.together - 1:
+            self.run_started = now
 
 
 def format_table(header: list[str], rows: list[list[str]]) -> str:

@@ -30,7 +30,7 @@ AXIS_FLAGS = {"--dataset": "dataset", "--model": "model", "--kernel-size": "kern
               "--sigma-first": "sigma_first", "--sigma-last": "sigma_last", "--max-steps": "max_steps",
               "--precision": "precision"}
 _NOT_FOR_SWEEPS = ("--learned-from", "--raw-bn-eval", "--json", "--save", "--name", "--threads", "--freeze", "--db",
-                   "--quiet")
+                   "--quiet", "--no-ensemble")
 _FREEZE_WORDS = {"none": False, "filters": True}
 
 
@@ -76,6 +76,9 @@ EXECUTOR_OPTIONS = (
                                 "else a Ray started on this machine)")),
     ("--cpus-per-trial", dict(type=float, default=1, help="ray: CPUs each trial asks for (its torch threads)")),
     ("--gpus-per-trial", dict(type=float, default=0, help="ray: GPUs each trial asks for (fractions allowed)")),
+    ("--no-ensemble", dict(action="store_true",
+                           help="one trial per worker at a time, instead of a cell's compatible trials (its seeds "
+                                "and schemes) trained together as one grouped network")),
     DB,
     QUIET,
 )
@@ -109,7 +112,8 @@ def _executor(args):
     from .. import settings
     return sweep.make_executor(args.executor, workers=args.workers,
                                ray_address=args.ray_address or settings.ray_address(),
-                               cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial)
+                               cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
+                               ensemble=not args.no_ensemble)
 
 
 def _estimate(grid: sweep.Sweep, executor, n_todo: int) -> str:

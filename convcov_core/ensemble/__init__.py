@@ -6,7 +6,7 @@ trained filters and divergence check, each ending in the RunResult its lone trai
 
     grouping  the grouped network: Ensemble, GroupedLinear, which layers it supports, member_images
     plan      which trials train together: ensemble_key, compatible, group_compatible, the memory check
-    loop      train_ensemble
+    loop      train_ensemble, estimate_time
 
 Supported networks: built of Conv2d (any groups), BatchNorm2d, Linear on flat features, per-channel
 layers (activations, pooling, flatten, Dropout(p=0)) and containers of these: our ConvMixers and
@@ -22,9 +22,9 @@ without functionalizing them; measured on the 2-core CPU, see docs/performance.m
 """
 
 from .grouping import Ensemble, GroupedLinear, grouping_problem, member_images, unsupported_layer
-from .loop import member_losses, train_ensemble
+from .loop import estimate_time, member_losses, train_ensemble
 from .plan import MEMBER_FIELDS, compatible, ensemble_key, group_compatible, max_members, member_bytes
 
-__all__ = ["MEMBER_FIELDS", "Ensemble", "GroupedLinear", "compatible", "ensemble_key", "group_compatible",
-           "grouping_problem", "max_members", "member_bytes", "member_images", "member_losses", "train_ensemble",
-           "unsupported_layer"]
+__all__ = ["MEMBER_FIELDS", "Ensemble", "GroupedLinear", "compatible", "ensemble_key", "estimate_time",
+           "group_compatible", "grouping_problem", "max_members", "member_bytes", "member_images", "member_losses",
+           "train_ensemble", "unsupported_layer"]

@@ -30,7 +30,17 @@ from .. import batchnorm, init
 from ..train.config import Callback, RunResult, TrainConfig, lr_at, new_history, resolve_device
 from ..train.evaluation import count_correct, raw_and_settled, test_batch_size
 from ..train.inputs import load_training_data
-from ..train.loop import _cpu_threads, _finish, _Loop, _set_up, _sync_every, _train_step, train
+from ..train.loop import (
+    _cpu_threads,
+    _finish,
+    _Loop,
+    _set_up,
+    _sync_every,
+    _train_step,
+    estimate_probe,
+    timed_estimate,
+    train,
+)
 from ..train.model import _prepare_model, build_model_for
 from .grouping import Ensemble, grouping_problem, member_images, select_rows
 from .heap import keep_large_blocks
@@ -53,7 +63,9 @@ def train_ensemble(configs: list[TrainConfig], callback: Callback | None = None,
     RunResults in the order of configs, each as train(config) returns it: wall_time is the member's
     share of its group's (the group's wall time over its members). A config trained alone goes
     through train(). variants / run_indices / n_runs label each config's events and result as
-    train(variant=, run_index=, n_runs=) does (default: no variant, 0, 1, ... of len(configs)).
+    train(variant=, run_index=, n_runs=) does (default: no variant, 0, 1, ... of len(configs)); a
+    group's events also say how many runs train together and the run's place among them
+    (ProgressEvent.together, .position: exact for groups of consecutive run indices, as compare's are).
     models: train these networks from their weights as they are (one per config, one architecture,
     trained in place), as train(model=) does. memory_budget: bytes a group may use (default:
     plan.MEMORY_SHARE of the memory available). After a cancel the configs not started yet come back
@@ -86,6 +98,17 @@ def train_ensemble(configs: list[TrainConfig], callback: Callback | None = None,
         for i, result in zip(group, group_results):
             results[i] = result
     return results
+
+
+def estimate_time(configs: list[TrainConfig], n_steps: int = 3) -> float:
+    """Seconds train_ensemble(configs) should take: the probes (train.estimate_probe: n_steps timed
+    steps after a warm-up, one evaluation) of its first group trained together and scaled as
+    train.estimate_time scales one run's, times the number of groups."""
+    configs = [config.validate() for config in configs]
+    groups = group_compatible(configs)
+    first = [estimate_probe(configs[i], n_steps) for i in groups[0]]
+    return len(groups) * timed_estimate(configs[groups[0][0]],
+                                        lambda clock: train_ensemble(first, clock, sync_every=1))
 
 
 def _groups(configs: list[TrainConfig], models: list | None, memory_budget: int | None) -> list[list[int]]:
@@ -126,6 +149,8 @@ class _Group:
         self.loops = [_Loop(c, dataclasses.replace(self.setup, model=m, train_step=None), callback,
                             sync_every=self.sync_every, **label)
                       for c, m, label in zip(configs, self.templates, labels)]
+        for position, loop in enumerate(self.loops):
+            loop.together, loop.position = len(self.loops), position
         self._keep_frozen_filters()
         self.step = 0
         self.n_epochs = math.ceil(self.setup.total / self.setup.per_epoch)

@@ -1,4 +1,6 @@
-"""The local executor: a pool of worker processes on this machine, one trial at a time per worker.
+"""The local executor: a pool of worker processes on this machine, one batch of trials at a time per
+worker (worker.trial_batches: a grid cell's compatible trials trained together as one ensemble, in
+batches that keep every worker busy; one trial per batch without the ensemble).
 
 On CPU each worker trains with cores / workers torch threads (so two single-thread workers on two
 cores instead of one run fighting itself for both); on CUDA each worker takes one GPU in turn
@@ -20,7 +22,7 @@ from concurrent.futures.process import BrokenProcessPool
 import torch
 
 from ..validation import whole_number
-from .worker import TrialProgress, failed_result, run_trial
+from .worker import TrialProgress, failed_result, run_batch, trial_batches
 
 MAX_ATTEMPTS = 3  # times a trial is started before a dying worker counts as the trial's failure
 _POLL_S = 0.5
@@ -38,20 +40,23 @@ def _start_worker(progress, stop, counter, threads: int, gpus: int) -> None:
     _worker.update(progress=progress, stop=stop, threads=threads)
 
 
-def _run_in_worker(config, key: str):
+def _run_in_worker(configs: list, keys: list[str]):
     progress, stop = _worker["progress"], _worker["stop"]
-    progress.put(("started", key))
-    return run_trial(config.replace(threads=_worker["threads"]), key, report=progress.put,
+    for key in keys:
+        progress.put(("started", key))
+    return run_batch([c.replace(threads=_worker["threads"]) for c in configs], keys, report=progress.put,
                      should_stop=stop.is_set)
 
 
 class LocalPool:
     """Trials on `workers` processes of this machine (default: one per GPU, else one per CPU core),
-    each with `threads` torch threads (default: cores // workers)."""
+    each with `threads` torch threads (default: cores // workers); ensemble: compatible trials in
+    batches trained together (worker.trial_batches), else one at a time."""
 
     name = "local"
 
-    def __init__(self, workers: int | None = None, threads: int | None = None):
+    def __init__(self, workers: int | None = None, threads: int | None = None, ensemble: bool = True):
+        self.ensemble = ensemble
         cores = os.cpu_count() or 1
         self.gpus = torch.cuda.device_count()
         self.workers = whole_number(workers, "workers", 1) if workers is not None else (self.gpus or cores)
@@ -64,8 +69,9 @@ class LocalPool:
 
     def describe(self) -> str:
         where = f"{self.gpus} GPU(s)" if self.gpus else f"{os.cpu_count()} CPU core(s)"
+        together = "compatible trials trained together" if self.ensemble else "one trial at a time"
         return (f"local pool on this machine ({where}): {self.workers} worker process(es), "
-                f"{self.threads} torch thread(s) each")
+                f"{self.threads} torch thread(s) each, {together}")
 
     def run(self, trials, on_progress, should_stop):
         """Yield (trial, RunResult) as trials finish, in any order; on_progress(TrialProgress) while
@@ -80,7 +86,8 @@ class LocalPool:
             started: set[str] = set()
             with ProcessPoolExecutor(self.workers, mp_context=context, initializer=_start_worker,
                                      initargs=(progress, stop, counter, self.threads, self.gpus)) as pool:
-                futures = {pool.submit(_run_in_worker, t.config, t.key): t for t in pending.values()}
+                futures = {pool.submit(_run_in_worker, [t.config for t in batch], [t.key for t in batch]): batch
+                           for batch in trial_batches(list(pending.values()), self.slots, self.ensemble)}
                 broken = False
                 while futures:
                     done, _ = wait(futures, timeout=_POLL_S, return_when=FIRST_COMPLETED)
@@ -90,16 +97,17 @@ class LocalPool:
                         for future in futures:
                             future.cancel()
                     for future in done:
-                        trial = futures.pop(future)
+                        batch = futures.pop(future)
                         try:
-                            result = future.result()
+                            results = future.result()
                         except CancelledError:
                             continue
                         except BrokenProcessPool:
                             broken = True
                             continue
-                        del pending[trial.key]
-                        yield trial, result
+                        for trial, result in zip(batch, results):
+                            del pending[trial.key]
+                            yield trial, result
                     if broken and not futures:
                         break
             _drain(progress, on_progress, started)

@@ -1,4 +1,6 @@
-"""The Ray executor: every trial a Ray task on a cluster (or on a Ray started on this machine).
+"""The Ray executor: every batch of trials a Ray task on a cluster (or on a Ray started on this
+machine): a grid cell's compatible trials trained together as one ensemble (worker.trial_batches),
+or one trial per task without the ensemble.
 
 Each task declares what it needs (cpus_per_trial CPUs, gpus_per_trial GPUs, fractions allowed) and
 trains with that many torch threads; workers import convcov from the installed package, results
@@ -16,7 +18,7 @@ import socket
 from urllib.parse import urlsplit
 
 from .local import MAX_ATTEMPTS
-from .worker import failed_result, run_trial
+from .worker import failed_result, run_batch, trial_batches
 
 INSTALL_HINT = "pip install 'convcov[ray]' (or pip install ray)"
 _POLL_S = 0.5
@@ -75,18 +77,20 @@ def connect(address: str | None = None, num_cpus: int | None = None):
     return ray
 
 
-def _ray_trial(config, key: str, progress):
-    return run_trial(config, key, report=progress.put_nowait)
+def _ray_batch(configs: list, keys: list[str], progress):
+    return run_batch(configs, keys, report=progress.put_nowait)
 
 
 class RayExecutor:
     """Trials as Ray tasks of cpus_per_trial CPUs and gpus_per_trial GPUs each, on the cluster at
-    `address` (None: a Ray started here with `workers` CPUs, default one per core)."""
+    `address` (None: a Ray started here with `workers` CPUs, default one per core); ensemble: a task
+    trains a batch of compatible trials together (worker.trial_batches), else one trial."""
 
     name = "ray"
 
     def __init__(self, address: str | None = None, workers: int | None = None, cpus_per_trial: float = 1,
-                 gpus_per_trial: float = 0):
+                 gpus_per_trial: float = 0, ensemble: bool = True):
+        self.ensemble = ensemble
         if not cpus_per_trial > 0 or gpus_per_trial < 0:
             raise ValueError(f"a trial needs > 0 CPUs and >= 0 GPUs, got {cpus_per_trial} and {gpus_per_trial}")
         self.address, self.cpus_per_trial, self.gpus_per_trial = address, cpus_per_trial, gpus_per_trial
@@ -106,7 +110,8 @@ class RayExecutor:
         where = self.address or "a Ray started on this machine"
         return (f"Ray at {where}: {nodes} node(s), {self.resources.get('CPU', 0):g} CPU(s), "
                 f"{self.resources.get('GPU', 0):g} GPU(s); {self.cpus_per_trial:g} CPU(s) and "
-                f"{self.gpus_per_trial:g} GPU(s) per trial")
+                f"{self.gpus_per_trial:g} GPU(s) per task, "
+                f"{'compatible trials trained together' if self.ensemble else 'one trial per task'}")
 
     def run(self, trials, on_progress, should_stop):
         """As LocalPool.run: yield (trial, RunResult) as tasks finish; should_stop() True cancels
@@ -115,10 +120,11 @@ class RayExecutor:
         from ray.util.queue import Queue
 
         progress = Queue(actor_options={"num_cpus": 0})
-        task = ray.remote(_ray_trial).options(num_cpus=self.cpus_per_trial, num_gpus=self.gpus_per_trial,
+        task = ray.remote(_ray_batch).options(num_cpus=self.cpus_per_trial, num_gpus=self.gpus_per_trial,
                                               max_retries=MAX_ATTEMPTS - 1, retry_exceptions=False)
         threads = max(1, int(self.cpus_per_trial))
-        refs = {task.remote(t.config.replace(threads=threads), t.key, progress): t for t in trials}
+        refs = {task.remote([t.config.replace(threads=threads) for t in batch], [t.key for t in batch], progress): batch
+                for batch in trial_batches(list(trials), self.slots, self.ensemble)}
         try:
             while refs:
                 ready, _ = ray.wait(list(refs), num_returns=1, timeout=_POLL_S)
@@ -128,13 +134,13 @@ class RayExecutor:
                         ray.cancel(ref, force=True)
                     return
                 for ref in ready:
-                    trial = refs.pop(ref)
+                    batch = refs.pop(ref)
                     try:
-                        result = ray.get(ref)
+                        results = ray.get(ref)
                     except ray.exceptions.RayError as exc:  # its worker died MAX_ATTEMPTS times
-                        result = failed_result(trial.config, f"Ray could not run it ({type(exc).__name__}) "
-                                                             f"after {MAX_ATTEMPTS} attempts")
-                    yield trial, result
+                        results = [failed_result(t.config, f"Ray could not run it ({type(exc).__name__}) "
+                                                           f"after {MAX_ATTEMPTS} attempts") for t in batch]
+                    yield from zip(batch, results)
             _drain(progress, on_progress)
         finally:
             ray.kill(progress.actor)

@@ -1,13 +1,17 @@
-"""What runs one trial wherever an executor puts it (a pool process, a Ray worker): train() with a
-progress reporter and a stop flag, every failure of the trial's own turned into a stored result.
+"""What runs trials wherever an executor puts them (a pool process, a Ray worker): train() with a
+progress reporter and a stop flag, every failure of a trial's own turned into a stored result; and
+batches of compatible trials (a grid cell's seeds and schemes) trained together as one ensemble.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from typing import Callable
 
+from ..ensemble import ensemble_key, train_ensemble
+from ..ensemble.plan import split_evenly
 from ..train import ProgressEvent, RunResult, TrainConfig, new_history, train
 
 REPORT_EVERY_S = 1.0  # seconds between a trial's "running" reports (the first step is always reported)
@@ -29,21 +33,56 @@ def run_trial(config: TrainConfig, key: str, report: Callable[[TrialProgress], N
     "cancelled"). A trial that fails for a reason of its own (a bad config, an exception in
     training, running out of memory) comes back with status "failed" and the error as its message,
     so that it is recorded once and not retried; a diverged run comes back as train() returns it."""
-    last = [0.0]
-
-    def callback(event: ProgressEvent):
-        now = time.monotonic()
-        if report is not None and event.kind == "step" and (event.step == 1 or now - last[0] >= REPORT_EVERY_S):
-            last[0] = now
-            report(TrialProgress(key, event.step, event.total_steps, event.loss))
-        return "stop" if should_stop is not None and should_stop() else None
-
     started = time.perf_counter()
     try:
-        return train(config, callback)
+        return train(config, _reporter([key], report, should_stop))
     except (Exception, MemoryError) as exc:  # the trial's own failure, recorded as such
         return failed_result(config, f"{type(exc).__name__}: {' '.join(str(exc).split())}",
                              time.perf_counter() - started)
+
+
+def run_batch(configs: list[TrainConfig], keys: list[str], report: Callable[[TrialProgress], None] | None = None,
+              should_stop: Callable[[], bool] | None = None) -> list[RunResult]:
+    """The trials' RunResults, in order: trained together by ensemble.train_ensemble (compatible ones
+    as one grouped network, in groups that fit in memory), each reported under its key as run_trial
+    reports it. A batch whose ensemble fails (a config that cannot be built, an error in training)
+    runs its trials one by one through run_trial, so each records its own failure."""
+    if len(configs) == 1:
+        return [run_trial(configs[0], keys[0], report, should_stop)]
+    try:
+        return train_ensemble(configs, _reporter(keys, report, should_stop))
+    except (Exception, MemoryError):
+        return [run_trial(config, key, report, should_stop) for config, key in zip(configs, keys)]
+
+
+def _reporter(keys: list[str], report, should_stop) -> Callable[[ProgressEvent], str | None]:
+    """A training callback: report(TrialProgress) of run run_index (keys[run_index]) at its first
+    step and then about once a second; "stop" once should_stop() is True."""
+    last = dict.fromkeys(keys, 0.0)
+
+    def callback(event: ProgressEvent):
+        key, now = keys[event.run_index], time.monotonic()
+        if report is not None and event.kind == "step" and (event.step == 1 or now - last[key] >= REPORT_EVERY_S):
+            last[key] = now
+            report(TrialProgress(key, event.step, event.total_steps, event.loss))
+        return "stop" if should_stop is not None and should_stop() else None
+
+    return callback
+
+
+def trial_batches(trials: list, slots: int, ensemble: bool = True) -> list[list]:
+    """The trials (grid.Trial) in the batches an executor hands out, one batch to a worker: with
+    ensemble, trials sharing ensemble.ensemble_key (a grid cell's seeds and schemes) in batches of
+    at most ceil(len(trials) / slots), so that every one of the executor's slots gets work; else
+    one trial each."""
+    if not ensemble:
+        return [[trial] for trial in trials]
+    most = max(1, math.ceil(len(trials) / max(slots, 1)))
+    by_key: dict[str, list] = {}
+    for trial in trials:
+        by_key.setdefault(ensemble_key(trial.config), []).append(trial)
+    return [[same[i] for i in batch] for same in by_key.values()
+            for batch in split_evenly(list(range(len(same))), most)]
 
 
 def failed_result(config: TrainConfig, message: str, wall_time: float = 0.0) -> RunResult:

@@ -142,12 +142,15 @@ def variants_for(inits: list[str], freeze: str) -> tuple[dict, dict]:
 
 
 def compare(base_config: TrainConfig, variants: dict, seeds, callback: Callback | None = None, *,
-            references: dict | None = None, metric: str = "test_acc") -> ComparisonResult:
+            references: dict | None = None, metric: str = "test_acc", ensemble: bool = True) -> ComparisonResult:
     """Train every variant (overrides of base_config) once per seed, seed by seed, and compare the
     final test accuracies (final[metric]: settled BatchNorm statistics by default, see METRICS):
     mean ± std per variant and paired differences against a reference variant (the first one
-    unless `references` maps a variant to another). A callback answer of True/"stop" cancels the
-    remaining runs; the finished ones are summarized."""
+    unless `references` maps a variant to another). ensemble: the runs train together as one grouped
+    network (convcov_core.ensemble.train_ensemble: in groups that fit in memory; a network it
+    cannot group trains alone), each ending as its lone run would; False: one after another. A
+    callback answer of True/"stop" cancels the remaining runs (with the ensemble, the whole group
+    training then); the finished ones are summarized."""
     if metric not in METRICS:
         raise ValueError(f"unknown metric {metric!r}; choose one of: {', '.join(METRICS)}")
     if not variants:
@@ -168,28 +171,40 @@ def compare(base_config: TrainConfig, variants: dict, seeds, callback: Callback 
         configs[first].replace(seed=seed).validate()
 
     started = time.perf_counter()
+    order = [(name, seed) for seed in seeds for name in variants]  # run_index = place in this list
+    trained = (_together if ensemble else _one_after_another)(
+        [configs[name].replace(seed=seed) for name, seed in order], [name for name, _ in order], callback)
     runs = {name: [] for name in variants}
-    cancelled = False
-    n_runs = len(variants) * len(seeds)
-    for s_i, seed in enumerate(seeds):
-        for v_i, name in enumerate(variants):
-            stop = []
-
-            def relay(event: ProgressEvent):
-                answer = callback(event) if callback is not None else None
-                if _wants_stop(answer):
-                    stop.append(True)
-                return answer
-
-            result = train(configs[name].replace(seed=seed), relay, variant=name,
-                           run_index=s_i * len(variants) + v_i, n_runs=n_runs)
-            if result.status == "cancelled" or stop:
-                cancelled = True
-                break
+    for (name, _), result in zip(order, trained):
+        if result.status != "cancelled":
             runs[name].append(result)
-        if cancelled:
-            break
+    cancelled = len(trained) < len(order) or any(r.status == "cancelled" for r in trained)
     rows, verdicts = summarize(variants, seeds, runs, refs, metric)
     return ComparisonResult(base_config=base_config, variants=dict(variants), seeds=seeds, runs=runs,
                             rows=rows, verdicts=verdicts, wall_time=time.perf_counter() - started,
                             status="cancelled" if cancelled else "ok", references=refs, metric=metric)
+
+
+def _together(configs: list[TrainConfig], names: list[str], callback: Callback | None) -> list:
+    """Every config's RunResult from train_ensemble (run_index: its place in configs)."""
+    from ..ensemble import train_ensemble  # the ensemble builds on this package
+
+    return train_ensemble(configs, callback, variants=names)
+
+
+def _one_after_another(configs: list[TrainConfig], names: list[str], callback: Callback | None) -> list:
+    """The RunResults of train() on each config in turn, up to the first cancelled one (included)."""
+    results = []
+    for i, (config, name) in enumerate(zip(configs, names)):
+        stop = []
+
+        def relay(event: ProgressEvent):
+            answer = callback(event) if callback is not None else None
+            if _wants_stop(answer):
+                stop.append(True)
+            return answer
+
+        results.append(train(config, relay, variant=name, run_index=i, n_runs=len(configs)))
+        if results[-1].status == "cancelled" or stop:
+            break
+    return results

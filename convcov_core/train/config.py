@@ -154,7 +154,10 @@ def new_history() -> dict:
 
 @dataclass
 class ProgressEvent:
-    """What the callback receives: after every step ("step"), epoch ("epoch") and at the end ("done")."""
+    """What the callback receives: after every step ("step"), epoch ("epoch") and at the end ("done").
+    A run trained in an ensemble (convcov_core.ensemble) sends its events as a lone run would, with
+    `together` the runs of its group (itself included) and `position` its place among them: the
+    group's runs have the run indices run_index - position, ..., run_index - position + together - 1."""
 
     kind: str
     step: int
@@ -171,6 +174,19 @@ class ProgressEvent:
     status: str | None = None
     run_index: int = 0
     n_runs: int = 1
+    together: int = 1
+    position: int = 0
+
+    @property
+    def group(self) -> range:
+        """The run indices of the runs training together with this one (its own alone)."""
+        return range(self.run_index - self.position, self.run_index - self.position + self.together)
+
+    def fraction_done(self) -> float:
+        """Share of the job's runs done at this event: the runs before this one's group, plus the
+        group's runs each at step / total_steps, over n_runs."""
+        at = self.step / self.total_steps if self.total_steps else 0.0
+        return min(1.0, (self.group.start + self.together * at) / max(self.n_runs, 1))
 
 
 Callback = Callable[[ProgressEvent], object]

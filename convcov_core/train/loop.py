@@ -18,6 +18,7 @@ import contextlib
 import math
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 
@@ -149,6 +150,7 @@ class _Loop:
         self.history = new_history()
         self.status, self.message = "ok", ""
         self.step, self.epoch, self.compile_seconds = 0, 0, None
+        self.together, self.position = 1, 0  # set by an ensemble that trains this run in a group
         self.loop_started = time.perf_counter()
 
     def emit(self, event: ProgressEvent) -> bool:
@@ -162,7 +164,8 @@ class _Loop:
         total = self.setup.total
         eta = (time.perf_counter() - self.loop_started) / max(self.step, 1) * (total - at)
         return ProgressEvent(kind, at, total, self.epoch, eta_s=eta, variant=self.variant, seed=self.config.seed,
-                             run_index=self.run_index, n_runs=self.n_runs, **values)
+                             run_index=self.run_index, n_runs=self.n_runs, together=self.together,
+                             position=self.position, **values)
 
     def run_epoch(self, epoch: int, last: bool) -> None:
         """Train epoch `epoch` (1-based) and evaluate it, keeping the recalibrated BatchNorm statistics
@@ -289,18 +292,30 @@ def _finish(loop: _Loop, n_epochs: int, started: float) -> RunResult:
 
 def estimate_time(config: TrainConfig, n_steps: int = 3) -> float:
     """Seconds the whole run should take: time n_steps measured steps (after one warm-up step) and one
-    pass over the test set, then scale to the run's step and epoch counts."""
+    pass over the test set, then scale to the run's step and epoch counts (timed_estimate)."""
     config.validate()
     whole_number(n_steps, "n_steps", 1)
-    train_x, train_y, *_ = load_training_data(config)
+    return timed_estimate(config, lambda clock: train(estimate_probe(config, n_steps), clock, sync_every=1))
+
+
+def estimate_probe(config: TrainConfig, n_steps: int) -> TrainConfig:
+    """The short run that estimate_time times: n_steps + 1 steps of one epoch, no weights kept."""
+    return config.replace(max_steps=n_steps + 1, epochs=1, keep_state_dict=False)
+
+
+def timed_estimate(config: TrainConfig, run_probe: Callable[[Callback], object]) -> float:
+    """Seconds a run of `config` should take, from run_probe(callback) training its probe
+    (estimate_probe): run 0's steps after the first, and the evaluation after them, scaled to the
+    config's step and epoch counts."""
+    _, train_y, *_ = load_training_data(config)
     _, per_epoch, total = plan_steps(config, len(train_y))
     stamps = []
 
     def clock(event: ProgressEvent):
-        stamps.append((event.kind, time.perf_counter()))
+        if event.run_index == 0:
+            stamps.append((event.kind, time.perf_counter()))
 
-    probe = config.replace(max_steps=n_steps + 1, epochs=1, keep_state_dict=False, device=config.device)
-    train(probe, clock, sync_every=1)
+    run_probe(clock)
     steps = [t for kind, t in stamps if kind == "step"]
     step_seconds = (steps[-1] - steps[0]) / max(len(steps) - 1, 1)
     eval_seconds = next(t for kind, t in stamps if kind == "epoch") - steps[-1]
