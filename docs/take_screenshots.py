@@ -143,7 +143,9 @@ def frequency(browser, base, out):
 
 def set_slider(page, label: str, key: str) -> None:
     """Move the slider labelled `label` to one end: key "Home" (smallest) or "End" (largest)."""
-    page.locator(f'input[type="range"][aria-label="{label}"]').first.focus()
+    slider = page.locator(f'input[type="range"][aria-label="{label}"]').first
+    slider.wait_for(state="attached", timeout=300_000)  # a page's first visit can take minutes
+    slider.focus()
     page.keyboard.press(key)
     wait_until_rendered(page, timeout=300)
 

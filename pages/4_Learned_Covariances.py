@@ -20,9 +20,10 @@ page_setup("Learned Covariances")
 SLOT = "lc"
 CHART = {"displaylogo": False}
 SOURCES = ("A saved run", "A quick run trained here", "An uploaded checkpoint", "An uploaded covariance file",
-           "Attention of a saved ViT run")
+           "Attention of a saved ViT run", "A pretrained timm model")
 QUICK_DATASETS = ("mnist5k", "noisy-mnist", "textures")
 WIDTHS = (16, 32, 64, 128)
+GRID_COLUMNS = 4  # tiled panels a row: at six, an 81 x 81 view had 125 px and read as noise
 
 
 def saved_runs() -> dict:
@@ -74,8 +75,8 @@ def transferred_file(key: str, _learned: learned_sets.LearnedSet, k: int, depth:
 def layers_figure(key: str, _learned: learned_sets.LearnedSet, titles: list[str]):
     """The grid of every layer's covariance (built once per set: large k makes it slow to draw)."""
     depth = _learned.depth
-    return figures.layer_grid_figure(_learned.covariances, titles, columns=min(depth, 6),
-                                     panel_height=190 if depth > 6 else 230)
+    return figures.layer_grid_figure(_learned.covariances, titles, columns=min(depth, GRID_COLUMNS),
+                                     panel_height=230)
 
 
 @st.cache_resource(max_entries=8, show_spinner=False)  # read-only figure: no unpickling
@@ -84,7 +85,7 @@ def transfer_figure(key: str, _learned: learned_sets.LearnedSet, k: int, depth: 
     step = 1 if depth <= 12 else depth // 12
     shown = transferred(key, _learned, k, depth)[::step]
     return figures.layer_grid_figure(shown, [f"layer {1 + i * step} of {depth}" for i in range(len(shown))],
-                                     columns=min(len(shown), 6), panel_height=180)
+                                     columns=min(len(shown), GRID_COLUMNS), panel_height=230)
 
 
 def quick_run_settings() -> train.TrainConfig:

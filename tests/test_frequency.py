@@ -173,9 +173,10 @@ def test_sigma_curve_figure_places_a_runs_layers_by_smoothness():
     fitted = [{"layer": "a", "sigma": 0.6, "r": 0.7, "half-max frequency": 0.32},
               {"layer": "b", "sigma": 1.5, "r": 0.6, "half-max frequency": None}]  # white-noise-like
     fig = figures.sigma_curve_figure(curve, current_sigma=2.0, fitted=fitted)
-    closed, layers = fig.data
+    closed, default, layers = fig.data
     assert list(closed.y) == [None, 0.28, 0.15]  # a gap where the closed form never falls to half
     assert list(layers.x) == [0.6] and list(layers.y) == [0.32]
-    assert fig.layout.shapes[0].y0 == 0.5  # the white-noise reference at the 0.5 cycles/pixel limit
-    assert "never falls to half" in fig.layout.annotations[0].text
+    assert list(default.y) == [0.5, 0.5]  # the white-noise reference at the 0.5 cycles/pixel limit
+    assert "never falls to half" in default.name  # in the legend: the σ line cannot cross it
+    assert [a.text for a in fig.layout.annotations] == [" σ = 2"]
     assert fig.layout.yaxis.title.text == "half-max frequency (cycles/pixel)"

@@ -204,10 +204,11 @@ def spectra_figure(spectra, names: list[str], *, columns: int = 4, panel_height:
         axis = "" if n == 0 else str(n + 1)
         # tick labels on the outer panels only: all share one frequency grid, and inner labels
         # run into the next panel in a narrow window
-        fig.update_xaxes(constrain="domain", tickvals=[-0.25, 0, 0.25],
-                         showticklabels=n + cols >= len(spectra), **where)
+        outer_x, outer_y = n + cols >= len(spectra), n % cols == 0
+        fig.update_xaxes(constrain="domain", tickvals=[-0.25, 0, 0.25], showticklabels=outer_x,
+                         ticks="outside" if outer_x else "", **where)
         fig.update_yaxes(constrain="domain", scaleanchor=f"x{axis}", tickvals=[-0.25, 0, 0.25],
-                         showticklabels=n % cols == 0, **where)
+                         showticklabels=outer_y, ticks="outside" if outer_y else "", **where)
     fig.update_xaxes(title_text="u (cycles/pixel)", row=rows, col=1)
     fig.update_yaxes(title_text="v", row=rows, col=1)
     fig.update_annotations(font_size=11)
@@ -273,11 +274,13 @@ def sigma_curve_figure(curve, *, current_sigma: float | None = None, fitted: lis
                    hovertemplate="σ = %{x:.3g}: falls to half at %{y:.3f} cycles/pixel<extra></extra>"),
     ])
     default = curve.default_half_max
-    fig.add_hline(y=0.5 if default is None else default, line=dict(color=DEFAULT_INIT_COLOUR, dash="dash"),
-                  annotation_text="PyTorch default (white noise): " + (
-                      "never falls to half" if default is None else f"{default:.2f}"),
-                  annotation_position="bottom right")
     points = [f for f in fitted or [] if f.get("half-max frequency") is not None]
+    sigmas = [s for s in x + [f["sigma"] for f in points] if s > 0]
+    # a legend entry, not a label on the line: the current sigma's vertical line crossed that label
+    fig.add_trace(go.Scatter(
+        x=[min(sigmas), max(sigmas)], y=[0.5 if default is None else default] * 2, mode="lines",
+        line=dict(color=DEFAULT_INIT_COLOUR, dash="dash"), hoverinfo="skip",
+        name="PyTorch default (white noise): " + ("never falls to half" if default is None else f"{default:.2f}")))
     if points:
         fig.add_trace(go.Scatter(
             x=[f["sigma"] for f in points], y=[f["half-max frequency"] for f in points],
@@ -292,7 +295,6 @@ def sigma_curve_figure(curve, *, current_sigma: float | None = None, fitted: lis
         # annotations on a log axis take log10 coordinates
         fig.add_annotation(x=math.log10(current_sigma), y=0.02, yref="paper", text=f" σ = {current_sigma:g}",
                            showarrow=False, xanchor="left", yanchor="bottom", font=dict(color="#555"))
-    sigmas = [s for s in x + [f["sigma"] for f in points] if s > 0]
     fig.update_xaxes(title_text="σ of the closed-form covariance (pixels, log scale)", type="log",
                      range=[math.log10(min(sigmas)) - 0.05, math.log10(max(sigmas)) + 0.05],
                      tickvals=[0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50])
