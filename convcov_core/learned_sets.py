@@ -58,12 +58,17 @@ def learned_from_state_dict(state: dict[str, Tensor], architecture: str, source:
     layers = init.depthwise_convs(model)
     if not layers:
         raise ValueError(f"{layout['spec']} has no depthwise filters to analyse")
+    k = layout["kernel_size"]
+    return learned_from_layers(layers, f"{source} ({layout['spec']}, {k} × {k} filters)")
+
+
+def learned_from_layers(layers: list, source: str) -> LearnedSet:
+    """The centered covariance (covariance.empirical) of each (name, depthwise conv)'s filters, all
+    of one k x k shape; ValueError when a filter is not finite."""
     weights = [conv.weight.detach().float() for _, conv in layers]
     if not all(torch.isfinite(w).all() for w in weights):
-        raise ValueError("the checkpoint's depthwise filters contain NaN or infinite values")
-    k = layout["kernel_size"]
-    return LearnedSet(f"{source} ({layout['spec']}, {k} × {k} filters)",
-                      [name for name, _ in layers], [covariance.empirical(w) for w in weights])
+        raise ValueError("the depthwise filters contain NaN or infinite values")
+    return LearnedSet(source, [name for name, _ in layers], [covariance.empirical(w) for w in weights])
 
 
 def learned_from_checkpoint(data: bytes, filename: str, architecture: str, *,

@@ -9,6 +9,19 @@ from torch import nn
 from .init import depthwise_convs
 
 
+def checked_timm_name(name: str) -> str:
+    """The name, stripped, if timm registers it (a pretrained tag may follow: convnext_atto.d2_in1k);
+    else ValueError with the closest registered names."""
+    import timm
+
+    name = str(name).strip()
+    if not timm.is_model(name):
+        close = difflib.get_close_matches(name, timm.list_models(), n=5, cutoff=0.6)
+        hint = f"; similar names: {', '.join(close)}" if close else ""
+        raise ValueError(f"timm has no model named {name!r}{hint}")
+    return name
+
+
 def timm_model(name: str, num_classes: int, in_chans: int, kernel_size: int | None,
                 patch_size: int | None, *, image_size: int | None = None, overrides: dict | None = None) -> nn.Module:
     """timm.create_model(name, pretrained=False, ...) with optional kernel/patch size overrides.
@@ -24,10 +37,7 @@ def timm_model(name: str, num_classes: int, in_chans: int, kernel_size: int | No
     """
     import timm
 
-    if not timm.is_model(name):
-        close = difflib.get_close_matches(name, timm.list_models(), n=5, cutoff=0.6)
-        hint = f"; similar names: {', '.join(close)}" if close else ""
-        raise ValueError(f"timm has no model named {name!r}{hint}")
+    checked_timm_name(name)
     base = dict(pretrained=False, num_classes=num_classes, in_chans=in_chans, **(overrides or {}))
     patch = {} if patch_size is None else {"patch_size": patch_size}
     kernels = [{}] if kernel_size is None else [{"kernel_size": kernel_size}, {"kernel_sizes": kernel_size}]

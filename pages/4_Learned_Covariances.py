@@ -6,7 +6,7 @@ from functools import partial
 import pandas as pd
 import streamlit as st
 
-from convcov_app import attention_section, background, lab, labels
+from convcov_app import attention_section, background, lab, labels, pretrained_source
 from convcov_app.navigation import page_setup
 from convcov_app.store import run_reach_warning, run_store, runs_with_learned_covariances
 from convcov_app.support import reset_when_changed, shown_errors
@@ -125,6 +125,8 @@ def source_sidebar():
                   kwargs=dict(batch_size=config.batch_size, label=f"Learned Covariances: {config.model} "
                                                                    f"on {config.dataset}"))
         return ("quick", config)
+    if source == SOURCES[5]:
+        return pretrained_source.pick()
     if source == SOURCES[4]:
         run_id = attention_section.pick_run()
         return None if run_id is None else ("attention", run_id)
@@ -286,8 +288,9 @@ st.title("Learned Covariances")
 st.markdown(
     "Trained depthwise filters are not independent pixels: stack one layer's filters and their "
     "covariance shows a smooth bump around each pixel, close to the closed-form Gaussian, that widens "
-    "with depth. Pick a trained network (a saved run, a quick run trained here, or your own "
-    "checkpoint) to see it layer by layer, compare it with the closed form, and reuse it as an init."
+    "with depth. Pick a trained network (a saved run, a quick run trained here, your own "
+    "checkpoint, or a pretrained timm model) to see it layer by layer, compare it with the closed form, "
+    "and reuse it as an init."
 )
 
 with shown_errors():
@@ -312,6 +315,10 @@ with shown_errors():
         st.stop()
     if chosen[0] == "attention":
         attention_section.show(chosen[1])
+    elif chosen[0] == "timm":
+        _, name, weights = chosen
+        analysis(pretrained_source.learned_set(name, weights), f"timm:{name}:{weights}",
+                 re.sub(r"[^A-Za-z0-9]+", "-", name.split(".")[0]))
     elif chosen[0] == "run":
         store = run_store()
         learned = run_set(str(store.path), chosen[1])

@@ -6,6 +6,10 @@ import pytest
 import streamlit as st
 import torch
 
+# No test reaches the Hugging Face hub (timm's pretrained weights come from fixtures in a temporary
+# cache); huggingface_hub reads this once, when timm first imports it, and server subprocesses inherit it.
+os.environ["HF_HUB_OFFLINE"] = "1"
+
 # pytest-xdist workers share the cores: each gets its share, so two workers on two cores do not
 # fight over four threads.
 WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))

@@ -22,6 +22,7 @@ from .. import (
     learned_sets,
     model_pairs,
     paths,
+    pretrained,
     reach,
     settings,
     spectra,
@@ -67,8 +68,15 @@ def cmd_sample(args) -> int:
 
 
 def _learned_set(args):
-    """The LearnedSet that `learned`'s --run / --checkpoint / --covariances names (the bundled example
+    """The LearnedSet that `learned`'s --run / --checkpoint / --covariances / --timm names (the bundled example
     by default), with a note on stderr when a run's filters were wider than its feature maps could use."""
+    if (args.pretrained or args.weights is not None) and args.timm is None:
+        raise ValueError("--pretrained and --weights go with --timm NAME (a pretrained timm model)")
+    if args.timm is not None:
+        if not args.pretrained:
+            raise ValueError(f"--timm {args.timm} needs --pretrained: the learned covariances are those of "
+                             "timm's pretrained weights")
+        return pretrained.learned_from_pretrained(args.timm, args.weights)
     if args.checkpoint is not None:
         state = checkpoints.load_state_dict(args.checkpoint, max_bytes=settings.max_checkpoint_bytes())
         return learned_sets.learned_from_state_dict(state, args.arch, Path(args.checkpoint).name)
@@ -244,6 +252,19 @@ LEARNED_SOURCES = (
     ("--covariances", dict(default=None, metavar="FILE",
                            help="covariances already learned: depth x k^2 x k^2 (.npy, .pt, .safetensors), as "
                                 "--out or the Learned Covariances page's download writes them")),
+    ("--timm", dict(default=None, metavar="NAME",
+                    help="a pretrained timm model (with --pretrained), e.g. convmixer_1536_20 or "
+                         "convnext_tiny.fb_in1k; its largest square depthwise filters (docs/learned.md lists "
+                         "the models)")),
+)
+
+PRETRAINED_OPTIONS = (
+    ("--pretrained", dict(action="store_true",
+                          help="with --timm: timm.create_model(NAME, pretrained=True) reads the weights from the "
+                               "Hugging Face cache ($HF_HOME/hub; only it with HF_HUB_OFFLINE=1) or the hub")),
+    ("--weights", dict(default=None, metavar="FILE",
+                       help="with --timm: read the pretrained weights from this file instead (timm's "
+                            "pretrained_cfg_overlay file: .safetensors, or a torch.save file read weights-only)")),
 )
 
 LEARNED_OPTIONS = (
@@ -327,7 +348,7 @@ COMMANDS = {
     "covariance": ("write the closed-form Gaussian covariance", cmd_covariance, COVARIANCE_OPTIONS),
     "sample": ("draw filters from an init scheme or a covariance file", cmd_sample, SAMPLE_OPTIONS),
     "learned": ("learned covariances of a trained network: fitted sigma per layer, transfer, write, save for the "
-                "Training Lab", cmd_learned, exclusive(LEARNED_SOURCES), add_arch, LEARNED_OPTIONS),
+                "Training Lab", cmd_learned, exclusive(LEARNED_SOURCES), PRETRAINED_OPTIONS, add_arch, LEARNED_OPTIONS),
     "cnfa": ("the Feature Ansatz check: r(patch-AGOP, W^T W) per conv layer, trained vs at init, of a small CNN "
              "trained here or a stored run", cmd_cnfa, exclusive(CNFA_SOURCES), add_arch, CNFA_OPTIONS),
     "frequency": ("filters in frequency: effective sizes and half-max frequency per layer, of an init scheme or a "

@@ -1,0 +1,158 @@
+"""Pretrained timm models: their weights loaded by timm itself, and the covariances of their filters.
+
+Where timm looks. `timm.create_model(name, pretrained=True)` reads the model's pretrained config: for
+the models listed in docs/learned.md that is a Hugging Face repository (`timm/<name>.<tag>`), read
+through huggingface_hub, whose cache is $HF_HUB_CACHE (default $HF_HOME/hub, ~/.cache/huggingface/hub)
+in the layout models--timm--<name>.<tag>/snapshots/<revision>/model.safetensors (or
+pytorch_model.bin); with HF_HUB_OFFLINE=1 the cache alone is read, else the hub is asked first.
+`pretrained_cfg_overlay=dict(file=PATH)` reads a local file instead (safetensors by its ending,
+anything else with torch.load(weights_only=True)). Either way no code in the file runs.
+
+Which layers. A model's depthwise filters may come in several shapes (EdgeNeXt: 3 x 3 to 9 x 9,
+InceptionNeXt: 3 x 3 squares and 1 x 11 / 11 x 1 bands). A covariance set holds one k x k shape, so
+the layers kept are the square ones of the largest k; the others are named in the set's source.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+from torch import nn
+
+from . import init, learned_sets, paths
+from .timm_adapt import checked_timm_name
+
+#: timm families with pretrained weights whose kept layers (large_kernel_layers) are 7 x 7 or larger:
+#: what the Learned Covariances page offers (docs/learned.md lists them, and those left out).
+LARGE_KERNEL_FAMILIES = ("convmixer_*", "convnext_*", "convnextv2_*", "convformer_*", "caformer_*",
+                         "mambaout_*", "rdnet_*", "starnet_*", "maxxvit*", "coatnext_*", "fastvit_*",
+                         "iformer_*", "edgenext_*")
+
+
+def pretrained_names() -> list[str]:
+    """Every name.tag timm has pretrained weights for in LARGE_KERNEL_FAMILIES, ConvMixers first."""
+    import timm
+
+    return [name for family in LARGE_KERNEL_FAMILIES for name in timm.list_pretrained(family)]
+
+
+WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
+
+
+def weights_dir() -> Path:
+    """convcov_home()/weights: the folder whose weight files the Learned Covariances page offers."""
+    return paths.convcov_home() / "weights"
+
+
+def weight_files() -> list[str]:
+    """Names of the weight files (WEIGHT_SUFFIXES) in weights_dir(), sorted."""
+    folder = weights_dir()
+    return sorted(p.name for p in folder.iterdir() if p.is_file() and p.suffix in WEIGHT_SUFFIXES) \
+        if folder.is_dir() else []
+
+
+def hub_files(name: str) -> tuple[str, tuple[str, ...]] | None:
+    """(the Hugging Face repository timm reads `name`'s pretrained weights from, the file names it
+    tries there), or None if it has none. A name may carry a tag (convnext_atto.d2_in1k); without
+    one, timm's default tag."""
+    from timm.models import get_pretrained_cfg
+
+    cfg = get_pretrained_cfg(checked_timm_name(name))
+    if cfg is None or not cfg.hf_hub_id:
+        return None
+    return cfg.hf_hub_id, (cfg.hf_hub_filename,) if cfg.hf_hub_filename else ("model.safetensors",
+                                                                               "pytorch_model.bin")
+
+
+def hub_cache_folder(repository: str) -> Path:
+    """Where huggingface_hub keeps `repository`'s files: $HF_HUB_CACHE/models--<owner>--<name>."""
+    from huggingface_hub import constants
+
+    return Path(constants.HF_HUB_CACHE) / f"models--{repository.replace('/', '--')}"
+
+
+def _missing(name: str, repository: str, files: tuple[str, ...]) -> ValueError:
+    folder = hub_cache_folder(repository)
+    return ValueError(
+        f"no pretrained weights for timm's {name} on this machine: timm looked for {repository}'s "
+        f"{' or '.join(files)} in the Hugging Face cache ({folder}/snapshots/) and could not reach the "
+        f"hub; where the hub is reachable run `hf download {repository}` and copy {folder.name} into "
+        f"{folder.parent} (or set HF_HOME to a cache that has it), or pass the downloaded file as the "
+        "weights file")
+
+
+def _cached(repository: str, files: tuple[str, ...]) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    return any(isinstance(try_to_load_from_cache(repository, f), str) for f in files)
+
+
+def _gist(err: Exception, limit: int = 200) -> str:
+    """An error's message on one line: its first line, and the next when the first only introduces
+    it (torch's "Error(s) in loading state_dict for ConvNeXt:"), cut at `limit` characters."""
+    lines = [line.strip() for line in str(err).strip().splitlines() if line.strip()] or [type(err).__name__]
+    text = " ".join(lines[:2]) if lines[0].endswith(":") else lines[0]
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def load_pretrained(name: str, weights: str | Path | None = None) -> nn.Module:
+    """timm.create_model(name, pretrained=True), from the Hugging Face cache or hub, or with
+    pretrained_cfg_overlay=dict(file=weights) from a local file; in eval mode, on the CPU.
+
+    ValueError, one line, for an unknown name, a model timm has no hub weights for, weights neither in
+    the cache nor reachable (naming the repository and cache folder, and how to get them), a missing
+    file, or a file that does not hold this model's weights. Offline, a missing cache entry is found
+    before the model is built, so a large model costs nothing to refuse."""
+    import timm
+    from huggingface_hub import constants
+    from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError
+
+    name, hub = checked_timm_name(name), None
+    if weights is not None:
+        path = Path(weights).expanduser()
+        if not path.is_file():
+            raise ValueError(f"weights file {path} does not exist" if not path.exists()
+                             else f"weights file {path} is not a file")
+        overlay = {"pretrained_cfg_overlay": {"file": str(path)}}
+    else:
+        hub = hub_files(name)
+        if hub is None:
+            raise ValueError(f"timm has no Hugging Face weights for {name}; pass its weights as a file")
+        if constants.HF_HUB_OFFLINE and not _cached(*hub):
+            raise _missing(name, *hub)
+        overlay = {}
+    try:
+        model = timm.create_model(name, pretrained=True, **overlay)
+    except (EntryNotFoundError, HfHubHTTPError, ConnectionError):
+        raise _missing(name, *hub) from None
+    except Exception as err:  # a malformed file trips anything in the weights-only unpickler (IndexError, ...)
+        where = Path(weights).name if weights is not None else f"the cached {hub[0]} file"
+        raise ValueError(f"{where} does not hold timm's {name} weights: {_gist(err)}") from None
+    return model.eval()
+
+
+def large_kernel_layers(model: nn.Module) -> tuple[list[tuple[str, nn.Conv2d]], Counter]:
+    """(the depthwise convs with square kernels of the largest k, a count of the other depthwise
+    kernel shapes left out)."""
+    convs = init.depthwise_convs(model)
+    square = [c.kernel_size[0] for _, c in convs if c.kernel_size[0] == c.kernel_size[1]]
+    if not square:
+        raise ValueError("the model has no square depthwise filters")
+    k = max(square)
+    kept = [(n, c) for n, c in convs if c.kernel_size == (k, k)]
+    left_out = Counter(c.kernel_size for _, c in convs if c.kernel_size != (k, k))
+    return kept, left_out
+
+
+def learned_from_pretrained(name: str, weights: str | Path | None = None) -> learned_sets.LearnedSet:
+    """The centered covariance of each large-kernel depthwise layer of timm's pretrained `name`
+    (load_pretrained, large_kernel_layers)."""
+    model = load_pretrained(name, weights)
+    layers, left_out = large_kernel_layers(model)
+    k = layers[0][1].kernel_size[0]
+    origin = Path(weights).name if weights is not None else model.pretrained_cfg.get("hf_hub_id")
+    others = "; ".join(f"{n} of {h} × {w}" for (h, w), n in sorted(left_out.items()))
+    source = (f"timm {name}, pretrained ({origin}; {len(layers)} depthwise layers of {k} × {k}"
+              f"{f', left out: {others}' if others else ''})")
+    return learned_sets.learned_from_layers(layers, source)
