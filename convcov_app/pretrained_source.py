@@ -8,15 +8,17 @@ import streamlit as st
 from convcov_core import learned_sets, pretrained
 
 HUB = "Hugging Face cache"
+PAPER_MODEL = "convmixer_1536_20.in1k"  # the network of the paper's first observation
 
 MODEL_HELP = (
     "timm loads the weights itself (`timm.create_model(name, pretrained=True)`), from the Hugging Face "
     "cache ($HF_HOME/hub; only from it when HF_HUB_OFFLINE=1) or the hub. Listed: the pretrained "
     "ConvMixers (7 × 7 and 9 × 9), ConvNeXt and ConvNeXt-V2, ConvFormer and CAFormer, MambaOut, RDNet, "
-    "StarNet, MaxxViT, CoAtNeXt, FastViT and iFormer (7 × 7), and EdgeNeXt (its 9 × 9 layers). A model "
-    "with several filter shapes gives its largest square ones. Not listed: InceptionNeXt (its large "
-    "filters are 1 × 11 and 11 × 1 bands, not k × k) and models whose filters stop at 3 × 3 or 5 × 5; "
-    "timm has no RepLKNet-style model.")
+    "StarNet, MaxxViT, CoAtNeXt, FastViT and iFormer (7 × 7). A model with several filter shapes gives "
+    "its largest square ones (FastViT and iFormer leave their 3 × 3 layers out). Not listed: InceptionNeXt "
+    "(its large filters are 1 × 11 and 11 × 1 bands, not k × k), EdgeNeXt (3 × 3 to 9 × 9 by stage: one "
+    "or two 9 × 9 layers), models whose filters stop at 3 × 3 or 5 × 5; timm has no RepLKNet-style "
+    "model. docs/learned.md lists them.")
 
 
 @st.cache_data(max_entries=1, show_spinner=False)
@@ -27,7 +29,9 @@ def _names() -> list[str]:
 def pick() -> tuple[str, str, str | None]:
     """Sidebar widgets: ("timm", model name.tag, a weight file's name in pretrained.weights_dir() or
     None for the Hugging Face cache)."""
-    name = st.selectbox("timm model", _names(), key="lc_timm", help=MODEL_HELP)
+    names = _names()
+    name = st.selectbox("timm model", names, key="lc_timm", help=MODEL_HELP,
+                        index=names.index(PAPER_MODEL) if PAPER_MODEL in names else 0)
     files = pretrained.weight_files()
     weights = st.selectbox("Weights", [HUB, *files], key="lc_timm_weights",
                            help=f"The {HUB} (see the model's help), or a file you put in "

@@ -8,7 +8,7 @@ pytorch_model.bin); with HF_HUB_OFFLINE=1 the cache alone is read, else the hub 
 `pretrained_cfg_overlay=dict(file=PATH)` reads a local file instead (safetensors by its ending,
 anything else with torch.load(weights_only=True)). Either way no code in the file runs.
 
-Which layers. A model's depthwise filters may come in several shapes (EdgeNeXt: 3 x 3 to 9 x 9,
+Which layers. A model's depthwise filters may come in several shapes (FastViT: 7 x 7 and 3 x 3,
 InceptionNeXt: 3 x 3 squares and 1 x 11 / 11 x 1 bands). A covariance set holds one k x k shape, so
 the layers kept are the square ones of the largest k; the others are named in the set's source.
 """
@@ -27,7 +27,7 @@ from .timm_adapt import checked_timm_name
 #: what the Learned Covariances page offers (docs/learned.md lists them, and those left out).
 LARGE_KERNEL_FAMILIES = ("convmixer_*", "convnext_*", "convnextv2_*", "convformer_*", "caformer_*",
                          "mambaout_*", "rdnet_*", "starnet_*", "maxxvit*", "coatnext_*", "fastvit_*",
-                         "iformer_*", "edgenext_*")
+                         "iformer_*")
 
 
 def pretrained_names() -> list[str]:
