@@ -57,6 +57,7 @@ def column_figures(scheme, k, n_show, n_sample, seed, sigma, run_id, layer, uplo
     return (plots.filter_grid_figure(p.filters, columns=grid_columns, height=grid_height,
                                      title=f"{n_show} filters, {k} × {k}"),
             plots.covariance_pair_figure(p.empirical, p.target, height=int((width - 20) * 0.47) + 118,
+                                         panel_px=(width - 20) // 2,
                                          title=f"Covariance: error {p.relative_error:.3f}"),
             plots.spectrum_figure(p.spectrum, title=spectrum_title, height=width + 70))
 

@@ -45,7 +45,9 @@ def extreme_figures():
             yield f"block k={k} σ={sigma}", cov_plots.block_figure(S, 0, 0)
             factor = covariance.gaussian(k, sigma, structured=True).factor
             yield f"factor k={k} σ={sigma}", cov_plots.factor_figure(factor)
-            yield f"pair k={k} σ={sigma}", cov_plots.covariance_pair_figure((noisy + noisy.T) / 2, S, height=190)
+            for panel_px in (116, 480):  # the Gallery's panels three a row, and one scheme alone
+                yield f"pair k={k} σ={sigma} {panel_px}px", cov_plots.covariance_pair_figure(
+                    (noisy + noisy.T) / 2, S, height=190, panel_px=panel_px)
             yield f"depth k={k} σ={sigma}", cov_plots.depth_figure([S, 2 * S], [sigma, sigma])
             yield f"layers k={k} σ={sigma}", training.layer_grid_figure([S, noisy], ["1", "2"])
             yield f"closed form k={k} σ={sigma}", training.closed_form_figure(
@@ -110,3 +112,15 @@ def test_depth_panels_have_tile_lines_when_small_and_show_the_centre_block_when_
     large = cov_plots.depth_figure([covariance.gaussian(51, 1.0, structured=True)], [1.0])
     assert not large.layout.shapes
     assert image_pixels(large).shape[:2] == (51, 51)  # the centre pixel's 51 x 51 block
+
+
+def test_a_pair_wider_than_its_panels_is_drawn_as_averages_on_their_own_range():
+    """The Gallery's k = 15 covariances three a row (116 px panels): an i.i.d. scheme's diagonal
+    was drawn as a 225-cell heatmap, more cells than pixels, and looked blank."""
+    S = torch.eye(225) / 675
+    fig = cov_plots.covariance_pair_figure(S, S, panel_px=116)
+    pixels = image_pixels(fig).reshape(-1, 3)
+    assert image_pixels(fig).shape[:2] == (116, 116)  # 225 cells a side averaged down to the panel
+    top = lookup_table(style.SEQUENTIAL)[-1]  # non-negative values: the sequential scale
+    assert np.abs(pixels.astype(int) - top).sum(axis=1).min() <= 3
+    assert all(isinstance(t, go.Heatmap) for t in cov_plots.covariance_pair_figure(S, S).data)

@@ -215,13 +215,16 @@ def depth_figure(covariances, sigmas, *, columns: int = 4, panel_side: int = PAN
 
 
 def covariance_pair_figure(empirical, target, *, title: str = "", height: int = 330,
-                           max_cells: int = HEATMAP_MAX_CELLS) -> go.Figure:
-    """Tiled empirical covariance next to the tiled target, on one colour scale."""
+                           max_cells: int = HEATMAP_MAX_CELLS, panel_px: int = 480) -> go.Figure:
+    """Tiled empirical covariance next to the tiled target, on one colour scale. A view with more
+    than max_cells cells or more than panel_px (the width of a panel) cells a side is drawn as an
+    image of block averages coloured on their own range: a heatmap with several cells per screen
+    pixel shows a thin diagonal as nothing."""
     E, T = (to_numpy(to_tiled(torch.as_tensor(M, dtype=torch.float64))) for M in (empirical, target))
     k = kernel_size_of(torch.as_tensor(target))
-    zmin, zmax, scale = colour_range(np.stack([E, T]))
     fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.06, subplot_titles=["sample", "target"])
-    if E.size <= max_cells:
+    if E.size <= max_cells and E.shape[0] <= panel_px:
+        zmin, zmax, scale = colour_range(np.stack([E, T]))
         pairs = pixel_pairs(k, "tiled")
         for col, z in ((1, E), (2, T)):
             fig.add_trace(go.Heatmap(
@@ -231,9 +234,10 @@ def covariance_pair_figure(empirical, target, *, title: str = "", height: int = 
                               "(%{customdata[2]}, %{customdata[3]})<br>%{z:.3g}<extra></extra>",
             ), row=1, col=col)
     else:
+        zmin, zmax, scale = colour_range(np.stack([downscale(z, panel_px)[0] for z in (E, T)]))
         for col, z in ((1, E), (2, T)):
-            fig.add_trace(image_trace(z, zmin, zmax, scale, max_side=480), row=1, col=col)
-        fig.add_trace(colourbar_trace(zmin, zmax, scale, colourbar("covariance", below=True)))
+            fig.add_trace(image_trace(z, zmin, zmax, scale, max_side=panel_px), row=1, col=col)
+        fig.add_trace(colourbar_trace(zmin, zmax, scale, colourbar("covariance (block average)", below=True)))
     for col in (1, 2):
         fig.update_xaxes(showticklabels=False, ticks="", showgrid=False, zeroline=False,
                          constrain="domain", row=1, col=col)
@@ -242,4 +246,3 @@ def covariance_pair_figure(empirical, target, *, title: str = "", height: int = 
     fig.update_annotations(font_size=11)  # subplot titles
     fig = finish_figure(fig, title, height).update_layout(margin=dict(l=10, r=10, t=60))
     return place_bar_below(fig, gap_px=8)
-
