@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from convcov_core import init
+from convcov_core.mimetic import DEFAULTS as MIMETIC
 
 #: Sigma choices for the log-scale slider, 0.1 to 10 (roughly even steps in log sigma).
 SIGMA_OPTIONS = (0.1, 0.12, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 1.0, 1.2, 1.5, 2.0,
@@ -21,6 +22,7 @@ SCHEME_LABELS = {
     "gaussian-bump": "Gaussian bump",
     "delta-orthogonal": "Delta-orthogonal",
     "all-pass": "All-pass",
+    "mimetic": "Mimetic attention (ViT)",
 }
 
 
@@ -48,6 +50,10 @@ SCHEME_HELP = {
                 "Trockman & Kolter 2021), |DFT| = 1 on a 2k × 2k grid, truncated to k × k (about 17% "
                 "of its energy is cut) and rescaled to v. No closed-form covariance: the target is "
                 f"that of {init.REFERENCE_FILTERS:,} other filters.",
+    "mimetic": f"For Vision Transformers, not depthwise filters: per head W_q W_kᵀ ≈ {MIMETIC['alpha1']} Z/√d + "
+               f"{MIMETIC['beta1']} I and W_v W_proj ≈ {MIMETIC['alpha2']} Z/√d − {MIMETIC['beta2']} I (Trockman & "
+               "Kolter 2023), as pre-trained ViTs have them. For a ViT the default init is timm's own "
+               "(truncated normal weights of std 0.02).",
 }
 
 
@@ -56,12 +62,17 @@ def scheme_names(include_learned: bool) -> list[str]:
     return [name for name in init.SCHEMES if name != "learned" or include_learned]
 
 
+def description(name: str) -> str:
+    """The registry's one-line description of a depthwise or model init scheme."""
+    return init.SCHEMES[name].description if name in init.SCHEMES else init.MODEL_SCHEMES[name]
+
+
 def scheme_label(name: str) -> str:
-    return SCHEME_LABELS.get(name, init.SCHEMES[name].description)
+    return SCHEME_LABELS.get(name) or description(name)
 
 
 def scheme_help(name: str) -> str:
-    return SCHEME_HELP.get(name, init.SCHEMES[name].description)
+    return SCHEME_HELP.get(name) or description(name)
 
 
 def uses_sigma(name: str) -> bool:

@@ -55,6 +55,10 @@ MODEL_PRESETS: dict[str, tuple[str, int | None, int | None, str]] = {
                            "timm's ConvNeXt-Atto (3.7M parameters, 7x7 depthwise filters); it "
                            "downsamples 32x, so it needs images of 32 x 32 or more (textures, "
                            "CIFAR-10), not 28 x 28 digits"),
+    "timm-vit-4x64": ("timm:vit_tiny_patch16_224:depth=4,embed_dim=64,num_heads=1", None, 7,
+                      "timm's ViT-Tiny cut to 4 blocks of width 64 with one attention head (0.2M "
+                      "parameters) on 7 × 7 patches: 16 tokens of a 28 × 28 digit. No depthwise filters: "
+                      "for attention inits (mimetic), small enough for the CPU"),
     "cnn-64,64,64": ("cnn-64,64,64", 3, None,
                      "Plain 3-layer CNN, 64 channels, 3x3 filters: the Feature Ansatz setting"),
 }

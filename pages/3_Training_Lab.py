@@ -22,7 +22,7 @@ MODEL_CHOICES = [name for name, (spec, *_rest) in models.MODEL_PRESETS.items()
 WIDTHS = (8, 16, 32, 64, 128, 256, 512)
 BATCH_SIZES = (16, 32, 64, 128, 256, 512)
 LEARNING_RATES = (0.0003, 0.001, 0.003, 0.01, 0.03, 0.1)
-SCHEME_BY_LABEL = {labels.scheme_label(name): name for name in init.SCHEMES}
+SCHEME_BY_LABEL = {labels.scheme_label(name): name for name in init.init_names()}
 KEPT = "lab_kept_setup"  # (preset, setup) of this visit: widget values are dropped on other pages
 
 
@@ -43,7 +43,7 @@ def model_choice(spec: str, kernel_size: int, patch_size) -> str:
 def apply_setup(setup: lab.LabSetup) -> None:
     """Put a setup's values into the widgets."""
     s, t = st.session_state, setup.training
-    s.lab_dataset, s.lab_k, s.lab_patch = t.dataset, t.kernel_size, t.patch_size or 1
+    s.lab_dataset, s.lab_k, s.lab_patch = t.dataset, t.kernel_size or s.get("lab_k", 9), t.patch_size or 1
     s.lab_model = model_choice(t.model, t.kernel_size, t.patch_size)
     if s.lab_model == CUSTOM_MODEL:
         parsed = models.parse_spec(t.model)
@@ -99,18 +99,23 @@ def model_widgets(datasets: dict, max_k: int) -> tuple[str, str, int, int]:
     else:
         spec = models.MODEL_PRESETS[choice][0]
         st.caption(models.MODEL_PRESETS[choice][3])
-    k = st.slider("Kernel size k of the depthwise filters", 3, max_k, step=2, key="lab_k")
+    k = None  # a model without depthwise filters (a ViT) has no kernel size to choose
+    if choice == CUSTOM_MODEL or models.MODEL_PRESETS[choice][1] is not None:
+        k = st.slider("Kernel size k of the depthwise filters", 3, max_k, step=2, key="lab_k")
     patch = st.number_input("Patch size", 1, 16, step=1, key="lab_patch",
                             help="The stem cuts images into p × p patches; larger is faster but coarser.")
     return dataset, spec, k, int(patch)
 
 
-def init_widgets_for(k: int) -> tuple[tuple, float | None, float | None, tuple | None, str]:
+def init_widgets_for(k: int | None) -> tuple[tuple, float | None, float | None, tuple | None, str]:
     """The init schemes, the Gaussian schedule, the learned source and the filter mode:
-    (inits, sigma_first, sigma_last, learned source or None, filters)."""
+    (inits, sigma_first, sigma_last, learned source or None, filters). k None: a model without
+    depthwise filters (a ViT), offered the default and the attention inits, its weights all trained."""
     st.header("Init schemes")
     sources = learned_sources()
-    offered = [label for label, name in SCHEME_BY_LABEL.items() if name != "learned" or sources]
+    offered = [label for label, name in SCHEME_BY_LABEL.items()
+               if ((name in init.MODEL_SCHEMES or name == "default") if k is None
+                   else name not in init.MODEL_SCHEMES and (name != "learned" or sources))]
     st.session_state.lab_inits = [v for v in st.session_state.lab_inits if v in offered]
     chosen = st.multiselect("Compare (the first one is the reference)", offered, key="lab_inits")
     inits = tuple(SCHEME_BY_LABEL[label] for label in chosen)
@@ -130,6 +135,9 @@ def init_widgets_for(k: int) -> tuple[tuple, float | None, float | None, tuple |
             st.session_state.lab_learned = wanted
         source = sources[st.selectbox("Learned covariances from", list(sources), key="lab_learned",
                                       help="Resized to this model's kernel size and depth.")]
+    if k is None:
+        st.caption(labels.scheme_help("mimetic"))
+        return inits, sigma_first, sigma_last, source, "trained"
     if not sources:
         st.caption("A *learned* scheme appears once a run with saved covariances exists (or a set "
                    "made on the Learned Covariances page).")

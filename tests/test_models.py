@@ -148,7 +148,8 @@ def test_build_model_timm_refuses_impossible_overrides():
 
 def test_presets_build_and_run():
     for name, (spec, kernel, patch, description) in MODEL_PRESETS.items():
-        model = build_model(spec, num_classes=10, in_chans=3, kernel_size=kernel, patch_size=patch).eval()
+        model = build_model(spec, num_classes=10, in_chans=3, kernel_size=kernel, patch_size=patch,
+                            image_size=32).eval()
         assert model(torch.randn(1, 3, 32, 32)).shape == (1, 10), name
         assert description
 
