@@ -55,9 +55,11 @@ def column_figures(scheme, k, n_show, n_sample, seed, sigma, run_id, layer, uplo
     grid_height = int((width - 20) * math.ceil(n_show / grid_columns) / grid_columns) + 98
     spectrum_title = f"Mean |FFT| of {min(n_sample, gallery.SPECTRUM_FILTERS):,} filters"
     return (plots.filter_grid_figure(p.filters, columns=grid_columns, height=grid_height,
-                                     title=f"{n_show} filters, {k} × {k}"),
+                                     title=f"{n_show} filter{'s' if n_show > 1 else ''}, {k} × {k}"),
             plots.covariance_pair_figure(p.empirical, p.target, height=int((width - 20) * 0.47) + 118,
-                                         panel_px=(width - 20) // 2,
+                                         # each panel drew 89 px wide in a 252 px column (Chromium, 1280 px
+                                         # window): an image no larger keeps every one-pixel diagonal dot
+                                         panel_px=int((width - 20) * 0.47 * 0.8),
                                          title=f"Covariance: error {p.relative_error:.3f}"),
             plots.spectrum_figure(p.spectrum, title=spectrum_title, height=width + 70))
 
