@@ -118,7 +118,12 @@ def test_a_reload_while_a_sweep_runs_still_shows_it_and_cancel_keeps_what_finish
     first.button(key="sweep_run").click().run()
     assert first.get("progress")
 
-    again = run_page(PAGE, timeout=TIMEOUT)  # a new session: what a reload gets
+    other = run_page(PAGE, timeout=TIMEOUT)  # another visitor: the sweep's progress, no Cancel
+    assert other.get("progress") and "sweeps.cancel" not in [b.key for b in other.button]
+    again = new_app(PAGE, timeout=TIMEOUT)  # a new session at the same URL: what a reload gets
+    again.query_params[background.VISITOR] = first.query_params[background.VISITOR]
+    again.run()
+    assert_clean(again, "reloaded")
     assert again.get("progress") and again.subheader[0].value == "Running: reloaded"
     assert "sweep_live_cells" in [c.key for c in again.get("plotly_chart")]
     assert again.selectbox(key="sweep_open").value == "reloaded"
