@@ -37,6 +37,7 @@ def pick() -> tuple[str, str, str | None]:
                            help=f"The {HUB} (see the model's help), or a file you put in "
                                 f"{pretrained.weights_dir()}: timm reads it as the model's pretrained file "
                                 "(.safetensors, or a torch.save file read weights-only).")
+    st.caption(f"A weights file you put in {pretrained.weights_dir()} appears under *Weights*.")
     return ("timm", name, None if weights == HUB else weights)
 
 

@@ -150,9 +150,9 @@ def learned_from_pretrained(name: str, weights: str | Path | None = None) -> lea
     (load_pretrained, large_kernel_layers)."""
     model = load_pretrained(name, weights)
     layers, left_out = large_kernel_layers(model)
-    k = layers[0][1].kernel_size[0]
-    origin = Path(weights).name if weights is not None else model.pretrained_cfg.get("hf_hub_id")
-    others = "; ".join(f"{n} of {h} × {w}" for (h, w), n in sorted(left_out.items()))
-    source = (f"timm {name}, pretrained ({origin}; {len(layers)} depthwise layers of {k} × {k}"
-              f"{f', left out: {others}' if others else ''})")
+    source = (f"timm {name} with the weights of {Path(weights).name}" if weights is not None
+              else f"{model.pretrained_cfg.get('hf_hub_id')}, pretrained weights through timm")
+    if left_out:
+        shapes = ", ".join(f"{n} of {h} × {w}" for (h, w), n in sorted(left_out.items()))
+        source += f" (other depthwise layers left out: {shapes})"
     return learned_sets.learned_from_layers(layers, source)

@@ -69,8 +69,7 @@ def test_weights_in_the_hub_cache_load_through_timm_and_give_their_covariances(h
     assert (learned.depth, learned.kernel_size) == (10, 7)
     assert all(torch.equal(a, b) for a, b in zip(learned.covariances, expected, strict=True))
     assert learned.layer_names[0] == "stages.0.blocks.0.conv_dw"
-    assert learned.source == ("timm convnext_zepto_rms, pretrained (timm/convnext_zepto_rms.ra4_e3600_r224_in1k; "
-                              "10 depthwise layers of 7 × 7)")
+    assert learned.source == "timm/convnext_zepto_rms.ra4_e3600_r224_in1k, pretrained weights through timm"
 
 
 def test_a_local_weights_file_loads_through_pretrained_cfg_overlay(hf_cache, tmp_path):
@@ -80,7 +79,7 @@ def test_a_local_weights_file_loads_through_pretrained_cfg_overlay(hf_cache, tmp
     learned = pretrained.learned_from_pretrained(OTHER, path)
     assert learned.depth == 12
     assert all(torch.equal(a, b) for a, b in zip(learned.covariances, direct_covariances(model), strict=True))
-    assert learned.source.startswith("timm convnext_atto, pretrained (atto.pth; 12 depthwise layers of 7 × 7")
+    assert learned.source == "timm convnext_atto with the weights of atto.pth"
 
 
 def test_weights_that_are_missing_or_of_another_model_are_one_clear_line(hf_cache, tmp_path):
@@ -119,7 +118,8 @@ def test_cli_learned_from_a_pretrained_model_saves_a_set_for_the_learned_init(hf
     write_to_hub_cache(NAME, model)
     assert main(["learned", "--timm", NAME, "--pretrained", "--save-set", "zepto"]) == 0
     out, err = capsys.readouterr()
-    assert out.startswith("timm convnext_zepto_rms, pretrained (timm/convnext_zepto_rms.ra4_e3600_r224_in1k;")
+    assert out.startswith("timm/convnext_zepto_rms.ra4_e3600_r224_in1k, pretrained weights through timm: 10 "
+                          "depthwise layer(s), 7 x 7 filters")
     assert "stages.3.blocks.1.conv_dw" in out and "set:zepto" in err
     saved = learned_sets.load_covariance_set("zepto")
     assert all(torch.allclose(a, b) for a, b in zip(saved, direct_covariances(model), strict=True))
@@ -164,7 +164,8 @@ def test_page_shows_a_pretrained_models_covariances_and_a_missing_ones_remedy(hf
     write_to_hub_cache(NAME, model)
     at = pretrained_page("convnext_zepto_rms.ra4_e3600_r224_in1k")
     assert not at.exception and not at.error
-    assert any("timm convnext_zepto_rms.ra4_e3600_r224_in1k, pretrained (" in m.value for m in at.markdown)
+    assert any("timm/convnext_zepto_rms.ra4_e3600_r224_in1k, pretrained weights through timm. 10 depthwise" in m.value
+               for m in at.markdown)
     assert len(at.get("plotly_chart")) >= 4
     at = pretrained_page("convmixer_1536_20.in1k")
     assert not at.exception and len(at.error) == 1
@@ -178,4 +179,5 @@ def test_page_reads_a_weights_file_from_the_weights_folder(hf_cache):
     torch.save(model.state_dict(), pretrained.weights_dir() / "my-atto.pth")
     at = pretrained_page("convnext_atto.d2_in1k", "my-atto.pth")
     assert not at.exception and not at.error
-    assert any("pretrained (my-atto.pth; 12 depthwise layers of 7 × 7)" in m.value for m in at.markdown)
+    assert any("timm convnext_atto.d2_in1k with the weights of my-atto.pth. 12 depthwise" in m.value
+               for m in at.markdown)
