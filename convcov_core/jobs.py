@@ -100,18 +100,22 @@ def _images_per_run(config: TrainConfig) -> int:
     return batch * total
 
 
-def _memory_problem(config: TrainConfig) -> str | None:
+def memory_problem(config: TrainConfig) -> str | None:
     """Why one run of config would not fit in memory now, or None: its network's member_bytes
-    (traced on the meta device, so nothing is allocated) against MEMORY_SHARE of available_bytes."""
+    (traced on the meta device, so nothing is allocated) against MEMORY_SHARE of available_bytes.
+    A network that cannot take the config's images at all is left to the run, which says why."""
     available = available_bytes(resolve_device(config.device))
     if available is None:
         return None
     info = load_training_data(config)[4]
-    with torch.device("meta"):
-        model = models.build_model(config.model, num_classes=len(info.classes), in_chans=info.in_chans,
-                                   kernel_size=config.kernel_size, patch_size=config.patch_size,
-                                   image_size=info.image_size)
-        need = config_member_bytes(config, model)
+    try:
+        with torch.device("meta"):
+            model = models.build_model(config.model, num_classes=len(info.classes), in_chans=info.in_chans,
+                                       kernel_size=config.kernel_size, patch_size=config.patch_size,
+                                       image_size=info.image_size)
+            need = config_member_bytes(config, model)
+    except RuntimeError:
+        return None
     if need <= MEMORY_SHARE * available:
         return None
     return (f"one run of this job would need about {need / 2**30:,.1f} GiB of memory while it trains "
@@ -153,7 +157,7 @@ class JobManager:
         kind "train": target is a TrainConfig. kind "compare": target is the base TrainConfig, with
         variants, seeds and ensemble as for train.compare. kind "task": target is fn(callback) -> result, with
         `samples` (images it will process, if known) checked against the cap. A train or compare
-        job whose run would not fit in memory (_memory_problem) is refused with JobTooLarge.
+        job whose run would not fit in memory (memory_problem) is refused with JobTooLarge.
         """
         if kind == "train":
             config = target.validate()
@@ -183,7 +187,7 @@ class JobManager:
                 f"server allows {self.max_samples:,} per job (CONVCOV_MAX_JOB_SAMPLES). Use fewer "
                 "epochs, seeds or variants, a smaller dataset, or the command line "
                 "(python -m convcov_core compare ...) on your own machine.")
-        if kind != "task" and (problem := _memory_problem(config)):
+        if kind != "task" and (problem := memory_problem(config)):
             raise JobTooLarge(problem)
         with self._lock:
             running = [j for j in self._jobs.values() if j.state == "running"]

@@ -9,7 +9,7 @@ from convcov_app import background, lab, labels
 from convcov_app.navigation import page_setup
 from convcov_app.store import example_source, learned_covariances, learned_sources, run_store
 from convcov_app.support import device_name, present_datasets, shown_errors
-from convcov_core import data, examples, init, learned_sets, models, reach, settings, text
+from convcov_core import data, examples, init, jobs, learned_sets, models, reach, settings, text
 from convcov_core.plots import training as figures
 
 page_setup("Training Lab")
@@ -357,7 +357,9 @@ def controls(setup: lab.LabSetup, source) -> None:
     run = run_col.button("Run comparison", type="primary", key="lab_run", disabled=busy)
     estimate = estimate_col.button("Estimate time", key="lab_estimate", disabled=busy,
                                    help="Times a few training steps and one evaluation on this device.")
-    if estimate:
+    if estimate and (too_large := jobs.memory_problem(plan.base)):  # timing would train a few steps
+        st.error(f"Not timed: {too_large}")
+    elif estimate:
         with st.spinner("Timing a few steps…"):
             st.session_state.lab_estimate_for = (setup, lab.estimate_seconds(plan))
     if st.session_state.get("lab_estimate_for", (None,))[0] == setup:

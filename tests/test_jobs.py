@@ -104,9 +104,11 @@ def test_a_run_that_would_not_fit_in_memory_is_refused_before_it_starts(manager)
 
 def test_the_memory_check_compares_the_estimate_with_the_memory_available(manager, monkeypatch):
     monkeypatch.setattr(jobs, "available_bytes", lambda device: 10 * 2**30)
-    assert jobs._memory_problem(TINY) is None
+    assert jobs.memory_problem(TINY) is None
     monkeypatch.setattr(jobs, "available_bytes", lambda device: 2**20)
-    assert "this machine has 0.0 GiB free" in jobs._memory_problem(TINY)
+    assert "this machine has 0.0 GiB free" in jobs.memory_problem(TINY)
+    too_small = TINY.replace(model="timm:convnext_atto", kernel_size=None, patch_size=None)
+    assert jobs.memory_problem(too_small) is None  # 28 x 28 images: its run says why it cannot train
 
 
 def test_a_job_keeps_its_owner_for_whoever_lists_the_jobs(manager):

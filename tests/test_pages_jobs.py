@@ -42,3 +42,12 @@ def test_the_largest_settings_are_refused_with_one_message_and_start_nothing(mon
     errors = [e.value for e in at.error]
     assert len(errors) == 1 and refusal in errors[0], errors
     assert not at.get("progress") and background.job_manager().list_jobs() == []
+
+
+def test_estimate_time_at_the_largest_model_is_refused_instead_of_training_it(monkeypatch):
+    monkeypatch.setattr(jobs, "available_bytes", lambda device: FREE)
+    at = largest_setup(new_app(LAB, timeout=120).run(), epochs=1, seeds=1, max_steps=1)
+    at.button(key="lab_estimate").click().run()
+    assert_clean(at, "Estimate clicked", allow_errors=True)
+    errors = [e.value for e in at.error]
+    assert len(errors) == 1 and errors[0].startswith("Not timed: one run of this job would need about"), errors
