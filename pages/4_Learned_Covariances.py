@@ -14,6 +14,7 @@ from convcov_app.uploads import checkpoint_uploader, read_upload_once
 from convcov_core import covariance, data, examples, learned_sets, matrix_files, settings, train
 from convcov_core.matrix_files import MATRIX_SUFFIXES
 from convcov_core.plots import training as figures
+from convcov_core.plots.covariance import TILE_LINES_MAX_K
 
 page_setup("Learned Covariances")
 
@@ -172,7 +173,11 @@ def layers_section(learned: learned_sets.LearnedSet, key: str, fits: list) -> No
     st.subheader("Every layer's learned covariance")
     titles = [layer_title(i, n, f) for i, (n, f) in enumerate(zip(learned.layer_names, fits))]
     st.plotly_chart(layers_figure(key, learned, titles), config=CHART)
-    st.caption("Tiled view (tile (i, j) shows how pixel (i, j) co-varies with every pixel), each layer "
+    k = learned.kernel_size
+    view = (f"The centre pixel's block ({k // 2}, {k // 2}) of each layer (at k = {k} the tiled view has more "
+            "cells than a panel has pixels)" if k > TILE_LINES_MAX_K
+            else "Tiled view (tile (i, j) shows how pixel (i, j) co-varies with every pixel)")
+    st.caption(view + ", each layer "
                "divided by its mean variance. Titles: the σ of the closed-form Gaussian that fits the "
                "layer best, and how well it fits (Pearson r over all entries; 1 = exactly Gaussian).")
     short_titles = [t.split(",")[0] for t in titles]
@@ -235,6 +240,9 @@ def transfer_section(learned: learned_sets.LearnedSet, key: str, name_hint: str)
     st.plotly_chart(transfer_figure(key, learned, new_k, new_depth), config=CHART)
     if new_depth >= 24:
         st.caption(f"One layer in {new_depth // 12} of the {new_depth} shown.")
+    if new_k > TILE_LINES_MAX_K:
+        st.caption(f"At k′ = {new_k} each panel shows the centre pixel's block ({new_k // 2}, {new_k // 2}): "
+                   "the tiled view has more cells than a panel has pixels.")
     if new_k != k:
         source, moved = fits_of(key, learned), transferred_fits(key, learned, new_k, new_depth)
         st.caption(f"Resizing stretches the {k} × {k} window over {new_k} × {new_k} pixels, so σ, counted in "

@@ -104,6 +104,15 @@ def test_a_large_tiled_view_uses_the_whole_colour_scale(sigma):
     assert np.abs(pixels.astype(int) - top).sum(axis=1).min() <= 3
 
 
+def test_layer_grid_shows_the_centre_block_above_k_15():
+    """A k' = 31 transfer preview: 961 x 961 tiled cells in a 170 px panel read as a dot grid."""
+    layers = [covariance.gaussian(31, sigma) for sigma in (1.0, 3.0)]
+    fig = training.layer_grid_figure(layers, ["1", "2"])
+    assert not fig.layout.shapes and image_pixels(fig).shape[:2] == (31, 31)
+    small = training.layer_grid_figure([covariance.gaussian(9, 1.0)], ["1"])
+    assert len(small.layout.shapes) == 2 * (9 - 1) and image_pixels(small).shape[:2] == (81, 81)
+
+
 def test_depth_panels_have_tile_lines_when_small_and_show_the_centre_block_when_large():
     small = cov_plots.depth_figure([covariance.gaussian(9, 2.0)] * 2, [2.0, 2.0])
     lines = [shape for shape in small.layout.shapes if shape.name == "tile line"]

@@ -194,24 +194,31 @@ def eigenvalue_figure(eigenvalues, effective_rank: float, *, height: int = 300,
     return finish_figure(fig, title, height)
 
 
+def overview_panels(covariances, panel_side: int) -> tuple[list[np.ndarray], int | None]:
+    """Small-multiple panels of covariances of one kernel size k: (panels, k for tile lines or
+    None). Each is the tiled view up to TILE_LINES_MAX_K; above, where a panel has fewer pixels
+    than the tiled view has cells and the bumps average away, the block of the centre pixel
+    B[c, c] (c = k // 2). Longer sides than panel_side are area-averaged down."""
+    panels, k = [], None
+    for c in covariances:  # one dense matrix at a time: at k = 51 each is 2601 x 2601
+        S = _dense(c)
+        k = kernel_size_of(S)
+        shown = to_tiled(S) if k <= TILE_LINES_MAX_K else to_blocks(S)[k // 2, k // 2]
+        panels.append(downscale(to_numpy(shown), panel_side)[0])
+    return panels, (k if k is not None and k <= TILE_LINES_MAX_K else None)
+
+
 def depth_figure(covariances, sigmas, *, columns: int = 4, panel_side: int = PANEL_MAX_SIDE,
                  panel_height: int = 220) -> go.Figure:
-    """Small multiples, one shared colour scale: each layer's tiled covariance as an image, with
-    lines between tiles; above TILE_LINES_MAX_K, where a panel has fewer pixels than the tiled view
-    has cells and the bumps average away, the block of the centre pixel B[c, c] (c = k // 2)."""
+    """Small multiples, one shared colour scale: each layer's `overview_panels` view as an image
+    (the tiled view with lines between tiles, or the centre pixel's block above TILE_LINES_MAX_K)."""
     covariances = list(covariances)
     if len(covariances) != len(sigmas) or not covariances:
         raise ValueError("need one sigma per covariance and at least one layer")
-    k = kernel_size_of(_dense(covariances[0]))
-    tiled = k <= TILE_LINES_MAX_K
-    panels = []
-    for c in covariances:  # one dense matrix at a time: at k = 51 each is 2601 x 2601
-        S = _dense(c)
-        shown = to_tiled(S) if tiled else to_blocks(S)[k // 2, k // 2]
-        panels.append(downscale(to_numpy(shown), panel_side)[0])
+    panels, tile_k = overview_panels(covariances, panel_side)
     return image_grid_figure(panels, [f"layer {n + 1}: σ = {s:.2f}" for n, s in enumerate(sigmas)],
                              columns=columns, bar_title="covariance", panel_height=panel_height,
-                             tile_k=k if tiled else None)
+                             tile_k=tile_k)
 
 
 def covariance_pair_figure(empirical, target, *, title: str = "", height: int = 330,

@@ -16,9 +16,9 @@ import torch
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
-from ..covariance import kernel_size_of, normalize_trace, to_tiled
-from .covariance import pixel_pairs
-from .matrix_image import HEATMAP_MAX_CELLS, downscale, image_grid_figure, image_trace
+from ..covariance import normalize_trace, to_tiled
+from .covariance import overview_panels, pixel_pairs
+from .matrix_image import HEATMAP_MAX_CELLS, image_grid_figure, image_trace
 from .style import DIVERGING, colour_range, colourbar, colourbar_trace, finish_figure, small_multiples
 
 PALETTE = qualitative.D3
@@ -145,20 +145,18 @@ def sigma_depth_figure(fits: list[dict], schedule: list[float], *, fitted_line=N
     return finish_figure(fig, "Fitted σ against depth", height).update_layout(margin=dict(b=110))
 
 
-def _normalized(S) -> np.ndarray:
-    return to_tiled(normalize_trace(torch.as_tensor(S, dtype=torch.float64))).numpy()
-
-
 def layer_grid_figure(covariances, titles: list[str], *, columns: int = 4, panel_side: int = 300,
                       panel_height: int = 210) -> go.Figure:
-    """Small multiples: each layer's tiled covariance (unit mean diagonal) as an image on one
-    shared colour scale, titled by `titles`."""
+    """Small multiples: each layer's covariance (unit mean diagonal) as an image on one shared
+    colour scale, titled by `titles`: tiled with lines between tiles, or above k = 15 the centre
+    pixel's block (covariance.overview_panels)."""
     covariances = list(covariances)
     if not covariances or len(titles) != len(covariances):
         raise ValueError("need at least one covariance and one title per covariance")
-    panels = [downscale(_normalized(S), panel_side)[0] for S in covariances]
+    normalized = [normalize_trace(torch.as_tensor(S, dtype=torch.float64)) for S in covariances]
+    panels, tile_k = overview_panels(normalized, panel_side)
     return image_grid_figure(panels, titles, columns=columns, bar_title="covariance / mean variance",
-                             panel_height=panel_height, tile_k=kernel_size_of(torch.as_tensor(covariances[0])))
+                             panel_height=panel_height, tile_k=tile_k)
 
 
 def offset_profile_figure(profiles, titles: list[str], *, columns: int = 6,
