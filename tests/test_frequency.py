@@ -178,5 +178,7 @@ def test_sigma_curve_figure_places_a_runs_layers_by_smoothness():
     assert list(layers.x) == [0.6] and list(layers.y) == [0.32]
     assert list(default.y) == [0.5, 0.5]  # the white-noise reference at the 0.5 cycles/pixel limit
     assert "never falls to half" in default.name  # in the legend: the σ line cannot cross it
-    assert [a.text for a in fig.layout.annotations] == [" σ = 2"]
+    assert [(a.text, a.xanchor) for a in fig.layout.annotations] == [("σ = 2 ", "right")]  # the side with room
+    low = figures.sigma_curve_figure(curve, current_sigma=0.3, fitted=fitted)
+    assert [(a.text, a.xanchor) for a in low.layout.annotations] == [(" σ = 0.3", "left")]
     assert fig.layout.yaxis.title.text == "half-max frequency (cycles/pixel)"

@@ -292,9 +292,13 @@ def sigma_curve_figure(curve, *, current_sigma: float | None = None, fitted: lis
                           "falls to half at %{y:.3f} cycles/pixel<extra></extra>"))
     if current_sigma is not None:
         fig.add_vline(x=current_sigma, line=dict(color="#555", dash="dot"))
-        # annotations on a log axis take log10 coordinates
-        fig.add_annotation(x=math.log10(current_sigma), y=0.02, yref="paper", text=f" σ = {current_sigma:g}",
-                           showarrow=False, xanchor="left", yanchor="bottom", font=dict(color="#555"))
+        # annotations on a log axis take log10 coordinates; the label goes on the side of the line
+        # with room (right of it, it ran off the plot at the largest sigma)
+        left = math.log10(current_sigma) > (math.log10(min(sigmas)) + math.log10(max(sigmas))) / 2
+        fig.add_annotation(x=math.log10(current_sigma), y=0.02, yref="paper",
+                           text=f"σ = {current_sigma:g} " if left else f" σ = {current_sigma:g}",
+                           showarrow=False, xanchor="right" if left else "left", yanchor="bottom",
+                           font=dict(color="#555"))
     fig.update_xaxes(title_text="σ of the closed-form covariance (pixels, log scale)", type="log",
                      range=[math.log10(min(sigmas)) - 0.05, math.log10(max(sigmas)) + 0.05],
                      tickvals=[0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50])
