@@ -219,7 +219,7 @@ def closed_form_section(learned: learned_sets.LearnedSet, fits: list) -> None:
     st.plotly_chart(figures.closed_form_figure(S, closed, diff, sigma=fit["sigma"], r=fit["r"],
                                                layer=f"layer {layer + 1}, {learned.layer_names[layer]}"),
                     config=CHART)
-    st.caption(f"Opens on layer {learned_sets.most_structured_layer(fits) + 1}: the widest bump the closed "
+    st.caption(f"The page opens on layer {learned_sets.most_structured_layer(fits) + 1}, the widest bump the closed "
                f"form fits (the largest fitted σ with r ≥ {learned_sets.STRUCTURED_MIN_R:g}). "
                "Tiled views; hover a cell for its pixel pair. Learned and closed form are both scaled "
                "to unit mean diagonal and share a colour scale. The difference shows what the closed "

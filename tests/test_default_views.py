@@ -33,7 +33,7 @@ def test_learned_covariances_opens_on_the_most_structured_layer(example_layer):
     assert example_layer > 1  # the bundled example's first layer is nearly a delta
     at = run_page(LEARNED, timeout=120)
     assert at.slider(key="lc_layer").value == example_layer
-    assert f"Opens on layer {example_layer}" in " ".join(c.value for c in at.caption)
+    assert f"The page opens on layer {example_layer}," in " ".join(c.value for c in at.caption)
 
 
 def test_gallery_learned_scheme_opens_on_the_most_structured_layer(example_layer):

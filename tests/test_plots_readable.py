@@ -77,6 +77,16 @@ def test_no_colour_bar_repeats_a_tick_label(name, fig):
         assert [float(label) for label in labels] == pytest.approx(list(bar.tickvals), rel=1e-9), name
 
 
+@pytest.mark.parametrize("name, fig", FIGURES, ids=[name for name, _ in FIGURES])
+def test_no_axis_draws_ticks_without_labels(name, fig):
+    """Streamlit's theme draws tick marks unless an axis says ticks="": marks without labels read
+    as a broken axis."""
+    axes = [fig.layout[key] for key in fig.layout if key.startswith(("xaxis", "yaxis"))]
+    bare = [axis.plotly_name for axis in axes if axis.showticklabels is False and axis.visible is not False
+            and axis.ticks != ""]
+    assert not bare, f"{name}: tick marks without labels on {bare}"
+
+
 @pytest.mark.parametrize("zmin, zmax", [(0.0, 1.0), (0.0, 0.0123), (-4e-3, 4e-3), (0.99, 1.01),
                                         (0.123456, 0.123457), (0.0, 1e-5), (-1.0, 3.0)])
 @pytest.mark.parametrize("count", [3, 5])

@@ -117,7 +117,8 @@ def matrix_pair_figure(agop, cnfm, *, kernel_size: int, channels: int, r: float,
                          range=[-0.5, side - 0.5])
         # the right panel has the same rows: its labels would only crowd the gap in a narrow window
         fig.update_yaxes(showgrid=False, zeroline=False, autorange="reversed", constrain="domain",
-                         scaleanchor=f"x{'' if col == 1 else col}", showticklabels=col == 1, row=1, col=col)
+                         scaleanchor=f"x{'' if col == 1 else col}", showticklabels=col == 1,
+                         ticks="outside" if col == 1 else "", row=1, col=col)
     if tiled:
         fig.update_layout(shapes=[shape for axes in ("", "2") for shape in tile_line_shapes(
             kernel_size, colour="rgba(0,0,0,0.3)", width=1, axes=axes)])

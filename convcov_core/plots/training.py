@@ -176,8 +176,8 @@ def offset_profile_figure(profiles, titles: list[str], *, columns: int = 6,
             z=p.astype(np.float32), x=offsets, y=offsets, zmin=-top, zmax=top, colorscale=DIVERGING,
             showscale=i == 0, colorbar=colourbar("covariance / variance"),
             hovertemplate="offset (%{y}, %{x}): %{z:.3f}<extra></extra>"), **where)
-        fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False, constrain="domain", **where)
-        fig.update_yaxes(showticklabels=False, showgrid=False, zeroline=False, autorange="reversed",
+        fig.update_xaxes(showticklabels=False, ticks="", showgrid=False, zeroline=False, constrain="domain", **where)
+        fig.update_yaxes(showticklabels=False, ticks="", showgrid=False, zeroline=False, autorange="reversed",
                          constrain="domain", scaleanchor=f"x{'' if i == 0 else i + 1}", **where)
     fig.update_annotations(font=dict(size=11))
     fig = finish_figure(fig, "", panel_height * cells[-1]["row"] + 40)
@@ -216,9 +216,9 @@ def closed_form_figure(learned, closed, difference, *, sigma: float, r: float, l
             if bar is not None:
                 fig.add_trace(colourbar_trace(lo, hi, cs, bar))
     for col in (1, 2, 3):
-        fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False, constrain="domain",
+        fig.update_xaxes(showticklabels=False, ticks="", showgrid=False, zeroline=False, constrain="domain",
                          row=1, col=col)
-        fig.update_yaxes(showticklabels=False, showgrid=False, zeroline=False, autorange="reversed",
+        fig.update_yaxes(showticklabels=False, ticks="", showgrid=False, zeroline=False, autorange="reversed",
                          scaleanchor=f"x{'' if col == 1 else col}", constrain="domain", row=1, col=col)
     fig.update_annotations(font=dict(size=13))
     fig = finish_figure(fig, "", height)
