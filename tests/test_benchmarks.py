@@ -21,6 +21,7 @@ SMOKE_RUNS = {
     "ensemble_throughput.py": ["--quick"],
     "rfm_memory.py": ["--quick"],
     "sweep_throughput.py": ["--quick"],
+    "browser_latency.py": ["--quick"],
 }
 
 
