@@ -61,6 +61,7 @@ def show(run_id: int) -> None:
                "W_v W_proj.")
     table = pd.DataFrame(attention.stats_rows(stages))
     st.dataframe(table.style.format(precision=3), hide_index=True)
-    st.caption("Diagonal mean: β of a target α Z/√d + β I. Off-diagonal std × √d: α. Mimetic init with one "
+    st.caption("Diagonal: the diagonal's mean, β of a target α Z/√d + β I. Off-diag. ×√d: the off-diagonal "
+               "entries' std times √d, α. Mimetic init with one "
                "head per layer starts at exactly (0.7, 0.7) and (−0.4, 0.4) up to its random draw; timm's "
                "default init (weights of std 0.02) starts near (0, 0).")

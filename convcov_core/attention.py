@@ -65,6 +65,6 @@ def stats_rows(stages: dict[str, list[tuple[Tensor, Tensor]]]) -> list[dict]:
             for head in range(pair[0].shape[0]):
                 row = {"weights": stage, "layer": layer, "head": head + 1}
                 for name, product in zip(PRODUCTS, pair):
-                    row[f"{name}: diagonal mean"], row[f"{name}: off-diagonal std × √d"] = product_stats(product[head])
+                    row[f"{name} diagonal"], row[f"{name} off-diag. ×√d"] = product_stats(product[head])
                 rows.append(row)
     return rows

@@ -28,6 +28,8 @@ import math
 import torch
 from torch import nn
 
+from .validation import float_param
+
 Tensor = torch.Tensor
 
 #: The paper's defaults: (alpha1, beta1) for W_q W_k^T, (alpha2, beta2) for W_v W_proj.
@@ -92,12 +94,6 @@ def head_products(attn: nn.Module) -> tuple[Tensor, Tensor]:
     return q.transpose(1, 2) @ key, v.transpose(1, 2) @ proj
 
 
-def _check_number(name: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
-    return float(value)
-
-
 @torch.no_grad()
 def mimetic_(model: nn.Module, alpha1: float = DEFAULTS["alpha1"], beta1: float = DEFAULTS["beta1"],
              alpha2: float = DEFAULTS["alpha2"], beta2: float = DEFAULTS["beta2"], *,
@@ -106,10 +102,11 @@ def mimetic_(model: nn.Module, alpha1: float = DEFAULTS["alpha1"], beta1: float 
     W_q W_k^T ~ alpha1 Z1 / sqrt(d) + beta1 I and W_v W_proj ~ alpha2 Z2 / sqrt(d) - beta2 I (see the
     module docstring for signs, scale and the rank-k factorization); return the layers' names.
 
-    Works on timm Vision Transformers and any model with blocks[i].attn.{qkv, proj, num_heads};
-    others are refused with ValueError. Biases and all other parameters are untouched.
+    The four coefficients are finite numbers >= 0 (the scheme fixes the signs). Works on timm Vision
+    Transformers and any model with blocks[i].attn.{qkv, proj, num_heads}; others are refused with
+    ValueError. Biases and all other parameters are untouched.
     """
-    a1, b1, a2, b2 = (_check_number(n, x) for n, x in
+    a1, b1, a2, b2 = (float_param(x, n) for n, x in
                       (("alpha1", alpha1), ("beta1", beta1), ("alpha2", alpha2), ("beta2", beta2)))
     layers = attention_layers(model)
     for _, attn in layers:

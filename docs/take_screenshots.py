@@ -13,6 +13,7 @@ to the end. Full-page shots stretch the window to the page's height first.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -107,6 +108,27 @@ def lab_learned(browser, base, out):
     wait_until_rendered(page)
     page.get_by_role("heading", name="Results").scroll_into_view_if_needed()
     page.screenshot(path=str(out / "3_training_lab_learned.png"))
+
+
+def learned_attention(browser, base, out):
+    """The attention view of the small ViT's mimetic run (docs/results.md), or, in a store without a
+    ViT run, of one trained here first: the Lab's ViT preset, mimetic init, 60 steps."""
+    from convcov_app import lab as lab_presets
+    from convcov_core import attention, runs, train
+
+    store = runs.RunStore()
+    if not any(s.has_weights and attention.has_attention(s.model) for s in store.list()):
+        config = lab_presets.PRESETS[lab_presets.VIT_MIMETIC].setup.training
+        store.save(train.train(config.replace(init="mimetic", max_steps=60, keep_state_dict=True)),
+                   name="ViT, 60 steps")
+    page = open_page(browser, base, "Learned_Covariances", WIDTH)
+    page.get_by_text("Attention of a saved ViT run").click()
+    wait_until_rendered(page)
+    run = page.locator('[data-testid="stSidebar"] [data-testid="stSelectbox"]').first
+    run.click()
+    page.get_by_role("option", name="mimetic init").first.click()
+    wait_until_rendered(page)
+    screenshot_whole_page(page, out / "4_learned_attention.png")
 
 
 def feature_ansatz(browser, base, out):
@@ -211,7 +233,8 @@ EXTREMES = {"explorer_extremes": explorer_extremes, "gallery_extremes": gallery_
 
 SHOTS = {"home": home, "explorer": explorer, "gallery": gallery, "gallery_upload": gallery_upload,
          "gallery_peers": gallery_peers,
-         "lab": lab, "lab_learned": lab_learned, "learned": learned, "feature_ansatz": feature_ansatz,
+         "lab": lab, "lab_learned": lab_learned, "learned": learned, "learned_attention": learned_attention,
+         "feature_ansatz": feature_ansatz,
          "feature_ansatz_rfm": feature_ansatz_rfm, "frequency": frequency, "claims": claims,
          **EXTREMES}
 
@@ -231,6 +254,7 @@ def main(argv=None):
     from playwright.sync_api import sync_playwright
 
     home_dir = tempfile.mkdtemp(prefix="convcov-screenshots-")
+    os.environ["CONVCOV_HOME"] = home_dir  # shots that save a run write to the app's store
     with streamlit_server(env={"CONVCOV_HOME": home_dir}) as base, sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         default = EXTREMES if args.extremes else [name for name in SHOTS if name not in EXTREMES]

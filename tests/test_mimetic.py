@@ -99,9 +99,9 @@ def test_models_without_standard_attention_are_refused(spec, missing):
         init.mimetic_(model)
 
 
-@pytest.mark.parametrize("bad", [float("nan"), "0.7", True])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -0.1, "0.7", True])
 def test_bad_coefficients_are_refused(bad):
-    with pytest.raises(ValueError, match="alpha1 must be a finite number"):
+    with pytest.raises(ValueError, match="alpha1 must be a number >= 0"):
         init.mimetic_(vit(depth=1), alpha1=bad)
 
 
@@ -170,9 +170,9 @@ def test_a_saved_runs_products_at_init_are_rebuilt_exactly_and_training_moves_th
     assert len(rows) == 2  # two layers, one head
     d = 32
     for row in rows:
-        assert row["W_q W_kᵀ: diagonal mean"] == pytest.approx(0.7, abs=4 * 0.7 / d)
-        assert row["W_v W_proj: diagonal mean"] == pytest.approx(-0.4, abs=4 * 0.4 / d)
-        assert row["W_q W_kᵀ: off-diagonal std × √d"] == pytest.approx(0.7, rel=4 / math.sqrt(2 * d * (d - 1)))
+        assert row["W_q W_kᵀ diagonal"] == pytest.approx(0.7, abs=4 * 0.7 / d)
+        assert row["W_v W_proj diagonal"] == pytest.approx(-0.4, abs=4 * 0.4 / d)
+        assert row["W_q W_kᵀ off-diag. ×√d"] == pytest.approx(0.7, rel=4 / math.sqrt(2 * d * (d - 1)))
     assert attention.has_attention(SMALL["model"]) and not attention.has_attention("timm:convnext_atto")
 
 
@@ -211,3 +211,48 @@ def test_learned_covariances_page_says_how_to_save_a_vit_run(tmp_path, monkeypat
     at.radio(key="lc_source").set_value("Attention of a saved ViT run").run()
     assert_clean(at, "no ViT runs")
     assert any("--keep-weights" in info.value for info in at.info)
+
+
+MEASURED = ("compare --dataset mnist5k --model timm:vit_tiny_patch16_224:depth=4,embed_dim=64,num_heads=1 "
+            "--patch-size 7 --batch-size 64 --inits default,mimetic --seeds 0,1,2 --epochs 2 --lr 0.001")
+
+
+def test_lab_preset_is_the_vit_race_measured_in_the_docs():
+    from convcov_app import lab
+    from convcov_core.cli import build_parser
+    from convcov_core.cli.training import training_config
+
+    plan = lab.plan_comparison(lab.PRESETS[lab.VIT_MIMETIC].setup)
+    assert plan.variants == {"default": {"init": "default", "freeze_filters": False},
+                             "mimetic": {"init": "mimetic", "freeze_filters": False}}
+    assert plan.seeds == [0, 1, 2]
+    args = build_parser().parse_args(MEASURED.split())
+    assert plan.base == training_config(args).replace(dataset_params={})
+
+
+def test_lab_page_races_default_against_mimetic_on_the_vit():
+    from convcov_app import lab
+    from helpers.pages import assert_clean, run_page
+
+    at = run_page("pages/3_Training_Lab.py", timeout=120)
+    at.selectbox(key="lab_preset").set_value(lab.VIT_MIMETIC).run()
+    assert_clean(at, "ViT preset")
+    assert at.info[0].value.endswith(lab.PRESETS[lab.VIT_MIMETIC].expect)  # the page's widgets match it
+    inits = at.multiselect(key="lab_inits")
+    assert inits.value == ["PyTorch default (uniform)", "Mimetic attention (ViT)"] and inits.options == inits.value
+    assert not [s for s in at.slider if s.key == "lab_k"]  # a ViT has no depthwise kernel to size
+    at.selectbox(key="lab_model").set_value("convmixer-64/6").run()
+    assert_clean(at, "back to a ConvMixer")
+    assert "Mimetic attention (ViT)" not in at.multiselect(key="lab_inits").options
+    assert at.slider(key="lab_k").value == 9
+
+
+@pytest.mark.parametrize("dataset", ["mnist5k", "textures"])
+def test_the_vit_preset_takes_the_embedded_images(dataset):
+    """28 x 28 digits and 32 x 32 texture crops: the ViT is built for the dataset's image size."""
+    spec, _, patch, _ = models.MODEL_PRESETS["timm-vit-4x64"]
+    config = TrainConfig(dataset=dataset, model=spec, kernel_size=None, patch_size=patch, init="mimetic")
+    info = load_training_data(config)[4]
+    model = build_model_for(config, info)
+    models.check_input_size(model, info.in_chans, info.image_size, spec, dataset)
+    assert model.patch_embed.img_size == (info.image_size, info.image_size)
