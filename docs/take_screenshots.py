@@ -175,9 +175,9 @@ def set_slider(page, label: str, key: str) -> None:
 def pick_schemes(page, labels_to_add: list[str]) -> None:
     select = page.locator('[data-testid="stSidebar"] [data-testid="stMultiSelect"]').first
     for label in labels_to_add:
-        select.locator("input").click()
+        select.locator("input").click(timeout=300_000)  # a busy server can take minutes
         page.keyboard.type(label)
-        page.get_by_role("option", name=label, exact=True).click()
+        page.get_by_role("option", name=label, exact=True).click(timeout=60_000)
         page.keyboard.press("Escape")
         wait_until_rendered(page, timeout=300)
 
