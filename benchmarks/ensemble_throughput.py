@@ -7,6 +7,7 @@
     python benchmarks/ensemble_throughput.py --vmap          # also: one step grouped vs torch.func.vmap
     python benchmarks/ensemble_throughput.py --quick         # tiny smoke run
     python benchmarks/ensemble_throughput.py --lab           # wall time of Training Lab comparisons
+    python benchmarks/ensemble_throughput.py --steps-only    # one training step, grouped vs lone
 
 For each N, N trials that differ in seed and init scheme (default and Gaussian in turn, filters
 trained) and share everything else: one side trains each with train(), the other all of them with
@@ -18,6 +19,10 @@ of every member would take at the ensemble's rate. The CPU rows use 60 texture c
 images) so that evaluating each of the 31 runs stays short; the steps timed are the same either way.
 Rounds alternate between the two sides and the best of each is kept (other work on a shared machine
 only ever slows a round down).
+--steps-only times one training step (forward, backward, AdamW) of N members grouped against one
+member's step times N, both built and prepared by the code train_ensemble and train() run
+(_prepare_model, _train_step), best of --rounds after a warm-up: no data loading, setup or
+evaluation, so it stays short on a busy machine where the full runs above take many minutes.
 --lab times whole comparisons as the Training Lab runs them (convcov_app.lab.plan_comparison, then
 train.compare: data loading, training, evaluation and covariances, all counted): its default setup
 (ConvMixer-64/8, k = 15, frozen filters, default vs Gaussian, one epoch of mnist5k) with 10 seeds
@@ -32,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import os
 import sys
 import time
@@ -46,7 +52,16 @@ from convcov_core.depthwise import SWAPPED_MIN_TAPS, use_fast_depthwise  # noqa:
 from convcov_core.ensemble import Ensemble, group_compatible, member_losses, train_ensemble  # noqa: E402
 from convcov_core.models import ConvMixer  # noqa: E402
 from convcov_core.step import autocast, autocast_dtype  # noqa: E402
-from convcov_core.train import TrainConfig, compare, load_training_data, resolve_device, train  # noqa: E402
+from convcov_core.train import (  # noqa: E402
+    TrainConfig,
+    build_model_for,
+    compare,
+    load_training_data,
+    resolve_device,
+    train,
+)
+from convcov_core.train.loop import _train_step  # noqa: E402
+from convcov_core.train.model import _prepare_model  # noqa: E402
 
 # (label, model, kernel, patch, dataset, dataset params, their changes on CPU)
 MODELS = [
@@ -156,6 +171,38 @@ def best_step_time(step, rounds: int, device: torch.device) -> float:
     return min(times)
 
 
+def one_step_seconds(spec, n: int, batch: int, device: torch.device, precision: str, rounds: int):
+    """Seconds of one training step: (one member alone, n members grouped), as train() and
+    train_ensemble() prepare and step them."""
+    config = trials(spec, 1, 1, batch, device, precision)[0]
+    info = load_training_data(config)[4]
+    members = [build_model_for(config.replace(seed=seed), info) for seed in range(n)]
+    grouped_info = dataclasses.replace(info, in_chans=n * info.in_chans)
+    grouped, dtype, channels_last = _prepare_model(config, Ensemble.of(members), grouped_info, device)
+    lone = _prepare_model(config, members[0], info, device)[0]
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    x = torch.randn(batch, n * info.in_chans, info.image_size, info.image_size, device=device)
+    y = torch.randint(0, len(info.classes), (batch, n), device=device)
+    grouped_step = _train_step(config, grouped, device, dtype, member_losses)
+    lone_step = _train_step(config, lone, device, dtype)
+    lone_x = x[:, :info.in_chans].contiguous(memory_format=layout)
+    grouped_x = x.contiguous(memory_format=layout)
+    return (best_step_time(lambda: lone_step(lone_x, y[:, 0], config.lr), rounds, device),
+            best_step_time(lambda: grouped_step(grouped_x, y, config.lr), rounds, device))
+
+
+def steps_only(specs, members, batch: int, device: torch.device, precision: str, rounds: int) -> None:
+    """Print one row per model and N: a lone step, a grouped step, and the ratio of images/s."""
+    print(f"{'model':<32} {'N':>3} {'lone step ms':>13} {'grouped step ms':>16} {'lone img/s':>11} "
+          f"{'ensemble img/s':>15} {'ratio':>6}")
+    for spec in specs:
+        for n in members:
+            lone_s, grouped_s = one_step_seconds(spec, n, batch, device, precision, rounds)
+            print(f"{spec[0]:<32} {n:3d} {lone_s * 1000:13.0f} {grouped_s * 1000:16.0f} {batch / lone_s:11.1f} "
+                  f"{n * batch / grouped_s:15.1f} {n * lone_s / grouped_s:5.2f}x  (load {os.getloadavg()[0]:.1f})",
+                  flush=True)
+
+
 def lab_comparisons(seeds_together: int, seeds_alone: int) -> None:
     """Print the wall time of the Lab's default comparison with seeds_together seeds trained as one
     ensemble and with seeds_alone seeds one after another (compare, as the Lab's job runs it)."""
@@ -182,6 +229,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--only", default="", help="run only models whose label contains this text")
     parser.add_argument("--vmap", action="store_true", help="also time one step grouped vs torch.func.vmap")
+    parser.add_argument("--steps-only", action="store_true",
+                        help="time one training step grouped vs lone instead of whole runs")
     parser.add_argument("--lab", action="store_true",
                         help="only time the Lab's default comparison: 10 seeds together vs 2 one after another")
     return parser.parse_args(argv)
@@ -204,6 +253,9 @@ def main(argv=None):
     print(f"device: {name}, torch {torch.__version__}, threads: {torch.get_num_threads()}, precision: "
           f"{args.precision}, batch: {batch}, {warmup} warm-up + {steps} timed steps per run, best of "
           f"{args.rounds} rounds, load average at start: {load:.1f}")
+    if args.steps_only:
+        steps_only(specs, members, batch, device, args.precision, max(2, args.rounds))
+        return
     print(f"{'model':<32} {'N':>3} {'groups':<12} {'one after another':>18} {'ensemble':>9} {'ratio':>6} "
           f"{'ensemble s per 50k-image epoch each':>36}")
     summaries = []
