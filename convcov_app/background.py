@@ -79,7 +79,7 @@ def start(slot: str, kind: str, target, *, batch_size: int = 0, **submit_kwargs)
         return
     state[_key(slot, "job")] = job_id
     state[_key(slot, "batch")] = batch_size
-    for what in ("message", "finished", "cancelling"):
+    for what in ("message", "finished", "cancelling", "found_again"):
         state.pop(_key(slot, what), None)
 
 
@@ -99,6 +99,7 @@ def running(slot: str) -> int | None:
         job_id = next((j.id for j in job_manager().list_jobs() if j.running and j.owner == owner), None)
         if job_id is not None:
             follow(slot, job_id)
+            st.session_state[_key(slot, "found_again")] = True
     return job_id
 
 
@@ -139,6 +140,9 @@ def progress(slot: str, live: Callable | None = None, what: str = "Training",
             status.last_event, status.eta_s, time.time() - status.created,
             st.session_state.get(_key(slot, "batch"), 0) or 0)
         prefix = "Stopping after the current step… " if cancelling else f"{what}: "
+        if st.session_state.get(_key(slot, "found_again")):
+            st.caption(f"Your job, found again after a reload: {status.label}. The settings above are "
+                       "this page's defaults, not this job's.")
         st.progress(status.progress, text=prefix + text)
         if may_cancel(status, slot):
             st.button("Cancel", key=_key(slot, "cancel"), on_click=_cancel, args=(slot, job_id),
