@@ -109,7 +109,8 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
            "2 epochs (124 steps of 64, lr 0.001), 3 seeds: 6 runs. Only the attention weights differ at init: "
            "timm's own (std 0.02) or mimetic (W_q W_kᵀ ≈ 0.7 Z/√d + 0.7 I, W_v W_proj ≈ 0.4 Z/√d − 0.4 I). "
            "Measured here (the CLI's compare, docs/results.md): default 52.0 ± 0.9 %, mimetic 50.7 ± 4.9 % "
-           "(−1.3 points, 95% interval −13.2 to +10.7, 1 of 3 seeds ahead): no clear winner. A ViT this short "
+           "(−1.3 points, 95% interval −13.2 to +10.7, 1 of 3 seeds ahead): no clear winner; with seeds 3 "
+           "and 4 too, +0.1 points (−5.1 to +5.3). A ViT this short "
            "of data and steps is far from trained (ConvMixers reach 85-92 % here), and its attention "
            "products barely move in 124 steps; see them under Learned Covariances, *Attention of a saved "
            "ViT run*, for runs saved with `compare --save --keep-weights`."),
