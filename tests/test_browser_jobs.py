@@ -9,22 +9,19 @@ A screenshot of the reloaded Lab goes to $CONVCOV_SCREENSHOTS or a temporary fol
 import pytest
 
 from helpers.browser import (
+    BROWSER_TESTS,
     CHROMIUM,
     CHROMIUM_ARGS,
     ERRORS,
     VIEWPORT,
-    console_text,
-    is_harmless,
+    collect_errors,
     screenshot_dir,
     streamlit_server,
     wait_until_rendered,
 )
 from helpers.lab_browser import LOSS_POINTS, set_up_tiny_run
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} not installed (apt-get install chromium)"),
-]
+pytestmark = BROWSER_TESTS
 
 #: 100 epochs of 15 steps per run: long enough to reload, look and cancel; far under these limits.
 SERVER_ENV = {"CONVCOV_REFRESH_S": "0.5", "CONVCOV_MAX_JOBS": "1", "CONVCOV_MAX_JOB_SAMPLES": "10000000"}
@@ -47,9 +44,7 @@ def browser():
 def open_lab(chromium, base_url: str, errors: list):
     """A new visitor (own browser context) on the Training Lab, set up for a tiny long comparison."""
     page = chromium.new_context(viewport=VIEWPORT).new_page()
-    page.on("console", lambda msg: msg.type == "error" and not is_harmless(console_text(msg))
-            and errors.append(console_text(msg)))
-    page.on("pageerror", lambda err: errors.append(str(err)))
+    collect_errors(page, errors)
     page.goto(base_url, wait_until="domcontentloaded")  # Home first, so the app's navigation is set up
     wait_until_rendered(page)
     page.goto(f"{base_url}/Training_Lab", wait_until="domcontentloaded")

@@ -9,22 +9,19 @@ import time
 import pytest
 
 from helpers.browser import (
+    BROWSER_TESTS,
     CHROMIUM,
     CHROMIUM_ARGS,
     ERRORS,
     VIEWPORT,
-    console_text,
-    is_harmless,
+    collect_errors,
     screenshot_dir,
     streamlit_server,
     wait_until_rendered,
 )
 from helpers.lab_browser import LOSS_POINTS, set_up_tiny_run
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} not installed (apt-get install chromium)"),
-]
+pytestmark = BROWSER_TESTS
 
 
 def test_training_lab_streams_live_curves_and_shows_the_verdict():
@@ -37,9 +34,7 @@ def test_training_lab_streams_live_curves_and_shows_the_verdict():
             sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         page = browser.new_context(viewport=VIEWPORT).new_page()
-        page.on("console", lambda msg: msg.type == "error" and not is_harmless(console_text(msg))
-                and errors.append(console_text(msg)))
-        page.on("pageerror", lambda err: errors.append(str(err)))
+        collect_errors(page, errors)
         page.goto(base_url, wait_until="domcontentloaded")  # Home first, so the app's navigation is set up
         wait_until_rendered(page)
         page.goto(f"{base_url}/Training_Lab", wait_until="domcontentloaded")

@@ -12,21 +12,18 @@ import pytest
 
 from convcov_core import covariance
 from helpers.browser import (
+    BROWSER_TESTS,
     CHROMIUM,
     CHROMIUM_ARGS,
     VIEWPORT,
-    console_text,
-    is_harmless,
+    collect_errors,
     screenshot_dir,
     streamlit_server,
     wait_until_rendered,
 )
 from helpers.files import Payload, malicious_checkpoint, npy_bytes, tiny_convmixer_state, torch_bytes
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} not installed (apt-get install chromium)"),
-]
+pytestmark = BROWSER_TESTS
 
 WAIT_MS = 90_000
 OPEN_S = 300  # Feature Ansatz opens on the bundled example's analysis: minutes on a busy 2-core machine
@@ -115,9 +112,7 @@ def test_bad_uploads_are_refused_in_the_browser_and_nothing_runs(browser, tmp_pa
     marker = tmp_path / "payload_ran"
     page = chromium.new_page(viewport=VIEWPORT)
     page_errors = []
-    page.on("pageerror", lambda err: page_errors.append(str(err)))
-    page.on("console", lambda msg: msg.type == "error" and not is_harmless(console_text(msg))
-            and page_errors.append(console_text(msg)))
+    collect_errors(page, page_errors)
     page.goto(f"{base_url}/{path}", wait_until="domcontentloaded")
     wait_until_rendered(page, timeout=OPEN_S)
     if reach is not None:

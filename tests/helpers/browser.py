@@ -17,6 +17,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -106,6 +108,21 @@ def console_text(msg) -> str:
 
 def is_harmless(message: str) -> bool:
     return any(pattern.search(message) for pattern in HARMLESS_CONSOLE_ERRORS)
+
+
+#: pytestmark of a module of browser tests: marked `browser`, skipped where Chromium is missing.
+BROWSER_TESTS = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} not installed (apt-get install chromium)"),
+]
+
+
+def collect_errors(page, errors: list) -> None:
+    """From now on, append the page's console errors (the harmless ones left out) and uncaught
+    page errors to `errors`."""
+    page.on("console", lambda msg: msg.type == "error" and not is_harmless(console_text(msg))
+            and errors.append(console_text(msg)))
+    page.on("pageerror", lambda err: errors.append(str(err)))
 
 
 RUNNING = ('[data-testid="stStatusWidgetRunningIcon"], [data-testid="stStatusWidgetRunningManIcon"], '
