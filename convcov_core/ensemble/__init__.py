@@ -18,7 +18,7 @@ train(): timm's ConvNeXts (LayerNorm over channels, layer scale), models with ti
 Why grouped convolutions and not torch.func.stack_module_state + vmap: vmap runs a batched-weight
 conv2d as the same grouped convolution, but it cannot go through our swapped-convolution depthwise
 backward (depthwise.py, a custom autograd Function), nor update stacked BatchNorm buffers in place
-without functionalizing them; measured on the 2-core CPU, see docs/performance.md.
+without functionalizing them (benchmarks/ensemble_throughput.py --vmap times one step both ways).
 """
 
 from .grouping import Ensemble, GroupedLinear, grouping_problem, member_images, unsupported_layer
