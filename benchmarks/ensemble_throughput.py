@@ -154,21 +154,25 @@ def vmap_vs_grouped(spec, n: int, batch: int, device: torch.device, precision: s
         objective.backward()
         vmap_opt.step()
 
-    return tuple(best_step_time(step, rounds, device) for step in (grouped_step, vmap_step))
+    return best_step_times([grouped_step, vmap_step], rounds, device)
 
 
-def best_step_time(step, rounds: int, device: torch.device) -> float:
-    step()  # warm-up
-    times = []
+def best_step_times(steps, rounds: int, device: torch.device) -> tuple[float, ...]:
+    """The best of `rounds` timings of each step after a warm-up, the steps taking turns (a busy
+    machine then slows them alike)."""
+    for step in steps:
+        step()  # warm-up
+    times = [[] for _ in steps]
     for _ in range(rounds):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
-        step()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        times.append(time.perf_counter() - start)
-    return min(times)
+        for step, seconds in zip(steps, times):
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            start = time.perf_counter()
+            step()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            seconds.append(time.perf_counter() - start)
+    return tuple(min(seconds) for seconds in times)
 
 
 def one_step_seconds(spec, n: int, batch: int, device: torch.device, precision: str, rounds: int):
@@ -187,8 +191,8 @@ def one_step_seconds(spec, n: int, batch: int, device: torch.device, precision: 
     lone_step = _train_step(config, lone, device, dtype)
     lone_x = x[:, :info.in_chans].contiguous(memory_format=layout)
     grouped_x = x.contiguous(memory_format=layout)
-    return (best_step_time(lambda: lone_step(lone_x, y[:, 0], config.lr), rounds, device),
-            best_step_time(lambda: grouped_step(grouped_x, y, config.lr), rounds, device))
+    return best_step_times([lambda: lone_step(lone_x, y[:, 0], config.lr),
+                            lambda: grouped_step(grouped_x, y, config.lr)], rounds, device)
 
 
 def steps_only(specs, members, batch: int, device: torch.device, precision: str, rounds: int) -> None:

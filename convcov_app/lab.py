@@ -50,7 +50,7 @@ class LabSetup:
     budget, precision); inits: init schemes to compare, the first is the reference; filters: a key
     of FILTER_MODES; n_seeds: runs per variant (seeds 0..n-1); sigma_first / sigma_last: the
     Gaussian scheme's depth schedule (None: init.default_sigmas); ensemble: the runs train together
-    as one grouped network (train.compare), else one after another."""
+    as one grouped network (train.compare), else one after another (None: where ensemble.pays_off)."""
 
     training: train.TrainConfig = field(default_factory=lab_training)
     inits: tuple = ("default", "gaussian")
@@ -58,7 +58,7 @@ class LabSetup:
     n_seeds: int = 2
     sigma_first: float | None = None
     sigma_last: float | None = None
-    ensemble: bool = True
+    ensemble: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -147,7 +147,7 @@ def matching_preset(setup: LabSetup, available: dict[str, bool]) -> str | None:
     """The name of the preset whose settings `setup` has, if any (training the runs together or not
     leaves the numbers as they are: it does not count)."""
     for name in PRESETS:
-        if preset_setup(name, available)[0] == dataclasses.replace(setup, ensemble=True):
+        if preset_setup(name, available)[0] == dataclasses.replace(setup, ensemble=None):
             return name
     return None
 
@@ -165,7 +165,7 @@ class ComparisonPlan:
     variants: dict
     references: dict
     seeds: list
-    ensemble: bool = True
+    ensemble: bool | None = None
 
     @property
     def n_runs(self) -> int:
@@ -211,7 +211,7 @@ def estimate_seconds(plan: ComparisonPlan, n_steps: int = 3) -> float:
     """Wall time of the whole comparison on this device: with the ensemble, ensemble.estimate_time
     (a few steps of the runs trained together, one evaluation); else train.estimate_time for the
     first variant of each filter mode, times the runs of that mode."""
-    if plan.ensemble and plan.n_runs > 1:
+    if ensemble.use_ensemble(plan.base, plan.ensemble) and plan.n_runs > 1:
         return ensemble.estimate_time([plan.config(v, s) for s in plan.seeds for v in plan.variants], n_steps)
     total = 0.0
     by_mode: dict[bool, list[str]] = {}

@@ -150,7 +150,7 @@ class JobManager:
 
     def submit(self, kind: str, target, *, variants: dict | None = None, seeds=None,
                references: dict | None = None, name: str | None = None, samples: int | None = None,
-               label: str | None = None, owner: str | None = None, ensemble: bool = True) -> int:
+               label: str | None = None, owner: str | None = None, ensemble: bool | None = None) -> int:
         """Start a job; return its id. Raises Busy when the server is full, JobTooLarge (a ValueError)
         when it would train on too many images, ValueError for a bad config.
 

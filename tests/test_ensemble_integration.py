@@ -10,6 +10,7 @@ import pytest
 
 from convcov_app import lab
 from convcov_core.cli import main
+from convcov_core.ensemble import pays_off
 from convcov_core.sweep import LocalPool, Sweep, SweepStore, run_sweep
 from convcov_core.sweep.worker import trial_batches
 from convcov_core.train import compare
@@ -48,6 +49,13 @@ def test_compare_trains_the_runs_as_one_ensemble_equal_to_one_after_another(both
     assert {(e.together, e.position) for e in alone_events} == {(1, 0)}
 
 
+def test_on_the_cpu_runs_train_one_after_another_unless_asked():
+    assert not pays_off(bars())  # measured slower there: docs/performance.md
+    events = []
+    compare(bars(max_steps=1, epochs=1, keep_state_dict=False), VARIANTS, [0], events.append)
+    assert {e.together for e in events} == {1}
+
+
 def test_progress_of_runs_trained_together_counts_every_run_at_its_step(both_ways):
     events = [e for e in both_ways[True][1] if e.kind == "step"]
     assert [e.fraction_done() for e in events[:4]] == [pytest.approx(1 / 6)] * 4  # step 1 of 6, all four runs
@@ -59,13 +67,13 @@ def test_progress_of_runs_trained_together_counts_every_run_at_its_step(both_way
 
 def test_cli_compare_trains_together_unless_no_ensemble(tmp_path, capsys):
     docs = {}
-    for flag in ([], ["--no-ensemble"]):
-        path = tmp_path / f"cmp{len(flag)}.json"
-        assert main(["compare", *BARS_ARGS, *flag, "--json", str(path)]) == 0
+    for flag in ("--ensemble", "--no-ensemble"):
+        path = tmp_path / f"cmp{flag}.json"
+        assert main(["compare", *BARS_ARGS, flag, "--json", str(path)]) == 0
         err = capsys.readouterr().err
         together_lines = [line for line in err.splitlines() if "together" in line]
-        assert bool(together_lines) == (not flag), err
-        docs[bool(flag)] = json.loads(path.read_text())
+        assert bool(together_lines) == (flag == "--ensemble"), err
+        docs[flag == "--no-ensemble"] = json.loads(path.read_text())
     assert "run 1/4 default seed 0: test" in err  # without the ensemble: one line per run as it ends
     for name in ("default", "gaussian"):
         for member, lone in zip(docs[False]["runs"][name], docs[True]["runs"][name], strict=True):
@@ -87,11 +95,12 @@ def grid(name: str, seeds=(0, 1), axes=None) -> Sweep:
 
 def test_trial_batches_hand_a_cells_trials_out_together_and_keep_every_slot_busy():
     trials = grid("b", seeds=(0, 1, 2), axes={"kernel_size": [3, 5]}).trials()
-    cells = [sorted({t.cell for t in batch}) for batch in trial_batches(trials, 2)]
+    cells = [sorted({t.cell for t in batch}) for batch in trial_batches(trials, 2, ensemble=True)]
     assert cells == [[(3,)], [(5,)]]  # 6 trials each: one batch per cell for two workers
     one_cell = [t for t in trials if t.cell == (3,)]
-    assert [len(batch) for batch in trial_batches(one_cell, 2)] == [3, 3]  # one cell, two workers: halves
+    assert [len(batch) for batch in trial_batches(one_cell, 2, ensemble=True)] == [3, 3]  # two workers: halves
     assert [len(b) for b in trial_batches(trials, 2, ensemble=False)] == [1] * 12
+    assert [len(b) for b in trial_batches(trials, 2)] == [1] * 12  # the default on the CPU: one at a time
 
 
 def running_before_first_done(events) -> int:
@@ -103,7 +112,7 @@ def running_before_first_done(events) -> int:
 def test_a_sweep_cell_trains_as_one_ensemble_and_stores_each_trial_once(tmp_path):
     store, events = SweepStore(tmp_path / "runs.db"), []
     together, alone = grid("together"), grid("alone")
-    outcome = run_sweep(together, store, LocalPool(1), events.append)
+    outcome = run_sweep(together, store, LocalPool(1, ensemble=True), events.append)
     assert (outcome.ran, outcome.failed) == (4, 0)
     found = store.finished(t.key for t in together.trials())
     assert len(found) == 4 and len({r["run_id"] for r in found.values()}) == 4
@@ -117,14 +126,14 @@ def test_a_sweep_cell_trains_as_one_ensemble_and_stores_each_trial_once(tmp_path
         single = other.runs.get(other.finished([trial.key])[trial.key]["run_id"])
         assert member.history["loss"] == pytest.approx(single.history["loss"], abs=LOSS_TOL)
         assert member.final["test_acc"] == pytest.approx(single.final["test_acc"], abs=ONE_IMAGE)
-    assert run_sweep(together, store, LocalPool(1)).ran == 0  # resumed: nothing left to run
+    assert run_sweep(together, store, LocalPool(1, ensemble=True)).ran == 0  # resumed: nothing left to run
 
 
 def test_the_labs_estimate_times_its_runs_together_unless_told_not_to(monkeypatch):
     timed = []
     estimate = lab.ensemble.estimate_time
     monkeypatch.setattr(lab.ensemble, "estimate_time", lambda configs, n: timed.append(configs) or estimate(configs, n))
-    setup = lab.LabSetup(bars(max_steps=4, epochs=1, keep_state_dict=False), n_seeds=2)
+    setup = lab.LabSetup(bars(max_steps=4, epochs=1, keep_state_dict=False), n_seeds=2, ensemble=True)
     assert lab.estimate_seconds(lab.plan_comparison(setup), n_steps=1) > 0
     assert [(c.seed, c.init) for c in timed[0]] == [(0, "default"), (0, "gaussian"), (1, "default"), (1, "gaussian")]
     assert lab.estimate_seconds(lab.plan_comparison(dataclasses.replace(setup, ensemble=False)), n_steps=1) > 0

@@ -132,7 +132,7 @@ def test_lab_cancel_stops_cleanly_and_a_second_visitor_sees_the_busy_server():
             break
         time.sleep(POLL_S)
         at.run()
-    assert "Runs 1–6 of 6, trained together · step" in at.get("progress")[0].proto.text
+    assert "Run 1 of 6: default, seed 0 · step" in at.get("progress")[0].proto.text
 
     other = run_page(LAB, timeout=120)
     assert re.search(r"\(.+; \d+% done, about .+ left\)", other.info[-1].value)  # whose job, how far along
@@ -148,18 +148,18 @@ def test_lab_cancel_stops_cleanly_and_a_second_visitor_sees_the_busy_server():
     assert not any(s.running for s in background.job_manager().list_jobs())
 
 
-def test_lab_trains_one_run_after_another_when_told_not_to_group_them():
+def test_lab_trains_the_runs_together_when_asked():
     at = tiny_lab(new_app(LAB, timeout=120).run(), seeds=3, max_steps=0)
     at.number_input(key="lab_epochs").set_value(10).run()
-    assert at.checkbox(key="lab_ensemble").value  # together by default
-    at.checkbox(key="lab_ensemble").uncheck().run()
+    assert not at.checkbox(key="lab_ensemble").value  # on the CPU, one after another by default
+    at.checkbox(key="lab_ensemble").check().run()
     at.button(key="lab_run").click().run()
     for _ in range(MAX_POLLS):
         if at.get("progress") and "images/s" in at.get("progress")[0].proto.text:
             break
         time.sleep(POLL_S)
         at.run()
-    assert "Run 1 of 6: default, seed 0 · step" in at.get("progress")[0].proto.text
+    assert "Runs 1–6 of 6, trained together · step" in at.get("progress")[0].proto.text
     at.button(key="lab.cancel").click().run()
     poll_until_finished(at)
     assert_clean(at, "after cancel")

@@ -241,7 +241,7 @@ def test_compare_stops_when_the_callback_says_so():
     cmp = compare(tiny(max_steps=4), {"a": {}, "b": {}}, [0, 1], stop_b_at_step_2, ensemble=False)
     assert cmp.status == "cancelled"
     assert len(cmp.runs["a"]) == 1 and cmp.runs["b"] == []
-    together = compare(tiny(max_steps=4), {"a": {}, "b": {}}, [0, 1], stop_b_at_step_2)
+    together = compare(tiny(max_steps=4), {"a": {}, "b": {}}, [0, 1], stop_b_at_step_2, ensemble=True)
     assert together.status == "cancelled" and together.runs == {"a": [], "b": []}  # one group: all stopped
 
 

@@ -30,7 +30,7 @@ AXIS_FLAGS = {"--dataset": "dataset", "--model": "model", "--kernel-size": "kern
               "--sigma-first": "sigma_first", "--sigma-last": "sigma_last", "--max-steps": "max_steps",
               "--precision": "precision"}
 _NOT_FOR_SWEEPS = ("--learned-from", "--raw-bn-eval", "--json", "--save", "--name", "--threads", "--freeze", "--db",
-                   "--quiet", "--no-ensemble")
+                   "--quiet", "--ensemble")
 _FREEZE_WORDS = {"none": False, "filters": True}
 
 
@@ -76,9 +76,10 @@ EXECUTOR_OPTIONS = (
                                 "else a Ray started on this machine)")),
     ("--cpus-per-trial", dict(type=float, default=1, help="ray: CPUs each trial asks for (its torch threads)")),
     ("--gpus-per-trial", dict(type=float, default=0, help="ray: GPUs each trial asks for (fractions allowed)")),
-    ("--no-ensemble", dict(action="store_true",
-                           help="one trial per worker at a time, instead of a cell's compatible trials (its seeds "
-                                "and schemes) trained together as one grouped network")),
+    ("--ensemble", dict(action=argparse.BooleanOptionalAction, default=None,
+                        help="hand a worker a cell's compatible trials (its seeds and schemes) to train together as "
+                             "one grouped network, instead of one trial at a time (default: on a GPU, not on the "
+                             "CPU)")),
     DB,
     QUIET,
 )
@@ -108,12 +109,13 @@ def _grid(args) -> sweep.Sweep:
     return sweep.Sweep(args.name, base, axes, args.inits, args.seeds).validate()
 
 
-def _executor(args):
+def executor_from(args):
+    """The executor EXECUTOR_OPTIONS describe (the Ray address from the flag or $CONVCOV_RAY_ADDRESS)."""
     from .. import settings
     return sweep.make_executor(args.executor, workers=args.workers,
                                ray_address=args.ray_address or settings.ray_address(),
                                cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
-                               ensemble=not args.no_ensemble)
+                               ensemble=args.ensemble)
 
 
 def _estimate(grid: sweep.Sweep, executor, n_todo: int) -> str:
@@ -149,7 +151,7 @@ class SweepLines:
 
 
 def _run(grid: sweep.Sweep, args) -> int:
-    executor = _executor(args)
+    executor = executor_from(args)
     store = sweep.SweepStore(args.db)
     n_stored = len(store.finished(t.key for t in grid.trials()))
     print(f"sweep {grid.name}: {grid.n_trials} trials ({grid.n_cells} cell(s) x {len(grid.inits)} scheme(s) x "

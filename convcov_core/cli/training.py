@@ -4,6 +4,7 @@ their sub-parsers."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 
@@ -47,7 +48,7 @@ def cmd_compare(args) -> int:
     progress = None if args.quiet else TerminalProgress()
     metric = "test_acc_raw" if args.raw_bn_eval else "test_acc"
     cmp = compare(base, variants, args.seeds, progress, references=references, metric=metric,
-                  ensemble=not args.no_ensemble)
+                  ensemble=args.ensemble)
     print(format_comparison(cmp))
     if args.json:
         write_json(args.json, cmp.to_dict())
@@ -197,10 +198,10 @@ COMPARE_OPTIONS = (
                                                  "compile time is reported)")),
     ("--precision", dict(choices=PRECISIONS, default="auto",
                          help="auto: bf16 autocast on CUDA and on CPUs with AMX or AVX512-BF16, fp32 elsewhere")),
-    ("--no-ensemble", dict(action="store_true",
-                           help="train the runs one after another instead of together as one grouped network "
-                                "(the default for runs that differ only in seed, init and frozen filters: each "
-                                "ends as it would alone, within float tolerance; a cancel then stops them all)")),
+    ("--ensemble", dict(action=argparse.BooleanOptionalAction, default=None,
+                        help="train runs that differ only in seed, init and frozen filters together as one grouped "
+                             "network, each ending as it would alone within float tolerance (default: on a GPU, "
+                             "not on the CPU, where it measured no faster; docs/performance.md)")),
     ("--raw-bn-eval", dict(action="store_true",
                            help="judge the raw eval-mode test accuracy, with the BatchNorm statistics that "
                                 "training left, instead of statistics recomputed on training images after the "

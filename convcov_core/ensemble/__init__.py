@@ -5,7 +5,8 @@ trained filters and divergence check, each ending in the RunResult its lone trai
 (equal within float tolerance in fp32; tests/test_ensemble.py).
 
     grouping  the grouped network: Ensemble, GroupedLinear, which layers it supports, member_images
-    plan      which trials train together: ensemble_key, compatible, group_compatible, the memory check
+    plan      which trials train together: ensemble_key, compatible, group_compatible, the memory check;
+              where it is the default (pays_off: accelerators, not the CPU)
     loop      train_ensemble, estimate_time
 
 Supported networks: built of Conv2d (any groups), BatchNorm2d, Linear on flat features, per-channel
@@ -23,8 +24,17 @@ without functionalizing them (benchmarks/ensemble_throughput.py --vmap times one
 
 from .grouping import Ensemble, GroupedLinear, grouping_problem, member_images, unsupported_layer
 from .loop import estimate_time, member_losses, train_ensemble
-from .plan import MEMBER_FIELDS, compatible, ensemble_key, group_compatible, max_members, member_bytes
+from .plan import (
+    MEMBER_FIELDS,
+    compatible,
+    ensemble_key,
+    group_compatible,
+    max_members,
+    member_bytes,
+    pays_off,
+    use_ensemble,
+)
 
 __all__ = ["MEMBER_FIELDS", "Ensemble", "GroupedLinear", "compatible", "ensemble_key", "estimate_time",
            "group_compatible", "grouping_problem", "max_members", "member_bytes", "member_images", "member_losses",
-           "train_ensemble", "unsupported_layer"]
+           "pays_off", "train_ensemble", "unsupported_layer", "use_ensemble"]

@@ -32,6 +32,18 @@ MEMBER_FIELDS = ("seed", "init", "sigma_first", "sigma_last", "covariances", "n_
 MEMORY_SHARE = 0.8  # of the memory available when a group is planned
 
 
+def pays_off(config: TrainConfig) -> bool:
+    """Whether runs of config train together by default: on accelerators, which a lone small network
+    leaves mostly idle; not on the CPU, where one ConvMixer-64/8 step grouped over 4-16 members
+    measured 0.8-0.9x the speed of lone steps (docs/performance.md)."""
+    return resolve_device(config.device).type != "cpu"
+
+
+def use_ensemble(config: TrainConfig, ensemble: bool | None) -> bool:
+    """ensemble, or pays_off(config) when it is None (the default of compare, the Lab and sweeps)."""
+    return pays_off(config) if ensemble is None else ensemble
+
+
 def ensemble_key(config: TrainConfig) -> str:
     """The settings every member of an ensemble shares (config.to_dict() but MEMBER_FIELDS), as JSON."""
     shared = {k: v for k, v in config.to_dict().items() if k not in MEMBER_FIELDS}

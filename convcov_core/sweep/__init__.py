@@ -24,10 +24,10 @@ EXECUTORS = ("local", "ray")
 
 
 def make_executor(name: str = "local", *, workers: int | None = None, ray_address: str | None = None,
-                  cpus_per_trial: float = 1, gpus_per_trial: float = 0, ensemble: bool = True):
+                  cpus_per_trial: float = 1, gpus_per_trial: float = 0, ensemble: bool | None = None):
     """The executor called `name`: "local" (LocalPool with `workers` processes) or "ray"
     (RayExecutor at `ray_address`, None: a Ray started on this machine with `workers` CPUs);
-    ensemble: compatible trials trained together in batches (worker.trial_batches)."""
+    ensemble: compatible trials trained together in batches (worker.trial_batches; None: where it pays off)."""
     if name == "local":
         return LocalPool(workers, ensemble=ensemble)
     if name == "ray":

@@ -51,11 +51,11 @@ def _run_in_worker(configs: list, keys: list[str]):
 class LocalPool:
     """Trials on `workers` processes of this machine (default: one per GPU, else one per CPU core),
     each with `threads` torch threads (default: cores // workers); ensemble: compatible trials in
-    batches trained together (worker.trial_batches), else one at a time."""
+    batches trained together (worker.trial_batches; None: where ensemble.pays_off), else one at a time."""
 
     name = "local"
 
-    def __init__(self, workers: int | None = None, threads: int | None = None, ensemble: bool = True):
+    def __init__(self, workers: int | None = None, threads: int | None = None, ensemble: bool | None = None):
         self.ensemble = ensemble
         cores = os.cpu_count() or 1
         self.gpus = torch.cuda.device_count()
@@ -69,7 +69,8 @@ class LocalPool:
 
     def describe(self) -> str:
         where = f"{self.gpus} GPU(s)" if self.gpus else f"{os.cpu_count()} CPU core(s)"
-        together = "compatible trials trained together" if self.ensemble else "one trial at a time"
+        together = {True: "compatible trials trained together", False: "one trial at a time",
+                    None: "compatible trials trained together on GPUs"}[self.ensemble]
         return (f"local pool on this machine ({where}): {self.workers} worker process(es), "
                 f"{self.threads} torch thread(s) each, {together}")
 

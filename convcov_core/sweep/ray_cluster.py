@@ -84,12 +84,13 @@ def _ray_batch(configs: list, keys: list[str], progress):
 class RayExecutor:
     """Trials as Ray tasks of cpus_per_trial CPUs and gpus_per_trial GPUs each, on the cluster at
     `address` (None: a Ray started here with `workers` CPUs, default one per core); ensemble: a task
-    trains a batch of compatible trials together (worker.trial_batches), else one trial."""
+    trains a batch of compatible trials together (worker.trial_batches; None: where ensemble.pays_off),
+    else one trial."""
 
     name = "ray"
 
     def __init__(self, address: str | None = None, workers: int | None = None, cpus_per_trial: float = 1,
-                 gpus_per_trial: float = 0, ensemble: bool = True):
+                 gpus_per_trial: float = 0, ensemble: bool | None = None):
         self.ensemble = ensemble
         if not cpus_per_trial > 0 or gpus_per_trial < 0:
             raise ValueError(f"a trial needs > 0 CPUs and >= 0 GPUs, got {cpus_per_trial} and {gpus_per_trial}")
@@ -111,7 +112,8 @@ class RayExecutor:
         return (f"Ray at {where}: {nodes} node(s), {self.resources.get('CPU', 0):g} CPU(s), "
                 f"{self.resources.get('GPU', 0):g} GPU(s); {self.cpus_per_trial:g} CPU(s) and "
                 f"{self.gpus_per_trial:g} GPU(s) per task, "
-                f"{'compatible trials trained together' if self.ensemble else 'one trial per task'}")
+                f"{'one trial per task' if self.ensemble is False else 'compatible trials trained together'}"
+                f"{' on GPUs' if self.ensemble is None else ''}")
 
     def run(self, trials, on_progress, should_stop):
         """As LocalPool.run: yield (trial, RunResult) as tasks finish; should_stop() True cancels

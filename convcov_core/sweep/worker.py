@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-from ..ensemble import ensemble_key, train_ensemble
+from ..ensemble import ensemble_key, train_ensemble, use_ensemble
 from ..ensemble.plan import split_evenly
 from ..train import ProgressEvent, RunResult, TrainConfig, new_history, train
 
@@ -70,17 +70,16 @@ def _reporter(keys: list[str], report, should_stop) -> Callable[[ProgressEvent],
     return callback
 
 
-def trial_batches(trials: list, slots: int, ensemble: bool = True) -> list[list]:
+def trial_batches(trials: list, slots: int, ensemble: bool | None = None) -> list[list]:
     """The trials (grid.Trial) in the batches an executor hands out, one batch to a worker: with
-    ensemble, trials sharing ensemble.ensemble_key (a grid cell's seeds and schemes) in batches of
-    at most ceil(len(trials) / slots), so that every one of the executor's slots gets work; else
-    one trial each."""
-    if not ensemble:
-        return [[trial] for trial in trials]
+    ensemble (None: for trials where ensemble.pays_off), trials sharing ensemble.ensemble_key (a grid
+    cell's seeds and schemes) in batches of at most ceil(len(trials) / slots), so that every one of
+    the executor's slots gets work; else one trial each."""
     most = max(1, math.ceil(len(trials) / max(slots, 1)))
     by_key: dict[str, list] = {}
-    for trial in trials:
-        by_key.setdefault(ensemble_key(trial.config), []).append(trial)
+    for i, trial in enumerate(trials):
+        key = ensemble_key(trial.config) if use_ensemble(trial.config, ensemble) else f"alone {i}"
+        by_key.setdefault(key, []).append(trial)
     return [[same[i] for i in batch] for same in by_key.values()
             for batch in split_evenly(list(range(len(same))), most)]
 

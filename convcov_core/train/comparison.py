@@ -142,13 +142,14 @@ def variants_for(inits: list[str], freeze: str) -> tuple[dict, dict]:
 
 
 def compare(base_config: TrainConfig, variants: dict, seeds, callback: Callback | None = None, *,
-            references: dict | None = None, metric: str = "test_acc", ensemble: bool = True) -> ComparisonResult:
+            references: dict | None = None, metric: str = "test_acc", ensemble: bool | None = None) -> ComparisonResult:
     """Train every variant (overrides of base_config) once per seed, seed by seed, and compare the
     final test accuracies (final[metric]: settled BatchNorm statistics by default, see METRICS):
     mean ± std per variant and paired differences against a reference variant (the first one
     unless `references` maps a variant to another). ensemble: the runs train together as one grouped
     network (convcov_core.ensemble.train_ensemble: in groups that fit in memory; a network it
-    cannot group trains alone), each ending as its lone run would; False: one after another. A
+    cannot group trains alone), each ending as its lone run would; False: one after another; None:
+    together on accelerators, one after another on the CPU (ensemble.pays_off). A
     callback answer of True/"stop" cancels the remaining runs (with the ensemble, the whole group
     training then); the finished ones are summarized."""
     if metric not in METRICS:
@@ -170,9 +171,11 @@ def compare(base_config: TrainConfig, variants: dict, seeds, callback: Callback 
     for seed in seeds:
         configs[first].replace(seed=seed).validate()
 
+    from ..ensemble import use_ensemble  # the ensemble builds on this package
+
     started = time.perf_counter()
     order = [(name, seed) for seed in seeds for name in variants]  # run_index = place in this list
-    trained = (_together if ensemble else _one_after_another)(
+    trained = (_together if use_ensemble(base_config, ensemble) else _one_after_another)(
         [configs[name].replace(seed=seed) for name, seed in order], [name for name, _ in order], callback)
     runs = {name: [] for name in variants}
     for (name, _), result in zip(order, trained):
