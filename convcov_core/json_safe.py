@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 
 def json_safe(value):
-    """NaN and infinities (diverged runs) -> None, dict keys -> str, tuples -> lists; recursively."""
+    """NaN and infinities (diverged runs) -> None, numpy scalars -> Python numbers, dict keys -> str,
+    tuples -> lists; recursively."""
+    if isinstance(value, np.generic):
+        value = value.item()
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):

@@ -6,7 +6,7 @@ import streamlit as st
 from convcov_app import background
 from convcov_app.navigation import page_setup
 from convcov_app.support import device_name, load_note, shown_errors
-from convcov_core import reproduce, text
+from convcov_core import reproduce, settings, text
 from convcov_core.plots import claims as figures
 
 page_setup("Paper Claims")
@@ -45,14 +45,20 @@ def run_area(reports: list) -> None:
     quick = [r for _, r in reports if r.get("suite") == "quick"]
     took = (f" The latest quick report took {text.duration(quick[0]['wall_time_s'])} on "
             f"{quick[0]['device_label']}." if quick else "")
+    suite = reproduce.build_suite("quick")
+    images, cap = reproduce.suite_images(suite), settings.max_job_samples()
     busy = background.running(SLOT) is not None
     button_col, text_col = st.columns([1, 4], vertical_alignment="center")
     button_col.button("Run the quick suite", key="run_quick", type="primary", on_click=start_quick_suite,
-                      disabled=busy)
-    text_col.caption(f"Trains {reproduce.suite_runs(reproduce.build_suite('quick'))} small models in the "
-                     "background on this server "
-                     f"({device_name()}).{took} Its report appears here when it is done."
-                     + load_note())
+                      disabled=busy or images > cap)
+    if images > cap:
+        text_col.caption(f"The quick suite trains {reproduce.suite_runs(suite)} small models on {images:,} images, "
+                         f"more than one job may use on this server ({cap:,}, CONVCOV_MAX_JOB_SAMPLES). Run "
+                         "`convcov reproduce --suite quick` in a terminal, or start the app with a larger "
+                         "CONVCOV_MAX_JOB_SAMPLES.")
+    else:
+        text_col.caption(f"Trains {reproduce.suite_runs(suite)} small models in the background on this server "
+                         f"({device_name()}).{took} Its report appears here when it is done." + load_note())
     background.show_message(SLOT)
     mine = background.running(SLOT)
     if mine is None and background.others_running(SLOT):
@@ -118,9 +124,11 @@ def show_report(folder, report: dict) -> None:
 
 st.title("Paper Claims")
 st.markdown(
-    "Five claims from the papers behind convcov, each tested by a small fixed experiment over several "
+    "Six claims from the papers behind convcov, each tested by a small fixed experiment over several "
     "seeds: the Gaussian init against PyTorch's default, frozen filters, covariances transferred from a "
-    "small model, how learned covariances widen with depth, and the Convolutional Neural Feature Ansatz. "
+    "small model, how learned covariances widen with depth, the Convolutional Neural Feature Ansatz, and "
+    "where the Gaussian init helps most (filter size, depth, training length; reports from before "
+    "2026-12-03 have the first five). "
     "Each verdict (supported, not supported or inconclusive) follows a rule stated with the report, "
     "from the paired differences over seeds; short runs often cannot tell, and then say so."
 )

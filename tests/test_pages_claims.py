@@ -1,4 +1,4 @@
-"""Paper Claims page (AppTest): a report's five claims with number, verdict and figure; switching
+"""Paper Claims page (AppTest): a report's claims with number, verdict and figure; switching
 reports; no report yet; the quick suite started from the page (the tiny suite stands in for it)
 through the server's job manager until its report shows."""
 
@@ -8,7 +8,7 @@ import time
 import pytest
 
 from convcov_app import lab
-from convcov_core import covariance, reproduce, train
+from convcov_core import covariance, reproduce, settings, train
 from convcov_core.cli import format_comparison
 from convcov_core.plots import claims as claim_plots
 from helpers.pages import assert_clean, check_widget_extremes, run_page
@@ -93,11 +93,21 @@ def test_page_switches_between_reports(report_root, no_reports, monkeypatch, tmp
     assert check_widget_extremes(PAGE, skip=("run_quick",)) >= 2
 
 
-def test_page_without_report_says_how_to_make_one(no_reports):
+def test_page_without_report_says_how_to_make_one(no_reports, monkeypatch):
+    monkeypatch.setenv("CONVCOV_MAX_JOB_SAMPLES", "10000000")
     at = run_page(PAGE)
     assert "No report yet" in at.info[0].value
     assert not at.get("plotly_chart")
     assert not at.button(key="run_quick").disabled
+
+
+def test_a_quick_suite_larger_than_the_servers_job_cap_says_how_to_run_it(no_reports):
+    at = run_page(PAGE)
+    images = reproduce.suite_images(reproduce.build_suite("quick"))
+    assert images > settings.max_job_samples()
+    assert at.button(key="run_quick").disabled
+    assert any(f"{images:,} images" in c.value and "convcov reproduce --suite quick" in c.value
+               for c in at.caption)
 
 
 def test_quick_suite_runs_from_the_page_and_its_report_appears(no_reports, monkeypatch):
@@ -110,7 +120,7 @@ def test_quick_suite_runs_from_the_page_and_its_report_appears(no_reports, monke
         time.sleep(2)
         at.run()
         assert_clean(at)
-    assert len(at.get("plotly_chart")) == 5
+    assert len(at.get("plotly_chart")) == 6
     assert any("The quick suite finished" in s.value for s in at.success)
     assert reproduce.find_reports()[0][1]["suite"] == "tiny"
 

@@ -1,13 +1,20 @@
-"""Reproduction suites: the verdict rules on synthetic differences (every branch), the tiny suite end
-to end through the CLI (report JSON structure, Markdown, figures), cancelling, bad input, figures."""
+"""Reproduction suites: the verdict rules on synthetic differences (every branch), the seed rule,
+claim 6's interaction contrast on a made-up effect map, the tiny suite end to end through the CLI as
+sweeps (report JSON structure, Markdown, figures, a second run that trains nothing again),
+cancelling, bad input, figures."""
 
 import json
+from collections import Counter
 
+import pandas as pd
 import pytest
 
 from convcov_core import reproduce as R
+from convcov_core import stats
 from convcov_core.cli import main
 from convcov_core.plots import claims as claim_plots
+from convcov_core.sweep import SweepStore
+from convcov_core.sweep.results import TRIAL_COLUMNS
 
 S, N, I = R.SUPPORTED, R.NOT_SUPPORTED, R.INCONCLUSIVE
 
@@ -94,13 +101,61 @@ def test_a_claim_is_supported_only_when_every_part_is_and_refuted_after_holm():
 
 
 # ---------------------------------------------------------------------------------------------
+# Seeds by power; claim 6 on a made-up map
+
+
+def test_seed_rules_give_the_seeds_their_measured_spread_asks_for():
+    for rule, suite in ((R.suites.QUICK_SEEDS, "quick"), (R.suites.FULL_SEEDS, "full")):
+        n = stats.seeds_needed(rule.effect, rule.spread, most=rule.most)
+        assert rule.count() == n and len(R.build_suite(suite, device="cpu").seeds) == n
+        assert rule.statement().startswith(f"{n} seeds: enough to resolve a {rule.effect:g}-point difference")
+    capped = R.SeedRule(effect=0.1, spread=5.0, measured="made up", most=12)
+    assert capped.count() == 12 and "capped at 12" in capped.statement()
+
+
+def made_up_map(gain) -> R.SuiteRuns:
+    """A tiny suite whose effect map finished with accuracy 50 for default and 50 + gain(k, depth, seed)
+    for gaussian in every cell."""
+    suite = R.build_suite("tiny", device="cpu")
+    grid = R.suite_sweeps(suite).effect_map
+    rows = []
+    for trial in grid.trials():
+        k, model = trial.cell
+        depth = int(model.split("/")[1])
+        acc = 50.0 + (gain(k, depth, trial.seed) if trial.init == "gaussian" else 0.0)
+        rows.append({"kernel_size": k, "model": model, "depth": depth, "init": trial.init, "seed": trial.seed,
+                     "status": "ok", "test_acc": acc, "test_acc_raw": acc, "train_acc": acc, "wall_time": 1.0,
+                     "run_id": 1, "message": "", "key": trial.key})
+    table = pd.DataFrame(rows, columns=[*grid.axes, "depth", *TRIAL_COLUMNS])
+    return R.SuiteRuns(suite, None, {}, {}, 0.0, 0.0, 0.0, None, effect_map=grid, map_table=table)
+
+
+def test_claim_6_reads_the_gain_at_one_end_of_an_axis_minus_the_other_end_seed_by_seed():
+    # gain grows by 2 + seed points from k = 3 to 5 and does not change with depth
+    claim = R.claim_gain_grows(made_up_map(lambda k, depth, seed: (k - 3) * (1 + seed / 2)))
+    assert claim["numbers"]["growth"]["kernel_size"] == {"0": pytest.approx(2.0), "1": pytest.approx(3.0)}
+    assert claim["numbers"]["growth"]["model"] == {"0": pytest.approx(0.0), "1": pytest.approx(0.0)}
+    kernel, depth = claim["parts"]
+    assert kernel["a"] == "5 x 5 filters" and kernel["b"] == "3 x 3 filters" and kernel["mean"] == pytest.approx(2.5)
+    assert depth["a"] == "depth 2" and depth["mean"] == pytest.approx(0.0)
+    gains = {(row[0], row[1]): row[2] for row in claim["numbers"]["table"]["rows"]}  # per cell, mean over seeds
+    assert gains == {("3 x 3 filters", "depth 1"): "+0.00", ("3 x 3 filters", "depth 2"): "+0.00",
+                     ("5 x 5 filters", "depth 1"): "+2.50", ("5 x 5 filters", "depth 2"): "+2.50"}
+    json.dumps(claim, allow_nan=False)
+    # a shrinking gain: the far end's gain is smaller for every seed
+    shrinking = R.claim_gain_grows(made_up_map(lambda k, depth, seed: (5 - k) * (1 + seed)))
+    assert all(v < 0 for v in shrinking["numbers"]["growth"]["kernel_size"].values())
+
+
+# ---------------------------------------------------------------------------------------------
 # The tiny suite end to end, through the CLI
 
 
 @pytest.fixture(scope="module")
 def tiny_report(tmp_path_factory):
     out = tmp_path_factory.mktemp("reports") / "tiny"
-    assert main(["reproduce", "--suite", "tiny", "--out", str(out), "--device", "cpu", "--quiet"]) == 0
+    assert main(["reproduce", "--suite", "tiny", "--out", str(out), "--device", "cpu", "--workers", "1",
+                 "--quiet"]) == 0
     return out
 
 
@@ -118,9 +173,17 @@ def test_tiny_report_json_has_every_claim_with_numbers_and_verdicts(tiny_report)
     assert report["device"] == "cpu" and report["wall_time_s"] > 0 and report["created"]
     assert set(report["rules"]) == {"interval", "superiority", "non-inferiority", "equivalence", "above",
                                     "combined"}
-    assert [c["id"] for c in report["claims"]] == [1, 2, 3, 4, 5]
+    assert [c["id"] for c in report["claims"]] == [1, 2, 3, 4, 5, 6]
     suite = R.build_suite("tiny")
-    assert len(report["runs"]) == R.suite_runs(suite)
+    sweeps = R.suite_sweeps(suite)
+    stages = Counter(r["stage"] for r in report["runs"])
+    assert stages == {"claim 3 source": 2, "claims 1-4": 10, "claim 6 map": len(sweeps.effect_map.trials()),
+                      "claim 5 CNN": 2}
+    shared = {t.key for t in sweeps.effect_map.trials()} & {t.key for t in [*sweeps.sources.trials(),
+                                                                              *sweeps.target.trials()]}
+    assert len(shared) == 6  # the map's (k, depth) cells of the sources and of the target, trained once
+    assert R.suite_runs(suite) == sum(stages.values()) - len(shared)
+    assert all(r["status"] == "ok" for r in report["runs"])
     assert [p["test"] for c in report["claims"][:4] for p in c["parts"]] == [
         "superiority", "non-inferiority", "superiority", "equivalence", "superiority"]
     assert [p["test"] for p in report["claims"][4]["parts"]] == ["above", "superiority", "superiority"] * 2
@@ -134,13 +197,29 @@ def test_tiny_report_json_has_every_claim_with_numbers_and_verdicts(tiny_report)
     claim5 = report["claims"][4]
     assert len(claim5["figure"]["groups"]) == 3 and claim5["figure"]["hline"]["y"] == R.CNFA_THRESHOLD
     assert set(report["claims"][1]["figure"]["categories"]) == {"default", "gaussian-frozen", "default-frozen"}
+    claim6 = report["claims"][5]
+    assert [p["test"] for p in claim6["parts"]] == ["superiority"] * 2  # kernel size, depth
+    assert len(claim6["numbers"]["table"]["rows"]) == 4 and claim6["figure"]["hline"]["y"] == 0
+    assert report["settings"]["effect_map"] == {"kernel_size": [3, 5], "model": ["convmixer-8/1", "convmixer-8/2"]}
+
+
+def test_a_second_run_of_the_suite_trains_only_the_cnns_again(tiny_report, tmp_path):
+    """Every trial is stored under its key: the same suite again reads them from the run store."""
+    events = []
+    assert R.reproduce("tiny", out=tmp_path / "again", device="cpu", callback=events.append) is not None
+    assert {e.variant.split(" ")[0] + " " + e.variant.split(" ")[1] for e in events} == {"claim 5"}
+    first, again = (R.load_report(f) for f in (tiny_report, tmp_path / "again"))
+    for a, b in zip(first["claims"][:4], again["claims"][:4]):
+        assert a["parts"] == b["parts"]
+    assert first["claims"][5]["numbers"] == again["claims"][5]["numbers"]
 
 
 def test_tiny_report_markdown_and_figures(tiny_report):
     text = (tiny_report / R.REPORT_MD).read_text()
     assert text.startswith("# Paper claims: tiny suite")
     assert "| # | Claim | Our number | Verdict |" in text and "## How verdicts are decided" in text
-    for n in range(1, 6):
+    assert "Seeds:" not in text  # the tiny suite's two seeds follow no rule
+    for n in range(1, 7):
         assert f"## Claim {n}:" in text and f"![Claim {n}](claim{n}.png)" in text
         assert (tiny_report / f"claim{n}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "wall time" in text and "## Runs" in text
@@ -166,7 +245,8 @@ def test_stop_request_cancels_the_suite_without_a_report(tmp_path):
         asked.append(event)
         return "stop"
 
-    assert R.reproduce("tiny", out=tmp_path / "r", device="cpu", callback=stop) is None
+    store = SweepStore(tmp_path / "runs.db")
+    assert R.reproduce("tiny", out=tmp_path / "r", device="cpu", callback=stop, store=store) is None
     assert not (tmp_path / "r" / R.REPORT_JSON).exists()
     assert asked[0].n_runs == R.suite_runs(R.build_suite("tiny")) and asked[0].run_index == 0
 

@@ -22,7 +22,7 @@ Bad arguments, and running out of memory, print one line on stderr and exit with
 
 The package: args (argument types, option tables, shared options), output (tables, comparison text,
 terminal progress, JSON files), sources (run store, bundled example, covariance files), training
-(compare, reproduce, runs), sweep and analysis (learned, cnfa, frequency, covariance, sample, download); each
+(compare, runs), reproduce, sweep and analysis (learned, cnfa, frequency, covariance, sample, download); each
 command module registers its own sub-parsers (add_parsers). This module builds the parser and runs a
 command: main.
 """
@@ -36,7 +36,7 @@ import sys
 import torch
 
 from .. import settings
-from . import analysis, rfm, sweep, training
+from . import analysis, reproduce, rfm, sweep, training
 from .args import Parser, UsageError
 from .output import TerminalProgress, format_comparison, format_table
 
@@ -45,7 +45,7 @@ __all__ = ["COMMANDS", "TerminalProgress", "UsageError", "build_parser", "format
 
 # The commands in the order `convcov --help` lists them, and the module that registers each.
 COMMANDS = {"compare": training, "covariance": analysis, "sample": analysis, "learned": analysis,
-            "cnfa": analysis, "frequency": analysis, "reproduce": training, "rfm": rfm, "sweep": sweep,
+            "cnfa": analysis, "frequency": analysis, "reproduce": reproduce, "rfm": rfm, "sweep": sweep,
             "download": analysis, "runs": training}
 
 

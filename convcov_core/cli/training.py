@@ -1,6 +1,5 @@
-"""The training commands: `compare` (train inits against each other over seeds), `reproduce` (the
-papers' claims as small fixed experiments) and `runs` (list, show, export, delete stored runs), with
-their sub-parsers."""
+"""The training commands: `compare` (train inits against each other over seeds) and `runs` (list,
+show, export, delete stored runs), with their sub-parsers."""
 
 from __future__ import annotations
 
@@ -8,7 +7,7 @@ import argparse
 import json
 import sys
 
-from .. import covariance, init, models, reach, reproduce
+from .. import covariance, init, models, reach
 from ..step import PRECISIONS
 from ..text import duration, number
 from ..train import FREEZE_MODES, TrainConfig, compare, size_label, variants_for
@@ -57,17 +56,6 @@ def cmd_compare(args) -> int:
         cmp_id = run_store.save_comparison(cmp, name=args.name)
         ids = [r.id for runs in cmp.runs.values() for r in runs]
         print(f"saved comparison {cmp_id} (runs {min(ids)}-{max(ids)}) in {run_store.path}", file=sys.stderr)
-    return 0
-
-
-def cmd_reproduce(args) -> int:
-    folder = reproduce.reproduce(args.suite, out=args.out, dataset=args.dataset, device=args.device,
-                                 callback=None if args.quiet else TerminalProgress())
-    report = reproduce.load_report(folder)
-    print(reproduce.provenance(report))
-    print(format_table(["#", "claim", "verdict", "our number"],
-                       [[c["id"], c["title"], c["verdict"], c["our_number"]] for c in report["claims"]]))
-    print(f"report written to {folder}", file=sys.stderr)
     return 0
 
 
@@ -215,16 +203,6 @@ COMPARE_OPTIONS = (
     QUIET,
 )
 
-REPRODUCE_OPTIONS = (
-    ("--suite", dict(choices=Later(lambda: list(reproduce.SUITES)), default="quick",
-                     help="tiny: a smoke test; quick: CPU-sized, 4 seeds of small ConvMixers (its report says how "
-                          "long it took); full: for a GPU")),
-    ("--dataset", dict(default=None, help="dataset of claims 1-4 (default: the suite's own)")),
-    ("--out", dict(default=None, metavar="DIR", help="report folder (default $CONVCOV_HOME/reports/<suite>-<time>)")),
-    ("--device", dict(default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")),
-    QUIET,
-)
-
 # (action, help, options, command); every action also takes --db
 RUNS_ACTIONS = (
     ("list", "list stored runs (or comparisons)",
@@ -252,8 +230,6 @@ def add_runs_actions(runs) -> None:
 # name: (help, command, the steps that build its options: see args.add_command)
 COMMANDS = {
     "compare": ("train inits against each other over seeds", cmd_compare, COMPARE_OPTIONS),
-    "reproduce": ("test the papers' claims with small experiments; write a report", cmd_reproduce,
-                  REPRODUCE_OPTIONS),
     "runs": ("stored runs: list, show, export, delete", None, add_runs_actions),
 }
 

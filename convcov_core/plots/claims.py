@@ -61,7 +61,7 @@ def claim_figure(spec: dict, *, height: int = 360) -> go.Figure:
                         error_y=dict(type="data", array=[h or 0 for _, h in means], thickness=2, width=8),
                         hovertemplate="%{x}: mean %{y:.2f}<extra></extra>")
     else:
-        layers = spec["layers"]
+        layers, x_name = spec["layers"], spec.get("xlabel") or "layer"
         for g, group in enumerate(spec["groups"]):
             colour = GROUP_COLOURS[g % len(GROUP_COLOURS)]
             dash = "dash" if group.get("dash") else None
@@ -72,12 +72,12 @@ def claim_figure(spec: dict, *, height: int = 360) -> go.Figure:
                                 line=dict(color=colour, width=1 if many else 2, dash=dash),
                                 opacity=0.45 if many else 1.0, marker=dict(size=5),
                                 hovertemplate=f"{group['name']}{f', seed {seed}' if seed else ''}<br>"
-                                              "layer %{x}: %{y:.3f}<extra></extra>")
+                                              f"{x_name} %{{x}}: %{{y:.3f}}<extra></extra>")
             if many:
                 fig.add_scatter(x=layers, y=_layer_means(group["per_seed"], len(layers)), mode="lines+markers",
                                 name=f"{group['name']} (mean)", legendgroup=group["name"],
                                 line=dict(color=colour, width=3, dash=dash), marker=dict(size=8),
-                                hovertemplate=f"{group['name']}, mean<br>layer %{{x}}: %{{y:.3f}}<extra></extra>")
+                                hovertemplate=f"{group['name']}, mean<br>{x_name} %{{x}}: %{{y:.3f}}<extra></extra>")
         if spec.get("hline"):
             fig.add_hline(y=spec["hline"]["y"], line=dict(color="#444", dash="dot"),
                           annotation_text=spec["hline"]["label"], annotation_position="bottom right")

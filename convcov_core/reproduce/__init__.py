@@ -1,6 +1,6 @@
 """Reproduce the papers' claims: fixed small experiments over seeds, verdicts by stated rules, a report.
 
-Five claims (seed 000, Trockman et al., ICLR 2023; seed 001, the Convolutional Neural Feature Ansatz):
+Six claims (seed 000, Trockman et al., ICLR 2023; seed 001, the Convolutional Neural Feature Ansatz):
 
 1. Gaussian closed-form covariance init beats PyTorch's default init (ConvMixer, large kernels,
    short training).
@@ -13,8 +13,15 @@ Five claims (seed 000, Trockman et al., ICLR 2023; seed 001, the Convolutional N
    training (> 0.9), higher than at initialization, and higher than the r between the trained and
    the initial W^T W (the seed's control: the weights moved far from their init, so the agreement
    was learned, not inherited).
+6. The gain of the covariance init is largest for larger filters, deeper models and shorter
+   training (seed 000): per seed, the gain (gaussian - default) at one end of an axis of an effect
+   map minus the gain at its other end, averaged over the other axes' cells, by the superiority rule.
 
-One set of trainings serves claims 1-4: per seed, a small source ConvMixer is trained (claim 3) and
+Every run but the CNNs is a trial of a sweep (convcov_core.sweep), trained on an executor (the local
+process pool by default, or Ray) and stored under its key, so a stopped suite resumes where it stood
+and the effect map shares its trials with the target grid. The seed count of the quick and full
+suites follows a power rule (SeedRule) from a measured spread. One set of trainings serves claims
+1-4: per seed, a small source ConvMixer is trained (claim 3) and
 the target ConvMixer is trained with every init variant (default, gaussian, gaussian-frozen,
 learned from that seed's source; default-frozen in the full suite); claim 4 reads the covariances
 of the default-init runs, whose filters owe their structure to training alone, and counts a
@@ -25,9 +32,9 @@ test accuracies with settled BatchNorm statistics (train/evaluation.py).
 Verdicts: RULES (paired t intervals from stats.mean_interval; a claim is supported when all of its
 
 Modules: rules (verdict rules: RULES, superiority, non_inferiority, equivalence, above, settle),
-suites (Suite, tiny/quick/full, build_suite, suite_runs, suite_images; SuiteRuns, what a suite
-trained), run (run_suite, reproduce), claims (the five claims, build_claims), report (make_report,
-provenance, markdown_report, write_report) and files (report file names, default_out, load_report,
+suites (Suite, SeedRule, tiny/quick/full, build_suite, suite_sweeps, suite_runs, suite_images;
+SuiteRuns, what a suite trained), run (run_suite, prepare, reproduce), claims (the six claims, build_claims),
+report (make_report, provenance, markdown_report, write_report) and files (report file names, default_out, load_report,
 report_folders, find_reports, REPO_REPORTS). Every public name is re-exported here.
 """
 
@@ -37,6 +44,7 @@ from .claims import (
     build_claims,
     claim_cnfa,
     claim_frozen_gaussian,
+    claim_gain_grows,
     claim_gaussian_beats_default,
     claim_sigma_grows,
     claim_transfer,
@@ -64,17 +72,20 @@ from .rules import (
     settle,
     superiority,
 )
-from .run import reproduce, run_suite
+from .run import prepare, reproduce, run_suite
 from .suites import (
     MARGIN_POINTS,
     SUITES,
+    SeedRule,
     Suite,
     SuiteRuns,
+    SuiteSweeps,
     build_suite,
     full_suite,
     quick_suite,
     suite_images,
     suite_runs,
+    suite_sweeps,
     tiny_suite,
 )
 
@@ -83,13 +94,13 @@ __all__ = [
     "SUPPORTED", "NOT_SUPPORTED", "INCONCLUSIVE", "VERDICTS", "RULES",
     "superiority", "non_inferiority", "equivalence", "above", "settle",
     # suites
-    "MARGIN_POINTS", "Suite", "SuiteRuns", "tiny_suite", "quick_suite", "full_suite", "SUITES", "build_suite",
-    "suite_runs", "suite_images",
+    "MARGIN_POINTS", "SeedRule", "Suite", "SuiteRuns", "SuiteSweeps", "tiny_suite", "quick_suite", "full_suite",
+    "SUITES", "build_suite", "suite_sweeps", "suite_runs", "suite_images",
     # run
-    "run_suite", "reproduce",
+    "run_suite", "prepare", "reproduce",
     # claims
     "CNFA_THRESHOLD", "FIT_R_MIN", "claim_gaussian_beats_default", "claim_frozen_gaussian", "claim_transfer",
-    "claim_sigma_grows", "claim_cnfa", "build_claims",
+    "claim_sigma_grows", "claim_cnfa", "claim_gain_grows", "build_claims",
     # report
     "make_report", "provenance", "markdown_report", "write_report",
     # files

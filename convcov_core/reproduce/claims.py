@@ -1,9 +1,13 @@
-"""The five claims: per claim its parts and verdict (rules), the numbers behind them, a setup text
+"""The six claims: per claim its parts and verdict (rules), the numbers behind them, a setup text
 and a figure spec for plots.claims (build_claims)."""
 
 from __future__ import annotations
 
+import pandas as pd
+
 from .. import covariance, init, stats
+from ..models import parse_spec
+from ..sweep import cell_effects
 from ..text import number
 from ..train import ComparisonResult, TrainConfig
 from .rules import SUPPORTED, above, equivalence, non_inferiority, settle, superiority
@@ -243,8 +247,90 @@ def claim_cnfa(runs: SuiteRuns) -> dict:
     return claim
 
 
+#: Claim 6's axes: (how a value is written, whether the gain should be larger at the LAST value).
+_MAP_AXES = {"kernel_size": (lambda k: f"{k} x {k} filters", True),
+             "model": (lambda m: f"depth {parse_spec(m)['depth']}", True),
+             "epochs": (lambda e: f"{e} epoch(s)", False)}
+
+
+def _cell_gains(table: pd.DataFrame, axes: list[str]) -> dict:
+    """{seed: {cell: gaussian - default test accuracy}} over the map's finished pairs."""
+    ok = table[table["status"] == "ok"]
+    wide = ok.pivot_table(index=[*axes, "seed"], columns="init", values="test_acc", aggfunc="first")
+    gains = {}
+    for index, row in wide.iterrows():
+        if pd.notna(row.get("gaussian")) and pd.notna(row.get("default")):
+            *cell, seed = index
+            gains.setdefault(int(seed), {})[tuple(cell)] = float(row["gaussian"] - row["default"])
+    return gains
+
+
+def _growth(gains: dict, cells: list[tuple], j: int, low, high) -> dict:
+    """Per seed with every cell: the mean over the other axes' cells of gain(axis j = high) - gain(axis j = low)."""
+    out = {}
+    for seed, by_cell in gains.items():
+        pairs = [(by_cell.get(c), by_cell.get(c[:j] + (high,) + c[j + 1:])) for c in cells if c[j] == low]
+        if pairs and all(a is not None and b is not None for a, b in pairs):
+            out[seed] = sum(b - a for a, b in pairs) / len(pairs)
+    return out
+
+
+def claim_gain_grows(runs: SuiteRuns) -> dict:
+    """Claim 6: the gain of the Gaussian init is larger for larger filters, deeper models and
+    shorter training. Per axis of the map, per seed: the gain at its far end minus the gain at its
+    near end, averaged over the other axes' cells (an interaction contrast), by the superiority rule."""
+    sweep, table = runs.effect_map, runs.map_table
+    axes = list(sweep.axes)
+    cells = sweep.cells()
+    gains = _cell_gains(table, axes)
+    parts, numbers = [], {}
+    for j, axis in enumerate(axes):
+        write, grows_up = _MAP_AXES[axis]
+        values = sweep.axes[axis]
+        big, small = (values[-1], values[0]) if grows_up else (values[0], values[-1])
+        growth = _growth(gains, cells, j, small, big)
+        parts.append(superiority(growth, write(big), write(small),
+                                 f"the gain (gaussian - default) is larger with {write(big)} than with {write(small)}"))
+        numbers[axis] = {str(s): v for s, v in growth.items()}
+    kernel_j = axes.index("kernel_size")
+    lines = sorted({c[:kernel_j] + c[kernel_j + 1:] for c in cells})
+    others = [a for a in axes if a != "kernel_size"]
+    groups = []
+    for rest in lines:
+        name = ", ".join(_MAP_AXES[a][0](v) for a, v in zip(others, rest)) or "gain"
+        per_seed = {str(s): [by_cell.get(rest[:kernel_j] + (k,) + rest[kernel_j:]) for k in sweep.axes["kernel_size"]]
+                    for s, by_cell in gains.items()}
+        groups.append({"name": name, "per_seed": per_seed})
+    figure = {"kind": "layers", "title": "Claim 6: gain of the Gaussian init over the map",
+              "xlabel": "filter size", "ylabel": "gaussian - default (points)",
+              "layers": [f"{k} x {k}" for k in sweep.axes["kernel_size"]], "groups": groups,
+              "hline": {"y": 0.0, "label": "no gain"}}
+    effects = cell_effects(sweep, table)
+    table_rows = [[*(_MAP_AXES[a][0](row[a]) for a in axes), f"{number(row['diff_mean'], '+.2f')}",
+                   f"[{number(row['diff_low'], '+.2f')}, {number(row['diff_high'], '+.2f')}]", str(int(row["n"])),
+                   number(row["seeds_needed"], ".0f")] for _, row in effects.iterrows()]
+    base = sweep.base
+    setup = (f"An effect map: {base.model.split('/')[0]} on {base.dataset} ({_training(base, dataset=False)} unless "
+             f"the map sets the epochs), every combination of "
+             + ", ".join(", ".join(map(_MAP_AXES[a][0], sweep.axes[a])) for a in axes)
+             + f"; in each cell gaussian and default init, filters trained, seeds {', '.join(map(str, sweep.seeds))}. "
+             "Per axis and seed: the gain at one end minus the gain at the other, averaged over the other "
+             "axes' cells.")
+    summary = "; ".join(f"{p['statement'].split(' is larger with ')[1]}: {_pm(p)}" for p in parts)
+    return _claim(6, "The gain grows with kernel size, depth and shorter training",
+                  "The covariance init's gain over the default init is largest for larger filters, deeper "
+                  "models and shorter training.", "seed 000 (Trockman, Willmott & Kolter, ICLR 2023)", setup,
+                  parts, f"extra gain {summary}", figure,
+                  {"growth": numbers, "table": {"columns": [*axes, "gain (mean)", "95% interval", "seeds",
+                                                            "seeds to resolve it"], "rows": table_rows}})
+
+
 def build_claims(runs: SuiteRuns) -> list[dict]:
-    """The five claims with their parts, verdicts, numbers and figure specs."""
+    """The six claims with their parts, verdicts, numbers and figure specs (claim 6 where the suite
+    has an effect map)."""
     m = runs.suite.margin
-    return [claim_gaussian_beats_default(runs), claim_frozen_gaussian(runs, m), claim_transfer(runs, m),
-            claim_sigma_grows(runs), claim_cnfa(runs)]
+    claims = [claim_gaussian_beats_default(runs), claim_frozen_gaussian(runs, m), claim_transfer(runs, m),
+              claim_sigma_grows(runs), claim_cnfa(runs)]
+    if runs.effect_map is not None and runs.map_table is not None:
+        claims.append(claim_gain_grows(runs))
+    return claims

@@ -45,6 +45,13 @@ def _run_rows(runs: SuiteRuns) -> list[dict]:
     for name, done in runs.comparison.runs.items():
         for run in done:
             add("claims 1-4", name, run)
+    if runs.map_table is not None:
+        axes = list(runs.effect_map.axes)
+        for _, row in runs.map_table.iterrows():
+            cell = ", ".join(f"{a} {row[a]}" for a in axes)
+            rows.append({"stage": "claim 6 map", "variant": f"{row['init']} ({cell})", "seed": int(row["seed"]),
+                         "status": row["status"], "test_acc": row["test_acc"], "test_acc_raw": row["test_acc_raw"],
+                         "wall_time": row["wall_time"], "device": None})
     for seed, v in runs.cnfa.items():
         rows.append({"stage": "claim 5 CNN", "variant": "trained", "seed": seed, "status": "ok",
                      "test_acc": v["test_acc"], "test_acc_raw": None, "wall_time": None, "device": None})
@@ -57,7 +64,9 @@ def make_report(runs: SuiteRuns) -> dict:
     device = next((r.device for done in runs.comparison.runs.values() for r in done), "cpu")
     settings = {"seeds": suite.seeds, "target": suite.base.to_dict(), "variants": suite.variants,
                 "source": suite.source.to_dict(), "cnn": suite.cnn.to_dict(), "cnfa_images": suite.cnfa_images,
-                "margin_points": suite.margin, "cnfa_threshold": CNFA_THRESHOLD, "fit_r_min": FIT_R_MIN}
+                "margin_points": suite.margin, "cnfa_threshold": CNFA_THRESHOLD, "fit_r_min": FIT_R_MIN,
+                "seed_rule": suite.seed_rule.statement() if suite.seed_rule else None,
+                "effect_map": suite.effect_map}
     return json_safe({
         "format": REPORT_FORMAT, "suite": suite.name, "description": suite.description,
         "created": datetime.fromtimestamp(runs.started, timezone.utc).isoformat(timespec="seconds"),
@@ -100,8 +109,10 @@ def _part_row(part: dict) -> str:
 
 def markdown_report(report: dict, figures: dict) -> str:
     """The report as Markdown: verdict table, rules, then per claim setup, numbers, verdict, figure."""
-    lines = [f"# Paper claims: {report['suite']} suite", "", provenance(report), "", report["description"], "",
-             "| # | Claim | Our number | Verdict |", "|---|---|---|---|"]
+    lines = [f"# Paper claims: {report['suite']} suite", "", provenance(report), "", report["description"], ""]
+    if report["settings"].get("seed_rule"):
+        lines += [f"Seeds: {report['settings']['seed_rule']}.", ""]
+    lines += ["| # | Claim | Our number | Verdict |", "|---|---|---|---|"]
     for c in report["claims"]:
         lines.append(f"| {c['id']} | {c['title']} | {c['our_number']} | **{c['verdict']}** |")
     lines += ["", "## How verdicts are decided", "",

@@ -1,19 +1,29 @@
-"""Running: train everything a suite needs, relaying progress and honouring a stop (run_suite), and
-reproduce(), which runs a suite and writes its report."""
+"""Running: train everything a suite needs as sweeps on an executor (the local process pool unless
+told otherwise), resumable through the run store, relaying progress and honouring a stop
+(run_suite); prepare(), the suite and its report folder checked before any training; and
+reproduce(), which runs a suite and writes its report.
+
+Stages: the sources and the target grid and the effect map (one sweep each, their trials in
+parallel), then the learned-init trials (they need the sources' covariances), then the CNNs of
+claim 5 one after another. Every trial is stored under its key (sweep.trial_key), so a suite that
+was stopped in any way runs again from where it stood, and the map shares its trials with the target.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import resource
 import time
 from pathlib import Path
 from typing import Callable
 
 from .. import cnfa, model_pairs
-from ..train import ComparisonResult, ProgressEvent, compare, load_training_data, summarize, train
+from ..sweep import LocalPool, SweepEvent, SweepStore, run_sweep, run_trials, trial_table
+from ..train import ComparisonResult, ProgressEvent, RunResult, load_training_data, summarize
 from .files import default_out
 from .report import make_report, write_report
-from .suites import Suite, SuiteRuns, build_suite, suite_runs
+from .suites import Suite, SuiteRuns, build_suite, suite_runs, suite_sweeps
 
 
 def _load_average() -> list | None:
@@ -23,9 +33,15 @@ def _load_average() -> list | None:
         return None
 
 
+def _cpu_seconds() -> float:
+    """CPU time of this process and of its finished children (the pool's workers)."""
+    me, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + children.ru_utime + children.ru_stime
+
+
 class _Relay:
-    """Passes progress events on with the suite-wide run index, run count and a stage label;
-    remembers a stop request."""
+    """Passes progress on as ProgressEvents with the suite-wide run index, run count and a stage
+    label (training events of the CNNs, sweep events of the trials); remembers a stop request."""
 
     def __init__(self, callback, n_runs: int):
         self.callback, self.n_runs, self.offset, self.label, self.stopped = callback, n_runs, 0, "", False
@@ -44,34 +60,94 @@ class _Relay:
             self.stopped = True
         return answer
 
+    def trial(self, event: SweepEvent) -> None:
+        """A sweep's event as a ProgressEvent: "step" while a trial runs, "done" when it is stored;
+        its run index counts the stage's finished trials."""
+        if event.kind == "queued":
+            return
+        trial, done = event.trial, event.kind in ("done", "failed")
+        self(ProgressEvent(kind="done" if done else "step", step=event.step or 0, total_steps=event.total_steps or 0,
+                           epoch=0, loss=event.loss, variant=trial.init, seed=trial.seed,
+                           run_index=min(event.n_finished, event.n_total - 1),
+                           status=("ok" if event.kind == "done" else "failed") if done else None))
 
-def run_suite(suite: Suite, callback: Callable[[ProgressEvent], object] | None = None) -> SuiteRuns | None:
-    """Train everything the suite needs; None when the callback asked to stop (answering True/"stop")."""
-    started, clock, cpu = time.time(), time.perf_counter(), time.process_time()
+    def stop_requested(self) -> bool:
+        return self.stopped
+
+
+def _sweep_stage(relay: _Relay, index: int, label: str, run) -> tuple[int, bool]:
+    """Run one stage (run(on_event, should_stop) -> SweepOutcome) under `label`; (the next run index,
+    whether it was stopped)."""
+    outcome = run(relay.at(index, label).trial, relay.stop_requested)
+    return index + outcome.n_total, outcome.cancelled or relay.stopped
+
+
+def run_suite(suite: Suite, callback: Callable[[ProgressEvent], object] | None = None, *, executor=None,
+              store: SweepStore | None = None) -> SuiteRuns | None:
+    """Train everything the suite needs (trials on `executor`, default LocalPool(); results in
+    `store`, default the run store); None when the callback asked to stop (answering True/"stop")."""
+    started, clock, cpu = time.time(), time.perf_counter(), _cpu_seconds()
     load_start = _load_average()
-    relay = _Relay(callback, suite_runs(suite))
-    variants, first = suite.variants, next(iter(suite.variants))
-    runs = {name: [] for name in variants}
-    sources, cnfa_tables, notes = {}, {}, []
+    executor = executor if executor is not None else LocalPool()
+    store = store if store is not None else SweepStore()
+    relay, sweeps, notes = _Relay(callback, suite_runs(suite)), suite_sweeps(suite), []
     index = 0
-    for seed in suite.seeds:
-        source = train(suite.source.replace(seed=seed), relay.at(index, "claim 3 source"))
-        index += 1
-        if relay.stopped or source.status == "cancelled":
+    for label, grid in (("claim 3 source", sweeps.sources), ("claims 1-4", sweeps.target),
+                        ("claim 6 map", sweeps.effect_map)):
+        index, stopped = _sweep_stage(relay, index, label,
+                                      lambda on_event, stop, g=grid: run_sweep(g, store, executor, on_event, stop))
+        if stopped:
             return None
-        sources[seed] = source
-        here = dict(variants)
-        if source.status != "ok" or not source.covariances:
-            here.pop("learned", None)
-            notes.append(f"seed {seed}: the source run ended {source.status} ({source.message}); "
-                         "no learned-init run for this seed")
-        base = suite.base.replace(covariances=source.covariances or None)
-        cmp = compare(base, here, [seed], relay.at(index, "claims 1-4"))
-        index += len(variants)
-        if relay.stopped or cmp.status == "cancelled":
-            return None
-        for name, done in cmp.runs.items():
-            runs[name] += done
+    sources = _results(store, sweeps.sources.trials())
+    covariances = {}
+    for trial, run in zip(sweeps.sources.trials(), sources):
+        if run is not None and run.status == "ok" and run.covariances:
+            covariances[trial.seed] = run.covariances
+        elif "learned" in suite.variants:
+            notes.append(f"seed {trial.seed}: the source run ended {run.status if run else 'missing'} "
+                         f"({run.message if run else ''}); no learned-init run for this seed")
+    learned = sweeps.learned_trials(covariances) if "learned" in suite.variants else []
+    index, stopped = _sweep_stage(relay, index, "claims 1-4",
+                                  lambda on_event, stop: run_trials(f"{sweeps.target.name}-learned", learned, store,
+                                                                    executor, on_event, stop))
+    if stopped:
+        return None
+    cnfa_tables = _train_cnns(suite, relay, index)
+    if cnfa_tables is None:
+        return None
+    runs = _target_runs(suite, store, sweeps.target.trials(), learned)
+    variants, first = suite.variants, next(iter(suite.variants))
+    references = {name: (None if name == first else first) for name in variants}
+    rows, verdicts = summarize(variants, suite.seeds, runs, references)
+    base = suite.base.replace(covariances=None)
+    comparison = ComparisonResult(base_config=base, variants=dict(variants), seeds=list(suite.seeds),
+                                  runs=runs, rows=rows, verdicts=verdicts,
+                                  wall_time=time.perf_counter() - clock, references=references)
+    return SuiteRuns(suite, comparison, dict(zip(suite.seeds, sources)), cnfa_tables, time.perf_counter() - clock,
+                     _cpu_seconds() - cpu, started, load_start, _load_average(), notes,
+                     effect_map=sweeps.effect_map, map_table=trial_table(sweeps.effect_map, store))
+
+
+def _results(store: SweepStore, trials) -> list[RunResult | None]:
+    """The stored run of each trial (None where it is missing)."""
+    found = store.finished(t.key for t in trials)
+    return [store.runs.get(found[t.key]["run_id"]) if t.key in found else None for t in trials]
+
+
+def _target_runs(suite: Suite, store: SweepStore, trials: list, learned: list) -> dict:
+    """{variant: [its runs, seed by seed]} of claims 1-4, the variant named by init and frozen filters."""
+    variant_of = {(o["init"], bool(o.get("freeze_filters"))): name for name, o in suite.variants.items()}
+    runs = {name: [] for name in suite.variants}
+    for trial, run in zip([*trials, *learned], _results(store, [*trials, *learned])):
+        if run is not None:
+            name = variant_of[(trial.config.init, trial.config.freeze_filters)]
+            runs[name].append(dataclasses.replace(run, variant=name))
+    return runs
+
+
+def _train_cnns(suite: Suite, relay: _Relay, index: int) -> dict | None:
+    """Claim 5: per seed a plain CNN trained and its CNFA check trained vs at init; None if stopped."""
+    tables = {}
     for seed in suite.seeds:
         config = suite.cnn.replace(seed=seed)
         pair = model_pairs.train_cnn(config, relay.at(index, "claim 5 CNN"))
@@ -79,32 +155,34 @@ def run_suite(suite: Suite, callback: Callable[[ProgressEvent], object] | None =
         if pair is None or relay.stopped:
             return None
         table = cnfa.compare_cnfa(pair, cnfa.analysis_images(config, suite.cnfa_images)).table()
-        cnfa_tables[seed] = {"label": pair.label, "test_acc": pair.test_acc,
-                      "layers": [{"layer": r["layer"], "kind": r["kind"], "r_trained": r["r trained"],
-                                  "r_init": r["r at init"], "r_control": r["r(CNFM init, CNFM trained)"]}
-                                 for r in table]}
-    references = {name: (None if name == first else first) for name in variants}
-    rows, verdicts = summarize(variants, suite.seeds, runs, references)
-    base = suite.base.replace(covariances=None)
-    comparison = ComparisonResult(base_config=base, variants=dict(variants), seeds=list(suite.seeds),
-                                  runs=runs, rows=rows, verdicts=verdicts,
-                                  wall_time=time.perf_counter() - clock, references=references)
-    return SuiteRuns(suite, comparison, sources, cnfa_tables, time.perf_counter() - clock,
-                     time.process_time() - cpu, started, load_start, _load_average(), notes)
+        tables[seed] = {"label": pair.label, "test_acc": pair.test_acc,
+                        "layers": [{"layer": r["layer"], "kind": r["kind"], "r_trained": r["r trained"],
+                                    "r_init": r["r at init"], "r_control": r["r(CNFM init, CNFM trained)"]}
+                                   for r in table]}
+    return tables
 
 
-def reproduce(suite: str = "quick", *, out: str | os.PathLike | None = None, dataset: str | None = None,
-              device: str = "auto", callback: Callable[[ProgressEvent], object] | None = None) -> Path | None:
-    """Run a suite and write its report to `out` (default: default_out); return the folder, or None
-    when the callback stopped it. The dataset is loaded and the folder created before any training,
-    so a missing dataset or a bad path fails fast."""
-    spec = build_suite(suite, dataset=dataset, device=device)
+def prepare(suite: str | Suite = "quick", *, out: str | os.PathLike | None = None, dataset: str | None = None,
+            device: str = "auto") -> tuple[Suite, Path]:
+    """The suite (built from its name with `dataset` and `device`, or as given) and its report folder
+    (`out`, default: default_out), created; its dataset is loaded first, so a missing dataset or a
+    bad path fails before any training."""
+    spec = build_suite(suite, dataset=dataset, device=device) if isinstance(suite, str) else suite
     load_training_data(spec.base)
     folder = Path(out) if out is not None else default_out(spec.name)
     if folder.exists() and not folder.is_dir():
         raise ValueError(f"{folder} is a file; give a folder for the report")
     folder.mkdir(parents=True, exist_ok=True)
-    runs = run_suite(spec, callback)
+    return spec, folder
+
+
+def reproduce(suite: str | Suite = "quick", *, out: str | os.PathLike | None = None, dataset: str | None = None,
+              device: str = "auto", callback: Callable[[ProgressEvent], object] | None = None, executor=None,
+              store: SweepStore | None = None) -> Path | None:
+    """Run a suite (prepare, then run_suite: its trials on `executor`, stored in `store`) and write its
+    report to the folder; return the folder, or None when the callback stopped it."""
+    spec, folder = prepare(suite, out=out, dataset=dataset, device=device)
+    runs = run_suite(spec, callback, executor=executor, store=store)
     if runs is None:
         return None
     return write_report(make_report(runs), folder)

@@ -1,15 +1,44 @@
-"""The suites: fixed sets of experiments (Suite; tiny, quick and full), how many runs and images
-each takes, and SuiteRuns, everything a suite trained."""
+"""The suites: fixed sets of experiments (Suite; tiny, quick and full), their seeds chosen by a power
+rule (SeedRule), the sweeps that train them (suite_sweeps), how many runs and images each takes, and
+SuiteRuns, everything a suite trained."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
 from typing import Callable
 
-from .. import data, model_pairs
+import pandas as pd
+
+from .. import data, model_pairs, stats
+from ..sweep import Sweep, Trial, trial_key
 from ..train import ComparisonResult, TrainConfig, load_training_data, plan_steps, resolve_device
 
 MARGIN_POINTS = 1.0  # accuracy points: "about as well as" / "roughly match"
+MAP_INITS = ["default", "gaussian"]  # claim 6's effect map: gaussian - default in every cell
+
+
+@dataclass(frozen=True)
+class SeedRule:
+    """The seed count by power: the fewest seeds n that resolve a paired difference of `effect`
+    points at a per-seed spread of differences `spread` with 80% power (stats.seeds_needed: the
+    verdict's 95% interval excludes 0), at most `most`. `measured` says where the spread comes from."""
+
+    effect: float
+    spread: float
+    measured: str
+    most: int
+
+    def count(self) -> int:
+        return min(self.most, stats.seeds_needed(self.effect, self.spread, most=self.most) or self.most)
+
+    def statement(self) -> str:
+        n, needed = self.count(), stats.seeds_needed(self.effect, self.spread)
+        capped = "" if needed == n else f" (capped at {self.most}; the rule asks {needed or 'over 1,000'})"
+        return (f"{n} seeds{capped}: enough to resolve a {self.effect:g}-point difference with 80% power at the "
+                f"spread of per-seed differences {self.spread:g} points ({self.measured}); smaller true "
+                "differences are likely to stay inconclusive")
 
 
 @dataclass
@@ -17,7 +46,9 @@ class Suite:
     """One fixed set of experiments. base: the target ConvMixer of claims 1-4 (larger kernel, deeper);
     variants: init overrides of base, the first is the reference; source: the small ConvMixer whose
     learned covariances initialize the `learned` variant (claim 3); cnn: the plain CNN of claim 5,
-    analysed on cnfa_images test images."""
+    analysed on cnfa_images test images; effect_map: the axes of claim 6's sweep over the base
+    config (kernel size, model depth, epochs; gaussian vs default in every cell, the same seeds);
+    seed_rule: how the seed count was chosen (None: fixed, as in the tiny suite)."""
 
     name: str
     description: str
@@ -27,7 +58,9 @@ class Suite:
     source: TrainConfig
     cnn: TrainConfig
     cnfa_images: int
+    effect_map: dict
     margin: float = MARGIN_POINTS
+    seed_rule: SeedRule | None = None
 
 
 _TORCHVISION_SETS = ("cifar10", "cifar100", "svhn", "mnist", "fashionmnist")
@@ -44,13 +77,11 @@ def _subset(dataset: str, n_train: int, n_test: int) -> dict:
     return {}
 
 
-def _variants(with_default_frozen: bool) -> dict:
-    variants = {"default": {"init": "default"}, "gaussian": {"init": "gaussian"}}
-    if with_default_frozen:
-        variants["default-frozen"] = {"init": "default", "freeze_filters": True}
-    variants["gaussian-frozen"] = {"init": "gaussian", "freeze_filters": True}
-    variants["learned"] = {"init": "learned"}
-    return variants
+#: Claims 1-4's variants of the base config; the first is the reference. All but `learned` are the
+#: grid default/gaussian x trained/frozen filters; `learned` needs each seed's source run first.
+VARIANTS = {"default": {"init": "default"}, "gaussian": {"init": "gaussian"},
+            "default-frozen": {"init": "default", "freeze_filters": True},
+            "gaussian-frozen": {"init": "gaussian", "freeze_filters": True}, "learned": {"init": "learned"}}
 
 
 def _source_of(base: TrainConfig, depth: int, kernel_size: int) -> TrainConfig:
@@ -58,9 +89,14 @@ def _source_of(base: TrainConfig, depth: int, kernel_size: int) -> TrainConfig:
     return base.replace(model=f"convmixer-{dim}/{depth}", kernel_size=kernel_size, init="default")
 
 
+def _depths(base: TrainConfig, depths: list[int]) -> list[str]:
+    dim = base.model.split("-")[1].split("/")[0]
+    return [f"convmixer-{dim}/{depth}" for depth in depths]
+
+
 def tiny_suite(dataset: str | None = None, device: str = "auto") -> Suite:
     """Seconds on a CPU, for tests: two seeds, two steps per run on a few dozen images, one CPU
-    thread (models this small gain nothing from more). Its verdicts mean nothing."""
+    thread (models this small gain nothing from more), a 2 x 2 effect map. Its verdicts mean nothing."""
     dataset = dataset or "noisy-bars"
     params = _subset(dataset, 64, 32)
     if dataset == "noisy-bars":
@@ -70,20 +106,38 @@ def tiny_suite(dataset: str | None = None, device: str = "auto") -> Suite:
     cnn = model_pairs.cnn_config("noisy-bars", layers=2, width=4, epochs=1, batch_size=32, max_steps=2,
                         dataset_params={"n_train": 64, "n_test": 32, "image_size": 12, "bar_size": 5})
     return Suite("tiny", "Smoke test of the whole pipeline (two steps per run); its verdicts mean nothing.",
-                 [0, 1], base, _variants(True), _source_of(base, 1, 3), cnn.replace(device=device), 8)
+                 [0, 1], base, dict(VARIANTS), _source_of(base, 1, 3), cnn.replace(device=device), 8,
+                 {"kernel_size": [3, 5], "model": _depths(base, [1, 2])})
+
+
+#: The quick suite's seeds: its report of 2026-12-02 (4 seeds) measured per-seed differences of
+#: accuracy with a spread of 5.6 points (claim 1; 5.9 and 5.7 for claims 2 and 3).
+QUICK_SEEDS = SeedRule(effect=6.0, spread=5.6, measured="claim 1 of the quick report of 2026-12-02, 4 seeds",
+                       most=12)
 
 
 def quick_suite(dataset: str | None = None, device: str = "auto") -> Suite:
-    """About 10 minutes on 2 CPU cores: ConvMixer-32/8, k = 11, on textures, 2 epochs, 4 seeds."""
+    """CPU-sized: ConvMixer-32/8, k = 11, on textures, 2 epochs; seeds by QUICK_SEEDS; an effect map
+    over k in {5, 11}, depth in {4, 8} and 1 or 2 epochs."""
     dataset = dataset or "textures"
     params = _subset(dataset, 4000, 1000) if dataset in _TORCHVISION_SETS else {}
     base = TrainConfig(dataset=dataset, dataset_params=params, model="convmixer-32/8", kernel_size=11,
                        patch_size=2, epochs=2, batch_size=128, lr=0.01, device=device)
     cnn = model_pairs.cnn_config("mnist5k", layers=3, width=32, epochs=2)
-    return Suite("quick", "CPU-sized: ConvMixer-32/8 with 11 x 11 filters, 2 epochs (62 steps), 4 seeds; "
-                 "source ConvMixer-32/4 with 5 x 5 filters; CNFA on a 3-layer CNN trained 2 epochs on "
-                 "mnist5k.", [0, 1, 2, 3], base, _variants(False), _source_of(base, 4, 5),
-                 cnn.replace(device=device), 128)
+    seeds = list(range(QUICK_SEEDS.count()))
+    return Suite("quick", f"CPU-sized: ConvMixer-32/8 with 11 x 11 filters, 2 epochs (62 steps), {len(seeds)} "
+                 "seeds; source ConvMixer-32/4 with 5 x 5 filters; effect map over 5 or 11 x 11 filters, "
+                 "4 or 8 blocks, 1 or 2 epochs; CNFA on a 3-layer CNN trained 2 epochs on mnist5k.", seeds,
+                 base, dict(VARIANTS), _source_of(base, 4, 5), cnn.replace(device=device), 128,
+                 {"kernel_size": [5, 11], "model": _depths(base, [4, 8]), "epochs": [1, 2]},
+                 seed_rule=QUICK_SEEDS)
+
+
+#: The full suite's seeds: the paper's gains are about 1 point; the nearest measured spread is the
+#: Training Lab's trained-filters preset (ConvMixer-64/6, k = 15, mnist5k, 1 epoch, 5 seeds): a
+#: difference of 1.0 point with 95% interval [0.2, 1.9], so a per-seed spread of 0.68 points.
+FULL_SEEDS = SeedRule(effect=1.0, spread=0.68, most=20,
+                      measured="the Training Lab's trained-filters preset, ConvMixer-64/6, k = 15, 5 seeds")
 
 
 def full_suite(dataset: str | None = None, device: str = "auto") -> Suite:
@@ -100,10 +154,13 @@ def full_suite(dataset: str | None = None, device: str = "auto") -> Suite:
                            epochs=10, batch_size=128, lr=0.01, device=device)
         setting = f"ConvMixer-64/8 with 11 x 11 filters on {dataset}"
     cnn = model_pairs.cnn_config("mnist5k", layers=3, width=64, epochs=5)
-    return Suite("full", f"GPU-sized: {setting}, 10 epochs, 5 seeds; source with 5 x 5 filters and 4 "
-                 "blocks; CNFA on a 3-layer CNN (64 channels) trained 5 epochs on mnist5k.",
-                 [0, 1, 2, 3, 4], base, _variants(True), _source_of(base, 4, 5),
-                 cnn.replace(device=device), 256)
+    seeds = list(range(FULL_SEEDS.count()))
+    return Suite("full", f"GPU-sized: {setting}, 10 epochs, {len(seeds)} seeds; source with 5 x 5 filters and 4 "
+                 "blocks; effect map over 5, 9 or 15 x 15 filters, 4 or 8 blocks, 3 or 10 epochs; CNFA on a "
+                 "3-layer CNN (64 channels) trained 5 epochs on mnist5k.",
+                 seeds, base, dict(VARIANTS), _source_of(base, 4, 5), cnn.replace(device=device), 256,
+                 {"kernel_size": [5, 9, 15], "model": _depths(base, [4, 8]), "epochs": [3, 10]},
+                 seed_rule=FULL_SEEDS)
 
 
 SUITES: dict[str, Callable[..., Suite]] = {"tiny": tiny_suite, "quick": quick_suite, "full": full_suite}
@@ -120,9 +177,56 @@ def build_suite(name: str, *, dataset: str | None = None, device: str = "auto") 
     return suite
 
 
+@dataclass
+class SuiteSweeps:
+    """The sweeps that train a suite: the sources (claim 3), the target grid default/gaussian x
+    trained/frozen (claims 1, 2, 4), the effect map (claim 6); and the learned-init trials (claim 3),
+    once each seed's source covariances are known (learned_trials)."""
+
+    sources: Sweep
+    target: Sweep
+    effect_map: Sweep
+
+    def learned_trials(self, covariances: dict) -> list[Trial]:
+        """One learned-init trial of the target per seed of {seed: the source's covariances}."""
+        base = self.target.base.replace(init="learned", freeze_filters=False)
+        configs = [base.replace(seed=seed, covariances=covs).validate() for seed, covs in covariances.items()]
+        return [Trial(trial_key(c), c, ()) for c in configs]
+
+
+def suite_sweeps(suite: Suite) -> SuiteSweeps:
+    """The suite's sweeps, named reproduce-<suite>-<part>-<hash of the suite's settings>, so the same
+    suite resumes under the same names and a changed one (another dataset) gets new ones."""
+    target_variants = [v for v in suite.variants if v != "learned"]
+    inits = list(dict.fromkeys(suite.variants[v]["init"] for v in target_variants))
+    freezes = list(dict.fromkeys(bool(suite.variants[v].get("freeze_filters")) for v in target_variants))
+    spec = json.dumps([suite.base.to_dict(), suite.source.to_dict(), suite.seeds, suite.effect_map, target_variants],
+                      sort_keys=True, default=str)
+    tag = hashlib.sha256(spec.encode()).hexdigest()[:8]
+
+    def named(part: str) -> str:
+        return f"reproduce-{suite.name}-{part}-{tag}"
+
+    return SuiteSweeps(
+        sources=Sweep(named("sources"), suite.source, {}, ["default"], list(suite.seeds)),
+        target=Sweep(named("target"), suite.base.replace(freeze_filters=False),
+                     {"freeze_filters": freezes} if len(freezes) > 1 else {}, inits, list(suite.seeds)),
+        effect_map=Sweep(named("map"), suite.base, dict(suite.effect_map), list(MAP_INITS), list(suite.seeds)))
+
+
+def _suite_trials(suite: Suite) -> list[TrainConfig]:
+    """Every run the suite trains but the CNNs, each once (the map shares trials with the target);
+    the learned-init runs stand in with the default init (same size)."""
+    sweeps = suite_sweeps(suite)
+    trials = [*sweeps.sources.trials(), *sweeps.target.trials(), *sweeps.effect_map.trials()]
+    unique = {t.key: t.config for t in trials}
+    learned = [suite.base.replace(seed=seed) for seed in suite.seeds] if "learned" in suite.variants else []
+    return [*unique.values(), *learned]
+
+
 def suite_runs(suite: Suite) -> int:
-    """Training runs the suite makes: per seed one source, one per variant and one CNN."""
-    return len(suite.seeds) * (len(suite.variants) + 2)
+    """Training runs the suite makes: the sweeps' distinct trials, the learned-init runs, one CNN per seed."""
+    return len(_suite_trials(suite)) + len(suite.seeds)
 
 
 def suite_images(suite: Suite) -> int:
@@ -131,14 +235,14 @@ def suite_images(suite: Suite) -> int:
         batch, _, total = plan_steps(config, len(load_training_data(config)[1]))
         return batch * total
 
-    per_seed = images(suite.source) + images(suite.base) * len(suite.variants) + images(suite.cnn)
-    return per_seed * len(suite.seeds)
+    return sum(map(images, _suite_trials(suite))) + images(suite.cnn) * len(suite.seeds)
 
 
 @dataclass
 class SuiteRuns:
     """Everything the suite trained: the target comparison (claims 1-4), the sources (claim 3) and
-    the CNN's CNFA tables trained vs at init (claim 5), keyed by seed."""
+    the CNN's CNFA tables trained vs at init (claim 5), keyed by seed; the effect map's sweep and
+    its trial table (claim 6; sweep.trial_table)."""
 
     suite: Suite
     comparison: ComparisonResult
@@ -150,3 +254,5 @@ class SuiteRuns:
     load_start: list | None
     load_end: list | None = None
     notes: list = field(default_factory=list)
+    effect_map: Sweep | None = None
+    map_table: pd.DataFrame | None = None
