@@ -95,6 +95,16 @@ def lab(browser, base, out):
     open_page(browser, base, "Training_Lab", WIDTH).screenshot(path=str(out / "3_training_lab.png"))
 
 
+def lab_peers(browser, base, out):
+    """The Lab with the peer-init preset picked: Gaussian vs impulse vs default, frozen filters, and its
+    measured numbers in the preset's text."""
+    page = open_page(browser, base, "Training_Lab", WIDTH)
+    page.locator('[data-testid="stSidebar"] [data-testid="stSelectbox"]').first.click()
+    page.get_by_role("option", name="Frozen filters: Gaussian vs impulse vs default").click()
+    wait_until_rendered(page)
+    page.screenshot(path=str(out / "3_training_lab_peers.png"))
+
+
 def lab_learned(browser, base, out):
     """The learned-vs-Gaussian-vs-default preset, run to its results (about 3 minutes on 2 cores)."""
     page = open_page(browser, base, "Training_Lab", WIDTH)
@@ -232,8 +242,8 @@ EXTREMES = {"explorer_extremes": explorer_extremes, "gallery_extremes": gallery_
             "learned_extremes": learned_extremes, "frequency_extremes": frequency_extremes}
 
 SHOTS = {"home": home, "explorer": explorer, "gallery": gallery, "gallery_upload": gallery_upload,
-         "gallery_peers": gallery_peers,
-         "lab": lab, "lab_learned": lab_learned, "learned": learned, "learned_attention": learned_attention,
+         "gallery_peers": gallery_peers, "lab": lab, "lab_peers": lab_peers, "lab_learned": lab_learned,
+         "learned": learned, "learned_attention": learned_attention,
          "feature_ansatz": feature_ansatz,
          "feature_ansatz_rfm": feature_ansatz_rfm, "frequency": frequency, "claims": claims,
          **EXTREMES}

@@ -209,6 +209,9 @@ def test_a_second_run_of_the_suite_trains_only_the_cnns_again(tiny_report, tmp_p
     assert R.reproduce("tiny", out=tmp_path / "again", device="cpu", callback=events.append) is not None
     assert {e.variant.split(" ")[0] + " " + e.variant.split(" ")[1] for e in events} == {"claim 5"}
     first, again = (R.load_report(f) for f in (tiny_report, tmp_path / "again"))
+    assert (first["runs_trained"], again["runs_trained"]) == (first["runs_total"], 2)  # again: the 2 CNNs
+    assert f"2 of its {first['runs_total']} runs were trained in this call" in R.provenance(again)
+    assert "read from the run store" not in R.provenance(first)
     for a, b in zip(first["claims"][:4], again["claims"][:4]):
         assert a["parts"] == b["parts"]
     assert first["claims"][5]["numbers"] == again["claims"][5]["numbers"]
@@ -241,14 +244,19 @@ def test_report_without_matplotlib_says_so(tiny_report, tmp_path, monkeypatch):
 def test_stop_request_cancels_the_suite_without_a_report(tmp_path):
     asked = []
 
-    def stop(event):
+    def stop_at_the_map(event):
         asked.append(event)
-        return "stop"
+        return "stop" if event.variant.startswith("claim 6 map") else None
 
     store = SweepStore(tmp_path / "runs.db")
-    assert R.reproduce("tiny", out=tmp_path / "r", device="cpu", callback=stop, store=store) is None
+    assert R.reproduce("tiny", out=tmp_path / "r", device="cpu", callback=stop_at_the_map, store=store) is None
     assert not (tmp_path / "r" / R.REPORT_JSON).exists()
-    assert asked[0].n_runs == R.suite_runs(R.build_suite("tiny")) and asked[0].run_index == 0
+    n_runs = R.suite_runs(R.build_suite("tiny"))
+    assert {e.n_runs for e in asked} == {n_runs} and asked[0].run_index == 0
+    assert max(e.run_index for e in asked) < n_runs
+    # the map's first run follows the 2 sources and 8 target trials; its cells that repeat them are not runs
+    first_map = next(e for e in asked if e.variant.startswith("claim 6 map"))
+    assert first_map.run_index == 2 + 8
 
 
 # ---------------------------------------------------------------------------------------------

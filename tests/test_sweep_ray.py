@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from convcov_core import reproduce as R
 from convcov_core.sweep import SweepStore, ray_cluster
 from tests.helpers.ray_cluster import free_port, trial_workers
 from tests.helpers.ray_cluster import ray_cluster as start_ray_cluster
@@ -59,6 +60,25 @@ def test_a_sweep_runs_on_both_nodes_and_matches_the_local_pool(cluster, tmp_path
     assert ray_results.keys() == local_results.keys()  # same trials, same keys
     for key, found in ray_results.items():  # one thread each, same seed: the same numbers
         assert found["final"]["test_acc"] == local_results[key]["final"]["test_acc"], key
+
+
+def test_the_claims_suite_trains_on_the_cluster(cluster, tmp_path):
+    """reproduce's trials are sweep trials: on Ray each is stored once and the report has every claim."""
+    address, _ = cluster
+    db, out = tmp_path / "runs.db", tmp_path / "report"
+    driver = subprocess.run([sys.executable, "-m", "convcov_core", "reproduce", "--suite", "tiny", "--device", "cpu",
+                             "--executor", "ray", "--ray-address", address, "--db", str(db), "--out", str(out),
+                             "--quiet"], capture_output=True, text=True, timeout=600)
+    assert driver.returncode == 0, driver.stderr
+    assert f"Ray at {address}: 2 node(s)" in driver.stderr
+    suite = R.build_suite("tiny", device="cpu")
+    sweeps = R.suite_sweeps(suite)
+    keys = {t.key for g in (sweeps.sources, sweeps.target, sweeps.effect_map) for t in g.trials()}
+    learned = len(suite.seeds)
+    assert stored_runs(db) == len(keys) + learned == R.suite_runs(suite) - len(suite.seeds)  # the CNNs are not stored
+    report = R.load_report(out)
+    assert [c["id"] for c in report["claims"]] == [1, 2, 3, 4, 5, 6]
+    assert all(r["status"] == "ok" for r in report["runs"])
 
 
 def test_a_ray_worker_killed_mid_trial_is_retried_and_nothing_is_lost_or_doubled(cluster, tmp_path):

@@ -21,7 +21,7 @@ from ..train import RunResult
 from .claims import CNFA_THRESHOLD, FIT_R_MIN, build_claims
 from .files import REPORT_FORMAT, REPORT_JSON, REPORT_MD
 from .rules import RULES
-from .suites import SuiteRuns
+from .suites import SuiteRuns, suite_runs
 
 
 def _device_label(device: str) -> str:
@@ -70,7 +70,8 @@ def make_report(runs: SuiteRuns) -> dict:
     return json_safe({
         "format": REPORT_FORMAT, "suite": suite.name, "description": suite.description,
         "created": datetime.fromtimestamp(runs.started, timezone.utc).isoformat(timespec="seconds"),
-        "wall_time_s": runs.wall_time, "cpu_time_s": runs.cpu_time, "torch_threads": torch.get_num_threads(),
+        "wall_time_s": runs.wall_time, "cpu_time_s": runs.cpu_time, "runs_total": suite_runs(suite),
+        "runs_trained": runs.n_trained, "torch_threads": torch.get_num_threads(),
         "device": device, "device_label": _device_label(device),
         "cpu_count": os.cpu_count(), "load_average": {"start": runs.load_start, "end": runs.load_end},
         "versions": {"convcov": __version__, "torch": torch.__version__, "python": platform.python_version()},
@@ -88,6 +89,10 @@ def provenance(report: dict) -> str:
     text = (f"Produced {when} on {report['device_label']} in {duration(report['wall_time_s'])} (wall time "
             f"of the experiments{cpu}), convcov {report['versions']['convcov']}, torch "
             f"{report['versions']['torch']}.")
+    trained, total = report.get("runs_trained"), report.get("runs_total")
+    if trained is not None and total and trained < total:
+        text += (f" {trained} of its {total} runs were trained in this call; the other {total - trained} were read "
+                 "from the run store, where an earlier call of the same suite had stored them.")
     load = report.get("load_average") or {}
     values = [v[0] for v in (load.get("start"), load.get("end")) if v]
     if values and report.get("cpu_count"):

@@ -45,9 +45,10 @@ class _Relay:
 
     def __init__(self, callback, n_runs: int):
         self.callback, self.n_runs, self.offset, self.label, self.stopped = callback, n_runs, 0, "", False
+        self.stored = None  # trials of the stage found in the store before it ran
 
     def at(self, offset: int, label: str) -> "_Relay":
-        self.offset, self.label = offset, label
+        self.offset, self.label, self.stored = offset, label, None
         return self
 
     def __call__(self, event: ProgressEvent):
@@ -62,13 +63,15 @@ class _Relay:
 
     def trial(self, event: SweepEvent) -> None:
         """A sweep's event as a ProgressEvent: "step" while a trial runs, "done" when it is stored;
-        its run index counts the stage's finished trials."""
+        its run index counts the trials this stage has trained (a trial found stored is no run)."""
         if event.kind == "queued":
+            self.stored = event.n_finished if self.stored is None else self.stored
             return
         trial, done = event.trial, event.kind in ("done", "failed")
+        trained = event.n_finished - (self.stored or 0)
         self(ProgressEvent(kind="done" if done else "step", step=event.step or 0, total_steps=event.total_steps or 0,
                            epoch=0, loss=event.loss, variant=trial.init, seed=trial.seed,
-                           run_index=min(event.n_finished, event.n_total - 1),
+                           run_index=max(0, trained - 1 if done else trained),
                            status=("ok" if event.kind == "done" else "failed") if done else None))
 
     def stop_requested(self) -> bool:
@@ -76,10 +79,10 @@ class _Relay:
 
 
 def _sweep_stage(relay: _Relay, index: int, label: str, run) -> tuple[int, bool]:
-    """Run one stage (run(on_event, should_stop) -> SweepOutcome) under `label`; (the next run index,
-    whether it was stopped)."""
+    """Run one stage (run(on_event, should_stop) -> SweepOutcome) under `label`; (the next run index:
+    after the trials it trained, whether it was stopped)."""
     outcome = run(relay.at(index, label).trial, relay.stop_requested)
-    return index + outcome.n_total, outcome.cancelled or relay.stopped
+    return index + outcome.ran, outcome.cancelled or relay.stopped
 
 
 def run_suite(suite: Suite, callback: Callable[[ProgressEvent], object] | None = None, *, executor=None,
@@ -125,7 +128,8 @@ def run_suite(suite: Suite, callback: Callable[[ProgressEvent], object] | None =
                                   wall_time=time.perf_counter() - clock, references=references)
     return SuiteRuns(suite, comparison, dict(zip(suite.seeds, sources)), cnfa_tables, time.perf_counter() - clock,
                      _cpu_seconds() - cpu, started, load_start, _load_average(), notes,
-                     effect_map=sweeps.effect_map, map_table=trial_table(sweeps.effect_map, store))
+                     effect_map=sweeps.effect_map, map_table=trial_table(sweeps.effect_map, store),
+                     n_trained=index + len(cnfa_tables))
 
 
 def _results(store: SweepStore, trials) -> list[RunResult | None]:

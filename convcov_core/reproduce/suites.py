@@ -242,7 +242,7 @@ def suite_images(suite: Suite) -> int:
 class SuiteRuns:
     """Everything the suite trained: the target comparison (claims 1-4), the sources (claim 3) and
     the CNN's CNFA tables trained vs at init (claim 5), keyed by seed; the effect map's sweep and
-    its trial table (claim 6; sweep.trial_table)."""
+    its trial table (claim 6; sweep.trial_table); how many of its runs this call trained."""
 
     suite: Suite
     comparison: ComparisonResult
@@ -256,3 +256,4 @@ class SuiteRuns:
     notes: list = field(default_factory=list)
     effect_map: Sweep | None = None
     map_table: pd.DataFrame | None = None
+    n_trained: int | None = None  # runs trained in this call (the others were found in the run store)
