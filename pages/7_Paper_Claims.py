@@ -101,7 +101,8 @@ def show_claim(claim: dict) -> None:
 
 def show_report(folder, report: dict) -> None:
     st.markdown(f"**{report['suite'].capitalize()} suite.** {reproduce.provenance(report)}")
-    st.caption(report["description"])
+    rule = report["settings"].get("seed_rule")
+    st.caption(report["description"] + (f" Seeds: {rule}." if rule else ""))
     st.markdown("| # | Claim | Our number | Verdict |\n|---|---|---|---|\n" + "\n".join(
         f"| {c['id']} | {c['title']} | {c['our_number']} | {verdict_text(c['verdict'])} |"
         for c in report["claims"]))
