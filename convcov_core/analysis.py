@@ -231,7 +231,8 @@ def top_eigenvectors(
     """The n largest eigenvalues of symmetric M and their eigenvectors as (n, in_chans, k, k) filters.
 
     Eigenvalues come in decreasing order; each eigenvector's sign is fixed so that its entry of
-    largest magnitude is positive.
+    largest magnitude is positive (the first of them where several tie within 1e-6 relative, so that
+    rounding in the eigensolver cannot flip it).
     """
     M = _square_matrix(M)
     side = in_chans * kernel_size * kernel_size
@@ -245,6 +246,8 @@ def top_eigenvectors(
         raise ValueError(f"n must be at most {side} (the size of M), got {n}")
     values, vectors = torch.linalg.eigh((M + M.T) / 2)
     values, vectors = values.flip(0)[:n], vectors.flip(1)[:, :n].T
-    peak = vectors.gather(1, vectors.abs().argmax(dim=1, keepdim=True))
+    size = vectors.abs()
+    largest = size >= size.amax(dim=1, keepdim=True) * (1 - 1e-6)
+    peak = vectors.gather(1, largest.to(torch.uint8).argmax(dim=1, keepdim=True))  # argmax: the first of ties
     vectors = vectors * torch.where(peak < 0, -1.0, 1.0)
     return values, vectors.reshape(n, in_chans, kernel_size, kernel_size)

@@ -18,6 +18,7 @@ from convcov_app.support import (
 from convcov_app.uploads import checkpoint_uploader, read_upload_once
 from convcov_core import cnfa, examples, model_pairs
 from convcov_core.plots import analysis as figures
+from convcov_core.sqlite_file import StoreUnreadable
 
 page_setup("Feature Ansatz")
 
@@ -44,6 +45,15 @@ def saved_cnn(config, small_init: bool) -> int | None:
     try:
         return model_pairs.saved_cnn(config, small_init)
     except Exception:
+        return None
+
+
+def bundled_example_id() -> int | None:
+    """The bundled example's run id; None when it is not stored or the run store cannot be read (the
+    saved-run list says so)."""
+    try:
+        return examples.stored_id(run_store())
+    except StoreUnreadable:
         return None
 
 
@@ -191,7 +201,7 @@ with shown_errors():
             pair, key = run_pair(earlier), ("run", earlier)
             st.caption(f"Trained earlier on this server with these settings (run #{earlier}); **Train** "
                        "trains it again.")
-        elif (example := examples.stored_id(run_store())) is not None:
+        elif (example := bundled_example_id()) is not None:
             pair, key = run_pair(example), ("run", example)
             showing_example = True
             st.info("Until you train the small CNN (**Train**), this is the analysis of the bundled "

@@ -288,6 +288,18 @@ def test_top_eigenvectors_are_sorted_filters():
     assert torch.all(vectors.gather(1, vectors.abs().argmax(dim=1, keepdim=True)) > 0)
 
 
+
+@pytest.mark.parametrize("nudge", [0.0, 1e-12, -1e-12])
+def test_an_eigenvector_with_tied_largest_entries_takes_the_sign_of_its_first(nudge):
+    """An edge filter's six entries of equal size: rounding must not decide its sign."""
+    edge = torch.tensor([1.0, 1, 1, 0, 0, 0, -1, -1, -1], dtype=torch.float64)
+    edge[8] -= nudge  # the last entry a hair larger or smaller than the first
+    for v in (edge, -edge):
+        u = v / v.norm()
+        _, filters = analysis.top_eigenvectors(4 * torch.outer(u, u) + 0.01 * torch.eye(9, dtype=torch.float64), 1,
+                                               kernel_size=3)
+        assert filters.flatten()[0] > 0 and torch.allclose(filters.flatten().abs(), u.abs(), atol=1e-8)
+
 # ---------------------------------------------------------------------------------------------
 # Bad input
 
