@@ -11,7 +11,7 @@ from typing import Callable
 
 import pandas as pd
 
-from .. import data, model_pairs, stats
+from .. import data, model_pairs, models, stats
 from ..sweep import Sweep, Trial, trial_key
 from ..train import ComparisonResult, TrainConfig, load_training_data, plan_steps, resolve_device
 
@@ -84,14 +84,14 @@ VARIANTS = {"default": {"init": "default"}, "gaussian": {"init": "gaussian"},
             "gaussian-frozen": {"init": "gaussian", "freeze_filters": True}, "learned": {"init": "learned"}}
 
 
-def _source_of(base: TrainConfig, depth: int, kernel_size: int) -> TrainConfig:
-    dim = int(base.model.split("-")[1].split("/")[0])
-    return base.replace(model=f"convmixer-{dim}/{depth}", kernel_size=kernel_size, init="default")
-
-
 def _depths(base: TrainConfig, depths: list[int]) -> list[str]:
-    dim = base.model.split("-")[1].split("/")[0]
+    """The base ConvMixer's spec at each of `depths`, same width."""
+    dim = models.parse_spec(base.model)["dim"]
     return [f"convmixer-{dim}/{depth}" for depth in depths]
+
+
+def _source_of(base: TrainConfig, depth: int, kernel_size: int) -> TrainConfig:
+    return base.replace(model=_depths(base, [depth])[0], kernel_size=kernel_size, init="default")
 
 
 def tiny_suite(dataset: str | None = None, device: str = "auto") -> Suite:
