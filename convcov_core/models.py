@@ -46,6 +46,10 @@ MODEL_PRESETS: dict[str, tuple[str, int | None, int | None, str]] = {
     "convmixer-64/8-k15": ("convmixer-64/8", 15, 2,
                            "Our ConvMixer with large 15x15 filters, 8 blocks: where the filter "
                            "covariance has the most structure to get right"),
+    "convmixer-64/8-niff": ("convmixer-64/8-niff", 15, 2,
+                            "Our ConvMixer-64/8 with NIFF filters (seed 002): every depthwise filter is "
+                            "as large as the feature map, the response of a small MLP over frequencies. "
+                            "k is the window its filters' covariances are read in"),
     "convmixer-256/8": ("convmixer-256/8", 5, 2,
                         "Our ConvMixer-256/8 with 5x5 filters and 2x2 patches, the ConvMixer "
                         "paper's CIFAR-10 setting (GPU)"),

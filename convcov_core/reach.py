@@ -56,9 +56,12 @@ def niff_crop_note(run: train.RunResult) -> str | None:
     if not outside:
         return None
     k = niff_window(run.config)
+    start = (f"This run's NIFF filters are as large as its feature maps; their covariances are read in the central "
+             f"{k} × {k} window, which ")
+    if not any(outside):
+        return start + "holds the whole map: none of their energy is left out."
     shares = ", ".join(f"{100 * share:.1f}" for share in outside)
-    return (f"This run's NIFF filters are as large as its feature maps; their covariances are read in the central "
-            f"{k} × {k} window, which leaves out this share of their energy per layer: {shares} %.")
+    return start + f"leaves out this share of their energy per layer: {shares} %."
 
 
 def run_reach_warning(run: train.RunResult) -> str | None:

@@ -105,19 +105,50 @@ def lab_peers(browser, base, out):
     page.screenshot(path=str(out / "3_training_lab_peers.png"))
 
 
-def lab_learned(browser, base, out):
-    """The learned-vs-Gaussian-vs-default preset, run to its results (about 3 minutes on 2 cores)."""
+def finished_lab_preset(browser, base, preset: str):
+    """The Lab with `preset` picked and run to its results (minutes on 2 cores)."""
     page = open_page(browser, base, "Training_Lab", WIDTH)
     page.locator('[data-testid="stSidebar"] [data-testid="stSelectbox"]').first.click()
-    page.get_by_role("option", name="Frozen filters: learned vs Gaussian vs default").click()
+    page.get_by_role("option", name=preset).click()
     wait_until_rendered(page)
     page.get_by_role("button", name="Run comparison").click()
     page.get_by_role("heading", name="Results").wait_for(timeout=15 * 60 * 1000)
     wait_until_rendered(page)
+    return page
+
+
+def lab_learned(browser, base, out):
+    """The learned-vs-Gaussian-vs-default preset, run to its results (about 3 minutes on 2 cores)."""
+    page = finished_lab_preset(browser, base, "Frozen filters: learned vs Gaussian vs default")
     page.get_by_text("Raw eval-mode accuracy: BatchNorm statistics as training left them").click()
     wait_until_rendered(page)
     page.get_by_role("heading", name="Results").scroll_into_view_if_needed()
     page.screenshot(path=str(out / "3_training_lab_learned.png"))
+
+
+def lab_niff(browser, base, out):
+    """The NIFF preset (seed 002), run to its results (about a minute on 2 quiet cores)."""
+    from convcov_app.lab import NIFF_TRAINED
+
+    page = finished_lab_preset(browser, base, NIFF_TRAINED)
+    page.get_by_role("heading", name="Results").scroll_into_view_if_needed()
+    page.screenshot(path=str(out / "3_training_lab_niff.png"))
+
+
+def learned_niff(browser, base, out):
+    """Learned Covariances of a NIFF-ConvMixer-64/8 run: the Lab's NIFF preset's, or, in a store
+    without one, a run of it trained here first (seed 0)."""
+    from convcov_app import lab as lab_presets
+    from convcov_core import runs, train
+
+    store = runs.RunStore()
+    if not any(s.model.endswith("-niff") for s in store.list()):
+        store.save(train.train(lab_presets.PRESETS[lab_presets.NIFF_TRAINED].setup.training), name="NIFF")
+    page = open_page(browser, base, "Learned_Covariances", WIDTH)
+    page.locator('[data-testid="stSidebar"] [data-testid="stSelectbox"]').nth(0).click()
+    page.get_by_role("option").filter(has_text="convmixer-64/8-niff").first.click()
+    wait_until_rendered(page)
+    screenshot_whole_page(page, out / "4_learned_covariances_niff.png")
 
 
 def learned_attention(browser, base, out):
@@ -243,7 +274,7 @@ EXTREMES = {"explorer_extremes": explorer_extremes, "gallery_extremes": gallery_
 
 SHOTS = {"home": home, "explorer": explorer, "gallery": gallery, "gallery_upload": gallery_upload,
          "gallery_peers": gallery_peers, "lab": lab, "lab_peers": lab_peers, "lab_learned": lab_learned,
-         "learned": learned, "learned_attention": learned_attention,
+         "lab_niff": lab_niff, "learned": learned, "learned_niff": learned_niff, "learned_attention": learned_attention,
          "feature_ansatz": feature_ansatz,
          "feature_ansatz_rfm": feature_ansatz_rfm, "frequency": frequency, "claims": claims,
          **EXTREMES}

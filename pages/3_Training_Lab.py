@@ -21,6 +21,9 @@ CUSTOM_MODEL = "custom ConvMixer"
 MODEL_CHOICES = [name for name, (spec, *_rest) in models.MODEL_PRESETS.items()
                  if not spec.startswith("cnn-")] + [CUSTOM_MODEL]
 WIDTHS = (8, 16, 32, 64, 128, 256, 512)
+#: A custom ConvMixer's spatial filters -> its model spec's suffix (models.parse_spec).
+SPATIAL_FILTERS = {"k × k convolution": "", "NIFF, small MLP (2-8-4-C)": "-niff",
+                   "NIFF, big MLP (2-16-128-32-C)": "-niff-big"}
 BATCH_SIZES = (16, 32, 64, 128, 256, 512)
 LEARNING_RATES = (0.0003, 0.001, 0.003, 0.01, 0.03, 0.1)
 SCHEME_BY_LABEL = {labels.scheme_label(name): name for name in init.init_names()}
@@ -49,6 +52,8 @@ def apply_setup(setup: lab.LabSetup) -> None:
     if s.lab_model == CUSTOM_MODEL:
         parsed = models.parse_spec(t.model)
         s.lab_width, s.lab_depth = parsed["dim"], parsed["depth"]
+        s.lab_spatial = next(label for label, suffix in SPATIAL_FILTERS.items()
+                             if suffix == {None: "", "small": "-niff", "big": "-niff-big"}[parsed["niff"]])
     s.lab_inits = [labels.scheme_label(name) for name in setup.inits]
     s.lab_custom_sigma = setup.sigma_first is not None
     if s.lab_custom_sigma:
@@ -83,6 +88,7 @@ def apply_model_sizes() -> None:
     else:
         st.session_state.setdefault("lab_width", 32)
         st.session_state.setdefault("lab_depth", 4)
+        st.session_state.setdefault("lab_spatial", next(iter(SPATIAL_FILTERS)))
 
 
 def model_widgets(datasets: dict, max_k: int) -> tuple[str, str, int, int]:
@@ -96,27 +102,43 @@ def model_widgets(datasets: dict, max_k: int) -> tuple[str, str, int, int]:
     if choice == CUSTOM_MODEL:
         width = st.select_slider("Channels (width)", WIDTHS, key="lab_width")
         depth = st.slider("Blocks (depth)", 1, 16, key="lab_depth")
-        spec = f"convmixer-{width}/{depth}"
+        spatial = st.radio("Spatial filters", list(SPATIAL_FILTERS), key="lab_spatial",
+                           help="NIFF (seed 002): each depthwise filter is as large as the feature map, "
+                                "the response of a small MLP over frequencies, applied in the FFT domain.")
+        spec = f"convmixer-{width}/{depth}{SPATIAL_FILTERS[spatial]}"
     else:
         spec = models.MODEL_PRESETS[choice][0]
         st.caption(models.MODEL_PRESETS[choice][3])
     k = None  # a model without depthwise filters (a ViT) has no kernel size to choose
     if choice == CUSTOM_MODEL or models.MODEL_PRESETS[choice][1] is not None:
-        k = st.slider("Kernel size k of the depthwise filters", 3, max_k, step=2, key="lab_k")
+        niff = models.parse_spec(spec)["niff"]
+        k = st.slider("Window k the NIFF filters' covariances are read in" if niff
+                      else "Kernel size k of the depthwise filters", 3, max_k, step=2, key="lab_k",
+                      help="NIFF filters cover the whole map; their central k × k crop goes through the "
+                           "same covariance analyses as k × k filters." if niff else None)
     patch = st.number_input("Patch size", 1, 16, step=1, key="lab_patch",
                             help="The stem cuts images into p × p patches; larger is faster but coarser.")
     return dataset, spec, k, int(patch)
 
 
-def init_widgets_for(k: int | None) -> tuple[tuple, float | None, float | None, tuple | None, str]:
+def offered_schemes(k: int | None, niff: bool, sources: dict) -> list[str]:
+    """Labels of the schemes a model can start from: a ViT (k None) the default and the attention
+    inits; a NIFF ConvMixer only the default (its filters come from MLPs); others every filter
+    scheme, the learned one where there are covariances to learn from."""
+    if niff:
+        return [labels.scheme_label("default")]
+    return [label for label, name in SCHEME_BY_LABEL.items()
+            if ((name in init.MODEL_SCHEMES or name == "default") if k is None
+                else name not in init.MODEL_SCHEMES and (name != "learned" or sources))]
+
+
+def init_widgets_for(k: int | None, niff: bool) -> tuple[tuple, float | None, float | None, tuple | None, str]:
     """The init schemes, the Gaussian schedule, the learned source and the filter mode:
     (inits, sigma_first, sigma_last, learned source or None, filters). k None: a model without
-    depthwise filters (a ViT), offered the default and the attention inits, its weights all trained."""
+    depthwise filters (a ViT), its weights all trained."""
     st.header("Init schemes")
     sources = learned_sources()
-    offered = [label for label, name in SCHEME_BY_LABEL.items()
-               if ((name in init.MODEL_SCHEMES or name == "default") if k is None
-                   else name not in init.MODEL_SCHEMES and (name != "learned" or sources))]
+    offered = offered_schemes(k, niff, sources)
     st.session_state.lab_inits = [v for v in st.session_state.lab_inits if v in offered]
     chosen = st.multiselect("Compare (the first one is the reference)", offered, key="lab_inits")
     inits = tuple(SCHEME_BY_LABEL[label] for label in chosen)
@@ -139,7 +161,11 @@ def init_widgets_for(k: int | None) -> tuple[tuple, float | None, float | None, 
     if k is None:
         st.caption(labels.scheme_help("mimetic"))
         return inits, sigma_first, sigma_last, source, "trained"
-    if not sources:
+    if niff:
+        st.caption("NIFF filters come from MLPs over frequencies, which start from PyTorch's init: the "
+                   "filter inits do not apply. Their trained covariances can initialize k × k ConvMixers "
+                   "(Learned Covariances, *Use as init*).")
+    elif not sources:
         st.caption("A *learned* scheme appears once a run with saved covariances exists (or a set "
                    "made on the Learned Covariances page).")
     filters = st.radio("Depthwise filters", list(lab.FILTER_MODES), key="lab_filters",
@@ -178,7 +204,7 @@ def training_widgets() -> tuple[dict, int, bool]:
 def sidebar(datasets: dict, max_k: int) -> tuple[lab.LabSetup, tuple | None]:
     """The setup widgets; returns the setup and the learned-covariance source (if learned is picked)."""
     dataset, spec, k, patch = model_widgets(datasets, max_k)
-    inits, sigma_first, sigma_last, source, filters = init_widgets_for(k)
+    inits, sigma_first, sigma_last, source, filters = init_widgets_for(k, bool(models.parse_spec(spec)["niff"]))
     budget, n_seeds, ensemble = training_widgets()
     training = lab.lab_training(dataset=dataset, model=spec, kernel_size=k, patch_size=patch, **budget)
     setup = lab.LabSetup(training, inits=inits, filters=filters, n_seeds=n_seeds, sigma_first=sigma_first,

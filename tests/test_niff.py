@@ -1,15 +1,18 @@
 """NIFF (seed 002): the layer against an explicit circular convolution, its crop and the energy
 outside it, a NIFF-ConvMixer trained by the engine, its covariances stored, analysed and shown."""
 
+import dataclasses
+
 import pytest
 import torch
 import torch.nn.functional as F
 
-from convcov_app import background
+from convcov_app import background, lab, labels
 from convcov_core import covariance, frequency, init, learned_sets, models, reach, train
 from convcov_core.niff import MLP_SIZES, NIFFDepthwise, centre_window, energy_outside, niff_layers
-from helpers.pages import assert_clean, run_page
+from helpers.pages import assert_clean, new_app, poll_until_finished, run_page
 
+LAB = "pages/3_Training_Lab.py"
 TINY = {"n_train": 64, "n_test": 16, "image_size": 12, "bar_size": 4}  # 6 x 6 maps with 2 x 2 patches
 TINY_NIFF = train.TrainConfig(dataset="noisy-bars", dataset_params=TINY, model="convmixer-8/2-niff",
                               kernel_size=5, patch_size=2, epochs=1, batch_size=16, max_steps=3)
@@ -134,6 +137,13 @@ def test_niff_run_goes_through_the_analyses(niff_run):
     assert "central 5 × 5 window" in reach.run_reach_warning(niff_run)
 
 
+def test_crop_note_says_when_the_window_holds_the_whole_map(niff_run):
+    whole = dataclasses.replace(niff_run, final={**niff_run.final, "niff_energy_outside": [0.0, 0.0]})
+    assert reach.niff_crop_note(whole).endswith("holds the whole map: none of their energy is left out.")
+    part = dataclasses.replace(niff_run, final={**niff_run.final, "niff_energy_outside": [0.0, 0.125]})
+    assert reach.niff_crop_note(part).endswith("per layer: 0.0, 12.5 %.")
+
+
 def test_niff_covariances_initialize_a_kxk_convmixer(niff_run):
     model = models.build_model("convmixer-8/3", num_classes=2, in_chans=1, kernel_size=7, patch_size=2)
     assert len(init.init_depthwise_(model, "learned", covariances=niff_run.covariances)) == 3
@@ -178,3 +188,40 @@ def test_feature_ansatz_analyses_a_stored_niff_run(niff_run):
     at.select_slider(key="n_images").set_value(16).run()
     assert_clean(at, "a stored NIFF run")
     assert list(at.dataframe[0].value["layer"]) == ["stem.0", "blocks.0.1", "blocks.1.1"]  # not the NIFF MLPs
+
+
+def test_training_lab_offers_niff_models_with_the_default_init_only():
+    at = run_page(LAB, timeout=120)
+    at.selectbox(key="lab_preset").set_value(lab.NIFF_TRAINED).run()
+    assert_clean(at, "the NIFF preset")
+    assert at.selectbox(key="lab_model").value == "convmixer-64/8-niff"
+    assert at.multiselect(key="lab_inits").options == [labels.scheme_label("default")]
+    assert at.slider(key="lab_k").label.startswith("Window k") and at.slider(key="lab_k").value == 15
+    assert "3 runs:** default × seed(s) 0, 1, 2" in " ".join(m.value for m in at.markdown)
+    at.selectbox(key="lab_model").set_value("convmixer-64/6").run()  # back to k x k: every filter init
+    assert labels.scheme_label("gaussian") in at.multiselect(key="lab_inits").options
+    assert at.slider(key="lab_k").label.startswith("Kernel size")
+
+
+def test_training_lab_trains_a_custom_niff_convmixer_and_stores_its_cropped_covariances():
+    at = new_app(LAB, timeout=120).run()
+    at.selectbox(key="lab_dataset").set_value("noisy-bars")
+    at.selectbox(key="lab_model").set_value("custom ConvMixer").run()
+    at.select_slider(key="lab_width").set_value(8)
+    at.slider(key="lab_depth").set_value(2)
+    at.radio(key="lab_spatial").set_value("NIFF, small MLP (2-8-4-C)").run()
+    assert at.multiselect(key="lab_inits").value == [labels.scheme_label("default")]
+    at.slider(key="lab_k").set_value(5)
+    at.number_input(key="lab_patch").set_value(4)
+    at.radio(key="lab_filters").set_value("trained")
+    at.number_input(key="lab_seeds").set_value(1)
+    at.number_input(key="lab_max_steps").set_value(3)
+    at.run()
+    assert_clean(at, "a custom NIFF ConvMixer")
+    at.button(key="lab_run").click().run()
+    poll_until_finished(at)
+    assert_clean(at, "the NIFF comparison finished")
+    store = background.job_manager().store
+    run = store.get(max(s.id for s in store.list() if s.model == "convmixer-8/2-niff"))
+    assert run.status == "ok" and [S.shape for S in run.covariances] == [(25, 25), (25, 25)]
+    assert len(run.final["niff_energy_outside"]) == 2
