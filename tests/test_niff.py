@@ -225,3 +225,17 @@ def test_training_lab_trains_a_custom_niff_convmixer_and_stores_its_cropped_cova
     run = store.get(max(s.id for s in store.list() if s.model == "convmixer-8/2-niff"))
     assert run.status == "ok" and [S.shape for S in run.covariances] == [(25, 25), (25, 25)]
     assert len(run.final["niff_energy_outside"]) == 2
+
+
+def test_a_sweep_races_niff_against_kxk_filters_on_the_pool(tmp_path):
+    from convcov_core.sweep import LocalPool, Sweep, SweepStore, run_sweep, trial_table
+
+    base = TINY_NIFF.replace(model="convmixer-8/2")
+    sweep = Sweep("niff", base, {"model": ["convmixer-8/2", "convmixer-8/2-niff"]}, ["default"], [0, 1])
+    outcome = run_sweep(sweep, SweepStore(tmp_path / "runs.db"), LocalPool(1))
+    assert (outcome.ran, outcome.failed) == (4, 0)
+    table = trial_table(sweep, SweepStore(tmp_path / "runs.db"))
+    assert sorted(table["model"]) == ["convmixer-8/2"] * 2 + ["convmixer-8/2-niff"] * 2
+    assert table["test_acc"].notna().all()
+    with pytest.raises(ValueError, match="NIFF"):  # a covariance init for NIFF filters: refused before any run
+        Sweep("bad", base, {"model": ["convmixer-8/2-niff"]}, ["default", "gaussian"], [0]).validate().trials()
