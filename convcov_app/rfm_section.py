@@ -7,6 +7,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from convcov_app.support import load_note
 from convcov_core import cnfa, model_pairs, models
 from convcov_core.plots import analysis as figures
 from convcov_core.plots.rfm import accuracy_figure
@@ -58,7 +59,8 @@ def beside_cnn(pair: model_pairs.ModelPair, row: dict, image_index: int) -> None
         st.session_state.rfm_setting = setting
     if st.session_state.get("rfm_setting") != setting:
         st.caption(f"ConvRFM on {n_images} random training images of {model_pairs.describe_dataset(pair.config)} "
-                   f"with {q} × {q} patches (the CNN's first layer), three AGOP iterations: seconds on a free CPU.")
+                   f"with {q} × {q} patches (the CNN's first layer), three AGOP iterations; its time grows "
+                   "with the n × n kernel matrix of the n images." + load_note())
         return
     machine, accuracy = fitted(*setting)
     history = ", ".join(f"{h['val_acc']:.0f}%" for h in machine.history)
