@@ -101,6 +101,23 @@ def test_a_ray_worker_killed_mid_trial_is_retried_and_nothing_is_lost_or_doubled
     assert_each_trial_once(db, "k", 8)
 
 
+def test_no_more_trials_train_at_once_than_the_cluster_has_cpus(cluster, tmp_path):
+    """A task that reported progress by waiting on Ray (ray.get) lent its CPU to the next task: two
+    one-CPU nodes trained up to four trials at once, each slower. Counted from the trial processes."""
+    address, processes = cluster
+    db = tmp_path / "runs.db"
+    driver = sweep_cli(db, "run", "--name", "c", *TINY_FLAGS, "--max-steps", "60", "--model", "convmixer-16/2",
+                       "--executor", "ray", "--ray-address", address, "--quiet")
+    most, deadline = 0, time.monotonic() + 600
+    while driver.poll() is None and time.monotonic() < deadline:
+        most = max(most, len(trial_workers(processes)))
+        time.sleep(0.1)
+    out, err = driver.communicate(timeout=60)
+    assert driver.returncode == 0, err
+    assert_each_trial_once(db, "c", 8)
+    assert 1 <= most <= 2, f"{most} trials trained at once on 2 CPUs"
+
+
 def test_an_unreachable_cluster_gets_one_line_exit_2_and_nothing_written(tmp_path):
     db = tmp_path / "runs.db"
     driver = sweep_cli(db, "run", "--name", "u", *TINY_FLAGS, "--executor", "ray",

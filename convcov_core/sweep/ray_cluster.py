@@ -7,8 +7,9 @@ trains with that many torch threads; workers import convcov from the installed p
 travel back to the driver, which alone writes the run store. A task whose worker dies is retried by
 Ray (MAX_ATTEMPTS starts in all); a trial that fails for a reason of its own comes back as a
 "failed" result (worker.run_trial) and is not retried. Progress reports reach the driver through a
-ray.util.queue.Queue. Ray is an optional dependency (`pip install 'convcov[ray]'`); one Ray
-connection per process is kept across calls (a Streamlit rerun finds it in place).
+ray.util.queue.Queue, sent without waiting (a task that waits on Ray lends its CPUs to the next
+one). Ray is an optional dependency (`pip install 'convcov[ray]'`); one Ray connection per process
+is kept across calls (a Streamlit rerun finds it in place).
 """
 
 from __future__ import annotations
@@ -78,7 +79,10 @@ def connect(address: str | None = None, num_cpus: int | None = None):
 
 
 def _ray_batch(configs: list, keys: list[str], progress):
-    return run_batch(configs, keys, report=progress.put_nowait)
+    """The batch's results, its progress sent to the driver's queue without waiting for it: a task
+    blocked in ray.get (Queue.put_nowait waits for the queue's answer) hands its CPUs back to Ray,
+    which then starts another task on them, so more trials would train at once than there are CPUs."""
+    return run_batch(configs, keys, report=progress.actor.put_nowait.remote)
 
 
 class RayExecutor:
