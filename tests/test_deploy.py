@@ -107,4 +107,6 @@ def test_compose_runs_a_ray_head_and_workers_from_the_app_image():
     assert worker["command"][:3] == ["ray", "start", "--address=ray-head:6379"]
     assert worker["depends_on"] == ["ray-head"]
     assert app["environment"]["CONVCOV_RAY_ADDRESS"] == "${CONVCOV_RAY_ADDRESS:-}"
+    for service in (app, head, worker):  # Ray's token authentication: one token for the whole cluster
+        assert service["environment"]["RAY_AUTH_TOKEN"] == "${RAY_AUTH_TOKEN:-}"
     assert 'ray[client]>=2.9' in DOCKERFILE
