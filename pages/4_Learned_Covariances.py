@@ -219,8 +219,10 @@ def closed_form_section(learned: learned_sets.LearnedSet, fits: list) -> None:
     st.plotly_chart(figures.closed_form_figure(S, closed, diff, sigma=fit["sigma"], r=fit["r"],
                                                layer=f"layer {layer + 1}, {learned.layer_names[layer]}"),
                     config=CHART)
-    st.caption(f"The page opens on layer {learned_sets.most_structured_layer(fits) + 1}, the widest bump the closed "
-               f"form fits (the largest fitted σ with r ≥ {learned_sets.STRUCTURED_MIN_R:g}). "
+    opened, min_r = learned_sets.most_structured_layer(fits), learned_sets.STRUCTURED_MIN_R
+    why = (f"the widest bump the closed form fits (the largest fitted σ with r ≥ {min_r:g})"
+           if fits[opened]["r"] >= min_r else f"the best fit (no layer's r reaches {min_r:g})")
+    st.caption(f"The page opens on layer {opened + 1}, {why}. "
                "Tiled views; hover a cell for its pixel pair. Learned and closed form are both scaled "
                "to unit mean diagonal and share a colour scale. The difference shows what the closed "
                "form misses, often a negative ring around each pixel's bump.")

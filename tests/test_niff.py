@@ -160,6 +160,10 @@ def test_learned_covariances_page_loads_a_stored_niff_run(niff_run):
     assert "convmixer-8/2-niff on noisy-bars" in at.markdown[1].value
     assert len(at.get("plotly_chart")) == 5
     assert any("central 5 × 5 window" in w.value for w in at.warning)
+    fits = learned_sets.layer_fits(niff_run.covariances)
+    opened = learned_sets.most_structured_layer(fits)
+    why = "the widest bump" if fits[opened]["r"] >= learned_sets.STRUCTURED_MIN_R else "the best fit (no layer's r"
+    assert any(c.value.startswith(f"The page opens on layer {opened + 1}, {why}") for c in at.caption)
 
 
 def stored_niff_run_id(niff_run) -> int:

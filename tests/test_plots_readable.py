@@ -143,3 +143,44 @@ def test_a_pair_wider_than_its_panels_is_drawn_as_averages_on_their_own_range():
     top = lookup_table(style.SEQUENTIAL)[-1]  # non-negative values: the sequential scale
     assert np.abs(pixels.astype(int) - top).sum(axis=1).min() <= 3
     assert all(isinstance(t, go.Heatmap) for t in cov_plots.covariance_pair_figure(S, S).data)
+
+
+def centre_dominated(k: int, share: float) -> torch.Tensor:
+    """A covariance whose centre pixel holds `share` of the variance, like a NIFF layer's crop: a
+    Gaussian bump on the other pixels plus a large variance on the centre one."""
+    S = covariance.gaussian(k, 1.0)
+    c = k * k // 2
+    S[c, c] = share * (k * k - 1) / (1 - share)
+    return S
+
+
+def bar_limits(fig: go.Figure) -> list[tuple]:
+    """(lowest, highest, title) of every colour bar."""
+    limits = []
+    for trace in fig.data:
+        if isinstance(trace, go.Heatmap) and trace.showscale is not False:
+            limits.append((trace.zmin, trace.zmax, trace.colorbar.title.text))
+        elif isinstance(trace, go.Scatter) and trace.marker.showscale:
+            limits.append((trace.marker.cmin, trace.marker.cmax, trace.marker.colorbar.title.text))
+    return limits
+
+
+def test_a_centre_pixel_with_half_the_variance_saturates_the_scales_instead_of_setting_them():
+    """A NIFF crop's centre pixel held 22-74 % of its variance: on a scale up to it every other
+    entry was drawn at the middle colour (the panels read as empty grids)."""
+    k = 9
+    S = centre_dominated(k, 0.5)
+    (lo, hi, title), = bar_limits(training.layer_grid_figure([S], ["1"]))
+    assert lo == 0 and hi < 1 and "saturates; max 40.5" in title  # the centre: 40.5 x the mean variance
+    closed = covariance.gaussian(k, 1.0)
+    fig = training.closed_form_figure(S / S.diagonal().mean(), closed, S / S.diagonal().mean() - closed,
+                                      sigma=1.0, r=0.1, layer="1")
+    shared, difference = bar_limits(fig)
+    assert shared[1] <= 1 and "saturates" in shared[2] and "saturates" in difference[2]
+
+
+@pytest.mark.parametrize("sigma", SIGMAS + (1.0, 3.0))
+def test_gaussian_covariances_keep_their_whole_range(sigma):
+    layers = [covariance.gaussian(9, sigma), covariance.gaussian(9, 2 * sigma)]
+    (lo, hi, title), = bar_limits(training.layer_grid_figure(layers, ["1", "2"]))
+    assert "saturates" not in title and hi == pytest.approx(1.0, rel=1e-6)

@@ -20,6 +20,8 @@ from .style import (
     colourbar,
     colourbar_trace,
     finish_figure,
+    robust_colour_range,
+    saturation_note,
     small_multiples,
     tile_line_shapes,
 )
@@ -67,11 +69,14 @@ def image_trace(matrix: np.ndarray, zmin: float, zmax: float, colorscale: str,
 
 
 def image_grid_figure(panels: list[np.ndarray], titles: list[str], *, columns: int, bar_title: str,
-                      panel_height: int, tile_k: int | None = None) -> go.Figure:
+                      panel_height: int, tile_k: int | None = None, robust: bool = False) -> go.Figure:
     """Small multiples of matrices drawn as images on one shared colour scale, without ticks.
     `tile_k`: the panels are tiled views of k x k filters drawn cell for cell; grey lines then
-    separate their tiles (without them the tiles of wide bumps merge into stripes)."""
-    zmin, zmax, scale = colour_range(np.concatenate([p.ravel() for p in panels]))
+    separate their tiles (without them the tiles of wide bumps merge into stripes). `robust`: a few
+    outliers saturate instead of setting the scale (style.robust_colour_range; the bar says so)."""
+    values = np.concatenate([p.ravel() for p in panels])
+    zmin, zmax, scale, clipped = robust_colour_range(values) if robust else (*colour_range(values), None)
+    bar_title += saturation_note(clipped)
     fig, cells = small_multiples(titles, columns)
     for z, where in zip(panels, cells):
         fig.add_trace(image_trace(z, zmin, zmax, scale), **where)

@@ -34,6 +34,34 @@ def colour_range(values) -> tuple[float, float, str]:
     return -top, top, DIVERGING
 
 
+#: A robust colour scale ends at this quantile of |values| when the largest is over OUTLIER_FACTOR times it.
+OUTLIER_QUANTILE, OUTLIER_FACTOR = 0.999, 4.0
+
+
+def robust_limit(values) -> tuple[float, float | None]:
+    """(max|v|, None), unless a few values dwarf the rest (a NIFF filter's centre pixel can hold half
+    its variance, leaving every other entry at a scale's middle): where max|v| > OUTLIER_FACTOR x q,
+    q the OUTLIER_QUANTILE quantile of |v|, (q, max|v|): a scale that ends at q, those values saturating."""
+    v = np.abs(to_numpy(values))
+    v = v[np.isfinite(v)]
+    if not v.size:
+        return 1.0, None
+    top, q = float(v.max()), float(np.quantile(v, OUTLIER_QUANTILE))
+    return (q, top) if q > 0 and top > OUTLIER_FACTOR * q else (top, None)
+
+
+def robust_colour_range(values) -> tuple[float, float, str, float | None]:
+    """colour_range ending at robust_limit: (zmin, zmax, colorscale, max|v| where it saturates, else None)."""
+    zmin, zmax, scale = colour_range(values)
+    top, clipped = robust_limit(values)
+    return (zmin, zmax, scale, None) if clipped is None else ((0.0 if zmin == 0 else -top), top, scale, clipped)
+
+
+def saturation_note(clipped: float | None) -> str:
+    """What a colour bar's title adds when robust_limit clipped its scale."""
+    return "" if clipped is None else f" (saturates; max {clipped:.3g})"
+
+
 def colourbar(title: str, *, below: bool = False) -> dict:
     """Colour bar settings: a thin bar on the right, or a horizontal bar under the plot (for
     square plots in narrow columns, where a side bar takes a third of the width);

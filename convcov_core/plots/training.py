@@ -19,7 +19,16 @@ from plotly.subplots import make_subplots
 from ..covariance import normalize_trace, to_tiled
 from .covariance import overview_panels, pixel_pairs
 from .matrix_image import HEATMAP_MAX_CELLS, image_grid_figure, image_trace
-from .style import DIVERGING, colour_range, colourbar, colourbar_trace, finish_figure, small_multiples
+from .style import (
+    DIVERGING,
+    colourbar,
+    colourbar_trace,
+    finish_figure,
+    robust_colour_range,
+    robust_limit,
+    saturation_note,
+    small_multiples,
+)
 
 PALETTE = qualitative.D3
 #: Most points drawn per loss curve; longer curves are averaged over equal buckets of steps.
@@ -149,14 +158,15 @@ def layer_grid_figure(covariances, titles: list[str], *, columns: int = 4, panel
                       panel_height: int = 210) -> go.Figure:
     """Small multiples: each layer's covariance (unit mean diagonal) as an image on one shared
     colour scale, titled by `titles`: tiled with lines between tiles, or above k = 15 the centre
-    pixel's block (covariance.overview_panels)."""
+    pixel's block (covariance.overview_panels). A few entries that dwarf the rest (a NIFF layer's
+    centre-pixel variance) saturate the scale instead of setting it (style.robust_colour_range)."""
     covariances = list(covariances)
     if not covariances or len(titles) != len(covariances):
         raise ValueError("need at least one covariance and one title per covariance")
     normalized = [normalize_trace(torch.as_tensor(S, dtype=torch.float64)) for S in covariances]
     panels, tile_k = overview_panels(normalized, panel_side)
     return image_grid_figure(panels, titles, columns=columns, bar_title="covariance / mean variance",
-                             panel_height=panel_height, tile_k=tile_k)
+                             panel_height=panel_height, tile_k=tile_k, robust=True)
 
 
 def offset_profile_figure(profiles, titles: list[str], *, columns: int = 6,
@@ -187,19 +197,21 @@ def offset_profile_figure(profiles, titles: list[str], *, columns: int = 6,
 def closed_form_figure(learned, closed, difference, *, sigma: float, r: float, layer: str,
                        height: int = 470, max_cells: int = HEATMAP_MAX_CELLS) -> go.Figure:
     """Learned covariance, the closed form at its fitted sigma (both unit mean diagonal, one colour
-    scale, bar under them) and their difference (own diverging scale, bar under it), tiled."""
+    scale, bar under them) and their difference (own diverging scale, bar under it), tiled; a few
+    entries that dwarf the rest saturate the scales (style.robust_limit)."""
     L, C, D = (to_tiled(torch.as_tensor(M, dtype=torch.float64)).numpy()
                for M in (learned, closed, difference))
     k = int(round(math.sqrt(L.shape[0])))
-    zmin, zmax, scale = colour_range(np.stack([L, C]))
-    top = float(np.abs(D).max()) or 1.0
+    zmin, zmax, scale, clipped = robust_colour_range(np.stack([L, C]))
+    top, top_clipped = robust_limit(D)
+    top = top or 1.0
     titles = [f"learned ({layer})", f"closed form at the fitted σ = {sigma:.2f}",
               f"learned − closed form (r = {r:.2f})"]
     fig = make_subplots(rows=1, cols=3, horizontal_spacing=0.03, subplot_titles=titles)
-    shared_bar = dict(title=dict(text="covariance / mean variance", side="top"), orientation="h",
-                      thickness=10, len=0.6, x=0.33, xanchor="center", y=-0.04, yanchor="top")
-    diff_bar = dict(title=dict(text="difference", side="top"), orientation="h", thickness=10, len=0.3,
-                    x=0.84, xanchor="center", y=-0.04, yanchor="top")
+    shared_bar = dict(title=dict(text="covariance / mean variance" + saturation_note(clipped), side="top"),
+                      orientation="h", thickness=10, len=0.6, x=0.33, xanchor="center", y=-0.04, yanchor="top")
+    diff_bar = dict(title=dict(text="difference" + saturation_note(top_clipped), side="top"), orientation="h",
+                    thickness=10, len=0.3, x=0.84, xanchor="center", y=-0.04, yanchor="top")
     panels = ((1, L, zmin, zmax, scale, None), (2, C, zmin, zmax, scale, shared_bar),
               (3, D, -top, top, DIVERGING, diff_bar))
     pairs = pixel_pairs(k, "tiled") if L.size <= max_cells else None
