@@ -12,6 +12,7 @@ run) is not app.py's and is left alone.
 from __future__ import annotations
 
 import ast
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,14 +39,20 @@ class PageEntry:
 
 def discover_pages(pages_dir: Path = PAGES_DIR) -> list[PageEntry]:
     """Every page in `pages_dir` in Streamlit's sidebar order; the summary is the first line of
-    the page's module docstring (read without running the page)."""
+    the page's module docstring (read without running the page, once per version of the file)."""
     entries = []
     for path in sorted(pages_dir.glob("*.py"), key=page_sort_key):
         _, name = page_icon_and_name(path)
-        docstring = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8"))) or ""
-        summary = docstring.strip().splitlines()[0] if docstring.strip() else ""
-        entries.append(PageEntry(path, name.replace("_", " "), name, summary))
+        entries.append(PageEntry(path, name.replace("_", " "), name, _summary(path, path.stat().st_mtime_ns)))
     return entries
+
+
+@functools.lru_cache(maxsize=64)
+def _summary(path: Path, mtime_ns: int) -> str:
+    """First line of the module docstring of the file at `path` as it was at mtime_ns (app.py lists
+    the pages on every rerun: parsing them each time took a tenth of a slider move's server time)."""
+    docstring = (ast.get_docstring(ast.parse(path.read_text(encoding="utf-8"))) or "").strip()
+    return docstring.splitlines()[0] if docstring else ""
 
 
 def _served_without_navigation() -> bool:
