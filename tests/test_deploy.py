@@ -44,13 +44,15 @@ def test_dockerfile_is_a_safe_demo_image():
     assert ".git" in ignored and ".venv" in ignored
 
 
-def test_served_app_runs_without_a_file_watcher():
+def test_served_app_runs_without_a_file_watcher_or_a_full_collection_per_rerun():
     """Streamlit's default watcher slowed training jobs in the server 2.7-5.6x
-    (benchmarks/served_training.py)."""
+    (benchmarks/served_training.py); its gc.collect(2) after every rerun took about 170 ms of a
+    300 ms slider move (benchmarks/browser_latency.py, py-spy)."""
     import tomllib
 
     config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
     assert config["server"]["fileWatcherType"] == "none"
+    assert config["runner"]["postScriptGC"] is False
     assert "fileWatcherType" not in (ROOT / "bin" / "serve").read_text()
 
 
