@@ -146,6 +146,12 @@ _SPEC_HELP = ('"convmixer-<dim>/<depth>" (e.g. convmixer-64/6), "convmixer-<dim>
               '"cnn-<w1>,<w2>,..." or "timm:<name>" (constructor overrides: "timm:<name>:<arg>=<int>,...")')
 
 
+def convmixer_spec(dim: int, depth: int, niff: str | None = None) -> str:
+    """The spec parse_spec reads back as this ConvMixer: "convmixer-<dim>/<depth>", with "-niff" (niff
+    "small") or "-niff-big" (niff "big")."""
+    return f"convmixer-{dim}/{depth}" + {None: "", "small": "-niff", "big": "-niff-big"}[niff]
+
+
 def parse_spec(spec: str) -> dict:
     """A model spec as a dict: kind ("convmixer" | "cnn" | "timm"), dim, depth, widths, name, niff
     (a ConvMixer's NIFF MLP, "small" for -niff or "big" for -niff-big; None without NIFF); a timm spec

@@ -21,9 +21,9 @@ CUSTOM_MODEL = "custom ConvMixer"
 MODEL_CHOICES = [name for name, (spec, *_rest) in models.MODEL_PRESETS.items()
                  if not spec.startswith("cnn-")] + [CUSTOM_MODEL]
 WIDTHS = (8, 16, 32, 64, 128, 256, 512)
-#: A custom ConvMixer's spatial filters -> its model spec's suffix (models.parse_spec).
-SPATIAL_FILTERS = {"k × k convolution": "", "NIFF, small MLP (2-8-4-C)": "-niff",
-                   "NIFF, big MLP (2-16-128-32-C)": "-niff-big"}
+#: A custom ConvMixer's spatial filters -> its NIFF MLP (models.convmixer_spec; None: k x k filters).
+SPATIAL_FILTERS = {"k × k convolution": None, "NIFF, small MLP (2-8-4-C)": "small",
+                   "NIFF, big MLP (2-16-128-32-C)": "big"}
 BATCH_SIZES = (16, 32, 64, 128, 256, 512)
 LEARNING_RATES = (0.0003, 0.001, 0.003, 0.01, 0.03, 0.1)
 SCHEME_BY_LABEL = {labels.scheme_label(name): name for name in init.init_names()}
@@ -52,8 +52,7 @@ def apply_setup(setup: lab.LabSetup) -> None:
     if s.lab_model == CUSTOM_MODEL:
         parsed = models.parse_spec(t.model)
         s.lab_width, s.lab_depth = parsed["dim"], parsed["depth"]
-        s.lab_spatial = next(label for label, suffix in SPATIAL_FILTERS.items()
-                             if suffix == {None: "", "small": "-niff", "big": "-niff-big"}[parsed["niff"]])
+        s.lab_spatial = next(label for label, niff in SPATIAL_FILTERS.items() if niff == parsed["niff"])
     s.lab_inits = [labels.scheme_label(name) for name in setup.inits]
     s.lab_custom_sigma = setup.sigma_first is not None
     if s.lab_custom_sigma:
@@ -105,7 +104,7 @@ def model_widgets(datasets: dict, max_k: int) -> tuple[str, str, int, int]:
         spatial = st.radio("Spatial filters", list(SPATIAL_FILTERS), key="lab_spatial",
                            help="NIFF (seed 002): each depthwise filter is as large as the feature map, "
                                 "the response of a small MLP over frequencies, applied in the FFT domain.")
-        spec = f"convmixer-{width}/{depth}{SPATIAL_FILTERS[spatial]}"
+        spec = models.convmixer_spec(width, depth, SPATIAL_FILTERS[spatial])
     else:
         spec = models.MODEL_PRESETS[choice][0]
         st.caption(models.MODEL_PRESETS[choice][3])

@@ -15,6 +15,7 @@ from convcov_core.models import (
     ConvMixer,
     SmallCNN,
     build_model,
+    convmixer_spec,
     load_checkpoint_into,
     load_state_dict,
     parse_spec,
@@ -85,6 +86,13 @@ def test_parse_spec():
     cnn = parse_spec(" cnn-32,64 ")
     assert (cnn["kind"], cnn["widths"], cnn["depth"]) == ("cnn", [32, 64], 2)
     assert parse_spec("timm:convnext_atto")["name"] == "convnext_atto"
+
+
+def test_convmixer_spec_is_what_parse_spec_reads_back():
+    for niff in (None, "small", "big"):
+        parsed = parse_spec(convmixer_spec(32, 3, niff))
+        assert (parsed["kind"], parsed["dim"], parsed["depth"], parsed["niff"]) == ("convmixer", 32, 3, niff)
+    assert convmixer_spec(64, 8, "big") == "convmixer-64/8-niff-big"
 
 
 @pytest.mark.parametrize("spec", ["convmixer-64", "convmixer-0/4", "convmixer-8/2-nif", "resnet", "cnn-", "cnn-0,3",
