@@ -26,7 +26,7 @@ import torch
 import torch.nn as nn
 
 from convcov_core.data import load_dataset
-from convcov_core.models import Residual  # fn(x) + x, as in the script
+from convcov_core.models import Residual, convmixer_spec  # Residual: fn(x) + x, as in the script
 from convcov_core.train import TrainConfig, resolve_device, train
 
 # (label, dim, depth, kernel, patch, dataset, dataset params, timed steps on CPU): 32x32 colour
@@ -112,7 +112,7 @@ def ours_images_per_s(spec, steps, warmup, batch_size, device, *, compile=False,
     compile time (first step) when `compile` is set, and the precision it trained in."""
     _, dim, depth, k, p, dataset, params, _ = spec
     stamps = []
-    config = TrainConfig(dataset=dataset, dataset_params=params, model=f"convmixer-{dim}/{depth}",
+    config = TrainConfig(dataset=dataset, dataset_params=params, model=convmixer_spec(dim, depth),
                          kernel_size=k, patch_size=p, epochs=100, max_steps=steps, batch_size=batch_size,
                          device=str(device), compile=compile, precision=precision)
     result = train(config, lambda e: stamps.append(time.perf_counter()) if e.kind == "step" else None)

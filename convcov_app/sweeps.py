@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from convcov_core import models
 from convcov_core import sweep as sweeps
 from convcov_core.jobs import JobStatus
 from convcov_core.sweep.ray_cluster import INSTALL_HINT
@@ -62,7 +63,7 @@ def build_sweep(choice: GridChoice) -> sweeps.Sweep:
     if len(choice.inits) < 2:
         raise ValueError("Pick at least two init schemes: the first is the reference the others are paired with.")
     values = {"kernel_size": list(choice.kernel_sizes),
-              "model": [f"convmixer-{choice.width}/{depth}" for depth in choice.depths],
+              "model": [models.convmixer_spec(choice.width, depth) for depth in choice.depths],
               "epochs": list(choice.epochs), "freeze_filters": [FILTER_MODES[f] for f in choice.filters]}
     base = lab.lab_training(dataset=choice.dataset, patch_size=choice.patch_size, batch_size=choice.batch_size,
                             max_steps=choice.max_steps, **{field: v[0] for field, v in values.items()})

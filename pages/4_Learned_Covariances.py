@@ -11,7 +11,7 @@ from convcov_app.navigation import page_setup
 from convcov_app.store import run_reach_warning, run_store, runs_with_learned_covariances
 from convcov_app.support import reset_when_changed, shown_errors
 from convcov_app.uploads import checkpoint_uploader, read_upload_once
-from convcov_core import covariance, data, examples, learned_sets, matrix_files, settings, train
+from convcov_core import covariance, data, examples, learned_sets, matrix_files, models, settings, train
 from convcov_core.matrix_files import MATRIX_SUFFIXES
 from convcov_core.plots import training as figures
 from convcov_core.plots.covariance import TILE_LINES_MAX_K
@@ -99,7 +99,7 @@ def quick_run_settings() -> train.TrainConfig:
     epochs = st.number_input("Epochs", 1, 20, 2, step=1, key="lc_epochs")
     st.caption("ConvMixer with PyTorch's default init, AdamW one-cycle. The default takes a minute "
                "or two on a 2-core CPU; its deeper layers learn wider covariances already.")
-    return train.TrainConfig(dataset=dataset, model=f"convmixer-{width}/{depth}", kernel_size=k,
+    return train.TrainConfig(dataset=dataset, model=models.convmixer_spec(width, depth), kernel_size=k,
                              patch_size=int(patch), epochs=int(epochs), init="default")
 
 

@@ -87,7 +87,7 @@ VARIANTS = {"default": {"init": "default"}, "gaussian": {"init": "gaussian"},
 def _depths(base: TrainConfig, depths: list[int]) -> list[str]:
     """The base ConvMixer's spec at each of `depths`, same width."""
     dim = models.parse_spec(base.model)["dim"]
-    return [f"convmixer-{dim}/{depth}" for depth in depths]
+    return [models.convmixer_spec(dim, depth) for depth in depths]
 
 
 def _source_of(base: TrainConfig, depth: int, kernel_size: int) -> TrainConfig:
