@@ -5,7 +5,7 @@ import streamlit as st
 from convcov_app import labels
 from convcov_app.navigation import page_setup
 from convcov_app.store import run_reach_warning, run_store, runs_with_learned_covariances
-from convcov_app.support import shown_errors, stored_runs_or_warning
+from convcov_app.support import CHART, shown_errors, stored_runs_or_warning
 from convcov_app.uploads import checkpoint_uploader, read_upload_once
 from convcov_core import frequency
 from convcov_core.plots import analysis as figures
@@ -20,7 +20,6 @@ SOURCES = {
 }
 NETWORKS = ("A saved run", "An uploaded checkpoint")
 FILTER_COUNTS = (64, 256, 1024, 4096)
-CHART = {"displaylogo": False}
 
 
 @st.cache_data(max_entries=8, show_spinner=False, ttl=60)
@@ -59,10 +58,11 @@ with shown_errors():
         source = SOURCES[st.radio("Filters from", list(SOURCES), key="source")]
         from_network = source in ("learned", "trained")
         network, uploaded = None, None
-        if from_network:
-            kinds = NETWORKS if runs_found else NETWORKS[1:]
+        if from_network:  # a run's trained filters need its weights, its covariance does not
+            offered = [s for s in runs_found if s.has_weights or source == "learned"]
+            kinds = NETWORKS if offered else NETWORKS[1:]
             if st.radio("Network", kinds, key="network") == NETWORKS[0]:
-                by_label = {labels.run_label(summary): summary.id for summary in runs_found}
+                by_label = {labels.run_label(summary): summary.id for summary in offered}
                 network = ("run", by_label[st.selectbox("Saved run", list(by_label), key="run")])
             else:
                 uploaded = checkpoint_uploader("fv")
@@ -79,6 +79,9 @@ with shown_errors():
         if not runs_found:
             st.caption("Saved runs appear here as sources once a training run with saved "
                        "covariances is in the run store.")
+        elif from_network and not offered:
+            st.caption("A saved run's trained filters need its weights: save them with "
+                       "`convcov compare --save --keep-weights`.")
 
     checkpoint = None
     if from_network and network is None:
@@ -100,7 +103,7 @@ with shown_errors():
     top = st.columns(2, gap="medium") if one_layer else [st.container()]
     with top[0]:
         st.plotly_chart(figures.spectra_figure(summary.spectra, summary.names,
-                                               panel_height=300 if one_layer else 230), config=CHART)
+                                               panel_height=300 if one_layer else 230), **CHART)
         st.caption("Mean |FFT|, low frequencies in the centre: white-noise filters (PyTorch default) "
                    "spread their energy over all frequencies, smooth filters (a larger σ, or trained "
                    "ones) keep it in a central blob that shrinks as they get smoother.")
@@ -108,7 +111,7 @@ with shown_errors():
     with (top[1] if one_layer else middle[0]):
         st.plotly_chart(figures.radial_profile_figure(summary.radii, summary.profiles, summary.names,
                                                       size=summary.size,
-                                                      white_noise=result.white_noise), config=CHART)
+                                                      white_noise=result.white_noise), **CHART)
         reference = (" (dashed: PyTorch's default i.i.d. filters of the same size)"
                      if result.white_noise is not None else "")
         st.caption(f"How fast the spectrum falls with frequency: a flat line is white noise{reference}, "
@@ -117,7 +120,7 @@ with shown_errors():
     with middle[0 if one_layer else 1]:
         st.plotly_chart(figures.effective_size_figure(summary.effective_sizes, summary.names,
                                                       kernel_size=summary.kernel_size,
-                                                      energy=summary.energy), config=CHART)
+                                                      energy=summary.energy), **CHART)
         st.caption(f"Bars at {summary.kernel_size} mean the energy fills the whole filter; bars far "
                    "below it mean localized filters. The frequency-view paper found trained filters "
                    "far smaller than their kernel; a short run from a random init keeps much of the "
@@ -127,7 +130,7 @@ with shown_errors():
         st.plotly_chart(figures.sigma_curve_figure(
             sigma_curve(summary.kernel_size, int(seed)),
             current_sigma=sigma if source == "gaussian" else None,
-            fitted=result.fitted), config=CHART)
+            fitted=result.fitted), **CHART)
         st.caption("Where the closed form's mean |FFT| falls to half its peak: the larger σ, the "
                    "smoother its filters and the lower the curve (at σ of about 0.5 px and below it "
                    "stays above half up to 0.5 cycles/pixel, like white noise). "
