@@ -9,7 +9,7 @@ import torch
 
 from convcov_app.navigation import discover_pages, open_wanted_page
 from convcov_app.store import add_bundled_example
-from convcov_app.support import shown_errors, status_box
+from convcov_app.support import CHART, shown_errors, status_box
 from convcov_core import covariance, init, plots
 
 
@@ -41,8 +41,8 @@ def home(pages: list) -> None:
     with shown_errors():
         cov_fig, filter_fig = landing_figures()
         left, right = st.columns([1.15, 1], gap="medium")
-        left.plotly_chart(cov_fig, config={"displaylogo": False})
-        right.plotly_chart(filter_fig, config={"displaylogo": False})
+        left.plotly_chart(cov_fig, **CHART)
+        right.plotly_chart(filter_fig, **CHART)
         st.caption("Left: tile (i, j) shows how pixel (i, j) co-varies with every other pixel, a "
                    "Gaussian bump centred on itself. Right: filters drawn from that covariance are "
                    "smooth blobs, unlike the i.i.d. noise of PyTorch's default init.")

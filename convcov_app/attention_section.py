@@ -12,8 +12,8 @@ from convcov_core.plots.attention import attention_figure
 
 from . import labels
 from .store import run_store
+from .support import CHART
 
-CHART = {"displaylogo": False}
 MEASURE_COMMAND = ("python -m convcov_core compare --model timm:vit_tiny_patch16_224:depth=4,embed_dim=64,"
                    "num_heads=1 --patch-size 4 --inits default,mimetic --save --keep-weights")
 
@@ -55,7 +55,7 @@ def show(run_id: int) -> None:
     layer = left.selectbox("Layer", range(1, len(layers) + 1), key="attn_layer")
     head = right.selectbox("Head", range(1, layers[0][0].shape[0] + 1), key="attn_head")
     chosen = {stage: tuple(p[head - 1] for p in pairs[layer - 1]) for stage, pairs in stages.items()}
-    st.plotly_chart(attention_figure(chosen), config=CHART)
+    st.plotly_chart(attention_figure(chosen), **CHART)
     st.caption("Row: weights at init (rebuilt from the run's config and seed) and after training; one colour "
                "scale for all four. A bright diagonal is an identity-like product: + for W_q W_kᵀ, − for "
                "W_v W_proj.")

@@ -7,13 +7,12 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from convcov_app.support import load_note
+from convcov_app.support import CHART, load_note
 from convcov_core import cnfa, model_pairs, models
 from convcov_core.plots import analysis as figures
 from convcov_core.plots.rfm import accuracy_figure
 from convcov_core.rfm import views
 
-CHART = {"displaylogo": False}
 IMAGE_COUNTS = (50, 100, 200, 400, 800)
 MEASURE_COMMAND = "python -m convcov_core rfm --json reports/rfm/noisy-bars.json"
 
@@ -32,7 +31,7 @@ def measured() -> None:
         return
     setup = sweep["setup"]
     st.plotly_chart(accuracy_figure(sweep["summary"], title=f"{setup['dataset']}: test accuracy against noise"),
-                    config=CHART)
+                    **CHART)
     st.caption(f"Measured with `{MEASURE_COMMAND}`: {setup['n_train']} training and {setup['n_test']} test "
                f"images per seed, seeds {', '.join(map(str, sweep['seeds']))}; mean and 95% interval. The base "
                "kernel is the Laplace patch kernel without feature learning; ConvRFM learns its patch metric M "
@@ -70,13 +69,13 @@ def beside_cnn(pair: model_pairs.ModelPair, row: dict, image_index: int) -> None
     st.caption("Pearson r over all entries of the two matrices: does kernel regression's patch-AGOP pick "
                "the same patch directions as the trained CNN's first layer, and is it a Gaussian bump?")
     shares, vectors = views.eigenfilters(machine, 8)
-    st.plotly_chart(figures.eigenfilter_figure(vectors, shares), config=CHART)
+    st.plotly_chart(figures.eigenfilter_figure(vectors, shares), **CHART)
     image = cnfa.analysis_images(pair.config, image_index + 1)[image_index]
     cnn_map = cnfa.layer_feature_maps(pair.trained, {row["name"]: row["agop"]}, image)[row["name"]]
     maps = [[cnn_map.numpy(), views.feature_map(machine, image).numpy()]]
     st.plotly_chart(figures.feature_map_figure([cnfa.to_pixels(image, pair.info)], maps,
                                                [f"test image #{image_index}"],
-                                               [f"CNN patch-AGOP ({row['name']})", "ConvRFM's M"]), config=CHART)
+                                               [f"CNN patch-AGOP ({row['name']})", "ConvRFM's M"]), **CHART)
     st.caption("Top: ConvRFM's eigenvectors of M as filters (share of the trace). Bottom: ‖M½ patch‖ of the "
                "test image chosen above under the CNN's first-layer AGOP and under ConvRFM's M.")
 

@@ -1,5 +1,5 @@
-"""Streamlit helpers shared by app.py and the pages: error display, widgets that follow the data,
-the status box (device, versions, offline datasets, where runs are stored)."""
+"""Streamlit helpers shared by app.py and the pages: how charts are drawn, error display, widgets that
+follow the data, the status box (device, versions, offline datasets, where runs are stored)."""
 
 from __future__ import annotations
 
@@ -18,6 +18,11 @@ from convcov_core.train import resolve_device
 from .store import run_store
 
 log = logging.getLogger("convcov.app")
+
+#: st.plotly_chart's settings on every page: no plotly logo, and the figures' own look
+#: (convcov_core.plots.style.TEMPLATE) instead of Streamlit's theme, whose re-application on every
+#: redraw made plotly.js recalculate figures that had not changed.
+CHART = dict(config={"displaylogo": False}, theme=None)
 
 
 @contextlib.contextmanager

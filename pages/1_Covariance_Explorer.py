@@ -7,7 +7,7 @@ import streamlit as st
 
 from convcov_app import labels
 from convcov_app.navigation import page_setup
-from convcov_app.support import shown_errors
+from convcov_app.support import CHART, shown_errors
 from convcov_core import covariance, matrix_files, plots, settings
 
 page_setup("Covariance Explorer")
@@ -101,7 +101,7 @@ with shown_errors():
             plots.outline_block(fig, k, view, i, j)
             st.plotly_chart(fig, key="covariance_chart",
                             on_select=partial(pick_pixel_from_click, k, view),
-                            selection_mode="points", config={"displaylogo": False})
+                            selection_mode="points", **CHART)
         if k * k * k * k > plots.covariance.HEATMAP_MAX_CELLS:
             st.caption(f"At k = {k} the {k * k} × {k * k} matrix is sent as an image of block averages, "
                        "coloured on their own range (a tile's bump covers few of its cells, so the averages "
@@ -111,9 +111,9 @@ with shown_errors():
             st.caption("Hover a cell for its pixel pair and covariance."
                        + (" Click a tile to select its pixel." if view == "tiled" else ""))
     with right:
-        st.plotly_chart(plots.block_figure(cov, i, j, height=330), config={"displaylogo": False})
+        st.plotly_chart(plots.block_figure(cov, i, j, height=330), **CHART)
         rank, eigen_fig, factor_fig = side_figures(k, sigma)
-        st.plotly_chart(eigen_fig, config={"displaylogo": False})
+        st.plotly_chart(eigen_fig, **CHART)
         st.caption(
             "Effective rank = exp(−Σ pₙ log pₙ) with pₙ = λₙ / Σλ: the number of equally strong "
             f"directions that would give the same eigenvalue entropy ({rank:.1f} of {k * k} here). "
@@ -122,7 +122,7 @@ with shown_errors():
 
     factor_col, download_col = st.columns([2, 3], gap="medium")
     with factor_col:
-        st.plotly_chart(factor_fig, config={"displaylogo": False})
+        st.plotly_chart(factor_fig, **CHART)
     with download_col:
         st.subheader("Downloads")
         st.markdown(f"The flat {k * k} × {k * k} covariance S[k·i + j, k·l + m] (float64, unit diagonal).")
@@ -146,7 +146,7 @@ with shown_errors():
     sigma_last = last_col.select_slider("σ_last (last layer)", labels.SIGMA_OPTIONS, value=3.0,
                                         key="sigma_last")
     depth = depth_col.slider("Depth L (layers)", 1, 12, 8, key="depth")
-    st.plotly_chart(schedule_figure(k, sigma_first, sigma_last, depth), config={"displaylogo": False})
+    st.plotly_chart(schedule_figure(k, sigma_first, sigma_last, depth), **CHART)
     if k <= plots.covariance.TILE_LINES_MAX_K:
         st.caption(f"Tiled covariances at k = {k} (grey lines between tiles), one shared colour scale.")
     else:

@@ -8,7 +8,7 @@ import streamlit as st
 from convcov_app import labels
 from convcov_app.navigation import page_setup
 from convcov_app.store import learned_covariances, runs_with_learned_covariances
-from convcov_app.support import reset_when_changed, shown_errors, stored_runs_or_warning
+from convcov_app.support import CHART, reset_when_changed, shown_errors, stored_runs_or_warning
 from convcov_core import gallery, learned_sets, matrix_files, plots, settings
 
 page_setup("Filter Gallery")
@@ -173,8 +173,8 @@ with shown_errors():
                                                   width)
             # keyed by scheme: two schemes can draw the same figure (impulse and delta-orthogonal
             # filters share one flat spectrum)
-            st.plotly_chart(grid, config={"displaylogo": False}, key=f"grid_{scheme}")
-            st.plotly_chart(pair, config={"displaylogo": False}, key=f"covariance_{scheme}")
+            st.plotly_chart(grid, **CHART, key=f"grid_{scheme}")
+            st.plotly_chart(pair, **CHART, key=f"covariance_{scheme}")
             st.caption(f"Tiled covariance of {n_sample:,} filters (sample) vs the scheme's target; "
                        "error = ‖sample − target‖_F / ‖target‖_F.")
-            st.plotly_chart(spectrum, config={"displaylogo": False}, key=f"spectrum_{scheme}")
+            st.plotly_chart(spectrum, **CHART, key=f"spectrum_{scheme}")

@@ -8,7 +8,7 @@ import streamlit as st
 from convcov_app import background, lab, labels
 from convcov_app.navigation import page_setup
 from convcov_app.store import example_source, learned_covariances, learned_sources, run_store
-from convcov_app.support import device_name, present_datasets, shown_errors
+from convcov_app.support import CHART, device_name, present_datasets, shown_errors
 from convcov_core import data, examples, init, jobs, learned_sets, models, reach, settings, text
 from convcov_core.ensemble import use_ensemble
 from convcov_core.plots import training as figures
@@ -16,7 +16,6 @@ from convcov_core.plots import training as figures
 page_setup("Training Lab")
 
 SLOT = "lab"
-CHART = {"displaylogo": False}
 CUSTOM_MODEL = "custom ConvMixer"
 MODEL_CHOICES = [name for name, (spec, *_rest) in models.MODEL_PRESETS.items()
                  if not spec.startswith("cnn-")] + [CUSTOM_MODEL]
@@ -229,8 +228,8 @@ def init_widgets() -> None:
 def live_curves(events) -> None:
     curves = lab.curves_from_events(events)
     left, right = st.columns(2, gap="medium")
-    left.plotly_chart(figures.loss_figure(curves), config=CHART)
-    right.plotly_chart(figures.accuracy_figure(curves), config=CHART)
+    left.plotly_chart(figures.loss_figure(curves), **CHART)
+    right.plotly_chart(figures.accuracy_figure(curves), **CHART)
 
 
 def start_comparison(plan: lab.ComparisonPlan) -> None:
@@ -277,9 +276,9 @@ def show_results(status, result) -> None:
         st.warning(f"Run {line}. Its history up to that point is kept and shown below.")
     curves = lab.curves_from_runs([r for runs in cmp.runs.values() for r in runs])
     c1, c2, c3 = st.columns([1, 1, 0.8], gap="medium")
-    c1.plotly_chart(figures.loss_figure(curves), config=CHART)
-    c2.plotly_chart(figures.accuracy_figure(curves), config=CHART)
-    c3.plotly_chart(figures.results_figure(cmp.rows, cmp.seeds, height=380), config=CHART)
+    c1.plotly_chart(figures.loss_figure(curves), **CHART)
+    c2.plotly_chart(figures.accuracy_figure(curves), **CHART)
+    c3.plotly_chart(figures.results_figure(cmp.rows, cmp.seeds, height=380), **CHART)
     if cmp.id is not None:
         st.caption(f"Saved to the run store as comparison #{cmp.id}; find it under History below.")
 
@@ -328,8 +327,8 @@ def history() -> None:
               lab.curves_from_runs([r for rs in cmp.runs.values() for r in rs], prefix=f"#{cmp.id} ")]
     curves += lab.curves_from_runs(runs, prefix="run ")
     left, right = st.columns(2, gap="medium")
-    left.plotly_chart(figures.loss_figure(curves), config=CHART)
-    right.plotly_chart(figures.accuracy_figure(curves), config=CHART)
+    left.plotly_chart(figures.loss_figure(curves), **CHART)
+    right.plotly_chart(figures.accuracy_figure(curves), **CHART)
     for cmp in comparisons:
         st.markdown(f"**Comparison #{cmp.id}:** {lab.verdict_text(cmp)}")
         st.caption(lab.setup_line(cmp))
@@ -435,8 +434,8 @@ def latest_comparison() -> None:
     else:
         return
     left, right = st.columns(2, gap="medium")
-    left.plotly_chart(figures.loss_figure(curves), config=CHART, key="lab_latest_loss")
-    right.plotly_chart(figures.accuracy_figure(curves), config=CHART, key="lab_latest_accuracy")
+    left.plotly_chart(figures.loss_figure(curves), **CHART, key="lab_latest_loss")
+    right.plotly_chart(figures.accuracy_figure(curves), **CHART, key="lab_latest_accuracy")
 
 
 st.title("Training Lab")

@@ -9,7 +9,7 @@ import streamlit as st
 from convcov_app import attention_section, background, lab, labels, pretrained_source
 from convcov_app.navigation import page_setup
 from convcov_app.store import run_reach_warning, run_store, runs_with_learned_covariances
-from convcov_app.support import reset_when_changed, shown_errors
+from convcov_app.support import CHART, reset_when_changed, shown_errors
 from convcov_app.uploads import checkpoint_uploader, read_upload_once
 from convcov_core import covariance, data, examples, learned_sets, matrix_files, models, settings, train
 from convcov_core.matrix_files import MATRIX_SUFFIXES
@@ -19,7 +19,6 @@ from convcov_core.plots.covariance import TILE_LINES_MAX_K
 page_setup("Learned Covariances")
 
 SLOT = "lc"
-CHART = {"displaylogo": False}
 SOURCES = ("A saved run", "A quick run trained here", "An uploaded checkpoint", "An uploaded covariance file",
            "Attention of a saved ViT run", "A pretrained timm model")
 QUICK_DATASETS = ("mnist5k", "noisy-mnist", "textures")
@@ -147,7 +146,7 @@ def quick_run_area() -> tuple | None:
     if background.running(SLOT) is not None:
         background.progress(SLOT, what="Training",
                           live=lambda events: st.plotly_chart(
-                              figures.loss_figure(lab.curves_from_events(events), height=260), config=CHART,
+                              figures.loss_figure(lab.curves_from_events(events), height=260), **CHART,
                               key="lc_live_loss"))
         return None
     if background.others_running(SLOT):
@@ -172,7 +171,7 @@ def layers_section(learned: learned_sets.LearnedSet, key: str, fits: list) -> No
     """Every layer's covariance (tiled) and its average by pixel offset."""
     st.subheader("Every layer's learned covariance")
     titles = [layer_title(i, n, f) for i, (n, f) in enumerate(zip(learned.layer_names, fits))]
-    st.plotly_chart(layers_figure(key, learned, titles), config=CHART)
+    st.plotly_chart(layers_figure(key, learned, titles), **CHART)
     k = learned.kernel_size
     view = (f"The centre pixel's block ({k // 2}, {k // 2}) of each layer (at k = {k} the tiled view has more "
             "cells than a panel has pixels)" if k > TILE_LINES_MAX_K
@@ -184,7 +183,7 @@ def layers_section(learned: learned_sets.LearnedSet, key: str, fits: list) -> No
     depth = learned.depth
     profiles = figures.offset_profile_figure(profiles_of(key, learned), short_titles, columns=min(depth, 8),
                                              panel_height=150 if depth > 8 else 190)
-    st.plotly_chart(profiles, config=CHART)
+    st.plotly_chart(profiles, **CHART)
     st.caption("The same covariances averaged over all pixel pairs at each offset (centre: a pixel with "
                "itself, 1 = the variance). The tiles above are noisy when a layer has few channels; "
                "this average shows the bump each one holds, and how it widens with depth.")
@@ -197,7 +196,7 @@ def sigma_section(learned: learned_sets.LearnedSet, fits: list) -> None:
     first, last = learned_sets.fitted_schedule(fits)
     schedule = learned_sets.closed_form_schedule(k, depth)
     with left:
-        st.plotly_chart(figures.sigma_depth_figure(fits, schedule, fitted_line=(first, last)), config=CHART)
+        st.plotly_chart(figures.sigma_depth_figure(fits, schedule, fitted_line=(first, last)), **CHART)
     with right:
         table = pd.DataFrame([{"layer": f"{f['layer']}: {name}", "fitted σ": f["sigma"], "r": f["r"]}
                               for f, name in zip(fits, learned.layer_names)])
@@ -218,7 +217,7 @@ def closed_form_section(learned: learned_sets.LearnedSet, fits: list) -> None:
     S, closed, diff = learned_sets.closed_form_beside(learned.covariances[layer], fit["sigma"])
     st.plotly_chart(figures.closed_form_figure(S, closed, diff, sigma=fit["sigma"], r=fit["r"],
                                                layer=f"layer {layer + 1}, {learned.layer_names[layer]}"),
-                    config=CHART)
+                    **CHART)
     opened, min_r = learned_sets.most_structured_layer(fits), learned_sets.STRUCTURED_MIN_R
     why = (f"the widest bump the closed form fits (the largest fitted σ with r ≥ {min_r:g})"
            if fits[opened]["r"] >= min_r else f"the best fit (no layer's r reaches {min_r:g})")
@@ -239,7 +238,7 @@ def transfer_section(learned: learned_sets.LearnedSet, key: str, name_hint: str)
     max_k = max(min(31, settings.max_kernel_size()), k)
     new_k = c1.slider("Kernel size k′", 3, max_k, step=2 if k % 2 else 1, key="lc_new_k")
     new_depth = c2.slider("Depth L′", 1, 32, key="lc_new_depth")
-    st.plotly_chart(transfer_figure(key, learned, new_k, new_depth), config=CHART)
+    st.plotly_chart(transfer_figure(key, learned, new_k, new_depth), **CHART)
     if new_depth >= 24:
         st.caption(f"One layer in {new_depth // 12} of the {new_depth} shown.")
     if new_k > TILE_LINES_MAX_K:

@@ -9,6 +9,7 @@ from convcov_app import background, labels, rfm_section
 from convcov_app.navigation import page_setup
 from convcov_app.store import run_store
 from convcov_app.support import (
+    CHART,
     load_note,
     present_datasets,
     reset_when_changed,
@@ -22,7 +23,6 @@ from convcov_core.sqlite_file import StoreUnreadable
 
 page_setup("Feature Ansatz")
 
-CHART = {"displaylogo": False}
 KERNELS = {"5 × 5, then 3 × 3": None, "3 × 3": 3, "5 × 5": 5, "7 × 7": 7}
 SOURCES = ("A small CNN trained here", "A saved run (weights needed)", "An uploaded checkpoint")
 INITS = ("small normal (as in the paper)", "PyTorch default")
@@ -234,7 +234,7 @@ with shown_errors():
 
     st.subheader("r(AGOP, CNFM) per layer: trained vs at initialization")
     st.dataframe(pd.DataFrame(table).style.format(precision=3), hide_index=True)
-    st.plotly_chart(figures.cnfa_bar_figure(table), config=CHART)
+    st.plotly_chart(figures.cnfa_bar_figure(table), **CHART)
     st.caption(
         f"Pearson r over all entries of the two matrices, AGOP from {comparison.n_images} test "
         "images. Read the columns together: a high r at init is expected (M = WᵀGW with nearly "
@@ -254,7 +254,7 @@ with shown_errors():
     row = comparison.row(layer, "trained" if which == "trained" else "initial")
     channels = row["in_channels"] if row["kind"] == "regular" else 1
     st.plotly_chart(figures.matrix_pair_figure(row["agop"], row["cnfm"], kernel_size=row["kernel_size"],
-                                               channels=channels, r=row["r"]), config=CHART)
+                                               channels=channels, r=row["r"]), **CHART)
     st.caption("Each matrix divided by its largest |entry|; the ansatz predicts the same pattern in "
                "both. " + ("Tile (i, j) shows how patch pixel (i, j) pairs with every pixel of the "
                            "patch." if channels == 1 else "Entries run over (channel, row, column) "
@@ -264,7 +264,7 @@ with shown_errors():
     n_vectors = st.slider("Eigenvectors", 1, 16, 8, key="n_vectors")
     matrix = "agop" if operator == "patch-AGOP" else "cnfm"
     shares, vectors = cnfa.eigenfilters(row, matrix, n_vectors)
-    st.plotly_chart(figures.eigenfilter_figure(vectors, shares), config=CHART)
+    st.plotly_chart(figures.eigenfilter_figure(vectors, shares), **CHART)
     st.caption("Titles give each eigenvalue's share of the trace. Edge detectors (light and dark "
                "bands) are what the ansatz predicts for first layers, noise at initialization."
                + (" With the small init on digits the first layer shows them after two epochs; "
@@ -286,7 +286,7 @@ with shown_errors():
     shown_layers = names[:n_layers]
     maps = feature_maps_figure((key, n_images, gradients_of), which, matrix, tuple(shown_layers),
                                int(index), picture, _pair=pair, _comparison=comparison)
-    st.plotly_chart(maps, config=CHART)
+    st.plotly_chart(maps, **CHART)
     st.caption("Each map scaled to its own maximum: bright where M responds strongly to the patch "
                "the layer reads there. Edge detectors trace the strokes of digits and the outlines "
                "of objects; eigenvectors that do not sum to zero also respond to plain brightness "

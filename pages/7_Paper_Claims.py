@@ -5,14 +5,13 @@ import streamlit as st
 
 from convcov_app import background
 from convcov_app.navigation import page_setup
-from convcov_app.support import device_name, load_note, shown_errors
+from convcov_app.support import CHART, device_name, load_note, shown_errors
 from convcov_core import reproduce, settings, text
 from convcov_core.plots import claims as figures
 
 page_setup("Paper Claims")
 
 SLOT = "claims"
-CHART = {"displaylogo": False}
 COLOURS = {reproduce.SUPPORTED: "green", reproduce.NOT_SUPPORTED: "red", reproduce.INCONCLUSIVE: "orange"}
 
 
@@ -90,7 +89,7 @@ def show_claim(claim: dict) -> None:
     st.subheader(f"Claim {claim['id']}: {claim['title']}")
     st.markdown(f"> {claim['claim']}  \n> — {claim['source']}")
     left, right = st.columns([3, 2], gap="medium")
-    left.plotly_chart(figures.claim_figure(claim["figure"]), config=CHART, key=f"claim_{claim['id']}")
+    left.plotly_chart(figures.claim_figure(claim["figure"]), **CHART, key=f"claim_{claim['id']}")
     with right:
         st.markdown(f"**Verdict:** {verdict_text(claim['verdict'])}")
         st.markdown(f"**Our number:** {claim['our_number']}")

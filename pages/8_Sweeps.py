@@ -6,7 +6,7 @@ from convcov_app import background, labels, sweeps
 from convcov_app.lab import curves_from_runs
 from convcov_app.navigation import page_setup
 from convcov_app.store import run_store
-from convcov_app.support import present_datasets, shown_errors
+from convcov_app.support import CHART, present_datasets, shown_errors
 from convcov_core import init, settings, sweep
 from convcov_core.plots import sweep as figures
 from convcov_core.plots import training as training_figures
@@ -14,7 +14,6 @@ from convcov_core.plots import training as training_figures
 page_setup("Sweeps")
 
 SLOT = "sweeps"
-CHART = {"displaylogo": False}
 TITLES = sweeps.AXIS_TITLES
 WIDTHS = (8, 16, 32, 64, 128, 256)
 EPOCHS = (1, 2, 3, 5, 10, 20)
@@ -177,7 +176,7 @@ def live_cells(name: str):
     def draw(_events) -> None:
         grid = store().get(name)
         counts = sweeps.cell_counts(grid, sweep.trial_table(grid, store()))
-        st.plotly_chart(figures.progress_grid(counts, list(grid.axes), titles=TITLES), config=CHART,
+        st.plotly_chart(figures.progress_grid(counts, list(grid.axes), titles=TITLES), **CHART,
                         key="sweep_live_cells")
     return draw
 
@@ -242,7 +241,7 @@ def heatmap(grid: sweep.Sweep, effects, scheme: str) -> None:
     y = axis_choice(columns[1], "Rows", [a for a in axes if a != x], defaults["y"], "sweep_heat_y", optional=True)
     fixed = fixed_values(columns[2:], grid, effects, (x, y), "sweep_heat_fix")
     st.plotly_chart(figures.effect_heatmap(sweeps.slice_rows(effects, scheme, fixed), x, y, titles=TITLES),
-                    config=CHART, key="sweep_heatmap")
+                    **CHART, key="sweep_heatmap")
 
 
 def lines(grid: sweep.Sweep, effects, scheme: str) -> None:
@@ -256,7 +255,7 @@ def lines(grid: sweep.Sweep, effects, scheme: str) -> None:
                         "sweep_line_panels", optional=True)
     fixed = fixed_values(columns[3:], grid, effects, (x, line, panel), "sweep_line_fix")
     st.plotly_chart(figures.effect_lines(sweeps.slice_rows(effects, scheme, fixed), x, line, panel, titles=TITLES),
-                    config=CHART, key="sweep_lines")
+                    **CHART, key="sweep_lines")
 
 
 def cell_runs(grid: sweep.Sweep, table, effects) -> None:
@@ -273,8 +272,8 @@ def cell_runs(grid: sweep.Sweep, table, effects) -> None:
     runs = [stored_run(str(run_store().path), run_id) for run_id in sweeps.cell_run_ids(grid, table, cell)]
     curves = curves_from_runs(runs)
     left, right = st.columns(2, gap="medium")
-    left.plotly_chart(training_figures.loss_figure(curves), config=CHART, key="sweep_cell_loss")
-    right.plotly_chart(training_figures.accuracy_figure(curves), config=CHART, key="sweep_cell_accuracy")
+    left.plotly_chart(training_figures.loss_figure(curves), **CHART, key="sweep_cell_loss")
+    right.plotly_chart(training_figures.accuracy_figure(curves), **CHART, key="sweep_cell_accuracy")
 
 
 def results(grid: sweep.Sweep, table) -> None:
@@ -314,7 +313,7 @@ def stored_sweeps(running_name: str | None, executor) -> None:
     n_left = int((table["status"] == "pending").sum())
     if n_left:
         st.plotly_chart(figures.progress_grid(sweeps.cell_counts(grid, table), list(grid.axes), titles=TITLES),
-                        config=CHART, key="sweep_stopped_cells")
+                        **CHART, key="sweep_stopped_cells")
         st.button(f"Resume: run the {n_left} trial(s) left", key="sweep_resume", on_click=start,
                   args=(grid, executor, n_left), disabled=executor is None or running_name is not None)
     if n_left < len(table):

@@ -2,6 +2,7 @@
 default, with every widget at its extremes, and show the figures they promise; the gallery samples an
 uploaded covariance and names what is wrong with a bad one."""
 
+import ast
 import json
 
 import numpy as np
@@ -9,10 +10,12 @@ import pytest
 import torch
 
 from convcov_app.navigation import discover_pages
+from convcov_app.store import add_bundled_example
 from convcov_core import gallery, matrix_files
 from convcov_core.covariance import gaussian
+from convcov_core.plots import style
 from helpers.files import Payload, npy_bytes, torch_bytes
-from helpers.pages import assert_clean, check_all_at, check_widget_extremes, new_app, run_page
+from helpers.pages import ROOT, assert_clean, check_all_at, check_widget_extremes, new_app, run_page
 
 EXPLORER = "pages/1_Covariance_Explorer.py"
 GALLERY = "pages/2_Filter_Gallery.py"
@@ -231,3 +234,33 @@ def test_explorer_outlines_the_selected_tile_and_keeps_the_tile_lines():
         outlines = [s for s in found if s.get("name") == "outline"]
         assert sum(s.get("name") == "tile line" for s in found) == 2 * (9 - 1)
         assert len(outlines) == 1 and outlines[0]["y0"] == top and outlines[0]["x0"] == 4 * 9 - 0.5
+
+
+#: Pages that draw charts only once something has run here (a sweep).
+NO_CHART_ON_A_FRESH_STORE = ("Sweeps",)
+
+
+@pytest.mark.parametrize("script", ["app.py", *[f"pages/{page.path.name}" for page in discover_pages()
+                                               if page.title not in NO_CHART_ON_A_FRESH_STORE]])
+def test_every_chart_is_drawn_in_the_figures_own_look(script, tmp_path, monkeypatch):
+    """Charts are drawn with theme=None and carry style.TEMPLATE: Streamlit's theme, applied anew on
+    every redraw, made plotly.js recalculate and re-lay-out figures that had not changed
+    (benchmarks/browser_latency.py)."""
+    monkeypatch.setenv("CONVCOV_HOME", str(tmp_path))
+    add_bundled_example()  # as the app does on start
+    charts = run_page(script).get("plotly_chart")
+    assert charts, f"{script} shows no chart on a fresh run store"
+    for chart in charts:
+        assert chart.proto.theme == "", f"{script}: a chart drawn with Streamlit's theme"
+        template = json.loads(chart.proto.spec)["layout"]["template"]["layout"]
+        assert template["font"]["family"] == style.TEMPLATE.layout.font.family, script
+
+
+def test_every_plotly_chart_call_passes_the_shared_chart_settings():
+    """The pages that draw charts only after a run use the same settings (checked in their source)."""
+    sources = [ROOT / "app.py", *(ROOT / "pages").glob("*.py"), *(ROOT / "convcov_app").glob("*.py")]
+    calls = [(path.name, node.lineno, node) for path in sources for node in ast.walk(ast.parse(path.read_text()))
+             if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "plotly_chart"]
+    assert len(calls) >= 40
+    assert not [(name, line) for name, line, call in calls
+                if not any(k.arg is None and getattr(k.value, "id", None) == "CHART" for k in call.keywords)]

@@ -17,6 +17,7 @@ import math
 import plotly.graph_objects as go
 
 from .. import stats
+from .style import finish_figure
 
 SEED_COLOUR = "#b0b0b0"
 MEAN_COLOUR = "#1f77b4"
@@ -82,9 +83,8 @@ def claim_figure(spec: dict, *, height: int = 360) -> go.Figure:
             fig.add_hline(y=spec["hline"]["y"], line=dict(color="#444", dash="dot"),
                           annotation_text=spec["hline"]["label"], annotation_position="bottom right")
         fig.update_xaxes(type="category")
-    fig.update_layout(title=spec["title"], xaxis_title=spec.get("xlabel"), yaxis_title=spec["ylabel"],
-                      height=height, margin=dict(l=50, r=20, t=50, b=40), legend=dict(orientation="h", y=-0.2))
-    return fig
+    fig.update_layout(xaxis_title=spec.get("xlabel"), yaxis_title=spec["ylabel"], legend=dict(orientation="h", y=-0.2))
+    return finish_figure(fig, spec["title"], height)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import plotly.graph_objects as go
 
+from .style import finish_figure
+
 COLOURS = {"base kernel": "#aaaaaa", "ConvRFM": "#1f77b4", "Deep ConvRFM": "#2ca02c", "CNN": "#d62728"}
 
 
@@ -24,7 +26,5 @@ def accuracy_figure(summary: list[dict], *, title: str = "", height: int = 380) 
             hovertemplate=f"{model}<br>noise %{{x}}: %{{y:.1f}}%<extra></extra>"))
     fig.update_xaxes(title_text="background noise (std)")
     fig.update_yaxes(title_text="test accuracy (%)")
-    fig.update_layout(title=dict(text=title, x=0.0, xanchor="left", font=dict(size=14)), height=height,
-                      margin=dict(l=60, r=20, t=50, b=50), plot_bgcolor="white",
-                      legend=dict(orientation="h", y=1.02, yanchor="bottom", x=1, xanchor="right"))
-    return fig
+    fig.update_layout(legend=dict(orientation="h", y=1.02, yanchor="bottom", x=1, xanchor="right"))
+    return finish_figure(fig, title, height)

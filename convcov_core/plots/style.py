@@ -1,5 +1,6 @@
-"""The look every figure shares: colour scales and ranges, colour bars, square matrix axes, the
-title and margins, lines between tiles, and grids of small multiples (plotly only)."""
+"""The look every figure shares: fonts and background (`TEMPLATE`), colour scales and ranges, colour
+bars, square matrix axes, the title and margins, lines between tiles, and grids of small multiples
+(plotly only)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,24 @@ from plotly.subplots import make_subplots
 
 SEQUENTIAL = "Viridis"
 DIVERGING = "RdBu_r"
-_FONT = dict(size=12)
+_TEXT_GREY = "#808495"
+_LINE_GREY = "#e6eaf1"
+_AXIS = dict(gridcolor=_LINE_GREY, zerolinecolor=_LINE_GREY, linecolor=_LINE_GREY, tickcolor=_LINE_GREY,
+             title=dict(font=dict(size=14)), automargin=True)
+#: The figures' own look, close to Streamlit's light theme: its font and greys, white backgrounds,
+#: its colours for traces that bring none. Figures carry it so that pages can draw them with
+#: theme=None: Streamlit's theme is applied anew on every redraw, which made plotly.js recalculate
+#: and re-lay-out unchanged figures (benchmarks/browser_latency.py).
+TEMPLATE = go.layout.Template(layout=dict(
+    font=dict(family='"Source Sans", "Source Sans Pro", sans-serif', size=12, color=_TEXT_GREY),
+    title=dict(font=dict(size=14, color="#31333f", weight=600)),
+    paper_bgcolor="white", plot_bgcolor="white",
+    colorway=["#0068c9", "#83c9ff", "#ff2b2b", "#ffabab", "#29b09d", "#7defa1", "#ff8700", "#ffd16a",
+              "#6d3fc0", "#d5dae5"],
+    xaxis=dict(_AXIS, showgrid=False), yaxis=_AXIS,
+    legend=dict(font=dict(color="#31333f")),
+    hoverlabel=dict(bgcolor="white", bordercolor=_LINE_GREY, font=dict(color="#31333f", size=12)),
+))
 #: Lines between the tiles of small tiled views: grey shows on the dark and the bright end of Viridis.
 TILE_LINE_GREY = "rgba(140, 140, 140, 0.9)"
 
@@ -148,11 +166,10 @@ def label_colour_bars(fig: go.Figure) -> go.Figure:
 
 
 def finish_figure(fig: go.Figure, title: str, height: int) -> go.Figure:
-    """The shared title placement, height, margins, font and white background; colour bars get
-    distinct tick labels (`label_colour_bars`)."""
-    fig.update_layout(title=dict(text=title, x=0.0, xanchor="left", font=dict(size=14)),
-                      height=height, margin=dict(l=60, r=20, t=50, b=50), font=_FONT,
-                      plot_bgcolor="white")
+    """The shared look (`TEMPLATE`), title placement, height and margins; colour bars get distinct
+    tick labels (`label_colour_bars`)."""
+    fig.update_layout(template=TEMPLATE, title=dict(text=title, x=0.0, xanchor="left"),
+                      height=height, margin=dict(l=60, r=20, t=50, b=50))
     return label_colour_bars(fig)
 
 
