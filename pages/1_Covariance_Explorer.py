@@ -63,6 +63,45 @@ def pick_pixel_from_click(k: int, view: str) -> None:
     st.session_state.pixel_row, st.session_state.pixel_col = min(max(i, 0), k - 1), min(max(j, 0), k - 1)
 
 
+@st.fragment
+def matrix_and_block(k: int, sigma: float, view: str, per_block: bool) -> None:
+    """The matrix with the selected pixel's block outlined, that block with its pixel sliders, and the
+    eigenvalues below it: a pixel move reruns only this part of the page."""
+    with shown_errors():
+        left, right = st.columns([3, 2], gap="medium")
+        with right:  # the sliders first: the matrix below needs them, and is drawn before the block
+            if st.session_state.get("pixel_k") != k:  # new kernel size: start from the centre pixel
+                st.session_state.pixel_k = k
+                st.session_state.pixel_row = st.session_state.pixel_col = k // 2
+            row_col, column_col = st.columns(2)
+            i = row_col.slider("Row i", 0, k - 1, key="pixel_row", help="Row of the selected pixel.")
+            j = column_col.slider("Column j", 0, k - 1, key="pixel_col", help="Column of the selected pixel.")
+        with left:
+            fig, lock = main_figure(k, sigma, view, per_block)
+            with lock:
+                plots.outline_block(fig, k, view, i, j)
+                st.plotly_chart(fig, key="covariance_chart",
+                                on_select=partial(pick_pixel_from_click, k, view),
+                                selection_mode="points", **CHART)
+            if k * k * k * k > plots.covariance.HEATMAP_MAX_CELLS:
+                st.caption(f"At k = {k} the {k * k} × {k * k} matrix is sent as an image of block averages, "
+                           "coloured on their own range (a tile's bump covers few of its cells, so the averages "
+                           "peak lower than the matrix): hover shows row and column only; the block on the "
+                           "right has exact values on hover.")
+            else:
+                st.caption("Hover a cell for its pixel pair and covariance."
+                           + (" Click a tile to select its pixel." if view == "tiled" else ""))
+        with right:
+            st.plotly_chart(plots.block_figure(closed_form(k, sigma), i, j, height=330), **CHART)
+            rank, eigen_fig, _ = side_figures(k, sigma)
+            st.plotly_chart(eigen_fig, **CHART)
+            st.caption(
+                "Effective rank = exp(−Σ pₙ log pₙ) with pₙ = λₙ / Σλ: the number of equally strong "
+                f"directions that would give the same eigenvalue entropy ({rank:.1f} of {k * k} here). "
+                "The eigenvalues are the products a_p·a_q of the eigenvalues of A."
+            )
+
+
 st.title("Covariance Explorer")
 st.markdown(
     "The closed-form covariance of a k × k filter: pixel (i, j) and pixel (l, m) co-vary as "
@@ -84,45 +123,13 @@ with shown_errors():
                              "flat: row k·i + j of the k² × k² matrix is pixel (i, j).")
         scale_mode = st.radio("Colour scale", ["shared", "per block"], horizontal=True, key="scale",
                               help="per block: each block is scaled to its own maximum.")
-        st.header("Selected pixel")
-        if st.session_state.get("pixel_k") != k:  # new kernel size: start from the centre pixel
-            st.session_state.pixel_k = k
-            st.session_state.pixel_row = st.session_state.pixel_col = k // 2
-        i = st.slider("Row i", 0, k - 1, key="pixel_row")
-        j = st.slider("Column j", 0, k - 1, key="pixel_col")
 
     per_block = scale_mode == "per block"
-    cov = closed_form(k, sigma)
-
-    left, right = st.columns([3, 2], gap="medium")
-    with left:
-        fig, lock = main_figure(k, sigma, view, per_block)
-        with lock:
-            plots.outline_block(fig, k, view, i, j)
-            st.plotly_chart(fig, key="covariance_chart",
-                            on_select=partial(pick_pixel_from_click, k, view),
-                            selection_mode="points", **CHART)
-        if k * k * k * k > plots.covariance.HEATMAP_MAX_CELLS:
-            st.caption(f"At k = {k} the {k * k} × {k * k} matrix is sent as an image of block averages, "
-                       "coloured on their own range (a tile's bump covers few of its cells, so the averages "
-                       "peak lower than the matrix): hover shows row and column only; the block on the "
-                       "right has exact values on hover.")
-        else:
-            st.caption("Hover a cell for its pixel pair and covariance."
-                       + (" Click a tile to select its pixel." if view == "tiled" else ""))
-    with right:
-        st.plotly_chart(plots.block_figure(cov, i, j, height=330), **CHART)
-        rank, eigen_fig, factor_fig = side_figures(k, sigma)
-        st.plotly_chart(eigen_fig, **CHART)
-        st.caption(
-            "Effective rank = exp(−Σ pₙ log pₙ) with pₙ = λₙ / Σλ: the number of equally strong "
-            f"directions that would give the same eigenvalue entropy ({rank:.1f} of {k * k} here). "
-            "The eigenvalues are the products a_p·a_q of the eigenvalues of A."
-        )
+    matrix_and_block(k, sigma, view, per_block)
 
     factor_col, download_col = st.columns([2, 3], gap="medium")
     with factor_col:
-        st.plotly_chart(factor_fig, **CHART)
+        st.plotly_chart(side_figures(k, sigma)[2], **CHART)
     with download_col:
         st.subheader("Downloads")
         st.markdown(f"The flat {k * k} × {k * k} covariance S[k·i + j, k·l + m] (float64, unit diagonal).")
