@@ -302,7 +302,7 @@ def _convmixer_layout(state: dict[str, Tensor]) -> dict:
         raise ValueError("this checkpoint does not have a ConvMixer's layout (stem.0, blocks.<i>.0.fn.0, "
                          "head); if it holds a timm ConvNeXt, choose that architecture")
     dw = state[f"blocks.{blocks[0]}.0.fn.0.weight"]
-    return dict(spec=f"convmixer-{stem.shape[0]}/{len(blocks)}", kernel_size=int(dw.shape[-1]),
+    return dict(spec=convmixer_spec(int(stem.shape[0]), len(blocks)), kernel_size=int(dw.shape[-1]),
                 patch_size=int(stem.shape[-1]), num_classes=int(head.shape[0]), in_chans=int(stem.shape[1]))
 
 
