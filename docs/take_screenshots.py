@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -172,20 +173,26 @@ def learned_attention(browser, base, out):
     screenshot_whole_page(page, out / "4_learned_attention.png")
 
 
-def feature_ansatz(browser, base, out):
+def trained_feature_ansatz(browser, base):
+    """The Feature Ansatz page once its small CNN is trained and analysed (until then the page shows
+    the bundled ConvMixer's analysis, so its headings alone do not say the training is over)."""
     page = open_page(browser, base, "Feature_Ansatz", WIDTH)
     page.get_by_role("button", name="Train").click()
-    page.get_by_text("r(AGOP, CNFM) per layer").wait_for(timeout=5 * 60 * 1000)
+    cancel = page.get_by_role("button", name="Cancel")  # shown while the job runs
+    cancel.wait_for(timeout=60_000)
+    cancel.wait_for(state="detached", timeout=5 * 60 * 1000)
+    page.get_by_text(re.compile(r"Model: run #\d+: cnn-")).first.wait_for(timeout=5 * 60 * 1000)
     wait_until_rendered(page)
-    screenshot_whole_page(page, out / "5_feature_ansatz.png")
+    return page
+
+
+def feature_ansatz(browser, base, out):
+    screenshot_whole_page(trained_feature_ansatz(browser, base), out / "5_feature_ansatz.png")
 
 
 def feature_ansatz_rfm(browser, base, out):
     """The Feature Ansatz page's ConvRFM section: the measured sweep and a ConvRFM fitted beside the CNN."""
-    page = open_page(browser, base, "Feature_Ansatz", WIDTH)
-    page.get_by_role("button", name="Train").click()
-    page.get_by_text("r(AGOP, CNFM) per layer").wait_for(timeout=5 * 60 * 1000)
-    wait_until_rendered(page)
+    page = trained_feature_ansatz(browser, base)
     page.get_by_text("Show ConvRFM").click()
     wait_until_rendered(page)
     page.get_by_role("button", name="Fit ConvRFM").click()
