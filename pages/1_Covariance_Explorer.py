@@ -30,11 +30,16 @@ def main_figure(k: int, sigma: float, view: str, per_block: bool):
 
 
 @st.cache_resource(max_entries=16, show_spinner=False)
-def side_figures(k: int, sigma: float):
+def eigen_figure(k: int, sigma: float):
+    """(effective rank, the eigenvalue figure)."""
     cov = closed_form(k, sigma)
     rank = covariance.effective_rank(cov)
-    return (rank, plots.eigenvalue_figure(cov.eigenvalues(), rank, height=300),
-            plots.factor_figure(cov.factor, sigma=sigma, height=300))
+    return rank, plots.eigenvalue_figure(cov.eigenvalues(), rank, height=300)
+
+
+@st.cache_resource(max_entries=16, show_spinner=False)
+def factor_figure(k: int, sigma: float):
+    return plots.factor_figure(closed_form(k, sigma).factor, sigma=sigma, height=300)
 
 
 @st.cache_resource(max_entries=8, show_spinner="Drawing one panel per layer…")
@@ -93,7 +98,7 @@ def matrix_and_block(k: int, sigma: float, view: str, per_block: bool) -> None:
                            + (" Click a tile to select its pixel." if view == "tiled" else ""))
         with right:
             st.plotly_chart(plots.block_figure(closed_form(k, sigma), i, j, height=330), **CHART)
-            rank, eigen_fig, _ = side_figures(k, sigma)
+            rank, eigen_fig = eigen_figure(k, sigma)
             st.plotly_chart(eigen_fig, **CHART)
             st.caption(
                 "Effective rank = exp(−Σ pₙ log pₙ) with pₙ = λₙ / Σλ: the number of equally strong "
@@ -129,7 +134,7 @@ with shown_errors():
 
     factor_col, download_col = st.columns([2, 3], gap="medium")
     with factor_col:
-        st.plotly_chart(side_figures(k, sigma)[2], **CHART)
+        st.plotly_chart(factor_figure(k, sigma), **CHART)
     with download_col:
         st.subheader("Downloads")
         st.markdown(f"The flat {k * k} × {k * k} covariance S[k·i + j, k·l + m] (float64, unit diagonal).")
