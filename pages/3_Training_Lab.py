@@ -352,17 +352,30 @@ def reach_warning(config) -> str | None:
         return str(err)
 
 
+@st.cache_data(max_entries=32, show_spinner=False)
+def regime_lines(config) -> tuple[str | None, str | None]:
+    """lab.regime_text, or (None, None) for a model that does not take these images (reach_warning says why)."""
+    try:
+        return lab.regime_text(config)
+    except ValueError:
+        return None, None
+
+
 def controls(setup: lab.LabSetup, source) -> None:
     """What the setup will run, its size against the server's cap, Run and Estimate."""
     if "lab_preset_warning" in st.session_state:
         st.warning(st.session_state.pop("lab_preset_warning"))
     preset = lab.matching_preset(setup, present_datasets())
+    regime, wider = regime_lines(setup.training)
     if preset:
-        st.info(f"**{preset}.** {lab.PRESETS[preset].expect}")
+        st.info(" ".join(filter(None, (f"**{preset}.**", regime, lab.PRESETS[preset].expect))))
         if st.session_state.get("lab_preset_note"):
             st.caption(st.session_state.lab_preset_note)
     else:
-        st.caption("Custom settings (they match no preset). Pick a preset in the sidebar to start over.")
+        st.caption(" ".join(filter(None, ("Custom settings (they match no preset).", regime,
+                                          "Pick a preset in the sidebar to start over."))))
+    if wider:
+        st.warning(wider)
     if not setup.inits:
         st.info("Pick at least one init scheme in the sidebar.")
         return

@@ -19,6 +19,7 @@ from convcov_core.runs import RunStore
 from helpers.files import malicious_checkpoint, tiny_convmixer_state
 
 TINY_DATA = {"n_train": 64, "n_test": 32, "image_size": 16}
+AVAILABLE = {"mnist5k": True, "textures": True}  # no CIFAR-10: the paper-like preset falls back to textures
 TINY = lab.LabSetup(lab.lab_training(dataset="noisy-bars", dataset_params=TINY_DATA, model="convmixer-8/2",
                                      kernel_size=5, patch_size=4, batch_size=16), filters="trained", n_seeds=1)
 
@@ -79,11 +80,38 @@ def test_paper_preset_falls_back_when_its_dataset_is_missing_and_presets_are_rec
         lab.preset_setup("fast", available)
 
 
-def test_quick_cpu_default_is_the_frozen_comparison_the_issue_measured():
+def test_quick_cpu_default_is_the_frozen_comparison_of_the_init_scans_k9_row():
     setup = lab.PRESETS[lab.QUICK_CPU].setup
     t = setup.training
-    assert (t.dataset, t.model, t.kernel_size, t.patch_size, t.epochs) == ("mnist5k", "convmixer-64/8", 15, 2, 1)
+    assert (t.dataset, t.model, t.kernel_size, t.patch_size, t.epochs) == ("mnist5k", "convmixer-64/8", 9, 2, 1)
     assert setup.inits == ("default", "gaussian") and setup.filters == "frozen at init"
+
+
+@pytest.mark.parametrize("name", list(lab.PRESETS))
+def test_each_presets_regime_is_computed_from_its_config(name):
+    config = lab.preset_setup(name, AVAILABLE)[0].training
+    statement, wider = lab.regime_text(config)
+    train_x, *_, info = train.load_training_data(config)
+    steps = train.plan_steps(config, len(train_x))[2]
+    assert statement.startswith(f"Regime: {config.model}, ") and f", {steps} steps ({config.epochs} epoch" in statement
+    assert statement.endswith(f", {config.dataset} ({len(train_x):,} {info.image_size} x {info.image_size} images).")
+    k = config.kernel_size
+    if k is None or models.parse_spec(config.model)["niff"]:  # a ViT, or NIFF filters as large as the map
+        assert "no square depthwise filters" in statement and wider is None
+        return
+    side = info.image_size // config.patch_size  # a ConvMixer's maps after its p x p patches
+    assert f", {k} x {k} filters on {side} x {side} maps" in statement
+    assert (wider is None) == (k <= side)
+    if wider:
+        assert wider.startswith(f"The filters are wider than the map: {k} × {k} filters on {side} × {side} feature "
+                                "maps. A filter centred on the map already sees the whole image") and "paper's" in wider
+
+
+def test_only_the_presets_measured_at_k15_keep_filters_wider_than_the_map():
+    """Their numbers (docs/results.md) were measured with 15 x 15 filters on 14 x 14 maps; the page says so."""
+    wide = {name for name in lab.PRESETS if lab.regime_text(lab.preset_setup(name, AVAILABLE)[0].training)[1]}
+    assert wide == {lab.LEARNED_FROZEN, lab.PEER_FROZEN}
+    assert all("15 × 15" in lab.PRESETS[name].expect for name in wide)
 
 
 def test_a_model_that_does_not_fit_small_images_is_refused_before_training():

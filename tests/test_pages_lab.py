@@ -11,7 +11,9 @@ import torch
 from safetensors.torch import save as save_safetensors
 
 from convcov_app import background, lab
-from convcov_core import matrix_files
+from convcov_app.support import present_datasets
+from convcov_core import examples, matrix_files
+from convcov_core.runs import RunStore
 from helpers.files import malicious_checkpoint, tiny_convmixer_state
 from helpers.pages import MAX_POLLS, POLL_S, assert_clean, new_app, poll_until_finished, run_page
 
@@ -50,7 +52,9 @@ def test_lab_default_is_the_frozen_cpu_demo_and_says_what_to_expect():
     at = run_page(LAB, timeout=120)
     assert at.selectbox(key="lab_preset").value == lab.QUICK_CPU
     assert at.info[0].value.endswith(lab.PRESETS[lab.QUICK_CPU].expect)
-    assert (at.number_input(key="lab_seeds").value, at.slider(key="lab_k").value) == (3, 15)
+    assert "Regime: convmixer-64/8, 9 x 9 filters on 14 x 14 maps, 31 steps (1 epoch), mnist5k" in at.info[0].value
+    assert (at.number_input(key="lab_seeds").value, at.slider(key="lab_k").value) == (3, 9)
+    assert not any("wider than the map" in w.value for w in at.warning)
     assert at.radio(key="lab_filters").value == "frozen at init"
     markdown = " ".join(m.value for m in at.markdown)
     assert "6 runs:** default-frozen, gaussian-frozen × seed(s) 0, 1, 2" in markdown
@@ -62,8 +66,20 @@ def test_lab_warns_when_the_filters_are_wider_than_the_maps_can_use():
     assert not at.warning
     at.slider(key="lab_k").set_value(15).run()  # 28 x 28 bars, patch 4: 7 x 7 maps use 13 x 13
     assert_clean(at, "k = 15 on 7 x 7 maps")
-    assert "layers 1-2 see 7 × 7 maps and use only the central 13 × 13 weights" in at.warning[0].value
+    assert at.warning[0].value.startswith("The filters are wider than the map: 15 × 15 filters on 7 × 7")
+    assert "layers 1-2 see 7 × 7 maps and use only the central 13 × 13 weights" in at.warning[1].value
     assert at.button(key="lab_run").disabled is False  # a warning, not a refusal
+
+
+@pytest.mark.parametrize("name", list(lab.PRESETS))
+def test_each_preset_shows_its_regime_and_says_when_its_filters_are_wider_than_the_map(name):
+    examples.add_to_store(RunStore())  # the learned preset's covariances
+    at = run_page(LAB, timeout=120)
+    at.selectbox(key="lab_preset").set_value(name).run()
+    assert_clean(at, name)
+    statement, wider = lab.regime_text(lab.preset_setup(name, present_datasets())[0].training)
+    assert at.info[0].value == f"**{name}.** {statement} {lab.PRESETS[name].expect}"
+    assert [w.value for w in at.warning if "wider than the map" in w.value] == ([wider] if wider else [])
 
 
 def test_lab_runs_a_tiny_comparison_end_to_end_then_learned_page_opens_its_run():
