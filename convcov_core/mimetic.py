@@ -3,21 +3,30 @@ Self-Attention Layers"), in place on timm Vision Transformers, and the per-head 
 
 The paper's statement: "we set the product of the query and key weights to be approximately the
 identity, and the product of the value and projection weights to approximately the negative
-identity", as pre-trained ViTs have them. Per head h, with the d-dimensional tokens as row vectors
-(scores q_h k_h^T = x W_q^h (x W_k^h)^T, output sum_h A_h x W_v^h W_proj^h), that is
+identity", as pre-trained ViTs have them. Built as the reference code builds it (the timm fork of
+osiriszjq/structured_init, vision_transformer.py: get_ortho_like and the mimetic branch of
+_init_weights), with targets
 
-    W_q^h W_k^h^T ~ alpha1 Z1 / sqrt(d) + beta1 I,    W_v^h W_proj^h ~ alpha2 Z2 / sqrt(d) - beta2 I,
+    T1 = alpha1 Z1 / sqrt(d) + beta1 I,    T2 = alpha2 Z2 / sqrt(d) - beta2 I,
 
-Z1, Z2 d x d with i.i.d. N(0, 1) entries, drawn afresh for every head and layer. Choices, and why:
-- Signs: + beta1 I and - beta2 I, as the statement says (queries attend to keys like themselves; the
-  value path subtracts a token's own feature).
-- Scale: d is the embedding width, the side of the product, so Z / sqrt(d) is a Wigner-scaled
-  matrix (rows of unit expected norm, spectral norm about 2) of the same order as I; alpha and beta
-  then weigh noise against identity on one scale whatever the width. The head dimension k and the
-  softmax's 1 / sqrt(k) are left out: the target is the weights' own product.
-- Rank: a head's product is d x d of rank k = head_dim, so it gets the best rank-k approximation of
-  its target (Eckart-Young): target = U S V^T, W_q^h = U_k S_k^(1/2), W_k^h = V_k S_k^(1/2) (likewise
-  W_v^h = U_k S_k^(1/2), W_proj^h = S_k^(1/2) V_k^T). With one head (k = d) the product is the target.
+Z d x d with i.i.d. N(0, 1) entries (the reference's dist="normal"; its default draws uniform noise of
+the same variance), d the embedding width, factored as T = U S V^T = L R, L = U S^(1/2), R = S^(1/2) V^T:
+- Queries/keys: a target T1 per head and layer; head h, of dimension k, gets its best rank-k
+  approximation (Eckart-Young): with tokens as row vectors (scores x W_q^h (x W_k^h)^T),
+  W_q^h = U_k S_k^(1/2), W_k^h = V_k S_k^(1/2), so W_q^h W_k^h^T = U_k S_k V_k^T.
+- Values/projection: one full-rank target T2 per layer, split over the heads: the value weight, as
+  nn.Linear stores it (H k x d, out x in), is L and the projection's (d x H k) is R, so head h holds
+  rows h k ... (h + 1) k of L and those columns of R. The layer's product proj.weight @ W_value (the
+  transpose of W_v W_proj summed over the heads, in row vectors) is R L = L^-1 T2 L: similar to T2
+  (the same eigenvalues and trace, so the diagonal's mean is T2's, -beta2 up to noise) but not T2
+  (its diagonal spreads, its off-diagonal is smaller: measured at d = 192, diagonal std 0.24 and
+  off-diagonal std 0.28 / sqrt(d) against 0.03 and 0.40 / sqrt(d) for T2). Head h's share of the
+  trace is T2's diagonal over its k rows: about -beta2 / H each.
+- Signs: + beta1 I and - beta2 I, as the statement says. Scale: Z / sqrt(d) is Wigner-scaled
+  (rows of unit expected norm, spectral norm about 2), of the order of I at any width; the softmax's
+  1 / sqrt(k) is left out (the target is the weights' own product).
+- Random draws in the reference's order: every layer's query/key targets (head by head), then every
+  layer's value/projection target.
 Biases, norms and the MLPs keep the model's own init.
 """
 
@@ -94,31 +103,46 @@ def head_products(attn: nn.Module) -> tuple[Tensor, Tensor]:
     return q.transpose(1, 2) @ key, v.transpose(1, 2) @ proj
 
 
+def _set_query_key_(attn: nn.Module, alpha: float, beta: float, generator: torch.Generator | None) -> None:
+    """Per head h a fresh target alpha Z / sqrt(d) + beta I, W_q^h W_k^h^T its best rank-k approximation."""
+    heads, d = attn.num_heads, attn.qkv.in_features
+    k = attn.proj.in_features // heads
+    qkv = attn.qkv.weight.detach().float().cpu().reshape(3, heads, k, d)
+    for h in range(heads):
+        w_q, w_k = low_rank_factors(mimetic_target(d, alpha, beta, generator), k)
+        qkv[0, h], qkv[1, h] = w_q.T, w_k
+    attn.qkv.weight.copy_(qkv.reshape(attn.qkv.weight.shape))
+
+
+def _set_value_proj_(attn: nn.Module, alpha: float, beta: float, generator: torch.Generator | None) -> None:
+    """One target alpha Z / sqrt(d) - beta I = L R for the layer: value weight (out x in) L, projection's R."""
+    d = attn.qkv.in_features
+    left, right = low_rank_factors(mimetic_target(d, alpha, -beta, generator), d)
+    attn.qkv.weight[2 * d:] = left.to(attn.qkv.weight)
+    attn.proj.weight.copy_(right)
+
+
 @torch.no_grad()
 def mimetic_(model: nn.Module, alpha1: float = DEFAULTS["alpha1"], beta1: float = DEFAULTS["beta1"],
              alpha2: float = DEFAULTS["alpha2"], beta2: float = DEFAULTS["beta2"], *,
              generator: torch.Generator | None = None) -> list[str]:
-    """Set every attention layer's query/key and value/projection weights in place so that, per head,
-    W_q W_k^T ~ alpha1 Z1 / sqrt(d) + beta1 I and W_v W_proj ~ alpha2 Z2 / sqrt(d) - beta2 I (see the
-    module docstring for signs, scale and the rank-k factorization); return the layers' names.
+    """Set every attention layer's query/key and value/projection weights in place, as the reference
+    does: per head W_q W_k^T ~ alpha1 Z1 / sqrt(d) + beta1 I (rank k), per layer one target
+    alpha2 Z2 / sqrt(d) - beta2 I split over the heads (see the module docstring); return the layers' names.
 
     The four coefficients are finite numbers >= 0 (the scheme fixes the signs). Works on timm Vision
-    Transformers and any model with blocks[i].attn.{qkv, proj, num_heads}; others are refused with
-    ValueError. Biases and all other parameters are untouched.
+    Transformers and any model with blocks[i].attn.{qkv, proj, num_heads} whose heads are d wide in
+    all; others are refused with ValueError. Biases and all other parameters are untouched.
     """
     a1, b1, a2, b2 = (float_param(x, n) for n, x in
                       (("alpha1", alpha1), ("beta1", beta1), ("alpha2", alpha2), ("beta2", beta2)))
     layers = attention_layers(model)
+    for name, attn in layers:
+        if attn.proj.in_features != attn.qkv.in_features:
+            raise ValueError(f"mimetic init splits a d x d value/projection target over the heads; {name}'s heads "
+                             f"are {attn.proj.in_features} wide in all, not d = {attn.qkv.in_features}")
     for _, attn in layers:
-        heads, d = attn.num_heads, attn.qkv.in_features
-        k = attn.proj.in_features // heads
-        qkv = attn.qkv.weight.detach().float().cpu().reshape(3, heads, k, d)
-        proj = attn.proj.weight.detach().float().cpu().reshape(d, heads, k)
-        for h in range(heads):
-            w_q, w_k = low_rank_factors(mimetic_target(d, a1, b1, generator), k)
-            w_v, w_proj = low_rank_factors(mimetic_target(d, a2, -b2, generator), k)
-            qkv[0, h], qkv[1, h], qkv[2, h] = w_q.T, w_k, w_v.T
-            proj[:, h] = w_proj.T
-        attn.qkv.weight.copy_(qkv.reshape(attn.qkv.weight.shape))
-        attn.proj.weight.copy_(proj.reshape(attn.proj.weight.shape))
+        _set_query_key_(attn, a1, b1, generator)
+    for _, attn in layers:
+        _set_value_proj_(attn, a2, b2, generator)
     return [name for name, _ in layers]

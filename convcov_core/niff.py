@@ -17,6 +17,13 @@ centre_window crops such filters to the k x k window that k x k depthwise filter
 covariance analyses; energy_outside is the share of their energy the crop leaves out.
 Every channel's response is a linear map of the MLP's last hidden features (h of them) plus a
 constant, so a layer's C filters span at most 2 h + 1 dimensions, whatever C and the map size.
+
+Coordinates: the seed code (GeJulia/NIFF, niff_small.py, FreqConv_DW_fftifft) feeds its MLPs
+arange(-H/2, H/2) along the fftshifted spectrum, which is the frequency u on an even axis and u - 1/2
+on an odd one; coordinates="half" does the same, the default "integer" feeds u. On even (square: the
+seed's grid is W x H) maps the layer is the seed's up to the order of the MLPs' two inputs (the seed's
+first is the column frequency v) and a roll of the channels by C // 2 (its fftshift, given no dims,
+shifts the channel axis too).
 """
 
 from __future__ import annotations
@@ -33,10 +40,21 @@ Tensor = torch.Tensor
 MLP_SIZES = {"small": (8, 4), "big": (16, 128, 32)}
 
 
-def frequency_grid(height: int, width: int, device=None) -> Tensor:
-    """H x W x 2 integer frequencies (u, v) in FFT order: index i holds i for i < H/2, i - H after."""
-    u = torch.fft.fftfreq(height, 1 / height, device=device)
-    v = torch.fft.fftfreq(width, 1 / width, device=device)
+#: The frequency coordinates NIFFDepthwise can feed its MLPs: an axis of n points starts at -(n // 2)
+#: ("integer": the frequencies) or at -n / 2 (the seed code's "half": half-integers on odd axes).
+COORDINATES = ("integer", "half")
+
+
+def _axis(n: int, coordinates: str, dtype, device) -> Tensor:
+    """ifftshift(arange(s, s + n)), s = -(n // 2) ("integer": index i holds i for i < n/2, i - n after)
+    or s = -n / 2 ("half")."""
+    start = -(n // 2) if coordinates == "integer" else -n / 2
+    return torch.fft.ifftshift(torch.arange(start, start + n, dtype=dtype, device=device))
+
+
+def frequency_grid(height: int, width: int, coordinates: str = "integer", dtype=torch.float32, device=None) -> Tensor:
+    """H x W x 2 coordinates (u, v) of the frequencies in FFT order (see _axis and COORDINATES)."""
+    u, v = (_axis(n, coordinates, dtype, device) for n in (height, width))
     return torch.stack(torch.meshgrid(u, v, indexing="ij"), dim=-1)
 
 
@@ -51,15 +69,20 @@ def _mlp(widths: tuple[int, ...]) -> nn.Sequential:
 class NIFFDepthwise(nn.Module):
     """Depthwise filtering in the FFT domain with an MLP's complex response per channel, K[c, u, v]."""
 
-    def __init__(self, channels: int, hidden: tuple[int, ...] = MLP_SIZES["small"]):
+    def __init__(self, channels: int, hidden: tuple[int, ...] = MLP_SIZES["small"], coordinates: str = "integer"):
         super().__init__()
+        if coordinates not in COORDINATES:
+            raise ValueError(f"coordinates must be one of {', '.join(COORDINATES)}, not {coordinates!r}")
         widths = (2, *(whole_number(h, "hidden width", 1) for h in hidden), whole_number(channels, "channels", 1))
         self.real = _mlp(widths)
         self.imag = _mlp(widths)
+        self.coordinates = coordinates
 
     def frequency_response(self, height: int, width: int) -> Tensor:
-        """K: C x H x W complex64 in FFT order, computed in float32 (outside any autocast)."""
-        grid = frequency_grid(height, width, device=self.real[0].weight.device)
+        """K: C x H x W complex in FFT order, computed in the MLPs' dtype (float32, or float64 after
+        .double()) outside any autocast."""
+        weight = self.real[0].weight
+        grid = frequency_grid(height, width, self.coordinates, weight.dtype, weight.device)
         with torch.autocast(grid.device.type, enabled=False):
             return torch.complex(self.real(grid), self.imag(grid)).permute(2, 0, 1)
 
@@ -73,7 +96,7 @@ class NIFFDepthwise(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         response = self.frequency_response(*x.shape[-2:])
         with torch.autocast(x.device.type, enabled=False):  # FFTs over H, W of the N x H x W x C view
-            pixels = x.float().permute(0, 2, 3, 1)
+            pixels = x.to(response.real.dtype).permute(0, 2, 3, 1)
             y = torch.fft.ifft2(torch.fft.fft2(pixels, dim=(1, 2)) * response.permute(1, 2, 0), dim=(1, 2)).real
         layout = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
         return y.permute(0, 3, 1, 2).to(x.dtype, memory_format=layout)  # x's: the convs after it are slow in another

@@ -3,7 +3,9 @@ with tolerances from the sample size), the rank-k factorization, refusals, and t
 
 import math
 
+import numpy as np
 import pytest
+import timm
 import torch
 
 from convcov_core import init, models
@@ -30,34 +32,63 @@ def diagonal_and_off(products):
     return products.diagonal(dim1=-2, dim2=-1), products[:, off]
 
 
-@pytest.mark.parametrize("alpha, beta, which", [(DEFAULTS["alpha1"], DEFAULTS["beta1"], 0),
-                                                 (DEFAULTS["alpha2"], -DEFAULTS["beta2"], 1)])
-def test_one_head_products_hit_the_targets_statistics(alpha, beta, which):
-    """With one head (k = d) each product is alpha Z / sqrt(d) + beta I exactly: the diagonal's mean
-    is beta up to the noise of n d draws of std alpha / sqrt(d) (4 standard errors), the off-diagonal
-    entries have mean 0 and std alpha / sqrt(d) (sample std within 4 relative standard errors,
-    1 / sqrt(2 m) for m entries)."""
-    d, depth = 96, 3
-    model = vit(dim=d, heads=1, depth=depth)
-    names = init.mimetic_(model, generator=torch.Generator().manual_seed(0))
-    assert names == [f"blocks.{i}.attn" for i in range(depth)]
-    diagonal, off = diagonal_and_off(stacked_products(model)[which])
+def assert_target_statistics(products, alpha, beta):
+    """The diagonal's mean is beta up to the noise of n d draws of std alpha / sqrt(d) (4 standard
+    errors); the off-diagonal entries have mean 0 and std alpha / sqrt(d) (sample std within 4
+    relative standard errors, 1 / sqrt(2 m) for m entries)."""
+    d = products.shape[-1]
+    diagonal, off = diagonal_and_off(products)
     noise = alpha / math.sqrt(d)
     assert diagonal.mean().item() == pytest.approx(beta, abs=4 * noise / math.sqrt(diagonal.numel()))
     assert off.mean().item() == pytest.approx(0, abs=4 * noise / math.sqrt(off.numel()))
     assert off.std().item() == pytest.approx(noise, rel=4 / math.sqrt(2 * off.numel()))
 
 
-def test_every_head_and_layer_draws_its_own_noise():
-    model = vit(dim=64, heads=2, depth=2)
+def value_proj_factors(model):
+    """Per layer the stored value weight (out x in) times the projection's: L R, the layer's target."""
+    d = model.blocks[0].attn.qkv.in_features
+    return torch.stack([block.attn.qkv.weight[2 * d:].double() @ block.attn.proj.weight.double()
+                        for block in model.blocks]).detach()
+
+
+def test_one_head_query_key_products_are_the_targets():
+    """With one head (k = d) W_q W_k^T is alpha1 Z / sqrt(d) + beta1 I exactly."""
+    d, depth = 96, 3
+    model = vit(dim=d, heads=1, depth=depth)
+    names = init.mimetic_(model, generator=torch.Generator().manual_seed(0))
+    assert names == [f"blocks.{i}.attn" for i in range(depth)]
+    assert_target_statistics(stacked_products(model)[0], DEFAULTS["alpha1"], DEFAULTS["beta1"])
+
+
+@pytest.mark.parametrize("heads", [1, 3])
+def test_each_layer_splits_one_value_projection_target_over_its_heads(heads):
+    """The value weight L and the projection's R factor one target per layer, L R = alpha2 Z / sqrt(d)
+    - beta2 I, whatever the heads; the layer's product R L (summed over the heads) has its trace."""
+    d = 96
+    model = vit(dim=d, heads=heads, depth=3)
+    init.mimetic_(model, generator=torch.Generator().manual_seed(5))
+    targets = value_proj_factors(model)
+    assert_target_statistics(targets, DEFAULTS["alpha2"], -DEFAULTS["beta2"])
+    layer_products = stacked_products(model)[1].reshape(3, heads, d, d).sum(1)
+    torch.testing.assert_close(layer_products.diagonal(dim1=-2, dim2=-1).sum(-1),
+                               targets.diagonal(dim1=-2, dim2=-1).sum(-1), rtol=0, atol=1e-4)
+
+
+def assert_uncorrelated(products):
+    """The noise (the product less its diagonal mean times I) of the first is uncorrelated with the rest's."""
+    d = products.shape[-1]
+    first = products[0] - products[0].diagonal().mean() * torch.eye(d)
+    for other in products[1:]:
+        rest = other - other.diagonal().mean() * torch.eye(d)
+        r = torch.corrcoef(torch.stack([first.flatten(), rest.flatten()]))[0, 1].item()
+        assert abs(r) < 4 / d  # independent noise: |r| within 4 standard errors 1 / sqrt(d^2)
+
+
+def test_every_query_key_head_and_every_value_projection_layer_draws_its_own_noise():
+    model = vit(dim=64, heads=2, depth=3)
     init.mimetic_(model, generator=torch.Generator().manual_seed(1))
-    qk, vo = stacked_products(model)
-    for products in (qk, vo):
-        first = products[0] - products[0].diagonal().mean() * torch.eye(64)
-        for other in products[1:]:
-            rest = other - other.diagonal().mean() * torch.eye(64)
-            r = torch.corrcoef(torch.stack([first.flatten(), rest.flatten()]))[0, 1].item()
-            assert abs(r) < 4 / 64  # independent noise: |r| within 4 standard errors 1 / sqrt(d^2)
+    assert_uncorrelated(stacked_products(model)[0])
+    assert_uncorrelated(value_proj_factors(model))
 
 
 def test_several_heads_get_the_best_rank_k_approximation_with_the_papers_signs():
@@ -69,6 +100,56 @@ def test_several_heads_get_the_best_rank_k_approximation_with_the_papers_signs()
     for products, sign in ((qk, 1), (vo, -1)):
         assert (torch.linalg.matrix_rank(products.float()) == d // heads).all()
         assert (sign * products.diagonal(dim1=-2, dim2=-1).mean(-1) > 0).all()
+
+
+# A transcription of the reference (osiriszjq/structured_init, pytorch-image-models/timm/models/
+# vision_transformer.py: get_ortho_like and the 'mimetic' branch of VisionTransformer._init_weights),
+# kept to its lines. Changed: get_ortho_like's dist="normal" branch, with np.random.normal's draw
+# taken from a torch generator (`randn`) so that both sides get the same draws; `self` is the model
+# (given the fork's num_heads and depth attributes); the unused `heads` argument and layer depth `d`
+# are dropped.
+def get_ortho_like(dim, alpha, beta, sign, randn):
+    A = alpha * randn(dim) / (dim**0.5) + sign * beta * np.eye(dim)
+    U, S, V = np.linalg.svd(A)
+    L = U @ np.diag(np.sqrt(S))
+    R = np.diag(np.sqrt(S)) @ V
+    return L, R
+
+
+def reference_mimetic(self, alpha, beta, randn):
+    head_dim = self.embed_dim // self.num_heads
+    for i in range(self.depth):
+        for h in range(self.num_heads):
+            Q, K = get_ortho_like(self.embed_dim, alpha, beta, 1, randn)
+            Q = Q[:, :head_dim]
+            K = K.T[:, :head_dim]
+            self.blocks[i].attn.qkv.weight.data[(h*head_dim):((h+1)*head_dim)] = torch.tensor(Q.T).float()
+            self.blocks[i].attn.qkv.weight.data[self.embed_dim+(h*head_dim):self.embed_dim+((h+1)*head_dim)] = \
+                torch.tensor(K.T).float()
+    for block in self.blocks:
+        V, Proj = get_ortho_like(self.embed_dim, 0.4, 0.4, -1, randn)
+        block.attn.qkv.weight.data[2*self.embed_dim:] = torch.tensor(V).float()
+        block.attn.proj.weight.data = torch.tensor(Proj).float()
+
+
+def test_vit_tiny_gets_the_reference_construction():
+    """timm's vit_tiny_patch16_224 (d = 192, 3 heads, 12 layers), convcov against the reference with
+    the same draws: the same per-head products (the SVD's signs may differ, which leaves W_q W_k^T
+    alone and conjugates the value/projection products by a diagonal of +-1: the same diagonal and
+    absolute values), and per layer W_proj W_v's diagonal mean is -beta2 (measured -0.395 to -0.401;
+    the per-head W_q W_k^T diagonal 0.394, off-diagonal std x sqrt(d) 0.72)."""
+    ours, reference = (timm.create_model("vit_tiny_patch16_224", pretrained=False) for _ in range(2))
+    reference.num_heads, reference.depth = reference.blocks[0].attn.num_heads, len(reference.blocks)
+    init.mimetic_(ours, generator=torch.Generator().manual_seed(0))
+    generator = torch.Generator().manual_seed(0)
+    reference_mimetic(reference, DEFAULTS["alpha1"], DEFAULTS["beta1"],
+                      lambda dim: torch.randn(dim, dim, generator=generator, dtype=torch.float64).numpy())
+    for mine, theirs in zip(ours.blocks, reference.blocks):
+        (qk, vo), (qk_ref, vo_ref) = head_products(mine.attn), head_products(theirs.attn)
+        torch.testing.assert_close(qk, qk_ref, rtol=0, atol=1e-5)
+        torch.testing.assert_close(vo.diagonal(dim1=-2, dim2=-1), vo_ref.diagonal(dim1=-2, dim2=-1), rtol=0, atol=1e-5)
+        torch.testing.assert_close(vo.abs(), vo_ref.abs(), rtol=0, atol=1e-5)
+        assert vo.sum(0).diagonal().mean().item() == pytest.approx(-DEFAULTS["beta2"], abs=0.05)
 
 
 def test_low_rank_factors_are_the_truncated_svd():

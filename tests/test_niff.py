@@ -6,10 +6,11 @@ import dataclasses
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from convcov_app import background, lab, labels
 from convcov_core import covariance, frequency, init, learned_sets, models, reach, train
-from convcov_core.niff import MLP_SIZES, NIFFDepthwise, centre_window, energy_outside, niff_layers
+from convcov_core.niff import MLP_SIZES, NIFFDepthwise, centre_window, energy_outside, frequency_grid, niff_layers
 from helpers.pages import assert_clean, new_app, poll_until_finished, run_page
 
 LAB = "pages/3_Training_Lab.py"
@@ -46,6 +47,87 @@ def test_forward_keeps_the_dtype_under_bf16_autocast():
         y = layer(x.bfloat16())
     assert y.dtype == torch.bfloat16
     assert torch.allclose(y.float(), layer(x.bfloat16().float()), atol=0.05)
+
+
+def test_a_double_layer_runs_forward_and_backward_in_float64():
+    """After .double() the grid, the response and the FFTs are float64: the output matches the float64
+    circular convolution to 1e-12 (float32 anywhere would leave errors near 1e-7)."""
+    torch.manual_seed(0)
+    layer = NIFFDepthwise(4).double()
+    x = torch.randn(2, 4, 6, 7, dtype=torch.float64, requires_grad=True)
+    y = layer(x)
+    assert y.dtype == torch.float64 and layer.frequency_response(6, 7).dtype == torch.complex128
+    assert torch.allclose(y, circular_conv(x, layer.spatial_filters(6, 7)), atol=1e-12)
+    y.square().sum().backward()
+    assert x.grad.dtype == torch.float64
+    assert all(p.grad is not None and p.grad.dtype == torch.float64 for p in layer.parameters())
+
+
+# A transcription of the reference (GeJulia/NIFF, niff_small.py: MLP_small and FreqConv_DW_fftifft's
+# forward), kept to its lines; changed: on the CPU (`.to(self.device)` and `weights.cuda()` dropped)
+# and the mask built at every call rather than cached on the module.
+class MLP_small(nn.Module):
+    def __init__(self, planes):
+        super().__init__()
+        self.layer_mpl1 = nn.Conv2d(2, 8, 1, padding=0, groups=1)
+        self.layer_mpl2 = nn.Conv2d(8, 4, 1, padding=0, groups=1)
+        self.layer_mpl3 = nn.Conv2d(4, planes, 1, padding=0, groups=1)
+
+    def forward(self, x):
+        x = self.layer_mpl1(x.unsqueeze(0))
+        x = F.silu(x)
+        x = self.layer_mpl2(x)
+        x = F.silu(x)
+        x = self.layer_mpl3(x)
+        return x
+
+
+def reference_forward(mlp_real, mlp_imag, x):
+    mask = torch.cat([
+        torch.arange(-(x.size(2)/2), (x.size(2)/2), requires_grad=True)[None, :].repeat(x.size(3), 1).unsqueeze(0),
+        torch.arange(-(x.size(3)/2), (x.size(3)/2), requires_grad=True)[:, None].repeat(1, x.size(2)).unsqueeze(0)],
+        dim=0)
+    x = torch.fft.fftshift(torch.fft.fft2(x))
+    weights = torch.complex(mlp_real(mask), mlp_imag(mask))
+    x = weights*x
+    return torch.fft.ifft2(torch.fft.ifftshift(x)).real
+
+
+@torch.no_grad()
+def as_reference_mlp(mlp: nn.Sequential) -> MLP_small:
+    """Our small MLP's weights as the reference's 1 x 1 convs: the two inputs swapped (its first is the
+    column frequency v, ours the row frequency u), the outputs rolled by C // 2 (fftshift over the
+    channels: its fftshift(fft2(x)) shifts the channel axis too, so its channel c + C // 2 filters x[c])."""
+    first, middle, last = (m for m in mlp if isinstance(m, nn.Linear))
+    reference = MLP_small(last.out_features)
+    for conv, weight, bias in ((reference.layer_mpl1, first.weight[:, [1, 0]], first.bias),
+                               (reference.layer_mpl2, middle.weight, middle.bias),
+                               (reference.layer_mpl3, torch.fft.fftshift(last.weight, dim=0),
+                                torch.fft.fftshift(last.bias))):
+        conv.weight.copy_(weight[:, :, None, None])
+        conv.bias.copy_(bias)
+    return reference
+
+
+@pytest.mark.parametrize("size, coordinates, same", [(6, "integer", True), (8, "half", True), (7, "half", True),
+                                                      (7, "integer", False)])
+def test_the_layer_is_the_seeds_with_its_weights_mapped(size, coordinates, same):
+    """On even maps either convention is the seed code's layer; on odd ones only "half" (the seed's
+    arange(-H/2, H/2): half-integer coordinates) is, the default integer frequencies are not."""
+    torch.manual_seed(0)
+    layer = NIFFDepthwise(5, coordinates=coordinates)  # C = 5: the channel roll is not its own inverse
+    x = torch.randn(3, 5, size, size)
+    expected = reference_forward(as_reference_mlp(layer.real), as_reference_mlp(layer.imag), x)
+    assert torch.allclose(layer(x), expected, atol=1e-5) == same
+
+
+def test_half_coordinates_are_the_integer_ones_on_even_axes_and_shifted_by_a_half_on_odd_ones():
+    integer, half = frequency_grid(6, 7), frequency_grid(6, 7, "half")
+    assert torch.equal(half[..., 0], integer[..., 0])
+    assert torch.equal(half[..., 1], integer[..., 1] - 0.5)
+    assert sorted(half[0, :, 1].tolist()) == torch.arange(-3.5, 3.5).tolist()
+    with pytest.raises(ValueError, match="coordinates must be one of integer, half"):
+        NIFFDepthwise(4, coordinates="centred")
 
 
 def mlp_shapes(layer):
