@@ -1,4 +1,7 @@
-"""The Sweeps page's presenter: a sweep from the page's choices, its size and time estimate, the Ray
+"""The Sweeps page's presenter: the grid's widgets (their options and first values), a sweep from
+the page's choices (datasets, widths, depths, kernel and patch sizes, epochs, filters, the σ
+schedule: convcov's default, the one fitted from the bundled example, or σ values as axes), its
+size and time estimate, the cells whose filters are wider than their feature map, the Ray
 executor or why there is none, the background job that runs a sweep (its SweepEvents turned into
 the job manager's progress events) and how a reloaded page finds it again, and the tables the page
 shows: the cells filling in, each cell's effect with a power note, a cell's per-seed runs. Every
@@ -12,47 +15,109 @@ import importlib.util
 import math
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 import pandas as pd
 
-from convcov_core import models
+from convcov_core import examples, learned_sets, models
 from convcov_core import sweep as sweeps
+from convcov_core.init import SCHEMES
 from convcov_core.jobs import JobStatus
 from convcov_core.sweep.ray_cluster import INSTALL_HINT
+from convcov_core.sweep.results import WIDER_THAN_MAP_NOTE, cell_maps
 from convcov_core.sweep.run import trial_seconds
 from convcov_core.text import duration, number
 from convcov_core.train import ProgressEvent
 
-from . import lab
+from . import lab, labels
 
 #: How the page names the axes it builds (other axes of a CLI sweep keep their field names).
-AXIS_TITLES = {"kernel_size": "kernel size", "model": "model", "epochs": "epochs", "freeze_filters": "filters"}
+AXIS_TITLES = {"kernel_size": "kernel size", "model": "model", "epochs": "epochs", "freeze_filters": "filters",
+               "patch_size": "patch size", "dataset": "dataset", "sigma_first": "σ first", "sigma_last": "σ last"}
 #: The filter modes the page offers, and the TrainConfig.freeze_filters value of each.
 FILTER_MODES = {"trained": False, "frozen": True}
+#: The options of the grid's lists.
+WIDTHS = (8, 16, 32, 64, 128, 256)
+EPOCHS = (1, 2, 3, 5, 10, 15, 20, 30)
+PATCH_SIZES = tuple(range(1, 17))
+BATCH_SIZES = (16, 32, 64, 128, 256)
+SCHEME_BY_LABEL = {labels.scheme_label(name): name for name in SCHEMES if name != "learned"}
+#: The σ schedules of the Gaussian schemes the page offers, as it names them.
+SCHEDULES = {"default": "convcov default: 1 → max(1, k/3)", "fitted": "fitted from the bundled example",
+             "custom": "custom σ values"}
+SCHEDULE_BY_LABEL = {label: key for key, label in SCHEDULES.items()}
 _JOB_LABEL = re.compile(r"Sweep ([\w.\-]+): ")
 
 
 @dataclass(frozen=True)
 class GridChoice:
     """The page's choices: lists become axes when they hold more than one value (as in `sweep
-    run`); inits: the first is the reference; seeds 0 .. n_seeds - 1; max_steps None: whole epochs."""
+    run`); the model axis is ConvMixer-width/depth for every width and depth; inits: the first is
+    the reference; schedule: a key of SCHEDULES (custom: sigma_firsts and sigma_lasts, an empty
+    one keeping convcov's default for that end); seeds 0 .. n_seeds - 1; max_steps None: whole epochs."""
 
     name: str
-    dataset: str = "mnist5k"
-    width: int = 64
+    datasets: tuple = ("mnist5k",)
+    widths: tuple = (64,)
     depths: tuple = (8,)
     kernel_sizes: tuple = (9, 15)
+    patch_sizes: tuple = (2,)
     epochs: tuple = (1,)
     filters: tuple = ("trained", "frozen")
     inits: tuple = ("default", "gaussian")
+    schedule: str = "default"
+    sigma_firsts: tuple = ()
+    sigma_lasts: tuple = ()
     n_seeds: int = 3
-    patch_size: int = 2
     batch_size: int = 128
     max_steps: int | None = None
 
 
-_NEEDED = {"depths": "depth", "kernel_sizes": "kernel size", "epochs": "number of epochs",
-           "filters": "filter mode (trained or frozen)"}
+#: The grid's lists on the page, in order: (GridChoice field, widget key, label, help).
+_LISTS = (("datasets", "sweep_datasets", "Datasets", "The embedded ones (mnist5k digits, textures: natural-image "
+           "crops) and those downloaded."),
+          ("kernel_sizes", "sweep_kernels", "Kernel sizes", None),
+          ("widths", "sweep_widths", "ConvMixer widths (channels)", "Each width with each depth is a model."),
+          ("depths", "sweep_depths", "Depths (blocks)", None),
+          ("patch_sizes", "sweep_patches", "Patch sizes", "The stem's stride: a 28 x 28 digit with patch 2 gives "
+           "14 x 14 feature maps."),
+          ("epochs", "sweep_epochs", "Epochs", None),
+          ("filters", "sweep_filters", "Depthwise filters", "frozen: the filters keep their init, so the init alone "
+           "decides their structure."))
+
+
+def grid_lists(datasets: list, max_kernel: int) -> list[tuple]:
+    """The page's multiselects of the grid: (field, widget key, label, options, help) each."""
+    options = {"datasets": list(datasets), "kernel_sizes": list(range(3, max_kernel + 1, 2)), "widths": list(WIDTHS),
+               "depths": list(range(1, 17)), "patch_sizes": list(PATCH_SIZES), "epochs": list(EPOCHS),
+               "filters": list(FILTER_MODES)}
+    return [(field, key, label, options[field], help) for field, key, label, help in _LISTS]
+
+
+def widget_values(choice: GridChoice) -> dict:
+    """The grid widgets' values (by widget key) that show `choice`."""
+    values = {key: list(getattr(choice, field)) for field, key, *_ in _LISTS}
+    return {**values, "sweep_name": choice.name, "sweep_schedule": SCHEDULES[choice.schedule],
+            "sweep_sigma_first": list(choice.sigma_firsts), "sweep_sigma_last": list(choice.sigma_lasts),
+            "sweep_inits": [labels.scheme_label(n) for n in choice.inits], "sweep_seeds": choice.n_seeds,
+            "sweep_max_steps": choice.max_steps or 0, "sweep_batch": choice.batch_size}
+
+
+def choice_from(name: str, values: dict) -> GridChoice:
+    """The GridChoice of the widgets' values (GridChoice fields; inits and schedule by their labels,
+    max_steps 0 for whole epochs): lists sorted (filters and inits in their own order)."""
+    lists = {field: tuple(sorted(values[field])) for field, *_ in _LISTS if field not in ("datasets", "filters")}
+    return GridChoice(name=name.strip(), **lists, datasets=tuple(values["datasets"]),
+                      filters=tuple(f for f in FILTER_MODES if f in values["filters"]),
+                      inits=tuple(SCHEME_BY_LABEL[label] for label in values["inits"]),
+                      schedule=SCHEDULE_BY_LABEL[values["schedule"]],
+                      sigma_firsts=tuple(sorted(values.get("sigma_firsts", ()))),
+                      sigma_lasts=tuple(sorted(values.get("sigma_lasts", ()))), n_seeds=int(values["n_seeds"]),
+                      batch_size=values["batch_size"], max_steps=int(values["max_steps"]) or None)
+
+
+_NEEDED = {"datasets": "dataset", "widths": "width", "depths": "depth", "kernel_sizes": "kernel size",
+           "patch_sizes": "patch size", "epochs": "number of epochs", "filters": "filter mode (trained or frozen)"}
 
 
 def build_sweep(choice: GridChoice) -> sweeps.Sweep:
@@ -62,13 +127,119 @@ def build_sweep(choice: GridChoice) -> sweeps.Sweep:
             raise ValueError(f"Pick at least one {what}.")
     if len(choice.inits) < 2:
         raise ValueError("Pick at least two init schemes: the first is the reference the others are paired with.")
+    firsts, lasts = sigma_values(choice)
     values = {"kernel_size": list(choice.kernel_sizes),
-              "model": [models.convmixer_spec(choice.width, depth) for depth in choice.depths],
-              "epochs": list(choice.epochs), "freeze_filters": [FILTER_MODES[f] for f in choice.filters]}
-    base = lab.lab_training(dataset=choice.dataset, patch_size=choice.patch_size, batch_size=choice.batch_size,
-                            max_steps=choice.max_steps, **{field: v[0] for field, v in values.items()})
+              "model": [models.convmixer_spec(width, depth) for width in choice.widths for depth in choice.depths],
+              "patch_size": list(choice.patch_sizes), "epochs": list(choice.epochs),
+              "freeze_filters": [FILTER_MODES[f] for f in choice.filters], "dataset": list(choice.datasets),
+              "sigma_first": firsts, "sigma_last": lasts}
+    base = lab.lab_training(batch_size=choice.batch_size, max_steps=choice.max_steps,
+                            **{field: v[0] for field, v in values.items()})
     axes = {field: v for field, v in values.items() if len(v) > 1}
     return sweeps.Sweep(choice.name, base, axes, list(choice.inits), list(range(choice.n_seeds))).validate()
+
+
+# ---------------------------------------------------------------------------------------------
+# The σ schedule
+# ---------------------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=1)
+def example_schedule() -> tuple[float, float, int]:
+    """(sigma_first, sigma_last, k) fitted from the bundled example's learned covariances: the
+    least-squares line through its layers' fitted σ (learned_sets.fitted_schedule, what `convcov
+    learned` prints) at its kernel size k. Some seconds, once per process."""
+    run = examples.load_example()
+    first, last = learned_sets.fitted_schedule(learned_sets.layer_fits(run.covariances))
+    return first, last, run.config.kernel_size
+
+
+def fitted_sigmas(kernel_size: int) -> tuple[float, float]:
+    """The example's fitted schedule for k x k filters, to 2 decimals: each σ times (k - 1) / (k_ex - 1),
+    the stretch covariance.resize gives learned covariances moved to another k (aligned corners),
+    floored at 0.1 as fitted_schedule floors it."""
+    first, last, k_example = example_schedule()
+    scale = (kernel_size - 1) / (k_example - 1)
+    return round(max(first * scale, 0.1), 2), round(max(last * scale, 0.1), 2)
+
+
+def sigma_values(choice: GridChoice) -> tuple[list, list]:
+    """The sigma_first and sigma_last values of the choice's schedule (None: convcov's default,
+    init.default_sigmas of each cell's k); the fitted one is rescaled to the first kernel size."""
+    if choice.schedule == "default":
+        return [None], [None]
+    if choice.schedule == "fitted":
+        first, last = fitted_sigmas(choice.kernel_sizes[0]) if choice.kernel_sizes else (None, None)
+        return [first], [last]
+    if choice.schedule != "custom":
+        raise ValueError(f"unknown σ schedule {choice.schedule!r}; choose one of: {', '.join(SCHEDULES)}")
+    return list(choice.sigma_firsts) or [None], list(choice.sigma_lasts) or [None]
+
+
+def schedule_caption(choice: GridChoice) -> str:
+    """What the chosen σ schedule gives each cell, and which schemes it changes."""
+    users = [n for n in choice.inits if labels.uses_sigma(n)]
+    if not users:
+        repeat = ", and σ axes only repeat the same trials" if choice.schedule == "custom" else ""
+        return ("None of the chosen schemes uses σ (only gaussian and gaussian-bump do): the schedule changes no "
+                f"trial's filters{repeat}.")
+    who = f"Only the Gaussian schemes use σ ({', '.join(users)} here)"
+    if choice.schedule == "default":
+        return f"{who}: σ grows over the depth from 1 to max(1, k/3), following each cell's kernel size."
+    if choice.schedule == "custom":
+        return (f"{who}: a list of several values is an axis; an empty list keeps the default for that end (1 "
+                "first, max(1, k/3) last). The other schemes' trials (the reference's too) repeat the same "
+                "training in every σ cell.")
+    first, last, k_example = example_schedule()
+    shown = f"σ {first:.2f} → {last:.2f} px at k = {k_example}"
+    if not choice.kernel_sizes:
+        return f"{who}: {shown}."
+    k = choice.kernel_sizes[0]
+    scaled = fitted_sigmas(k)
+    several = " (the first kernel size picked), in every cell" if len(choice.kernel_sizes) > 1 else ""
+    example = f"{examples.EXAMPLE_CONFIG.model} on {examples.EXAMPLE_CONFIG.dataset}"
+    return (f"{who}: the least-squares line through the bundled example's fitted σ per layer ({example}), "
+            f"{shown}, rescaled by (k − 1)/{k_example - 1} as learned covariances are to another k: "
+            f"σ {scaled[0]:.2f} → {scaled[1]:.2f} px at k = {k}{several}.")
+
+
+# ---------------------------------------------------------------------------------------------
+# Filters wider than their feature map
+# ---------------------------------------------------------------------------------------------
+
+#: Most cells whose feature maps the page works out before a sweep runs.
+MAP_NOTE_CELLS = 400
+
+
+def map_note(grid: sweeps.Sweep) -> str | None:
+    """Before a sweep runs: which of its cells have filters wider than their feature map (k > map),
+    or None (none do, or the grid has more than MAP_NOTE_CELLS cells)."""
+    if grid.n_cells > MAP_NOTE_CELLS:
+        return None
+    maps = cell_maps(grid)
+    wide = [cell for cell, (_, wider) in maps.items() if wider]
+    if not wide:
+        return None
+    sides = sorted({maps[cell][0] for cell in wide})
+    named = "; ".join(cell_text(grid, cell) for cell in wide[:3]) + ("; …" if len(wide) > 3 else "")
+    return (f"**{len(wide)} of {_plural(grid.n_cells, 'cell')} marked k > map** ({named}: maps of "
+            f"{', '.join(f'{n} x {n}' for n in sides)}). {WIDER_THAN_MAP_NOTE}.")
+
+
+def table_caption(effects: pd.DataFrame) -> str:
+    """Under the table of every cell: what its map, k > map and seeds-to-resolve columns say."""
+    marked = f" k > map: {WIDER_THAN_MAP_NOTE.partition(': ')[2]}." if map_caption(effects) else ""
+    return ("map: the smallest feature map the depthwise filters see (- where it cannot be told here)." + marked
+            + " seeds to resolve: the seeds a paired comparison needs to resolve a difference of the size seen, at "
+            "the spread of differences seen (95% interval, 80% power); - when there is no spread yet.")
+
+
+def map_caption(effects: pd.DataFrame) -> str:
+    """A sentence for the figures' caption when some cell is marked k > map, else ''."""
+    if "wider_than_map" not in effects or not effects["wider_than_map"].any():
+        return ""
+    meaning = WIDER_THAN_MAP_NOTE.partition(": ")[2]
+    return f" k > map (an open square on the heatmap, open markers on the lines): {meaning}."
 
 
 def next_name(taken) -> str:
@@ -244,12 +415,19 @@ def _interval(row) -> str:
     return f"{_num(row['diff_low'], '+.2f')} to {_num(row['diff_high'], '+.2f')}" if pd.notna(row["diff_low"]) else "-"
 
 
+def _map_text(row) -> str:
+    side = row.get("map_side")
+    return "-" if side is None or pd.isna(side) else f"{int(side)} x {int(side)}"
+
+
 def effect_rows(effects: pd.DataFrame, grid: sweeps.Sweep) -> pd.DataFrame:
-    """The effects table as the page shows it: cell, scheme, seeds, both means, the difference
-    with its 95% interval, the winner and the seeds that would resolve the difference."""
+    """The effects table as the page shows it: cell, its feature map and whether its filters are
+    wider (k > map), scheme, seeds, both means, the difference with its 95% interval, the winner
+    and the seeds that would resolve the difference."""
     rows = []
     for _, r in readable(effects, grid).iterrows():
-        rows.append({**{AXIS_TITLES.get(a, a): r[a] for a in grid.axes}, "scheme": r["scheme"], "seeds": r["n"],
+        rows.append({**{AXIS_TITLES.get(a, a): r[a] for a in grid.axes}, "map": _map_text(r),
+                     "k > map": "yes" if r.get("wider_than_map") else "", "scheme": r["scheme"], "seeds": r["n"],
                      "mean %": _num(r["mean"]), f"{grid.reference} %": _num(r["reference_mean"]),
                      "difference": _num(r["diff_mean"], "+.2f"), "95% interval": _interval(r),
                      "winner": r["winner"] if isinstance(r["winner"], str) else "none",
@@ -258,10 +436,15 @@ def effect_rows(effects: pd.DataFrame, grid: sweeps.Sweep) -> pd.DataFrame:
 
 
 def cell_notes(effects: pd.DataFrame, grid: sweeps.Sweep, cell: tuple) -> list[str]:
-    """Per scheme of a cell: its difference against the reference with the interval, and the power note."""
-    return [f"**{r['scheme']} − {grid.reference}:** {_num(r['diff_mean'], '+.2f')} points (95% interval "
-            f"{_interval(r)}, {_plural(int(r['n']), 'paired seed')}); {power_note(r)}."
-            for _, r in _in_cell(effects, grid, cell).iterrows()]
+    """Per scheme of a cell: its difference against the reference with the interval, and the power
+    note; then, for a cell marked wider_than_map, what k > map means on its map."""
+    rows = _in_cell(effects, grid, cell)
+    notes = [f"**{r['scheme']} − {grid.reference}:** {_num(r['diff_mean'], '+.2f')} points (95% interval "
+             f"{_interval(r)}, {_plural(int(r['n']), 'paired seed')}); {power_note(r)}." for _, r in rows.iterrows()]
+    wide = rows[rows["wider_than_map"].astype(bool)] if "wider_than_map" in rows else rows.iloc[:0]
+    if len(wide):
+        notes.append(f"**k > map** ({_map_text(wide.iloc[0])} maps): {WIDER_THAN_MAP_NOTE.partition(': ')[2]}.")
+    return notes
 
 
 def seed_table(grid: sweeps.Sweep, table: pd.DataFrame, cell: tuple) -> pd.DataFrame:
@@ -292,7 +475,9 @@ def setup_text(grid: sweeps.Sweep) -> str:
               "epochs": _plural(base.epochs, "epoch"), "batch_size": f"batch {base.batch_size}",
               "lr": f"lr {base.lr:g}",
               "freeze_filters": f"filters {shown_value('freeze_filters', base.freeze_filters)}",
-              "max_steps": f"at most {base.max_steps} steps" if base.max_steps else ""}
+              "max_steps": f"at most {base.max_steps} steps" if base.max_steps else "",
+              "sigma_first": f"σ first {base.sigma_first:g}" if base.sigma_first is not None else "",
+              "sigma_last": f"σ last {base.sigma_last:g}" if base.sigma_last is not None else ""}
     network = (base.model if "model" not in grid.axes else "") + (
         f" on {base.dataset}" if "dataset" not in grid.axes else "")
     same = ", ".join(text for field, text in [("", network.strip()), *shared.items()]
@@ -312,18 +497,23 @@ def _seeds_text(seeds: list) -> str:
     return f"seeds {', '.join(map(str, seeds))}"
 
 
-def sweep_label(summary: sweeps.SweepSummary) -> str:
-    """How the list of stored sweeps names one: 'sweep-1: 6 of 8 trials finished (1 failed), 2024-05-01 10:00 UTC'."""
+def sweep_label(summary: sweeps.SweepSummary, running: bool = False) -> str:
+    """How the list of stored sweeps names one: 'sweep-1: 6 of 8 trials finished (1 failed), 2024-05-01
+    10:00 UTC'. A running sweep's count is left to its progress line, which refreshes on its own while
+    this list is drawn once per page run (the count here would stay at what it was then)."""
+    created = f"{summary.created[:16].replace('T', ' ')} UTC"
+    if running:
+        return f"{summary.name}: running, {_plural(summary.n_trials, 'trial')} (finished: see its progress), {created}"
     failed = f" ({summary.n_failed} failed)" if summary.n_failed else ""
-    return (f"{summary.name}: {summary.n_finished} of {_plural(summary.n_trials, 'trial')} finished{failed}, "
-            f"{summary.created[:16].replace('T', ' ')} UTC")
+    return f"{summary.name}: {summary.n_finished} of {_plural(summary.n_trials, 'trial')} finished{failed}, {created}"
 
 
 # ---------------------------------------------------------------------------------------------
 # Figure axes
 # ---------------------------------------------------------------------------------------------
 
-_PREFERRED = ("kernel_size", "model", "epochs", "freeze_filters")
+_PREFERRED = ("kernel_size", "model", "patch_size", "epochs", "dataset", "sigma_first", "sigma_last",
+              "freeze_filters")
 
 
 def figure_axes(grid: sweeps.Sweep) -> dict:

@@ -1,4 +1,4 @@
-"""Sweep a grid (kernel size, depth, epochs, trained or frozen filters) over seeds and map where a scheme helps."""
+"""Sweep a grid (data, kernel and patch size, width, depth, epochs, filters, σ) over seeds; map where a scheme helps."""
 
 import streamlit as st
 
@@ -7,7 +7,7 @@ from convcov_app.lab import curves_from_runs
 from convcov_app.navigation import page_setup
 from convcov_app.store import run_store
 from convcov_app.support import CHART, present_datasets, shown_errors
-from convcov_core import init, settings, sweep
+from convcov_core import settings, sweep
 from convcov_core.plots import sweep as figures
 from convcov_core.plots import training as training_figures
 
@@ -15,10 +15,6 @@ page_setup("Sweeps")
 
 SLOT = "sweeps"
 TITLES = sweeps.AXIS_TITLES
-WIDTHS = (8, 16, 32, 64, 128, 256)
-EPOCHS = (1, 2, 3, 5, 10, 20)
-BATCH_SIZES = (16, 32, 64, 128, 256)
-SCHEME_BY_LABEL = {labels.scheme_label(name): name for name in init.SCHEMES if name != "learned"}
 LOCAL, RAY = "this machine (worker processes)", "a Ray cluster"
 NONE = "none"
 
@@ -57,13 +53,9 @@ def choose(where, label: str, options: list, default, key: str, **kwargs):
 
 def init_widgets() -> None:
     defaults = sweeps.GridChoice(name=sweeps.next_name(s.name for s in store().list()))
-    for key, value in (("name", defaults.name), ("dataset", defaults.dataset), ("width", defaults.width),
-                       ("depths", list(defaults.depths)), ("kernels", list(defaults.kernel_sizes)),
-                       ("epochs", list(defaults.epochs)), ("filters", list(defaults.filters)),
-                       ("inits", [labels.scheme_label(n) for n in defaults.inits]), ("seeds", defaults.n_seeds),
-                       ("patch", defaults.patch_size), ("batch", defaults.batch_size), ("max_steps", 0),
-                       ("executor", LOCAL), ("workers", sweep.LocalPool().workers)):
-        st.session_state.setdefault(f"sweep_{key}", value)
+    state = {**sweeps.widget_values(defaults), "sweep_executor": LOCAL, "sweep_workers": sweep.LocalPool().workers}
+    for key, value in state.items():
+        st.session_state.setdefault(key, value)
 
 
 def grid_widgets() -> sweeps.GridChoice:
@@ -72,27 +64,26 @@ def grid_widgets() -> sweeps.GridChoice:
     st.caption("Pick several values to make an axis; one value is kept fixed.")
     name = st.text_input("Sweep name", key="sweep_name", help="Letters, digits, '.', '-' or '_'. A stopped "
                          "sweep resumes under its name.")
-    dataset = st.selectbox("Dataset", list(present_datasets()), key="sweep_dataset")
-    max_k = settings.max_kernel_size()
-    kernels = st.multiselect("Kernel sizes", list(range(3, max_k + 1, 2)), key="sweep_kernels")
-    width = st.select_slider("ConvMixer width (channels)", WIDTHS, key="sweep_width")
-    depths = st.multiselect("Depths (blocks)", list(range(1, 17)), key="sweep_depths")
-    epochs = st.multiselect("Epochs", list(EPOCHS), key="sweep_epochs")
-    filters = st.multiselect("Depthwise filters", list(sweeps.FILTER_MODES), key="sweep_filters",
-                             help="frozen: the filters keep their init, so the init alone decides their structure.")
-    chosen = st.multiselect("Init schemes (the first is the reference)", list(SCHEME_BY_LABEL), key="sweep_inits")
-    n_seeds = st.number_input("Seeds per cell and scheme", 1, 100, step=1, key="sweep_seeds",
-                              help="Seeds 0, 1, ...: each scheme runs once per seed, paired by seed.")
+    values = {field: st.multiselect(label, options, key=key, help=help)
+              for field, key, label, options, help in sweeps.grid_lists(list(present_datasets()),
+                                                                        settings.max_kernel_size())}
+    values["schedule"] = st.selectbox("σ schedule (Gaussian schemes)", list(sweeps.SCHEDULE_BY_LABEL),
+                                      key="sweep_schedule")
+    if sweeps.SCHEDULE_BY_LABEL[values["schedule"]] == "custom":
+        values["sigma_firsts"] = st.multiselect("σ first (layer 1, px)", labels.SIGMA_OPTIONS, key="sweep_sigma_first")
+        values["sigma_lasts"] = st.multiselect("σ last (last layer, px)", labels.SIGMA_OPTIONS, key="sweep_sigma_last")
+    schedule_note = st.empty()
+    values["inits"] = st.multiselect("Init schemes (the first is the reference)", list(sweeps.SCHEME_BY_LABEL),
+                                     key="sweep_inits")
+    values["n_seeds"] = st.number_input("Seeds per cell and scheme", 1, 100, step=1, key="sweep_seeds",
+                                        help="Seeds 0, 1, ...: each scheme runs once per seed, paired by seed.")
     with st.expander("Quick runs and sizes"):
-        max_steps = st.number_input("Stop each trial after this many steps (0: whole epochs)", 0, 100_000, step=1,
-                                    key="sweep_max_steps")
-        patch = st.number_input("Patch size", 1, 16, step=1, key="sweep_patch")
-        batch = st.select_slider("Batch size", BATCH_SIZES, key="sweep_batch")
-    return sweeps.GridChoice(name=name.strip(), dataset=dataset, width=width, depths=tuple(sorted(depths)),
-                             kernel_sizes=tuple(sorted(kernels)), epochs=tuple(sorted(epochs)),
-                             filters=tuple(f for f in sweeps.FILTER_MODES if f in filters),
-                             inits=tuple(SCHEME_BY_LABEL[label] for label in chosen), n_seeds=int(n_seeds),
-                             patch_size=int(patch), batch_size=batch, max_steps=int(max_steps) or None)
+        values["max_steps"] = st.number_input("Stop each trial after this many steps (0: whole epochs)", 0,
+                                              100_000, step=1, key="sweep_max_steps")
+        values["batch_size"] = st.select_slider("Batch size", sweeps.BATCH_SIZES, key="sweep_batch")
+    choice = sweeps.choice_from(name, values)
+    schedule_note.caption(sweeps.schedule_caption(choice))
+    return choice
 
 
 def want_ray() -> None:
@@ -147,6 +138,8 @@ def new_sweep(choice: sweeps.GridChoice, executor) -> None:
         return
     n_stored = len(store().finished(t.key for t in grid.trials()))
     st.markdown(f"**{sweeps.size_text(grid, n_stored)}.** {sweeps.setup_text(grid)}")
+    if note := sweeps.map_note(grid):
+        st.markdown(note)
     conflict = sweeps.name_conflict(store(), grid)
     if conflict:
         st.warning(conflict)
@@ -234,7 +227,7 @@ def heatmap(grid: sweep.Sweep, effects, scheme: str) -> None:
     st.caption(f"Colour and numbers: {scheme} − {grid.reference} in test accuracy points, the mean over seeds "
                "paired by seed with its 95% interval below it (the colour shows the mean alone: read it with "
                "the interval); ★ marks a cell whose interval excludes 0 (hover names the winner). Blank: no "
-               "paired seeds yet.")
+               "paired seeds yet." + sweeps.map_caption(effects))
     axes, defaults = list(grid.axes), sweeps.figure_axes(grid)
     columns = st.columns(4)
     x = axis_choice(columns[0], "Columns", axes, defaults["x"], "sweep_heat_x")
@@ -287,8 +280,7 @@ def results(grid: sweep.Sweep, table) -> None:
         lines(grid, shown, scheme)
     st.subheader("Every cell")
     st.dataframe(sweeps.effect_rows(effects, grid), hide_index=True, key="sweep_effects")
-    st.caption("seeds to resolve: the seeds a paired comparison needs to resolve a difference of the size seen, "
-               "at the spread of differences seen (95% interval, 80% power); - when there is no spread yet.")
+    st.caption(sweeps.table_caption(effects))
     left, right, _ = st.columns([1, 1, 4])
     left.download_button("Effects (CSV)", effects.to_csv(index=False), file_name=f"{grid.name}.effects.csv",
                          mime="text/csv", key="sweep_effects_csv")
@@ -305,7 +297,7 @@ def stored_sweeps(running_name: str | None, executor) -> None:
         return
     name = choose(st, "Open a sweep", list(summaries), running_name or next(iter(summaries)), "sweep_open")
     summary, grid = summaries[name], store().get(name)
-    st.caption(f"{sweeps.sweep_label(summary)}. {sweeps.setup_text(grid)}")
+    st.caption(f"{sweeps.sweep_label(summary, running=name == running_name)}. {sweeps.setup_text(grid)}")
     if name == running_name:
         st.caption("Running: its cells fill in above; the effects appear here when it ends.")
         return
@@ -322,10 +314,10 @@ def stored_sweeps(running_name: str | None, executor) -> None:
 
 st.title("Sweeps")
 st.markdown(
-    "Does the covariance init help, and where? A sweep trains every combination of the settings you pick "
-    "(kernel sizes × depths × epochs × trained or frozen filters) with every init scheme and several seeds, "
-    "then shows for each cell the difference in test accuracy between a scheme and the reference, paired by "
-    "seed, with its 95% interval. Trials run in the background, on worker processes here or on a Ray "
+    "Does the covariance init help, and where? A sweep trains every combination of the settings you pick (data, "
+    "kernel and patch sizes, widths × depths, epochs, trained or frozen filters, σ) with every init scheme and "
+    "several seeds, then shows for each cell the difference in test accuracy between a scheme and the reference, "
+    "paired by seed, with its 95% interval. Trials run in the background, on worker processes here or on a Ray "
     "cluster; every finished trial is kept in the run store, so you can leave, come back, cancel and resume.")
 with shown_errors():
     init_widgets()

@@ -1,7 +1,9 @@
 """Page tests (AppTest) for the Sweeps page and its presenter: a tiny grid (ConvMixer-8/1, kernel sizes
 3 and 5, 2 steps of batch 16, 2 seeds) run to the end on the local pool with the heatmap, lines,
 effects and a cell's runs; a reload while a sweep runs still shows it, and Cancel keeps what finished;
-a bad grid or an unreachable Ray cluster gives one message and loses nothing."""
+a bad grid or an unreachable Ray cluster gives one message and loses nothing; the regime's axes
+(data, widths, patch sizes, epochs, σ schedules) build the grid, and cells whose filters are wider
+than their feature map are named before a sweep runs and marked in its results."""
 
 import re
 import time
@@ -10,8 +12,9 @@ import pandas as pd
 import pytest
 
 from convcov_app import background, sweeps
-from convcov_core import sweep
+from convcov_core import examples, learned_sets, sweep
 from convcov_core.jobs import JobStatus
+from convcov_core.sweep import SweepSummary
 from helpers.browser import free_port
 from helpers.pages import MAX_POLLS, POLL_S, assert_clean, new_app, poll_until_finished, run_page
 
@@ -33,7 +36,7 @@ def no_job_left_running():
 def tiny_grid(at, *, kernel_sizes=(3, 5), workers=2, max_steps=2):
     """ConvMixer-8/1, trained filters, default vs gaussian, 2 seeds, a few steps of batch 16."""
     at.multiselect(key="sweep_kernels").set_value(list(kernel_sizes))
-    at.select_slider(key="sweep_width").set_value(8)
+    at.multiselect(key="sweep_widths").set_value([8])
     at.multiselect(key="sweep_depths").set_value([1])
     at.multiselect(key="sweep_filters").set_value(["trained"])
     at.number_input(key="sweep_seeds").set_value(2)
@@ -47,6 +50,10 @@ def tiny_grid(at, *, kernel_sizes=(3, 5), workers=2, max_steps=2):
 
 def markdown(at) -> str:
     return " ".join(m.value for m in at.markdown)
+
+
+def sidebar_captions(at) -> str:
+    return " ".join(c.value for c in at.sidebar.caption)
 
 
 def test_default_grid_says_its_size_and_where_it_runs():
@@ -127,6 +134,8 @@ def test_a_reload_while_a_sweep_runs_still_shows_it_and_cancel_keeps_what_finish
     assert again.get("progress") and again.subheader[0].value == "Running: reloaded"
     assert "sweep_live_cells" in [c.key for c in again.get("plotly_chart")]
     assert again.selectbox(key="sweep_open").value == "reloaded"
+    listed = [c.value for c in again.caption if c.value.startswith("reloaded: ")]
+    assert len(listed) == 1 and listed[0].startswith("reloaded: running, 8 trials (finished: see its progress)")
     for _ in range(MAX_POLLS):  # until a trial is in the store
         finished = re.match(r"Sweep: (\d+) of 8 trials finished", again.get("progress")[0].proto.text)
         if finished and int(finished[1]) > 0:
@@ -210,3 +219,104 @@ def test_figure_axes_put_kernel_size_across_and_filters_side_by_side():
     grid = sweeps.build_sweep(sweeps.GridChoice(name="g", epochs=(1, 3), n_seeds=2))
     assert sweeps.figure_axes(grid) == {"x": "kernel_size", "y": "epochs", "against": "kernel_size",
                                         "lines": "epochs", "panels": "freeze_filters"}
+
+
+# ---------------------------------------------------------------------------------------------
+# The regime's axes: data, width, patch size, epochs, the σ schedule; k wider than the map
+# ---------------------------------------------------------------------------------------------
+
+
+def test_the_regime_widgets_build_their_axes_and_the_wide_cells_are_named():
+    at = new_app(PAGE, timeout=TIMEOUT).run()
+    assert "**2 of 4 cells marked k > map** (kernel size 15, filters trained; kernel size 15, filters frozen: " \
+           "maps of 14 x 14)" in markdown(at)  # the default grid: k = 15 on mnist5k's 14 x 14 maps
+    at.multiselect(key="sweep_datasets").set_value(["mnist5k", "textures"])
+    at.multiselect(key="sweep_widths").set_value([32, 64])
+    at.multiselect(key="sweep_patches").set_value([1, 2])
+    at.multiselect(key="sweep_epochs").set_value([1, 10])
+    at.multiselect(key="sweep_filters").set_value(["frozen"])
+    at.run()
+    assert_clean(at, "regime axes")
+    assert "192 trials: 32 cells × 2 schemes × 3 seeds" in markdown(at)
+    assert ("Varies kernel size 9, 15; model convmixer-32/8, convmixer-64/8; patch size 1, 2; epochs 1, 10; "
+            "dataset mnist5k, textures. Every trial: batch 128, lr 0.01, filters frozen.") in markdown(at)
+    assert "**4 of 32 cells marked k > map**" in markdown(at)  # k 15, patch 2, mnist5k, both widths and epochs
+
+    at.selectbox(key="sweep_schedule").set_value(sweeps.SCHEDULES["custom"]).run()
+    at.multiselect(key="sweep_sigma_first").set_value([0.5, 1.0])
+    at.multiselect(key="sweep_sigma_last").set_value([3.0])
+    at.run()
+    assert_clean(at, "custom schedule")
+    assert "384 trials: 64 cells" in markdown(at) and "σ first 0.5, 1." in markdown(at)
+    assert "filters frozen, σ last 3." in markdown(at) and "a list of several values is an axis" in sidebar_captions(at)
+
+    at.selectbox(key="sweep_schedule").set_value(sweeps.SCHEDULES["fitted"]).run()
+    assert_clean(at, "fitted schedule")
+    first, last = sweeps.fitted_sigmas(9)
+    assert "192 trials: 32 cells" in markdown(at) and f"σ first {first:g}, σ last {last:g}" in markdown(at)
+    assert "rescaled by (k − 1)/8" in sidebar_captions(at) and "(the first kernel size picked)" in sidebar_captions(at)
+
+
+def test_the_widgets_values_make_the_choice_and_the_choice_the_axes():
+    values = {"datasets": ["textures", "mnist5k"], "kernel_sizes": [15, 9], "widths": [256, 32], "depths": [8],
+              "patch_sizes": [2], "epochs": [10, 1], "filters": ["frozen", "trained"],
+              "inits": ["PyTorch default (uniform)", "Gaussian covariance"], "schedule": sweeps.SCHEDULES["default"],
+              "n_seeds": 2, "max_steps": 0, "batch_size": 64}
+    choice = sweeps.choice_from(" g ", values)
+    assert choice == sweeps.GridChoice(name="g", datasets=("textures", "mnist5k"), kernel_sizes=(9, 15),
+                                       widths=(32, 256), depths=(8,), epochs=(1, 10), n_seeds=2, batch_size=64)
+    assert sweeps.widget_values(choice)["sweep_widths"] == [32, 256]
+    grid = sweeps.build_sweep(choice)
+    assert grid.axes == {"kernel_size": [9, 15], "model": ["convmixer-32/8", "convmixer-256/8"], "epochs": [1, 10],
+                         "freeze_filters": [False, True], "dataset": ["textures", "mnist5k"]}
+    assert (grid.base.patch_size, grid.base.sigma_first, grid.base.sigma_last) == (2, None, None)
+    assert sweeps.figure_axes(grid)["x"] == "kernel_size"
+    with pytest.raises(ValueError, match="Pick at least one width"):
+        sweeps.build_sweep(sweeps.GridChoice(name="g", widths=()))
+    with pytest.raises(ValueError, match="Pick at least one patch size"):
+        sweeps.build_sweep(sweeps.GridChoice(name="g", patch_sizes=()))
+
+
+def test_the_sigma_schedules_map_to_sigma_first_and_sigma_last():
+    default = sweeps.build_sweep(sweeps.GridChoice(name="g"))
+    assert (default.base.sigma_first, default.base.sigma_last) == (None, None)  # 1 -> max(1, k/3) per cell
+    custom = sweeps.build_sweep(sweeps.GridChoice(name="g", kernel_sizes=(9,), schedule="custom",
+                                                  sigma_firsts=(0.5, 1.0), sigma_lasts=(2.0, 3.0)))
+    assert custom.axes["sigma_first"] == [0.5, 1.0] and custom.axes["sigma_last"] == [2.0, 3.0]
+    half = sweeps.build_sweep(sweeps.GridChoice(name="g", schedule="custom", sigma_lasts=(4.0,)))
+    assert (half.base.sigma_first, half.base.sigma_last) == (None, 4.0) and "sigma_last" not in half.axes
+
+    run = examples.load_example()
+    fit_first, fit_last = learned_sets.fitted_schedule(learned_sets.layer_fits(run.covariances))
+    assert run.config.kernel_size == 9 and sweeps.example_schedule() == (fit_first, fit_last, 9)
+    assert sweeps.fitted_sigmas(9) == (round(fit_first, 2), round(fit_last, 2))
+    assert sweeps.fitted_sigmas(17) == (round(2 * fit_first, 2), round(2 * fit_last, 2))  # (k - 1) / 8
+    fitted = sweeps.build_sweep(sweeps.GridChoice(name="g", kernel_sizes=(5, 9), schedule="fitted"))
+    assert (fitted.base.sigma_first, fitted.base.sigma_last) == sweeps.fitted_sigmas(5)  # the first k, every cell
+    assert "sigma_first" not in fitted.axes and fitted.axes["kernel_size"] == [5, 9]
+    caption = sweeps.schedule_caption(sweeps.GridChoice(name="g", inits=("default", "orthogonal"), schedule="custom"))
+    assert caption.startswith("None of the chosen schemes uses σ")
+
+
+def test_the_effects_table_and_notes_mark_cells_wider_than_their_map():
+    grid = sweeps.build_sweep(sweeps.GridChoice(name="g", kernel_sizes=(9, 15), filters=("trained",), n_seeds=2))
+    table = pd.DataFrame([{"kernel_size": k, "init": init, "seed": seed, "test_acc": 90.0 + seed + (init == "gaussian")}
+                          for k in (9, 15) for init in ("default", "gaussian") for seed in (0, 1)])
+    effects = sweep.cell_effects(grid, table)
+    rows = sweeps.effect_rows(effects, grid)
+    assert rows[["kernel size", "map", "k > map"]].to_dict("records") == [
+        {"kernel size": 9, "map": "14 x 14", "k > map": ""}, {"kernel size": 15, "map": "14 x 14", "k > map": "yes"}]
+    assert not any("k > map" in note for note in sweeps.cell_notes(effects, grid, (9,)))
+    assert sweeps.cell_notes(effects, grid, (15,))[-1].startswith("**k > map** (14 x 14 maps): the k x k filters")
+    assert "open square on the heatmap" in sweeps.map_caption(effects)
+    assert sweeps.map_caption(effects[effects["kernel_size"] == 9]) == ""
+    assert "k > map: the k x k filters" in sweeps.table_caption(effects)
+
+
+def test_a_running_sweep_is_listed_without_a_count_that_would_go_stale():
+    """The list of stored sweeps is drawn once per page run, the progress line every refresh: the
+    list leaves a running sweep's count to the progress line (it said "0 of 300" beside "8 of 300")."""
+    summary = SweepSummary("s", "2024-05-01T10:00:00", 300, 0, 0, {})
+    assert sweeps.sweep_label(summary) == "s: 0 of 300 trials finished, 2024-05-01 10:00 UTC"
+    assert sweeps.sweep_label(summary, running=True) == ("s: running, 300 trials (finished: see its progress), "
+                                                         "2024-05-01 10:00 UTC")

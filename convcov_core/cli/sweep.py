@@ -16,6 +16,7 @@ import time
 import pandas as pd
 
 from .. import sweep
+from ..sweep.results import WIDER_THAN_MAP_NOTE
 from ..sweep.run import trial_seconds
 from ..text import duration, number
 from ..train import METRICS
@@ -174,16 +175,25 @@ def cmd_resume(args) -> int:
 
 
 def format_effects(grid: sweep.Sweep, effects) -> str:
-    """The effect table: per cell and scheme, the paired difference against the reference."""
+    """The effect table: per cell and scheme, the paired difference against the reference, and the
+    cell's feature map ("k > map" where its filters are wider than it, with what that means below)."""
     def cell(value, spec=".2f"):
         return "-" if value is None or pd.isna(value) else format(int(value) if spec == "d" else value, spec)
 
-    rows = [[*(str(r[a]) for a in grid.axes), r["scheme"], r["n"], cell(r["mean"]), cell(r["reference_mean"]),
-             cell(r["diff_mean"], "+.2f"), f"{cell(r['diff_low'], '+.2f')} to {cell(r['diff_high'], '+.2f')}",
-             r["winner"] or "none", cell(r["seeds_needed"], "d")] for r in effects.to_dict("records")]
-    header = [*grid.axes, "scheme", "seeds", "mean %", f"{grid.reference} %", "diff", "95% interval", "winner",
-              "seeds to resolve"]
-    return format_table(header, rows) if rows else "no cells"
+    def feature_map(r):
+        side = r.get("map_side")
+        return "-" if side is None or pd.isna(side) else f"{int(side)} x {int(side)}"
+
+    rows = [[*(str(r[a]) for a in grid.axes), feature_map(r), "k > map" if r.get("wider_than_map") else "",
+             r["scheme"], r["n"], cell(r["mean"]), cell(r["reference_mean"]), cell(r["diff_mean"], "+.2f"),
+             f"{cell(r['diff_low'], '+.2f')} to {cell(r['diff_high'], '+.2f')}", r["winner"] or "none",
+             cell(r["seeds_needed"], "d")] for r in effects.to_dict("records")]
+    header = [*grid.axes, "map", "k > map", "scheme", "seeds", "mean %", f"{grid.reference} %", "diff",
+              "95% interval", "winner", "seeds to resolve"]
+    if not rows:
+        return "no cells"
+    marked = any(r.get("wider_than_map") for r in effects.to_dict("records"))
+    return format_table(header, rows) + (f"\n{WIDER_THAN_MAP_NOTE}." if marked else "")
 
 
 def cmd_show(args) -> int:

@@ -3,9 +3,12 @@ heatmap over two axes, the same effect as lines with 95% error bars against a th
 grid of cells filling in while the sweep runs.
 
 Effects are rows of sweep.cell_effects (diff_mean, diff_low, diff_high in points, n, winner,
-seeds_needed) for one scheme; axis values are shown as they are in the table (str(value)), in the
-order they first appear. Cells sit at whole-number positions with the values as tick labels, so
-every grid has evenly spaced cells whatever its values.
+seeds_needed, and where known map_side and wider_than_map) for one scheme; axis values are shown
+as they are in the table (str(value)), in the order they first appear. Cells sit at whole-number
+positions with the values as tick labels, so every grid has evenly spaced cells whatever its
+values. A cell whose filters are wider than their feature map (wider_than_map, k > map) is
+marked: "k > map" in its text and an open square in its corner on the heatmap, an open marker on
+the lines, and a line of its hover on both.
 """
 
 from __future__ import annotations
@@ -25,6 +28,9 @@ MINUS = "\u2212"
 INTERVAL_COLUMNS = 6
 PROGRESS_SCALE = [[0.0, "#f0f0f0"], [1.0, "#41ab5d"]]
 _LEGEND = dict(orientation="h", y=-0.25, yanchor="top", x=0, xanchor="left")
+#: The mark of a cell whose k x k filters are wider than their n x n feature map.
+WIDE_MARK = "k > map"
+WIDE_LEGEND = f"{WIDE_MARK}: filters wider than their feature map"
 
 
 def signed(value, digits: int = 1) -> str:
@@ -62,6 +68,18 @@ def colour_ticks(top: float) -> tuple[list[float], list[str]]:
 
 def _finite(value) -> bool:
     return value is not None and pd.notna(value) and math.isfinite(value)
+
+
+def wider_than_map(row) -> bool:
+    """Whether an effects row is a cell marked wider_than_map (False where the column is missing or empty)."""
+    value = row.get("wider_than_map")
+    return value is not None and not pd.isna(value) and bool(value)
+
+
+def _map_hover(row) -> str:
+    side = row.get("map_side")
+    where = f"its {int(side)} x {int(side)} feature map" if _finite(side) else "its feature map"
+    return f"{WIDE_MARK}: filters wider than {where}; weights beyond it only meet padding"
 
 
 def _title(titles: dict | None, axis: str | None) -> str:
@@ -103,7 +121,9 @@ def effect_heatmap(effects: pd.DataFrame, x: str, y: str | None = None, *, title
                    bar_title: str = "difference (points)", height: int | None = None) -> go.Figure:
     """Colour: diff_mean per (x, y) cell on a diverging scale centred at 0; text: the mean and its
     95% interval (the mean only on grids wider than INTERVAL_COLUMNS); a star on cells with a
-    winner. One row per cell: one scheme, every other axis fixed. `titles`: axis -> axis title."""
+    winner; cells wider_than_map marked (WIDE_MARK under the mean on grids that show intervals, and an
+    open square in the corner with a legend entry). One row per cell: one scheme, every other axis
+    fixed. `titles`: axis -> axis title."""
     _check_cells(effects, [a for a in (x, y) if a is not None])
     xs, ys = axis_values(effects, x), axis_values(effects, y)
     z = _grid(effects, x, y, "diff_mean")
@@ -113,13 +133,16 @@ def effect_heatmap(effects: pd.DataFrame, x: str, y: str | None = None, *, title
     wide = len(xs) > INTERVAL_COLUMNS
     text = np.full(z.shape, "", dtype=object)
     hover = np.full(z.shape, "no paired seeds yet", dtype=object)
-    stars = []
+    stars, marked = [], []
     for _, row in effects.iterrows():
         j, i = ys.index(None if y is None else row[y]), xs.index(row[x])
         text[j, i] = effect_text(row, with_interval=not wide)
         hover[j, i] = _effect_hover(row)
         if isinstance(row["winner"], str):
             stars.append((i, j, row["winner"]))
+        if wider_than_map(row):
+            marked.append((i, j, _map_hover(row)))
+            text[j, i] += "" if wide else f"<br><i>{WIDE_MARK}</i>"
     fig = go.Figure(go.Heatmap(
         z=z, x=list(range(len(xs))), y=list(range(len(ys))), zmin=-top, zmax=top, colorscale=DIVERGING,
         text=text, texttemplate="%{text}", textfont=dict(size=_text_size(len(xs))), customdata=hover,
@@ -130,9 +153,15 @@ def effect_heatmap(effects: pd.DataFrame, x: str, y: str | None = None, *, title
         x=[i + 0.36 for i, _, _ in stars], y=[j - 0.3 for _, j, _ in stars], mode="markers", name="winner",
         marker=dict(symbol="star", size=11, color="#222"), showlegend=False,
         customdata=[w for *_, w in stars], hovertemplate="winner: %{customdata}<extra></extra>"))
+    if marked:
+        fig.add_trace(go.Scatter(
+            x=[i - 0.36 for i, _, _ in marked], y=[j - 0.3 for _, j, _ in marked], mode="markers", name=WIDE_LEGEND,
+            marker=dict(symbol="square-open", size=10, color="#222", line=dict(width=2)), showlegend=True,
+            customdata=[h for *_, h in marked], hovertemplate="%{customdata}<extra></extra>"))
     _cell_axes(fig, xs, ys, _title(titles, x), _title(titles, y))
-    fig = finish_figure(fig, "", height or _cell_height(len(ys), 48 if wide else 64))
-    return fig.update_layout(margin=dict(t=20), plot_bgcolor="#f6f6f6")
+    fig = finish_figure(fig, "", (height or _cell_height(len(ys), 48 if wide else 64)) + (30 if marked else 0))
+    legend = dict(orientation="h", y=1.0, yanchor="bottom", x=0, xanchor="left")
+    return fig.update_layout(margin=dict(t=50 if marked else 20), plot_bgcolor="#f6f6f6", legend=legend)
 
 
 def _text_size(n_columns: int) -> int:
@@ -147,6 +176,8 @@ def _effect_hover(row) -> str:
     lines.append(f"{row['n']} paired seed(s)")
     if _finite(row["seeds_needed"]):
         lines.append(f"{int(row['seeds_needed'])} seeds resolve this effect at this spread")
+    if wider_than_map(row):
+        lines.append(_map_hover(row))
     return "<br>".join(lines)
 
 
@@ -155,7 +186,8 @@ def effect_lines(effects: pd.DataFrame, x: str, line: str | None = None, facet: 
                  height: int = 380) -> go.Figure:
     """diff_mean against the values of `x` with its 95% interval as error bars, one line per value
     of `line`, one panel per value of `facet` side by side (shared y axis), a dashed zero line.
-    One row per point: one scheme, every other axis fixed."""
+    One row per point: one scheme, every other axis fixed. Points of cells wider_than_map are open
+    markers."""
     _check_cells(effects, [a for a in (x, line, facet) if a is not None])
     xs, lines, facets = axis_values(effects, x), axis_values(effects, line), axis_values(effects, facet)
     panel_titles = [f"{_title(titles, facet)}: {v}" for v in facets] if facet else None
@@ -191,7 +223,9 @@ def _line_trace(points: pd.DataFrame, x: str, xs: list, name: str, colour: str |
     down = [row["diff_mean"] - row["diff_low"] if _finite(row["diff_low"]) else 0 for _, row in points.iterrows()]
     return go.Scatter(
         x=[xs.index(v) + offset for v in points[x]], y=means, mode="lines+markers", name=name,
-        legendgroup=name, showlegend=show, line=dict(color=colour, width=2), marker=dict(size=8, color=colour),
+        legendgroup=name, showlegend=show, line=dict(color=colour, width=2),
+        marker=dict(size=8, color=colour, symbol=["circle-open" if wider_than_map(row) else "circle"
+                                                  for _, row in points.iterrows()], line=dict(width=2)),
         error_y=dict(type="data", symmetric=False, array=up, arrayminus=down, thickness=1.5, width=4),
         customdata=[_effect_hover(row) for _, row in points.iterrows()],
         hovertemplate=f"{name}<br>%{{customdata}}<extra></extra>")
