@@ -33,6 +33,13 @@ from torch.autograd.function import once_differentiable
 Tensor = torch.Tensor
 
 SWAPPED_MIN_TAPS = 7 * 7  # kh * kw from which a conv switches in fp32 on CPU
+#: The largest kernel side that oneDNN's bf16 depthwise convolution runs well on CPU in any layout
+#: (torch 2.14.1, 2 cores): at k = 15, 80 x 8 x 32 x 32 images took 0.15 s with NCHW images and
+#: NCHW-strided filters, and had not returned after 20 s with channels_last images or with filters
+#: strided as channels_last (as a channels_last model's are); a single 30 x 30 map took 9 ms, a
+#: 31 x 31 one did not return (k = 17 and 21 the same). Wider bf16 convs run on NCHW copies
+#: (_depthwise_conv).
+BF16_CHANNELS_LAST_MAX_KERNEL = 13
 
 
 def depthwise_weight_grad(x: Tensor, grad_out: Tensor, kernel_size: tuple[int, int],
@@ -57,7 +64,28 @@ def depthwise_input_grad(grad_out: Tensor, weight: Tensor, padding: tuple[int, i
     (kh, kw), (ph, pw) = weight.shape[2:], padding
     if ph > kh - 1 or pw > kw - 1:
         return F.conv_transpose2d(grad_out, weight, padding=(ph, pw), groups=weight.shape[0])
-    return F.conv2d(grad_out, weight.flip(2, 3), padding=(kh - 1 - ph, kw - 1 - pw), groups=weight.shape[0])
+    return _depthwise_conv(grad_out, weight.flip(2, 3), None, (kh - 1 - ph, kw - 1 - pw))
+
+
+def _cpu_autocast_dtype() -> torch.dtype | None:
+    """The dtype CPU autocast casts convolutions to, or None when it is off (torch >= 2.4 names it
+    by device; older releases by the *_cpu_* functions)."""
+    if hasattr(torch, "get_autocast_dtype"):
+        return torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else None
+    return torch.get_autocast_cpu_dtype() if torch.is_autocast_cpu_enabled() else None
+
+
+def _depthwise_conv(x: Tensor, weight: Tensor, bias: Tensor | None, padding: tuple[int, int]) -> Tensor:
+    """F.conv2d with one filter per channel, stride 1. A bf16 conv on CPU with filters wider than
+    BF16_CHANNELS_LAST_MAX_KERNEL runs on NCHW copies of images and filters (clone, not contiguous():
+    a C x 1 x k x k filter strided as channels_last counts as contiguous) and comes back in x's layout."""
+    wide = max(weight.shape[2:]) > BF16_CHANNELS_LAST_MAX_KERNEL
+    if not (wide and x.device.type == "cpu" and torch.bfloat16 in (x.dtype, _cpu_autocast_dtype())):
+        return F.conv2d(x, weight, bias, 1, padding, 1, x.shape[1])
+    channels_last = not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+    y = F.conv2d(x.contiguous(), weight.clone(memory_format=torch.contiguous_format), bias, 1, padding, 1,
+                 x.shape[1])
+    return y.contiguous(memory_format=torch.channels_last) if channels_last else y
 
 
 class _DepthwiseConv2dFn(torch.autograd.Function):
@@ -69,7 +97,7 @@ class _DepthwiseConv2dFn(torch.autograd.Function):
     def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor | None, padding: tuple[int, int]) -> Tensor:
         ctx.save_for_backward(x, weight)
         ctx.padding, ctx.bias_dtype = padding, None if bias is None else bias.dtype
-        return F.conv2d(x, weight, bias, 1, padding, 1, x.shape[1])
+        return _depthwise_conv(x, weight, bias, padding)
 
     @staticmethod
     @once_differentiable

@@ -172,3 +172,34 @@ def test_a_one_pixel_image_permuted_from_channels_last_gets_its_gradients():
     torch.testing.assert_close(out_fast, out_ref)
     for got, expected in zip(grads_fast, grads_ref, strict=True):
         torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+
+
+_WIDE_BF16_STEP = """
+import torch
+from convcov_core.depthwise import FastDepthwiseConv2d
+torch.manual_seed(0)
+conv = torch.nn.Conv2d(8, 8, {k}, groups=8, padding="same").to(memory_format=torch.channels_last)
+conv.__class__ = FastDepthwiseConv2d
+x = torch.randn(16, 8, 32, 32).contiguous(memory_format=torch.channels_last).requires_grad_()
+with torch.autocast("cpu", dtype=torch.bfloat16):
+    y = conv(x)
+y.float().square().sum().backward()
+ref = torch.nn.functional.conv2d(x.detach(), conv.weight.detach(), conv.bias.detach(), padding={p}, groups=8)
+err = (y.float() - ref).abs().max() / ref.abs().max()
+assert y.is_contiguous(memory_format=torch.channels_last) and x.grad.is_contiguous(memory_format=torch.channels_last)
+assert err < 0.02 and torch.isfinite(conv.weight.grad).all(), err
+print("ok")
+"""
+
+
+@pytest.mark.parametrize("kernel", [15, 21])
+def test_wide_bf16_filters_on_32_pixel_maps_finish(kernel):
+    """oneDNN's bf16 depthwise conv of channels_last images (or channels_last-strided filters) with
+    k >= 15 on 31 x 31 maps and larger never returned (torch 2.14.1 CPU); such convs run on NCHW
+    copies. In a subprocess with a deadline, so a hang fails the test instead of the suite."""
+    import subprocess
+    import sys
+
+    code = _WIDE_BF16_STEP.format(k=kernel, p=kernel // 2)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-2000:]
