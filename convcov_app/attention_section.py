@@ -46,9 +46,12 @@ def show(run_id: int) -> None:
         "The attention analogue of the filter covariance. Per head, W_q W_kᵀ (d × d, d the embedding width) "
         "is the bilinear form that scores a query token against a key token, and W_v W_proj maps what a head "
         "reads to what it adds back. Pre-trained ViTs have W_q W_kᵀ close to +I and W_v W_proj close to −I; "
-        "mimetic init (Trockman & Kolter 2023) starts them there: α₁Z/√d + β₁I and α₂Z/√d − β₂I with "
-        f"α₁ = β₁ = {mimetic.DEFAULTS['alpha1']}, α₂ = β₂ = {mimetic.DEFAULTS['alpha2']}, each head the best "
-        "rank-(head dim) approximation of its target.")
+        "mimetic init (Trockman & Kolter 2023, built as the reference code osiriszjq/structured_init builds "
+        "it) starts them near there. Each head's W_q W_kᵀ is the best rank-(head dim) approximation of its own "
+        "α₁Z/√d + β₁I. Each layer draws one α₂Z/√d − β₂I = L R, stores L as the value weights and R as the "
+        "projection's and splits them over the heads, so the heads' W_v W_proj add up to R L (transposed): the "
+        f"target's trace and eigenvalues, not the target itself. α₁ = β₁ = {mimetic.DEFAULTS['alpha1']}, "
+        f"α₂ = β₂ = {mimetic.DEFAULTS['alpha2']}.")
     stages = products_of(str(run_store().path), run_id)
     layers = stages["at init"]
     left, right = st.columns(2)
@@ -62,6 +65,10 @@ def show(run_id: int) -> None:
     table = pd.DataFrame(attention.stats_rows(stages))
     st.dataframe(table.style.format(precision=3), hide_index=True)
     st.caption("Diagonal: the diagonal's mean, β of a target α Z/√d + β I. Off-diag. ×√d: the off-diagonal "
-               "entries' std times √d, α. Mimetic init with one "
-               "head per layer starts at exactly (0.7, 0.7) and (−0.4, 0.4) up to its random draw; timm's "
-               "default init (weights of std 0.02) starts near (0, 0).")
+               "entries' std times √d, α. Mimetic init with one head per layer (the 4-block, width-64 ViT, "
+               "seeds 0-4) starts W_q W_kᵀ at (0.7, 0.7) up to its random draw (diagonal 0.67 to 0.73, "
+               "off-diagonal 0.69 to 0.71) and W_v W_proj at about (−0.4, 0.28): the diagonal is the target's "
+               "−β₂, the off-diagonal smaller than its α₂ = 0.4 (0.27 to 0.29), as R L is not L R. With H heads "
+               "a head's W_v W_proj diagonal is about −0.4/H, and W_q W_kᵀ's diagonal falls below 0.7 when the "
+               "head dimension is below d (0.31 with 4 heads of 16 at d = 64). timm's default init (weights of "
+               "std 0.02) starts near (0, 0.026).")

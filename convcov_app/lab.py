@@ -110,10 +110,12 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
                                  inits=("default", "mimetic"), filters="trained", n_seeds=3),
            "timm's ViT-Tiny cut to 4 blocks of width 64 with one head, 7 × 7 patches, on 5,000 MNIST digits, "
            "2 epochs (124 steps of 64, lr 0.001), 3 seeds: 6 runs. Only the attention weights differ at init: "
-           "timm's own (std 0.02) or mimetic (W_q W_kᵀ ≈ 0.7 Z/√d + 0.7 I, W_v W_proj ≈ 0.4 Z/√d − 0.4 I). "
-           "Measured here (the CLI's compare, docs/results.md): default 52.0 ± 0.9 %, mimetic 50.7 ± 4.9 % "
-           "(−1.3 points, 95% interval −13.2 to +10.7, 1 of 3 seeds ahead): no clear winner; with seeds 3 "
-           "and 4 too, +0.1 points (−5.1 to +5.3). A ViT this short "
+           "timm's own (std 0.02) or mimetic, as the reference code builds it (W_q W_kᵀ ≈ 0.7 Z/√d + 0.7 I; "
+           "per layer one 0.4 Z/√d − 0.4 I factored into the value and projection weights, so W_v W_proj "
+           "starts with diagonal −0.4 and off-diagonal std × √d 0.28, not 0.4). "
+           "Measured here (the CLI's compare, docs/results.md, 2026-12-07): default 52.3 ± 0.5 %, mimetic "
+           "41.9 ± 1.8 % (−10.4 points, 95% interval −14.9 to −5.9, 0 of 3 seeds ahead): default better; "
+           "with seeds 3 and 4 too, −7.1 points (−13.0 to −1.2). A ViT this short "
            "of data and steps is far from trained (ConvMixers reach 85-92 % here), and its attention "
            "products barely move in 124 steps; see them under Learned Covariances, *Attention of a saved "
            "ViT run*, for runs saved with `compare --save --keep-weights`."),

@@ -50,10 +50,14 @@ SCHEME_HELP = {
                 "Trockman & Kolter 2021), |DFT| = 1 on a 2k × 2k grid, truncated to k × k (about 17% "
                 "of its energy is cut) and rescaled to v. No closed-form covariance: the target is "
                 f"that of {init.REFERENCE_FILTERS:,} other filters.",
-    "mimetic": f"For Vision Transformers, not depthwise filters: per head W_q W_kᵀ ≈ {MIMETIC['alpha1']} Z/√d + "
-               f"{MIMETIC['beta1']} I and W_v W_proj ≈ {MIMETIC['alpha2']} Z/√d − {MIMETIC['beta2']} I (Trockman & "
-               "Kolter 2023), as pre-trained ViTs have them. For a ViT the default init is timm's own "
-               "(truncated normal weights of std 0.02).",
+    "mimetic": "For Vision Transformers, not depthwise filters (Trockman & Kolter 2023, as osiriszjq/structured_init "
+               f"builds it): per head W_q W_kᵀ ≈ {MIMETIC['alpha1']} Z/√d + {MIMETIC['beta1']} I (its best "
+               f"rank-k approximation, k the head dimension), and per layer one target {MIMETIC['alpha2']} Z/√d − "
+               f"{MIMETIC['beta2']} I factored into the value and projection weights and split over the heads, "
+               "so the layer's W_v W_proj has that target's eigenvalues and trace (diagonal mean about "
+               f"−{MIMETIC['beta2']}; a head's share about −{MIMETIC['beta2']}/H) but is not the target itself. "
+               "Pre-trained ViTs have W_q W_kᵀ near +I and W_v W_proj near −I. For a ViT the default init is "
+               "timm's own (truncated normal weights of std 0.02).",
 }
 
 

@@ -1,8 +1,19 @@
 """The attention analogue of the filter covariance: per head, the weight products W_q W_k^T and
 W_v W_proj (mimetic.head_products) of a saved Vision Transformer run, at its init (rebuilt from the
 run's config and seed, so exactly the weights it started from) and after training (its stored
-weights), with the two numbers mimetic init sets: the diagonal's mean (beta, + for W_q W_k^T and
-- for W_v W_proj) and the off-diagonal entries' std times sqrt(d) (alpha).
+weights), with two numbers per product: the diagonal's mean and the off-diagonal entries' std times
+sqrt(d), the beta and alpha of a target alpha Z / sqrt(d) + beta I.
+
+What mimetic init (mimetic.py) sets, in these two numbers: a head's W_q W_k^T is the best rank-k
+approximation of its own target, so with k = d (one head) it is (beta1, alpha1) = (0.7, 0.7) up to
+the draw; with k < d its diagonal is smaller (0.31 for 4 heads of 16 at d = 64, 0.39 for vit_tiny's
+3 heads of 64 at d = 192). W_v W_proj is not set to a target: each layer factors one target
+alpha2 Z / sqrt(d) - beta2 I = L R into its value (L) and projection (R) weights, so the heads'
+products add up to (the transpose of) R L, which has the target's trace and eigenvalues but not its
+entries: diagonal mean -beta2 = -0.4 up to the draw, off-diagonal std x sqrt(d) about 0.28 rather
+than alpha2 = 0.4, and a head's diagonal mean about -beta2 / H. Measured on the 4-block, width-64,
+one-head ViT, seeds 0-4, every layer: W_q W_k^T 0.67 to 0.73 and 0.69 to 0.71, W_v W_proj -0.41 to
+-0.39 and 0.27 to 0.29.
 """
 
 from __future__ import annotations

@@ -282,7 +282,7 @@ SCHEMES: dict[str, Scheme] = {
 
 #: Schemes that initialize a model's attention rather than its depthwise filters (mimetic.py).
 MODEL_SCHEMES: dict[str, str] = {
-    "mimetic": "self-attention W_q W_k^T ~ I, W_v W_proj ~ -I per head (Trockman & Kolter 2023)",
+    "mimetic": "self-attention W_q W_k^T ~ I per head, W_v W_proj ~ -I per layer (Trockman & Kolter 2023)",
 }
 
 
