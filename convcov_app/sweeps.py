@@ -15,7 +15,6 @@ import importlib.util
 import math
 import re
 from dataclasses import dataclass
-from functools import lru_cache
 
 import pandas as pd
 
@@ -144,32 +143,13 @@ def build_sweep(choice: GridChoice) -> sweeps.Sweep:
 # ---------------------------------------------------------------------------------------------
 
 
-@lru_cache(maxsize=1)
-def example_schedule() -> tuple[float, float, int]:
-    """(sigma_first, sigma_last, k) fitted from the bundled example's learned covariances: the
-    least-squares line through its layers' fitted σ (learned_sets.fitted_schedule, what `convcov
-    learned` prints) at its kernel size k. Some seconds, once per process."""
-    run = examples.load_example()
-    first, last = learned_sets.fitted_schedule(learned_sets.layer_fits(run.covariances))
-    return first, last, run.config.kernel_size
-
-
-def fitted_sigmas(kernel_size: int) -> tuple[float, float]:
-    """The example's fitted schedule for k x k filters, to 2 decimals: each σ times (k - 1) / (k_ex - 1),
-    the stretch covariance.resize gives learned covariances moved to another k (aligned corners),
-    floored at 0.1 as fitted_schedule floors it."""
-    first, last, k_example = example_schedule()
-    scale = (kernel_size - 1) / (k_example - 1)
-    return round(max(first * scale, 0.1), 2), round(max(last * scale, 0.1), 2)
-
-
 def sigma_values(choice: GridChoice) -> tuple[list, list]:
     """The sigma_first and sigma_last values of the choice's schedule (None: convcov's default,
     init.default_sigmas of each cell's k); the fitted one is rescaled to the first kernel size."""
     if choice.schedule == "default":
         return [None], [None]
     if choice.schedule == "fitted":
-        first, last = fitted_sigmas(choice.kernel_sizes[0]) if choice.kernel_sizes else (None, None)
+        first, last = learned_sets.example_sigmas(choice.kernel_sizes[0]) if choice.kernel_sizes else (None, None)
         return [first], [last]
     if choice.schedule != "custom":
         raise ValueError(f"unknown σ schedule {choice.schedule!r}; choose one of: {', '.join(SCHEDULES)}")
@@ -190,12 +170,12 @@ def schedule_caption(choice: GridChoice) -> str:
         return (f"{who}: a list of several values is an axis; an empty list keeps the default for that end (1 "
                 "first, max(1, k/3) last). The other schemes' trials (the reference's too) repeat the same "
                 "training in every σ cell.")
-    first, last, k_example = example_schedule()
+    first, last, k_example = learned_sets.example_schedule()
     shown = f"σ {first:.2f} → {last:.2f} px at k = {k_example}"
     if not choice.kernel_sizes:
         return f"{who}: {shown}."
     k = choice.kernel_sizes[0]
-    scaled = fitted_sigmas(k)
+    scaled = learned_sets.example_sigmas(k)
     several = " (the first kernel size picked), in every cell" if len(choice.kernel_sizes) > 1 else ""
     example = f"{examples.EXAMPLE_CONFIG.model} on {examples.EXAMPLE_CONFIG.dataset}"
     return (f"{who}: the least-squares line through the bundled example's fitted σ per layer ({example}), "

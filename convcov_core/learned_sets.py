@@ -9,6 +9,7 @@ averages a covariance over all pixel pairs at each offset (dy, dx).
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -149,6 +150,27 @@ def fitted_schedule(fits: list[dict]) -> tuple[float, float]:
     mx, my = sum(xs) / n, sum(ys) / n
     slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
     return max(my - slope * mx, 0.1), max(my + slope * (n - 1 - mx), 0.1)
+
+
+@functools.lru_cache(maxsize=1)
+def example_schedule() -> tuple[float, float, int]:
+    """(sigma_first, sigma_last, k) fitted from the bundled example's learned covariances: the
+    straight line through its layers' fitted σ (fitted_schedule; what `convcov learned` prints) at its
+    kernel size k. Some seconds, once per process."""
+    from .examples import load_example
+
+    run = load_example()
+    first, last = fitted_schedule(layer_fits(run.covariances))
+    return first, last, run.config.kernel_size
+
+
+def example_sigmas(kernel_size: int) -> tuple[float, float]:
+    """The example's fitted schedule for k x k filters, to 2 decimals: each σ times (k - 1) / (k_ex - 1),
+    the stretch covariance.resize gives learned covariances moved to another k (aligned corners),
+    floored at 0.1 as fitted_schedule floors it."""
+    first, last, k_example = example_schedule()
+    scale = (kernel_size - 1) / (k_example - 1)
+    return round(max(first * scale, 0.1), 2), round(max(last * scale, 0.1), 2)
 
 
 def closed_form_schedule(kernel_size: int, depth: int) -> list[float]:

@@ -181,3 +181,15 @@ def seeds_needed(effect: float, diff_std: float | None, power: float = POWER, le
         if (t_quantile(n, level) + float(_scipy.t.ppf(power, n - 1))) * diff_std / math.sqrt(n) <= abs(effect):
             return n
     return None
+
+
+def detectable_effect(diff_std: float | None, n: int, power: float = POWER, level: float = LEVEL) -> float | None:
+    """The smallest true mean difference that n paired seeds resolve with probability `power` at a
+    per-seed spread `diff_std` (the inverse of seeds_needed):
+
+        (t(1 - (1 - level) / 2, n - 1) + t(power, n - 1)) * diff_std / sqrt(n)
+
+    None with fewer than two seeds or an unknown spread."""
+    if diff_std is None or n < 2 or not math.isfinite(diff_std):
+        return None
+    return (t_quantile(n, level) + float(_scipy.t.ppf(power, n - 1))) * diff_std / math.sqrt(n)

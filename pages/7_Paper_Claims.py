@@ -91,7 +91,13 @@ def show_claim(claim: dict) -> None:
     left, right = st.columns([3, 2], gap="medium")
     left.plotly_chart(figures.claim_figure(claim["figure"]), **CHART, key=f"claim_{claim['id']}")
     with right:
-        st.markdown(f"**Verdict:** {verdict_text(claim['verdict'])}")
+        regime = claim.get("regime")
+        st.markdown(f"**Verdict:** {verdict_text(claim['verdict'])}"
+                    + (f" at this regime: {regime['measured']}" if regime else ""))
+        if regime:
+            st.caption(f"The paper's regime: {regime['paper']}")
+        if claim.get("verdict_note"):
+            st.warning(claim["verdict_note"])
         st.markdown(f"**Our number:** {claim['our_number']}")
         st.caption(f"Setup: {claim['setup']}")
     st.dataframe(pd.DataFrame([part_row(p) for p in claim["parts"]]), hide_index=True,
@@ -102,9 +108,13 @@ def show_report(folder, report: dict) -> None:
     st.markdown(f"**{report['suite'].capitalize()} suite.** {reproduce.provenance(report)}")
     rule = report["settings"].get("seed_rule")
     st.caption(report["description"] + (f" Seeds: {rule}." if rule else ""))
-    st.markdown("| # | Claim | Our number | Verdict |\n|---|---|---|---|\n" + "\n".join(
-        f"| {c['id']} | {c['title']} | {c['our_number']} | {verdict_text(c['verdict'])} |"
+    st.markdown("| # | Claim | Our number | Verdict | Regime measured |\n|---|---|---|---|---|\n" + "\n".join(
+        f"| {c['id']} | {c['title']} | {c['our_number']} | {verdict_text(c['verdict'])}"
+        f"{' (see the note below)' if c.get('verdict_note') else ''} | "
+        f"{(c.get('regime') or {}).get('measured', 'not recorded (report from before regimes)')} |"
         for c in report["claims"]))
+    st.caption("A verdict holds at the regime it was measured in, not beyond: each claim below names the "
+               "paper's regime beside ours.")
     with st.expander("How verdicts are decided"):
         st.markdown("\n".join(f"- **{name}**: {text}" for name, text in report["rules"].items()))
         st.caption(f"Margin m = {report['settings']['margin_points']:g} accuracy point(s).")

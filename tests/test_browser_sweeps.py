@@ -70,7 +70,7 @@ def set_up_tiny_grid(page) -> None:
     """ConvMixer-8/1, kernel sizes 3 and 5, trained and frozen filters, 2 seeds, 20 steps of batch 16
     (a few seconds a trial, enough to leave chance accuracy, so the picture shows real numbers)."""
     pick(page, "Kernel sizes", [3, 5])
-    slide_to_start(page, "ConvMixer width")
+    pick(page, "ConvMixer widths", [8])
     pick(page, "Depths", [1])
     type_number(page, "Seeds per cell", 2)
     page.get_by_text("Quick runs and sizes").click()

@@ -3,6 +3,7 @@ reports; no report yet; the quick suite started from the page (the tiny suite st
 through the server's job manager until its report shows."""
 
 import dataclasses
+import json
 import time
 
 import pytest
@@ -149,3 +150,53 @@ def test_the_lab_the_cli_and_the_report_give_one_verdict_for_one_comparison():
         assert sentence in text and sentence in markdown and sentence in lab.verdict_text(cmp)
     claim2 = report["claims"][1]  # gaussian-frozen vs trained default: 10 points worse, margin 1
     assert claim2["verdict"] == reproduce.NOT_SUPPORTED
+
+
+def test_every_verdict_names_the_regime_it_was_measured_in(report_root, no_reports, monkeypatch):
+    monkeypatch.setattr("convcov_core.reproduce.files.REPO_REPORTS", report_root)
+    at = run_page(PAGE)
+    assert_clean(at)
+    report = reproduce.load_report(report_root / "quick")
+    measured = report["claims"][0]["regime"]["measured"]
+    assert "5 x 5 filters on 6 x 6 maps" in measured  # the tiny suite's ConvMixer-8/2 on 12 x 12 noisy bars
+    text = " ".join(m.value for m in at.markdown)
+    assert "| Regime measured |" in text and text.count(measured) >= 4
+    assert text.count("at this regime:") == 5
+    papers = [c.value for c in at.caption if c.value.startswith("The paper's regime:")]
+    assert len(papers) == 5 and all("CIFAR-10" in p for p in papers[:4])
+
+
+def test_intervals_below_zero_without_a_refutation_are_said_beside_the_verdict(no_reports, monkeypatch, tmp_path):
+    """Three parts each wholly below 0 on its own, none refuted after Holm: the page says why."""
+    folder = tmp_path / "reports" / "quick"
+    write_fake_report("quick", {"default": 70.0, "gaussian": 72.0, "default-frozen": 40.0,
+                                "gaussian-frozen": 69.5, "learned": 71.0}, folder)
+    report = reproduce.load_report(folder)
+    parts = [reproduce.superiority(dict(enumerate([-1.0, -1.6, -0.4, -1.2, -0.1])), "a", "b", f"part {i}")
+             for i in range(3)]
+    report["claims"][0].update(parts=parts, verdict=reproduce.settle(parts),
+                               verdict_note=reproduce.unrefuted_below(parts))
+    (folder / reproduce.REPORT_JSON).write_text(json.dumps(report))
+    monkeypatch.setattr("convcov_core.reproduce.files.REPO_REPORTS", tmp_path / "reports")
+    at = run_page(PAGE)
+    assert_clean(at)
+    assert report["claims"][0]["verdict"] == reproduce.INCONCLUSIVE
+    assert any("Holm" in w.value and "3 of 3 tests" in w.value for w in at.warning)
+    assert "inconclusive** (see the note below)" in " ".join(m.value for m in at.markdown)
+
+
+def test_a_report_written_before_regimes_still_opens(no_reports, monkeypatch, tmp_path):
+    folder = tmp_path / "reports" / "quick"
+    write_fake_report("quick", {"default": 70.0, "gaussian": 72.0, "default-frozen": 40.0,
+                                "gaussian-frozen": 69.5, "learned": 71.0}, folder)
+    report = reproduce.load_report(folder)
+    for claim in report["claims"]:
+        claim.pop("regime"), claim.pop("verdict_note")
+        for part in claim["parts"]:
+            part.pop("p_support")
+    (folder / reproduce.REPORT_JSON).write_text(json.dumps(report))
+    monkeypatch.setattr("convcov_core.reproduce.files.REPO_REPORTS", tmp_path / "reports")
+    at = run_page(PAGE)
+    assert_clean(at)
+    assert len(at.get("plotly_chart")) == 5
+    assert "not recorded (report from before regimes)" in " ".join(m.value for m in at.markdown)

@@ -252,7 +252,7 @@ def test_the_regime_widgets_build_their_axes_and_the_wide_cells_are_named():
 
     at.selectbox(key="sweep_schedule").set_value(sweeps.SCHEDULES["fitted"]).run()
     assert_clean(at, "fitted schedule")
-    first, last = sweeps.fitted_sigmas(9)
+    first, last = learned_sets.example_sigmas(9)
     assert "192 trials: 32 cells" in markdown(at) and f"σ first {first:g}, σ last {last:g}" in markdown(at)
     assert "rescaled by (k − 1)/8" in sidebar_captions(at) and "(the first kernel size picked)" in sidebar_captions(at)
 
@@ -288,11 +288,11 @@ def test_the_sigma_schedules_map_to_sigma_first_and_sigma_last():
 
     run = examples.load_example()
     fit_first, fit_last = learned_sets.fitted_schedule(learned_sets.layer_fits(run.covariances))
-    assert run.config.kernel_size == 9 and sweeps.example_schedule() == (fit_first, fit_last, 9)
-    assert sweeps.fitted_sigmas(9) == (round(fit_first, 2), round(fit_last, 2))
-    assert sweeps.fitted_sigmas(17) == (round(2 * fit_first, 2), round(2 * fit_last, 2))  # (k - 1) / 8
+    assert run.config.kernel_size == 9 and learned_sets.example_schedule() == (fit_first, fit_last, 9)
+    assert learned_sets.example_sigmas(9) == (round(fit_first, 2), round(fit_last, 2))
+    assert learned_sets.example_sigmas(17) == (round(2 * fit_first, 2), round(2 * fit_last, 2))  # (k - 1) / 8
     fitted = sweeps.build_sweep(sweeps.GridChoice(name="g", kernel_sizes=(5, 9), schedule="fitted"))
-    assert (fitted.base.sigma_first, fitted.base.sigma_last) == sweeps.fitted_sigmas(5)  # the first k, every cell
+    assert (fitted.base.sigma_first, fitted.base.sigma_last) == learned_sets.example_sigmas(5)  # first k, all cells
     assert "sigma_first" not in fitted.axes and fitted.axes["kernel_size"] == [5, 9]
     caption = sweeps.schedule_caption(sweeps.GridChoice(name="g", inits=("default", "orthogonal"), schedule="custom"))
     assert caption.startswith("None of the chosen schemes uses σ")

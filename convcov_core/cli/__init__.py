@@ -13,6 +13,8 @@
     runs        list | show | export | delete stored runs
     download    fetch a torchvision dataset into the data root
     reproduce   test the papers' claims with small fixed experiments; write a report
+    regimes     where does the Gaussian init help? a resumable map over patch size, width, sigma
+                schedule, training length and data; writes a report
     rfm         ConvRFM and Deep ConvRFM (seed 001) vs the base Laplace kernel and the Feature Ansatz CNN
                 over noise levels and seeds
     sweep       many seeded runs over a grid (kernel size, depth, epochs, ...), on this machine or a Ray
@@ -45,8 +47,8 @@ __all__ = ["COMMANDS", "TerminalProgress", "UsageError", "build_parser", "format
 
 # The commands in the order `convcov --help` lists them, and the module that registers each.
 COMMANDS = {"compare": training, "covariance": analysis, "sample": analysis, "learned": analysis,
-            "cnfa": analysis, "frequency": analysis, "reproduce": reproduce, "rfm": rfm, "sweep": sweep,
-            "download": analysis, "runs": training}
+            "cnfa": analysis, "frequency": analysis, "reproduce": reproduce, "regimes": reproduce, "rfm": rfm,
+            "sweep": sweep, "download": analysis, "runs": training}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -18,7 +18,7 @@ from ..json_safe import json_safe
 from ..plots import claims as claim_plots
 from ..text import duration, number
 from ..train import RunResult
-from .claims import CNFA_THRESHOLD, FIT_R_MIN, build_claims
+from .claims import CNFA_THRESHOLD, FIT_R_MIN, build_claims, verdict_at
 from .files import REPORT_FORMAT, REPORT_JSON, REPORT_MD
 from .rules import RULES
 from .suites import SuiteRuns, suite_runs
@@ -40,16 +40,18 @@ def _run_rows(runs: SuiteRuns) -> list[dict]:
                      "test_acc": run.final.get("test_acc"), "test_acc_raw": run.final.get("test_acc_raw"),
                      "wall_time": run.wall_time, "device": run.device})
 
-    for seed, run in runs.sources.items():
-        add("claim 3 source", "default", run)
+    for label, run in runs.source_runs().items():
+        add("claim 3 source", "default" if runs.suite.source is not None else label, run)
     for name, done in runs.comparison.runs.items():
         for run in done:
             add("claims 1-4", name, run)
-    if runs.map_table is not None:
+    for stage, table, frozen in (("claim 6 map", runs.map_table, ""), ("claim 2 cases", runs.frozen_table, "-frozen")):
+        if table is None:
+            continue
         axes = list(runs.effect_map.axes)
-        for _, row in runs.map_table.iterrows():
+        for _, row in table.iterrows():
             cell = ", ".join(f"{a} {row[a]}" for a in axes)
-            rows.append({"stage": "claim 6 map", "variant": f"{row['init']} ({cell})", "seed": int(row["seed"]),
+            rows.append({"stage": stage, "variant": f"{row['init']}{frozen} ({cell})", "seed": int(row["seed"]),
                          "status": row["status"], "test_acc": row["test_acc"], "test_acc_raw": row["test_acc_raw"],
                          "wall_time": row["wall_time"], "device": None})
     for seed, v in runs.cnfa.items():
@@ -63,7 +65,8 @@ def make_report(runs: SuiteRuns) -> dict:
     suite = runs.suite
     device = next((r.device for done in runs.comparison.runs.values() for r in done), "cpu")
     settings = {"seeds": suite.seeds, "target": suite.base.to_dict(), "variants": suite.variants,
-                "source": suite.source.to_dict(), "cnn": suite.cnn.to_dict(), "cnfa_images": suite.cnfa_images,
+                "source": suite.source.to_dict() if suite.source is not None else "bundled example",
+                "cnn": suite.cnn.to_dict(), "cnfa_images": suite.cnfa_images,
                 "margin_points": suite.margin, "cnfa_threshold": CNFA_THRESHOLD, "fit_r_min": FIT_R_MIN,
                 "seed_rule": suite.seed_rule.statement() if suite.seed_rule else None,
                 "effect_map": suite.effect_map}
@@ -117,9 +120,13 @@ def markdown_report(report: dict, figures: dict) -> str:
     lines = [f"# Paper claims: {report['suite']} suite", "", provenance(report), "", report["description"], ""]
     if report["settings"].get("seed_rule"):
         lines += [f"Seeds: {report['settings']['seed_rule']}.", ""]
-    lines += ["| # | Claim | Our number | Verdict |", "|---|---|---|---|"]
+    lines += ["| # | Claim | Our number | Verdict | Regime measured | The paper's regime |",
+              "|---|---|---|---|---|---|"]
     for c in report["claims"]:
-        lines.append(f"| {c['id']} | {c['title']} | {c['our_number']} | **{c['verdict']}** |")
+        regime = c.get("regime") or {}
+        note = f" ({c['verdict_note']})" if c.get("verdict_note") else ""
+        lines.append(f"| {c['id']} | {c['title']} | {c['our_number']} | **{c['verdict']}** at this regime{note} | "
+                     f"{regime.get('measured', '-')} | {regime.get('paper', '-')} |")
     lines += ["", "## How verdicts are decided", "",
               f"Margin m = {report['settings']['margin_points']:g} accuracy point(s).", ""]
     lines += [f"- **{name}**: {text}" for name, text in report["rules"].items()]
@@ -142,7 +149,9 @@ def markdown_report(report: dict, figures: dict) -> str:
         lines += ["| test | per seed | mean ± SE | interval | seeds favouring A | verdict |",
                   "|---|---|---|---|---|---|"]
         lines += [_part_row(p) for p in c["parts"]]
-        lines += ["", f"**Our number:** {c['our_number']}.  **Verdict: {c['verdict']}.**"]
+        lines += ["", f"**Our number:** {c['our_number']}.  **Verdict: {verdict_at(c)}.**"]
+        if c.get("verdict_note"):
+            lines += ["", f"*{c['verdict_note']}*"]
         if c["id"] in figures:
             lines += ["", f"![Claim {c['id']}]({figures[c['id']]})"]
     lines += ["", "## Runs", "", "Test accuracy with settled BatchNorm statistics, and raw (the statistics "

@@ -22,6 +22,10 @@ RULES = {
                     "(-m, m); refuted when it lies entirely outside."),
     "above": ("A value (per layer, over seeds) exceeds a threshold t: supported when its interval lies "
               "above t; refuted when it lies below t."),
+    "some cases": ("A claim that holds 'in some cases' (claim 2) is tested in each case (the main setting and "
+                   "every cell of the effect map): supported when at least one case is supported after Holm's "
+                   "correction over all of them (one-sided p-values at family-wise level 0.025); not supported "
+                   "when every case is refuted; otherwise inconclusive."),
     "combined": ("A claim is supported when every part is supported: an intersection-union test, no "
                  "more often wrong than its parts, so it needs no correction. It is refuted (not "
                  "supported) when any part is refuted after Holm's correction over the claim's parts "
@@ -29,14 +33,18 @@ RULES = {
 }
 
 
+ALPHA = 0.025  # one-sided, family-wise: the level of every refutation and of settle_some's support
+
+
 def _part(test: str, statement: str, values: dict, support: bool, p_refute: float | None,
-          **extra) -> dict:
+          p_support: float | None, **extra) -> dict:
     """One test of a claim: its values per seed, their interval, whether it supports the claim,
-    and the one-sided p-value of the opposite (settle() turns that into a refutation)."""
+    and the one-sided p-values of the claim's direction (settle_some) and of the opposite (settle
+    turns that into a refutation)."""
     iv = stats.mean_interval(values.values())
     return {"test": test, "statement": statement, "per_seed": {str(k): v for k, v in values.items()},
             "n": iv.n, "mean": iv.mean, "std": iv.std, "se": iv.se, "low": iv.low, "high": iv.high,
-            "supports": bool(support and iv.low is not None), "p_refute": p_refute,
+            "supports": bool(support and iv.low is not None), "p_refute": p_refute, "p_support": p_support,
             "verdict": INCONCLUSIVE, **extra}
 
 
@@ -44,7 +52,7 @@ def superiority(diffs: dict, a: str, b: str, statement: str | None = None) -> di
     """Part "A beats B" from per-seed differences A - B (see RULES["superiority"])."""
     iv = stats.mean_interval(diffs.values())
     return _part("superiority", statement or f"{a} beats {b}", diffs, iv.low is not None and iv.low > 0,
-                 iv.p_below(0.0), a=a, b=b, margin=0.0,
+                 iv.p_below(0.0), iv.p_above(0.0), a=a, b=b, margin=0.0,
                  favour_a=sum(d > 0 for d in diffs.values() if d is not None))
 
 
@@ -52,7 +60,8 @@ def non_inferiority(diffs: dict, a: str, b: str, margin: float) -> dict:
     """Part "A does about as well as B or better" within `margin` (see RULES["non-inferiority"])."""
     iv = stats.mean_interval(diffs.values())
     return _part("non-inferiority", f"{a} does about as well as {b} or better (margin {margin:g})", diffs,
-                 iv.low is not None and iv.low > -margin, iv.p_below(-margin), a=a, b=b, margin=margin,
+                 iv.low is not None and iv.low > -margin, iv.p_below(-margin), iv.p_above(-margin), a=a, b=b,
+                 margin=margin,
                  favour_a=sum(d > 0 for d in diffs.values() if d is not None))
 
 
@@ -61,7 +70,8 @@ def equivalence(diffs: dict, a: str, b: str, margin: float) -> dict:
     iv = stats.mean_interval(diffs.values())
     inside = iv.low is not None and -margin < iv.low and iv.high < margin
     p_out = None if iv.se is None else min(1.0, 2 * min(iv.p_above(margin), iv.p_below(-margin)))
-    return _part("equivalence", f"{a} roughly matches {b} (margin {margin:g})", diffs, inside, p_out,
+    p_in = None if iv.se is None else max(iv.p_above(-margin), iv.p_below(margin))  # two one-sided tests
+    return _part("equivalence", f"{a} roughly matches {b} (margin {margin:g})", diffs, inside, p_out, p_in,
                  a=a, b=b, margin=margin, favour_a=sum(d > 0 for d in diffs.values() if d is not None))
 
 
@@ -69,12 +79,12 @@ def above(values: dict, threshold: float, statement: str) -> dict:
     """Part "the value exceeds threshold" from its values per seed (see RULES["above"])."""
     iv = stats.mean_interval(values.values())
     return _part("above", statement, values, iv.low is not None and iv.low > threshold,
-                 iv.p_below(threshold), threshold=threshold)
+                 iv.p_below(threshold), iv.p_above(threshold), threshold=threshold)
 
 
 def settle(parts: list[dict]) -> str:
     """Set each part's verdict and return the claim's (see RULES["combined"])."""
-    refuted = stats.holm([p["p_refute"] for p in parts])
+    refuted = stats.holm([p["p_refute"] for p in parts], ALPHA)
     for part, out in zip(parts, refuted):
         part["verdict"] = NOT_SUPPORTED if out else SUPPORTED if part["supports"] else INCONCLUSIVE
     if not parts:
@@ -82,3 +92,28 @@ def settle(parts: list[dict]) -> str:
     if any(refuted):
         return NOT_SUPPORTED
     return SUPPORTED if all(p["supports"] for p in parts) else INCONCLUSIVE
+
+
+def settle_some(parts: list[dict]) -> str:
+    """Set each part's verdict and return the verdict of "the claim holds in some of these cases"
+    (see RULES["some cases"]): a part is supported when Holm's correction over all parts keeps its
+    p_support, refuted when its own p_refute is under ALPHA (every part must be, to refute)."""
+    supported = stats.holm([p["p_support"] for p in parts], ALPHA)
+    refuted = [p["p_refute"] is not None and p["p_refute"] < ALPHA for p in parts]
+    for part, up, down in zip(parts, supported, refuted):
+        part["verdict"] = SUPPORTED if up else NOT_SUPPORTED if down else INCONCLUSIVE
+    if any(supported):
+        return SUPPORTED
+    return NOT_SUPPORTED if parts and all(refuted) else INCONCLUSIVE
+
+
+def unrefuted_below(parts: list[dict]) -> str | None:
+    """Where some parts' own intervals lie wholly on the refuting side (p_refute < ALPHA) but the
+    claim's correction keeps them from refuting it: a sentence saying so; None otherwise."""
+    below = [p for p in parts if p["p_refute"] is not None and p["p_refute"] < ALPHA and p["verdict"] != NOT_SUPPORTED]
+    if not below:
+        return None
+    return (f"{len(below)} of {len(parts)} tests have intervals wholly against the claim on their own "
+            f"({'; '.join(p['statement'] for p in below[:3])}{'; ...' if len(below) > 3 else ''}), but after "
+            f"Holm's correction over the claim's {len(parts)} tests none of them refutes it: the verdict stays "
+            f"'{INCONCLUSIVE}' by the stated rule, not because the numbers are unclear.")

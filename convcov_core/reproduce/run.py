@@ -3,10 +3,11 @@ told otherwise), resumable through the run store, relaying progress and honourin
 (run_suite); prepare(), the suite and its report folder checked before any training; and
 reproduce(), which runs a suite and writes its report.
 
-Stages: the sources and the target grid and the effect map (one sweep each, their trials in
-parallel), then the learned-init trials (they need the sources' covariances), then the CNNs of
-claim 5 one after another. Every trial is stored under its key (sweep.trial_key), so a suite that
-was stopped in any way runs again from where it stood, and the map shares its trials with the target.
+Stages: the sources (unless the suite takes the bundled example), the target grid, the effect map
+and its frozen-filter twin (one sweep each, their trials in parallel), then the learned-init trials
+(they need the sources' covariances), then the CNNs of claim 5 one after another. Every trial is
+stored under its key (sweep.trial_key), so a suite that was stopped in any way runs again from where
+it stood, and the map shares its trials with the target.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Callable
 
 from .. import cnfa, model_pairs
+from ..examples import load_example
 from ..sweep import LocalPool, SweepEvent, SweepStore, run_sweep, run_trials, trial_table
 from ..train import ComparisonResult, ProgressEvent, RunResult, load_training_data, summarize
 from .files import default_out
@@ -95,20 +97,16 @@ def run_suite(suite: Suite, callback: Callable[[ProgressEvent], object] | None =
     store = store if store is not None else SweepStore()
     relay, sweeps, notes = _Relay(callback, suite_runs(suite)), suite_sweeps(suite), []
     index = 0
-    for label, grid in (("claim 3 source", sweeps.sources), ("claims 1-4", sweeps.target),
-                        ("claim 6 map", sweeps.effect_map)):
+    stages = [("claim 3 source", sweeps.sources), ("claims 1-4", sweeps.target), ("claim 6 map", sweeps.effect_map),
+              ("claim 2 cases", sweeps.frozen_map)]
+    for label, grid in stages:
+        if grid is None:
+            continue
         index, stopped = _sweep_stage(relay, index, label,
                                       lambda on_event, stop, g=grid: run_sweep(g, store, executor, on_event, stop))
         if stopped:
             return None
-    sources = _results(store, sweeps.sources.trials())
-    covariances = {}
-    for trial, run in zip(sweeps.sources.trials(), sources):
-        if run is not None and run.status == "ok" and run.covariances:
-            covariances[trial.seed] = run.covariances
-        elif "learned" in suite.variants:
-            notes.append(f"seed {trial.seed}: the source run ended {run.status if run else 'missing'} "
-                         f"({run.message if run else ''}); no learned-init run for this seed")
+    sources, covariances = _source_covariances(suite, sweeps, store, notes)
     learned = sweeps.learned_trials(covariances) if "learned" in suite.variants else []
     index, stopped = _sweep_stage(relay, index, "claims 1-4",
                                   lambda on_event, stop: run_trials(f"{sweeps.target.name}-learned", learned, store,
@@ -126,10 +124,28 @@ def run_suite(suite: Suite, callback: Callable[[ProgressEvent], object] | None =
     comparison = ComparisonResult(base_config=base, variants=dict(variants), seeds=list(suite.seeds),
                                   runs=runs, rows=rows, verdicts=verdicts,
                                   wall_time=time.perf_counter() - clock, references=references)
-    return SuiteRuns(suite, comparison, dict(zip(suite.seeds, sources)), cnfa_tables, time.perf_counter() - clock,
+    return SuiteRuns(suite, comparison, sources, cnfa_tables, time.perf_counter() - clock,
                      _cpu_seconds() - cpu, started, load_start, _load_average(), notes,
                      effect_map=sweeps.effect_map, map_table=trial_table(sweeps.effect_map, store),
-                     n_trained=index + len(cnfa_tables))
+                     n_trained=index + len(cnfa_tables), frozen_table=trial_table(sweeps.frozen_map, store))
+
+
+def _source_covariances(suite: Suite, sweeps, store: SweepStore, notes: list) -> tuple[dict, dict]:
+    """({seed: source run}, {seed: its learned covariances}) for claim 3: each seed's trained source,
+    or the bundled example (examples.load_example) for every seed; a failed source is noted."""
+    if sweeps.sources is None:
+        example = load_example()
+        return ({seed: example for seed in suite.seeds}, {seed: example.covariances for seed in suite.seeds})
+    trials = sweeps.sources.trials()
+    runs, covariances = dict(zip(suite.seeds, _results(store, trials))), {}
+    for trial in trials:
+        run = runs[trial.seed]
+        if run is not None and run.status == "ok" and run.covariances:
+            covariances[trial.seed] = run.covariances
+        elif "learned" in suite.variants:
+            notes.append(f"seed {trial.seed}: the source run ended {run.status if run else 'missing'} "
+                         f"({run.message if run else ''}); no learned-init run for this seed")
+    return runs, covariances
 
 
 def _results(store: SweepStore, trials) -> list[RunResult | None]:

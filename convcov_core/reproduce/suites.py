@@ -44,8 +44,9 @@ class SeedRule:
 @dataclass
 class Suite:
     """One fixed set of experiments. base: the target ConvMixer of claims 1-4 (larger kernel, deeper);
-    variants: init overrides of base, the first is the reference; source: the small ConvMixer whose
-    learned covariances initialize the `learned` variant (claim 3); cnn: the plain CNN of claim 5,
+    variants: init overrides of base, the first is the reference; source: the ConvMixer, trained per
+    seed, whose learned covariances initialize the `learned` variant (claim 3), or None for the
+    bundled example (trained to convergence: examples.EXAMPLE_CONFIG); cnn: the plain CNN of claim 5,
     analysed on cnfa_images test images; effect_map: the axes of claim 6's sweep over the base
     config (kernel size, model depth, epochs; gaussian vs default in every cell, the same seeds);
     seed_rule: how the seed count was chosen (None: fixed, as in the tiny suite)."""
@@ -55,7 +56,7 @@ class Suite:
     seeds: list
     base: TrainConfig
     variants: dict
-    source: TrainConfig
+    source: TrainConfig | None
     cnn: TrainConfig
     cnfa_images: int
     effect_map: dict
@@ -125,10 +126,11 @@ def quick_suite(dataset: str | None = None, device: str = "auto") -> Suite:
                        patch_size=2, epochs=2, batch_size=128, lr=0.01, device=device)
     cnn = model_pairs.cnn_config("mnist5k", layers=3, width=32, epochs=2)
     seeds = list(range(QUICK_SEEDS.count()))
-    return Suite("quick", f"CPU-sized: ConvMixer-32/8 with 11 x 11 filters, 2 epochs (62 steps), {len(seeds)} "
-                 "seeds; source ConvMixer-32/4 with 5 x 5 filters; effect map over 5 or 11 x 11 filters, "
-                 "4 or 8 blocks, 1 or 2 epochs; CNFA on a 3-layer CNN trained 2 epochs on mnist5k.", seeds,
-                 base, dict(VARIANTS), _source_of(base, 4, 5), cnn.replace(device=device), 128,
+    return Suite("quick", f"CPU-sized: ConvMixer-32/8 with 11 x 11 filters on 16 x 16 maps, 2 epochs (62 steps), "
+                 f"{len(seeds)} seeds; claim 3's source the bundled example (ConvMixer-64/8, 9 x 9 filters, 15 "
+                 "epochs on mnist5k); effect map over 5 or 11 x 11 filters, 4 or 8 blocks, 1 or 2 epochs, "
+                 "filters trained and frozen; CNFA on a 3-layer CNN trained 2 epochs on mnist5k.", seeds,
+                 base, dict(VARIANTS), None, cnn.replace(device=device), 128,
                  {"kernel_size": [5, 11], "model": _depths(base, [4, 8]), "epochs": [1, 2]},
                  seed_rule=QUICK_SEEDS)
 
@@ -163,29 +165,71 @@ def full_suite(dataset: str | None = None, device: str = "auto") -> Suite:
                  seed_rule=FULL_SEEDS)
 
 
-SUITES: dict[str, Callable[..., Suite]] = {"tiny": tiny_suite, "quick": quick_suite, "full": full_suite}
+#: The paper suite's sizes: (ConvMixer width and depth, training images per class (None: all), epochs
+#: of the target, of the map, seeds (None: FULL_SEEDS), max_steps per run).
+PAPER_SIZES = {"full": ((256, 8), None, 10, [3, 10], None, None), "cut": ((256, 8), 800, 4, [2, 4], 2, None),
+               "tiny": ((8, 2), 8, 1, [1], 2, 2)}
+
+
+def paper_suite(dataset: str | None = None, device: str = "auto", size: str = "full") -> Suite:
+    """The paper's rung, for a GPU: 32 x 32 colour images (CIFAR-10 when its files are present, else
+    the natural-image crops in colour), ConvMixer-256/8 with 9 x 9 filters and patch 1 (32 x 32 maps),
+    10 epochs, seeds by FULL_SEEDS (a sweep trains compatible seeds as one grouped network on a GPU:
+    sweep.worker.trial_batches); claim 3's source a ConvMixer-256/4 with 5 x 5 filters trained as
+    long; map over 5, 9 or 15 x 15 filters and 3 or 10 epochs. size "cut": 800 images a class,
+    4 epochs, 2 seeds (make gpu-check); "tiny": a ConvMixer-8/2, two steps on a few images (the CPU tests)."""
+    if size not in PAPER_SIZES:
+        raise ValueError(f"unknown paper suite size {size!r}; choose one of: {', '.join(PAPER_SIZES)}")
+    (width, depth), per_class, epochs, map_epochs, n_seeds, max_steps = PAPER_SIZES[size]
+    if dataset is None:
+        dataset = "cifar10" if data.available_datasets().get("cifar10") else "textures"
+    params = {"color": True} if dataset == "textures" else {}
+    if per_class is not None:
+        params.update(_subset(dataset, 10 * per_class, 10 * max(1, per_class // 4)))
+    base = TrainConfig(dataset=dataset, dataset_params=params, model=models.convmixer_spec(width, depth),
+                       kernel_size=9, patch_size=1,
+                       epochs=epochs, batch_size=128, lr=0.01, max_steps=max_steps, device=device)
+    cnn = model_pairs.cnn_config("mnist5k", layers=3, width=64, epochs=epochs, max_steps=max_steps)
+    seeds = list(range(n_seeds or FULL_SEEDS.count()))
+    images = "all" if per_class is None else f"{10 * per_class:,}"
+    return Suite(f"paper{'' if size == 'full' else '-' + size}",
+                 f"The paper's rung ({size}): ConvMixer-{width}/{depth} with 9 x 9 filters, patch 1 (32 x 32 maps), "
+                 f"on {images} "
+                 f"32 x 32 colour images of {dataset}, {epochs} epoch(s), {len(seeds)} seeds; claim 3's source "
+                 f"ConvMixer-{width}/4 with 5 x 5 filters trained as long; effect map over 5, 9 or 15 x 15 filters and "
+                 f"{' or '.join(map(str, map_epochs))} epochs, filters trained and frozen; CNFA on a 3-layer CNN.",
+                 seeds, base, dict(VARIANTS), _source_of(base, 4, 5), cnn.replace(device=device), 256,
+                 {"kernel_size": [5, 9, 15], "epochs": map_epochs}, seed_rule=None if n_seeds else FULL_SEEDS)
+
+
+SUITES: dict[str, Callable[..., Suite]] = {
+    "tiny": tiny_suite, "quick": quick_suite, "full": full_suite, "paper": paper_suite,
+    "paper-cut": lambda dataset=None, device="auto": paper_suite(dataset, device, "cut")}
 
 
 def build_suite(name: str, *, dataset: str | None = None, device: str = "auto") -> Suite:
-    """The suite called `name` ("tiny", "quick", "full"); `dataset` replaces the dataset of claims 1-4."""
+    """The suite called `name` (a key of SUITES); `dataset` replaces the dataset of claims 1-4."""
     if name not in SUITES:
         raise ValueError(f"unknown suite {name!r}; choose one of: {', '.join(SUITES)}")
     suite = SUITES[name](dataset, device)
     for config in (suite.base, suite.source, suite.cnn):
-        config.validate()
+        if config is not None:
+            config.validate()
     resolve_device(device)
     return suite
 
 
 @dataclass
 class SuiteSweeps:
-    """The sweeps that train a suite: the sources (claim 3), the target grid default/gaussian x
-    trained/frozen (claims 1, 2, 4), the effect map (claim 6); and the learned-init trials (claim 3),
-    once each seed's source covariances are known (learned_trials)."""
+    """The sweeps that train a suite: the sources (claim 3; None for the bundled example), the target
+    grid default/gaussian x trained/frozen (claims 1, 2, 4), the effect map (claim 6) and its cells
+    with frozen Gaussian filters (claim 2's cases); and the learned-init trials (claim 3), once each
+    seed's source covariances are known (learned_trials)."""
 
-    sources: Sweep
+    sources: Sweep | None
     target: Sweep
     effect_map: Sweep
+    frozen_map: Sweep
 
     def learned_trials(self, covariances: dict) -> list[Trial]:
         """One learned-init trial of the target per seed of {seed: the source's covariances}."""
@@ -200,25 +244,31 @@ def suite_sweeps(suite: Suite) -> SuiteSweeps:
     target_variants = [v for v in suite.variants if v != "learned"]
     inits = list(dict.fromkeys(suite.variants[v]["init"] for v in target_variants))
     freezes = list(dict.fromkeys(bool(suite.variants[v].get("freeze_filters")) for v in target_variants))
-    spec = json.dumps([suite.base.to_dict(), suite.source.to_dict(), suite.seeds, suite.effect_map, target_variants],
+    source = None if suite.source is None else suite.source.to_dict()
+    spec = json.dumps([suite.base.to_dict(), source, suite.seeds, suite.effect_map, target_variants],
                       sort_keys=True, default=str)
     tag = hashlib.sha256(spec.encode()).hexdigest()[:8]
 
     def named(part: str) -> str:
         return f"reproduce-{suite.name}-{part}-{tag}"
 
+    sources = None if suite.source is None else Sweep(named("sources"), suite.source, {}, ["default"],
+                                                      list(suite.seeds))
     return SuiteSweeps(
-        sources=Sweep(named("sources"), suite.source, {}, ["default"], list(suite.seeds)),
+        sources=sources,
         target=Sweep(named("target"), suite.base.replace(freeze_filters=False),
                      {"freeze_filters": freezes} if len(freezes) > 1 else {}, inits, list(suite.seeds)),
-        effect_map=Sweep(named("map"), suite.base, dict(suite.effect_map), list(MAP_INITS), list(suite.seeds)))
+        effect_map=Sweep(named("map"), suite.base, dict(suite.effect_map), list(MAP_INITS), list(suite.seeds)),
+        frozen_map=Sweep(named("map-frozen"), suite.base.replace(freeze_filters=True), dict(suite.effect_map),
+                         ["gaussian"], list(suite.seeds)))
 
 
 def _suite_trials(suite: Suite) -> list[TrainConfig]:
     """Every run the suite trains but the CNNs, each once (the map shares trials with the target);
     the learned-init runs stand in with the default init (same size)."""
     sweeps = suite_sweeps(suite)
-    trials = [*sweeps.sources.trials(), *sweeps.target.trials(), *sweeps.effect_map.trials()]
+    trials = [*(sweeps.sources.trials() if sweeps.sources else []), *sweeps.target.trials(),
+              *sweeps.effect_map.trials(), *sweeps.frozen_map.trials()]
     unique = {t.key: t.config for t in trials}
     learned = [suite.base.replace(seed=seed) for seed in suite.seeds] if "learned" in suite.variants else []
     return [*unique.values(), *learned]
@@ -240,9 +290,10 @@ def suite_images(suite: Suite) -> int:
 
 @dataclass
 class SuiteRuns:
-    """Everything the suite trained: the target comparison (claims 1-4), the sources (claim 3) and
-    the CNN's CNFA tables trained vs at init (claim 5), keyed by seed; the effect map's sweep and
-    its trial table (claim 6; sweep.trial_table); how many of its runs this call trained."""
+    """Everything the suite trained: the target comparison (claims 1-4), the sources (claim 3; the
+    bundled example for every seed when the suite has no source config) and the CNN's CNFA tables
+    trained vs at init (claim 5), keyed by seed; the effect map's sweep and the trial tables of it
+    and of its frozen-filter twin (claims 6 and 2; sweep.trial_table); how many runs this call trained."""
 
     suite: Suite
     comparison: ComparisonResult
@@ -257,3 +308,10 @@ class SuiteRuns:
     effect_map: Sweep | None = None
     map_table: pd.DataFrame | None = None
     n_trained: int | None = None  # runs trained in this call (the others were found in the run store)
+    frozen_table: pd.DataFrame | None = None
+
+    def source_runs(self) -> dict:
+        """{label: source run}: one per seed, or the bundled example once."""
+        if self.suite.source is None:
+            return {"bundled example": next(iter(self.sources.values()))} if self.sources else {}
+        return {str(seed): run for seed, run in self.sources.items() if run is not None}
