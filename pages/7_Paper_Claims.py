@@ -136,11 +136,13 @@ st.title("Paper Claims")
 st.markdown(
     "Six claims from the papers behind convcov, each tested by a small fixed experiment over several "
     "seeds: the Gaussian init against PyTorch's default, frozen filters, covariances transferred from a "
-    "small model, how learned covariances widen with depth, the Convolutional Neural Feature Ansatz, and "
+    "trained model, how learned covariances widen with depth, the Convolutional Neural Feature Ansatz, and "
     "where the Gaussian init helps most (filter size, depth, training length; reports from before "
     "2026-12-03 have the first five). "
     "Each verdict (supported, not supported or inconclusive) follows a rule stated with the report, "
-    "from the paired differences over seeds; short runs often cannot tell, and then say so."
+    "from the paired differences over seeds, and holds at the regime it was measured in (model, filters "
+    "against the feature map, steps, data), which each claim names beside the paper's; short runs often "
+    "cannot tell, and then say so."
 )
 
 with shown_errors():

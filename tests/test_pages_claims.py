@@ -182,7 +182,7 @@ def test_intervals_below_zero_without_a_refutation_are_said_beside_the_verdict(n
     assert_clean(at)
     assert report["claims"][0]["verdict"] == reproduce.INCONCLUSIVE
     assert any("Holm" in w.value and "3 of 3 tests" in w.value for w in at.warning)
-    assert "inconclusive** (see the note below)" in " ".join(m.value for m in at.markdown)
+    assert "inconclusive**] (see the note below)" in " ".join(m.value for m in at.markdown)
 
 
 def test_a_report_written_before_regimes_still_opens(no_reports, monkeypatch, tmp_path):

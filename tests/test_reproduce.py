@@ -187,8 +187,8 @@ def test_tiny_report_json_has_every_claim_with_numbers_and_verdicts(tiny_report)
     assert R.suite_runs(suite) == sum(stages.values()) - len(shared) - len(frozen_shared)
     assert all(r["status"] == "ok" for r in report["runs"])
     assert [p["test"] for c in report["claims"][:4] for p in c["parts"]] == [
-        "superiority", *["superiority"] * 5, "superiority", "non-inferiority", "superiority"]
-    assert len(report["claims"][1]["parts"]) == 1 + len(sweeps.effect_map.cells())  # main setting + map cells
+        "superiority", *["superiority"] * 4, "superiority", "non-inferiority", "superiority"]
+    assert len(report["claims"][1]["parts"]) == len(sweeps.effect_map.cells())  # main setting + the other cells
     assert [p["test"] for p in report["claims"][4]["parts"]] == ["above", "superiority", "superiority"] * 2
     for claim in report["claims"]:
         assert claim["verdict"] in R.VERDICTS and claim["our_number"] and claim["setup"]
@@ -313,7 +313,9 @@ def test_claim_figures_draw_both_kinds():
                          {"name": "schedule", "per_seed": {"": [1.0, 2.0]}, "dash": True}],
               "hline": {"y": 0.9, "label": "0.9"}}
     fig = claim_plots.claim_figure(layers)
-    assert [t.name for t in fig.data] == ["trained", "trained", "trained (mean)", "schedule"]
+    assert [t.name for t in fig.data] == ["trained", "trained", "trained (mean)", "schedule", "0.9"]
     assert list(fig.data[2].y) == pytest.approx([0.8, 0.7])
+    assert not fig.layout.annotations  # the line is named in the legend, not over the markers
+    assert fig.layout.legend.y == -0.3 and fig.layout.legend.yanchor == "top"  # under the axis title
     with pytest.raises(ValueError, match="unknown figure kind"):
         claim_plots.claim_figure({"kind": "pie"})

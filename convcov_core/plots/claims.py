@@ -79,11 +79,14 @@ def claim_figure(spec: dict, *, height: int = 360) -> go.Figure:
                                 name=f"{group['name']} (mean)", legendgroup=group["name"],
                                 line=dict(color=colour, width=3, dash=dash), marker=dict(size=8),
                                 hovertemplate=f"{group['name']}, mean<br>{x_name} %{{x}}: %{{y:.3f}}<extra></extra>")
-        if spec.get("hline"):
-            fig.add_hline(y=spec["hline"]["y"], line=dict(color="#444", dash="dot"),
-                          annotation_text=spec["hline"]["label"], annotation_position="bottom right")
+        if spec.get("hline"):  # named in the legend: a label on the plot sat over the markers at its ends
+            line = dict(color="#444", dash="dot")
+            fig.add_hline(y=spec["hline"]["y"], line=line)
+            fig.add_scatter(x=[None], y=[None], mode="lines", line=line, name=spec["hline"]["label"])
         fig.update_xaxes(type="category")
-    fig.update_layout(xaxis_title=spec.get("xlabel"), yaxis_title=spec["ylabel"], legend=dict(orientation="h", y=-0.2))
+    # the legend below the axis title (at y = -0.2 it sat over it)
+    fig.update_layout(xaxis_title=spec.get("xlabel"), yaxis_title=spec["ylabel"],
+                      legend=dict(orientation="h", y=-0.3, yanchor="top"))
     return finish_figure(fig, spec["title"], height)
 
 
