@@ -43,9 +43,9 @@ MODEL_PRESETS: dict[str, tuple[str, int | None, int | None, str]] = {
     "convmixer-64/6": ("convmixer-64/6", 9, 2,
                        "Our ConvMixer, 64 channels, 6 blocks, 9x9 filters, 2x2 patches: small enough "
                        "for CPU comparisons on mnist5k or textures"),
-    "convmixer-64/8-k15": ("convmixer-64/8", 15, 2,
-                           "Our ConvMixer with large 15x15 filters, 8 blocks: where the filter "
-                           "covariance has the most structure to get right"),
+    "convmixer-64/8": ("convmixer-64/8", 9, 2,
+                       "Our ConvMixer, 64 channels, 8 blocks, 9x9 filters, 2x2 patches (14x14 maps on "
+                       "mnist5k): raise k for larger filters; from 15 on they are wider than those maps"),
     "convmixer-64/8-niff": ("convmixer-64/8-niff", 15, 2,
                             "Our ConvMixer-64/8 with NIFF filters (seed 002): every depthwise filter is "
                             "as large as the feature map, the response of a small MLP over frequencies. "
