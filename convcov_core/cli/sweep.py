@@ -19,7 +19,8 @@ from .. import sweep
 from ..sweep.results import WIDER_THAN_MAP_NOTE
 from ..sweep.run import trial_seconds
 from ..text import duration, number
-from ..train import METRICS
+from ..train import METRICS, TrainConfig
+from ..train.config import settings_of
 from .args import DB, QUIET, Later, add_command
 from .output import format_table
 from .training import COMPARE_OPTIONS, SETTING_FLAGS, training_config
@@ -36,9 +37,14 @@ _FREEZE_WORDS = {"none": False, "filters": True}
 
 
 def _axis_type(field: str):
+    """The argparse type of an axis flag: a comma list or range of the field's values, each in its
+    Setting's range (the kernel size's cap is checked after parsing, saying why: cli.main)."""
+    described = settings_of(TrainConfig)[field]
+
     def parse(text: str) -> list:
         try:
-            return sweep.parse_values(field, text)
+            values = sweep.parse_values(field, text)
+            return values if field == "kernel_size" else [described.check(field, value) for value in values]
         except ValueError as exc:
             raise argparse.ArgumentTypeError(str(exc)) from None
     return parse
