@@ -103,7 +103,7 @@ class Setting:
                 raise ValueError(f"{name} must be a finite number in {self.range_text()}, got {value!r}{self._note()}")
         elif self.choices and value not in self.choices:
             raise ValueError(f"unknown {name} {value!r}; choose one of: {', '.join(map(str, self.choices))}")
-        elif not isinstance(value, (list, tuple) if self.type is list else self.type):
+        elif not isinstance(value, (list, tuple, torch.Tensor) if self.type is list else self.type):
             raise ValueError(f"{name} must be a {self.type.__name__}, got {value!r}")
         return value
 
