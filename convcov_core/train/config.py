@@ -29,6 +29,7 @@ from ..step import PRECISIONS
 
 SCHEDULES = ("onecycle", "constant")
 
+
 class _NoBefore:
     def __repr__(self) -> str:
         return "NO_BEFORE"
