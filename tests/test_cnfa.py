@@ -108,7 +108,8 @@ def test_train_cnn_reports_progress_and_can_be_cancelled():
 
 def test_train_cnn_says_when_training_diverges():
     with pytest.raises(ValueError, match="training diverged: loss became"):
-        model_pairs.train_cnn(tiny_config(lr=1e12))
+        # the largest lr and weight decay TrainConfig takes: the weights x -99 per step, NaN by step 8 of 16
+        model_pairs.train_cnn(tiny_config(lr=10, epochs=4).replace(weight_decay=10, schedule="constant"))
 
 
 def test_train_cnn_refuses_models_that_are_not_plain_cnns():

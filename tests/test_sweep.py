@@ -1,20 +1,27 @@
 """Sweeps on this machine: the grid and its keys, the store, the local pool, resuming, failures, and
 the faults (a worker killed, the driver killed, two drivers at once, a cancel)."""
 
+import dataclasses
+import hashlib
+import json
 import multiprocessing
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 
 from convcov_core import settings, stats
-from convcov_core.cli import main
+from convcov_core.cli import build_parser, main
+from convcov_core.cli.sweep import _grid
 from convcov_core.sweep import (
     LocalPool,
     Sweep,
@@ -27,6 +34,8 @@ from convcov_core.sweep import (
     write_table,
 )
 from convcov_core.train import TrainConfig
+from convcov_core.train import config as config_module
+from helpers.runs import fake_run
 
 TINY = TrainConfig(model="convmixer-8/1", kernel_size=3, epochs=1, max_steps=2, batch_size=16)
 TINY_FLAGS = ["--model", "convmixer-8/1", "--epochs", "1", "--batch-size", "16"]
@@ -73,6 +82,56 @@ def test_a_trial_key_is_its_complete_config_and_nothing_else():
         assert trial_key(TINY.replace(**change)) != key, change
 
 
+def _frozen_trial_key(config: TrainConfig) -> str:
+    """trial_key as it was when the first trials were stored (a copy that never changes)."""
+    payload = {k: v for k, v in config.to_dict().items()
+               if k not in ("threads", "keep_state_dict", "data_root", "n_covariances")}
+    digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode())
+    for cov in config.covariances or []:
+        digest.update(cov.double().contiguous().numpy().tobytes())
+    return "trial:" + digest.hexdigest()[:32]
+
+
+def test_every_key_stored_so_far_is_still_the_key_of_its_config():
+    """Keys as written by the code that stored the first sweeps (these literals were computed by it)."""
+    learned = TINY.replace(init="learned", covariances=[torch.eye(9, dtype=torch.float64)], seed=3,
+                           dataset_params={"noise": 0.5})
+    assert trial_key(TINY) == "trial:6c380a5f0a4019e1c2eaa1b662292142"
+    assert trial_key(learned) == "trial:25be2e882be74708b7b6a08412fefdda"
+    assert trial_key(TrainConfig()) == "trial:8832158fa467f110c270050b4796009e"
+    for trial in grid(axes={"kernel_size": [3, 5], "lr": [0.01, 0.1], "sigma_first": [None, 0.5]}).trials():
+        assert trial.key == _frozen_trial_key(trial.config)
+
+
+def with_new_field(default=0, before=0):
+    """TrainConfig with one more field, as a change to config.py would add it: warmup_steps (a sweep axis
+    with a flag and a range), default `default`, trained as runs were before it existed at `before`."""
+    return dataclasses.make_dataclass("TrainConfig", [(
+        "warmup_steps", int, dataclasses.field(default=default, metadata=config_module.setting(
+            "steps of linear learning-rate warm-up", int, low=0, high=10**6, axis=True, flag="--warmup-steps",
+            before=before)))], bases=(TrainConfig,))
+
+
+def test_a_field_added_at_the_value_runs_had_before_it_does_not_change_a_key():
+    Extended = with_new_field()
+    old = TINY.to_dict()
+    same = Extended.from_dict(old)  # a config stored before the field existed, read now
+    assert same.warmup_steps == 0 and same.validate() is same
+    assert trial_key(same) == trial_key(Extended(**{**TINY.__dict__, "warmup_steps": 0})) == trial_key(TINY)
+    assert trial_key(same.replace(warmup_steps=5)) != trial_key(TINY)
+    assert same.canonical_dict() == {**old}  # the new field, at 0, left out
+    assert config_module.canonical(same.to_dict(), Extended) == config_module.canonical(old, Extended)
+
+
+def test_a_field_whose_default_is_new_behaviour_keeps_old_configs_at_the_old_behaviour():
+    """A field added with a default that trains differently (before=0, default 100): a stored config
+    reads back at 0 and keeps its key; a new config at the default is a new trial."""
+    Extended = with_new_field(default=100, before=0)
+    assert Extended.from_dict(TINY.to_dict()).warmup_steps == 0
+    assert trial_key(Extended.from_dict(TINY.to_dict())) == trial_key(TINY)
+    assert trial_key(Extended(**TINY.__dict__)) != trial_key(TINY)
+
+
 @pytest.mark.parametrize("field, text, values", [
     ("kernel_size", "5,9,15", [5, 9, 15]), ("seed", "0-3", [0, 1, 2, 3]), ("lr", "0.01, 0.1", [0.01, 0.1]),
     ("freeze_filters", "false,true", [False, True]), ("model", "convmixer-8/1,convmixer-8/2",
@@ -95,7 +154,8 @@ def test_bad_axis_values_are_refused(field, text):
     ({"axes": {"kernel_size": [3, 3]}}, "lists 3 more than once"),
     ({"axes": {"kernel_size": [4]}}, "not an odd kernel size"),
     ({"axes": {"kernel_size": [99]}}, "not an odd kernel size from 1 to 51"),
-    ({"axes": {"lr": [-1.0]}}, "axis lr: lr must be > 0"),
+    ({"axes": {"lr": [-1.0]}}, "axis lr: lr must be a finite number in (0, 10]"),
+    ({"axes": {"sigma_first": [1.0, 1e12]}}, "axis sigma_first: sigma_first must be a finite number in (0, 100]"),
     ({"inits": []}, "the init schemes has no values"),
     ({"inits": ["default", "nope"]}, "unknown init scheme 'nope'"),
     ({"inits": ["default", "learned"]}, "learned scheme needs covariances"),
@@ -168,16 +228,83 @@ def test_a_name_is_one_grid(tmp_path):
     assert store.get("g").to_dict() == sweep.to_dict()
 
 
+NEW_FIELD = ("    warmup_steps: int = _field(0, \"steps of linear learning-rate warm-up\", int, low=0, high=10**6, "
+             "axis=True, flag=\"--warmup-steps\", before=0)\n")
+AFTER_THE_FIELD = (
+    "import contextlib, io, json, sys\n"
+    "from convcov_core.cli import main\n"
+    "from convcov_core.cli.sweep import AXIS_FLAGS\n"
+    "from convcov_core.sweep import SweepStore\n"
+    "def call(*argv):\n"
+    "    out, err = io.StringIO(), io.StringIO()\n"
+    "    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):\n"
+    "        try:\n"
+    "            rc = main(list(argv))\n"
+    "        except SystemExit as exc:\n"
+    "            rc = exc.code\n"
+    "    return rc, out.getvalue(), err.getvalue()\n"
+    "db, flags = sys.argv[1], json.loads(sys.argv[2])\n"
+    "print(json.dumps({'resume': call('sweep', 'resume', 'old', '--db', db, '--workers', '1', '--quiet'),\n"
+    "                  'run': call('sweep', 'run', *flags),\n"
+    "                  'show': call('sweep', 'show', 'old', '--db', db),\n"
+    "                  'base': SweepStore(db).get('old').base.to_dict(),\n"
+    "                  'help': call('compare', '--help')[1], 'sweep_help': call('sweep', 'run', '--help')[1],\n"
+    "                  'axis': AXIS_FLAGS.get('--warmup-steps'),\n"
+    "                  'refused': call('compare', '--warmup-steps', '-1')}))\n")
+
+
+def test_a_sweep_stored_before_a_field_was_added_resumes_with_nothing_trained(tmp_path):
+    """The store is written by today's code; then one field is added to TrainConfig in a copy of the
+    package (as a change to config.py would) and that copy resumes the finished sweep, and runs it
+    again by name and flags: every trial is found under its stored key, nothing trains. The new
+    field is a compare option with its range and a sweep axis by itself."""
+    db = tmp_path / "runs.db"
+    flags = ["--name", "old", *TINY_FLAGS, "--max-steps", "2", "--kernel-size", "3,5", "--seeds", "0", "--db", str(db)]
+    sweep = _grid(build_parser().parse_args(["sweep", "run", *flags]))
+    store = SweepStore(db)
+    trials = sweep.trials()
+    store.register(sweep, trials)
+    for trial in trials:  # finished as far as the store can tell; these runs were not trained
+        result = fake_run(seed=trial.seed, k=trial.config.kernel_size, init=trial.init)
+        result.config = trial.config
+        store.save(trial, result, sweep.name)
+    assert len(store.finished(t.key for t in trials)) == 4 == stored_runs(db)
+
+    package = tmp_path / "later" / "convcov_core"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "convcov_core", package,
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    config_py = package / "train" / "config.py"
+    source = config_py.read_text()
+    assert source.count("\n\n    def validate(self)") == 1
+    config_py.write_text(source.replace("\n\n    def validate(self)", "\n" + NEW_FIELD + "\n    def validate(self)"))
+    env = {**os.environ, "PYTHONPATH": str(package.parent), "CONVCOV_HOME": str(tmp_path)}
+    proc = subprocess.run([sys.executable, "-c", AFTER_THE_FIELD, str(db), json.dumps(flags)], cwd=package.parent,
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    later = json.loads(proc.stdout)
+    assert later["base"]["warmup_steps"] == 0  # the copy has the field; the stored sweep reads back at 0
+    for what in ("resume", "run"):
+        rc, out, err = later[what]
+        assert rc == 0, err
+        assert "4 already in" in err and "ran 0 trial(s) (0 failed), 4 found stored" in err, err
+    assert later["show"][0] == 0 and "4 ok" in later["show"][1]
+    assert stored_runs(db) == 4
+    assert "--warmup-steps" in later["help"] and "in [0, 1000000]" in later["help"]
+    assert "--warmup-steps" in later["sweep_help"] and later["axis"] == "warmup_steps"
+    rc, _, err = later["refused"]
+    assert rc == 2 and err.count("\n") == 1 and "warmup_steps must be a whole number in [0, 1000000]" in err
+
+
 def test_a_trial_that_fails_or_diverges_is_recorded_once_and_not_retried(tmp_path):
     store = SweepStore(tmp_path / "runs.db")
-    sweep = grid(axes={"model": ["convmixer-8/1", "timm:no_such_model"], "lr": [0.01, 1e6]}, seeds=[0],
-                 inits=["default"], base=TINY.replace(schedule="constant", max_steps=12))
+    sweep = grid(axes={"model": ["convmixer-8/1", "timm:no_such_model"], "lr": [0.01, 10]}, seeds=[0],
+                 inits=["default"], base=TINY.replace(schedule="constant", max_steps=12, weight_decay=10))
     outcome = run_sweep(sweep, store, LocalPool(2))
     assert outcome.ran == 4
     table = trial_table(sweep, store).set_index(["model", "lr"])
     assert table.loc[("convmixer-8/1", 0.01), "status"] == "ok"
-    assert table.loc[("convmixer-8/1", 1e6), "status"] == "diverged"
-    for lr in (0.01, 1e6):
+    assert table.loc[("convmixer-8/1", 10), "status"] == "diverged"  # weights x (1 - 10 x 10) per step
+    for lr in (0.01, 10):
         assert table.loc[("timm:no_such_model", lr), "status"] == "failed"
         assert "no_such_model" in table.loc[("timm:no_such_model", lr), "message"]
     assert outcome.failed == 3

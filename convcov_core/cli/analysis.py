@@ -29,7 +29,20 @@ from .. import (
 )
 from ..matrix_files import load_matrix, save_tensor
 from ..text import duration, number
-from .args import DB, OUT_FILE, QUIET, SEED, Later, add_arch, add_command, dataset_param, exclusive, json_path, run_ref
+from .args import (
+    DB,
+    OUT_FILE,
+    QUIET,
+    SEED,
+    Later,
+    add_arch,
+    add_command,
+    dataset_param,
+    exclusive,
+    json_path,
+    run_ref,
+    setting_option,
+)
 from .output import TerminalProgress, format_table, write_json
 from .sources import covariances_from_file, run_or_example, store
 
@@ -297,11 +310,11 @@ CNFA_OPTIONS = (
     ("--kernel-size", dict(type=int, default=None, help="every layer's kernel size (default: 5 x 5, then 3 x 3)")),
     ("--init", dict(choices=("small", "default"), default="small",
                     help="small: N(0, 0.005²) first layer, N(0, 0.01²) after (seed 001); default: PyTorch's")),
-    ("--epochs", dict(type=int, default=2, help="training epochs of the small CNN")),
-    ("--batch-size", dict(type=int, default=64, help="training batch size")),
-    ("--lr", dict(type=float, default=0.01, help="peak learning rate (AdamW, one-cycle)")),
+    setting_option("epochs", default=2, help="training epochs of the small CNN"),
+    setting_option("batch_size", default=64),
+    setting_option("lr", help="peak learning rate (AdamW, one-cycle)"),
     SEED,
-    ("--max-steps", dict(type=int, default=None, help="cap on training steps")),
+    setting_option("max_steps", help="cap on training steps"),
     ("--precision", dict(choices=("fp32", "bf16"), default="fp32",
                          help="training precision (fp32, as the Feature Ansatz page: bf16 cost 2-3 points of "
                               "accuracy from the small init)")),

@@ -1,18 +1,22 @@
 """Argument parsing for the command line: the parser class that turns argparse's errors into
 UsageError, the argument types, and the options several commands share. Option tables are data: a
 sequence of (flags, keyword arguments) that add_options hands to add_argument, with `Later` for a value
-read when the parser is built (an init scheme or dataset registered since import counts)."""
+read when the parser is built (an init scheme or dataset registered since import counts). A training
+setting's option is made from its TrainConfig field's Setting (setting_option): flag, type, range,
+default and help in one place."""
 
 from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import json
 from pathlib import Path
 from typing import Callable, Sequence
 
 from .. import models
 from ..matrix_files import MATRIX_SUFFIXES
+from ..train.config import Setting, TrainConfig, settings_of
 
 
 class UsageError(Exception):
@@ -151,6 +155,51 @@ def dataset_param(help: str) -> Option:
 def json_path(help: str) -> Option:
     """--json PATH: also write the result as JSON."""
     return ("--json", dict(default=None, metavar="PATH", help=help))
+
+
+def setting_type(name: str, described: Setting) -> Callable[[str], object]:
+    """The argparse type of TrainConfig field `name`: the text read as the Setting's type (a bad one:
+    argparse's "invalid int value"), then checked against its range (out of range: one line naming
+    the range, exit 2)."""
+    def parse(text: str):
+        value = described.type(text)
+        try:
+            return described.check(name, value)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    parse.__name__ = described.type.__name__
+    return parse
+
+
+def setting_help(described: Setting, help: str | None = None) -> str:
+    """A Setting's help (or `help`) with its range, for argparse (a % doubled)."""
+    text, values = help or described.help, described.range_text()
+    if values and not described.choices:
+        text += f"; in {values}"
+    return text.replace("%", "%%")
+
+
+def setting_option(name: str, **overrides) -> Option:
+    """The option (its Setting.flag) for TrainConfig field `name`, from its Setting: type and range
+    (setting_type), TrainConfig's default, help with the range (read when the parser is built: a cap
+    from the environment counts), choices; a switch for a bool. `overrides` replace any of these."""
+    described = settings_of(TrainConfig)[name]
+    field = next(f for f in dataclasses.fields(TrainConfig) if f.name == name)
+    help = overrides.pop("help", None)
+    kwargs = {"help": Later(lambda: setting_help(described, help))}
+    if described.type is bool:
+        kwargs["action"] = "store_true"
+    else:
+        kwargs.update(type=setting_type(name, described), default=field.default)
+        if described.choices:
+            kwargs["choices"] = described.choices
+    return (described.flag, {**kwargs, **overrides})
+
+
+def setting_dest(flag: str) -> str:
+    """The attribute argparse stores option `flag` under."""
+    return flag[2:].replace("-", "_")
 
 
 DB: Option = ("--db", dict(default=None, help="run store file (default $CONVCOV_HOME/runs.db)"))

@@ -19,29 +19,39 @@ from .. import sweep
 from ..sweep.results import WIDER_THAN_MAP_NOTE
 from ..sweep.run import trial_seconds
 from ..text import duration, number
-from ..train import METRICS
-from .args import DB, QUIET, add_command
+from ..train import METRICS, TrainConfig
+from ..train.config import settings_of
+from .args import DB, QUIET, Later, add_command
 from .output import format_table
-from .training import COMPARE_OPTIONS, training_config
+from .training import COMPARE_OPTIONS, SETTING_FLAGS, training_config
 
-#: compare's flags that may hold a list in `sweep run`, and the TrainConfig field each one sets.
-AXIS_FLAGS = {"--dataset": "dataset", "--model": "model", "--kernel-size": "kernel_size",
-              "--patch-size": "patch_size", "--epochs": "epochs", "--batch-size": "batch_size", "--lr": "lr",
-              "--weight-decay": "weight_decay", "--schedule": "schedule", "--label-smoothing": "label_smoothing",
-              "--sigma-first": "sigma_first", "--sigma-last": "sigma_last", "--max-steps": "max_steps",
-              "--precision": "precision"}
+#: compare's flags that may hold a list in `sweep run`, and the TrainConfig field each one sets: every
+#: field that is a sweep axis (Setting.axis) with an option that takes a value, in compare's order
+#: (--freeze none,filters and the switch --compile are the axes it leaves out).
+_FIELD_OF_FLAG = {flag: field for field, flag in SETTING_FLAGS.items()}
+AXIS_FLAGS = {flags: _FIELD_OF_FLAG[flags] for flags, kwargs in COMPARE_OPTIONS
+              if _FIELD_OF_FLAG.get(flags) in sweep.AXES and kwargs.get("action") != "store_true"}
 _NOT_FOR_SWEEPS = ("--learned-from", "--raw-bn-eval", "--json", "--save", "--name", "--threads", "--freeze", "--db",
                    "--quiet", "--ensemble")
 _FREEZE_WORDS = {"none": False, "filters": True}
 
 
 def _axis_type(field: str):
+    """The argparse type of an axis flag: a comma list or range of the field's values, each in its
+    Setting's range (the kernel size's cap is checked after parsing, saying why: cli.main)."""
+    described = settings_of(TrainConfig)[field]
+
     def parse(text: str) -> list:
         try:
-            return sweep.parse_values(field, text)
+            values = sweep.parse_values(field, text)
+            return values if field == "kernel_size" else [described.check(field, value) for value in values]
         except ValueError as exc:
             raise argparse.ArgumentTypeError(str(exc)) from None
     return parse
+
+
+def _text(value) -> str:
+    return value.compute() if isinstance(value, Later) else value
 
 
 def _freeze_list(text: str) -> list[bool]:
@@ -60,7 +70,8 @@ def _sweep_options():
         if flags in AXIS_FLAGS:
             default = kwargs.get("default")
             kwargs = dict(kwargs, type=_axis_type(AXIS_FLAGS[flags]), default=None if default is None else [default],
-                          help=kwargs["help"] + "; a comma list or range makes it an axis of the grid")
+                          help=Later(lambda help=kwargs["help"]: _text(help) + "; a comma list or range makes it "
+                                                                              "an axis of the grid"))
             kwargs.pop("choices", None)
         out.append((flags, kwargs))
     return tuple(out)

@@ -8,10 +8,22 @@ import json
 import sys
 
 from .. import covariance, init, models, reach
-from ..step import PRECISIONS
 from ..text import duration, number
 from ..train import FREEZE_MODES, TrainConfig, compare, size_label, variants_for
-from .args import DB, QUIET, Later, add_command, dataset_param, int_list, json_path, learned_ref, name_list
+from ..train.config import settings_of
+from .args import (
+    DB,
+    QUIET,
+    Later,
+    add_command,
+    dataset_param,
+    int_list,
+    json_path,
+    learned_ref,
+    name_list,
+    setting_dest,
+    setting_option,
+)
 from .output import TerminalProgress, format_comparison, format_table, write_json
 from .sources import learned_covariances, store
 
@@ -21,19 +33,14 @@ from .sources import learned_covariances, store
 
 
 def training_config(args, covariances=None) -> TrainConfig:
-    """The TrainConfig that compare's training flags describe (a ConvMixer's kernel and patch size
-    default to 9 and 2), validated."""
-    convmixer = args.model.startswith("convmixer")
-    return TrainConfig(dataset=args.dataset, dataset_params=dict(args.dataset_param), model=args.model,
-                       kernel_size=9 if args.kernel_size is None and convmixer else args.kernel_size,
-                       patch_size=2 if args.patch_size is None and convmixer else args.patch_size,
-                       epochs=args.epochs,
-                       batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
-                       schedule=args.schedule, label_smoothing=args.label_smoothing,
-                       sigma_first=args.sigma_first, sigma_last=args.sigma_last, covariances=covariances,
-                       device=args.device, max_steps=args.max_steps, threads=args.threads,
-                       compile=args.compile, precision=args.precision, data_root=args.data_root,
-                       keep_state_dict=args.keep_weights).validate()
+    """The TrainConfig that compare's training flags describe (every field with an option made by
+    setting_option, plus --dataset-param; a ConvMixer's kernel and patch size default to 9 and 2),
+    validated. init, seed and freeze_filters are set per variant (--inits, --seeds, --freeze)."""
+    values = {name: getattr(args, setting_dest(flag)) for name, flag in SETTING_FLAGS.items()}
+    if args.model.startswith("convmixer"):
+        values["kernel_size"] = 9 if values["kernel_size"] is None else values["kernel_size"]
+        values["patch_size"] = 2 if values["patch_size"] is None else values["patch_size"]
+    return TrainConfig(**values, dataset_params=dict(args.dataset_param), covariances=covariances).validate()
 
 
 def cmd_compare(args) -> int:
@@ -144,33 +151,33 @@ def cmd_runs_delete(args) -> int:
 # Sub-parsers
 # ---------------------------------------------------------------------------------------------
 
-COMPARE_OPTIONS = (
-    ("--dataset", dict(default="mnist5k", help="mnist5k, noisy-bars, noisy-mnist, textures (offline), a "
-                                              "torchvision dataset in the data root, or folder:NAME")),
+#: TrainConfig fields whose compare option is written out here, not made by setting_option: each
+#: variant sets its init, seed and frozen filters; --dataset-param and --learned-from build values.
+BY_HAND = {"init": "--inits", "seed": "--seeds", "freeze_filters": "--freeze", "dataset_params": "--dataset-param",
+           "covariances": "--learned-from"}
+
+_SETTINGS_HERE = (
+    setting_option("dataset"),
     dataset_param("dataset parameter (repeatable), e.g. noise=0.5"),
-    ("--data-root", dict(default=None, help="folder for datasets (default $CONVCOV_DATA)")),
-    ("--model", dict(default="convmixer-64/6",
-                     help="convmixer-W/D, convmixer-W/D-niff (NIFF filters, read in a k x k window), "
-                          "cnn-W1,W2,..., or timm:NAME (e.g. timm:convnext_atto)")),
-    ("--kernel-size", dict(type=int, default=None, help="depthwise kernel size (default: 9 for a ConvMixer, "
-                                                        "the model's own for timm and cnn models)")),
-    ("--patch-size", dict(type=int, default=None,
-                          help="patch size (default: 2 for a ConvMixer, the model's own for timm models)")),
-    ("--epochs", dict(type=int, default=2, help="training epochs per run")),
-    ("--batch-size", dict(type=int, default=128, help="training batch size")),
-    ("--lr", dict(type=float, default=0.01, help="peak learning rate (AdamW)")),
-    ("--weight-decay", dict(type=float, default=0.01, help="AdamW weight decay")),
-    ("--schedule", dict(default="onecycle", help="onecycle (0 -> lr over 40%% of the steps, then down to 0) "
-                                                 "or constant")),
-    ("--label-smoothing", dict(type=float, default=0.0, help="label smoothing of the cross-entropy, in [0, 1)")),
+    setting_option("data_root", help="folder for datasets (default $CONVCOV_DATA)"),
+    setting_option("model"),
+    setting_option("kernel_size", type=int, default=None,  # the cap is checked after parsing (cli.main), with why
+                   help="depthwise kernel size (default: 9 for a ConvMixer, the model's own for timm and cnn models)"),
+    setting_option("patch_size", default=None,
+                   help="patch size (default: 2 for a ConvMixer, the model's own for timm models)"),
+    setting_option("epochs"),
+    setting_option("batch_size"),
+    setting_option("lr"),
+    setting_option("weight_decay"),
+    setting_option("schedule"),
+    setting_option("label_smoothing"),
     ("--inits", dict(type=name_list, default=["default", "gaussian"],
                      help=Later(lambda: f"comma-separated init schemes ({', '.join(init.init_names())}); "
                                         "the first is the reference"))),
     ("--freeze", dict(choices=FREEZE_MODES, default="none",
                       help="train the depthwise filters (none), freeze them (filters), or run both")),
-    ("--sigma-first", dict(type=float, default=None, help="Gaussian init: sigma of the first layer (default 1)")),
-    ("--sigma-last", dict(type=float, default=None,
-                          help="Gaussian init: sigma of the last layer (default max(1, k/3))")),
+    setting_option("sigma_first", help="Gaussian init: sigma of the first layer (default 1)"),
+    setting_option("sigma_last", help="Gaussian init: sigma of the last layer (default max(1, k/3))"),
     ("--learned-from", dict(type=learned_ref, default=None, metavar="SOURCE",
                             help="where the 'learned' init's covariances come from: a stored run's id, 'example' "
                                  "(the bundled ConvMixer-64/8 trained on mnist5k; the default), set:NAME (saved by "
@@ -178,14 +185,26 @@ COMPARE_OPTIONS = (
                                  "`learned --out`")),
     ("--seeds", dict(type=int_list, default=[0, 1, 2], help="comma-separated seeds; every variant runs once "
                                                          "per seed and differences are paired by seed")),
-    ("--device", dict(default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")),
-    ("--max-steps", dict(type=int, default=None, help="cap on training steps per run")),
-    ("--threads", dict(type=int, default=None,
-                       help="CPU threads for training (default: torch's choice, one per core)")),
-    ("--compile", dict(action="store_true", help="train through torch.compile (pays off on GPUs for long runs; "
-                                                 "compile time is reported)")),
-    ("--precision", dict(choices=PRECISIONS, default="auto",
-                         help="auto: bf16 autocast on CUDA and on CPUs with AMX or AVX512-BF16, fp32 elsewhere")),
+    setting_option("device"),
+    setting_option("max_steps", help="cap on training steps per run"),
+    setting_option("threads", help="CPU threads for training (default: torch's choice, one per core)"),
+    setting_option("compile"),
+    setting_option("precision"),
+)
+_KEEP_WEIGHTS = setting_option("keep_state_dict", help="with --save, store each run's final weights too (the "
+                                                       "Learned Covariances page reads a ViT's attention from them)")
+#: Every TrainConfig field with a flag and no option above gets one made by setting_option, so a new
+#: field with a Setting.flag is a compare option (and, if it is an axis, a `sweep run` axis) by itself.
+_SETTINGS_ADDED = tuple(setting_option(name) for name, described in settings_of(TrainConfig).items()
+                        if described.flag and name not in BY_HAND
+                        and described.flag not in {flags for flags, _ in (*_SETTINGS_HERE, _KEEP_WEIGHTS)})
+#: compare's flag of each TrainConfig field training_config reads from the parsed arguments.
+SETTING_FLAGS = {name: described.flag for name, described in settings_of(TrainConfig).items()
+                 if described.flag and name not in BY_HAND}
+
+COMPARE_OPTIONS = (
+    *_SETTINGS_HERE,
+    *_SETTINGS_ADDED,
     ("--ensemble", dict(action=argparse.BooleanOptionalAction, default=None,
                         help="train runs that differ only in seed, init and frozen filters together as one grouped "
                              "network, each ending as it would alone within float tolerance (default: on a GPU, "
@@ -197,8 +216,7 @@ COMPARE_OPTIONS = (
     json_path("also write the comparison as JSON"),
     ("--save", dict(action="store_true", help="save the runs in the run store")),
     ("--name", dict(default=None, help="name for the saved comparison")),
-    ("--keep-weights", dict(action="store_true", help="with --save, store each run's final weights too (the "
-                                                     "Learned Covariances page reads a ViT's attention from them)")),
+    _KEEP_WEIGHTS,
     DB,
     QUIET,
 )

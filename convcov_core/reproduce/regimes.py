@@ -43,7 +43,7 @@ class RegimeMap:
 
 
 def _named(name: str, base: TrainConfig, axes: dict, seeds: list) -> Sweep:
-    spec = json.dumps([base.to_dict(), axes, seeds, INITS], sort_keys=True, default=str)
+    spec = json.dumps([base.canonical_dict(), axes, seeds, INITS], sort_keys=True, default=str)
     return Sweep(f"regimes-{name}-{hashlib.sha256(spec.encode()).hexdigest()[:8]}", base, axes, list(INITS), seeds)
 
 
@@ -115,7 +115,7 @@ def regime_table(regime_map: RegimeMap, store: SweepStore) -> pd.DataFrame:
         for _, effect in effects.iterrows():
             cell = tuple(effect[a] for a in grid.axes)
             config = grid.base.replace(**dict(zip(grid.axes, cell)))
-            key = json.dumps(config.to_dict(), sort_keys=True, default=str)
+            key = json.dumps(config.canonical_dict(), sort_keys=True, default=str)
             if key in seen:
                 continue
             seen.add(key)

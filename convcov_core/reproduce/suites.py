@@ -240,12 +240,13 @@ class SuiteSweeps:
 
 def suite_sweeps(suite: Suite) -> SuiteSweeps:
     """The suite's sweeps, named reproduce-<suite>-<part>-<hash of the suite's settings>, so the same
-    suite resumes under the same names and a changed one (another dataset) gets new ones."""
+    suite resumes under the same names and a changed one (another dataset) gets new ones (configs
+    canonical: a TrainConfig field added since at its Setting.before changes no name)."""
     target_variants = [v for v in suite.variants if v != "learned"]
     inits = list(dict.fromkeys(suite.variants[v]["init"] for v in target_variants))
     freezes = list(dict.fromkeys(bool(suite.variants[v].get("freeze_filters")) for v in target_variants))
-    source = None if suite.source is None else suite.source.to_dict()
-    spec = json.dumps([suite.base.to_dict(), source, suite.seeds, suite.effect_map, target_variants],
+    source = None if suite.source is None else suite.source.canonical_dict()
+    spec = json.dumps([suite.base.canonical_dict(), source, suite.seeds, suite.effect_map, target_variants],
                       sort_keys=True, default=str)
     tag = hashlib.sha256(spec.encode()).hexdigest()[:8]
 

@@ -1,14 +1,15 @@
 """What a sweep is: a base training config, axes over its fields, the init schemes (the first one is
 the reference every other is paired against) and the seeds, expanded in full to trials.
 
-A trial is one training run. Its key is a hash of its complete config (trial_key), so a trial run
+A trial is one training run. Its key is a hash of its canonical config (trial_key), so a trial run
 once is found again by any sweep that contains it, and a sweep that was stopped resumes where it
-stood: the run store keeps each result under its key (RunStore.save_once).
+stood: the run store keeps each result under its key (RunStore.save_once). The canonical config
+(TrainConfig.canonical_dict) leaves out a field added since keys were first stored while it holds the
+value runs trained with before it existed, so adding a field to TrainConfig keeps every stored key.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import math
@@ -18,21 +19,27 @@ from dataclasses import dataclass
 
 from .. import settings
 from ..train import TrainConfig
+from ..train.config import canonical, settings_of
 
-#: TrainConfig fields that are not axes: seeds and schemes have lists of their own; the rest say
-#: where or how a run executes, not what it computes.
-NOT_AXES = ("seed", "init", "covariances", "device", "threads", "keep_state_dict", "data_root", "dataset_params")
-AXES = tuple(f.name for f in dataclasses.fields(TrainConfig) if f.name not in NOT_AXES)
-#: Fields left out of a trial's key: how many threads ran it, whether its weights were kept, where
-#: its data was read from.
-_NOT_IN_KEY = ("threads", "keep_state_dict", "data_root", "n_covariances")
+#: TrainConfig fields that may be axes (Setting.axis), in field order; the others are not: seeds and
+#: schemes have lists of their own, the rest say where or how a run executes, not what it computes.
+AXES = tuple(name for name, described in settings_of(TrainConfig).items() if described.axis)
+NOT_AXES = tuple(name for name in settings_of(TrainConfig) if name not in AXES)
+#: Fields left out of a trial's key (Setting.in_key false: how many threads ran it, whether its
+#: weights were kept, where its data was read from), and n_covariances (the covariances count by
+#: their bytes).
+_NOT_IN_KEY = (*(name for name, described in settings_of(TrainConfig).items() if not described.in_key),
+               "n_covariances")
 _NAME = re.compile(r"[A-Za-z0-9][\w.\-]{0,99}")
 
 
 def trial_key(config: TrainConfig) -> str:
-    """"trial:" + sha256 of the config's fields (learned covariances by their bytes), so two equal
-    configs share a key; threads, keep_state_dict and data_root do not count."""
-    payload = {k: v for k, v in config.to_dict().items() if k not in _NOT_IN_KEY}
+    """"trial:" + sha256 of the config's canonical fields (learned covariances by their bytes), so two
+    equal configs share a key; threads, keep_state_dict and data_root do not count, nor a field added
+    since keys were first stored while it holds its Setting.before."""
+    not_in_key = {*_NOT_IN_KEY, *(name for name, described in settings_of(type(config)).items()
+                                  if not described.in_key)}
+    payload = {k: v for k, v in config.canonical_dict().items() if k not in not_in_key}
     digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode())
     for cov in config.covariances or []:
         digest.update(cov.double().contiguous().numpy().tobytes())
@@ -133,6 +140,12 @@ class Sweep:
         return {"name": self.name, "base": self.base.to_dict(), "axes": {k: list(v) for k, v in self.axes.items()},
                 "inits": list(self.inits), "seeds": list(self.seeds)}
 
+    @staticmethod
+    def canonical_spec(spec: dict) -> str:
+        """A spec (to_dict(), as stored now or by an older version) as text that is equal for two specs of
+        the same grid: the base config canonical (TrainConfig.canonical_dict), the axes in their order."""
+        return json.dumps({**spec, "base": canonical(spec["base"])})
+
     @classmethod
     def from_dict(cls, d: dict) -> "Sweep":
         return cls(name=d["name"], base=TrainConfig.from_dict(d["base"]), axes=dict(d["axes"]),
@@ -161,8 +174,14 @@ def _check_value(base: TrainConfig, axis: str, value) -> None:
         raise ValueError(f"axis {axis}: {exc}") from None
 
 
-_INT_FIELDS = ("kernel_size", "patch_size", "epochs", "batch_size", "max_steps", "seed")
-_FLOAT_FIELDS = ("lr", "weight_decay", "label_smoothing", "sigma_first", "sigma_last")
+def _fields_of(kind: type) -> tuple:
+    return tuple(name for name, described in settings_of(TrainConfig).items() if described.type is kind)
+
+
+#: How parse_values reads a field's values: by its Setting's type.
+_INT_FIELDS = _fields_of(int)
+_FLOAT_FIELDS = _fields_of(float)
+_BOOL_FIELDS = _fields_of(bool)
 _BOOL_WORDS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
 
 
@@ -189,10 +208,10 @@ def _parse_one(field: str, item: str) -> list:
             return [int(item)]
         if field in _FLOAT_FIELDS:
             return [float(item)]
-        if field in ("freeze_filters", "compile"):
+        if field in _BOOL_FIELDS:
             return [_BOOL_WORDS[item.lower()]]
     except (ValueError, KeyError):
-        kind = {"freeze_filters": "true or false", "compile": "true or false"}.get(
-            field, "whole numbers or ranges such as 0-9" if field in _INT_FIELDS else "numbers")
+        kind = ("true or false" if field in _BOOL_FIELDS else
+                "whole numbers or ranges such as 0-9" if field in _INT_FIELDS else "numbers")
         raise ValueError(f"{field}: {item!r} is not one of the values it takes ({kind})") from None
     return [item]

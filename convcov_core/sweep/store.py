@@ -44,14 +44,16 @@ class SweepStore:
 
     def register(self, sweep: Sweep, trials: list[Trial]) -> None:
         """Record a new sweep, or accept the same grid again under its name (a resume); ValueError
-        when the name is taken by another grid."""
-        spec = json.dumps(sweep.to_dict())  # axes keep their order
+        when the name is taken by another grid. Grids are compared canonically (Sweep.canonical_spec),
+        so a sweep stored before a TrainConfig field was added is the same grid with that field at its
+        Setting.before."""
+        spec = sweep.to_dict()
         with self._db.transaction() as conn:
             row = conn.execute("SELECT spec FROM sweeps WHERE name = ?", (sweep.name,)).fetchone()
             if row is None:
                 conn.execute("INSERT INTO sweeps (name, created, spec, keys) VALUES (?, ?, ?, ?)",
-                             (sweep.name, utc_timestamp(), spec, json.dumps([t.key for t in trials])))
-            elif row[0] != spec:
+                             (sweep.name, utc_timestamp(), json.dumps(spec), json.dumps([t.key for t in trials])))
+            elif Sweep.canonical_spec(json.loads(row[0])) != Sweep.canonical_spec(spec):  # axes keep their order
                 raise ValueError(f"a sweep called {sweep.name!r} already exists with another grid; "
                                  f"`sweep resume {sweep.name}` continues it, or choose another --name")
 
