@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from convcov_core import ensemble, init, models, regime, train
+from convcov_core import init, models, regime, train
 from convcov_core.comparison_table import comparison_table
 from convcov_core.json_safe import json_safe
 from convcov_core.learned_sets import CovarianceSetInfo
@@ -240,18 +240,10 @@ def run_images(config: train.TrainConfig) -> int:
 
 
 def estimate_seconds(plan: ComparisonPlan, n_steps: int = 3) -> float:
-    """Wall time of the whole comparison on this device: with the ensemble, ensemble.estimate_time
-    (a few steps of the runs trained together, one evaluation); else train.estimate_time for the
-    first variant of each filter mode, times the runs of that mode."""
-    if ensemble.use_ensemble(plan.base, plan.ensemble) and plan.n_runs > 1:
-        return ensemble.estimate_time([plan.config(v, s) for s in plan.seeds for v in plan.variants], n_steps)
-    total = 0.0
-    by_mode: dict[bool, list[str]] = {}
-    for name, overrides in plan.variants.items():
-        by_mode.setdefault(bool(overrides.get("freeze_filters")), []).append(name)
-    for names in by_mode.values():
-        total += train.estimate_time(plan.config(names[0]), n_steps) * len(names) * len(plan.seeds)
-    return total
+    """Wall time of the whole comparison on this device (train.compare_seconds: with the ensemble,
+    a few steps of the runs trained together; else of the first variant of each filter mode, times
+    the runs of that mode)."""
+    return train.compare_seconds(plan.base, plan.variants, plan.seeds, ensemble=plan.ensemble, n_steps=n_steps)
 
 
 def progress_text(event: train.ProgressEvent | None, eta_s: float | None, elapsed_s: float,

@@ -256,9 +256,40 @@ def estimate_text(grid: sweeps.Sweep, executor, n_todo: int) -> str:
             f"({duration(seconds)} each, {executor.slots} at once), plus some seconds while the workers start")
 
 
-def connect_ray(address: str | None):
-    """The RayExecutor at `address` (None: a Ray started on this machine); ValueError saying why
-    there is none (Ray not installed, the cluster not answering)."""
+#: What Connect says on a server that has no Ray address and may not start a Ray of its own.
+NO_RAY_HERE = ("This app has no Ray cluster to run sweeps on, and it starts no Ray on the server by itself: choose "
+               "**this machine** to run sweeps here. To use Ray, whoever runs the app sets `CONVCOV_RAY_ADDRESS` to a "
+               "cluster's address (`auto`, `host:port` or `ray://host:10001`), or `CONVCOV_RAY_LOCAL=1` to let "
+               "Connect start Ray on this machine, and restarts the app (docs/settings.md).")
+
+
+class RayNotConfigured(ValueError):
+    """No Ray address, and the app may not start a Ray of its own (settings.ray_local)."""
+
+
+def ray_caption(address: str | None, start_local: bool) -> str:
+    """Under "a Ray cluster": where Connect goes."""
+    if address:
+        return f"`CONVCOV_RAY_ADDRESS`: `{address}`"
+    if start_local:
+        return "`CONVCOV_RAY_ADDRESS` is not set: Connect starts Ray on this machine (`CONVCOV_RAY_LOCAL` is on)."
+    return "No Ray cluster is set for this app (`CONVCOV_RAY_ADDRESS`), and it starts none of its own."
+
+
+def no_executor_text(address: str | None, start_local: bool) -> str:
+    """Where the Run button would be, while "a Ray cluster" is chosen and not connected."""
+    if address or start_local:
+        return "Connect to Ray in the sidebar to run there, or choose this machine."
+    return ("No Ray cluster is set for this app (Connect in the sidebar says how to set one): choose this "
+            "machine to run the sweep here.")
+
+
+def connect_ray(address: str | None, start_local: bool = False):
+    """The RayExecutor at `address` (None: a Ray started on this machine, only with start_local);
+    RayNotConfigured (NO_RAY_HERE) for None without start_local, starting nothing; ValueError saying
+    why there is none (Ray not installed, the cluster not answering)."""
+    if address is None and not start_local:
+        raise RayNotConfigured(NO_RAY_HERE)
     if importlib.util.find_spec("ray") is None:
         raise ValueError(f"Ray is not installed on this server: {INSTALL_HINT}, then restart the app.")
     try:

@@ -89,6 +89,18 @@ def compare_cnfa(pair: ModelPair, inputs: Tensor, *, outputs="all", batch_size: 
     return CNFAComparison(trained, initial, int(inputs.shape[0]), outputs)
 
 
+def estimate_seconds(model: nn.Module, inputs: Tensor, *, outputs="all", probe: int = 16) -> float:
+    """Seconds compare_cnfa should take for a pair of models shaped like `model` on `inputs`:
+    analysis.cnfa_report of `model` on the first `probe` inputs, timed and scaled to all of them,
+    twice (the trained model and the one at init)."""
+    import time
+
+    n = int(inputs.shape[0])
+    started = time.perf_counter()
+    analysis.cnfa_report(model, inputs[:probe], outputs=outputs)
+    return 2 * (time.perf_counter() - started) * max(1.0, n / min(n, probe))
+
+
 def spatial_matrix(M: Tensor, in_chans: int, kernel_size: int) -> Tensor:
     """The k^2 x k^2 spatial part of a (c k^2) x (c k^2) patch matrix: the mean of its c diagonal
     channel blocks (M itself when c = 1)."""

@@ -86,6 +86,11 @@ def small_normal_init_(model: nn.Module, first: float = SMALL_INIT_STD[0],
     return model
 
 
+def initial_cnn(config: train.TrainConfig, small_init: bool = True) -> nn.Module:
+    """The plain CNN of `config` at init, as train_cnn starts it (for a time estimate before it trains)."""
+    return _initial_cnn(config, train.load_training_data(config)[4], small_init)
+
+
 def _initial_cnn(config: train.TrainConfig, info: data.DatasetInfo, small_init: bool) -> nn.Module:
     """The config's plain CNN at init (PyTorch's default, or small_normal_init_), seeded by
     config.seed (the caller's RNG state is left alone)."""

@@ -8,6 +8,12 @@ pytorch_model.bin); with HF_HUB_OFFLINE=1 the cache alone is read, else the hub 
 `pretrained_cfg_overlay=dict(file=PATH)` reads a local file instead (safetensors by its ending,
 anything else with torch.load(weights_only=True)). Either way no code in the file runs.
 
+Without network. huggingface_hub retries a hub that does not answer (5 times with backoff for
+model.safetensors, then for pytorch_model.bin: about a minute). load_pretrained asks the hub once
+first (one HEAD request, HUB_PROBE_S seconds at most); when it does not answer, the cache alone is
+read, as HF_HUB_OFFLINE=1 would, and weights missing there are refused at once, with where to put
+a weights file (weights_dir()) and how to fill the cache.
+
 Which layers. A model's depthwise filters may come in several shapes (FastViT: 7 x 7 and 3 x 3,
 InceptionNeXt: 3 x 3 squares and 1 x 11 / 11 x 1 bands). A covariance set holds one k x k shape, so
 the layers kept are the square ones of the largest k; the others are named in the set's source.
@@ -72,20 +78,46 @@ def hub_cache_folder(repository: str) -> Path:
     return Path(constants.HF_HUB_CACHE) / f"models--{repository.replace('/', '--')}"
 
 
-def _missing(name: str, repository: str, files: tuple[str, ...]) -> ValueError:
+#: Seconds load_pretrained waits for the hub's answer to its one probe before it reads the cache alone.
+HUB_PROBE_S = 3.0
+
+
+def hub_unreachable(repository: str, filename: str, timeout: float = HUB_PROBE_S) -> str | None:
+    """Why the Hugging Face hub ($HF_ENDPOINT) gives no answer about `repository`'s `filename`
+    within `timeout` seconds (one HEAD request through huggingface_hub's session, so its proxies and
+    headers, and no retries), or None when it answers, with any HTTP status."""
+    from urllib.parse import quote
+
+    from huggingface_hub import constants
+    from huggingface_hub.utils import build_hf_headers, get_session
+
+    url = f"{constants.ENDPOINT.rstrip('/')}/{repository}/resolve/main/{quote(filename)}"
+    try:
+        get_session().head(url, headers=build_hf_headers(), timeout=timeout, follow_redirects=False)
+    except Exception as err:  # any transport error: refused, no name resolution, a timeout, a proxy's
+        return f"the hub ({constants.ENDPOINT}) gave no answer within {timeout:g} s ({_gist(err, 120)})"
+    return None
+
+
+def _missing(name: str, repository: str, files: tuple[str, ...], why: str) -> ValueError:
+    from huggingface_hub import constants
+
     folder = hub_cache_folder(repository)
     return ValueError(
-        f"no pretrained weights for timm's {name} on this machine: timm looked for {repository}'s "
-        f"{' or '.join(files)} in the Hugging Face cache ({folder}/snapshots/) and could not reach the "
-        f"hub; where the hub is reachable run `hf download {repository}` and copy {folder.name} into "
-        f"{folder.parent} (or set HF_HOME to a cache that has it), or pass the downloaded file as the "
-        "weights file")
+        f"no pretrained weights for timm's {name} on this machine: {why}, and the Hugging Face cache has no "
+        f"{repository} {' or '.join(files)} ({folder}/snapshots/). Put the weights file in {weights_dir()} "
+        f"(download {files[0]} from {constants.ENDPOINT}/{repository} where the hub is reachable and save it "
+        f"as, e.g., {name}{Path(files[0]).suffix}; the Learned Covariances page lists it under Weights, the "
+        f"CLI reads it with --weights FILE), or run `hf download {repository}` there and copy {folder.name} "
+        f"into {folder.parent} (or set HF_HOME to a cache that has it)")
 
 
-def _cached(repository: str, files: tuple[str, ...]) -> bool:
+def _cached_file(repository: str, files: tuple[str, ...]) -> str | None:
+    """The path of the first of `files` that the Hugging Face cache holds for `repository`, or None."""
     from huggingface_hub import try_to_load_from_cache
 
-    return any(isinstance(try_to_load_from_cache(repository, f), str) for f in files)
+    found = (try_to_load_from_cache(repository, f) for f in files)
+    return next((path for path in found if isinstance(path, str)), None)
 
 
 def _gist(err: Exception, limit: int = 200) -> str:
@@ -101,9 +133,11 @@ def load_pretrained(name: str, weights: str | Path | None = None) -> nn.Module:
     pretrained_cfg_overlay=dict(file=weights) from a local file; in eval mode, on the CPU.
 
     ValueError, one line, for an unknown name, a model timm has no hub weights for, weights neither in
-    the cache nor reachable (naming the repository and cache folder, and how to get them), a missing
-    file, or a file that does not hold this model's weights. Offline, a missing cache entry is found
-    before the model is built, so a large model costs nothing to refuse."""
+    the cache nor reachable (naming the repository, the cache folder and weights_dir(), and how to
+    fill either), a missing file, or a file that does not hold this model's weights. The hub is asked
+    once (hub_unreachable); when it does not answer, or with HF_HUB_OFFLINE=1, the cache alone is
+    read, and a missing cache entry is found before the model is built, so a large model costs
+    nothing to refuse."""
     import timm
     from huggingface_hub import constants
     from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError
@@ -119,13 +153,19 @@ def load_pretrained(name: str, weights: str | Path | None = None) -> nn.Module:
         hub = hub_files(name)
         if hub is None:
             raise ValueError(f"timm has no Hugging Face weights for {name}; pass its weights as a file")
-        if constants.HF_HUB_OFFLINE and not _cached(*hub):
-            raise _missing(name, *hub)
         overlay = {}
+        if constants.HF_HUB_OFFLINE:
+            if _cached_file(*hub) is None:
+                raise _missing(name, *hub, "HF_HUB_OFFLINE is set, so the hub is not asked")
+        elif (why := hub_unreachable(hub[0], hub[1][0])) is not None:
+            cached = _cached_file(*hub)  # read as HF_HUB_OFFLINE=1 would: no retries of a silent hub
+            if cached is None:
+                raise _missing(name, *hub, why)
+            overlay = {"pretrained_cfg_overlay": {"file": cached}}
     try:
         model = timm.create_model(name, pretrained=True, **overlay)
-    except (EntryNotFoundError, HfHubHTTPError, ConnectionError):
-        raise _missing(name, *hub) from None
+    except (EntryNotFoundError, HfHubHTTPError, ConnectionError) as err:
+        raise _missing(name, *hub, f"the hub ({constants.ENDPOINT}) did not give them ({_gist(err, 120)})") from None
     except Exception as err:  # a malformed file trips anything in the weights-only unpickler (IndexError, ...)
         where = Path(weights).name if weights is not None else f"the cached {hub[0]} file"
         raise ValueError(f"{where} does not hold timm's {name} weights: {_gist(err)}") from None

@@ -12,8 +12,10 @@ ValueError that names the variable, the value and what it accepts.
     CONVCOV_MAX_JOBS           background jobs the app runs at once                1
     CONVCOV_MAX_JOB_SAMPLES    training images one app job may use                 200,000
     CONVCOV_MAX_SWEEP_TRIALS   trials one sweep may expand to                      10,000
-    CONVCOV_RAY_ADDRESS        Ray cluster of `--executor ray` (auto, host:port,   a Ray started
-                               ray://host:10001)                                   on this machine
+    CONVCOV_RAY_ADDRESS        Ray cluster of `--executor ray` and the Sweeps      the CLI: a Ray
+                               page (auto, host:port, ray://host:10001)            started here
+    CONVCOV_RAY_LOCAL          the app may start a Ray on its own machine when     off
+                               CONVCOV_RAY_ADDRESS is unset (1/true/yes/on)
     CONVCOV_DEBUG              CLI: show tracebacks instead of one-line errors     off
 """
 
@@ -119,8 +121,24 @@ def max_sweep_trials(environ=None) -> int:
 
 def ray_address(environ=None) -> str | None:
     """$CONVCOV_RAY_ADDRESS ("auto", "host:port" or "ray://host:10001"), or None: `--executor ray`
-    then starts a Ray instance on this machine."""
+    then starts a Ray instance on this machine, and the app only where ray_local() allows it."""
     return _raw("CONVCOV_RAY_ADDRESS", environ) or None
+
+
+_ON, _OFF = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+def ray_local(environ=None) -> bool:
+    """$CONVCOV_RAY_LOCAL: whether the app (the Sweeps page's Connect) may start a Ray on the server
+    when CONVCOV_RAY_ADDRESS is unset. Off unless set to 1, true, yes or on: the operator's choice,
+    since a visitor would otherwise start Ray's daemons on the server."""
+    raw = _raw("CONVCOV_RAY_LOCAL", environ)
+    if raw.lower() in _ON:
+        return True
+    if raw.lower() in ("", *_OFF):
+        return False
+    raise ValueError(f"CONVCOV_RAY_LOCAL must be 1, true, yes or on (or 0, false, no, off), got {raw!r}; "
+                     "unset it to keep the app from starting Ray on this machine")
 
 
 def debug(environ=None) -> bool:

@@ -29,9 +29,9 @@ def store() -> sweep.SweepStore:
 
 
 @st.cache_resource(show_spinner="Connecting to Ray…")
-def ray_executor(address):
+def ray_executor(address, start_local: bool):
     """One Ray connection per server process (a failure is not cached: Connect tries again)."""
-    return sweeps.connect_ray(address)
+    return sweeps.connect_ray(address, start_local)
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
@@ -98,16 +98,22 @@ def executor_widgets():
         workers = st.number_input("Worker processes", 1, 64, step=1, key="sweep_workers",
                                   help="Trials that run at once; the CPU cores are shared among them.")
         return sweep.make_executor("local", workers=int(workers))
-    address = settings.ray_address()
-    st.caption(f"CONVCOV_RAY_ADDRESS: `{address}`" if address else
-               "CONVCOV_RAY_ADDRESS is not set: Connect starts Ray on this machine.")
+    address, start_local = settings.ray_address(), settings.ray_local()
+    st.caption(sweeps.ray_caption(address, start_local))
     if st.session_state.get("sweep_ray_wanted"):
+        st.session_state.sweep_ray_wanted = False
         try:
-            return ray_executor(address)
+            executor = ray_executor(address, start_local)
+            st.session_state.sweep_ray_wanted = True
+            st.caption("Connected: the sweep's trials run on this Ray (see *New sweep*).")
+            return executor
+        except sweeps.RayNotConfigured as note:
+            st.session_state.sweep_ray_note = str(note)
         except ValueError as err:
-            st.session_state.sweep_ray_wanted = False
             st.session_state.sweep_ray_error = str(err)
     st.button("Connect", key="sweep_connect", on_click=want_ray)
+    if "sweep_ray_note" in st.session_state:
+        st.info(st.session_state.pop("sweep_ray_note"))
     if "sweep_ray_error" in st.session_state:
         st.error(st.session_state.pop("sweep_ray_error"))
     return None
@@ -144,7 +150,7 @@ def new_sweep(choice: sweeps.GridChoice, executor) -> None:
     if conflict:
         st.warning(conflict)
     if executor is None:
-        st.info("Connect to Ray in the sidebar to run there, or choose this machine.")
+        st.info(sweeps.no_executor_text(settings.ray_address(), settings.ray_local()))
         return
     st.caption(f"Runs on the {executor.describe()}.")
     busy = background.running(SLOT) is not None

@@ -1,10 +1,17 @@
 """Real-browser test of the Sweeps page: build a 2 x 2 grid (kernel sizes 3 and 5 x trained and frozen
 filters) of tiny trials with 2 seeds in the sidebar, run it to the end on the local pool, and see
-the effect heatmap with no exception on screen.
+the effect heatmap with no exception on screen; and its Ray section with CONVCOV_RAY_LOCAL off
+(Connect starts nothing and says how to set a cluster) and on (Connect starts a Ray in the server,
+which goes with the server).
 
-The whole page is saved as sweeps.png in $CONVCOV_SCREENSHOTS or a temporary folder
-(CONVCOV_SCREENSHOTS=docs/img refreshes the README's picture).
+The whole page is saved as sweeps.png (and sweeps_ray_off.png, sweeps_ray_on.png) in
+$CONVCOV_SCREENSHOTS or a temporary folder (CONVCOV_SCREENSHOTS=docs/img refreshes docs' pictures).
 """
+
+import contextlib
+import os
+import signal
+import time
 
 import pytest
 
@@ -17,6 +24,7 @@ from helpers.browser import (
     is_harmless,
     screenshot_dir,
     screenshot_whole_page,
+    session_processes,
     streamlit_server,
     wait_until_rendered,
 )
@@ -110,4 +118,75 @@ def test_sweeps_page_runs_a_tiny_grid_to_the_end_and_shows_the_heatmap():
         finally:
             browser.close()
     print(f"screenshot: {shots / 'sweeps.png'}")
+    assert not errors, f"problems seen in the browser: {errors}"
+
+
+def connect_to_ray(base_url: str, browser, errors: list):
+    """The Sweeps page with "a Ray cluster" chosen and Connect clicked (a small grid first, so the
+    sidebar's Ray section and the main area's message fit one picture)."""
+    page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
+    page.on("console", lambda msg: msg.type == "error" and not is_harmless(console_text(msg))
+            and errors.append(console_text(msg)))
+    page.on("pageerror", lambda err: errors.append(str(err)))
+    page.goto(base_url, wait_until="domcontentloaded")
+    wait_until_rendered(page)
+    page.goto(f"{base_url}/Sweeps", wait_until="domcontentloaded")
+    wait_until_rendered(page)
+    page.locator('[data-testid="stSidebar"]').get_by_text("a Ray cluster", exact=True).click()
+    wait_until_rendered(page)
+    page.get_by_role("button", name="Connect").click()
+    wait_until_rendered(page, timeout=300)  # a Ray starting on a busy 2-core machine
+    sidebar = page.locator('[data-testid="stSidebar"] [data-testid="stSidebarUserContent"]')
+    sidebar.evaluate("e => e.parentElement.scrollTo(0, e.parentElement.scrollHeight)")
+    page.wait_for_timeout(500)
+    return page
+
+
+def stop_what_is_left(sid: int, wait_s: float = 240) -> dict:
+    """Wait until no process of session `sid` is left (Ray's agents notice their raylet is gone
+    within a few minutes), then kill, by id, those still there; what was left."""
+    deadline = time.monotonic() + wait_s
+    while session_processes(sid) and time.monotonic() < deadline:
+        time.sleep(2)
+    left = session_processes(sid)
+    for pid in left:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    return left
+
+
+@pytest.mark.parametrize("setting", ["off", "on"])
+def test_the_ray_section_starts_ray_only_where_the_operator_allows_it(setting):
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if setting == "on":
+        pytest.importorskip("ray", reason="Ray is an optional extra (pip install 'convcov[ray]')")
+    shots, errors, started = screenshot_dir(), [], []
+    env = {"CONVCOV_RAY_ADDRESS": "", "CONVCOV_RAY_LOCAL": "1" if setting == "on" else "0"}
+    try:
+        with streamlit_server(env=env, started=started) as base_url, sync_api.sync_playwright() as playwright:
+            server = started[0].pid
+            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+            try:
+                page = connect_to_ray(base_url, browser, errors)
+                sidebar = page.locator('[data-testid="stSidebar"]').inner_text()
+                main = page.locator('[data-testid="stMain"]').inner_text()
+                others = {pid: c for pid, c in session_processes(server).items() if pid != server}
+                if setting == "off":
+                    assert "it starts none of its own" in sidebar and "CONVCOV_RAY_LOCAL=1" in sidebar
+                    assert "starts no Ray on the server by itself" in sidebar
+                    assert "choose this machine to run the sweep here" in main and "Run sweep" not in main
+                    assert others == {}  # nothing started
+                else:
+                    assert "Connect starts Ray on this machine (CONVCOV_RAY_LOCAL is on)" in sidebar
+                    assert "Runs on the Ray started on this machine: 1 node(s)" in main
+                    names = " ".join(others.values())
+                    assert "gcs_server" in names and "raylet" in names, others
+                errors += [e.inner_text()[:300] for e in page.locator(ERRORS).all()]
+                page.screenshot(path=str(shots / f"sweeps_ray_{setting}.png"))
+            finally:
+                browser.close()
+    finally:
+        left = stop_what_is_left(started[0].pid) if started else {}
+    print(f"screenshot: {shots / f'sweeps_ray_{setting}.png'}")
+    assert not left, f"left running after the server stopped: {left}"
     assert not errors, f"problems seen in the browser: {errors}"

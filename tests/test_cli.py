@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from convcov_core import covariance
-from convcov_core.cli import build_parser, main
+from convcov_core.cli import COMMANDS, build_parser, main
+from convcov_core.cli.args import shown_default
 from convcov_core.runs import RunStore
 from convcov_core.train import variants_for
 from helpers.runs import fake_run
@@ -307,3 +308,57 @@ def test_a_step_cap_is_named_in_the_setup_line(tmp_path):
     proc = run_cli("compare", *TINY_ARGS, "--inits", "default", "--seeds", "0", "--quiet", home=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "1 epoch(s) capped at 3 step(s)" in proc.stdout.splitlines()[0]
+
+
+def command_parsers(parser=None, path=()):
+    """(command words, parser) of every command and action (`sweep run`, `runs list`, ...)."""
+    parser = parser or build_parser()
+    subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if not subs:
+        yield " ".join(path), parser
+        return
+    for name, child in subs[0].choices.items():
+        yield from command_parsers(child, (*path, name))
+
+
+def option_help(parser, action) -> str:
+    """The option's lines of the parser's --help, on one line."""
+    formatter = parser._get_formatter()
+    formatter.add_argument(action)
+    return " ".join(formatter.format_help().split())
+
+
+def test_every_options_help_shows_its_default():
+    """Every option that takes a value and has a default other than None states it in --help."""
+    seen, missing = set(), []
+    for name, parser in command_parsers():
+        seen.add(name.split()[0])
+        for action in parser._actions:
+            if not action.option_strings or action.nargs == 0 or action.default in (None, argparse.SUPPRESS):
+                continue
+            text, shown = option_help(parser, action), shown_default(action.default)
+            if f"(default: {shown})" not in text and f"default {shown}" not in text:
+                missing.append(f"{name} {action.option_strings[-1]}: {text}")
+    assert seen == set(COMMANDS) and missing == []
+
+
+def test_rfm_help_states_its_noise_levels_seeds_images_and_cnn_epochs(capsys):
+    with pytest.raises(SystemExit):
+        main(["rfm", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for says in ("--noise LIST background noise std levels, e.g. 0.25,0.5,1 (default: 0.25,0.5,1)",
+                 "--seeds SEEDS seeds (data draw, split, filters, CNN), e.g. 0,1,2 or 0-4 (default: 0,1,2)",
+                 "--n-train N_TRAIN training images (a share is held out to choose ridge and M) (default: 1000)",
+                 "--n-test N_TEST test images (default: 500)", "(default: 400)",
+                 "--cnn-epochs CNN_EPOCHS training epochs of the CNN (default: 30)",
+                 "3 noise levels x 3 seeds x 4 models on 1,000 training and 500 test images, the CNN 30 epochs"):
+        assert says in text
+
+
+def test_compare_prints_its_estimate_before_it_trains(capsys):
+    assert main(["compare", *TINY_ARGS, "--inits", "default,gaussian", "--seeds", "0", "--max-steps", "1"]) == 0
+    err = capsys.readouterr().err
+    assert err.startswith("estimate: about ") and "for 2 run(s) (a few training steps" in err.splitlines()[0]
+    assert "timed on this machine now)" in err.splitlines()[0]
+    assert main(["compare", *TINY_ARGS, "--inits", "default", "--seeds", "0", "--max-steps", "1", "--quiet"]) == 0
+    assert "estimate" not in capsys.readouterr().err  # --quiet: none, and no time spent on it

@@ -145,7 +145,8 @@ def test_cnfa_of_a_stored_run_matches_the_pages_analysis(tmp_path, capsys):
     assert main(["cnfa", *TINY_CNN, "--save", "--db", str(db), "--quiet"]) == 0
     capsys.readouterr()
     assert main(["cnfa", "--run", "1", "--db", str(db), "--images", "8", "--outputs", "predicted"]) == 0
-    printed = capsys.readouterr().out
+    printed, err = capsys.readouterr()
+    assert err.startswith("estimate: about ") and "for the AGOP of 8 images" in err
     run = RunStore(db).get(1)
     pair = model_pairs.pair_from_run(run)
     rows = cnfa.compare_cnfa(pair, cnfa.analysis_images(run.config, 8), outputs="predicted").table()

@@ -22,6 +22,7 @@ def test_rfm_prints_every_model_per_noise_level_and_writes_each_seed_to_json(tmp
         or "noise 0.2: base kernel beat ConvRFM" in printed
     assert "trend: " in printed
     assert "[1/16] noise 0.2, seed 0: base kernel" in err and "[16/16] noise 1, seed 1: CNN" in err
+    assert err.startswith("estimate: about ") and "for 2 noise level(s) x 2 seed(s) x 4 models" in err.splitlines()[0]
     document = json.loads(out.read_text())
     rows = {(r["noise"], r["seed"], r["model"]): r["test_acc"] for r in document["rows"]}
     assert set(rows) == {(n, s, m) for n in (0.2, 1.0) for s in (0, 1) for m in rfm.MODELS}

@@ -112,3 +112,17 @@ def test_compose_runs_a_ray_head_and_workers_from_the_app_image():
     for service in (app, head, worker):  # Ray's token authentication: one token for the whole cluster
         assert service["environment"]["RAY_AUTH_TOKEN"] == "${RAY_AUTH_TOKEN:-}"
     assert 'ray[client]>=2.9' in DOCKERFILE
+
+
+def test_the_image_and_the_compose_demo_start_no_ray_for_visitors():
+    """CONVCOV_RAY_LOCAL off: the Sweeps page's Connect without CONVCOV_RAY_ADDRESS starts nothing."""
+    from convcov_core import settings
+
+    yaml = pytest.importorskip("yaml", reason="PyYAML comes with Ray (requirements-dev.txt)")
+    env = dict(re.findall(r"^\s+(CONVCOV_\w+)=(\S+?)\s*\\?$", DOCKERFILE.split("\nENV ")[1].split("\n\n")[0], re.M))
+    assert env["CONVCOV_RAY_LOCAL"] == "0" and not settings.ray_local(env)
+    assert "CONVCOV_RAY_ADDRESS" not in env  # a cluster is the operator's to name
+    services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    for name in ("convcov", "convcov-gpu"):
+        assert not settings.ray_local(services[name]["environment"]), name
+        assert services[name]["environment"]["CONVCOV_RAY_LOCAL"] == "0"

@@ -9,6 +9,7 @@ import json
 import pytest
 
 from convcov_app import lab
+from convcov_core import ensemble as ensemble_package
 from convcov_core.cli import main
 from convcov_core.ensemble import pays_off
 from convcov_core.sweep import LocalPool, Sweep, SweepStore, run_sweep
@@ -131,8 +132,9 @@ def test_a_sweep_cell_trains_as_one_ensemble_and_stores_each_trial_once(tmp_path
 
 def test_the_labs_estimate_times_its_runs_together_unless_told_not_to(monkeypatch):
     timed = []
-    estimate = lab.ensemble.estimate_time
-    monkeypatch.setattr(lab.ensemble, "estimate_time", lambda configs, n: timed.append(configs) or estimate(configs, n))
+    estimate = ensemble_package.estimate_time
+    monkeypatch.setattr(ensemble_package, "estimate_time",
+                        lambda configs, n: timed.append(configs) or estimate(configs, n))
     setup = lab.LabSetup(bars(max_steps=4, epochs=1, keep_state_dict=False), n_seeds=2, ensemble=True)
     assert lab.estimate_seconds(lab.plan_comparison(setup), n_steps=1) > 0
     assert [(c.seed, c.init) for c in timed[0]] == [(0, "default"), (0, "gaussian"), (1, "default"), (1, "gaussian")]

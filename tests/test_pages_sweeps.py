@@ -5,6 +5,7 @@ a bad grid or an unreachable Ray cluster gives one message and loses nothing; th
 (data, widths, patch sizes, epochs, σ schedules) build the grid, and cells whose filters are wider
 than their feature map are named before a sweep runs and marked in its results."""
 
+import importlib.util
 import re
 import time
 
@@ -154,6 +155,67 @@ def test_a_reload_while_a_sweep_runs_still_shows_it_and_cancel_keeps_what_finish
     assert summary.n_finished == 8 - n_left
 
 
+def ray_calls(monkeypatch) -> list:
+    """The executors the page asks convcov_core.sweep.make_executor for ("ray" ones get a local pool
+    that calls itself Ray, so nothing starts); the list of (name, ray_address) asked."""
+    calls = []
+    real = sweep.make_executor
+
+    class StandIn(sweep.LocalPool):
+        name = "ray"
+
+        def describe(self) -> str:
+            return "Ray started on this machine (a stand-in)"
+
+    def make(name="local", **kwargs):
+        if name != "ray":
+            return real(name, **kwargs)
+        calls.append((name, kwargs.get("ray_address")))
+        return StandIn(1)
+
+    monkeypatch.setattr(sweep, "make_executor", make)
+    return calls
+
+
+def test_without_an_address_connect_starts_no_ray_unless_the_operator_allows_it(monkeypatch):
+    monkeypatch.delenv("CONVCOV_RAY_ADDRESS", raising=False)
+    monkeypatch.delenv("CONVCOV_RAY_LOCAL", raising=False)
+    calls = ray_calls(monkeypatch)
+    at = tiny_grid(new_app(PAGE, timeout=TIMEOUT).run())
+    at.radio(key="sweep_executor").set_value("a Ray cluster").run()
+    assert "No Ray cluster is set for this app (`CONVCOV_RAY_ADDRESS`), and it starts none" in sidebar_captions(at)
+    assert at.info[0].value.startswith("No Ray cluster is set for this app (Connect in the sidebar says how")
+    at.button(key="sweep_connect").click().run()
+    assert not at.exception and not at.error and calls == []  # nothing started
+    said = [i.value for i in at.sidebar.info]
+    assert said == [sweeps.NO_RAY_HERE]
+    assert "CONVCOV_RAY_ADDRESS" in said[0] and "CONVCOV_RAY_LOCAL=1" in said[0] and "`ray://host:10001`" in said[0]
+    if importlib.util.find_spec("ray") is not None:
+        import ray
+        assert not ray.is_initialized()
+    assert at.multiselect(key="sweep_kernels").value == [3, 5] and "8 trials" in markdown(at)
+    assert not [b for b in at.get("button") if b.key == "sweep_run"]
+    at.radio(key="sweep_executor").set_value("this machine (worker processes)").run()
+    assert not at.button(key="sweep_run").disabled  # the way that is left
+
+    monkeypatch.setenv("CONVCOV_RAY_LOCAL", "1")  # the operator's choice
+    at = tiny_grid(new_app(PAGE, timeout=TIMEOUT).run())
+    at.radio(key="sweep_executor").set_value("a Ray cluster").run()
+    assert "Connect starts Ray on this machine (`CONVCOV_RAY_LOCAL` is on)" in sidebar_captions(at)
+    assert at.info[0].value == "Connect to Ray in the sidebar to run there, or choose this machine."
+    at.button(key="sweep_connect").click().run()
+    assert_clean(at, "connected")
+    assert calls == [("ray", None)]
+    assert "Runs on the Ray started on this machine (a stand-in)." in [c.value for c in at.caption]
+    assert not at.button(key="sweep_run").disabled
+
+
+def test_connect_without_an_address_or_the_setting_is_refused_before_ray_is_looked_at(monkeypatch):
+    monkeypatch.setattr(sweeps.importlib.util, "find_spec", lambda name: pytest.fail("Ray was looked for"))
+    with pytest.raises(sweeps.RayNotConfigured, match="starts no Ray on the server by itself"):
+        sweeps.connect_ray(None)
+
+
 def test_an_unreachable_ray_cluster_is_one_message_and_nothing_is_lost(monkeypatch):
     monkeypatch.setenv("CONVCOV_RAY_ADDRESS", f"127.0.0.1:{free_port()}")
     at = tiny_grid(new_app(PAGE, timeout=TIMEOUT).run())
@@ -183,7 +245,7 @@ def test_lists_of_one_value_go_into_the_base_config_and_longer_ones_become_axes(
 def test_ray_that_is_not_installed_is_named_with_how_to_get_it(monkeypatch):
     monkeypatch.setattr(sweeps.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(ValueError, match=r"Ray is not installed on this server: pip install 'convcov\[ray\]'"):
-        sweeps.connect_ray(None)
+        sweeps.connect_ray(None, start_local=True)
 
 
 def test_the_running_sweep_is_found_by_its_job_label():

@@ -4,8 +4,12 @@ a small registered ConvNeXt's random weights as model.safetensors in a temporary
 (models--timm--<name>.<tag>/refs/main and snapshots/<revision>/), offline, or as a local file."""
 
 import os
+import socket
 import subprocess
 import sys
+import threading
+import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -15,6 +19,7 @@ from safetensors.torch import save_file
 
 from convcov_core import covariance, init, learned_sets, pretrained
 from convcov_core.cli import main
+from helpers.browser import free_port
 from helpers.pages import new_app
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,6 +41,42 @@ def hf_cache(tmp_path, monkeypatch):
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(home / "hub"))
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     return home / "hub"
+
+
+@pytest.fixture
+def no_hub(hf_cache, monkeypatch):
+    """The same empty cache, not offline, with the hub at a closed port on 127.0.0.1 (HF_ENDPOINT):
+    what a machine without network meets, deterministically. The hub's URL."""
+    from huggingface_hub import constants
+
+    endpoint = f"http://127.0.0.1:{free_port()}"
+    monkeypatch.setenv("HF_ENDPOINT", endpoint)
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setattr(constants, "ENDPOINT", endpoint)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    return endpoint
+
+
+@contextmanager
+def silent_hub():
+    """A hub that takes connections and never answers: yield (its URL, the connections it took)."""
+    server = socket.create_server(("127.0.0.1", 0))
+    taken = []
+
+    def accept():
+        while True:
+            try:
+                taken.append(server.accept()[0])
+            except OSError:
+                return
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.getsockname()[1]}", taken
+    finally:
+        server.close()
+        for connection in taken:
+            connection.close()
 
 
 def random_model(name: str, seed: int = 0) -> torch.nn.Module:
@@ -150,6 +191,54 @@ def test_the_cli_reads_the_cache_that_the_environment_names(hf_cache, tmp_path):
     assert str(tmp_path / "empty") in done.stderr and "Traceback" not in done.stderr
 
 
+def test_without_network_the_hub_is_asked_once_and_the_message_names_the_weights_folder(no_hub):
+    """The hub client would retry 5 times with backoff for each of two files (about a minute)."""
+    started = time.monotonic()
+    with pytest.raises(ValueError) as missing:
+        pretrained.load_pretrained(OTHER)
+    assert time.monotonic() - started < 5
+    message = str(missing.value)
+    assert "\n" not in message
+    assert message.startswith(f"no pretrained weights for timm's convnext_atto on this machine: the hub ({no_hub}) "
+                              f"gave no answer within 3 s ([Errno 111] Connection refused)")
+    assert f"Put the weights file in {pretrained.weights_dir()} (download model.safetensors from " \
+           f"{no_hub}/timm/convnext_atto.d2_in1k" in message
+    assert "save it as, e.g., convnext_atto.safetensors" in message and "--weights FILE" in message
+    assert "`hf download timm/convnext_atto.d2_in1k`" in message and str(no_hub) in message
+
+
+def test_a_hub_that_never_answers_is_given_one_short_try_and_the_cache_is_read(no_hub, monkeypatch):
+    from huggingface_hub import constants
+
+    model = random_model(NAME)
+    write_to_hub_cache(NAME, model)
+    with silent_hub() as (endpoint, taken):
+        monkeypatch.setattr(constants, "ENDPOINT", endpoint)
+        started = time.monotonic()
+        with pytest.raises(ValueError, match=r"gave no answer within 3 s \(timed out\).*Put the weights file in "):
+            pretrained.load_pretrained(OTHER)
+        assert time.monotonic() - started < pretrained.HUB_PROBE_S + 2 and len(taken) == 1
+        learned = pretrained.learned_from_pretrained(NAME)  # in the cache: read from it, as offline
+        assert len(taken) == 2
+    assert all(torch.equal(a, b) for a, b in zip(learned.covariances, direct_covariances(model), strict=True))
+    assert learned.source == "timm/convnext_zepto_rms.ra4_e3600_r224_in1k, pretrained weights through timm"
+
+
+def test_the_cli_without_network_names_the_weights_folder_and_exits_2(hf_cache, tmp_path):
+    """A fresh interpreter that reads HF_ENDPOINT (a closed port) itself, HF_HUB_OFFLINE unset."""
+    env = {**os.environ, "CONVCOV_HOME": str(tmp_path / "home"), "HF_ENDPOINT": f"http://127.0.0.1:{free_port()}"}
+    env.pop("HF_HUB_OFFLINE")
+    code = ("import sys, time; from convcov_core.cli import main; started = time.monotonic(); "
+            "code = main(['learned', '--timm', 'convnext_atto', '--pretrained']); "
+            "print(f'{time.monotonic() - started:.1f}'); sys.exit(code)")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert float(done.stdout.split()[-1]) < 5, done.stdout
+    assert f"Put the weights file in {tmp_path / 'home' / 'weights'} " in done.stderr
+    assert "Retrying" not in done.stderr
+
+
 def pretrained_page(name: str, weights: str | None = None):
     at = new_app("pages/4_Learned_Covariances.py", timeout=120).run()
     at.radio(key="lc_source").set_value("A pretrained timm model").run()
@@ -171,6 +260,17 @@ def test_page_shows_a_pretrained_models_covariances_and_a_missing_ones_remedy(hf
     assert not at.exception and len(at.error) == 1
     assert at.error[0].value.startswith("no pretrained weights for timm's convmixer_1536_20.in1k on this machine")
     assert "`hf download timm/convmixer_1536_20.in1k`" in at.error[0].value
+
+
+def test_page_without_network_says_within_seconds_where_to_put_the_weights_file(no_hub):
+    at = new_app("pages/4_Learned_Covariances.py", timeout=120).run()
+    at.radio(key="lc_source").set_value("A pretrained timm model").run()
+    started = time.monotonic()
+    at.selectbox(key="lc_timm").set_value("convnext_atto.d2_in1k").run()
+    assert time.monotonic() - started < 10  # the page's own rerun included
+    assert not at.exception and len(at.error) == 1
+    assert f"Put the weights file in {pretrained.weights_dir()} " in at.error[0].value
+    assert "the Learned Covariances page lists it under Weights" in at.error[0].value
 
 
 def test_page_reads_a_weights_file_from_the_weights_folder(hf_cache):

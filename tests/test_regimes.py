@@ -11,7 +11,7 @@ from convcov_core import regime, stats
 from convcov_core import reproduce as R
 from convcov_core.cli import main
 from convcov_core.reproduce import regimes
-from convcov_core.sweep import SweepStore
+from convcov_core.sweep import LocalPool, SweepStore
 from convcov_core.train import TrainConfig
 
 S, N, I = R.SUPPORTED, R.NOT_SUPPORTED, R.INCONCLUSIVE
@@ -103,8 +103,10 @@ def test_regime_map_runs_resumes_and_reports_each_cell_with_its_regime(tmp_path,
     monkeypatch.setenv("CONVCOV_HOME", str(tmp_path / "home"))
     out = tmp_path / "map"
     argv = ["regimes", "--map", "tiny", "--out", str(out), "--device", "cpu", "--workers", "1", "--quiet"]
-    assert main(argv) == 0
     tiny = regimes.build_map("tiny", device="cpu")
+    seconds, n_todo = regimes.estimate_seconds(tiny, SweepStore(), LocalPool(1))
+    assert seconds > 0 and n_todo == tiny.n_trials == 20
+    assert main(argv) == 0
     table = pd.read_csv(out / "cells.csv")
     assert len(table) == 5  # patch 1/2/4, width 4 (8 is the base), sigma_first 0.5 (1.0 is the base)
     assert table["n"].tolist() == [2] * 5 and set(table["helps_holm"]) <= {True, False}
@@ -120,7 +122,8 @@ def test_regime_map_runs_resumes_and_reports_each_cell_with_its_regime(tmp_path,
     assert len(store.finished(keys)) == tiny.n_trials == 20  # the base cell is shared by the three sweeps
     capsys.readouterr()
     assert main(argv[:-1]) == 0  # again: nothing left to train
-    assert "done" not in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "done" not in err and "estimate: about 0 s for 0 trial(s) left" in err
 
 
 def test_paper_suite_at_tiny_size_runs_end_to_end_and_names_its_regime(tmp_path, monkeypatch):

@@ -13,7 +13,7 @@ from convcov_core import reproduce as R
 from convcov_core import stats
 from convcov_core.cli import main
 from convcov_core.plots import claims as claim_plots
-from convcov_core.sweep import SweepStore
+from convcov_core.sweep import LocalPool, SweepStore
 from convcov_core.sweep.results import TRIAL_COLUMNS
 
 S, N, I = R.SUPPORTED, R.NOT_SUPPORTED, R.INCONCLUSIVE
@@ -209,6 +209,8 @@ def test_tiny_report_json_has_every_claim_with_numbers_and_verdicts(tiny_report)
 
 def test_a_second_run_of_the_suite_trains_only_the_cnns_again(tiny_report, tmp_path):
     """Every trial is stored under its key: the same suite again reads them from the run store."""
+    suite = R.build_suite("tiny", device="cpu")
+    assert R.estimate_seconds(suite, LocalPool(1), SweepStore())[1] == 2  # the CNNs: they always train
     events = []
     assert R.reproduce("tiny", out=tmp_path / "again", device="cpu", callback=events.append) is not None
     assert {e.variant.split(" ")[0] + " " + e.variant.split(" ")[1] for e in events} == {"claim 5"}
@@ -278,6 +280,23 @@ def test_cli_bad_arguments_exit_2_with_one_line(argv, words, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and words in err
+
+
+def test_cli_prints_the_estimate_of_what_is_left_before_it_trains(tmp_path, monkeypatch, capsys):
+    def training(*args, **kwargs):
+        raise RuntimeError("training starts here")
+
+    monkeypatch.setattr(R, "reproduce", training)
+    db = tmp_path / "runs.db"
+    assert main(["reproduce", "--suite", "tiny", "--device", "cpu", "--workers", "1", "--db", str(db),
+                 "--out", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err.splitlines()
+    suite = R.build_suite("tiny", device="cpu")
+    estimate = next(n for n, line in enumerate(err) if line.startswith("estimate: about "))
+    assert f"for {R.suite_runs(suite)} training run(s) left" in err[estimate]
+    assert "training starts here" in err[estimate + 1]
+    seconds, n_todo = R.estimate_seconds(suite, LocalPool(1), SweepStore(db))
+    assert seconds > 0 and n_todo == R.suite_runs(suite)
 
 
 def test_cli_out_that_is_a_file_exits_2(tmp_path, capsys):

@@ -30,6 +30,10 @@ def test_paths_and_debug(monkeypatch, tmp_path):
     assert not settings.debug({}) and not settings.debug({"CONVCOV_DEBUG": "0"})
     assert settings.debug({"CONVCOV_DEBUG": "1"})
     assert settings.ray_address({}) is None and settings.ray_address({"CONVCOV_RAY_ADDRESS": " auto "}) == "auto"
+    assert settings.ray_local({}) is False and settings.ray_local({"CONVCOV_RAY_LOCAL": "0"}) is False
+    assert all(settings.ray_local({"CONVCOV_RAY_LOCAL": v}) for v in ("1", "true", "Yes", " on "))
+    with pytest.raises(ValueError, match="CONVCOV_RAY_LOCAL must be 1, true, yes or on .*got 'maybe'"):
+        settings.ray_local({"CONVCOV_RAY_LOCAL": "maybe"})
     monkeypatch.setenv("CONVCOV_MAX_KERNEL", "9")  # read when called, from os.environ by default
     assert settings.max_kernel_size() == 9
 

@@ -26,6 +26,7 @@ from .. import (
     reach,
     settings,
     spectra,
+    train,
 )
 from ..matrix_files import load_matrix, save_tensor
 from ..text import duration, number
@@ -43,7 +44,7 @@ from .args import (
     run_ref,
     setting_option,
 )
-from .output import TerminalProgress, format_table, write_json
+from .output import TerminalProgress, format_table, print_estimate, write_json
 from .sources import covariances_from_file, run_or_example, store
 
 # ---------------------------------------------------------------------------------------------
@@ -132,7 +133,7 @@ def cmd_learned(args) -> int:
 
 def _cnfa_pair(args) -> model_pairs.ModelPair:
     """The checkpoint or stored run (or the example) named, else a small CNN trained here (saved
-    on --save)."""
+    on --save), after its estimated time unless --quiet."""
     if args.checkpoint is not None:
         state = checkpoints.load_state_dict(args.checkpoint, max_bytes=settings.max_checkpoint_bytes())
         return model_pairs.pair_from_state_dict(state, args.arch, Path(args.checkpoint).name, args.dataset)
@@ -143,8 +144,13 @@ def _cnfa_pair(args) -> model_pairs.ModelPair:
                            kernel_size=args.kernel_size, epochs=args.epochs, batch_size=args.batch_size,
                            lr=args.lr, seed=args.seed, max_steps=args.max_steps,
                            dataset_params=dict(args.dataset_param)).replace(precision=args.precision)
-    progress = None if args.quiet else TerminalProgress()
     small = args.init == "small"
+    if not args.quiet:
+        agop = cnfa.estimate_seconds(model_pairs.initial_cnn(config, small), cnfa.analysis_images(config, args.images),
+                                     outputs=args.outputs)
+        print_estimate(train.estimate_time(config) + agop, f"training the CNN and the AGOP of {args.images} images",
+                       "a few training steps and the AGOP of a few images")
+    progress = None if args.quiet else TerminalProgress()
     if args.save:
         return model_pairs.train_cnn_and_save(config, progress, small_init=small, store=store(args))
     return model_pairs.train_cnn(config, progress, small_init=small)
@@ -153,7 +159,11 @@ def _cnfa_pair(args) -> model_pairs.ModelPair:
 def cmd_cnfa(args) -> int:
     started = time.perf_counter()
     pair = _cnfa_pair(args)
-    comparison = cnfa.compare_cnfa(pair, cnfa.analysis_images(pair.config, args.images), outputs=args.outputs)
+    images = cnfa.analysis_images(pair.config, args.images)
+    if not args.quiet and (args.checkpoint is not None or args.run is not None):
+        print_estimate(cnfa.estimate_seconds(pair.initial, images, outputs=args.outputs),
+                       f"the AGOP of {len(images)} images", "the AGOP of a few images")
+    comparison = cnfa.compare_cnfa(pair, images, outputs=args.outputs)
     table = comparison.table()
     accuracy = "" if pair.test_acc is None else f", test accuracy {pair.test_acc:.1f}%"
     print(f"{pair.label}{accuracy}; AGOP of {args.outputs} outputs on {comparison.n_images} test "

@@ -11,6 +11,7 @@ import argparse
 import copy
 import dataclasses
 import json
+import re
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -23,9 +24,38 @@ class UsageError(Exception):
     """Bad command-line input: reported in one line, exit code 2."""
 
 
+def shown_default(value) -> str:
+    """A default as it would be typed on the command line: lists comma-separated ("none" when empty),
+    numbers without a trailing .0."""
+    if isinstance(value, (list, tuple)):
+        return ",".join(shown_default(v) for v in value) or "none"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+class DefaultsFormatter(argparse.HelpFormatter):
+    """Help that ends every option's text with its default, "(default: X)", where the option takes a
+    value, has a default other than None and its help does not already say "default X"."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if (not action.option_strings or action.nargs == 0 or action.default is None
+                or action.default is argparse.SUPPRESS):
+            return text
+        shown = shown_default(action.default)
+        if re.search(rf"\bdefault:? {re.escape(shown)}\b", text):
+            return text
+        return f"{text} (default: {shown.replace('%', '%%')})".strip()
+
+
 class Parser(argparse.ArgumentParser):
-    """An ArgumentParser that raises UsageError instead of printing usage and exiting (its sub-parsers
-    are of the same class)."""
+    """An ArgumentParser that raises UsageError instead of printing usage and exiting, and whose help
+    shows every option's default (DefaultsFormatter); its sub-parsers are of the same class."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", DefaultsFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message):
         raise UsageError(message)
@@ -131,6 +161,13 @@ def add_options(parser, options: Sequence[Option]) -> None:
 def exclusive(options: Sequence[Option]) -> Callable[[argparse.ArgumentParser], None]:
     """A step of add_command: the options as a mutually exclusive group."""
     return lambda parser: add_options(parser.add_mutually_exclusive_group(), options)
+
+
+def described(text: str) -> Callable[[argparse.ArgumentParser], None]:
+    """A step of add_command: the command's description, shown by its --help under the usage."""
+    def describe(parser: argparse.ArgumentParser) -> None:
+        parser.description = text
+    return describe
 
 
 def add_command(sub, name: str, help: str, command: Callable | None, *steps) -> argparse.ArgumentParser:

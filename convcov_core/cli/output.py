@@ -14,6 +14,13 @@ from ..text import duration
 from ..train import ComparisonResult, ProgressEvent, device_and_precision, size_label
 
 
+def print_estimate(seconds: float, what: str, how: str) -> None:
+    """'estimate: about 12 min 30 s for 6 runs (HOW; timed on this machine now)' on stderr, before a
+    long command starts its work."""
+    print(f"estimate: about {duration(seconds)} for {what} ({how}; timed on this machine now)", file=sys.stderr,
+          flush=True)
+
+
 class TerminalProgress:
     """Callback drawing a progress bar with ETA on a terminal; elsewhere (a log file, a pipe) one line
     per finished run and a progress line every `log_interval` seconds in between."""

@@ -12,7 +12,7 @@ from ..reproduce import regimes
 from ..sweep import SweepStore
 from ..text import duration
 from .args import Later, add_command
-from .output import TerminalProgress, format_table
+from .output import TerminalProgress, format_table, print_estimate
 from .sweep import EXECUTOR_OPTIONS, executor_from
 
 
@@ -23,6 +23,10 @@ def cmd_reproduce(args) -> int:
           f"{suite.seed_rule.statement() if suite.seed_rule else f'{len(suite.seeds)} seeds'}", file=sys.stderr)
     print(f"executor: {executor.describe()}; runs already in {store.runs.path} are not trained again",
           file=sys.stderr)
+    if not args.quiet:
+        seconds, n_todo = reproduce.estimate_seconds(suite, executor, store)
+        print_estimate(seconds, f"{n_todo} training run(s) left", "a few training steps of two runs of each sweep, "
+                       "and of a claim 5 CNN")
     folder = reproduce.reproduce(suite, out=folder, callback=None if args.quiet else TerminalProgress(),
                                  executor=executor, store=store)
     report = reproduce.load_report(folder)
@@ -55,6 +59,9 @@ def cmd_regimes(args) -> int:
           f"seeds: {regime_map.seed_rule}", file=sys.stderr)
     print(f"executor: {executor.describe()}; trials already in {store.runs.path} are not trained again",
           file=sys.stderr)
+    if not args.quiet:
+        seconds, n_todo = regimes.estimate_seconds(regime_map, store, executor)
+        print_estimate(seconds, f"{n_todo} trial(s) left", "a few training steps of two trials of each sweep")
     started = time.perf_counter()
     finished = regimes.run_regime_map(regime_map, store, executor,
                                       None if args.quiet else _MapLines(), lambda: False)

@@ -99,7 +99,7 @@ EXECUTOR_OPTIONS = (
 RUN_OPTIONS = (
     ("--name", dict(required=True, help="the sweep's name (letters, digits, '.', '-', '_'); resume it by name")),
     *_sweep_options(),
-    ("--freeze", dict(type=_freeze_list, default=[False],
+    ("--freeze", dict(type=_freeze_list, default="none",
                       help="none (filters trained), filters (frozen), or none,filters (an axis)")),
 )
 

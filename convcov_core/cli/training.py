@@ -9,7 +9,7 @@ import sys
 
 from .. import covariance, init, models, reach
 from ..text import duration, number
-from ..train import FREEZE_MODES, TrainConfig, compare, size_label, variants_for
+from ..train import FREEZE_MODES, TrainConfig, compare, compare_seconds, size_label, variants_for
 from ..train.config import settings_of
 from .args import (
     DB,
@@ -24,7 +24,7 @@ from .args import (
     setting_dest,
     setting_option,
 )
-from .output import TerminalProgress, format_comparison, format_table, write_json
+from .output import TerminalProgress, format_comparison, format_table, print_estimate, write_json
 from .sources import learned_covariances, store
 
 # ---------------------------------------------------------------------------------------------
@@ -51,6 +51,10 @@ def cmd_compare(args) -> int:
     base = training_config(args, covariances)
     if (note := reach.kernel_reach_note(base)) is not None:
         print(f"convcov: note: {note}", file=sys.stderr)
+    if not args.quiet:
+        seeds = list(args.seeds)
+        print_estimate(compare_seconds(base, variants, seeds, ensemble=args.ensemble),
+                       f"{len(variants) * len(seeds)} run(s)", "a few training steps per filter mode")
     progress = None if args.quiet else TerminalProgress()
     metric = "test_acc_raw" if args.raw_bn_eval else "test_acc"
     cmp = compare(base, variants, args.seeds, progress, references=references, metric=metric,

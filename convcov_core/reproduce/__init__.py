@@ -39,9 +39,10 @@ parts are, claim 2 when some case is, after Holm's correction).
 
 Modules: rules (verdict rules: RULES, superiority, non_inferiority, equivalence, above, settle),
 suites (Suite, SeedRule, tiny/quick/full/paper, build_suite, suite_sweeps, suite_runs, suite_images;
-SuiteRuns, what a suite trained), run (run_suite, prepare, reproduce), claims (the six claims, build_claims),
-report (make_report, provenance, markdown_report, write_report) and files (report file names, default_out, load_report,
-report_folders, find_reports, REPO_REPORTS). Every public name is re-exported here.
+SuiteRuns, what a suite trained), run (run_suite, prepare, reproduce, estimate_seconds), claims (the six
+claims, build_claims), report (make_report, provenance, markdown_report, write_report) and files (report
+file names, default_out, load_report, report_folders, find_reports, REPO_REPORTS). Every public name is
+re-exported here.
 """
 
 from .claims import (
@@ -81,7 +82,7 @@ from .rules import (
     superiority,
     unrefuted_below,
 )
-from .run import prepare, reproduce, run_suite
+from .run import estimate_seconds, prepare, reproduce, run_suite
 from .suites import (
     MARGIN_POINTS,
     SUITES,
@@ -108,7 +109,7 @@ __all__ = [
     "MARGIN_POINTS", "SeedRule", "Suite", "SuiteRuns", "SuiteSweeps", "tiny_suite", "quick_suite", "full_suite",
     "paper_suite",     "SUITES", "build_suite", "suite_sweeps", "suite_runs", "suite_images",
     # run
-    "run_suite", "prepare", "reproduce",
+    "run_suite", "prepare", "reproduce", "estimate_seconds",
     # claims
     "CNFA_THRESHOLD", "FIT_R_MIN", "claim_gaussian_beats_default", "claim_frozen_gaussian", "claim_transfer",
     "claim_sigma_grows", "claim_cnfa", "claim_gain_grows", "build_claims",

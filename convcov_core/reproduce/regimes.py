@@ -20,7 +20,7 @@ import pandas as pd
 
 from .. import learned_sets, models, stats
 from ..regime import regime_of
-from ..sweep import Sweep, SweepStore, cell_effects, run_sweep, trial_table
+from ..sweep import Sweep, SweepStore, cell_effects, pending_seconds, run_sweep, trial_table
 from ..train import TrainConfig
 from .suites import FULL_SEEDS
 
@@ -101,6 +101,12 @@ def run_regime_map(regime_map: RegimeMap, store: SweepStore, executor, on_event=
         if outcome.cancelled:
             return False
     return True
+
+
+def estimate_seconds(regime_map: RegimeMap, store: SweepStore, executor) -> tuple[float, int]:
+    """(seconds run_regime_map should take on `executor`, the distinct trials left): sweep.pending_seconds
+    over the map's sweeps (a few timed steps of two trials of each sweep that has trials left)."""
+    return pending_seconds(list(regime_map.sweeps.values()), executor, store)
 
 
 def regime_table(regime_map: RegimeMap, store: SweepStore) -> pd.DataFrame:

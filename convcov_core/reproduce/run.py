@@ -21,8 +21,17 @@ from typing import Callable
 
 from .. import cnfa, model_pairs
 from ..examples import load_example
-from ..sweep import LocalPool, SweepEvent, SweepStore, run_sweep, run_trials, trial_table
-from ..train import ComparisonResult, ProgressEvent, RunResult, load_training_data, summarize
+from ..sweep import (
+    LocalPool,
+    SweepEvent,
+    SweepStore,
+    pending_seconds,
+    run_sweep,
+    run_trials,
+    trial_seconds,
+    trial_table,
+)
+from ..train import ComparisonResult, ProgressEvent, RunResult, estimate_time, load_training_data, summarize
 from .files import default_out
 from .report import make_report, write_report
 from .suites import Suite, SuiteRuns, build_suite, suite_runs, suite_sweeps
@@ -180,6 +189,28 @@ def _train_cnns(suite: Suite, relay: _Relay, index: int) -> dict | None:
                                     "r_init": r["r at init"], "r_control": r["r(CNFM init, CNFM trained)"]}
                                    for r in table]}
     return tables
+
+
+def estimate_seconds(suite: Suite, executor, store: SweepStore) -> tuple[float, int]:
+    """(seconds run_suite should take on `executor`, the training runs left): the sweeps' trials not
+    yet in `store` (sweep.pending_seconds: a few timed steps of two trials of each), the learned-init
+    trials left at the target's trial time (all of them while a source is still to train), and the
+    CNNs of claim 5 (train.estimate_time of one, times the seeds; they always train)."""
+    sweeps = suite_sweeps(suite)
+    grids = [g for g in (sweeps.sources, sweeps.target, sweeps.effect_map, sweeps.frozen_map) if g is not None]
+    seconds, n_todo = pending_seconds(grids, executor, store)
+    if "learned" in suite.variants:
+        sources = [] if sweeps.sources is None else [t.key for t in sweeps.sources.trials()]
+        if len(store.finished(sources)) == len(sources):  # the learned trials' keys are known
+            learned = sweeps.learned_trials(_source_covariances(suite, sweeps, store, [])[1])
+            n_learned = len(learned) - len(store.finished(t.key for t in learned))
+        else:
+            n_learned = len(suite.seeds)
+        if n_learned:
+            seconds += trial_seconds(sweeps.target, executor) * n_learned / max(1, executor.slots)
+            n_todo += n_learned
+    seconds += estimate_time(suite.cnn) * len(suite.seeds)
+    return seconds, n_todo + len(suite.seeds)
 
 
 def prepare(suite: str | Suite = "quick", *, out: str | os.PathLike | None = None, dataset: str | None = None,

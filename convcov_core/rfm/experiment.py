@@ -71,8 +71,10 @@ class Setup:
 Progress = Callable[[str], None]
 
 
-def compare_models(setup: Setup, noise: float, seed: int, progress: Progress | None = None) -> list[dict]:
-    """One row per model: {"noise", "seed", "model", "test_acc" (%), "seconds"}."""
+def compare_models(setup: Setup, noise: float, seed: int, progress: Progress | None = None,
+                   models=MODELS) -> list[dict]:
+    """One row per model of `models` (in MODELS' order; Deep ConvRFM needs ConvRFM before it):
+    {"noise", "seed", "model", "test_acc" (%), "seconds"}."""
     config = setup.cnn_config(noise, seed)
     train_x, train_y, test_x, test_y, _ = train.load_training_data(config)
     options = setup.machine_options(seed)
@@ -89,7 +91,7 @@ def compare_models(setup: Setup, noise: float, seed: int, progress: Progress | N
         return fitted[model].score(test_x, test_y)
 
     rows = []
-    for model in MODELS:
+    for model in (m for m in MODELS if m in models):
         if progress is not None:
             progress(f"noise {noise:g}, seed {seed}: {model}")
         started = time.perf_counter()
@@ -156,3 +158,37 @@ def noise_sweep(setup: Setup, noises, seeds, progress: Progress | None = None) -
         raise ValueError("a noise sweep needs at least one noise level and one seed")
     rows = [row for noise in noises for seed in seeds for row in compare_models(setup, noise, seed, progress)]
     return NoiseSweep(setup, noises, seeds, rows)
+
+
+#: Training images of the two probes on which estimate_seconds times the kernel models.
+PROBE_IMAGES = (100, 200)
+
+
+def _kernel_seconds(setup: Setup, n_train: int, noise: float, seed: int) -> float:
+    """Seconds the kernel models (base kernel, ConvRFM, Deep ConvRFM) take on a copy of `setup` whose
+    training, test and AGOP images are cut by the share n_train / setup.n_train."""
+    share = n_train / setup.n_train
+    probe = dataclasses.replace(setup, n_train=n_train, n_test=max(10, round(setup.n_test * share)),
+                                agop_images=None if setup.agop_images is None
+                                else max(1, round(setup.agop_images * share)))
+    return sum(row["seconds"] for row in compare_models(probe, noise, seed, models=MODELS[:3]))
+
+
+def estimate_seconds(setup: Setup, noises, seeds, probes: tuple[int, int] = PROBE_IMAGES) -> float:
+    """Seconds noise_sweep(setup, noises, seeds) should take on this machine, per noise level and
+    seed times their number: the kernel models timed on two probes at the first noise level and seed
+    (`probes` training images, the test and AGOP images cut by the same share) and extrapolated as
+    a + b n² (their kernels and AGOPs pair images with training images; a: what does not grow so),
+    at least linearly from the larger probe; plus the CNN's train.estimate_time (a few timed steps).
+    With no more training images than the larger probe, the kernel models are timed at full size."""
+    noises, seeds = list(noises), list(seeds)
+    small, large = probes
+    if setup.n_train <= large:
+        kernels = _kernel_seconds(setup, setup.n_train, noises[0], seeds[0])
+    else:
+        t_small = _kernel_seconds(setup, small, noises[0], seeds[0])
+        t_large = _kernel_seconds(setup, large, noises[0], seeds[0])
+        b = max(0.0, (t_large - t_small) / (large ** 2 - small ** 2))
+        kernels = max(t_large - b * large ** 2 + b * setup.n_train ** 2, t_large * setup.n_train / large)
+    cnn = train.estimate_time(setup.cnn_config(noises[0], seeds[0]))
+    return (kernels + cnn) * len(noises) * len(seeds)

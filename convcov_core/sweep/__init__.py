@@ -7,7 +7,8 @@ resumable, and turned into the effect of each init scheme against the reference 
                  ensemble), their own failures recorded, not raised
     local        LocalPool: worker processes on this machine (the default executor)
     ray_cluster  RayExecutor: Ray tasks on a cluster (optional dependency)
-    run          run_sweep, run_trials: skip what is stored, run the rest, store results, progress events
+    run          run_sweep, run_trials: skip what is stored, run the rest, store results, progress events;
+                 trial_seconds, pending_seconds: how long the trials left should take
     results      trial_table, cell_effects, write_table
 """
 
@@ -17,7 +18,7 @@ from .grid import AXES, Sweep, Trial, parse_values, trial_key
 from .local import LocalPool
 from .ray_cluster import ClusterUnreachable, RayExecutor
 from .results import cell_effects, trial_table, write_table
-from .run import SweepEvent, SweepOutcome, run_sweep, run_trials
+from .run import SweepEvent, SweepOutcome, pending_seconds, run_sweep, run_trials, trial_seconds
 from .store import SweepStore, SweepSummary
 
 EXECUTORS = ("local", "ray")
@@ -37,4 +38,4 @@ def make_executor(name: str = "local", *, workers: int | None = None, ray_addres
 
 __all__ = ["AXES", "EXECUTORS", "ClusterUnreachable", "LocalPool", "RayExecutor", "Sweep", "SweepEvent",
            "SweepOutcome", "SweepStore", "SweepSummary", "Trial", "cell_effects", "make_executor", "parse_values",
-           "run_sweep", "run_trials", "trial_key", "trial_table", "write_table"]
+           "pending_seconds", "run_sweep", "run_trials", "trial_key", "trial_seconds", "trial_table", "write_table"]

@@ -85,6 +85,13 @@ def _ray_batch(configs: list, keys: list[str], progress):
     return run_batch(configs, keys, report=progress.actor.put_nowait.remote)
 
 
+def _batching(ensemble: bool | None) -> str:
+    """How tasks take their trials (worker.trial_batches), as describe() says it."""
+    if ensemble is None:
+        return "one trial per task on CPUs, compatible trials trained together on GPUs"
+    return "compatible trials trained together" if ensemble else "one trial per task"
+
+
 class RayExecutor:
     """Trials as Ray tasks of cpus_per_trial CPUs and gpus_per_trial GPUs each, on the cluster at
     `address` (None: a Ray started here with `workers` CPUs, default one per core); ensemble: a task
@@ -112,12 +119,11 @@ class RayExecutor:
 
     def describe(self) -> str:
         nodes = sum(1 for node in self.ray.nodes() if node.get("Alive"))
-        where = self.address or "a Ray started on this machine"
-        return (f"Ray at {where}: {nodes} node(s), {self.resources.get('CPU', 0):g} CPU(s), "
+        where = f"Ray at {self.address}" if self.address else "Ray started on this machine"
+        return (f"{where}: {nodes} node(s), {self.resources.get('CPU', 0):g} CPU(s), "
                 f"{self.resources.get('GPU', 0):g} GPU(s); {self.cpus_per_trial:g} CPU(s) and "
                 f"{self.gpus_per_trial:g} GPU(s) per task, "
-                f"{'one trial per task' if self.ensemble is False else 'compatible trials trained together'}"
-                f"{' on GPUs' if self.ensemble is None else ''}")
+                f"{_batching(self.ensemble)}")
 
     def run(self, trials, on_progress, should_stop):
         """As LocalPool.run: yield (trial, RunResult) as tasks finish; should_stop() True cancels

@@ -124,3 +124,19 @@ def trial_seconds(sweep: Sweep, executor) -> float:
     threads = getattr(executor, "threads", None) or max(1, int(getattr(executor, "cpus_per_trial", 1)))
     probes = {trials[0].key: trials[0], trials[-1].key: trials[-1]}.values()
     return sum(estimate_time(t.config.replace(threads=threads)) for t in probes) / len(probes)
+
+
+def pending_seconds(grids, executor, store: SweepStore) -> tuple[float, int]:
+    """(seconds the trials of `grids` not yet in `store` should take on `executor`, how many they
+    are): each grid's trial_seconds times its trials left, a trial that several grids share counted
+    once (with the first), over the trials that run at once (executor.slots). A grid with nothing
+    left is not timed."""
+    seen, seconds, n_todo = set(), 0.0, 0
+    for grid in grids:
+        keys = [t.key for t in grid.trials() if t.key not in seen]
+        seen.update(keys)
+        todo = len(keys) - len(store.finished(keys)) if keys else 0
+        if todo:
+            seconds += trial_seconds(grid, executor) * todo
+            n_todo += todo
+    return seconds / max(1, executor.slots), n_todo

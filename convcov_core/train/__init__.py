@@ -22,6 +22,7 @@ from .comparison import (
     METRICS,
     ComparisonResult,
     compare,
+    compare_seconds,
     device_and_precision,
     summarize,
     variants_for,
@@ -43,7 +44,7 @@ from .model import build_model_for, model_label, size_label
 
 __all__ = [
     "FREEZE_MODES", "METRICS", "SCHEDULES", "Callback", "ComparisonResult", "ProgressEvent", "RunResult",
-    "TrainConfig", "build_model_for", "compare", "device_and_precision", "estimate_time", "evaluate",
+    "TrainConfig", "build_model_for", "compare", "compare_seconds", "device_and_precision", "estimate_time", "evaluate",
     "load_training_data", "lr_at", "model_label", "new_history", "plan_steps", "resolve_device", "size_label",
     "summarize", "train", "variants_for",
 ]

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from .. import stats
 from .config import Callback, ProgressEvent, TrainConfig, _wants_stop
-from .loop import train
+from .loop import estimate_time, train
 
 
 @dataclass
@@ -211,3 +211,22 @@ def _one_after_another(configs: list[TrainConfig], names: list[str], callback: C
         if results[-1].status == "cancelled" or stop:
             break
     return results
+
+
+def compare_seconds(base_config: TrainConfig, variants: dict, seeds, *, ensemble: bool | None = None,
+                    n_steps: int = 3) -> float:
+    """Seconds compare(base_config, variants, seeds, ensemble=ensemble) should take on this machine:
+    with the ensemble, ensemble.estimate_time (a few steps of the runs trained together, one
+    evaluation); else estimate_time of the first variant of each filter mode (trained or frozen),
+    times the runs of that mode. Every variant's config is validated first (ValueError before any timing)."""
+    from ..ensemble import estimate_time as ensemble_time
+    from ..ensemble import use_ensemble
+
+    seeds = list(seeds)
+    configs = {name: base_config.replace(**overrides, seed=seeds[0]).validate() for name, overrides in variants.items()}
+    if use_ensemble(base_config, ensemble) and len(variants) * len(seeds) > 1:
+        return ensemble_time([config.replace(seed=seed) for seed in seeds for config in configs.values()], n_steps)
+    by_mode: dict[bool, list[str]] = {}
+    for name, config in configs.items():
+        by_mode.setdefault(bool(config.freeze_filters), []).append(name)
+    return sum(estimate_time(configs[names[0]], n_steps) * len(names) * len(seeds) for names in by_mode.values())

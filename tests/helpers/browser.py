@@ -56,9 +56,11 @@ def wait_for_health(base_url: str, process: subprocess.Popen, timeout: float = 9
 
 
 @contextlib.contextmanager
-def streamlit_server(script: str = "app.py", env: dict | None = None, flags=()):
+def streamlit_server(script: str = "app.py", env: dict | None = None, flags=(), started: list | None = None):
     """Run `python -m streamlit run <script>` headless on a free port (further command-line
-    `flags` after ours, as for bin/serve); yield its base URL."""
+    `flags` after ours, as for bin/serve); yield its base URL. `started`, a list, gets the server's
+    Popen, and the server then runs in a session of its own, so that session_processes(its pid)
+    finds every process it starts, also those reparented when their parent exits."""
     port = free_port()
     log = tempfile.NamedTemporaryFile("w+", prefix="streamlit-", suffix=".log", delete=False)
     process = subprocess.Popen(
@@ -66,8 +68,11 @@ def streamlit_server(script: str = "app.py", env: dict | None = None, flags=()):
          "--server.port", str(port), "--server.address", "127.0.0.1",
          "--browser.gatherUsageStats", "false", *flags],
         cwd=ROOT, env={**os.environ, **(env or {})}, stdout=log, stderr=subprocess.STDOUT,
+        start_new_session=started is not None,
     )
     base_url = f"http://127.0.0.1:{port}"
+    if started is not None:
+        started.append(process)
     try:
         wait_for_health(base_url, process)
         yield base_url
@@ -80,6 +85,20 @@ def streamlit_server(script: str = "app.py", env: dict | None = None, flags=()):
             process.wait()
         log.close()
         print(f"streamlit server log: {log.name}")
+
+
+def session_processes(sid: int) -> dict[int, str]:
+    """{pid: "name command"} of the processes in session `sid` now (the leader included), from
+    /proc: the kernel's name for it (gcs_server, raylet, ...) and its command line's first word."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                name, _, fields = (entry / "stat").read_text().partition(" (")[2].rpartition(")")
+                if int(fields.split()[3]) == sid:
+                    command = (entry / "cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
+                    found[int(entry.name)] = f"{name} {command}".strip()
+    return found
 
 
 @dataclass
