@@ -49,6 +49,8 @@ def cmd_compare(args) -> int:
     if args.learned_from is not None or "learned" in args.inits:
         covariances = learned_covariances(args)
     base = training_config(args, covariances)
+    for seed in args.seeds:  # every run's config is refused before the estimate trains a step
+        base.replace(seed=seed).validate()
     if (note := reach.kernel_reach_note(base)) is not None:
         print(f"convcov: note: {note}", file=sys.stderr)
     if not args.quiet:
