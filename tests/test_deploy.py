@@ -126,3 +126,17 @@ def test_the_image_and_the_compose_demo_start_no_ray_for_visitors():
     for name in ("convcov", "convcov-gpu"):
         assert not settings.ray_local(services[name]["environment"]), name
         assert services[name]["environment"]["CONVCOV_RAY_LOCAL"] == "0"
+
+
+def test_make_run_installs_the_runtime_requirements_only():
+    """`make run` needs the app, not the test tools (ray, pytest, playwright, hadolint); `make test` adds them."""
+    makefile = (ROOT / "Makefile").read_text()
+    recipes = {m[1]: m[3] for m in re.finditer(r"^([$()\w-]+):([^\n]*)\n((?:\t[^\n]*\n)*)", makefile, re.M)}
+    deps = {m[1]: m[2].split() for m in re.finditer(r"^([$()\w-]+):([^\n]*)$", makefile, re.M)}
+    assert deps["run"] == ["install"] and deps["install"] == ["$(STAMP)"]
+    assert "requirements-dev.txt" not in deps["$(STAMP)"] + recipes["$(STAMP)"].split()
+    assert "-r requirements.txt" in recipes["$(STAMP)"]
+    assert deps["test"] == ["install-dev"] and "$(DEV)" in deps["install-dev"]
+    assert "-r requirements-dev.txt" in recipes["$(DEV)"]
+    runtime = (ROOT / "requirements.txt").read_text()
+    assert not any(tool in runtime for tool in ("pytest", "playwright", "hadolint", "ray>"))
