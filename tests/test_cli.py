@@ -15,6 +15,7 @@ from convcov_core import covariance
 from convcov_core.cli import build_parser, main
 from convcov_core.runs import RunStore
 from convcov_core.train import variants_for
+from helpers.read_only import read_only
 from helpers.runs import fake_run
 
 REPO = Path(__file__).resolve().parents[1]
@@ -211,6 +212,37 @@ def test_runs_list_show_export_delete(tmp_path, capsys):
     assert [r.id for r in store.list()] == [second]
     assert main(["runs", "list", "--comparisons", "--db", db]) == 0
     assert "no comparisons" in capsys.readouterr().out
+
+
+def test_a_read_only_store_is_read_and_a_save_refused_before_any_training(tmp_path, capsys, monkeypatch):
+    """A read-only store (`chattr +i`, or no write permission): the listings work; `compare --save`,
+    `cnfa --save` and `sweep run` refuse in one line naming another --db or CONVCOV_HOME, exit 2,
+    before they train (training here fails the test)."""
+    from convcov_core import sweep
+    from convcov_core.cli import analysis, training
+    from convcov_core.cli import sweep as sweep_cli
+
+    db = tmp_path / "runs.db"
+    RunStore(db).save(fake_run(), name="kept")
+
+    def trained(*args, **kwargs):
+        raise AssertionError("trained before refusing")
+
+    monkeypatch.setattr(training, "compare", trained)
+    monkeypatch.setattr(analysis.model_pairs, "train_cnn_and_save", trained)
+    monkeypatch.setattr(sweep_cli, "trial_seconds", trained)  # times a few steps
+    monkeypatch.setattr(sweep, "run_sweep", trained)
+    with read_only(db):
+        for listing in (["runs", "list"], ["runs", "list", "--comparisons"], ["sweep", "list"]):
+            assert main([*listing, "--db", str(db)]) == 0, capsys.readouterr().err
+        assert "kept" in capsys.readouterr().out
+        for save in (["compare", *TINY_ARGS, "--inits", "default", "--seeds", "0", "--save"],
+                     ["cnfa", "--save", "--epochs", "1", "--max-steps", "1"],
+                     ["sweep", "run", "--name", "s", *TINY_ARGS, "--seeds", "0", "--quiet"]):
+            assert main([*save, "--db", str(db)]) == 2, save
+            err = capsys.readouterr().err
+            assert err.startswith(f"convcov: error: {db} is read-only") and err.count("\n") == 1, err
+            assert "--db FILE" in err and "CONVCOV_HOME" in err
 
 
 def test_console_script_is_installed():

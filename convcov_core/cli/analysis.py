@@ -31,7 +31,7 @@ from ..matrix_files import load_matrix, save_tensor
 from ..text import duration, number
 from .args import DB, OUT_FILE, QUIET, SEED, Later, add_arch, add_command, dataset_param, exclusive, json_path, run_ref
 from .output import TerminalProgress, format_table, write_json
-from .sources import covariances_from_file, run_or_example, store
+from .sources import covariances_from_file, run_or_example, writable_store
 
 # ---------------------------------------------------------------------------------------------
 # Commands
@@ -133,7 +133,7 @@ def _cnfa_pair(args) -> model_pairs.ModelPair:
     progress = None if args.quiet else TerminalProgress()
     small = args.init == "small"
     if args.save:
-        return model_pairs.train_cnn_and_save(config, progress, small_init=small, store=store(args))
+        return model_pairs.train_cnn_and_save(config, progress, small_init=small, store=writable_store(args))
     return model_pairs.train_cnn(config, progress, small_init=small)
 
 
