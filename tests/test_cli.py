@@ -77,7 +77,7 @@ def test_bad_arguments_exit_2_with_one_line(tmp_path):
     (["runs"], "required"),
     (["learned", "--run", "999"], "no run with id 999"),
     (["learned", "--run", "1", "--checkpoint", "x.pt"], "not allowed with"),
-    (["learned", "--kernel-size", "0"], "kernel size"),
+    (["learned", "--kernel-size", "0"], "argument --kernel-size: expected a whole number >= 1, got '0'"),
     (["learned", "--depth", "0"], "depth"),
     (["learned", "--kernel-size", "999"], "CONVCOV_MAX_KERNEL"),
     (["covariance", "--kernel-size", "201", "--sigma", "2", "--out", "cov.npy"], "above 51"),
@@ -92,6 +92,47 @@ def test_bad_input_is_one_line_and_exit_code_2(argv, words, capsys, tmp_path, mo
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("convcov: error: ") and words in err
+
+
+SWEEP = ["sweep", "run", "--name", "s", "--model", "convmixer-8/1", "--max-steps", "1", "--seeds", "0"]
+RANGES = {"sample --kernel-size": "expected a whole number >= 1",
+          "sweep run --cpus-per-trial": "expected a number > 0 and <= 1024",
+          "sweep run --gpus-per-trial": "expected a number >= 0 and <= 64",
+          "rfm --bandwidth": "expected a number >= 0.01 and <= 1000"}
+
+
+@pytest.mark.parametrize("argv", [
+    ["sample", "--kernel-size", "0", "--out", "f.npy"],  # used 9
+    ["sample", "--kernel-size", "-3", "--out", "f.npy"],
+    ["sample", "--kernel-size", "0", "--covariance", "c.npy", "--out", "f.npy"],
+    *([*SWEEP, "--cpus-per-trial", bad] for bad in ("-1", "0", "nan", "inf", "1e12")),  # all accepted
+    *([*SWEEP, "--gpus-per-trial", bad] for bad in ("-1", "nan", "inf", "65")),
+    *(["rfm", "--bandwidth", bad] for bad in ("inf", "nan", "0", "0.001", "1e6")),  # inf: "M is zero"
+])
+def test_numbers_out_of_range_are_refused_in_one_line_naming_the_range(argv, capsys, tmp_path, monkeypatch):
+    """Out of range, nan and inf: one line naming the flag and its range, exit 2, nothing written or
+    trained (sample wrote 9 x 9 filters for --kernel-size 0; the sweep took any number of CPUs)."""
+    monkeypatch.chdir(tmp_path)
+    np.save(tmp_path / "c.npy", covariance.gaussian(3, 1.0).numpy())
+    flag = next(a for a in argv if a in ("--kernel-size", "--cpus-per-trial", "--gpus-per-trial", "--bandwidth"))
+    assert main([*argv, "--db", str(tmp_path / "runs.db")] if argv[0] == "sweep" else argv) == 2
+    err = capsys.readouterr().err
+    range_text = RANGES[f"{' '.join(argv[:2 if argv[0] == 'sweep' else 1])} {flag}"]
+    assert err == f"convcov: error: argument {flag}: {range_text}, got {argv[argv.index(flag) + 1]!r}\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.npy"]
+
+
+def test_the_help_states_each_checked_range():
+    parser = build_parser()
+    commands = parser._subparsers._group_actions[0].choices
+    helps = {f"sample {a.option_strings[0]}": a.help for a in commands["sample"]._actions if a.option_strings}
+    sweep_run = commands["sweep"]._subparsers._group_actions[0].choices["run"]
+    helps.update({f"sweep run {a.option_strings[0]}": a.help for a in sweep_run._actions if a.option_strings})
+    helps.update({f"rfm {a.option_strings[0]}": a.help for a in commands["rfm"]._actions if a.option_strings})
+    assert "odd, 1 to 51 ($CONVCOV_MAX_KERNEL)" in helps["sample --kernel-size"]
+    assert "> 0 and <= 1024" in helps["sweep run --cpus-per-trial"]
+    assert ">= 0 and <= 64" in helps["sweep run --gpus-per-trial"]
+    assert ">= 0.01 and <= 1000" in helps["rfm --bandwidth"]
 
 
 def test_kernel_size_cap_follows_convcov_max_kernel(tmp_path, capsys, monkeypatch):
