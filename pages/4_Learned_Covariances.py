@@ -10,7 +10,7 @@ from convcov_app import attention_section, background, lab, labels, pretrained_s
 from convcov_app.navigation import page_setup
 from convcov_app.store import run_reach_warning, run_store, runs_with_learned_covariances
 from convcov_app.support import CHART, reset_when_changed, shown_errors
-from convcov_app.uploads import checkpoint_uploader, read_upload_once
+from convcov_app.uploads import checkpoint_uploader, read_upload_once, too_small_kernel
 from convcov_core import covariance, data, examples, learned_sets, matrix_files, models, settings, train
 from convcov_core.matrix_files import MATRIX_SUFFIXES
 from convcov_core.plots import training as figures
@@ -161,6 +161,14 @@ def quick_run_area() -> tuple | None:
         st.warning(f"The quick run did not finish ({status.state}): {status.message}")
         return None
     return ("run", status.result_id)
+
+
+def covariances_from_upload(data: bytes, name: str, *, max_bytes: int) -> learned_sets.LearnedSet:
+    """learned_sets.learned_from_matrix_file, refusing filters too small to analyse (uploads.too_small_kernel)."""
+    learned = learned_sets.learned_from_matrix_file(data, name, max_bytes=max_bytes)
+    if (too_small := too_small_kernel(name, learned.kernel_size)) is not None:
+        raise ValueError(f"This file cannot be used: {too_small}.")
+    return learned
 
 
 def layer_title(i: int, name: str, fit: dict) -> str:
@@ -336,8 +344,7 @@ with shown_errors():
     else:
         if chosen[0] == "file":
             upload, arch = chosen[1], None
-            learned = read_upload_once("lc_file_memo", upload, learned_sets.learned_from_matrix_file,
-                                       what="the covariances")
+            learned = read_upload_once("lc_file_memo", upload, covariances_from_upload, what="the covariances")
             if bad := non_psd_layers(upload.file_id, learned):
                 st.warning(f"Layer(s) {', '.join(map(str, bad))} of {upload.name} are not positive "
                            "semi-definite: the transfer and the learned init use their nearest PSD matrix.")
