@@ -289,6 +289,8 @@ def save_and_download(learned: learned_sets.LearnedSet, key: str, default_name: 
 def analysis(learned: learned_sets.LearnedSet, key: str, name_hint: str, reach_warning: str | None = None) -> None:
     """Everything shown for one set of learned covariances; `key` identifies it for the caches."""
     k, depth = learned.kernel_size, learned.depth
+    if (too_small := too_small_kernel(learned.source, k)) is not None:  # a checkpoint of 1 x 1 filters
+        raise ValueError(f"{too_small}.")
     fits = fits_of(key, learned)
     reset_when_changed("lc_shown", key, dict(lc_layer=learned_sets.most_structured_layer(fits) + 1,
                                              lc_new_k=k, lc_new_depth=depth))
