@@ -23,6 +23,16 @@ def run_store() -> RunStore:
     return job_manager().store
 
 
+def store_problem() -> str | None:
+    """Why the run store cannot be read (StoreUnreadable's message, with the mv that moves the file
+    aside), or None. A page that reads the store in several places shows this once and leaves them out."""
+    try:
+        run_store()
+    except StoreUnreadable as err:
+        return str(err)
+    return None
+
+
 def add_bundled_example() -> None:
     """Put the bundled example network in the run store, once per store (see convcov_core.examples),
     so the pages that read trained filters have one on a fresh install. An unreadable store is left
@@ -65,10 +75,11 @@ def learned_covariances(run_id: int) -> list[torch.Tensor]:
     return [torch.as_tensor(c, dtype=torch.float64) for c in result.covariances]
 
 
-def learned_sources() -> dict:
-    """Label -> ("set", name) or ("run", id) for every source of learned covariances."""
+def learned_sources(with_runs: bool = True) -> dict:
+    """Label -> ("set", name) or ("run", id) for every source of learned covariances (the saved sets
+    alone without `with_runs`: for a run store that cannot be read)."""
     sources = {covariance_set_label(s): ("set", s.name) for s in learned_sets.list_covariance_sets()}
-    for r in runs_with_learned_covariances():
+    for r in runs_with_learned_covariances() if with_runs else ():
         sources[f"run {labels.run_label(r)}"] = ("run", r.id)
     return sources
 

@@ -1,7 +1,9 @@
 """Run store: training runs and comparisons in one SQLite file ($CONVCOV_HOME/runs.db by default).
 
 WAL mode with a busy timeout, so two processes can write at once; every save is one transaction,
-so a process killed mid-save leaves every earlier run intact. Nothing is pickled: configs, histories
+so a process killed mid-save leaves every earlier run intact. A store that cannot be written (a
+read-only file, folder or mount) can still be read; saving to it raises sqlite_file.StoreReadOnly, and
+check_writable() says so before the work. Nothing is pickled: configs, histories
 and metrics are JSON, covariances are float32 bytes of their upper triangle (k^2 (k^2 + 1) / 2
 numbers per layer), state dicts are safetensors bytes.
 
@@ -153,6 +155,11 @@ class RunStore:
     def __init__(self, path: str | Path | None = None):
         self._db = SQLiteFile(runs_path() if path is None else path, _SCHEMA, _add_metric_column)
         self.path = self._db.path
+
+    def check_writable(self) -> None:
+        """sqlite_file.StoreReadOnly (a ValueError naming a way out) when nothing can be saved here: call
+        it before work whose result is to be saved, so that a read-only store refuses before training."""
+        self._db.check_writable()
 
     # -- writing ---------------------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ from convcov_app import labels
 from convcov_app.navigation import page_setup
 from convcov_app.store import learned_covariances, runs_with_learned_covariances
 from convcov_app.support import CHART, reset_when_changed, shown_errors, stored_runs_or_warning
+from convcov_app.uploads import too_small_kernel
 from convcov_core import gallery, learned_sets, matrix_files, plots, settings
 
 page_setup("Filter Gallery")
@@ -77,6 +78,9 @@ def uploaded_covariance(k: int) -> np.ndarray | None:
         report = uploaded_report(upload.getvalue(), upload.name)
     except ValueError as err:
         st.error(f"This file cannot be used: {err}")
+        return None
+    if (too_small := too_small_kernel(upload.name, report.kernel_size)) is not None:
+        st.error(f"This file cannot be used: {too_small}.")
         return None
     resized = f" Sampled at k = {k}, resized as a learned covariance is." if report.kernel_size != k else ""
     st.caption(f"{upload.name}: {report.describe()}.{resized}")

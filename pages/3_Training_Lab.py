@@ -7,7 +7,7 @@ import streamlit as st
 
 from convcov_app import background, lab, labels
 from convcov_app.navigation import page_setup
-from convcov_app.store import example_source, learned_covariances, learned_sources, run_store
+from convcov_app.store import example_source, learned_covariances, learned_sources, run_store, store_problem
 from convcov_app.support import CHART, device_name, present_datasets, shown_errors
 from convcov_core import data, examples, init, jobs, learned_sets, models, reach, settings, text
 from convcov_core.ensemble import use_ensemble
@@ -27,6 +27,9 @@ BATCH_SIZES = (16, 32, 64, 128, 256, 512)
 LEARNING_RATES = (0.0003, 0.001, 0.003, 0.01, 0.03, 0.1)
 SCHEME_BY_LABEL = {labels.scheme_label(name): name for name in init.init_names()}
 KEPT = "lab_kept_setup"  # (preset, setup) of this visit: widget values are dropped on other pages
+#: Why the run store cannot be read, or None: said once at the top; the parts that read the store
+#: (learned covariances of runs, the latest comparison, History) are left out instead of each saying it.
+STORE_PROBLEM = store_problem()
 
 
 @st.cache_data(ttl=60, max_entries=4, show_spinner=False)
@@ -65,7 +68,8 @@ def apply_setup(setup: lab.LabSetup) -> None:
 def apply_preset() -> None:
     setup, note = lab.preset_setup(st.session_state.lab_preset, present_datasets())
     apply_setup(setup)
-    if "learned" in setup.inits:  # presets with a learned scheme learn from the bundled example
+    # presets with a learned scheme learn from the bundled example (in the store, when it can be read)
+    if "learned" in setup.inits and STORE_PROBLEM is None:
         example = example_source(learned_sources())
         if example is not None:
             st.session_state.lab_learned = example
@@ -135,7 +139,7 @@ def init_widgets_for(k: int | None, niff: bool) -> tuple[tuple, float | None, fl
     (inits, sigma_first, sigma_last, learned source or None, filters). k None: a model without
     depthwise filters (a ViT), its weights all trained."""
     st.header("Init schemes")
-    sources = learned_sources()
+    sources = learned_sources(with_runs=STORE_PROBLEM is None)
     offered = offered_schemes(k, niff, sources)
     st.session_state.lab_inits = [v for v in st.session_state.lab_inits if v in offered]
     chosen = st.multiselect("Compare (the first one is the reference)", offered, key="lab_inits")
@@ -423,7 +427,7 @@ def job_area() -> None:
     done = background.finished(SLOT)
     if done is not None:
         show_results(*done)
-    else:
+    elif STORE_PROBLEM is None:
         latest_comparison()
 
 
@@ -459,6 +463,8 @@ st.markdown(
     f"Device: **{device_name()}**."
 )
 
+if STORE_PROBLEM is not None:
+    st.error(STORE_PROBLEM)
 with shown_errors():
     init_widgets()
     with st.sidebar:
@@ -467,5 +473,6 @@ with shown_errors():
     controls(setup, source)
 with shown_errors():
     job_area()
-with shown_errors():
-    history()
+if STORE_PROBLEM is None:
+    with shown_errors():
+        history()

@@ -10,7 +10,7 @@ from convcov_app import attention_section, background, lab, labels, pretrained_s
 from convcov_app.navigation import page_setup
 from convcov_app.store import run_reach_warning, run_store, runs_with_learned_covariances
 from convcov_app.support import CHART, reset_when_changed, shown_errors
-from convcov_app.uploads import checkpoint_uploader, read_upload_once
+from convcov_app.uploads import checkpoint_uploader, read_upload_once, too_small_kernel
 from convcov_core import covariance, data, examples, learned_sets, matrix_files, models, settings, train
 from convcov_core.matrix_files import MATRIX_SUFFIXES
 from convcov_core.plots import training as figures
@@ -163,6 +163,14 @@ def quick_run_area() -> tuple | None:
     return ("run", status.result_id)
 
 
+def covariances_from_upload(data: bytes, name: str, *, max_bytes: int) -> learned_sets.LearnedSet:
+    """learned_sets.learned_from_matrix_file, refusing filters too small to analyse (uploads.too_small_kernel)."""
+    learned = learned_sets.learned_from_matrix_file(data, name, max_bytes=max_bytes)
+    if (too_small := too_small_kernel(name, learned.kernel_size)) is not None:
+        raise ValueError(f"This file cannot be used: {too_small}.")
+    return learned
+
+
 def layer_title(i: int, name: str, fit: dict) -> str:
     return f"{i + 1}: σ = {fit['sigma']:.2f}, r = {fit['r']:.2f}"
 
@@ -281,6 +289,8 @@ def save_and_download(learned: learned_sets.LearnedSet, key: str, default_name: 
 def analysis(learned: learned_sets.LearnedSet, key: str, name_hint: str, reach_warning: str | None = None) -> None:
     """Everything shown for one set of learned covariances; `key` identifies it for the caches."""
     k, depth = learned.kernel_size, learned.depth
+    if (too_small := too_small_kernel(learned.source, k)) is not None:  # a checkpoint of 1 x 1 filters
+        raise ValueError(f"{too_small}.")
     fits = fits_of(key, learned)
     reset_when_changed("lc_shown", key, dict(lc_layer=learned_sets.most_structured_layer(fits) + 1,
                                              lc_new_k=k, lc_new_depth=depth))
@@ -336,8 +346,7 @@ with shown_errors():
     else:
         if chosen[0] == "file":
             upload, arch = chosen[1], None
-            learned = read_upload_once("lc_file_memo", upload, learned_sets.learned_from_matrix_file,
-                                       what="the covariances")
+            learned = read_upload_once("lc_file_memo", upload, covariances_from_upload, what="the covariances")
             if bad := non_psd_layers(upload.file_id, learned):
                 st.warning(f"Layer(s) {', '.join(map(str, bad))} of {upload.name} are not positive "
                            "semi-definite: the transfer and the learned init use their nearest PSD matrix.")

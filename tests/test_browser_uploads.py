@@ -135,3 +135,29 @@ def test_bad_uploads_are_refused_in_the_browser_and_nothing_runs(browser, tmp_pa
     assert not shown(page, "stAlertContentError") and not shown(page, "stException")
     assert not page_errors, f"{widget}: problems in the browser: {page_errors}"
     page.close()
+
+
+def test_the_stated_upload_limit_is_the_one_the_browser_enforces():
+    """server.maxUploadSize is in megabytes that Streamlit's front end counts in 10^6 bytes (off
+    Windows): at 1, a file of 1,000,000 bytes reaches the page and one of 1,000,001 is refused by the
+    browser, and the caption says 1 MB (it said "MiB": 199 MiB was refused under "up to 200 MiB")."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with (streamlit_server(flags=["--server.maxUploadSize", "1"]) as base_url,
+          sync_api.sync_playwright() as playwright):
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = chromium.new_page(viewport=VIEWPORT)
+            page.goto(base_url, wait_until="domcontentloaded")  # Home: the app's navigation is set up
+            wait_until_rendered(page)
+            page.goto(f"{base_url}/Learned_Covariances", wait_until="domcontentloaded")
+            wait_until_rendered(page, timeout=OPEN_S)
+            radio(page, "Learned covariances from", "An uploaded checkpoint")
+            assert any(c.startswith("Up to 1 MB (1.0 MiB).") for c in shown(page, "stCaptionContainer"))
+            uploader = page.locator('[data-testid="stFileUploader"]').filter(has_text="Checkpoint").first
+            uploader.locator('input[type="file"]').set_input_files(
+                files=[{"name": "over.pt", "mimeType": "application/octet-stream", "buffer": b"x" * 1_000_001}])
+            uploader.get_by_text("File must be 1.0MB or smaller.").wait_for(timeout=WAIT_MS)
+            upload(page, "Checkpoint", "exact.pt", b"x" * 1_000_000)
+            assert any("exact.pt" in e for e in shown(page, "stAlertContentError"))  # read, and refused by us
+        finally:
+            chromium.close()

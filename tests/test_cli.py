@@ -16,6 +16,7 @@ from convcov_core.cli import COMMANDS, build_parser, main
 from convcov_core.cli.args import shown_default
 from convcov_core.runs import RunStore
 from convcov_core.train import variants_for
+from helpers.read_only import read_only
 from helpers.runs import fake_run
 
 REPO = Path(__file__).resolve().parents[1]
@@ -77,7 +78,7 @@ def test_bad_arguments_exit_2_with_one_line(tmp_path):
     (["runs"], "required"),
     (["learned", "--run", "999"], "no run with id 999"),
     (["learned", "--run", "1", "--checkpoint", "x.pt"], "not allowed with"),
-    (["learned", "--kernel-size", "0"], "kernel size"),
+    (["learned", "--kernel-size", "0"], "argument --kernel-size: expected a whole number >= 1, got '0'"),
     (["learned", "--depth", "0"], "depth"),
     (["learned", "--kernel-size", "999"], "CONVCOV_MAX_KERNEL"),
     (["covariance", "--kernel-size", "201", "--sigma", "2", "--out", "cov.npy"], "above 51"),
@@ -92,6 +93,47 @@ def test_bad_input_is_one_line_and_exit_code_2(argv, words, capsys, tmp_path, mo
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("convcov: error: ") and words in err
+
+
+SWEEP = ["sweep", "run", "--name", "s", "--model", "convmixer-8/1", "--max-steps", "1", "--seeds", "0"]
+RANGES = {"sample --kernel-size": "expected a whole number >= 1",
+          "sweep run --cpus-per-trial": "expected a number > 0 and <= 1024",
+          "sweep run --gpus-per-trial": "expected a number >= 0 and <= 64",
+          "rfm --bandwidth": "expected a number >= 0.01 and <= 1000"}
+
+
+@pytest.mark.parametrize("argv", [
+    ["sample", "--kernel-size", "0", "--out", "f.npy"],  # used 9
+    ["sample", "--kernel-size", "-3", "--out", "f.npy"],
+    ["sample", "--kernel-size", "0", "--covariance", "c.npy", "--out", "f.npy"],
+    *([*SWEEP, "--cpus-per-trial", bad] for bad in ("-1", "0", "nan", "inf", "1e12")),  # all accepted
+    *([*SWEEP, "--gpus-per-trial", bad] for bad in ("-1", "nan", "inf", "65")),
+    *(["rfm", "--bandwidth", bad] for bad in ("inf", "nan", "0", "0.001", "1e6")),  # inf: "M is zero"
+])
+def test_numbers_out_of_range_are_refused_in_one_line_naming_the_range(argv, capsys, tmp_path, monkeypatch):
+    """Out of range, nan and inf: one line naming the flag and its range, exit 2, nothing written or
+    trained (sample wrote 9 x 9 filters for --kernel-size 0; the sweep took any number of CPUs)."""
+    monkeypatch.chdir(tmp_path)
+    np.save(tmp_path / "c.npy", covariance.gaussian(3, 1.0).numpy())
+    flag = next(a for a in argv if a in ("--kernel-size", "--cpus-per-trial", "--gpus-per-trial", "--bandwidth"))
+    assert main([*argv, "--db", str(tmp_path / "runs.db")] if argv[0] == "sweep" else argv) == 2
+    err = capsys.readouterr().err
+    range_text = RANGES[f"{' '.join(argv[:2 if argv[0] == 'sweep' else 1])} {flag}"]
+    assert err == f"convcov: error: argument {flag}: {range_text}, got {argv[argv.index(flag) + 1]!r}\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.npy"]
+
+
+def test_the_help_states_each_checked_range():
+    parser = build_parser()
+    commands = parser._subparsers._group_actions[0].choices
+    helps = {f"sample {a.option_strings[0]}": a.help for a in commands["sample"]._actions if a.option_strings}
+    sweep_run = commands["sweep"]._subparsers._group_actions[0].choices["run"]
+    helps.update({f"sweep run {a.option_strings[0]}": a.help for a in sweep_run._actions if a.option_strings})
+    helps.update({f"rfm {a.option_strings[0]}": a.help for a in commands["rfm"]._actions if a.option_strings})
+    assert "odd, 1 to 51 ($CONVCOV_MAX_KERNEL)" in helps["sample --kernel-size"]
+    assert "> 0 and <= 1024" in helps["sweep run --cpus-per-trial"]
+    assert ">= 0 and <= 64" in helps["sweep run --gpus-per-trial"]
+    assert ">= 0.01 and <= 1000" in helps["rfm --bandwidth"]
 
 
 def test_kernel_size_cap_follows_convcov_max_kernel(tmp_path, capsys, monkeypatch):
@@ -212,6 +254,37 @@ def test_runs_list_show_export_delete(tmp_path, capsys):
     assert [r.id for r in store.list()] == [second]
     assert main(["runs", "list", "--comparisons", "--db", db]) == 0
     assert "no comparisons" in capsys.readouterr().out
+
+
+def test_a_read_only_store_is_read_and_a_save_refused_before_any_training(tmp_path, capsys, monkeypatch):
+    """A read-only store (`chattr +i`, or no write permission): the listings work; `compare --save`,
+    `cnfa --save` and `sweep run` refuse in one line naming another --db or CONVCOV_HOME, exit 2,
+    before they train (training here fails the test)."""
+    from convcov_core import sweep
+    from convcov_core.cli import analysis, training
+    from convcov_core.cli import sweep as sweep_cli
+
+    db = tmp_path / "runs.db"
+    RunStore(db).save(fake_run(), name="kept")
+
+    def trained(*args, **kwargs):
+        raise AssertionError("trained before refusing")
+
+    monkeypatch.setattr(training, "compare", trained)
+    monkeypatch.setattr(analysis.model_pairs, "train_cnn_and_save", trained)
+    monkeypatch.setattr(sweep_cli, "trial_seconds", trained)  # times a few steps
+    monkeypatch.setattr(sweep, "run_sweep", trained)
+    with read_only(db):
+        for listing in (["runs", "list"], ["runs", "list", "--comparisons"], ["sweep", "list"]):
+            assert main([*listing, "--db", str(db)]) == 0, capsys.readouterr().err
+        assert "kept" in capsys.readouterr().out
+        for save in (["compare", *TINY_ARGS, "--inits", "default", "--seeds", "0", "--save"],
+                     ["cnfa", "--save", "--epochs", "1", "--max-steps", "1"],
+                     ["sweep", "run", "--name", "s", *TINY_ARGS, "--seeds", "0", "--quiet"]):
+            assert main([*save, "--db", str(db)]) == 2, save
+            err = capsys.readouterr().err
+            assert err.startswith(f"convcov: error: {db} is read-only") and err.count("\n") == 1, err
+            assert "--db FILE" in err and "CONVCOV_HOME" in err
 
 
 def test_console_script_is_installed():

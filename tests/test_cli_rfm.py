@@ -36,7 +36,7 @@ def test_rfm_prints_every_model_per_noise_level_and_writes_each_seed_to_json(tmp
     (["--dataset", "mnist5k"], "invalid choice"),
     (["--patch-size", "4"], "patch size must be odd"),
     (["--layers", "0"], "layers must be a whole number >= 1"),
-    (["--bandwidth", "0"], "bandwidth must be > 0"),
+    (["--bandwidth", "0"], "argument --bandwidth: expected a number >= 0.01 and <= 1000, got '0'"),
     (["--agop-images", "0"], "agop_images must be a whole number >= 1"),
 ])
 def test_bad_input_exits_2_with_one_line(args, message, capsys):

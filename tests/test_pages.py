@@ -208,6 +208,11 @@ def test_gallery_projects_a_non_psd_upload_only_with_consent():
     ("skew.npy", npy_bytes(np.triu(np.ones((9, 9)))), "must be symmetric"),
     ("nan.npy", npy_bytes(np.full((9, 9), np.nan)), "NaN"),
     ("junk.pt", b"not a torch file", "not a readable .pt matrix"),
+    # drew flat filters, and no message (the Learned Covariances page shows the same words)
+    ("one.npy", npy_bytes(np.ones((1, 1))), "This file cannot be used: one.npy holds covariances of 1 × 1 filters "
+     "(1 × 1 matrices): filters of at least 3 × 3 pixels are needed to show, fit or resize a spatial covariance; "
+     "upload the k² × k² covariance of k × k filters, e.g. 81 × 81 for 9 × 9 filters."),
+    ("two.npy", npy_bytes(np.eye(4)), "two.npy holds covariances of 2 × 2 filters (4 × 4 matrices)"),
 ])
 def test_gallery_names_what_is_wrong_with_a_bad_upload(name, data, message):
     at = _upload(run_page(GALLERY), name, data)

@@ -10,7 +10,7 @@ import pytest
 import torch
 from safetensors.torch import save as save_safetensors
 
-from convcov_app import background, lab
+from convcov_app import background, lab, uploads
 from convcov_app.support import present_datasets
 from convcov_core import examples, matrix_files
 from convcov_core.runs import RunStore
@@ -329,9 +329,26 @@ def test_checkpoint_limit_shown_is_the_web_servers_cap_when_lower(monkeypatch):
     try:
         at = new_app(LEARNED, timeout=120).run()
         at.radio(key="lc_source").set_value("An uploaded checkpoint").run()
-        assert any(c.value.startswith("Up to 3 MiB.") for c in at.caption)
+        # the browser counts Streamlit's megabytes in 10^6 bytes (tests/test_browser_uploads.py)
+        assert any(c.value.startswith("Up to 3 MB (2.9 MiB).") for c in at.caption), [c.value for c in at.caption]
+        assert uploads.upload_limit() == 3_000_000
     finally:
         config.set_option("server.maxUploadSize", previous)
+
+
+def test_a_1_by_1_covariance_file_gets_one_clear_message():
+    """A 1 x 1 matrix (one pixel's variance): one message naming the file and what is needed, no
+    StreamlitValueBelowMinError from the transfer slider that starts at k = 3 (as on the Gallery)."""
+    import numpy as np
+
+    buffer = io.BytesIO()
+    np.save(buffer, np.ones((1, 1)))
+    at = upload_covariances("one.npy", buffer.getvalue())
+    assert not at.exception and not at.get("plotly_chart")
+    assert [e.value for e in at.error] == [
+        "This file cannot be used: one.npy holds covariances of 1 × 1 filters (1 × 1 matrices): filters of at "
+        "least 3 × 3 pixels are needed to show, fit or resize a spatial covariance; upload the k² × k² "
+        "covariance of k × k filters, e.g. 81 × 81 for 9 × 9 filters."]
 
 
 def test_lab_keeps_the_visitors_setup_while_they_visit_another_page():

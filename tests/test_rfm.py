@@ -144,6 +144,7 @@ def test_deep_convrfm_reuses_a_fitted_first_layer():
     (lambda: ConvRFM(patch_size=4), "odd"),
     (lambda: ConvRFM(iterations=-1), "iterations"),
     (lambda: ConvRFM(bandwidth=0), "bandwidth"),
+    (lambda: ConvRFM(bandwidth=float("inf")), "bandwidth must be a finite number > 0"),  # was "M is zero"
     (lambda: ConvRFM(regularizers=()), "regularizers"),
     (lambda: ConvRFM(val_fraction=1.0).fit(*brightness_task(10, 0)), "val_fraction"),
     (lambda: ConvRFM().fit(torch.zeros(5, 8, 8), torch.zeros(5, dtype=torch.long)), "(n, c, H, W)"),

@@ -1,4 +1,5 @@
-"""Run store: round trips, two writer processes at once, a writer killed mid-save, export."""
+"""Run store: round trips, two writer processes at once, a writer killed mid-save, a read-only store,
+export."""
 
 import csv
 import json
@@ -14,7 +15,10 @@ import pytest
 import torch
 
 from convcov_core.runs import RunStore, decode_covariance, encode_covariance
+from convcov_core.sqlite_file import StoreReadOnly
+from convcov_core.sweep import SweepStore
 from convcov_core.train import ComparisonResult, TrainConfig, summarize, train
+from helpers.read_only import read_only
 from helpers.runs import fake_run
 
 REPO = Path(__file__).resolve().parents[1]
@@ -241,3 +245,36 @@ def test_runs_saved_before_precisions_existed_read_as_what_they_trained_in(tmp_p
         del config["precision"]
         conn.execute("UPDATE runs SET config = ? WHERE id = ?", (json.dumps(config), run_id))
     assert store.get(run_id).precision == precision
+
+
+@pytest.mark.parametrize("what", ["file", "file and folder"])
+def test_a_read_only_store_is_read_and_refuses_a_write_before_the_work(tmp_path, what):
+    """`chattr +i runs.db` (its folder writable: SQLite's -shm file can be made beside it), or the
+    folder too, as on a read-only mount (no -shm: read as an immutable file). Reads work, sweeps
+    included (a store that never had one lacks their table); check_writable and every write raise
+    StoreReadOnly with a way out; nothing of the write check is left in the store."""
+    db = tmp_path / "runs.db"
+    RunStore(db).save(fake_run(seed=1), name="kept")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["runs.db"]  # no -wal or -shm once closed
+    with read_only(db, *([tmp_path] if what == "file and folder" else [])):
+        store = RunStore(db)
+        assert [r.name for r in store.list()] == ["kept"] and store.get(1).config.seed == 1
+        assert store.list_comparisons() == [] and SweepStore(db).list() == []
+        for write in (store.check_writable, SweepStore(db).check_writable, lambda: store.save(fake_run()),
+                      lambda: store.delete(1)):
+            with pytest.raises(StoreReadOnly, match=r"runs.db is read-only .*--db FILE.*CONVCOV_HOME"):
+                write()
+    writable = RunStore(db)
+    writable.check_writable()
+    assert [r.name for r in writable.list()] == ["kept"]
+    with sqlite3.connect(db) as conn:
+        assert "convcov_write_check" not in {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
+
+
+def test_a_missing_store_in_a_read_only_folder_reads_as_empty(tmp_path):
+    with read_only(tmp_path):
+        store = RunStore(tmp_path / "runs.db")
+        assert store.list() == [] and SweepStore(tmp_path / "runs.db").list() == []
+        with pytest.raises(StoreReadOnly, match="its folder .* is read-only"):
+            store.check_writable()
+    assert not (tmp_path / "runs.db").exists()

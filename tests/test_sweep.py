@@ -1,6 +1,7 @@
 """Sweeps on this machine: the grid and its keys, the store, the local pool, resuming, failures, and
 the faults (a worker killed, the driver killed, two drivers at once, a cancel)."""
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -439,6 +440,54 @@ def test_driver_killed_mid_sweep_then_resume_runs_only_the_rest(tmp_path):
     assert resumed.returncode == 0, err
     assert f"ran {18 - before} trial(s) (0 failed), {before} found stored" in err
     assert_each_trial_once(store.get("killed"), store)
+
+
+def group_members(pgid: int) -> dict[int, str]:
+    """The live processes of process group `pgid` (zombies left out): pid -> command line."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:  # ended meanwhile
+            continue
+        state, _, group = stat[stat.rindex(")") + 2:].split()[:3]
+        if int(group) == pgid and state not in ("Z", "X"):
+            found[int(entry.name)] = command
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process group from /proc")
+def test_a_driver_killed_alone_leaves_no_worker_or_resource_tracker(tmp_path):
+    """kill -9 of the driver's pid alone (a crash, the OOM killer) while its workers train: 30 s later
+    no worker of its pool and no resource tracker is alive (they used to wait in a pipe read forever,
+    about 1 GB each). The driver runs in its own process group, killed whole at the end."""
+    err = tmp_path / "driver.err"
+    with err.open("w") as stderr:
+        driver = subprocess.Popen([sys.executable, "-m", "convcov_core", "sweep", "run", "--name", "orphans",
+                                   *TINY_FLAGS, "--max-steps", "300", "--kernel-size", "3", "--seeds", "0-1",
+                                   "--workers", "2", "--db", str(tmp_path / "runs.db")],
+                                  stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while " running " not in err.read_text() and driver.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert driver.poll() is None and " running " in err.read_text(), err.read_text()
+        before = group_members(driver.pid)
+        assert sum("spawn_main" in c for c in before.values()) == 2, before
+        assert any("resource_tracker" in c for c in before.values()), before
+        os.kill(driver.pid, signal.SIGKILL)
+        driver.wait(30)
+        deadline = time.monotonic() + 30
+        while group_members(driver.pid) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert group_members(driver.pid) == {}, "left running after the driver died"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(driver.pid, signal.SIGKILL)
+        driver.wait(30)
 
 
 def test_two_drivers_sharing_trials_at_once_store_each_once(tmp_path):

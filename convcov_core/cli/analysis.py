@@ -41,11 +41,12 @@ from .args import (
     dataset_param,
     exclusive,
     json_path,
+    number_in,
     run_ref,
     setting_option,
 )
 from .output import TerminalProgress, format_table, print_estimate, write_json
-from .sources import covariances_from_file, run_or_example, store
+from .sources import covariances_from_file, run_or_example, writable_store
 
 # ---------------------------------------------------------------------------------------------
 # Commands
@@ -67,12 +68,12 @@ def cmd_sample(args) -> int:
     variance = args.variance if args.variance is not None else "default"
     if args.covariance is not None:
         S = covariance.validate_covariance(load_matrix(args.covariance))
-        k = args.kernel_size or covariance.kernel_size_of(S)
+        k = covariance.kernel_size_of(S) if args.kernel_size is None else args.kernel_size
         filters = init.sample_scheme("learned", k, args.n, covariance=S, variance=variance,
                                      generator=generator)
         source = f"covariance {args.covariance}"
     else:
-        k = args.kernel_size or 9
+        k = 9 if args.kernel_size is None else args.kernel_size
         filters = init.sample_scheme(args.scheme, k, args.n, sigma=args.sigma, variance=variance,
                                      generator=generator)
         source = f"scheme {args.scheme}"
@@ -152,7 +153,7 @@ def _cnfa_pair(args) -> model_pairs.ModelPair:
                        "a few training steps and the AGOP of a few images")
     progress = None if args.quiet else TerminalProgress()
     if args.save:
-        return model_pairs.train_cnn_and_save(config, progress, small_init=small, store=store(args))
+        return model_pairs.train_cnn_and_save(config, progress, small_init=small, store=writable_store(args))
     return model_pairs.train_cnn(config, progress, small_init=small)
 
 
@@ -246,9 +247,17 @@ def cmd_download(args) -> int:
 # ---------------------------------------------------------------------------------------------
 
 CHECKPOINT_HELP = "safetensors or torch.save of a state dict; weights-only loading"
+KERNEL_SIZE = number_in(1, whole=True)  # odd and at most the cap: checked once parsed (cli._check_kernel_size_cap)
+
+
+def kernel_span() -> str:
+    """The kernel sizes accepted, for the help: odd, 1 to settings.max_kernel_size()."""
+    return f"odd, 1 to {settings.max_kernel_size()} ($CONVCOV_MAX_KERNEL)"
+
 
 COVARIANCE_OPTIONS = (
-    ("--kernel-size", dict(type=int, required=True, help="k: the filters are k x k, the covariance k^2 x k^2 (odd)")),
+    ("--kernel-size", dict(type=KERNEL_SIZE, required=True,
+                           help=Later(lambda: f"k: the filters are k x k, the covariance k^2 x k^2; {kernel_span()}"))),
     ("--sigma", dict(type=float, required=True, help="width of the Gaussian bump, in pixels")),
     ("--view", dict(choices=("flat", "tiled"), default="flat",
                     help="flat S[k*i+j, k*l+m] or the tiled k x k grid of k x k blocks")),
@@ -256,7 +265,9 @@ COVARIANCE_OPTIONS = (
 )
 
 SAMPLE_OPTIONS = (
-    ("--kernel-size", dict(type=int, default=None, help="default 9, or the covariance's")),
+    ("--kernel-size", dict(type=KERNEL_SIZE, default=None,
+                           help=Later(lambda: f"k of the k x k filters, {kernel_span()}; default 9, or the "
+                                              "covariance's"))),
     ("--scheme", dict(choices=Later(lambda: [s for s in init.SCHEMES if s != "learned"]), default="gaussian",
                       help="init scheme to sample from (ignored with --covariance)")),
     ("--sigma", dict(type=float, default=None, help="Gaussian sigma (default 1)")),
@@ -291,7 +302,8 @@ PRETRAINED_OPTIONS = (
 )
 
 LEARNED_OPTIONS = (
-    ("--kernel-size", dict(type=int, default=None, help="transfer to this kernel size first")),
+    ("--kernel-size", dict(type=KERNEL_SIZE, default=None,
+                           help=Later(lambda: f"transfer to this kernel size first ({kernel_span()})"))),
     ("--depth", dict(type=int, default=None, help="transfer to this many layers first")),
     ("--out", dict(default=None, help="write the covariances stacked (layers x k^2 x k^2): "
                                       "file ending in .npy, .pt or .safetensors")),
@@ -351,7 +363,9 @@ FREQUENCY_NETWORKS = (
 )
 
 FREQUENCY_OPTIONS = (
-    ("--kernel-size", dict(type=int, default=9, help="k of the sampled schemes (a network keeps its own)")),
+    ("--kernel-size", dict(type=KERNEL_SIZE, default=9,
+                           help=Later(lambda: f"k of the sampled schemes, {kernel_span()} (a network keeps its "
+                                              "own)"))),
     ("--sigma", dict(type=float, default=2.0, help="sigma of the Gaussian closed form (pixels)")),
     ("--n", dict(type=int, default=1024, help="filters sampled per layer")),
     ("--energy", dict(type=float, default=0.9, help="energy share of the effective size")),

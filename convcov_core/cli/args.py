@@ -11,6 +11,7 @@ import argparse
 import copy
 import dataclasses
 import json
+import math
 import re
 from pathlib import Path
 from typing import Callable, Sequence
@@ -89,6 +90,30 @@ def learned_ref(text: str) -> int | str | tuple[str, str] | Path:
     except argparse.ArgumentTypeError:
         raise argparse.ArgumentTypeError(
             f"expected a run id, 'example', set:NAME or a {'/'.join(MATRIX_SUFFIXES)} file, got {text!r}") from None
+
+
+def number_in(low: float, high: float | None = None, *, above: bool = False, whole: bool = False):
+    """An argument type: a finite number from `low` (excluded with `above`) to `high` (None: no
+    bound), an int with `whole`; anything else (nan, inf, out of range, not a number) is refused
+    naming the range. span(...) says the same range for the help."""
+    kind = "a whole number" if whole else "a number"
+
+    def parse(text: str):
+        try:
+            value = int(text) if whole else float(text)
+        except ValueError:
+            value = None
+        if (value is None or not math.isfinite(value) or (value <= low if above else value < low)
+                or (high is not None and value > high)):
+            raise argparse.ArgumentTypeError(f"expected {kind} {span(low, high, above=above)}, got {text!r}")
+        return value
+
+    return parse
+
+
+def span(low: float, high: float | None = None, *, above: bool = False) -> str:
+    """'> 0 and <= 1024', '>= 1': a range as number_in reads it, for help and messages."""
+    return f"{'>' if above else '>='} {low:g}" + ("" if high is None else f" and <= {high:g}")
 
 
 def int_list(text: str) -> list[int]:

@@ -17,6 +17,14 @@ def store(args):
     return RunStore(args.db)
 
 
+def writable_store(args):
+    """The run store --db names, once it is known that results can be saved there: a read-only store
+    refuses (StoreReadOnly, one line and exit 2) before any training."""
+    run_store = store(args)
+    run_store.check_writable()
+    return run_store
+
+
 def run_or_example(args, run_id) -> RunResult:
     """A stored run, or the bundled example when run_id is None or "example"."""
     return examples.load_example() if run_id in (None, "example") else store(args).get(run_id)

@@ -21,7 +21,7 @@ from ..sweep.run import trial_seconds
 from ..text import duration, number
 from ..train import METRICS, TrainConfig
 from ..train.config import settings_of
-from .args import DB, QUIET, Later, add_command
+from .args import DB, QUIET, Later, add_command, number_in, span
 from .output import format_table
 from .training import COMPARE_OPTIONS, SETTING_FLAGS, training_config
 
@@ -77,6 +77,9 @@ def _sweep_options():
     return tuple(out)
 
 
+CPUS_PER_TRIAL = (0, 1024)  # (excluded, included): Ray takes fractions of a CPU
+GPUS_PER_TRIAL = (0, 64)
+
 EXECUTOR_OPTIONS = (
     ("--executor", dict(choices=sweep.EXECUTORS, default="local",
                         help="local: worker processes on this machine; ray: Ray tasks on a cluster "
@@ -86,8 +89,11 @@ EXECUTOR_OPTIONS = (
     ("--ray-address", dict(default=None, metavar="ADDR",
                            help="Ray cluster: auto, host:port or ray://host:10001 (default $CONVCOV_RAY_ADDRESS, "
                                 "else a Ray started on this machine)")),
-    ("--cpus-per-trial", dict(type=float, default=1, help="ray: CPUs each trial asks for (its torch threads)")),
-    ("--gpus-per-trial", dict(type=float, default=0, help="ray: GPUs each trial asks for (fractions allowed)")),
+    ("--cpus-per-trial", dict(type=number_in(*CPUS_PER_TRIAL, above=True), default=1,
+                              help=f"ray: CPUs each trial asks for, {span(*CPUS_PER_TRIAL, above=True)} (its torch "
+                                   "threads: the whole part, at least 1)")),
+    ("--gpus-per-trial", dict(type=number_in(*GPUS_PER_TRIAL), default=0,
+                              help=f"ray: GPUs each trial asks for, {span(*GPUS_PER_TRIAL)} (fractions allowed)")),
     ("--ensemble", dict(action=argparse.BooleanOptionalAction, default=None,
                         help="hand a worker a cell's compatible trials (its seeds and schemes) to train together as "
                              "one grouped network, instead of one trial at a time (default: on a GPU, not on the "
@@ -163,8 +169,9 @@ class SweepLines:
 
 
 def _run(grid: sweep.Sweep, args) -> int:
-    executor = executor_from(args)
     store = sweep.SweepStore(args.db)
+    store.check_writable()  # a read-only store refuses before any trial runs
+    executor = executor_from(args)
     n_stored = len(store.finished(t.key for t in grid.trials()))
     print(f"sweep {grid.name}: {grid.n_trials} trials ({grid.n_cells} cell(s) x {len(grid.inits)} scheme(s) x "
           f"{len(grid.seeds)} seed(s)), {n_stored} already in {store.runs.path}", file=sys.stderr)

@@ -25,7 +25,7 @@ from .args import (
     setting_option,
 )
 from .output import TerminalProgress, format_comparison, format_table, print_estimate, write_json
-from .sources import learned_covariances, store
+from .sources import learned_covariances, store, writable_store
 
 # ---------------------------------------------------------------------------------------------
 # Commands
@@ -45,6 +45,7 @@ def training_config(args, covariances=None) -> TrainConfig:
 
 def cmd_compare(args) -> int:
     variants, references = variants_for(args.inits, args.freeze)
+    run_store = writable_store(args) if args.save else None  # a read-only store refuses before training
     covariances = None
     if args.learned_from is not None or "learned" in args.inits:
         covariances = learned_covariances(args)
@@ -64,8 +65,7 @@ def cmd_compare(args) -> int:
     print(format_comparison(cmp))
     if args.json:
         write_json(args.json, cmp.to_dict())
-    if args.save:
-        run_store = store(args)
+    if run_store is not None:
         cmp_id = run_store.save_comparison(cmp, name=args.name)
         ids = [r.id for runs in cmp.runs.values() for r in runs]
         print(f"saved comparison {cmp_id} (runs {min(ids)}-{max(ids)}) in {run_store.path}", file=sys.stderr)

@@ -93,8 +93,8 @@ class ConvRFM:
         if self.patch_size % 2 == 0:
             raise ValueError(f"patch size must be odd (patches are centred on a pixel), got {patch_size}")
         self.iterations = whole_number(iterations, "iterations", 0)
-        if not bandwidth > 0:
-            raise ValueError(f"bandwidth must be > 0, got {bandwidth!r}")
+        if not 0 < bandwidth < float("inf"):
+            raise ValueError(f"bandwidth must be a finite number > 0, got {bandwidth!r}")
         self.bandwidth, self.regularizers = float(bandwidth), tuple(float(r) for r in regularizers)
         if not self.regularizers or min(self.regularizers) <= 0:
             raise ValueError(f"regularizers must be positive numbers, got {regularizers!r}")

@@ -7,7 +7,10 @@ cores instead of one run fighting itself for both); on CUDA each worker takes on
 (workers = GPUs by default; more per GPU when trials are small). Workers are spawned, not forked,
 so they start with a clean torch. A worker that dies (killed, out of memory) breaks the pool: the
 trials it was running are retried in a new pool, up to MAX_ATTEMPTS times, then recorded as failed;
-the trials that had not started are simply run again.
+the trials that had not started are simply run again. A driver that dies without shutting its pool
+down (kill -9 of its pid alone, the OOM killer) takes its workers with it: each watches the driver
+(_exit_with_driver) and ends itself within a second, which also lets the driver's resource tracker
+exit; the trials they were running are simply not stored, and `sweep resume` runs them.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from __future__ import annotations
 import multiprocessing
 import os
 import queue as queue_module
+import threading
+import time
 from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, CancelledError, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -26,11 +31,14 @@ from .worker import TrialProgress, failed_result, run_batch, trial_batches
 
 MAX_ATTEMPTS = 3  # times a trial is started before a dying worker counts as the trial's failure
 _POLL_S = 0.5
+_DRIVER_POLL_S = 1.0  # at most this long between the driver's death and its workers' end
+DRIVER_GONE_EXIT = 75  # a worker's exit status when it ended because its driver had died
 
 _worker = {}  # a pool worker's progress queue, stop flag and torch threads (set by _start_worker)
 
 
 def _start_worker(progress, stop, counter, threads: int, gpus: int) -> None:
+    _exit_with_driver()
     with counter.get_lock():
         index = counter.value
         counter.value += 1
@@ -38,6 +46,31 @@ def _start_worker(progress, stop, counter, threads: int, gpus: int) -> None:
     if gpus:
         torch.cuda.set_device(index % gpus)
     _worker.update(progress=progress, stop=stop, threads=threads)
+
+
+def _exit_with_driver() -> None:
+    """End this worker as soon as the process that started it (the sweep's driver) is gone, from a
+    daemon thread. A driver killed with SIGKILL never shuts its pool down; its workers would wait for
+    work in a pipe read forever (each a whole torch, about 1 GB), and keep its resource tracker alive
+    by holding their end of its pipe. The thread waits on multiprocessing's parent sentinel, a pipe
+    whose other end only the driver holds (readable the moment the driver dies, however it dies, on
+    every platform); where there is none it notices the change of parent pid. Not prctl's
+    PR_SET_PDEATHSIG: Linux only, and it fires when the driver *thread* that spawned the worker
+    exits, while the app runs sweeps from threads."""
+    parent, parent_pid = multiprocessing.parent_process(), os.getppid()
+
+    def driver_alive() -> bool:
+        return (parent is None or parent.is_alive()) and os.getppid() == parent_pid
+
+    def watch() -> None:
+        while driver_alive():
+            if parent is not None:
+                parent.join(_DRIVER_POLL_S)  # returns at once when the driver dies
+            else:
+                time.sleep(_DRIVER_POLL_S)
+        os._exit(DRIVER_GONE_EXIT)  # no cleanup to wait for: the trial's result has nowhere to go
+
+    threading.Thread(target=watch, name="convcov-driver-watch", daemon=True).start()
 
 
 def _run_in_worker(configs: list, keys: list[str]):

@@ -42,6 +42,11 @@ class SweepStore:
         self.runs = RunStore(path)
         self._db = SQLiteFile(self.runs.path, _SCHEMA)
 
+    def check_writable(self) -> None:
+        """StoreReadOnly (a ValueError naming a way out) when trials could not be stored here."""
+        self.runs.check_writable()
+        self._db.check_writable()
+
     def register(self, sweep: Sweep, trials: list[Trial]) -> None:
         """Record a new sweep, or accept the same grid again under its name (a resume); ValueError
         when the name is taken by another grid. Grids are compared canonically (Sweep.canonical_spec),
