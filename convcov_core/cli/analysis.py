@@ -146,14 +146,15 @@ def _cnfa_pair(args) -> model_pairs.ModelPair:
                            lr=args.lr, seed=args.seed, max_steps=args.max_steps,
                            dataset_params=dict(args.dataset_param)).replace(precision=args.precision)
     small = args.init == "small"
+    run_store = writable_store(args) if args.save else None  # a read-only store refuses before anything runs
     if not args.quiet:
         agop = cnfa.estimate_seconds(model_pairs.initial_cnn(config, small), cnfa.analysis_images(config, args.images),
                                      outputs=args.outputs)
         print_estimate(train.estimate_time(config) + agop, f"training the CNN and the AGOP of {args.images} images",
                        "a few training steps and the AGOP of a few images")
     progress = None if args.quiet else TerminalProgress()
-    if args.save:
-        return model_pairs.train_cnn_and_save(config, progress, small_init=small, store=writable_store(args))
+    if run_store is not None:
+        return model_pairs.train_cnn_and_save(config, progress, small_init=small, store=run_store)
     return model_pairs.train_cnn(config, progress, small_init=small)
 
 
