@@ -137,16 +137,15 @@ def test_bad_uploads_are_refused_in_the_browser_and_nothing_runs(browser, tmp_pa
     page.close()
 
 
-def test_the_stated_upload_limit_is_the_one_the_browser_enforces():
+def test_the_stated_upload_limit_is_the_one_the_browser_enforces(browser):
     """server.maxUploadSize is in megabytes that Streamlit's front end counts in 10^6 bytes (off
     Windows): at 1, a file of 1,000,000 bytes reaches the page and one of 1,000,001 is refused by the
-    browser, and the caption says 1 MB (it said "MiB": 199 MiB was refused under "up to 200 MiB")."""
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with (streamlit_server(flags=["--server.maxUploadSize", "1"]) as base_url,
-          sync_api.sync_playwright() as playwright):
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+    browser, and the caption says 1 MB (it said "MiB": 199 MiB was refused under "up to 200 MiB").
+    A second server, with that limit; the module's Chromium."""
+    chromium, _ = browser
+    with streamlit_server(flags=["--server.maxUploadSize", "1"]) as base_url:
+        page = chromium.new_page(viewport=VIEWPORT)
         try:
-            page = chromium.new_page(viewport=VIEWPORT)
             page.goto(base_url, wait_until="domcontentloaded")  # Home: the app's navigation is set up
             wait_until_rendered(page)
             page.goto(f"{base_url}/Learned_Covariances", wait_until="domcontentloaded")
@@ -160,4 +159,4 @@ def test_the_stated_upload_limit_is_the_one_the_browser_enforces():
             upload(page, "Checkpoint", "exact.pt", b"x" * 1_000_000)
             assert any("exact.pt" in e for e in shown(page, "stAlertContentError"))  # read, and refused by us
         finally:
-            chromium.close()
+            page.close()

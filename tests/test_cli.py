@@ -258,10 +258,11 @@ def test_runs_list_show_export_delete(tmp_path, capsys):
 
 def test_a_read_only_store_is_read_and_a_save_refused_before_any_training(tmp_path, capsys, monkeypatch):
     """A read-only store (`chattr +i`, or no write permission): the listings work; `compare --save`,
-    `cnfa --save` and `sweep run` refuse in one line naming another --db or CONVCOV_HOME, exit 2,
-    before they train (training here fails the test)."""
+    `cnfa --save`, `sweep run`, `reproduce` and `regimes` refuse in one line naming another --db or
+    CONVCOV_HOME, exit 2, before they train (training here fails the test)."""
     from convcov_core import sweep
     from convcov_core.cli import analysis, training
+    from convcov_core.cli import reproduce as reproduce_cli
     from convcov_core.cli import sweep as sweep_cli
 
     db = tmp_path / "runs.db"
@@ -274,13 +275,17 @@ def test_a_read_only_store_is_read_and_a_save_refused_before_any_training(tmp_pa
     monkeypatch.setattr(analysis.model_pairs, "train_cnn_and_save", trained)
     monkeypatch.setattr(sweep_cli, "trial_seconds", trained)  # times a few steps
     monkeypatch.setattr(sweep, "run_sweep", trained)
+    monkeypatch.setattr(reproduce_cli.reproduce, "reproduce", trained)
+    monkeypatch.setattr(reproduce_cli.regimes, "run_regime_map", trained)
     with read_only(db):
         for listing in (["runs", "list"], ["runs", "list", "--comparisons"], ["sweep", "list"]):
             assert main([*listing, "--db", str(db)]) == 0, capsys.readouterr().err
         assert "kept" in capsys.readouterr().out
         for save in (["compare", *TINY_ARGS, "--inits", "default", "--seeds", "0", "--save"],
                      ["cnfa", "--save", "--epochs", "1", "--max-steps", "1"],
-                     ["sweep", "run", "--name", "s", *TINY_ARGS, "--seeds", "0", "--quiet"]):
+                     ["sweep", "run", "--name", "s", *TINY_ARGS, "--seeds", "0", "--quiet"],
+                     ["reproduce", "--suite", "tiny", "--out", str(tmp_path / "report"), "--quiet"],
+                     ["regimes", "--quiet"]):
             assert main([*save, "--db", str(db)]) == 2, save
             err = capsys.readouterr().err
             assert err.startswith(f"convcov: error: {db} is read-only") and err.count("\n") == 1, err
