@@ -39,7 +39,7 @@ def test_training_lab_streams_live_curves_and_shows_the_verdict():
         wait_until_rendered(page)
         page.goto(f"{base_url}/Training_Lab", wait_until="domcontentloaded")
         wait_until_rendered(page)
-        set_up_tiny_run(page)
+        set_up_tiny_run(page, epochs=4)  # 60 steps a run: one epoch could end between two refreshes
         assert "2 runs:" in page.locator('[data-testid="stMain"]').inner_text()
 
         page.get_by_role("button", name="Run comparison").click()

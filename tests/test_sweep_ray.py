@@ -73,7 +73,7 @@ def test_the_claims_suite_trains_on_the_cluster(cluster, tmp_path):
     assert f"Ray at {address}: 2 node(s)" in driver.stderr
     suite = R.build_suite("tiny", device="cpu")
     sweeps = R.suite_sweeps(suite)
-    keys = {t.key for g in (sweeps.sources, sweeps.target, sweeps.effect_map) for t in g.trials()}
+    keys = {t.key for g in (sweeps.sources, sweeps.target, sweeps.effect_map, sweeps.frozen_map) for t in g.trials()}
     learned = len(suite.seeds)
     assert stored_runs(db) == len(keys) + learned == R.suite_runs(suite) - len(suite.seeds)  # the CNNs are not stored
     report = R.load_report(out)

@@ -15,7 +15,7 @@ from ..train import ComparisonResult, ProgressEvent, device_and_precision, size_
 
 
 def print_estimate(seconds: float, what: str, how: str) -> None:
-    """'estimate: about 12 min 30 s for 6 runs (HOW; timed on this machine now)' on stderr, before a
+    """'estimate: about <time> for 6 runs (HOW; timed on this machine now)' on stderr, before a
     long command starts its work."""
     print(f"estimate: about {duration(seconds)} for {what} ({how}; timed on this machine now)", file=sys.stderr,
           flush=True)

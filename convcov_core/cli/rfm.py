@@ -103,8 +103,8 @@ RFM_OPTIONS = (
 
 RFM_SIZE = ("Every noise level and seed fits the base kernel, ConvRFM and Deep ConvRFM and trains the CNN. At the "
             "defaults that is 3 noise levels x 3 seeds x 4 models on 1,000 training and 500 test images, the CNN 30 "
-            "epochs: about 3 minutes per noise level and seed on 2 CPU cores, half an hour in all. The command "
-            "prints its own estimate before it starts (not with --quiet).")
+            "epochs (28 min on a 2-core CPU, docs/results.md). The command prints its own estimate, timed on this "
+            "machine, before it starts (not with --quiet).")
 
 COMMANDS = {
     "rfm": ("ConvRFM and Deep ConvRFM vs the base kernel and the CNN over noise levels (seed 001's Figure 5)",

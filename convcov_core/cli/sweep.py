@@ -169,9 +169,9 @@ class SweepLines:
 
 
 def _run(grid: sweep.Sweep, args) -> int:
+    executor = executor_from(args)  # an unreachable cluster is refused before the store is made
     store = sweep.SweepStore(args.db)
     store.check_writable()  # a read-only store refuses before any trial runs
-    executor = executor_from(args)
     n_stored = len(store.finished(t.key for t in grid.trials()))
     print(f"sweep {grid.name}: {grid.n_trials} trials ({grid.n_cells} cell(s) x {len(grid.inits)} scheme(s) x "
           f"{len(grid.seeds)} seed(s)), {n_stored} already in {store.runs.path}", file=sys.stderr)
