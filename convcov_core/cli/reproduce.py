@@ -9,18 +9,15 @@ from pathlib import Path
 
 from .. import reproduce
 from ..reproduce import regimes
-from ..sweep import SweepStore
 from ..text import duration
 from .args import Later, add_command
 from .output import TerminalProgress, format_table, print_estimate
-from .sweep import EXECUTOR_OPTIONS, executor_from
+from .sweep import EXECUTOR_OPTIONS, executor_and_store
 
 
 def cmd_reproduce(args) -> int:
     suite, folder = reproduce.prepare(args.suite, out=args.out, dataset=args.dataset, device=args.device)
-    executor = executor_from(args)  # an unreachable cluster is refused before the store is made
-    store = SweepStore(args.db)
-    store.check_writable()  # a read-only store refuses before any training
+    executor, store = executor_and_store(args)
     print(f"suite {suite.name}: {reproduce.suite_runs(suite)} training runs; "
           f"{suite.seed_rule.statement() if suite.seed_rule else f'{len(suite.seeds)} seeds'}", file=sys.stderr)
     print(f"executor: {executor.describe()}; runs already in {store.runs.path} are not trained again",
@@ -56,9 +53,7 @@ REPRODUCE_OPTIONS = (
 
 def cmd_regimes(args) -> int:
     regime_map = regimes.build_map(args.map, device=args.device)
-    executor = executor_from(args)  # an unreachable cluster is refused before the store is made
-    store = SweepStore(args.db)
-    store.check_writable()  # a read-only store refuses before any training
+    executor, store = executor_and_store(args)
     print(f"regime map {regime_map.name}: {regime_map.n_trials} distinct trials in {len(regime_map.sweeps)} sweeps; "
           f"seeds: {regime_map.seed_rule}", file=sys.stderr)
     print(f"executor: {executor.describe()}; trials already in {store.runs.path} are not trained again",

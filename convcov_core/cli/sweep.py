@@ -136,6 +136,15 @@ def executor_from(args):
                                ensemble=args.ensemble)
 
 
+def executor_and_store(args) -> tuple:
+    """(executor, store) for a command that trains: an unreachable cluster is refused before the store
+    is made, a read-only store before any trial runs."""
+    executor = executor_from(args)
+    store = sweep.SweepStore(args.db)
+    store.check_writable()
+    return executor, store
+
+
 def _estimate(grid: sweep.Sweep, executor, n_todo: int) -> str:
     """Time for the trials left: sweep.trial_seconds times the trials left, over the trials that run at once."""
     if not n_todo:
@@ -169,9 +178,7 @@ class SweepLines:
 
 
 def _run(grid: sweep.Sweep, args) -> int:
-    executor = executor_from(args)  # an unreachable cluster is refused before the store is made
-    store = sweep.SweepStore(args.db)
-    store.check_writable()  # a read-only store refuses before any trial runs
+    executor, store = executor_and_store(args)
     n_stored = len(store.finished(t.key for t in grid.trials()))
     print(f"sweep {grid.name}: {grid.n_trials} trials ({grid.n_cells} cell(s) x {len(grid.inits)} scheme(s) x "
           f"{len(grid.seeds)} seed(s)), {n_stored} already in {store.runs.path}", file=sys.stderr)
