@@ -142,6 +142,62 @@ def gaussian(kernel_size: int, sigma: float, *, structured: bool = False):
     return cov if structured else cov.dense()
 
 
+# Stationary families in the Euclidean distance d between two pixels of the k x k grid, each 1 at d = 0
+# (unit diagonal) and positive definite on any grid. Only the Gaussian factorizes (Kronecker).
+FAMILIES: dict[str, str] = {
+    "gaussian": "exp(-d^2 / (2 sigma^2))",
+    "laplace": "exp(-d / sigma)",
+    "matern32": "(1 + sqrt(3) d / sigma) exp(-sqrt(3) d / sigma)",
+    "matern52": "(1 + sqrt(5) d / sigma + 5 d^2 / (3 sigma^2)) exp(-sqrt(5) d / sigma)",
+    "rational-quadratic": "(1 + d^2 / (2 alpha sigma^2))^(-alpha), alpha = 1 by default",
+}
+
+
+def check_family(family: str) -> str:
+    """`family` if it is in FAMILIES; ValueError listing them otherwise."""
+    if family not in FAMILIES:
+        raise ValueError(f"unknown covariance family {family!r}; choose one of: {', '.join(FAMILIES)}")
+    return family
+
+
+def squared_distances(kernel_size: int) -> Tensor:
+    """D2[k*i+j, k*l+m] = (i - l)^2 + (j - m)^2, the squared pixel distances (float64, k^2 x k^2)."""
+    k = check_kernel_size(kernel_size)
+    idx = torch.arange(k, dtype=torch.float64)
+    d2 = (idx[:, None] - idx[None, :]) ** 2
+    return (d2[:, None, :, None] + d2[None, :, None, :]).reshape(k * k, k * k)
+
+
+def family_kernel(family: str, d2: Tensor, sigma: float, *, alpha: float = 1.0) -> Tensor:
+    """The family's correlation at squared distance d2 (any shape), formulas in FAMILIES."""
+    check_family(family)
+    s = check_sigma(sigma)
+    if family == "gaussian":
+        return torch.exp(-d2 / (2 * s * s))
+    if family == "rational-quadratic":
+        a = check_sigma(alpha, "alpha")
+        return (1 + d2 / (2 * a * s * s)) ** (-a)
+    d = d2.sqrt()
+    if family == "laplace":
+        return torch.exp(-d / s)
+    if family == "matern32":
+        r = math.sqrt(3) * d / s
+        return (1 + r) * torch.exp(-r)
+    r = math.sqrt(5) * d / s
+    return (1 + r + r * r / 3) * torch.exp(-r)
+
+
+def closed_form(family: str, kernel_size: int, sigma: float, *, alpha: float = 1.0,
+                structured: bool = False):
+    """The family's k^2 x k^2 covariance S[p, q] = kernel(|p - q|), unit diagonal (dense float64).
+
+    `structured` asks for a KroneckerCovariance, which only the Gaussian has; the others stay dense.
+    """
+    if check_family(family) == "gaussian":
+        return gaussian(kernel_size, sigma, structured=structured)
+    return family_kernel(family, squared_distances(kernel_size), sigma, alpha=alpha)
+
+
 def depth_schedule(sigma_first: float, sigma_last: float, depth: int) -> list[float]:
     """sigma_l = sigma_first + (sigma_last - sigma_first) * l / (L - 1) for l = 0..L-1."""
     a, b = check_sigma(sigma_first, "sigma_first"), check_sigma(sigma_last, "sigma_last")
@@ -277,21 +333,18 @@ def pearson(a: Tensor, b: Tensor) -> float:
     return float((x @ y) / den) if den > 0 else float("nan")
 
 
-def fit_sigma(S: Tensor) -> tuple[float, float]:
-    """Best Gaussian closed-form sigma for a covariance and its Pearson r.
+def fit_family(S: Tensor, family: str = "gaussian", *, alpha: float = 1.0) -> tuple[float, float]:
+    """Best sigma of a closed-form family for a covariance, and the fit's Pearson r.
 
     Both matrices are scaled to unit mean diagonal; sigma minimizes the squared error over a log grid
     (0.05..50), refined by golden-section search. Returns (sigma, r).
     """
+    check_family(family)
     S = normalize_trace(validate_covariance(S))
-    k = kernel_size_of(S)
-    idx = torch.arange(k, dtype=torch.float64)
-    D2 = ((idx[:, None] - idx[None, :]) ** 2)
-    D2 = (D2[:, None, :, None] + D2[None, :, None, :]).reshape(k * k, k * k)
+    D2 = squared_distances(kernel_size_of(S))
 
     def loss(log_s: float) -> float:
-        s = math.exp(log_s)
-        return float(((torch.exp(-D2 / (2 * s * s)) - S) ** 2).sum())
+        return float(((family_kernel(family, D2, math.exp(log_s), alpha=alpha) - S) ** 2).sum())
 
     grid = torch.linspace(math.log(0.05), math.log(50), 121)
     losses = [loss(float(g)) for g in grid]
@@ -306,7 +359,12 @@ def fit_sigma(S: Tensor) -> tuple[float, float]:
         else:
             lo = a
     sigma = math.exp((lo + hi) / 2)
-    return sigma, pearson(gaussian(k, sigma), S)
+    return sigma, pearson(family_kernel(family, D2, sigma, alpha=alpha), S)
+
+
+def fit_sigma(S: Tensor) -> tuple[float, float]:
+    """Best Gaussian closed-form sigma for a covariance and its Pearson r (fit_family's Gaussian)."""
+    return fit_family(S, "gaussian")
 
 
 def effective_rank(S) -> float:
