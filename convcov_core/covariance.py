@@ -17,7 +17,7 @@ from .validation import whole_number
 
 Tensor = torch.Tensor
 
-_NON_SQUARE = "non-square kernels are not supported yet (convcov handles k x k filters only)"
+_NON_SQUARE = "convcov reads covariances of square k x k filters only"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -52,7 +52,7 @@ def kernel_size_of(S: Tensor) -> int:
     k = math.isqrt(n)
     if k * k != n or n == 0:
         raise ValueError(
-            f"a filter covariance is k^2 x k^2; side {n} is not a perfect square ({_NON_SQUARE})"
+            f"a filter covariance is k^2 x k^2, and side {n} is not a perfect square: {_NON_SQUARE}"
         )
     return k
 
@@ -105,7 +105,7 @@ class KroneckerCovariance:
     def __post_init__(self):
         A = torch.as_tensor(self.factor).to(torch.float64)
         if A.dim() != 2 or A.shape[0] != A.shape[1]:
-            raise ValueError(f"Kronecker factor must be square, got shape {tuple(A.shape)} ({_NON_SQUARE})")
+            raise ValueError(f"Kronecker factor must be square, got shape {tuple(A.shape)}: {_NON_SQUARE}")
         if not torch.isfinite(A).all() or not torch.allclose(A, A.T):
             raise ValueError("Kronecker factor must be finite and symmetric")
         check_sigma(self.scale, "scale")

@@ -197,7 +197,7 @@ def test_bad_matrices(S, message):
 
 
 def test_bad_filters_and_depth():
-    with pytest.raises(ValueError, match="non-square"):
+    with pytest.raises(ValueError, match="square k x k filters only"):
         C.empirical(torch.randn(10, 3, 5))
     with pytest.raises(ValueError, match="depthwise"):
         C.empirical(torch.randn(10, 3, 5, 5))

@@ -184,3 +184,28 @@ def test_gaussian_covariances_keep_their_whole_range(sigma):
     layers = [covariance.gaussian(9, sigma), covariance.gaussian(9, 2 * sigma)]
     (lo, hi, title), = bar_limits(training.layer_grid_figure(layers, ["1", "2"]))
     assert "saturates" not in title and hi == pytest.approx(1.0, rel=1e-6)
+
+
+@pytest.mark.parametrize("side, most_ticks", [(3, 3), (9, 9), (15, 8), (81, 9), (2601, 6)])
+def test_pixel_axes_tick_whole_numbers(side, most_ticks):
+    step = style.integer_step(side)
+    assert isinstance(step, int) and (side - 1) // step + 1 == most_ticks
+
+
+def test_small_matrices_get_one_tick_per_pixel_not_fractions():
+    S = covariance.gaussian(3, 1.0)
+    for fig in (cov_plots.block_figure(S, 1, 1), cov_plots.factor_figure(covariance.gaussian_factor(3, 1.0))):
+        assert fig.layout.xaxis.dtick == 1 and fig.layout.yaxis.dtick == 1
+
+
+def test_the_chosen_pixel_is_framed_not_covered_when_it_is_the_only_bright_cell():
+    fig = cov_plots.block_figure(covariance.gaussian(9, 0.1), 4, 4)
+    assert [type(t) for t in fig.data] == [go.Heatmap]  # no marker drawn over the cell
+    (frame,) = fig.layout.shapes
+    assert (frame.x0, frame.x1, frame.y0, frame.y1) == (3.5, 4.5, 3.5, 4.5)
+
+
+def test_log_eigenvalue_axis_labels_minor_ticks_in_full():
+    S = covariance.gaussian(9, 0.1, structured=True)
+    fig = cov_plots.eigenvalue_figure(S.eigenvalues(), covariance.effective_rank(S))
+    assert fig.layout.yaxis.minorloglabels == "complete"  # 0.5 and 0.2, not bare digits 5 and 2

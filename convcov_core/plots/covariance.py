@@ -109,7 +109,7 @@ def covariance_figure(S, *, view: str = "tiled", per_block: bool = False, pickab
     if pickable and view == "tiled":
         fig.add_trace(tile_picker_trace(k))
         fig.update_layout(hoverdistance=2)  # the heatmap's hover wins except right on a tile centre
-    square_axes(fig, *_axis_titles(view))
+    square_axes(fig, *_axis_titles(view), side=k * k)
     return place_bar_below(finish_figure(fig, title, height), gap_px=60)
 
 
@@ -154,9 +154,10 @@ def block_figure(S, i: int, j: int, *, title: str = "", height: int = 330) -> go
         colorbar=colourbar("covariance"),
         hovertemplate=f"pixel ({i}, {j}) with (%{{y}}, %{{x}})<br>covariance %{{z:.4g}}<extra></extra>",
     ))
-    fig.add_trace(go.Scatter(x=[j], y=[i], mode="markers", showlegend=False, hoverinfo="skip",
-                             marker=dict(symbol="x-thin", size=10, line=dict(width=2, color="#ff3d00"))))
-    square_axes(fig, "column m", "row l")
+    # the pixel itself framed, not covered: at small sigma its cell is the block's only bright one
+    fig.add_shape(type="rect", x0=j - 0.5, x1=j + 0.5, y0=i - 0.5, y1=i + 0.5,
+                  line=dict(width=2, color="#ff3d00"))
+    square_axes(fig, "column m", "row l", side=k)
     return finish_figure(fig, title or f"Block of pixel ({i}, {j})", height)
 
 
@@ -169,7 +170,7 @@ def factor_figure(A, *, sigma: float | None = None, height: int = 300) -> go.Fig
         colorbar=colourbar("A[i, l]"),
         hovertemplate="A[%{y}, %{x}] = %{z:.4g}<extra></extra>",
     ))
-    square_axes(fig, "l", "i")
+    square_axes(fig, "l", "i", side=a.shape[0])
     formula = f", σ = {sigma:.3g}" if sigma is not None else ""
     return finish_figure(fig, f"1-D factor A (S = A ⊗ A{formula})", height)
 
@@ -185,7 +186,8 @@ def eigenvalue_figure(eigenvalues, effective_rank: float, *, height: int = 300,
         x=np.arange(1, resolved.size + 1), y=resolved, mode="lines+markers", marker=dict(size=4),
         hovertemplate="eigenvalue #%{x}: %{y:.4g}<extra></extra>", showlegend=False,
     ))
-    fig.update_yaxes(type="log", title_text="eigenvalue", exponentformat="power")
+    # minor labels in full (0.5, 0.2), not as bare digits that read like 5 and 2
+    fig.update_yaxes(type="log", title_text="eigenvalue", exponentformat="power", minorloglabels="complete")
     fig.update_xaxes(title_text="index (largest first)", range=[0, w.size + 1])
     title = f"Eigenvalues: effective rank {effective_rank:.1f} of {w.size}"
     if resolved.size < w.size:

@@ -113,11 +113,20 @@ def colourbar_trace(zmin: float, zmax: float, colorscale: str, bar: dict) -> go.
     )
 
 
-def square_axes(fig: go.Figure, x_title: str = "", y_title: str = "") -> None:
-    """Matrix orientation (row 0 on top), square cells, no grid (single-plot figures)."""
-    fig.update_xaxes(title_text=x_title, showgrid=False, zeroline=False, constrain="domain")
+def integer_step(side: int, most: int = 10) -> int:
+    """The smallest of 1, 2, 5, 10, 20, 50 ... that puts at most `most` ticks on 0..side-1, so a
+    pixel axis never shows fractional ticks (plotly picks 0.5 steps on a 3-pixel axis)."""
+    steps = (m * 10**e for e in range(12) for m in (1, 2, 5))
+    return next(step for step in steps if (side - 1) // step + 1 <= most)
+
+
+def square_axes(fig: go.Figure, x_title: str = "", y_title: str = "", side: int | None = None) -> None:
+    """Matrix orientation (row 0 on top), square cells, no grid (single-plot figures); with `side`
+    (the cells per axis), whole-number ticks."""
+    ticks = dict(tick0=0, dtick=integer_step(side)) if side else {}
+    fig.update_xaxes(title_text=x_title, showgrid=False, zeroline=False, constrain="domain", **ticks)
     fig.update_yaxes(title_text=y_title, showgrid=False, zeroline=False, autorange="reversed",
-                     scaleanchor="x", constrain="domain")
+                     scaleanchor="x", constrain="domain", **ticks)
 
 
 def colour_ticks(zmin: float, zmax: float, count: int = 5) -> tuple[list[float], list[str]]:
