@@ -287,33 +287,34 @@ def nearest_psd(S: Tensor, eps: float = 0.0) -> Tensor:
     return (P + P.T) / 2
 
 
+def interpolation_matrix(size: int, new_size: int) -> Tensor:
+    """P (new_size x size, float64): linear interpolation with aligned corners, x' = P x, the weights
+    of F.interpolate(mode="linear", align_corners=True)."""
+    if size == 1:
+        return torch.ones(new_size, 1, dtype=torch.float64)
+    eye = torch.eye(size, dtype=torch.float64)[:, None, :]
+    return F.interpolate(eye, size=new_size, mode="linear", align_corners=True)[:, 0, :].T
+
+
 def resize(S: Tensor, new_kernel_size: int) -> Tensor:
     """Transfer a covariance to another kernel size k'.
 
-    Trilinear-style interpolation of the block tensor B (k, k, k, k) to (k', k', k', k') with aligned
-    corners on all four axes, then the nearest PSD matrix.
+    Linear interpolation with aligned corners of the block tensor B (k, k, k, k) to (k', k', k', k')
+    on all four axes, then the nearest PSD matrix. Interpolating every axis by P (k' x k) is the
+    congruence S' = Q S Q^T with Q = P (x) P, which keeps a PSD matrix PSD: a PSD S is projected at
+    its own size (an O(k^6) eigh, not O(k'^6)) and then interpolated; any other S after interpolation.
     """
     S = validate_covariance(S)
     k = kernel_size_of(S)
     k2 = check_kernel_size(new_kernel_size)
     if k2 == k:
         return nearest_psd(S)
-    B = to_blocks(S)
-    for axis in range(4):
-        B = _interp_axis(B, axis, k2)
-    return nearest_psd(from_blocks(B))
-
-
-def _interp_axis(x: Tensor, axis: int, size: int) -> Tensor:
-    """Linear interpolation with aligned corners of one axis of x to `size` points."""
-    moved = x.movedim(axis, -1)
-    shape = moved.shape
-    flat = moved.reshape(-1, 1, shape[-1])
-    if shape[-1] == 1:
-        out = flat.expand(-1, 1, size)
-    else:
-        out = F.interpolate(flat, size=size, mode="linear", align_corners=True)
-    return out.reshape(*shape[:-1], size).movedim(-1, axis)
+    P = interpolation_matrix(k, k2)
+    Q = torch.kron(P, P)  # row-major: the pixel (i, j) of a k' x k' filter is row k' i + j
+    if is_psd(S):
+        S2 = Q @ nearest_psd(S) @ Q.T
+        return (S2 + S2.T) / 2
+    return nearest_psd(Q @ S @ Q.T)
 
 
 def normalize_trace(S: Tensor) -> Tensor:
@@ -342,9 +343,15 @@ def fit_family(S: Tensor, family: str = "gaussian", *, alpha: float = 1.0) -> tu
     check_family(family)
     S = normalize_trace(validate_covariance(S))
     D2 = squared_distances(kernel_size_of(S))
+    # The closed form takes one value per distinct distance, so sum(K - S)^2 = sum_v n_v K_v^2
+    # - 2 K_v s_v + sum S^2 over the O(k^2) distances v (n_v pairs, s_v their sum of S): each
+    # step of the search costs O(k^2), not O(k^4).
+    distances, pair_of, pairs = torch.unique(D2.flatten(), return_inverse=True, return_counts=True)
+    sums = torch.zeros_like(distances).index_add_(0, pair_of, S.flatten())
 
     def loss(log_s: float) -> float:
-        return float(((family_kernel(family, D2, math.exp(log_s), alpha=alpha) - S) ** 2).sum())
+        K = family_kernel(family, distances, math.exp(log_s), alpha=alpha)
+        return float((pairs * K * K - 2 * K * sums).sum())
 
     grid = torch.linspace(math.log(0.05), math.log(50), 121)
     losses = [loss(float(g)) for g in grid]

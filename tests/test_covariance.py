@@ -257,3 +257,33 @@ def test_property_fit_sigma_recovers_sigma(k, sigma, scale):
     fitted, r = C.fit_sigma(scale * C.gaussian(k, sigma))
     assert fitted == pytest.approx(sigma, rel=1e-4)
     assert r == pytest.approx(1.0, abs=1e-9)
+
+
+def _resize_by_interpolating_blocks(S, new_k):
+    """The transfer as DESIGN.md states it: interpolate the block tensor's four axes, then project."""
+    k = C.kernel_size_of(S)
+    B = C.to_blocks(S)
+    for axis in range(4):
+        moved = B.movedim(axis, -1)
+        flat = torch.nn.functional.interpolate(moved.reshape(-1, 1, k), size=new_k, mode="linear",
+                                               align_corners=True)
+        B = flat.reshape(*moved.shape[:-1], new_k).movedim(-1, axis)
+    return C.nearest_psd(C.from_blocks(B))
+
+
+@pytest.mark.parametrize("k, new_k", [(3, 9), (9, 5), (5, 31), (9, 2)])
+def test_resize_equals_interpolating_the_blocks_then_projecting(k, new_k):
+    g = torch.Generator().manual_seed(k * new_k)
+    W = torch.randn(40, k * k, dtype=torch.float64, generator=g)
+    learned = W.T @ W / 40  # PSD, rank-deficient above k = 6
+    not_psd = learned - 0.5 * learned.diagonal().mean() * torch.eye(k * k, dtype=torch.float64)
+    for S in (learned, not_psd):
+        torch.testing.assert_close(C.resize(S, new_k), _resize_by_interpolating_blocks(S, new_k),
+                                   atol=1e-10, rtol=1e-9)
+
+
+def test_interpolation_matrix_keeps_the_ends_and_rows_sum_to_one():
+    P = C.interpolation_matrix(5, 9)
+    assert P.shape == (9, 5)
+    torch.testing.assert_close(P.sum(dim=1), torch.ones(9, dtype=torch.float64))
+    assert P[0, 0] == 1 and P[-1, -1] == 1 and P[2, 1] == 1  # 9 points on 5: every other one is a node
