@@ -38,11 +38,22 @@ def _ray():
     return ray
 
 
+def _resolve_auto(ray) -> str:
+    """The cluster Ray's "auto" means: RAY_ADDRESS, else the address the last `ray start` on this
+    machine recorded (<RAY_TMPDIR or /tmp>/ray/ray_current_cluster), else a running one found here.
+    Resolved here so that a stale record gets the bounded check below, not Ray's long retries."""
+    from ray._private.services import get_ray_address_from_environment  # Ray's own "auto"
+
+    try:
+        return get_ray_address_from_environment("auto", None)
+    except ConnectionError:
+        raise ClusterUnreachable("--ray-address auto: no Ray cluster runs on this machine; start one with "
+                                 "`ray start --head` or give its host:port") from None
+
+
 def _check_reachable(address: str) -> None:
     """ClusterUnreachable unless host:port of `address` ("host:port" or "ray://host:port") accepts
-    a TCP connection within a few seconds ("auto" is left to Ray)."""
-    if address == "auto":
-        return
+    a TCP connection within a few seconds."""
     parts = urlsplit(address if "://" in address else f"tcp://{address}")
     try:
         host, port = parts.hostname, parts.port
@@ -63,6 +74,8 @@ def connect(address: str | None = None, num_cpus: int | None = None):
     ray = _ray()
     if ray.is_initialized():
         return ray
+    if address == "auto":
+        address = _resolve_auto(ray)
     if address is not None:
         _check_reachable(address)
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
