@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from convcov_core import init, models, regime, train
+from convcov_core import init, models, regime, train, work
 from convcov_core.comparison_table import comparison_table
 from convcov_core.json_safe import json_safe
 from convcov_core.learned_sets import CovarianceSetInfo
@@ -233,10 +233,10 @@ def plan_comparison(setup: LabSetup, learned: list[Tensor] | None = None) -> Com
     return ComparisonPlan(base, variants, references, list(range(setup.n_seeds)), setup.ensemble)
 
 
-def run_images(config: train.TrainConfig) -> int:
-    """Training images one run goes through (full batches of every epoch, or max_steps)."""
-    batch, _, total = train.plan_steps(config, len(train.load_training_data(config)[1]))
-    return batch * total
+def plan_work(plan: ComparisonPlan) -> tuple[int, float]:
+    """(training images, TFLOP) of the whole comparison: work.images_per_run and work.run_flops of
+    its base config times its runs (the variants change filters, not shapes)."""
+    return work.images_per_run(plan.base) * plan.n_runs, work.run_flops(plan.base) * plan.n_runs / 1e12
 
 
 def estimate_seconds(plan: ComparisonPlan, n_steps: int = 3) -> float:

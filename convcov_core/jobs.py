@@ -5,9 +5,11 @@ job here instead (one JobManager per server, e.g. from st.cache_resource), then 
 progress events from a fragment on a timer; Cancel sets the job's stop flag, which the training
 callback answers with "stop". The manager enforces a per-server limit on running jobs
 (CONVCOV_MAX_JOBS, default 1) and a cap on the images one job may train on
-(CONVCOV_MAX_JOB_SAMPLES = epochs x training images x seeds x variants, default 200,000) and on
-the memory one run needs (ensemble.plan.member_bytes: 16 P + 1.5 s B A, at most MEMORY_SHARE of
-the memory available when the job is submitted), and saves finished runs and comparisons to the
+(CONVCOV_MAX_JOB_SAMPLES = epochs x training images x seeds x variants, default 200,000), on the
+arithmetic it needs (CONVCOV_MAX_JOB_TFLOP, work.run_flops over its runs, default 50: the image cap
+alone let a 512-wide network with 51 x 51 filters start), and on the memory one run needs
+(ensemble.plan.member_bytes: 16 P + 1.5 s B A, at most MEMORY_SHARE of the memory available when
+the job is submitted), and saves finished runs and comparisons to the
 run store (a cancelled comparison is saved with the runs it finished; a cancelled single run is
 not saved). A job may name its `owner` (an opaque string, e.g. a visitor's token): list_jobs
 reports it, so a page reloaded while its job runs finds that job again.
@@ -23,7 +25,7 @@ from typing import Callable
 
 import torch
 
-from . import models, settings
+from . import settings
 from .ensemble.plan import MEMORY_SHARE, available_bytes, config_member_bytes
 from .runs import RunStore
 from .train import (
@@ -32,11 +34,10 @@ from .train import (
     RunResult,
     TrainConfig,
     compare,
-    load_training_data,
-    plan_steps,
     resolve_device,
     train,
 )
+from .work import images_per_run, meta_model, run_flops
 
 KEEP_FINISHED = 50  # finished jobs remembered for list_jobs / status
 
@@ -94,12 +95,6 @@ class _Job:
     thread: threading.Thread | None = None
 
 
-def _images_per_run(config: TrainConfig) -> int:
-    """Images one run trains on: steps x batch (full batches of every epoch, or max_steps)."""
-    batch, _, total = plan_steps(config, len(load_training_data(config)[1]))
-    return batch * total
-
-
 def memory_problem(config: TrainConfig) -> str | None:
     """Why one run of config would not fit in memory now, or None: its network's member_bytes
     (traced on the meta device, so nothing is allocated) against MEMORY_SHARE of available_bytes.
@@ -107,13 +102,9 @@ def memory_problem(config: TrainConfig) -> str | None:
     available = available_bytes(resolve_device(config.device))
     if available is None:
         return None
-    info = load_training_data(config)[4]
     try:
         with torch.device("meta"):
-            model = models.build_model(config.model, num_classes=len(info.classes), in_chans=info.in_chans,
-                                       kernel_size=config.kernel_size, patch_size=config.patch_size,
-                                       image_size=info.image_size)
-            need = config_member_bytes(config, model)
+            need = config_member_bytes(config, meta_model(config))
     except RuntimeError:
         return None
     if need <= MEMORY_SHARE * available:
@@ -128,9 +119,10 @@ class JobManager:
     """Runs train/compare jobs (or any callable taking a progress callback) in background threads."""
 
     def __init__(self, max_jobs: int | None = None, store: RunStore | None = None,
-                 max_samples: int | None = None, store_path: str | None = None):
+                 max_samples: int | None = None, store_path: str | None = None, max_tflop: int | None = None):
         self.max_jobs = max_jobs if max_jobs is not None else settings.max_jobs()
         self.max_samples = max_samples if max_samples is not None else settings.max_job_samples()
+        self.max_tflop = max_tflop if max_tflop is not None else settings.max_job_tflop()
         if self.max_jobs < 1 or self.max_samples < 1:
             raise ValueError("max_jobs and max_samples must be >= 1")
         self._store, self._store_path = store, store_path
@@ -161,7 +153,7 @@ class JobManager:
         """
         if kind == "train":
             config = target.validate()
-            samples = _images_per_run(config)
+            samples, runs = images_per_run(config), 1
             label = label or (f"train {config.model} on {config.dataset}, init {config.init}, "
                               f"seed {config.seed}")
             work = functools.partial(train, config)
@@ -170,7 +162,8 @@ class JobManager:
             if not variants or seeds is None or not list(seeds):
                 raise ValueError("a compare job needs variants and at least one seed")
             seeds = list(seeds)
-            samples = _images_per_run(config) * len(variants) * len(seeds)
+            runs = len(variants) * len(seeds)
+            samples = images_per_run(config) * runs
             label = label or (f"compare {', '.join(variants)} on {config.dataset} ({config.model}), "
                               f"{len(seeds)} seed(s)")
             work = functools.partial(compare, config, variants, seeds, references=references, ensemble=ensemble)
@@ -187,6 +180,11 @@ class JobManager:
                 f"server allows {self.max_samples:,} per job (CONVCOV_MAX_JOB_SAMPLES). Use fewer "
                 "epochs, seeds or variants, a smaller dataset, or the command line "
                 "(python -m convcov_core compare ...) on your own machine.")
+        if kind != "task" and (tflop := run_flops(config) * runs / 1e12) > self.max_tflop:
+            raise JobTooLarge(
+                f"this job would train with about {tflop:,.0f} TFLOP of arithmetic; this server allows "
+                f"{self.max_tflop:,} per job (CONVCOV_MAX_JOB_TFLOP). Use a narrower or shallower model, a "
+                "smaller kernel, larger patches, fewer epochs or runs, or the command line on your own machine.")
         if kind != "task" and (problem := memory_problem(config)):
             raise JobTooLarge(problem)
         with self._lock:

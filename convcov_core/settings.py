@@ -32,6 +32,9 @@ DEFAULT_REFRESH_S = 2.0
 DEFAULT_MAX_CHECKPOINT_MB = 512
 DEFAULT_MAX_JOBS = 1
 DEFAULT_MAX_JOB_SAMPLES = 200_000
+#: The Lab's presets train with 0.5-7.8 TFLOP (convcov_core/work.py); one ConvMixer-512/16 with k = 51
+#: on 28 x 28 digits at patch 1 needs 476 TFLOP an epoch, days on a CPU.
+DEFAULT_MAX_JOB_TFLOP = 50
 DEFAULT_MAX_SWEEP_TRIALS = 10_000
 
 
@@ -112,6 +115,12 @@ def max_jobs(environ=None) -> int:
 def max_job_samples(environ=None) -> int:
     """Training images (steps x batch over every run) one app job may use: $CONVCOV_MAX_JOB_SAMPLES."""
     return _whole("CONVCOV_MAX_JOB_SAMPLES", DEFAULT_MAX_JOB_SAMPLES, environ)
+
+
+def max_job_tflop(environ=None) -> int:
+    """Training arithmetic one app job may use, in TFLOP (work.run_flops over its runs):
+    $CONVCOV_MAX_JOB_TFLOP, default 50."""
+    return _whole("CONVCOV_MAX_JOB_TFLOP", DEFAULT_MAX_JOB_TFLOP, environ)
 
 
 def max_sweep_trials(environ=None) -> int:

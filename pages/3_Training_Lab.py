@@ -385,16 +385,21 @@ def controls(setup: lab.LabSetup, source) -> None:
         return
     plan = lab.plan_comparison(setup, load_learned(source) if source else None)
     manager = background.job_manager()
-    images = lab.run_images(plan.base) * plan.n_runs
+    images, tflop = lab.plan_work(plan)
     runs = f"{plan.n_runs} run{'s' if plan.n_runs > 1 else ''}"
     st.markdown(f"**{runs}:** {', '.join(plan.variants)} × seed(s) "
-                f"{', '.join(map(str, plan.seeds))}; {images:,} training images in all.")
+                f"{', '.join(map(str, plan.seeds))}; {images:,} training images and about "
+                f"{tflop:,.1f} TFLOP of training arithmetic in all.")
     if warning := reach_warning(plan.base.replace(covariances=None)):
         st.warning(warning)
     if images > manager.max_samples:
         st.warning(f"This comparison trains on {images:,} images, more than the {manager.max_samples:,} "
                    "this server allows per job (CONVCOV_MAX_JOB_SAMPLES): use fewer epochs, seeds or "
                    "variants, or run it from the command line on your own machine.")
+    if tflop > manager.max_tflop:
+        st.warning(f"This comparison needs about {tflop:,.0f} TFLOP, more than the {manager.max_tflop:,} "
+                   "this server allows per job (CONVCOV_MAX_JOB_TFLOP): use a narrower or shallower "
+                   "model, a smaller kernel or larger patches, or run it on your own machine.")
     busy = background.running(SLOT) is not None
     run_col, estimate_col, note_col = st.columns([1, 1, 3], vertical_alignment="center")
     run = run_col.button("Run comparison", type="primary", key="lab_run", disabled=busy)

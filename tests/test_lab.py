@@ -147,9 +147,10 @@ def test_run_reach_warning_is_none_when_the_runs_data_is_not_here():
     assert reach.run_reach_warning(run) is None
 
 
-def test_run_images_and_time_estimate_of_a_tiny_plan():
+def test_work_and_time_estimate_of_a_tiny_plan():
     plan = lab.plan_comparison(TINY)
-    assert lab.run_images(plan.base) == 64  # 4 full batches of 16
+    images, tflop = lab.plan_work(plan)
+    assert images == 64 * plan.n_runs and tflop > 0  # 4 full batches of 16 a run
     seconds = lab.estimate_seconds(plan, n_steps=1)
     assert math.isfinite(seconds) and seconds > 0
 

@@ -1,0 +1,63 @@
+"""How much arithmetic a training run is, known before it starts.
+
+The forward pass of one image is counted by torch.utils.flop_counter on the meta device (nothing is
+allocated, nothing computed): convolutions (a depthwise one as 2 C k^2 H W, which the counter gets
+right for the forward pass), matmuls and attention. One training image costs about 3 forward passes
+(the backward pass computes the gradients of activations and of weights, each about one forward),
+so a run trains on 3 F x images FLOPs: steps x batch images, evaluation not included.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from . import models
+from .train import TrainConfig, load_training_data, plan_steps
+
+TRAINING_PASSES = 3  # forward, gradient of the activations, gradient of the weights
+
+
+def network_for(config: TrainConfig) -> torch.nn.Module:
+    """config's network for its training data's images and classes, on the current default device."""
+    info = load_training_data(config)[4]
+    return models.build_model(config.model, num_classes=len(info.classes), in_chans=info.in_chans,
+                              kernel_size=config.kernel_size, patch_size=config.patch_size,
+                              image_size=info.image_size)
+
+
+def meta_model(config: TrainConfig) -> torch.nn.Module:
+    """network_for(config) on the meta device: its shapes, no memory."""
+    with torch.device("meta"):
+        return network_for(config)
+
+
+def forward_flops(model: torch.nn.Module, in_chans: int, image_size: int) -> int:
+    """FLOPs (a multiply-add counts 2) of one image's forward pass through `model`, on the device
+    of its parameters (the meta device for meta_model's)."""
+    device = next(model.parameters()).device
+    with FlopCounterMode(display=False) as counter:
+        model.eval()(torch.zeros(1, in_chans, image_size, image_size, device=device))
+    return counter.get_total_flops()
+
+
+def _per_image_flops(config: TrainConfig) -> int:
+    """forward_flops of config's network: on the meta device, or on the CPU for a network with
+    operations the meta device lacks (NIFF's complex FFTs; their FLOPs are not counted)."""
+    info = load_training_data(config)[4]
+    try:
+        return forward_flops(meta_model(config), info.in_chans, info.image_size)
+    except (RuntimeError, NotImplementedError):
+        with torch.no_grad():
+            return forward_flops(network_for(config), info.in_chans, info.image_size)
+
+
+def images_per_run(config: TrainConfig) -> int:
+    """Images one run trains on: steps x batch (full batches of every epoch, or max_steps)."""
+    batch, _, total = plan_steps(config, len(load_training_data(config)[1]))
+    return batch * total
+
+
+def run_flops(config: TrainConfig) -> float:
+    """FLOPs one run of config trains with: TRAINING_PASSES x forward FLOPs x images_per_run."""
+    return float(TRAINING_PASSES * _per_image_flops(config) * images_per_run(config))

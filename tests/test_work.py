@@ -1,0 +1,65 @@
+"""Training arithmetic known before a run starts (work.py), and the job cap built on it."""
+
+import pytest
+
+from convcov_core import work
+from convcov_core.jobs import JobManager, JobTooLarge
+from convcov_core.runs import RunStore
+from convcov_core.train import TrainConfig
+
+TINY = TrainConfig(model="convmixer-16/2", kernel_size=5, patch_size=4, epochs=1, batch_size=32,
+                   max_steps=5, device="cpu")
+
+
+def convmixer_forward_flops(width, depth, k, patch, side=28, in_chans=1, classes=10):
+    """By formula: patch embedding, then per block a depthwise k x k and a pointwise conv on the
+    (side / patch)^2 map, then the classifier (2 FLOPs a multiply-add; BatchNorm, GELU and pooling
+    are not counted, as flop_counter does not count them)."""
+    cells = (side // patch) ** 2
+    embed = 2 * width * in_chans * patch * patch * cells
+    block = 2 * width * k * k * cells + 2 * width * width * cells
+    return embed + depth * block + 2 * width * classes
+
+
+@pytest.mark.parametrize("model, k, patch", [("convmixer-16/2", 5, 4), ("convmixer-64/8", 9, 2),
+                                             ("convmixer-32/3", 15, 1)])
+def test_forward_flops_of_a_convmixer_match_the_formula(model, k, patch):
+    config = TINY.replace(model=model, kernel_size=k, patch_size=patch)
+    width, depth = map(int, model.removeprefix("convmixer-").split("/"))
+    assert work.forward_flops(work.meta_model(config), 1, 28) == convmixer_forward_flops(width, depth, k, patch)
+
+
+def test_a_run_trains_with_three_forward_passes_per_image():
+    per_image = work.forward_flops(work.meta_model(TINY), 1, 28)
+    assert work.images_per_run(TINY) == 5 * 32
+    assert work.run_flops(TINY) == 3 * per_image * 5 * 32
+
+
+def test_a_network_the_meta_device_cannot_run_is_counted_on_the_cpu():
+    niff = TINY.replace(model="convmixer-16/2-niff", kernel_size=15, patch_size=2)
+    assert work.run_flops(niff) > 0
+
+
+def test_a_job_over_the_arithmetic_cap_is_refused_before_it_starts(tmp_path):
+    manager = JobManager(max_jobs=1, store=RunStore(tmp_path / "runs.db"), max_tflop=1)
+    huge = TINY.replace(model="convmixer-512/16", kernel_size=51, patch_size=1, max_steps=None)
+    with pytest.raises(JobTooLarge, match=r"about [\d,]+ TFLOP.*allows 1 per job \(CONVCOV_MAX_JOB_TFLOP\)"):
+        manager.submit("compare", huge.replace(epochs=1), variants={"a": {}}, seeds=[0])
+    assert manager.list_jobs() == []
+
+
+def test_the_default_cap_refuses_the_job_the_image_cap_let_through(tmp_path, monkeypatch):
+    monkeypatch.delenv("CONVCOV_MAX_JOB_TFLOP", raising=False)
+    manager = JobManager(max_jobs=1, store=RunStore(tmp_path / "runs.db"))
+    big = TINY.replace(model="convmixer-512/16", kernel_size=51, patch_size=1, max_steps=None, epochs=1)
+    assert work.images_per_run(big) < manager.max_samples  # within the image cap
+    with pytest.raises(JobTooLarge, match="CONVCOV_MAX_JOB_TFLOP"):
+        manager.submit("train", big)
+
+
+def test_the_cap_comes_from_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("CONVCOV_MAX_JOB_TFLOP", "7")
+    assert JobManager(store=RunStore(tmp_path / "runs.db")).max_tflop == 7
+    monkeypatch.setenv("CONVCOV_MAX_JOB_TFLOP", "0")
+    with pytest.raises(ValueError, match="CONVCOV_MAX_JOB_TFLOP must be a whole number >= 1"):
+        JobManager(store=RunStore(tmp_path / "runs.db"))
