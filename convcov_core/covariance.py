@@ -351,9 +351,23 @@ def fit_family(S: Tensor, family: str = "gaussian", *, alpha: float = 1.0) -> tu
     sum_pq (kernel(d_pq) - S_pq)^2 over a log grid (0.05..50), refined by golden-section search.
     Sums run over the distinct distances (_distance_sums). Returns (sigma, r).
     """
-    check_family(family)
+    return fit_families(S, (family,), alpha=alpha)[family]
+
+
+def fit_families(S: Tensor, families=tuple(FAMILIES), *, alpha: float = 1.0) -> dict[str, tuple[float, float]]:
+    """fit_family of each family -> (sigma, r), with S checked, scaled and summed by distance once."""
+    for family in families:
+        check_family(family)
     S = normalize_trace(validate_covariance(S)).to(torch.float64)
     d2, n, s = _distance_sums(S)
+    mean_s = float(S.mean())
+    spread = float(((S - mean_s) ** 2).sum())
+    return {family: _fit_by_distance(family, d2, n, s, mean_s, spread, alpha) for family in families}
+
+
+def _fit_by_distance(family: str, d2: Tensor, n: Tensor, s: Tensor, mean_s: float, spread: float,
+                     alpha: float) -> tuple[float, float]:
+    """fit_family's sigma and r from S's distance sums, its mean entry and sum_pq (S_pq - mean)^2."""
 
     def loss(log_s: float) -> float:  # the squared error less its constant sum_pq S_pq^2
         f = family_kernel(family, d2, math.exp(log_s), alpha=alpha)
@@ -373,9 +387,9 @@ def fit_family(S: Tensor, family: str = "gaussian", *, alpha: float = 1.0) -> tu
             lo = a
     sigma = math.exp((lo + hi) / 2)
     f = family_kernel(family, d2, sigma, alpha=alpha)
-    mean_f, mean_s = float((n * f).sum() / n.sum()), float(S.mean())
+    mean_f = float((n * f).sum() / n.sum())
     cross = float(((f - mean_f) * (s - n * mean_s)).sum())
-    den = math.sqrt(float((n * (f - mean_f) ** 2).sum()) * float(((S - mean_s) ** 2).sum()))
+    den = math.sqrt(float((n * (f - mean_f) ** 2).sum()) * spread)
     return sigma, cross / den if den > 0 else float("nan")
 
 

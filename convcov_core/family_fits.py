@@ -1,5 +1,5 @@
 """Which closed-form family fits each layer of a learned covariance set: every family in
-covariance.FAMILIES fitted to every layer (covariance.fit_family), and the best one per layer.
+covariance.FAMILIES fitted to every layer (covariance.fit_families), and the best one per layer.
 
 Fit: both matrices scaled to unit mean diagonal; sigma minimizes sum_pq (kernel(d_pq) - S_pq)^2; the
 quality is the Pearson r of all k^4 entries.
@@ -65,8 +65,7 @@ def family_fits(covariances: list[Tensor]) -> list[LayerFamilies]:
     """Every family's fit to every layer (k^2 x k^2 covariances, first layer first)."""
     if not covariances:
         raise ValueError("no layers to fit")
-    return [LayerFamilies(layer, tuple(FamilyFit(family, *covariance.fit_family(S, family))
-                                       for family in covariance.FAMILIES))
+    return [LayerFamilies(layer, tuple(FamilyFit(family, *fit) for family, fit in covariance.fit_families(S).items()))
             for layer, S in enumerate(covariances, start=1)]
 
 
