@@ -22,8 +22,9 @@ from torch import Tensor
 
 from . import covariance
 
-#: Differences in r smaller than this are too close to call (the bundled example's first two layers,
-#: nearly deltas, have all five families within 0.012).
+#: Differences in r smaller than this are read as a tie: about one standard deviation between seeds of
+#: a layer's gap from the Gaussian to the best family (0.001-0.03 per layer, mostly 0.005-0.015, in the
+#: default-init runs of reports/regimes/cpu and reports/quick; docs/learned.md).
 CLOSE_R = 0.01
 
 
