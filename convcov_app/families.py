@@ -13,14 +13,16 @@ from convcov_core.family_fits import CLOSE_R, LayerFamilies, best_layers
 
 NAMES = {"gaussian": "Gaussian", "laplace": "Laplace", "matern32": "Matérn 3/2", "matern52": "Matérn 5/2",
          "rational-quadratic": "rational quadratic"}
-BEST_STYLE = "background-color: rgba(33, 150, 83, 0.28)"
+BEST_STYLE = "background-color: rgba(33, 150, 83, 0.35)"
+NEAR_STYLE = "background-color: rgba(33, 150, 83, 0.12)"
 NO_BEST = "–"
 
 CAPTION = ("Each cell: Pearson r of the family's closed form with the layer (1 = a perfect fit), and in "
-           "brackets its best σ in pixels. Every family has the one parameter σ, fitted as the Gaussian's "
-           f"is, so their r compare directly; the highest is marked. Differences below {CLOSE_R:g} are too "
-           "close to call. Laplace exp(−d/σ) has a sharp peak, Matérn 3/2 and 5/2 are smoother, the "
-           "Gaussian exp(−d²/2σ²) the smoothest; rational quadratic (1 + d²/2σ²)⁻¹ has heavy tails.")
+           "brackets its best σ in pixels (each family's own length scale). Every family has the one "
+           "parameter σ, fitted as the Gaussian's is, so their r compare directly. The highest is shaded "
+           f"dark, and those within {CLOSE_R:g} of it light: too close to call. Laplace exp(−d/σ) has a sharp "
+           "peak, Matérn 3/2 and 5/2 are smoother, the Gaussian exp(−d²/2σ²) the smoothest; rational "
+           "quadratic (1 + d²/2σ²)⁻¹ has heavy tails.")
 
 
 def layer_span(layers: list[int]) -> str:
@@ -43,14 +45,27 @@ def _layers(layers: list[int]) -> str:
     return f"layer{'s' if len(layers) > 1 else ''} {layer_span(layers)}"
 
 
+def _shades(row: LayerFamilies, columns) -> list[str]:
+    """CSS of one layer's cells: the best family's dark, those within CLOSE_R of it light."""
+    fits = {NAMES[f.family]: f for f in row.fits}
+
+    def shade(column: str) -> str:
+        fit = fits.get(column)
+        if fit is None or row.best is None or not row.best.r - fit.r < CLOSE_R:
+            return ""
+        return BEST_STYLE if fit.family == row.best.family else NEAR_STYLE
+    return [shade(column) for column in columns]
+
+
 def family_table(rows: list[LayerFamilies], layer_names: list[str]) -> Styler:
-    """One row a layer: its best family, then each family's "r (σ)", the best cell shaded."""
+    """One row a layer: its best family, then each family's "r (σ)"; the best cell shaded dark, the
+    families within CLOSE_R of it light."""
     frame = pd.DataFrame([{"layer": f"{row.layer}: {name}",
                            "best fit": NAMES[row.best.family] if row.best else NO_BEST,
                            **{NAMES[f.family]: f"{f.r:.3f} (σ {f.sigma:.2f})" for f in row.fits}}
                           for row, name in zip(rows, layer_names)])
-    return frame.style.apply(lambda line: [BEST_STYLE if column == line["best fit"] else ""
-                                           for column in line.index], axis=1)
+    styles = pd.DataFrame([_shades(row, frame.columns) for row in rows], index=frame.index, columns=frame.columns)
+    return frame.style.apply(lambda _: styles, axis=None)
 
 
 def answer(rows: list[LayerFamilies]) -> str:

@@ -5,9 +5,9 @@ import pytest
 
 from convcov_app import families
 from convcov_app.store import add_bundled_example
-from convcov_core import covariance, examples
+from convcov_core import covariance, examples, matrix_files
 from convcov_core.family_fits import FamilyFit, LayerFamilies, family_fits
-from helpers.pages import run_page
+from helpers.pages import assert_clean, new_app, run_page
 
 LEARNED = "pages/4_Learned_Covariances.py"
 
@@ -36,15 +36,17 @@ def test_the_answer_counts_the_best_and_says_where_the_gaussian_keeps_up():
     assert "none fits best" in families.answer([constant])
 
 
-def test_the_table_marks_each_layers_best_cell():
-    rows = [layer(1, gaussian=0.7, laplace=0.8), layer(2, gaussian=0.9)]
+def test_the_table_shades_each_layers_best_cell_dark_and_near_ties_light():
+    rows = [layer(1, gaussian=0.7, laplace=0.8, matern32=0.795), layer(2, gaussian=0.9)]
     styled = families.family_table(rows, ["a", "b"])
     frame = styled.data
     assert list(frame.columns) == ["layer", "best fit", *families.NAMES.values()]
     assert list(frame["best fit"]) == ["Laplace", "Gaussian"] and frame["Laplace"][0] == "0.800 (σ 1.00)"
-    styles = styled._compute().ctx  # (row, column) -> CSS of the shaded cells
-    shaded = {cell for cell, css in styles.items() if css}
-    assert shaded == {(0, list(frame.columns).index("Laplace")), (1, list(frame.columns).index("Gaussian"))}
+    column = list(frame.columns).index
+    shades = {cell: css[0][1] for cell, css in styled._compute().ctx.items() if css}  # (row, column) -> colour
+    assert shades == {(0, column("Laplace")): families.BEST_STYLE.split(": ")[1],
+                      (0, column("Matérn 3/2")): families.NEAR_STYLE.split(": ")[1],
+                      (1, column("Gaussian")): families.BEST_STYLE.split(": ")[1]}
 
 
 def test_learned_page_answers_is_it_gaussian_for_the_bundled_example():
@@ -58,3 +60,16 @@ def test_learned_page_answers_is_it_gaussian_for_the_bundled_example():
     assert list(table["best fit"]) == [families.NAMES[row.best.family] for row in rows]
     assert list(table["layer"]) == [f"{i + 1}: {name}" for i, name in enumerate(example.layer_names)]
     assert families.CAPTION in [c.value for c in at.caption]
+
+
+def test_learned_page_names_the_family_each_uploaded_layer_was_built_from():
+    layers = [covariance.closed_form(family, 5, 1.2) for family in ("laplace", "gaussian", "laplace")]
+    at = new_app(LEARNED, timeout=120).run()
+    at.radio(key="lc_source").set_value("An uploaded covariance file").run()
+    upload = ("built.npy", matrix_files.covariance_bytes(layers, "npy"), "application/octet-stream")
+    at.get("file_uploader")[0].set_value(upload)
+    at.run()
+    assert_clean(at, "a file of closed forms")
+    table = next(d.value for d in at.dataframe if "best fit" in d.value.columns)
+    assert list(table["best fit"]) == ["Laplace", "Gaussian", "Laplace"]
+    assert "Laplace fits best in 2 of 3 layers and Gaussian in 1;" in " ".join(m.value for m in at.markdown)
