@@ -334,24 +334,45 @@ def pearson(a: Tensor, b: Tensor) -> float:
     return float((x @ y) / den) if den > 0 else float("nan")
 
 
+def _distance_sums(S: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """(d2, n, s): the distinct squared pixel distances d2 between the k^2 x k^2 entries of S, the number
+    n of entries at each and their sum s. A stationary family is constant at each d2, so its squared
+    error and Pearson r against S need only these: O(k^2) per sigma instead of O(k^4)."""
+    D2 = squared_distances(kernel_size_of(S)).flatten().round().long()
+    n = torch.bincount(D2)
+    s = torch.bincount(D2, weights=S.flatten().to(torch.float64))
+    at = n.nonzero().squeeze(1)
+    return at.to(torch.float64), n[at].to(torch.float64), s[at]
+
+
 def fit_family(S: Tensor, family: str = "gaussian", *, alpha: float = 1.0) -> tuple[float, float]:
     """Best sigma of a closed-form family for a covariance, and the fit's Pearson r.
 
-    Both matrices are scaled to unit mean diagonal; sigma minimizes the squared error over a log grid
-    (0.05..50), refined by golden-section search. Returns (sigma, r).
+    Both matrices are scaled to unit mean diagonal; sigma minimizes the squared error
+    sum_pq (kernel(d_pq) - S_pq)^2 over a log grid (0.05..50), refined by golden-section search.
+    Sums run over the distinct distances (_distance_sums). Returns (sigma, r).
     """
-    check_family(family)
-    S = normalize_trace(validate_covariance(S))
-    D2 = squared_distances(kernel_size_of(S))
-    # The closed form takes one value per distinct distance, so sum(K - S)^2 = sum_v n_v K_v^2
-    # - 2 K_v s_v + sum S^2 over the O(k^2) distances v (n_v pairs, s_v their sum of S): each
-    # step of the search costs O(k^2), not O(k^4).
-    distances, pair_of, pairs = torch.unique(D2.flatten(), return_inverse=True, return_counts=True)
-    sums = torch.zeros_like(distances).index_add_(0, pair_of, S.flatten())
+    return fit_families(S, (family,), alpha=alpha)[family]
 
-    def loss(log_s: float) -> float:
-        K = family_kernel(family, distances, math.exp(log_s), alpha=alpha)
-        return float((pairs * K * K - 2 * K * sums).sum())
+
+def fit_families(S: Tensor, families=tuple(FAMILIES), *, alpha: float = 1.0) -> dict[str, tuple[float, float]]:
+    """fit_family of each family -> (sigma, r), with S checked, scaled and summed by distance once."""
+    for family in families:
+        check_family(family)
+    S = normalize_trace(validate_covariance(S)).to(torch.float64)
+    d2, n, s = _distance_sums(S)
+    mean_s = float(S.mean())
+    spread = float(((S - mean_s) ** 2).sum())
+    return {family: _fit_by_distance(family, d2, n, s, mean_s, spread, alpha) for family in families}
+
+
+def _fit_by_distance(family: str, d2: Tensor, n: Tensor, s: Tensor, mean_s: float, spread: float,
+                     alpha: float) -> tuple[float, float]:
+    """fit_family's sigma and r from S's distance sums, its mean entry and sum_pq (S_pq - mean)^2."""
+
+    def loss(log_s: float) -> float:  # the squared error less its constant sum_pq S_pq^2
+        f = family_kernel(family, d2, math.exp(log_s), alpha=alpha)
+        return float((n * f * f - 2 * f * s).sum())
 
     grid = torch.linspace(math.log(0.05), math.log(50), 121)
     losses = [loss(float(g)) for g in grid]
@@ -366,7 +387,11 @@ def fit_family(S: Tensor, family: str = "gaussian", *, alpha: float = 1.0) -> tu
         else:
             lo = a
     sigma = math.exp((lo + hi) / 2)
-    return sigma, pearson(family_kernel(family, D2, sigma, alpha=alpha), S)
+    f = family_kernel(family, d2, sigma, alpha=alpha)
+    mean_f = float((n * f).sum() / n.sum())
+    cross = float(((f - mean_f) * (s - n * mean_s)).sum())
+    den = math.sqrt(float((n * (f - mean_f) ** 2).sum()) * spread)
+    return sigma, cross / den if den > 0 else float("nan")
 
 
 def fit_sigma(S: Tensor) -> tuple[float, float]:

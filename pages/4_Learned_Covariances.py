@@ -6,12 +6,12 @@ from functools import partial
 import pandas as pd
 import streamlit as st
 
-from convcov_app import attention_section, background, lab, labels, pretrained_source
+from convcov_app import attention_section, background, families, lab, labels, pretrained_source
 from convcov_app.navigation import page_setup
 from convcov_app.store import run_reach_warning, run_store, runs_with_learned_covariances
 from convcov_app.support import CHART, reset_when_changed, shown_errors
 from convcov_app.uploads import checkpoint_uploader, read_upload_once, too_small_kernel
-from convcov_core import covariance, data, examples, learned_sets, matrix_files, models, settings, train
+from convcov_core import covariance, data, examples, family_fits, learned_sets, matrix_files, models, settings, train
 from convcov_core.matrix_files import MATRIX_SUFFIXES
 from convcov_core.plots import training as figures
 from convcov_core.plots.covariance import TILE_LINES_MAX_K
@@ -47,6 +47,11 @@ def non_psd_layers(key: str, _learned: learned_sets.LearnedSet) -> list[int]:
 @st.cache_data(max_entries=8, show_spinner="Fitting σ to every layer…")
 def fits_of(key: str, _learned: learned_sets.LearnedSet) -> list:
     return learned_sets.layer_fits(_learned.covariances)
+
+
+@st.cache_data(max_entries=8, show_spinner="Fitting five closed forms to every layer…")
+def family_fits_of(key: str, _learned: learned_sets.LearnedSet) -> list:
+    return family_fits.family_fits(_learned.covariances)
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
@@ -216,6 +221,15 @@ def sigma_section(learned: learned_sets.LearnedSet, fits: list) -> None:
                    "σ_first / σ_last in the Training Lab to imitate this network.")
 
 
+def families_section(learned: learned_sets.LearnedSet, key: str) -> None:
+    """Is it Gaussian? Every closed-form family's fit to every layer, the best marked."""
+    rows = family_fits_of(key, learned)
+    st.subheader("Is it Gaussian? Five closed forms, layer by layer")
+    st.markdown(families.answer(rows))
+    st.dataframe(families.family_table(rows, learned.layer_names), hide_index=True)
+    st.caption(families.CAPTION)
+
+
 def closed_form_section(learned: learned_sets.LearnedSet, fits: list) -> None:
     """One layer beside the closed form that fits it, and their difference."""
     st.subheader("One layer: learned vs closed form")
@@ -299,6 +313,7 @@ def analysis(learned: learned_sets.LearnedSet, key: str, name_hint: str, reach_w
         st.warning(reach_warning)
     layers_section(learned, key, fits)
     sigma_section(learned, fits)
+    families_section(learned, key)
     closed_form_section(learned, fits)
     transfer_section(learned, key, name_hint)
 

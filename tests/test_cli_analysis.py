@@ -7,7 +7,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from convcov_core import cnfa, covariance, examples, learned_sets, model_pairs
+from convcov_core import cnfa, covariance, examples, family_fits, learned_sets, model_pairs
 from convcov_core.cli import main
 from convcov_core.runs import RunStore
 from helpers.runs import fake_run
@@ -31,6 +31,17 @@ def test_learned_prints_the_bundled_examples_fits_by_default(capsys):
     assert out.startswith("the bundled example: convmixer-64/8 on mnist5k")
     first, last = learned_sets.fitted_schedule(learned_sets.layer_fits(examples.load_example().covariances))
     assert "blocks.7.0.fn.0" in out and f"straight line through the fitted sigmas: {first:.2f} -> {last:.2f}" in out
+
+
+def test_learned_families_prints_every_familys_fit_and_the_best_per_layer(capsys):
+    assert main(["learned", "--families"]) == 0
+    out = capsys.readouterr().out
+    rows = family_fits.family_fits(examples.load_example().covariances)
+    assert "gaussian      laplace       matern32      matern52      rational-quadratic  best" in out
+    line = [text for text in out.splitlines() if text.startswith("5  blocks.4.0.fn.0")][-1]  # the second table
+    assert line.split()[-1] == rows[4].best.family and f"{rows[4].of('laplace').r:.3f}" in line
+    assert out.rstrip().endswith("best fit by r, of 8 layer(s): laplace in 6, gaussian in 1, matern52 in 1; the "
+                                 "gaussian's r is within 0.01 of the best in layer(s): 1, 2")
 
 
 def test_learned_from_a_checkpoint_transfers_writes_and_saves_a_set(tmp_path, capsys):

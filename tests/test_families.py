@@ -69,3 +69,12 @@ def test_a_bad_sigma_or_alpha_is_refused():
         covariance.closed_form("matern32", 5, 0.0)
     with pytest.raises(ValueError, match="alpha"):
         covariance.closed_form("rational-quadratic", 5, 1.0, alpha=-1)
+
+
+def test_fit_families_fits_each_as_fit_family_does_and_checks_every_name_first():
+    S = covariance.empirical(torch.randn(40, 7, 7, generator=torch.Generator().manual_seed(1), dtype=torch.float64))
+    fits = covariance.fit_families(S)
+    assert list(fits) == list(covariance.FAMILIES)
+    assert fits == {family: covariance.fit_family(S, family) for family in covariance.FAMILIES}
+    with pytest.raises(ValueError, match="unknown covariance family 'cauchy'"):
+        covariance.fit_families(S, ("gaussian", "cauchy"))

@@ -17,6 +17,7 @@ from .. import (
     cnfa,
     covariance,
     data,
+    family_fits,
     frequency,
     init,
     learned_sets,
@@ -115,6 +116,8 @@ def cmd_learned(args) -> int:
     first, last = learned_sets.fitted_schedule(fits)
     print(f"straight line through the fitted sigmas: {first:.2f} -> {last:.2f} "
           f"(compare --sigma-first {first:.2f} --sigma-last {last:.2f} imitates it)")
+    if args.families:
+        _print_families(family_fits.family_fits(learned.covariances), learned.layer_names)
     covariances = learned.covariances
     k = learned.kernel_size if args.kernel_size is None else args.kernel_size
     depth = learned.depth if args.depth is None else args.depth
@@ -130,6 +133,19 @@ def cmd_learned(args) -> int:
               f"Training Lab offers it for the learned init, and `compare --learned-from set:{path.stem}` "
               "uses it", file=sys.stderr)
     return 0
+
+
+def _print_families(rows: list, names: list) -> None:
+    """`learned --families`: every family's r (sigma) per layer, the best, and how often each is best."""
+    print(f"\nclosed-form families per layer: Pearson r (fitted sigma, px); best = highest r "
+          f"(differences under {family_fits.CLOSE_R:g} are ties)")
+    print(format_table(["#", "layer", *covariance.FAMILIES, "best"],
+                       [[row.layer, name, *(f"{f.r:.3f} ({f.sigma:.2f})" for f in row.fits),
+                         row.best.family if row.best else "-"] for row, name in zip(rows, names)]))
+    counts = [f"{family} in {len(layers)}" for family, layers in family_fits.best_layers(rows).items()]
+    close = [str(row.layer) for row in rows if row.gaussian_gap < family_fits.CLOSE_R]
+    print(f"best fit by r, of {len(rows)} layer(s): {', '.join(counts) or 'none'}; the gaussian's r is within "
+          f"{family_fits.CLOSE_R:g} of the best in layer(s): {', '.join(close) or 'none'}")
 
 
 def _cnfa_pair(args) -> model_pairs.ModelPair:
@@ -310,6 +326,9 @@ LEARNED_OPTIONS = (
                                       "file ending in .npy, .pt or .safetensors")),
     ("--save-set", dict(default=None, metavar="NAME",
                         help="save them as a named covariance set for the Training Lab's learned init")),
+    ("--families", dict(action="store_true",
+                        help=f"also fit every closed-form family ({', '.join(covariance.FAMILIES)}) to each "
+                             "layer: r and sigma, and the best by r")),
     DB,
 )
 
