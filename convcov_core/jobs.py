@@ -23,8 +23,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-import torch
-
 from . import settings
 from .ensemble.plan import MEMORY_SHARE, available_bytes, config_member_bytes
 from .runs import RunStore
@@ -103,8 +101,7 @@ def memory_problem(config: TrainConfig) -> str | None:
     if available is None:
         return None
     try:
-        with torch.device("meta"):
-            need = config_member_bytes(config, meta_model(config))
+        need = config_member_bytes(config, meta_model(config))
     except RuntimeError:
         return None
     if need <= MEMORY_SHARE * available:

@@ -18,18 +18,19 @@ from .train import TrainConfig, load_training_data, plan_steps
 TRAINING_PASSES = 3  # forward, gradient of the activations, gradient of the weights
 
 
-def network_for(config: TrainConfig) -> torch.nn.Module:
-    """config's network for its training data's images and classes, on the current default device."""
-    info = load_training_data(config)[4]
+def network_for(config: TrainConfig, info) -> torch.nn.Module:
+    """config's network for its training data's images and classes (`info`), on the default device."""
     return models.build_model(config.model, num_classes=len(info.classes), in_chans=info.in_chans,
                               kernel_size=config.kernel_size, patch_size=config.patch_size,
                               image_size=info.image_size)
 
 
 def meta_model(config: TrainConfig) -> torch.nn.Module:
-    """network_for(config) on the meta device: its shapes, no memory."""
+    """network_for(config) on the meta device: its shapes, no memory. The data is read first, outside
+    the meta device (read inside, its cached tensors would be meta tensors)."""
+    info = load_training_data(config)[4]
     with torch.device("meta"):
-        return network_for(config)
+        return network_for(config, info)
 
 
 def forward_flops(model: torch.nn.Module, in_chans: int, image_size: int) -> int:
@@ -49,7 +50,7 @@ def _per_image_flops(config: TrainConfig) -> int:
         return forward_flops(meta_model(config), info.in_chans, info.image_size)
     except (RuntimeError, NotImplementedError):
         with torch.no_grad():
-            return forward_flops(network_for(config), info.in_chans, info.image_size)
+            return forward_flops(network_for(config, info), info.in_chans, info.image_size)
 
 
 def images_per_run(config: TrainConfig) -> int:

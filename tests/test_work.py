@@ -63,3 +63,11 @@ def test_the_cap_comes_from_the_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("CONVCOV_MAX_JOB_TFLOP", "0")
     with pytest.raises(ValueError, match="CONVCOV_MAX_JOB_TFLOP must be a whole number >= 1"):
         JobManager(store=RunStore(tmp_path / "runs.db"))
+
+
+def test_counting_on_the_meta_device_leaves_the_cached_data_real():
+    from convcov_core.train import inputs
+
+    inputs._load_data_cached.cache_clear()
+    work.meta_model(TINY)
+    assert inputs.load_training_data(TINY)[0].device.type == "cpu"  # was meta: "Cannot copy out of meta tensor"

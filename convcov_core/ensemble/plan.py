@@ -79,7 +79,7 @@ def member_bytes(model: nn.Module, in_chans: int, image_size: int, batch_size: i
              for m in model.modules() if not list(m.children())]
     was_training = model.training
     try:
-        model.eval()(torch.zeros(1, in_chans, image_size, image_size))
+        model.eval()(torch.zeros(1, in_chans, image_size, image_size, device=next(model.parameters()).device))
     finally:
         model.train(was_training)
         for hook in hooks:
