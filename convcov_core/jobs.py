@@ -18,6 +18,7 @@ reports it, so a page reloaded while its job runs finds that job again.
 from __future__ import annotations
 
 import functools
+import math
 import threading
 import time
 from dataclasses import dataclass, field
@@ -87,6 +88,7 @@ class _Job:
     finished: float | None = None
     events: list = field(default_factory=list)
     first_progress: tuple[float, float] | None = None  # (time, fraction done) at the first event
+    shown_eta: tuple[float, float] | None = None  # (time, seconds left) last reported
     stop: threading.Event = field(default_factory=threading.Event)
     result: object = None
     result_id: int | None = None
@@ -252,7 +254,7 @@ class JobManager:
             return JobStatus(id=job.id, kind=job.kind, label=job.label, state=job.state, progress=progress,
                              message=job.message, created=job.created, finished=job.finished,
                              n_events=len(job.events), last_event=last,
-                             eta_s=_eta(job, progress) if job.state == "running" else None,
+                             eta_s=_shown_eta(job, progress) if job.state == "running" else None,
                              result_id=job.result_id, owner=job.owner)
 
     def events(self, job_id: int, since: int = 0) -> list[ProgressEvent]:
@@ -293,6 +295,30 @@ def _progress(event: ProgressEvent | None) -> float:
     if event is None or not event.total_steps:
         return 0.0
     return event.fraction_done()
+
+
+ETA_SMOOTHING_S = 30.0
+
+
+def smoothed_eta(previous: tuple[float, float] | None, estimate: float | None, now: float,
+                 tau: float = ETA_SMOOTHING_S) -> float | None:
+    """Seconds left as shown: the last shown value counted down since (t, e) = previous, moved toward
+    the new estimate by the share 1 - exp(-(now - t) / tau). The pace of a comparison changes from
+    run to run (frozen and trained filters, evaluations), so the bare estimate swung 37 -> 23 -> 35
+    min within 30 s; this one follows a lasting change within about tau seconds."""
+    if previous is None or estimate is None:
+        return estimate
+    t, shown = previous
+    counted_down = max(shown - (now - t), 0.0)
+    return counted_down + (1 - math.exp(-max(now - t, 0.0) / tau)) * (estimate - counted_down)
+
+
+def _shown_eta(job: _Job, progress: float, now: float | None = None) -> float | None:
+    """smoothed_eta of _eta, remembered on the job."""
+    now = time.time() if now is None else now
+    eta = smoothed_eta(job.shown_eta, _eta(job, progress, now), now)
+    job.shown_eta = None if eta is None else (now, eta)
+    return eta
 
 
 def _eta(job: _Job, progress: float, now: float | None = None) -> float | None:

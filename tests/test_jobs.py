@@ -185,3 +185,27 @@ def test_a_running_job_records_where_its_first_event_found_it(manager):
     assert p0 == 0.25 and before <= t0 <= time.time()
     release.set()
     assert manager.wait(job_id, 10).state == "done"
+
+
+def test_the_time_left_shown_does_not_swing_with_each_estimate():
+    from convcov_core.jobs import smoothed_eta
+
+    estimates = [37, 23, 35, 27, 21]  # minutes, what the bare estimate said within 30 s
+    shown, previous = [], None
+    for i, minutes in enumerate(estimates):
+        now = 7.5 * i
+        eta = smoothed_eta(previous, minutes * 60.0, now)
+        shown.append(eta / 60)
+        previous = (now, eta)
+    assert shown[0] == 37
+    assert max(shown) - min(shown) < 8  # the estimates spanned 16 minutes
+    assert all(later <= earlier + 1 for earlier, later in zip(shown, shown[1:]))  # never back up by over a minute
+
+
+def test_the_time_left_shown_follows_a_lasting_change_and_counts_down():
+    from convcov_core.jobs import ETA_SMOOTHING_S, smoothed_eta
+
+    assert smoothed_eta((0.0, 600.0), 600.0 - 10.0, now=10.0) == pytest.approx(590.0)  # on pace: counts down
+    later = smoothed_eta((0.0, 600.0), 300.0, now=5 * ETA_SMOOTHING_S)
+    assert later == pytest.approx(300.0, abs=5)  # a lasting change is taken within a few tau
+    assert smoothed_eta(None, 42.0, now=1.0) == 42.0 and smoothed_eta((0.0, 5.0), None, now=1.0) is None
