@@ -151,7 +151,7 @@ with shown_errors():
 
     st.header("Depth schedule")
     st.markdown("In trained ConvMixers the covariance spreads out with depth. Layer l of L uses "
-                "σ_l = σ_first + (σ_last − σ_first) · l / (L − 1).")
+                "σ_l = σ_first + (σ_last − σ_first) · (l − 1) / (L − 1), l = 1 … L.")
     first_col, last_col, depth_col = st.columns(3)
     sigma_first = first_col.select_slider("σ_first (layer 1)", labels.SIGMA_OPTIONS, value=1.0,
                                           key="sigma_first")
