@@ -24,7 +24,7 @@ member's step times N, both built and prepared by the code train_ensemble and tr
 (_prepare_model, _train_step), best of --rounds after a warm-up: no data loading, setup or
 evaluation, so it stays short on a busy machine where the full runs above take many minutes.
 --lab times whole comparisons as the Training Lab runs them (convcov_app.lab.plan_comparison, then
-train.compare: data loading, training, evaluation and covariances, all counted): its default setup
+compare.compare: data loading, training, evaluation and covariances, all counted): its default setup
 (ConvMixer-64/8, k = 15, frozen filters, default vs Gaussian, one epoch of mnist5k) with 10 seeds
 trained together against the same setup with its default 2 seeds one after another.
 --vmap times one training step (forward, backward, AdamW) of N members grouped as train_ensemble
@@ -48,6 +48,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from convcov_core.compare import compare  # noqa: E402
 from convcov_core.depthwise import SWAPPED_MIN_TAPS, use_fast_depthwise  # noqa: E402
 from convcov_core.ensemble import Ensemble, group_compatible, member_losses, train_ensemble  # noqa: E402
 from convcov_core.models import ConvMixer  # noqa: E402
@@ -55,7 +56,6 @@ from convcov_core.step import autocast, autocast_dtype  # noqa: E402
 from convcov_core.train import (  # noqa: E402
     TrainConfig,
     build_model_for,
-    compare,
     load_training_data,
     resolve_device,
     train,

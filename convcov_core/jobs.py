@@ -24,19 +24,10 @@ from typing import Callable
 import torch
 
 from . import models, settings
+from .compare import ComparisonResult, compare
 from .ensemble.plan import MEMORY_SHARE, available_bytes, config_member_bytes
 from .runs import RunStore
-from .train import (
-    ComparisonResult,
-    ProgressEvent,
-    RunResult,
-    TrainConfig,
-    compare,
-    load_training_data,
-    plan_steps,
-    resolve_device,
-    train,
-)
+from .train import ProgressEvent, RunResult, TrainConfig, load_training_data, plan_steps, resolve_device, train
 
 KEEP_FINISHED = 50  # finished jobs remembered for list_jobs / status
 
@@ -155,7 +146,7 @@ class JobManager:
         when it would train on too many images, ValueError for a bad config.
 
         kind "train": target is a TrainConfig. kind "compare": target is the base TrainConfig, with
-        variants, seeds and ensemble as for train.compare. kind "task": target is fn(callback) -> result, with
+        variants, seeds and ensemble as for compare.compare. kind "task": target is fn(callback) -> result, with
         `samples` (images it will process, if known) checked against the cap. A train or compare
         job whose run would not fit in memory (memory_problem) is refused with JobTooLarge.
         """

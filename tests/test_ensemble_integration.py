@@ -11,10 +11,10 @@ import pytest
 from convcov_app import lab
 from convcov_core import ensemble as ensemble_package
 from convcov_core.cli import main
+from convcov_core.compare import compare
 from convcov_core.ensemble import pays_off
 from convcov_core.sweep import LocalPool, Sweep, SweepStore, run_sweep
 from convcov_core.sweep.worker import trial_batches
-from convcov_core.train import compare
 from helpers.ensemble import LOSS_TOL, ONE_IMAGE, assert_same_run, bars, events_by_run
 
 VARIANTS = {"default": {"init": "default"}, "gaussian-frozen": {"init": "gaussian", "freeze_filters": True}}

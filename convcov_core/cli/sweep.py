@@ -16,10 +16,11 @@ import time
 import pandas as pd
 
 from .. import sweep
+from ..compare import METRICS
 from ..sweep.results import WIDER_THAN_MAP_NOTE
 from ..sweep.run import trial_seconds
 from ..text import duration, number
-from ..train import METRICS, TrainConfig
+from ..train import TrainConfig
 from ..train.config import settings_of
 from .args import DB, QUIET, Later, add_command, number_in, span
 from .output import format_table

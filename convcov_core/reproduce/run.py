@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Callable
 
 from .. import cnfa, model_pairs
+from ..compare import ComparisonResult, summarize
 from ..examples import load_example
 from ..sweep import (
     LocalPool,
@@ -31,7 +32,7 @@ from ..sweep import (
     trial_seconds,
     trial_table,
 )
-from ..train import ComparisonResult, ProgressEvent, RunResult, estimate_time, load_training_data, summarize
+from ..train import ProgressEvent, RunResult, estimate_time, load_training_data
 from .files import default_out
 from .report import make_report, write_report
 from .suites import Suite, SuiteRuns, build_suite, suite_runs, suite_sweeps

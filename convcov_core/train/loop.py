@@ -29,10 +29,10 @@ from .config import (
     ProgressEvent,
     RunResult,
     TrainConfig,
-    _wants_stop,
     lr_at,
     new_history,
     resolve_device,
+    wants_stop,
 )
 from .evaluation import evaluate_epoch
 from .inputs import _batch, _to_device, load_training_data, plan_steps
@@ -155,7 +155,7 @@ class _Loop:
 
     def emit(self, event: ProgressEvent) -> bool:
         """Send `event`; whether the callback asked to stop."""
-        return self.callback is not None and _wants_stop(self.callback(event))
+        return self.callback is not None and wants_stop(self.callback(event))
 
     def event(self, kind: str, at: int | None = None, **values) -> ProgressEvent:
         """An event for step `at` (default: the last step run; steps read back in a group each
