@@ -21,10 +21,10 @@ Rounds alternate between the two sides and the best of each is kept (other work 
 only ever slows a round down).
 --steps-only times one training step (forward, backward, AdamW) of N members grouped against one
 member's step times N, both built and prepared by the code train_ensemble and train() run
-(_prepare_model, _train_step), best of --rounds after a warm-up: no data loading, setup or
+(prepare_model, make_step), best of --rounds after a warm-up: no data loading, setup or
 evaluation, so it stays short on a busy machine where the full runs above take many minutes.
 --lab times whole comparisons as the Training Lab runs them (convcov_app.lab.plan_comparison, then
-train.compare: data loading, training, evaluation and covariances, all counted): its default setup
+compare.compare: data loading, training, evaluation and covariances, all counted): its default setup
 (ConvMixer-64/8, k = 15, frozen filters, default vs Gaussian, one epoch of mnist5k) with 10 seeds
 trained together against the same setup with its default 2 seeds one after another.
 --vmap times one training step (forward, backward, AdamW) of N members grouped as train_ensemble
@@ -48,6 +48,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from convcov_core.compare import compare  # noqa: E402
 from convcov_core.depthwise import SWAPPED_MIN_TAPS, use_fast_depthwise  # noqa: E402
 from convcov_core.ensemble import Ensemble, group_compatible, member_losses, train_ensemble  # noqa: E402
 from convcov_core.models import ConvMixer  # noqa: E402
@@ -55,13 +56,12 @@ from convcov_core.step import autocast, autocast_dtype  # noqa: E402
 from convcov_core.train import (  # noqa: E402
     TrainConfig,
     build_model_for,
-    compare,
     load_training_data,
     resolve_device,
     train,
 )
-from convcov_core.train.loop import _train_step  # noqa: E402
-from convcov_core.train.model import _prepare_model  # noqa: E402
+from convcov_core.train.model import prepare_model  # noqa: E402
+from convcov_core.train.network import make_step  # noqa: E402
 
 # (label, model, kernel, patch, dataset, dataset params, their changes on CPU)
 MODELS = [
@@ -182,13 +182,13 @@ def one_step_seconds(spec, n: int, batch: int, device: torch.device, precision: 
     info = load_training_data(config)[4]
     members = [build_model_for(config.replace(seed=seed), info) for seed in range(n)]
     grouped_info = dataclasses.replace(info, in_chans=n * info.in_chans)
-    grouped, dtype, channels_last = _prepare_model(config, Ensemble.of(members), grouped_info, device)
-    lone = _prepare_model(config, members[0], info, device)[0]
+    grouped, dtype, channels_last = prepare_model(config, Ensemble.of(members), grouped_info, device)
+    lone = prepare_model(config, members[0], info, device)[0]
     layout = torch.channels_last if channels_last else torch.contiguous_format
     x = torch.randn(batch, n * info.in_chans, info.image_size, info.image_size, device=device)
     y = torch.randint(0, len(info.classes), (batch, n), device=device)
-    grouped_step = _train_step(config, grouped, device, dtype, member_losses)
-    lone_step = _train_step(config, lone, device, dtype)
+    grouped_step = make_step(config, grouped, device, dtype, member_losses)
+    lone_step = make_step(config, lone, device, dtype)
     lone_x = x[:, :info.in_chans].contiguous(memory_format=layout)
     grouped_x = x.contiguous(memory_format=layout)
     return best_step_times([lambda: lone_step(lone_x, y[:, 0], config.lr),

@@ -19,9 +19,10 @@ import argparse
 import tempfile
 import time
 
+from convcov_core.compare import compare, variants_for
 from convcov_core.sweep import LocalPool, Sweep, SweepStore, run_sweep
 from convcov_core.sweep.ray_cluster import RayExecutor
-from convcov_core.train import TrainConfig, compare, variants_for
+from convcov_core.train import TrainConfig
 
 LAB = TrainConfig(model="convmixer-64/8", kernel_size=15, patch_size=2, dataset="mnist5k", epochs=1)
 QUICK = TrainConfig(model="convmixer-8/1", kernel_size=3, patch_size=2, dataset="mnist5k", epochs=1, batch_size=32)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from convcov_core import init, models, regime, train, work
+from convcov_core import compare, init, models, regime, train, work
 from convcov_core.comparison_table import comparison_table
 from convcov_core.json_safe import json_safe
 from convcov_core.learned_sets import CovarianceSetInfo
@@ -50,7 +50,7 @@ class LabSetup:
     budget, precision); inits: init schemes to compare, the first is the reference; filters: a key
     of FILTER_MODES; n_seeds: runs per variant (seeds 0..n-1); sigma_first / sigma_last: the
     Gaussian scheme's depth schedule (None: init.default_sigmas); ensemble: the runs train together
-    as one grouped network (train.compare), else one after another (None: where ensemble.pays_off)."""
+    as one grouped network (compare.compare), else one after another (None: where ensemble.pays_off)."""
 
     training: train.TrainConfig = field(default_factory=lab_training)
     inits: tuple = ("default", "gaussian")
@@ -191,7 +191,7 @@ def regime_text(config: train.TrainConfig) -> tuple[str, str | None]:
 
 @dataclass
 class ComparisonPlan:
-    """What train.compare (or JobManager.submit("compare", ...)) takes."""
+    """What compare.compare (or JobManager.submit("compare", ...)) takes."""
 
     base: train.TrainConfig
     variants: dict
@@ -223,7 +223,7 @@ def plan_comparison(setup: LabSetup, learned: list[Tensor] | None = None) -> Com
         raise ValueError("the learned init needs covariances: pick a saved run or a covariance set, "
                          "or make one on the Learned Covariances page")
     whole_number(setup.n_seeds, "number of seeds", 1)
-    variants, references = train.variants_for(inits, FILTER_MODES[setup.filters])
+    variants, references = compare.variants_for(inits, FILTER_MODES[setup.filters])
     for overrides in variants.values():
         if overrides["init"] == "gaussian":
             overrides.update(sigma_first=setup.sigma_first, sigma_last=setup.sigma_last)
@@ -240,10 +240,10 @@ def plan_work(plan: ComparisonPlan) -> tuple[int, float]:
 
 
 def estimate_seconds(plan: ComparisonPlan, n_steps: int = 3) -> float:
-    """Wall time of the whole comparison on this device (train.compare_seconds: with the ensemble,
+    """Wall time of the whole comparison on this device (compare.compare_seconds: with the ensemble,
     a few steps of the runs trained together; else of the first variant of each filter mode, times
     the runs of that mode)."""
-    return train.compare_seconds(plan.base, plan.variants, plan.seeds, ensemble=plan.ensemble, n_steps=n_steps)
+    return compare.compare_seconds(plan.base, plan.variants, plan.seeds, ensemble=plan.ensemble, n_steps=n_steps)
 
 
 def progress_text(event: train.ProgressEvent | None, eta_s: float | None, elapsed_s: float,
@@ -342,18 +342,18 @@ def curves_csv(curves: list[Curve]) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
-def results_rows(cmp: train.ComparisonResult) -> list[dict]:
+def results_rows(cmp: compare.ComparisonResult) -> list[dict]:
     """The results table (comparison_table) as one dict per variant, for a dataframe."""
     return comparison_table(cmp).records()
 
 
-def problem_runs(cmp: train.ComparisonResult) -> list[str]:
+def problem_runs(cmp: compare.ComparisonResult) -> list[str]:
     """One line per run that did not finish normally (diverged), with what happened."""
     return [f"{name}, seed {run.config.seed}: {run.status}: {run.message}"
             for name, runs in cmp.runs.items() for run in runs if run.status not in ("ok", "cancelled")]
 
 
-def verdict_text(cmp: train.ComparisonResult) -> str:
+def verdict_text(cmp: compare.ComparisonResult) -> str:
     """The verdict sentences, with a note when the comparison was cancelled part way."""
     text = cmp.verdict or "Only one variant: nothing to compare against."
     if cmp.status == "cancelled":
@@ -362,16 +362,16 @@ def verdict_text(cmp: train.ComparisonResult) -> str:
     return text
 
 
-def verdict_is_clear(cmp: train.ComparisonResult) -> bool:
+def verdict_is_clear(cmp: compare.ComparisonResult) -> bool:
     """True when stats.paired_verdict names a winner for every paired variant."""
     paired = [r for r in cmp.rows if r["reference"] is not None]
     return bool(paired) and all(r["winner"] is not None for r in paired)
 
 
-def setup_line(cmp: train.ComparisonResult) -> str:
+def setup_line(cmp: compare.ComparisonResult) -> str:
     """Model, data, training budget, seeds, device and wall time of a comparison, in one line."""
     c = cmp.base_config
-    device = train.device_and_precision(cmp)
+    device = compare.device_and_precision(cmp)
     stop = f" (stopped after {c.max_steps} steps)" if c.max_steps else ""
     return (f"{c.model}, k = {train.size_label(c.kernel_size)}, patch {train.size_label(c.patch_size)} on {c.dataset}; "
             f"{c.epochs} epoch(s){stop}, batch {c.batch_size}, lr {c.lr:g}; "

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .compare import METRICS, ComparisonResult
 from .text import duration, number
-from .train import METRICS, ComparisonResult
 
 
 @dataclass

@@ -25,17 +25,10 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from . import settings
+from .compare import ComparisonResult, compare
 from .ensemble.plan import MEMORY_SHARE, available_bytes, config_member_bytes
 from .runs import RunStore
-from .train import (
-    ComparisonResult,
-    ProgressEvent,
-    RunResult,
-    TrainConfig,
-    compare,
-    resolve_device,
-    train,
-)
+from .train import ProgressEvent, RunResult, TrainConfig, resolve_device, train
 from .work import images_per_run, meta_model, run_flops
 
 KEEP_FINISHED = 50  # finished jobs remembered for list_jobs / status
@@ -146,7 +139,7 @@ class JobManager:
         when it would train on too many images, ValueError for a bad config.
 
         kind "train": target is a TrainConfig. kind "compare": target is the base TrainConfig, with
-        variants, seeds and ensemble as for train.compare. kind "task": target is fn(callback) -> result, with
+        variants, seeds and ensemble as for compare.compare. kind "task": target is fn(callback) -> result, with
         `samples` (images it will process, if known) checked against the cap. A train or compare
         job whose run would not fit in memory (memory_problem) is refused with JobTooLarge.
         """

@@ -2,6 +2,7 @@
 
     convcov_home() = $CONVCOV_HOME, else ~/.convcov          (run store, caches)
     data_root()    = $CONVCOV_DATA, else convcov_home()/data (datasets, image folders)
+    REPO_REPORTS   = reports/ of a source checkout            (committed reports)
 """
 
 from __future__ import annotations
@@ -10,6 +11,9 @@ import os
 from pathlib import Path
 
 from . import settings
+
+#: The committed reports of a source checkout; the claims page also looks in $CONVCOV_HOME/reports.
+REPO_REPORTS = Path(__file__).resolve().parents[1] / "reports"
 
 
 def convcov_home() -> Path:

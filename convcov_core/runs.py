@@ -22,6 +22,7 @@ from pathlib import Path
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
+from .compare import ComparisonResult, summarize
 from .paths import runs_path
 from .run_codec import (
     covariance_kernel_size,
@@ -34,7 +35,7 @@ from .run_codec import (
 )
 from .run_export import export_run, write_history_csv
 from .sqlite_file import SQLiteFile
-from .train import ComparisonResult, RunResult, TrainConfig, summarize
+from .train import RunResult, TrainConfig
 
 __all__ = ["ComparisonSummary", "RunStore", "RunSummary", "decode_covariance", "encode_covariance",
            "write_history_csv"]
@@ -328,7 +329,7 @@ class RunStore:
 
     def get_comparison(self, comparison_id: int) -> ComparisonResult:
         """A stored comparison with all of its runs; its table and verdicts are worked out again
-        from the runs by train.summarize, so every comparison is judged by today's rule."""
+        from the runs by compare.summarize, so every comparison is judged by today's rule."""
         with self._db.connection() as conn:
             row = conn.execute(
                 "SELECT base_config, variants, refs, seeds, metric, wall_time, status "

@@ -14,8 +14,8 @@ import torch
 from convcov_core import covariance
 from convcov_core.cli import COMMANDS, build_parser, main
 from convcov_core.cli.args import shown_default
+from convcov_core.compare import variants_for
 from convcov_core.runs import RunStore
-from convcov_core.train import variants_for
 from helpers.read_only import read_only
 from helpers.runs import fake_run
 

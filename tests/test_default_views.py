@@ -4,7 +4,7 @@ example's Feature Ansatz analysis, and in the Training Lab the last comparison o
 import pytest
 
 from convcov_app.store import add_bundled_example, run_store
-from convcov_core import examples, learned_sets, train
+from convcov_core import compare, examples, learned_sets, train
 from helpers.pages import run_page
 
 LEARNED = "pages/4_Learned_Covariances.py"
@@ -58,7 +58,7 @@ def test_training_lab_shows_what_a_run_draws_then_the_latest_comparison(example_
     assert len(at.get("plotly_chart")) == 2
     config = train.TrainConfig(dataset="noisy-bars", model="convmixer-8/1", kernel_size=3, patch_size=4,
                                epochs=1, max_steps=2, batch_size=16)
-    result = train.compare(config, {"default": {"init": "default"}}, seeds=[0])
+    result = compare.compare(config, {"default": {"init": "default"}}, seeds=[0])
     saved_id = run_store().save_comparison(result)
     at = run_page(LAB, timeout=120)
     assert [h.value for h in at.header if h.value == "Latest comparison on this server"]

@@ -8,13 +8,13 @@ import json
 
 import pytest
 
+import convcov_core.compare as compare_module
 from convcov_app import lab
-from convcov_core import ensemble as ensemble_package
 from convcov_core.cli import main
+from convcov_core.compare import compare
 from convcov_core.ensemble import pays_off
 from convcov_core.sweep import LocalPool, Sweep, SweepStore, run_sweep
 from convcov_core.sweep.worker import trial_batches
-from convcov_core.train import compare
 from helpers.ensemble import LOSS_TOL, ONE_IMAGE, assert_same_run, bars, events_by_run
 
 VARIANTS = {"default": {"init": "default"}, "gaussian-frozen": {"init": "gaussian", "freeze_filters": True}}
@@ -132,8 +132,8 @@ def test_a_sweep_cell_trains_as_one_ensemble_and_stores_each_trial_once(tmp_path
 
 def test_the_labs_estimate_times_its_runs_together_unless_told_not_to(monkeypatch):
     timed = []
-    estimate = ensemble_package.estimate_time
-    monkeypatch.setattr(ensemble_package, "estimate_time",
+    estimate = compare_module.ensemble_time  # ensemble.estimate_time, as compare_seconds calls it
+    monkeypatch.setattr(compare_module, "ensemble_time",
                         lambda configs, n: timed.append(configs) or estimate(configs, n))
     setup = lab.LabSetup(bars(max_steps=4, epochs=1, keep_state_dict=False), n_seeds=2, ensemble=True)
     assert lab.estimate_seconds(lab.plan_comparison(setup), n_steps=1) > 0

@@ -8,9 +8,10 @@ import pytest
 import torch
 
 from convcov_core import init
+from convcov_core.compare import compare
 from convcov_core.models import build_model
 from convcov_core.step import EagerStep, GraphStep, adamw
-from convcov_core.train import TrainConfig, build_model_for, compare, load_training_data, train
+from convcov_core.train import TrainConfig, build_model_for, load_training_data, train
 
 pytestmark = [
     pytest.mark.gpu,

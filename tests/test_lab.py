@@ -12,7 +12,7 @@ import torch
 from safetensors.torch import save as save_safetensors
 
 from convcov_app import lab
-from convcov_core import covariance, learned_sets, models, reach, text, train
+from convcov_core import compare, covariance, learned_sets, models, reach, text, train
 from convcov_core.jobs import JobManager
 from convcov_core.plots import training as figures
 from convcov_core.runs import RunStore
@@ -208,8 +208,8 @@ def _comparison(status="ok"):
             "gaussian": [_run("gaussian", "gaussian", 0, 70.0),
                          _run("gaussian", "gaussian", 1, None, "diverged", float("nan"))]}
     refs = {"default": None, "gaussian": "default"}
-    rows, verdicts = train.summarize(variants, [0, 1], runs, refs)
-    return train.ComparisonResult(base_config=train.TrainConfig(), variants=variants, seeds=[0, 1], runs=runs,
+    rows, verdicts = compare.summarize(variants, [0, 1], runs, refs)
+    return compare.ComparisonResult(base_config=train.TrainConfig(), variants=variants, seeds=[0, 1], runs=runs,
                                   rows=rows, verdicts=verdicts, wall_time=40.0, status=status,
                                   references=refs)
 
@@ -229,7 +229,7 @@ def test_results_rows_show_mean_std_per_seed_paired_difference_and_problems():
     assert not lab.verdict_is_clear(cmp)  # one paired seed only
     clear = _comparison()
     clear.runs["gaussian"][1] = _run("gaussian", "gaussian", 1, 80.5)
-    clear.rows, clear.verdicts = train.summarize(clear.variants, [0, 1], clear.runs, clear.references)
+    clear.rows, clear.verdicts = compare.summarize(clear.variants, [0, 1], clear.runs, clear.references)
     assert lab.verdict_is_clear(clear) and "beat default by 20.2 points" in lab.verdict_text(clear)
     assert lab.results_rows(clear)[1]["verdict"] == "gaussian better"
     assert "Cancelled: 4 of 4 runs finished" in lab.verdict_text(_comparison("cancelled"))

@@ -9,8 +9,9 @@ import timm
 import torch
 
 from convcov_core import init, models
+from convcov_core.compare import compare
 from convcov_core.mimetic import DEFAULTS, head_products, low_rank_factors, mimetic_target
-from convcov_core.train import TrainConfig, build_model_for, compare, load_training_data
+from convcov_core.train import TrainConfig, build_model_for, load_training_data
 
 VIT = "timm:vit_tiny_patch16_224:depth={depth},embed_dim={dim},num_heads={heads}"
 

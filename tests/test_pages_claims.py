@@ -9,7 +9,7 @@ import time
 import pytest
 
 from convcov_app import lab
-from convcov_core import covariance, reproduce, settings, train
+from convcov_core import compare, covariance, reproduce, settings, train
 from convcov_core.cli import format_comparison
 from convcov_core.plots import claims as claim_plots
 from helpers.pages import assert_clean, check_widget_extremes, run_page
@@ -36,8 +36,8 @@ def fake_suite_runs(name: str, accuracies: dict) -> reproduce.SuiteRuns:
 
     runs = {v: [run(v, s, acc(v, s)) for s in suite.seeds] for v in suite.variants}
     references = {v: None if v == "default" else "default" for v in suite.variants}
-    rows, verdicts = train.summarize(suite.variants, suite.seeds, runs, references)
-    comparison = train.ComparisonResult(suite.base, suite.variants, suite.seeds, runs, rows, verdicts, 10.0,
+    rows, verdicts = compare.summarize(suite.variants, suite.seeds, runs, references)
+    comparison = compare.ComparisonResult(suite.base, suite.variants, suite.seeds, runs, rows, verdicts, 10.0,
                                         references=references)
     cnfa = {s: {"label": "cnn-4,4", "test_acc": 90.0,
                 "layers": [{"layer": "block1.0", "kind": "regular", "r_trained": 0.95 + 0.01 * s, "r_init": 0.4,

@@ -14,10 +14,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from convcov_core.compare import ComparisonResult, summarize
 from convcov_core.runs import RunStore, decode_covariance, encode_covariance
 from convcov_core.sqlite_file import StoreReadOnly
 from convcov_core.sweep import SweepStore
-from convcov_core.train import ComparisonResult, TrainConfig, summarize, train
+from convcov_core.train import TrainConfig, train
 from helpers.read_only import read_only
 from helpers.runs import fake_run
 

@@ -7,17 +7,16 @@ import pytest
 import torch
 
 from convcov_core import init
+from convcov_core.compare import compare, summarize
 from convcov_core.train import (
     ProgressEvent,
     RunResult,
     TrainConfig,
     build_model_for,
-    compare,
     estimate_time,
     load_training_data,
     lr_at,
     resolve_device,
-    summarize,
     train,
 )
 

@@ -8,10 +8,11 @@ import sys
 import time
 from pathlib import Path
 
+from ..compare import ComparisonResult, device_and_precision
 from ..comparison_table import comparison_table
 from ..json_safe import json_safe
 from ..text import duration
-from ..train import ComparisonResult, ProgressEvent, device_and_precision, size_label
+from ..train import ProgressEvent, size_label
 
 
 def print_estimate(seconds: float, what: str, how: str) -> None:

@@ -16,10 +16,11 @@ import time
 import pandas as pd
 
 from .. import sweep
+from ..compare import METRICS
 from ..sweep.results import WIDER_THAN_MAP_NOTE
 from ..sweep.run import trial_seconds
 from ..text import duration, number
-from ..train import METRICS, TrainConfig
+from ..train import TrainConfig
 from ..train.config import settings_of
 from .args import DB, QUIET, Later, add_command, number_in, span
 from .output import format_table
@@ -127,7 +128,7 @@ def _grid(args) -> sweep.Sweep:
     return sweep.Sweep(args.name, base, axes, args.inits, args.seeds).validate()
 
 
-def executor_from(args):
+def executor_from(args) -> sweep.Executor:
     """The executor EXECUTOR_OPTIONS describe (the Ray address from the flag or $CONVCOV_RAY_ADDRESS)."""
     from .. import settings
     return sweep.make_executor(args.executor, workers=args.workers,
@@ -136,7 +137,7 @@ def executor_from(args):
                                ensemble=args.ensemble)
 
 
-def executor_and_store(args) -> tuple:
+def executor_and_store(args) -> tuple[sweep.Executor, sweep.SweepStore]:
     """(executor, store) for a command that trains: an unreachable cluster is refused before the store
     is made, a read-only store before any trial runs."""
     executor = executor_from(args)
@@ -145,7 +146,7 @@ def executor_and_store(args) -> tuple:
     return executor, store
 
 
-def _estimate(grid: sweep.Sweep, executor, n_todo: int) -> str:
+def _estimate(grid: sweep.Sweep, executor: sweep.Executor, n_todo: int) -> str:
     """Time for the trials left: sweep.trial_seconds times the trials left, over the trials that run at once."""
     if not n_todo:
         return "nothing left to run"

@@ -8,8 +8,9 @@ import json
 import sys
 
 from .. import covariance, init, models, reach
+from ..compare import FREEZE_MODES, compare, compare_seconds, variants_for
 from ..text import duration, number
-from ..train import FREEZE_MODES, TrainConfig, compare, compare_seconds, size_label, variants_for
+from ..train import TrainConfig, size_label
 from ..train.config import settings_of
 from .args import (
     DB,

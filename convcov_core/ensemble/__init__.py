@@ -7,6 +7,8 @@ trained filters and divergence check, each ending in the RunResult its lone trai
     grouping  the grouped network: Ensemble, GroupedLinear, which layers it supports, member_images
     plan      which trials train together: ensemble_key, compatible, group_compatible, the memory check;
               where it is the default (pays_off: accelerators, not the CPU)
+    network   GroupedNetwork: the grouped network as train.train_group trains it (train.Network),
+              member_losses
     loop      train_ensemble, estimate_time
 
 Supported networks: built of Conv2d (any groups), BatchNorm2d, Linear on flat features, per-channel
@@ -23,7 +25,8 @@ without functionalizing them (benchmarks/ensemble_throughput.py --vmap times one
 """
 
 from .grouping import Ensemble, GroupedLinear, grouping_problem, member_images, unsupported_layer
-from .loop import estimate_time, member_losses, train_ensemble
+from .loop import estimate_time, train_ensemble
+from .network import GroupedNetwork, member_losses
 from .plan import (
     MEMBER_FIELDS,
     compatible,
@@ -35,6 +38,6 @@ from .plan import (
     use_ensemble,
 )
 
-__all__ = ["MEMBER_FIELDS", "Ensemble", "GroupedLinear", "compatible", "ensemble_key", "estimate_time",
-           "group_compatible", "grouping_problem", "max_members", "member_bytes", "member_images", "member_losses",
-           "pays_off", "train_ensemble", "unsupported_layer", "use_ensemble"]
+__all__ = ["MEMBER_FIELDS", "Ensemble", "GroupedLinear", "GroupedNetwork", "compatible", "ensemble_key",
+           "estimate_time", "group_compatible", "grouping_problem", "max_members", "member_bytes", "member_images",
+           "member_losses", "pays_off", "train_ensemble", "unsupported_layer", "use_ensemble"]

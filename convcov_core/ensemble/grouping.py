@@ -22,7 +22,7 @@ import copy
 import torch
 from torch import nn
 
-from ..train.inputs import _batch
+from ..train.inputs import gather_images
 
 Tensor = torch.Tensor
 
@@ -150,7 +150,7 @@ class Ensemble(nn.Module):
 def member_images(x: Tensor, idx: Tensor, channels_last: bool) -> Tensor:
     """B x (N C) x H x W: member m's images idx[m] (idx: N x B) of the stored images x
     (train.inputs._to_device) in channels m C ... m C + C - 1, channels_last when the run is."""
-    images = _batch(x, idx.reshape(-1), channels_last).unflatten(0, tuple(idx.shape))  # N x B x C x H x W
+    images = gather_images(x, idx.reshape(-1), channels_last).unflatten(0, tuple(idx.shape))  # N x B x C x H x W
     grouped = images.transpose(0, 1).flatten(1, 2)
     return grouped.contiguous(memory_format=torch.channels_last) if channels_last else grouped
 

@@ -6,11 +6,12 @@ from __future__ import annotations
 import pandas as pd
 
 from .. import covariance, init, stats
+from ..compare import ComparisonResult
 from ..models import parse_spec
 from ..regime import PAPER_REGIME, regime_of
 from ..sweep import cell_effects
 from ..text import number
-from ..train import ComparisonResult, TrainConfig
+from ..train import TrainConfig
 from .rules import SUPPORTED, above, non_inferiority, settle, settle_some, superiority, unrefuted_below
 from .suites import SuiteRuns
 

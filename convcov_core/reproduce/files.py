@@ -8,12 +8,10 @@ import os
 from datetime import datetime, timezone
 from pathlib import Path
 
-from ..paths import convcov_home
+from ..paths import REPO_REPORTS, convcov_home
 
 REPORT_JSON, REPORT_MD = "report.json", "report.md"
 REPORT_FORMAT = 2
-#: The committed reports of a source checkout; the page also looks in $CONVCOV_HOME/reports.
-REPO_REPORTS = Path(__file__).resolve().parents[2] / "reports"
 
 
 def default_out(suite: str) -> Path:

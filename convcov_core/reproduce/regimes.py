@@ -20,7 +20,7 @@ import pandas as pd
 
 from .. import learned_sets, models, stats
 from ..regime import regime_of
-from ..sweep import Sweep, SweepStore, cell_effects, pending_seconds, run_sweep, trial_table
+from ..sweep import Executor, Sweep, SweepStore, cell_effects, pending_seconds, run_sweep, trial_table
 from ..train import TrainConfig
 from .suites import FULL_SEEDS
 
@@ -94,7 +94,8 @@ def build_map(name: str, device: str = "auto") -> RegimeMap:
     return regime_map
 
 
-def run_regime_map(regime_map: RegimeMap, store: SweepStore, executor, on_event=None, should_stop=None) -> bool:
+def run_regime_map(regime_map: RegimeMap, store: SweepStore, executor: Executor, on_event=None,
+                   should_stop=None) -> bool:
     """Run every sweep of the map not yet stored (resumable); False when stopped before the end."""
     for grid in regime_map.sweeps.values():
         outcome = run_sweep(grid, store, executor, on_event, should_stop)
@@ -103,7 +104,7 @@ def run_regime_map(regime_map: RegimeMap, store: SweepStore, executor, on_event=
     return True
 
 
-def estimate_seconds(regime_map: RegimeMap, store: SweepStore, executor) -> tuple[float, int]:
+def estimate_seconds(regime_map: RegimeMap, store: SweepStore, executor: Executor) -> tuple[float, int]:
     """(seconds run_regime_map should take on `executor`, the distinct trials left): sweep.pending_seconds
     over the map's sweeps (a few timed steps of two trials of each sweep that has trials left)."""
     return pending_seconds(list(regime_map.sweeps.values()), executor, store)

@@ -20,8 +20,10 @@ from pathlib import Path
 from typing import Callable
 
 from .. import cnfa, model_pairs
+from ..compare import ComparisonResult, summarize
 from ..examples import load_example
 from ..sweep import (
+    Executor,
     LocalPool,
     SweepEvent,
     SweepStore,
@@ -31,7 +33,7 @@ from ..sweep import (
     trial_seconds,
     trial_table,
 )
-from ..train import ComparisonResult, ProgressEvent, RunResult, estimate_time, load_training_data, summarize
+from ..train import ProgressEvent, RunResult, estimate_time, load_training_data
 from .files import default_out
 from .report import make_report, write_report
 from .suites import Suite, SuiteRuns, build_suite, suite_runs, suite_sweeps
@@ -96,8 +98,8 @@ def _sweep_stage(relay: _Relay, index: int, label: str, run) -> tuple[int, bool]
     return index + outcome.ran, outcome.cancelled or relay.stopped
 
 
-def run_suite(suite: Suite, callback: Callable[[ProgressEvent], object] | None = None, *, executor=None,
-              store: SweepStore | None = None) -> SuiteRuns | None:
+def run_suite(suite: Suite, callback: Callable[[ProgressEvent], object] | None = None, *,
+              executor: Executor | None = None, store: SweepStore | None = None) -> SuiteRuns | None:
     """Train everything the suite needs (trials on `executor`, default LocalPool(); results in
     `store`, default the run store); None when the callback asked to stop (answering True/"stop")."""
     started, clock, cpu = time.time(), time.perf_counter(), _cpu_seconds()
@@ -191,7 +193,7 @@ def _train_cnns(suite: Suite, relay: _Relay, index: int) -> dict | None:
     return tables
 
 
-def estimate_seconds(suite: Suite, executor, store: SweepStore) -> tuple[float, int]:
+def estimate_seconds(suite: Suite, executor: Executor, store: SweepStore) -> tuple[float, int]:
     """(seconds run_suite should take on `executor`, the training runs left): the sweeps' trials not
     yet in `store` (sweep.pending_seconds: a few timed steps of two trials of each), the learned-init
     trials left at the target's trial time (all of them while a source is still to train), and the
@@ -228,8 +230,8 @@ def prepare(suite: str | Suite = "quick", *, out: str | os.PathLike | None = Non
 
 
 def reproduce(suite: str | Suite = "quick", *, out: str | os.PathLike | None = None, dataset: str | None = None,
-              device: str = "auto", callback: Callable[[ProgressEvent], object] | None = None, executor=None,
-              store: SweepStore | None = None) -> Path | None:
+              device: str = "auto", callback: Callable[[ProgressEvent], object] | None = None,
+              executor: Executor | None = None, store: SweepStore | None = None) -> Path | None:
     """Run a suite (prepare, then run_suite: its trials on `executor`, stored in `store`) and write its
     report to the folder; return the folder, or None when the callback stopped it."""
     spec, folder = prepare(suite, out=out, dataset=dataset, device=device)

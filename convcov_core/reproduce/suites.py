@@ -12,8 +12,9 @@ from typing import Callable
 import pandas as pd
 
 from .. import data, model_pairs, models, stats
+from ..compare import ComparisonResult
 from ..sweep import Sweep, Trial, trial_key
-from ..train import ComparisonResult, TrainConfig, load_training_data, plan_steps, resolve_device
+from ..train import TrainConfig, load_training_data, plan_steps, resolve_device
 
 MARGIN_POINTS = 1.0  # accuracy points: "about as well as" / "roughly match"
 MAP_INITS = ["default", "gaussian"]  # claim 6's effect map: gaussian - default in every cell

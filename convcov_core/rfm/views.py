@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from .. import analysis, cnfa, covariance, train
-from ..reproduce.files import REPO_REPORTS
+from ..paths import REPO_REPORTS
 from ..validation import whole_number
 from .kernel import transformed_maps
 from .machines import ConvRFM

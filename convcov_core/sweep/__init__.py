@@ -5,6 +5,7 @@ resumable, and turned into the effect of each init scheme against the reference 
     store        SweepStore: sweeps and their trials' results in the run store's SQLite file
     worker       run_trial, run_batch: trials wherever they run (compatible ones together as one
                  ensemble), their own failures recorded, not raised
+    executor     Executor: the protocol every executor follows (describe, run, slots, threads)
     local        LocalPool: worker processes on this machine (the default executor)
     ray_cluster  RayExecutor: Ray tasks on a cluster (optional dependency)
     run          run_sweep, run_trials: skip what is stored, run the rest, store results, progress events;
@@ -14,6 +15,7 @@ resumable, and turned into the effect of each init scheme against the reference 
 
 from __future__ import annotations
 
+from .executor import Executor
 from .grid import AXES, Sweep, Trial, parse_values, trial_key
 from .local import LocalPool
 from .ray_cluster import ClusterUnreachable, RayExecutor
@@ -25,7 +27,7 @@ EXECUTORS = ("local", "ray")
 
 
 def make_executor(name: str = "local", *, workers: int | None = None, ray_address: str | None = None,
-                  cpus_per_trial: float = 1, gpus_per_trial: float = 0, ensemble: bool | None = None):
+                  cpus_per_trial: float = 1, gpus_per_trial: float = 0, ensemble: bool | None = None) -> Executor:
     """The executor called `name`: "local" (LocalPool with `workers` processes) or "ray"
     (RayExecutor at `ray_address`, None: a Ray started on this machine with `workers` CPUs);
     ensemble: compatible trials trained together in batches (worker.trial_batches; None: where it pays off)."""
@@ -36,6 +38,6 @@ def make_executor(name: str = "local", *, workers: int | None = None, ray_addres
     raise ValueError(f"unknown executor {name!r}; choose one of: {', '.join(EXECUTORS)}")
 
 
-__all__ = ["AXES", "EXECUTORS", "ClusterUnreachable", "LocalPool", "RayExecutor", "Sweep", "SweepEvent",
+__all__ = ["AXES", "EXECUTORS", "ClusterUnreachable", "Executor", "LocalPool", "RayExecutor", "Sweep", "SweepEvent",
            "SweepOutcome", "SweepStore", "SweepSummary", "Trial", "cell_effects", "make_executor", "parse_values",
            "pending_seconds", "run_sweep", "run_trials", "trial_key", "trial_seconds", "trial_table", "write_table"]

@@ -27,7 +27,7 @@ from concurrent.futures.process import BrokenProcessPool
 import torch
 
 from ..validation import whole_number
-from .worker import TrialProgress, failed_result, run_batch, trial_batches
+from .worker import TrialProgress, batching, failed_result, run_batch, trial_batches
 
 MAX_ATTEMPTS = 3  # times a trial is started before a dying worker counts as the trial's failure
 _POLL_S = 0.5
@@ -102,10 +102,8 @@ class LocalPool:
 
     def describe(self) -> str:
         where = f"{self.gpus} GPU(s)" if self.gpus else f"{os.cpu_count()} CPU core(s)"
-        together = {True: "compatible trials trained together", False: "one trial at a time",
-                    None: "compatible trials trained together on GPUs"}[self.ensemble]
         return (f"local pool on this machine ({where}): {self.workers} worker process(es), "
-                f"{self.threads} torch thread(s) each, {together}")
+                f"{self.threads} torch thread(s) each, {batching(self.ensemble)}")
 
     def run(self, trials, on_progress, should_stop):
         """Yield (trial, RunResult) as trials finish, in any order; on_progress(TrialProgress) while

@@ -19,7 +19,7 @@ import socket
 from urllib.parse import urlsplit
 
 from .local import MAX_ATTEMPTS
-from .worker import failed_result, run_batch, trial_batches
+from .worker import batching, failed_result, run_batch, trial_batches
 
 INSTALL_HINT = "pip install 'convcov[ray]' (or pip install ray)"
 _POLL_S = 0.5
@@ -98,13 +98,6 @@ def _ray_batch(configs: list, keys: list[str], progress):
     return run_batch(configs, keys, report=progress.actor.put_nowait.remote)
 
 
-def _batching(ensemble: bool | None) -> str:
-    """How tasks take their trials (worker.trial_batches), as describe() says it."""
-    if ensemble is None:
-        return "one trial per task on CPUs, compatible trials trained together on GPUs"
-    return "compatible trials trained together" if ensemble else "one trial per task"
-
-
 class RayExecutor:
     """Trials as Ray tasks of cpus_per_trial CPUs and gpus_per_trial GPUs each, on the cluster at
     `address` (None: a Ray started here with `workers` CPUs, default one per core); ensemble: a task
@@ -130,13 +123,17 @@ class RayExecutor:
             fits.append(self.resources.get("GPU", 0) / self.gpus_per_trial)
         return max(1, int(min(fits)))
 
+    @property
+    def threads(self) -> int:
+        """Torch threads each trial trains with: the whole part of cpus_per_trial, at least 1."""
+        return max(1, int(self.cpus_per_trial))
+
     def describe(self) -> str:
         nodes = sum(1 for node in self.ray.nodes() if node.get("Alive"))
         where = f"Ray at {self.address}" if self.address else "Ray started on this machine"
         return (f"{where}: {nodes} node(s), {self.resources.get('CPU', 0):g} CPU(s), "
                 f"{self.resources.get('GPU', 0):g} GPU(s); {self.cpus_per_trial:g} CPU(s) and "
-                f"{self.gpus_per_trial:g} GPU(s) per task, "
-                f"{_batching(self.ensemble)}")
+                f"{self.gpus_per_trial:g} GPU(s) per task, {batching(self.ensemble)}")
 
     def run(self, trials, on_progress, should_stop):
         """As LocalPool.run: yield (trial, RunResult) as tasks finish; should_stop() True cancels
@@ -147,8 +144,8 @@ class RayExecutor:
         progress = Queue(actor_options={"num_cpus": 0})
         task = ray.remote(_ray_batch).options(num_cpus=self.cpus_per_trial, num_gpus=self.gpus_per_trial,
                                               max_retries=MAX_ATTEMPTS - 1, retry_exceptions=False)
-        threads = max(1, int(self.cpus_per_trial))
-        refs = {task.remote([t.config.replace(threads=threads) for t in batch], [t.key for t in batch], progress): batch
+        refs = {task.remote([t.config.replace(threads=self.threads) for t in batch], [t.key for t in batch],
+                            progress): batch
                 for batch in trial_batches(list(trials), self.slots, self.ensemble)}
         try:
             while refs:

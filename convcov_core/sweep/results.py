@@ -14,9 +14,10 @@ from pathlib import Path
 import pandas as pd
 
 from .. import stats
+from ..compare import METRICS
 from ..models import parse_spec
 from ..regime import regime_of
-from ..train import METRICS, TrainConfig
+from ..train import TrainConfig
 from .grid import Sweep
 from .store import SweepStore
 

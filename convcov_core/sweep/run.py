@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ..train import estimate_time
+from .executor import Executor
 from .grid import Sweep, Trial
 from .store import SweepStore
 from .worker import TrialProgress
@@ -51,16 +52,16 @@ class SweepOutcome:
     wall_time: float
 
 
-def run_sweep(sweep: Sweep, store: SweepStore, executor, on_event: Callable[[SweepEvent], None] | None = None,
+def run_sweep(sweep: Sweep, store: SweepStore, executor: Executor, on_event: Callable[[SweepEvent], None] | None = None,
               should_stop: Callable[[], bool] | None = None) -> SweepOutcome:
-    """Run every trial of `sweep` not yet in `store` on `executor` (local.LocalPool or
+    """Run every trial of `sweep` not yet in `store` on `executor` (such as local.LocalPool or
     ray_cluster.RayExecutor); cancelled trials are not stored, so resuming runs them again."""
     trials = sweep.validate().trials()
     store.register(sweep, trials)
     return run_trials(sweep.name, trials, store, executor, on_event, should_stop)
 
 
-def run_trials(name: str, trials: list[Trial], store: SweepStore, executor,
+def run_trials(name: str, trials: list[Trial], store: SweepStore, executor: Executor,
                on_event: Callable[[SweepEvent], None] | None = None,
                should_stop: Callable[[], bool] | None = None) -> SweepOutcome:
     """run_sweep for trials that no registered grid lists (such as learned-init trials, whose
@@ -116,17 +117,16 @@ class _Tally:
         self.emit("failed" if failed else "done", trial, message=result.message)
 
 
-def trial_seconds(sweep: Sweep, executor) -> float:
+def trial_seconds(sweep: Sweep, executor: Executor) -> float:
     """Seconds one trial of `sweep` should take where `executor` runs it: train.estimate_time (3
     timed steps on this machine) of the first and the last cell's first trial, averaged, with the
-    torch threads each trial gets there (LocalPool.threads, or RayExecutor.cpus_per_trial)."""
+    torch threads each trial gets there (executor.threads)."""
     trials = sweep.trials()
-    threads = getattr(executor, "threads", None) or max(1, int(getattr(executor, "cpus_per_trial", 1)))
     probes = {trials[0].key: trials[0], trials[-1].key: trials[-1]}.values()
-    return sum(estimate_time(t.config.replace(threads=threads)) for t in probes) / len(probes)
+    return sum(estimate_time(t.config.replace(threads=executor.threads)) for t in probes) / len(probes)
 
 
-def pending_seconds(grids, executor, store: SweepStore) -> tuple[float, int]:
+def pending_seconds(grids, executor: Executor, store: SweepStore) -> tuple[float, int]:
     """(seconds the trials of `grids` not yet in `store` should take on `executor`, how many they
     are): each grid's trial_seconds times its trials left, a trial that several grids share counted
     once (with the first), over the trials that run at once (executor.slots). A grid with nothing

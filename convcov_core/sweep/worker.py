@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-from ..ensemble import ensemble_key, train_ensemble, use_ensemble
+from ..ensemble import ensemble_key, pays_off, train_ensemble, use_ensemble
 from ..ensemble.plan import split_evenly
 from ..train import ProgressEvent, RunResult, TrainConfig, new_history, train
 
@@ -82,6 +82,17 @@ def trial_batches(trials: list, slots: int, ensemble: bool | None = None) -> lis
         by_key.setdefault(key, []).append(trial)
     return [[same[i] for i in batch] for same in by_key.values()
             for batch in split_evenly(list(range(len(same))), most)]
+
+
+def batching(ensemble: bool | None) -> str:
+    """How trial_batches hands out trials, in the words of an executor's describe(): with ensemble
+    None as this machine, where the batches are made, decides for a trial on device "auto"
+    (ensemble.pays_off)."""
+    if ensemble is None and not pays_off(TrainConfig()):
+        return "each trial trained alone (the default on the CPU, where training together does not pay off)"
+    if ensemble is None:
+        return "compatible trials trained together (the default on an accelerator)"
+    return "compatible trials trained together" if ensemble else "each trial trained alone"
 
 
 def failed_result(config: TrainConfig, message: str, wall_time: float = 0.0) -> RunResult:

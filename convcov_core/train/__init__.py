@@ -1,4 +1,5 @@
-"""Training engine: one config in, one run out, with a progress callback; and paired comparisons.
+"""Training engine: one config in, one run out, with a progress callback; or a group of configs
+trained together through one network that holds them all (train_group; a lone run is a group of one).
 
 A run trains a model built by `models.build_model` on a dataset from `data.load_dataset` with AdamW
 and (by default) the one-cycle schedule of the ConvMixer CIFAR-10 script: the learning rate rises
@@ -11,22 +12,13 @@ The modules, one job each:
   inputs      the dataset cache, the step plan, the images' layout on the training device
   model       the run's network: built and initialized, prepared for the device, its final covariances
   evaluation  test accuracy, with BatchNorm statistics settled on training images
-  loop        train() and estimate_time()
-  comparison  paired comparisons over seeds: compare(), summarize(), ComparisonResult
+  network     the Network a group trains through (the protocol), OwnNetwork (one run's), make_step
+  run_state   one run of a group while it trains (history, status, events) and its RunResult
+  loop        train_group(), train() and estimate_time()
 This package re-exports the names other modules use, so `from convcov_core.train import X` and
 `train.X` work as they did when the engine was one module.
 """
 
-from .comparison import (
-    FREEZE_MODES,
-    METRICS,
-    ComparisonResult,
-    compare,
-    compare_seconds,
-    device_and_precision,
-    summarize,
-    variants_for,
-)
 from .config import (
     SCHEDULES,
     Callback,
@@ -36,15 +28,16 @@ from .config import (
     lr_at,
     new_history,
     resolve_device,
+    wants_stop,
 )
 from .evaluation import evaluate
 from .inputs import load_training_data, plan_steps
-from .loop import estimate_time, train
+from .loop import estimate_time, train, train_group
 from .model import build_model_for, model_label, size_label
+from .network import Network, OwnNetwork, Setup
 
 __all__ = [
-    "FREEZE_MODES", "METRICS", "SCHEDULES", "Callback", "ComparisonResult", "ProgressEvent", "RunResult",
-    "TrainConfig", "build_model_for", "compare", "compare_seconds", "device_and_precision", "estimate_time", "evaluate",
-    "load_training_data", "lr_at", "model_label", "new_history", "plan_steps", "resolve_device", "size_label",
-    "summarize", "train", "variants_for",
+    "SCHEDULES", "Callback", "Network", "OwnNetwork", "ProgressEvent", "RunResult", "Setup", "TrainConfig",
+    "build_model_for", "estimate_time", "evaluate", "load_training_data", "lr_at", "model_label", "new_history",
+    "plan_steps", "resolve_device", "size_label", "train", "train_group", "wants_stop",
 ]

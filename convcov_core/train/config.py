@@ -348,7 +348,7 @@ class ProgressEvent:
 Callback = Callable[[ProgressEvent], object]
 
 
-def _wants_stop(answer) -> bool:
+def wants_stop(answer) -> bool:
     """Whether a callback's answer cancels: True or "stop"."""
     return answer is True or answer == "stop"
 

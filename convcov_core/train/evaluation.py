@@ -11,7 +11,7 @@ import torch
 
 from .. import batchnorm
 from ..step import autocast
-from .inputs import _as_nchw, _batch
+from .inputs import _as_nchw, gather_images
 
 Tensor = torch.Tensor
 
@@ -55,7 +55,7 @@ def evaluate_epoch(model, xs, xt, yt, batch: int, channels_last: bool, dtype, *,
         return evaluate(model, _as_nchw(xt, channels_last), yt, batch_size=test_batch_size(batch), dtype=dtype)
 
     batches = batchnorm.training_batches(xs, batch, seed=seed,
-                                         as_batch=lambda x, idx: _batch(x, idx, channels_last))
+                                         as_batch=lambda x, idx: gather_images(x, idx, channels_last))
     return raw_and_settled(model, test_accuracy, batches, dtype, keep=keep)
 
 

@@ -71,5 +71,6 @@ def _as_nchw(x: Tensor, channels_last: bool) -> Tensor:
     return x.permute(0, 3, 1, 2) if channels_last else x
 
 
-def _batch(x: Tensor, idx: Tensor, channels_last: bool) -> Tensor:
+def gather_images(x: Tensor, idx: Tensor, channels_last: bool) -> Tensor:
+    """Images idx (a 1-d index tensor) of the images x stored by _to_device, as N x C x H x W."""
     return _as_nchw(x.index_select(0, idx), channels_last)

@@ -55,7 +55,7 @@ def model_label(config: TrainConfig) -> str:
     return f"{config.model} (kernel {size_label(config.kernel_size)}, patch {size_label(config.patch_size)})"
 
 
-def _prepare_model(config: TrainConfig, model: torch.nn.Module | None, info,
+def prepare_model(config: TrainConfig, model: torch.nn.Module | None, info,
                    device: torch.device) -> tuple[torch.nn.Module, torch.dtype | None, bool]:
     """(model, autocast dtype, channels_last): `model`, or build_model_for(config) when None, checked
     against the images, its depthwise filters frozen when the config says so, on CPU with the fast

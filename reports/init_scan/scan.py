@@ -18,7 +18,7 @@ import json
 import sys
 from pathlib import Path
 
-from convcov_core import stats, train
+from convcov_core import compare, stats, train
 
 HERE = Path(__file__).resolve().parent
 SEEDS = (0, 1, 2, 3, 4)
@@ -60,7 +60,7 @@ def summary(rows: list[dict]) -> str:
     lines = ["| setup | metric | " + " | ".join(VARIANTS) + " | " + " | ".join(p[2] for p in PAIRS) + " |",
              "|---|---|" + "---|" * (len(VARIANTS) + len(PAIRS))]
     for setup in SETUPS:
-        for metric in train.METRICS:
+        for metric in compare.METRICS:
             cells = []
             for variant in VARIANTS:
                 iv = stats.mean_interval(r[metric] for r in by.get((setup, variant), {}).values())

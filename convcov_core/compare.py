@@ -1,5 +1,8 @@
 """Paired comparisons over seeds: several variants of one config, each trained once per seed, seed by
 seed, and judged against a reference variant on a final metric (METRICS) by stats.paired_verdict.
+
+Above train and ensemble: the runs train one after another (train.train) or together as grouped
+networks (ensemble.train_ensemble).
 """
 
 from __future__ import annotations
@@ -8,9 +11,10 @@ import dataclasses
 import time
 from dataclasses import dataclass, field
 
-from .. import stats
-from .config import Callback, ProgressEvent, TrainConfig, _wants_stop
-from .loop import estimate_time, train
+from . import stats
+from .ensemble import estimate_time as ensemble_time
+from .ensemble import train_ensemble, use_ensemble
+from .train import Callback, ProgressEvent, TrainConfig, estimate_time, train, wants_stop
 
 
 @dataclass
@@ -171,8 +175,6 @@ def compare(base_config: TrainConfig, variants: dict, seeds, callback: Callback 
     for seed in seeds:
         configs[first].replace(seed=seed).validate()
 
-    from ..ensemble import use_ensemble  # the ensemble builds on this package
-
     started = time.perf_counter()
     order = [(name, seed) for seed in seeds for name in variants]  # run_index = place in this list
     trained = (_together if use_ensemble(base_config, ensemble) else _one_after_another)(
@@ -190,8 +192,6 @@ def compare(base_config: TrainConfig, variants: dict, seeds, callback: Callback 
 
 def _together(configs: list[TrainConfig], names: list[str], callback: Callback | None) -> list:
     """Every config's RunResult from train_ensemble (run_index: its place in configs)."""
-    from ..ensemble import train_ensemble  # the ensemble builds on this package
-
     return train_ensemble(configs, callback, variants=names)
 
 
@@ -203,7 +203,7 @@ def _one_after_another(configs: list[TrainConfig], names: list[str], callback: C
 
         def relay(event: ProgressEvent):
             answer = callback(event) if callback is not None else None
-            if _wants_stop(answer):
+            if wants_stop(answer):
                 stop.append(True)
             return answer
 
@@ -219,9 +219,6 @@ def compare_seconds(base_config: TrainConfig, variants: dict, seeds, *, ensemble
     with the ensemble, ensemble.estimate_time (a few steps of the runs trained together, one
     evaluation); else estimate_time of the first variant of each filter mode (trained or frozen),
     times the runs of that mode. Every variant's config is validated first (ValueError before any timing)."""
-    from ..ensemble import estimate_time as ensemble_time
-    from ..ensemble import use_ensemble
-
     seeds = list(seeds)
     configs = {name: base_config.replace(**overrides, seed=seeds[0]).validate() for name, overrides in variants.items()}
     if use_ensemble(base_config, ensemble) and len(variants) * len(seeds) > 1:
