@@ -5,6 +5,8 @@ from __future__ import annotations
 from convcov_core import covariance, frequency, init
 from convcov_core.mimetic import DEFAULTS as MIMETIC
 
+from . import families
+
 #: Sigma choices for the log-scale slider, 0.1 to 10 (roughly even steps in log sigma).
 SIGMA_OPTIONS = (0.1, 0.12, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 1.0, 1.2, 1.5, 2.0,
                  2.5, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 10.0)
@@ -73,11 +75,11 @@ def description(name: str) -> str:
 
 
 def scheme_label(name: str) -> str:
-    """SCHEME_LABELS' name, else "Laplace covariance" and the like for a closed-form scheme, else its
-    description."""
+    """SCHEME_LABELS' name, else "Laplace covariance" and the like for a closed-form scheme (the family
+    as families.NAMES names it, else its key), else its description."""
     closed = init.get_scheme(name).closed_form
-    generic = f"{closed.family.replace('-', ' ').capitalize()} covariance" if closed else description(name)
-    return SCHEME_LABELS.get(name) or generic
+    family = families.NAMES.get(closed.family, closed.family) if closed else ""
+    return SCHEME_LABELS.get(name) or (f"{family[:1].upper()}{family[1:]} covariance" if closed else description(name))
 
 
 def scheme_help(name: str) -> str:
@@ -102,8 +104,12 @@ NETWORK_SOURCE_LABELS = {init.LEARNED: "Learned covariance of a network",
 def frequency_sources() -> dict[str, str]:
     """{label: source} of the Frequency View (frequency.frequency_sources): a σ scheme's label with "(σ)",
     the default's, then the networks'."""
-    return {NETWORK_SOURCE_LABELS.get(source) or scheme_label(source) + (" (σ)" * frequency.uses_sigma(source)):
-            source for source in frequency.frequency_sources()}
+    def label(source: str) -> str:
+        if source in NETWORK_SOURCE_LABELS:
+            return NETWORK_SOURCE_LABELS[source]
+        return f"{scheme_label(source)} (σ)" if frequency.uses_sigma(source) else scheme_label(source)
+
+    return {label(source): source for source in frequency.frequency_sources()}
 
 
 def run_label(summary) -> str:
