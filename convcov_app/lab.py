@@ -49,7 +49,7 @@ class LabSetup:
     """The Training Lab's choices. training: the config every run shares (dataset, model, sizes,
     budget, precision); inits: init schemes to compare, the first is the reference; filters: a key
     of FILTER_MODES; n_seeds: runs per variant (seeds 0..n-1); sigma_first / sigma_last: the
-    Gaussian scheme's depth schedule (None: init.default_sigmas); ensemble: the runs train together
+    σ schemes' depth schedule (None: init.default_sigmas); ensemble: the runs train together
     as one grouped network (compare.compare), else one after another (None: where ensemble.pays_off)."""
 
     training: train.TrainConfig = field(default_factory=lab_training)
@@ -208,27 +208,33 @@ class ComparisonPlan:
         return self.base.replace(**self.variants[variant], seed=self.seeds[0] if seed is None else seed)
 
 
+def offered_schemes(depthwise: bool, niff: bool, has_sources: bool) -> list[str]:
+    """The schemes a model can start from, in registry order: a NIFF ConvMixer only the native default
+    (its filters come from MLPs); a model without depthwise filters (a ViT) the native one and the
+    model-level inits; others every filter scheme, those that need learned covariances only where
+    there are some."""
+    schemes = [init.get_scheme(name) for name in init.scheme_names()]
+    return [s.name for s in schemes
+            if (s.native if niff else s.applies_to(depthwise) and (has_sources or not s.needs_source))]
+
+
 def plan_comparison(setup: LabSetup, learned: list[Tensor] | None = None) -> ComparisonPlan:
     """Variants named as the CLI names them ("gaussian", "gaussian-frozen", ...), each paired with
-    the first init of its own kind; the Gaussian schedule goes only to the gaussian variants and
-    the learned covariances only to the learned ones."""
+    the first init of its own kind; each variant gets what its scheme reads (Scheme.reads): the σ
+    schedule, or the learned covariances."""
     inits = list(setup.inits)
     if not inits:
         raise ValueError("pick at least one init scheme to run")
-    for name in inits:
-        init.check_init(name)
     if setup.filters not in FILTER_MODES:
         raise ValueError(f"filters must be one of: {', '.join(FILTER_MODES)}; got {setup.filters!r}")
-    if "learned" in inits and not learned:
-        raise ValueError("the learned init needs covariances: pick a saved run or a covariance set, "
+    if (sourced := init.needing_source(inits)) and not learned:
+        raise ValueError(f"the {sourced[0]} init needs covariances: pick a saved run or a covariance set, "
                          "or make one on the Learned Covariances page")
     whole_number(setup.n_seeds, "number of seeds", 1)
     variants, references = compare.variants_for(inits, FILTER_MODES[setup.filters])
+    given = {"sigma_first": setup.sigma_first, "sigma_last": setup.sigma_last, "covariances": list(learned or [])}
     for overrides in variants.values():
-        if overrides["init"] == "gaussian":
-            overrides.update(sigma_first=setup.sigma_first, sigma_last=setup.sigma_last)
-        elif overrides["init"] == "learned":
-            overrides["covariances"] = list(learned)
+        overrides.update({name: given[name] for name in init.get_scheme(overrides["init"]).reads})
     base = setup.training.replace(dataset_params=dict(setup.training.dataset_params)).validate()
     return ComparisonPlan(base, variants, references, list(range(setup.n_seeds)), setup.ensemble)
 

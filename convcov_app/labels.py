@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from convcov_core import init
+from convcov_core import covariance, frequency, init
 from convcov_core.mimetic import DEFAULTS as MIMETIC
+
+from . import families
 
 #: Sigma choices for the log-scale slider, 0.1 to 10 (roughly even steps in log sigma).
 SIGMA_OPTIONS = (0.1, 0.12, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 1.0, 1.2, 1.5, 2.0,
@@ -62,26 +64,52 @@ SCHEME_HELP = {
 
 
 def scheme_names(include_learned: bool) -> list[str]:
-    """The init schemes a gallery can show, in registry order ("learned" only when available)."""
-    return [name for name in init.SCHEMES if name != "learned" or include_learned]
+    """The filter schemes a gallery can show, in registry order (those that need learned covariances
+    only when there are some)."""
+    return init.scheme_names("depthwise", with_source=include_learned)
 
 
 def description(name: str) -> str:
-    """The registry's one-line description of a depthwise or model init scheme."""
-    return init.SCHEMES[name].description if name in init.SCHEMES else init.MODEL_SCHEMES[name]
+    """The registry's one-line description of an init scheme."""
+    return init.get_scheme(name).description
 
 
 def scheme_label(name: str) -> str:
-    return SCHEME_LABELS.get(name) or description(name)
+    """SCHEME_LABELS' name, else "Laplace covariance" and the like for a closed-form scheme (the family
+    as families.NAMES names it, else its key), else its description."""
+    closed = init.get_scheme(name).closed_form
+    family = families.NAMES.get(closed.family, closed.family) if closed else ""
+    return SCHEME_LABELS.get(name) or (f"{family[:1].upper()}{family[1:]} covariance" if closed else description(name))
 
 
 def scheme_help(name: str) -> str:
-    return SCHEME_HELP.get(name) or description(name)
+    """SCHEME_HELP's sentences, else the formula of a closed-form scheme's covariance, else its description."""
+    closed = init.get_scheme(name).closed_form
+    generic = (f"Samples of N(0, v S), S[p, q] = {covariance.FAMILIES[closed.family]}, d = |p − q| in pixels: "
+               "a closed-form covariance beside the Gaussian, σ on the same depth schedule." if closed
+               else description(name))
+    return SCHEME_HELP.get(name) or generic
 
 
 def uses_sigma(name: str) -> bool:
-    """Whether the scheme's filters depend on the Gaussian σ (gaussian, gaussian-bump)."""
-    return init.SCHEMES[name].covariance == "gaussian"
+    """Whether the scheme's filters follow the σ schedule (Scheme.uses_sigma)."""
+    return init.get_scheme(name).uses_sigma
+
+
+#: How the Frequency View names a network as the source of its filters.
+NETWORK_SOURCE_LABELS = {init.LEARNED: "Learned covariance of a network",
+                         frequency.TRAINED: "Trained filters of a network"}
+
+
+def frequency_sources() -> dict[str, str]:
+    """{label: source} of the Frequency View (frequency.frequency_sources): a σ scheme's label with "(σ)",
+    the default's, then the networks'."""
+    def label(source: str) -> str:
+        if source in NETWORK_SOURCE_LABELS:
+            return NETWORK_SOURCE_LABELS[source]
+        return f"{scheme_label(source)} (σ)" if frequency.uses_sigma(source) else scheme_label(source)
+
+    return {label(source): source for source in frequency.frequency_sources()}
 
 
 def run_label(summary) -> str:

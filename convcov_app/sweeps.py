@@ -20,7 +20,7 @@ import pandas as pd
 
 from convcov_core import examples, learned_sets, models
 from convcov_core import sweep as sweeps
-from convcov_core.init import SCHEMES
+from convcov_core.init import scheme_names, using_sigma
 from convcov_core.jobs import JobStatus
 from convcov_core.sweep.ray_cluster import INSTALL_HINT
 from convcov_core.sweep.results import WIDER_THAN_MAP_NOTE, cell_maps
@@ -40,8 +40,7 @@ WIDTHS = (8, 16, 32, 64, 128, 256)
 EPOCHS = (1, 2, 3, 5, 10, 15, 20, 30)
 PATCH_SIZES = tuple(range(1, 17))
 BATCH_SIZES = (16, 32, 64, 128, 256)
-SCHEME_BY_LABEL = {labels.scheme_label(name): name for name in SCHEMES if name != "learned"}
-#: The σ schedules of the Gaussian schemes the page offers, as it names them.
+#: The σ schedules of the σ schemes (Scheme.uses_sigma) the page offers, as it names them.
 SCHEDULES = {"default": "convcov default: 1 → max(1, k/3)", "fitted": "fitted from the bundled example",
              "custom": "custom σ values"}
 SCHEDULE_BY_LABEL = {label: key for key, label in SCHEDULES.items()}
@@ -102,13 +101,18 @@ def widget_values(choice: GridChoice) -> dict:
             "sweep_max_steps": choice.max_steps or 0, "sweep_batch": choice.batch_size}
 
 
+def scheme_by_label() -> dict[str, str]:
+    """{label: name} of the schemes a sweep can race: the filter schemes that need no learned covariances."""
+    return {labels.scheme_label(name): name for name in scheme_names("depthwise", with_source=False)}
+
+
 def choice_from(name: str, values: dict) -> GridChoice:
     """The GridChoice of the widgets' values (GridChoice fields; inits and schedule by their labels,
     max_steps 0 for whole epochs): lists sorted (filters and inits in their own order)."""
     lists = {field: tuple(sorted(values[field])) for field, *_ in _LISTS if field not in ("datasets", "filters")}
     return GridChoice(name=name.strip(), **lists, datasets=tuple(values["datasets"]),
                       filters=tuple(f for f in FILTER_MODES if f in values["filters"]),
-                      inits=tuple(SCHEME_BY_LABEL[label] for label in values["inits"]),
+                      inits=tuple(scheme_by_label()[label] for label in values["inits"]),
                       schedule=SCHEDULE_BY_LABEL[values["schedule"]],
                       sigma_firsts=tuple(sorted(values.get("sigma_firsts", ()))),
                       sigma_lasts=tuple(sorted(values.get("sigma_lasts", ()))), n_seeds=int(values["n_seeds"]),
@@ -158,12 +162,12 @@ def sigma_values(choice: GridChoice) -> tuple[list, list]:
 
 def schedule_caption(choice: GridChoice) -> str:
     """What the chosen σ schedule gives each cell, and which schemes it changes."""
-    users = [n for n in choice.inits if labels.uses_sigma(n)]
+    users = using_sigma(choice.inits)
     if not users:
         repeat = ", and σ axes only repeat the same trials" if choice.schedule == "custom" else ""
-        return ("None of the chosen schemes uses σ (only gaussian and gaussian-bump do): the schedule changes no "
-                f"trial's filters{repeat}.")
-    who = f"Only the Gaussian schemes use σ ({', '.join(users)} here)"
+        return (f"None of the chosen schemes uses σ (only {', '.join(using_sigma(scheme_by_label().values()))} "
+                f"do): the schedule changes no trial's filters{repeat}.")
+    who = f"Only the σ schemes use σ ({', '.join(users)} here)"
     if choice.schedule == "default":
         return f"{who}: σ grows over the depth from 1 to max(1, k/3), following each cell's kernel size."
     if choice.schedule == "custom":

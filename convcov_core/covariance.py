@@ -127,10 +127,51 @@ class KroneckerCovariance:
         """Mean of the diagonal of the dense matrix: scale * mean(diag A)^2."""
         return self.scale * self.factor.diagonal().mean().item() ** 2
 
+    def variances(self) -> Tensor:
+        """Each pixel's variance, k x k: scale * A[i, i] A[j, j]."""
+        return self.scale * torch.outer(self.factor.diagonal(), self.factor.diagonal())
+
     def eigenvalues(self) -> Tensor:
         """All k^2 eigenvalues, descending: products scale * a_p * a_q of the factor's eigenvalues."""
         a = torch.linalg.eigvalsh(self.factor).clamp_min(0)
         return (self.scale * torch.outer(a, a)).flatten().sort(descending=True).values
+
+
+@dataclass(frozen=True)
+class FactoredCovariance:
+    """A dense covariance scale * S of a k x k filter kept with a square root R of S (R R^T = S), so
+    drawing from it needs no factorization: f = sqrt(scale) R z."""
+
+    matrix: Tensor
+    root: Tensor
+    scale: float = 1.0
+
+    def __post_init__(self):
+        kernel_size_of(self.matrix)
+        if self.root.shape != self.matrix.shape:
+            raise ValueError(f"the square root must be {tuple(self.matrix.shape)}, got {tuple(self.root.shape)}")
+        check_sigma(self.scale, "scale")
+
+    @property
+    def kernel_size(self) -> int:
+        return kernel_size_of(self.matrix)
+
+    def dense(self) -> Tensor:
+        """The flat k^2 x k^2 matrix scale * S."""
+        return self.scale * self.matrix
+
+    def scaled(self, scale: float) -> "FactoredCovariance":
+        """The same matrix multiplied by `scale`."""
+        return FactoredCovariance(self.matrix, self.root, self.scale * check_sigma(scale, "scale"))
+
+    def mean_variance(self) -> float:
+        """Mean of the diagonal of scale * S."""
+        return self.scale * self.matrix.diagonal().mean().item()
+
+    def variances(self) -> Tensor:
+        """Each pixel's variance, k x k: scale * S[k*i+j, k*i+j]."""
+        k = self.kernel_size
+        return self.scale * self.matrix.diagonal().reshape(k, k)
 
 
 def gaussian(kernel_size: int, sigma: float, *, structured: bool = False):

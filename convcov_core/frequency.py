@@ -16,8 +16,22 @@ from .train.model import cropped_niff_filters
 Tensor = torch.Tensor
 
 
-#: Where the Frequency View's filters come from: a scheme's samples or a saved run.
-FREQUENCY_SOURCES = ("gaussian", "default", "learned", "trained")
+#: A network's filters: sampled by the learned scheme from its learned covariances, or its trained ones.
+TRAINED = "trained"
+NETWORK_SOURCES = (init.LEARNED, TRAINED)
+#: The source whose filters are the flat, white-noise reference of every other: PyTorch's default init.
+WHITE_NOISE = "default"
+
+
+def frequency_sources() -> list[str]:
+    """Where the Frequency View's filters come from: the samples of each sigma scheme among the filter
+    schemes that need no source (init.using_sigma), of PyTorch's default, or a network (NETWORK_SOURCES)."""
+    return [*init.using_sigma(init.scheme_names("depthwise", with_source=False)), WHITE_NOISE, *NETWORK_SOURCES]
+
+
+def uses_sigma(source: str) -> bool:
+    """Whether a source's filters follow sigma: the samples of a sigma scheme."""
+    return source not in NETWORK_SOURCES and init.get_scheme(source).uses_sigma
 
 
 @dataclass
@@ -51,27 +65,27 @@ def source_layers(source: str, *, kernel_size: int = 9, n: int = 1024, sigma: fl
                   seed: int = 0) -> list[tuple[str, Tensor]]:
     """(layer name, filters (N, k, k)) for the Frequency View.
 
-    "gaussian" / "default": n filters of one k x k layer as that init scheme draws them (sigma for
-    the closed form). "learned": n filters per layer of `run` (a saved run, or a user's checkpoint
+    A scheme ("gaussian", "default", ...): n filters of one k x k layer as that init scheme draws
+    them (sigma for a sigma scheme). "learned": n filters per layer of `run` (a saved run, or a user's checkpoint
     as CheckpointFilters), drawn from its learned covariances at its own kernel size. "trained":
     its trained depthwise filters (the saved weights); a NIFF run's spatial filters, cropped as its
     covariances were (_cropped_niff_layers).
     """
-    if source not in FREQUENCY_SOURCES:
-        raise ValueError(f"unknown filter source {source!r}; choose one of {', '.join(FREQUENCY_SOURCES)}")
+    if source not in frequency_sources():
+        raise ValueError(f"unknown filter source {source!r}; choose one of {', '.join(frequency_sources())}")
     generator = torch.Generator().manual_seed(int(seed))
-    if source in ("gaussian", "default"):
-        name = f"Gaussian σ = {sigma:g}" if source == "gaussian" and sigma is not None else source
+    if source not in NETWORK_SOURCES:
+        name = f"{source.capitalize()} σ = {sigma:g}" if uses_sigma(source) and sigma is not None else source
         return [(name, init.sample_scheme(source, kernel_size, n, sigma=sigma, generator=generator))]
     if run is None:
         raise ValueError(f"the {source!r} source needs a saved run or a checkpoint")
-    if source == "learned":
+    if source != TRAINED:
         if not run.covariances:
             raise ValueError(f"run {run.id} saved no covariances")
         names = run.layer_names if len(run.layer_names) == len(run.covariances) else [
             f"layer {i + 1}" for i in range(len(run.covariances))]
         k = covariance.kernel_size_of(run.covariances[0])
-        return [(name, init.sample_scheme("learned", k, n, covariance=c, generator=generator))
+        return [(name, init.sample_scheme(source, k, n, covariance=c, generator=generator))
                 for name, c in zip(names, run.covariances)]
     if not run.state_dict:
         raise ValueError(f"run {run.id} saved no weights, only covariances: pick 'learned covariance' "
@@ -132,16 +146,23 @@ def frequency_summary(layers: list[tuple[str, Tensor]], *, size: int = 64, energ
                             radii, profiles, sizes)
 
 
+def curve_scheme(source: str) -> str:
+    """The scheme whose sigma curve a source is read against: its own sigma scheme, else the Gaussian
+    (a network's layers are placed at their fitted Gaussian sigma)."""
+    return source if uses_sigma(source) else "gaussian"
+
+
 @dataclass
 class SigmaCurve:
-    """Smoothness of closed-form Gaussian filters against sigma: the half-max frequency
-    (analysis.half_max_frequency, cycles/pixel) of their mean |FFT| per sigma, and that of
-    PyTorch's default i.i.d. filters as the reference (None: white noise never falls to half)."""
+    """Smoothness of a sigma scheme's filters (the Gaussian closed form's by default) against sigma:
+    the half-max frequency (analysis.half_max_frequency, cycles/pixel) of their mean |FFT| per sigma,
+    and that of PyTorch's default i.i.d. filters as the reference (None: white noise never falls to half)."""
 
     kernel_size: int
     sigmas: list[float]
     half_max: list[float | None]
     default_half_max: float | None
+    scheme: str = "gaussian"
 
 
 #: The sigmas of the closed-form curve (pixels), evenly spread in log sigma.
@@ -162,16 +183,20 @@ def _half_max_of(scheme: str, kernel_size: int, n: int, size: int, seed: int,
 
 
 def sigma_curve(kernel_size: int, sigmas=CURVE_SIGMAS, *, n: int = 256, size: int = 64,
-                seed: int = 0) -> SigmaCurve:
+                seed: int = 0, scheme: str = "gaussian") -> SigmaCurve:
     """For each sigma: the half-max frequency of the mean |FFT| (zero-padded to size x size) of n
-    filters drawn from the Gaussian closed form; it falls as 1/sigma (about sqrt(ln 2) / (pi
-    sigma) for a window much wider than sigma), while their effective size stays at k."""
+    filters drawn from a sigma scheme; for the Gaussian closed form it falls as 1/sigma (about
+    sqrt(ln 2) / (pi sigma) for a window much wider than sigma), while their effective size stays at k."""
     sigmas = [covariance.check_sigma(s, "sigma") for s in sigmas]
     if not sigmas:
         raise ValueError("need at least one sigma")
+    if not uses_sigma(scheme):
+        raise ValueError(f"a sigma curve needs a sigma scheme ({', '.join(init.using_sigma(init.scheme_names()))}), "
+                         f"not {scheme!r}")
     size = max(size, kernel_size)
-    half_max = [_half_max_of("gaussian", kernel_size, n, size, seed, sigma) for sigma in sigmas]
-    return SigmaCurve(int(kernel_size), sigmas, half_max, _half_max_of("default", kernel_size, n, size, seed))
+    half_max = [_half_max_of(scheme, kernel_size, n, size, seed, sigma) for sigma in sigmas]
+    return SigmaCurve(int(kernel_size), sigmas, half_max, _half_max_of(WHITE_NOISE, kernel_size, n, size, seed),
+                      scheme)
 
 
 @dataclass
@@ -223,7 +248,7 @@ def frequency_view(source: str, *, kernel_size: int = 9, n: int = 1024, sigma: f
     layers = source_layers(source, kernel_size=kernel_size, n=n, sigma=sigma, run=run, seed=seed)
     summary = frequency_summary(layers, size=max(size, layers[0][1].shape[-1]), energy=energy)
     fitted = []
-    if run is not None and source in ("learned", "trained") and len(run.covariances) == len(layers):
+    if run is not None and source in NETWORK_SOURCES and len(run.covariances) == len(layers):
         for (name, _), S, sizes, profile in zip(layers, run.covariances, summary.effective_sizes,
                                                 summary.profiles):
             fit, r = covariance.fit_sigma(S)
@@ -231,6 +256,6 @@ def frequency_view(source: str, *, kernel_size: int = 9, n: int = 1024, sigma: f
                            "mean effective size": float(sizes.to(torch.float64).mean()),
                            "half-max frequency": analysis.half_max_frequency(profile, summary.size)})
     white_noise = None
-    if source != "default":
-        white_noise = _scheme_profile("default", summary.kernel_size, min(n, 1024), summary.size, seed)
+    if source != WHITE_NOISE:
+        white_noise = _scheme_profile(WHITE_NOISE, summary.kernel_size, min(n, 1024), summary.size, seed)
     return FrequencyView(summary, fitted, layers, white_noise)

@@ -1,7 +1,8 @@
 """Sampling k x k filters from N(0, S).
 
 Dense path: f = L z with L L^T = S (Cholesky with jitter, else an eigh square root with clipped
-eigenvalues for semi-definite S), O(k^4) per filter. Kronecker path for S = c kron(A, A):
+eigenvalues for semi-definite S), O(k^4) per filter; a FactoredCovariance brings its square root, so
+it skips the factorization. Kronecker path for S = c kron(A, A):
 F = sqrt(c) R Z R^T with R R^T = A, O(k^3) per filter and an O(k^3) factorization.
 """
 
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from .covariance import KroneckerCovariance, kernel_size_of, validate_covariance
+from .covariance import FactoredCovariance, KroneckerCovariance, kernel_size_of, validate_covariance
 from .validation import whole_number
 
 Tensor = torch.Tensor
@@ -49,7 +50,8 @@ def dense_factor(S: Tensor) -> Tensor:
 
 def sample_filters(cov, n: int, *, generator: torch.Generator | None = None,
                    dtype: torch.dtype = torch.float32) -> Tensor:
-    """n filters F (n, k, k) drawn from N(0, S), S dense (k^2 x k^2) or a KroneckerCovariance.
+    """n filters F (n, k, k) drawn from N(0, S), S dense (k^2 x k^2), a KroneckerCovariance or a
+    FactoredCovariance (f = sqrt(scale) R z with its own square root R).
 
     Row-major flattening f[k*i + j] = F[i, j], so empirical(samples) -> S as n grows. Factorizations
     run in float64; the draws and products run in `dtype` (float32 by default, like model weights;
@@ -58,9 +60,11 @@ def sample_filters(cov, n: int, *, generator: torch.Generator | None = None,
     n = whole_number(n, "number of filters", 0)
     if isinstance(cov, KroneckerCovariance):
         return _sample_kronecker(cov, n, generator, dtype)
-    S = torch.as_tensor(cov)
-    k = kernel_size_of(S)
-    L = dense_factor(S).to(dtype)
+    if isinstance(cov, FactoredCovariance):
+        k, L = cov.kernel_size, (cov.root * cov.scale**0.5).to(dtype)
+    else:
+        S = torch.as_tensor(cov)
+        k, L = kernel_size_of(S), dense_factor(S).to(dtype)
     z = torch.randn(n, k * k, dtype=dtype, generator=generator)
     return (z @ L.T).reshape(n, k, k)
 
@@ -73,3 +77,10 @@ def _sample_kronecker(cov: KroneckerCovariance, n: int, generator, dtype) -> Ten
     if k < _KRON_GEMM_BELOW:
         return (Z.reshape(n, k * k) @ torch.kron(R, R).T).reshape(n, k, k)
     return torch.matmul(R, Z @ R.T)
+
+
+def factored(S: Tensor) -> FactoredCovariance:
+    """S with its symmetric square root R = V diag(sqrt(w)) (symmetric_sqrt_factor), factored once to
+    draw from again and again."""
+    S = validate_covariance(S)
+    return FactoredCovariance(S, symmetric_sqrt_factor(S))

@@ -10,7 +10,7 @@ from convcov_app.navigation import page_setup
 from convcov_app.store import learned_covariances, runs_with_learned_covariances
 from convcov_app.support import CHART, reset_when_changed, shown_errors, stored_runs_or_warning
 from convcov_app.uploads import too_small_kernel
-from convcov_core import gallery, learned_sets, matrix_files, plots, settings
+from convcov_core import gallery, init, learned_sets, matrix_files, plots, settings
 
 page_setup("Filter Gallery")
 
@@ -38,11 +38,11 @@ def uploaded_report(data: bytes, name: str) -> matrix_files.CovarianceReport:
 def panel(scheme, k, n_show, n_sample, seed, sigma, run_id, layer, uploaded) -> gallery.GalleryPanel:
     """One column; scheme "uploaded" samples the user's matrix (a numpy array) as a learned one."""
     learned_cov = None
-    if scheme == "learned":
-        learned_cov = learned_layers(run_id)[layer]
-    elif scheme == "uploaded":
+    if scheme == "uploaded":
         learned_cov = uploaded
-    name = "learned" if scheme == "uploaded" else scheme
+    elif init.get_scheme(scheme).needs_source:
+        learned_cov = learned_layers(run_id)[layer]
+    name = init.LEARNED if scheme == "uploaded" else scheme
     return gallery.gallery_panel(name, k, n_show, n_sample, seed, sigma=sigma if labels.uses_sigma(name) else None,
                                  learned=learned_cov)
 
@@ -125,7 +125,7 @@ with shown_errors():
                                  help="The Gaussian covariance's correlation length and the Gaussian "
                                       "bump's width.")
         run_id, layer = None, 0
-        if "learned" in schemes:
+        if init.needing_source(schemes):
             run_ids = {labels.run_label(summary): summary.id for summary in runs}
             run_id = run_ids[st.selectbox("Learned covariance from run", list(run_ids), key="run")]
             n_layers = len(learned_layers(run_id))

@@ -25,7 +25,7 @@ SPATIAL_FILTERS = {"k × k convolution": None, "NIFF, small MLP (2-8-4-C)": "sma
                    "NIFF, big MLP (2-16-128-32-C)": "big"}
 BATCH_SIZES = (16, 32, 64, 128, 256, 512)
 LEARNING_RATES = (0.0003, 0.001, 0.003, 0.01, 0.03, 0.1)
-SCHEME_BY_LABEL = {labels.scheme_label(name): name for name in init.init_names()}
+SCHEME_BY_LABEL = {labels.scheme_label(name): name for name in init.scheme_names()}
 KEPT = "lab_kept_setup"  # (preset, setup) of this visit: widget values are dropped on other pages
 #: Why the run store cannot be read, or None: said once at the top; the parts that read the store
 #: (learned covariances of runs, the latest comparison, History) are left out instead of each saying it.
@@ -69,7 +69,7 @@ def apply_preset() -> None:
     setup, note = lab.preset_setup(st.session_state.lab_preset, present_datasets())
     apply_setup(setup)
     # presets with a learned scheme learn from the bundled example (in the store, when it can be read)
-    if "learned" in setup.inits and STORE_PROBLEM is None:
+    if init.needing_source(setup.inits) and STORE_PROBLEM is None:
         example = example_source(learned_sources())
         if example is not None:
             st.session_state.lab_learned = example
@@ -124,18 +124,12 @@ def model_widgets(datasets: dict, max_k: int) -> tuple[str, str, int, int]:
 
 
 def offered_schemes(k: int | None, niff: bool, sources: dict) -> list[str]:
-    """Labels of the schemes a model can start from: a ViT (k None) the default and the attention
-    inits; a NIFF ConvMixer only the default (its filters come from MLPs); others every filter
-    scheme, the learned one where there are covariances to learn from."""
-    if niff:
-        return [labels.scheme_label("default")]
-    return [label for label, name in SCHEME_BY_LABEL.items()
-            if ((name in init.MODEL_SCHEMES or name == "default") if k is None
-                else name not in init.MODEL_SCHEMES and (name != "learned" or sources))]
+    """Labels of lab.offered_schemes for a model with depthwise filters of size k (None: a ViT)."""
+    return [labels.scheme_label(name) for name in lab.offered_schemes(k is not None, niff, bool(sources))]
 
 
 def init_widgets_for(k: int | None, niff: bool) -> tuple[tuple, float | None, float | None, tuple | None, str]:
-    """The init schemes, the Gaussian schedule, the learned source and the filter mode:
+    """The init schemes, the σ schedule, the learned source and the filter mode:
     (inits, sigma_first, sigma_last, learned source or None, filters). k None: a model without
     depthwise filters (a ViT), its weights all trained."""
     st.header("Init schemes")
@@ -145,23 +139,23 @@ def init_widgets_for(k: int | None, niff: bool) -> tuple[tuple, float | None, fl
     chosen = st.multiselect("Compare (the first one is the reference)", offered, key="lab_inits")
     inits = tuple(SCHEME_BY_LABEL[label] for label in chosen)
     sigma_first = sigma_last = None
-    if "gaussian" in inits:
+    if users := init.using_sigma(inits):
         first, last = init.default_sigmas(k)
-        if st.toggle("Custom σ schedule for the Gaussian init", key="lab_custom_sigma",
+        if st.toggle(f"Custom σ schedule ({', '.join(users)})", key="lab_custom_sigma",
                      help=f"Default: σ grows linearly over depth from {first:g} to {last:g} (k / 3)."):
             sigma_first = st.select_slider("σ_first (first layer)", labels.SIGMA_OPTIONS, key="lab_sigma_first")
             sigma_last = st.select_slider("σ_last (last layer)", labels.SIGMA_OPTIONS, key="lab_sigma_last")
         else:
-            st.caption(f"Gaussian init: σ from {first:g} (first layer) to {last:.3g} (last layer).")
+            st.caption(f"{', '.join(users)}: σ from {first:g} (first layer) to {last:.3g} (last layer).")
     source = None
-    if "learned" in inits:
+    if init.needing_source(inits):
         wanted = st.session_state.get("learned_init")
         if wanted in sources and st.session_state.get("lab_learned") not in sources:
             st.session_state.lab_learned = wanted
         source = sources[st.selectbox("Learned covariances from", list(sources), key="lab_learned",
                                       help="Resized to this model's kernel size and depth.")]
     if k is None:
-        st.caption(labels.scheme_help("mimetic"))
+        st.caption(" ".join(map(labels.scheme_help, init.scheme_names("model"))))
         return inits, sigma_first, sigma_last, source, "trained"
     if niff:
         st.caption("NIFF filters come from MLPs over frequencies, which start from PyTorch's init: the "

@@ -12,12 +12,7 @@ from convcov_core.plots import analysis as figures
 
 page_setup("Frequency View")
 
-SOURCES = {
-    "Closed-form Gaussian (σ)": "gaussian",
-    "PyTorch default (uniform)": "default",
-    "Learned covariance of a network": "learned",
-    "Trained filters of a network": "trained",
-}
+SOURCES = labels.frequency_sources()
 NETWORKS = ("A saved run", "An uploaded checkpoint")
 FILTER_COUNTS = (64, 256, 1024, 4096)
 
@@ -40,8 +35,8 @@ def view(source, k, n, sigma, network, seed, *, _checkpoint=None) -> frequency.F
 
 
 @st.cache_data(max_entries=16, show_spinner="Sampling the closed form at every σ…")
-def sigma_curve(k, seed) -> frequency.SigmaCurve:
-    return frequency.sigma_curve(k, seed=seed)
+def sigma_curve(k, seed, scheme) -> frequency.SigmaCurve:
+    return frequency.sigma_curve(k, seed=seed, scheme=scheme)
 
 
 st.title("Frequency View")
@@ -56,10 +51,10 @@ with shown_errors():
     with st.sidebar:
         st.header("Filters")
         source = SOURCES[st.radio("Filters from", list(SOURCES), key="source")]
-        from_network = source in ("learned", "trained")
+        from_network = source in frequency.NETWORK_SOURCES
         network, uploaded = None, None
         if from_network:  # a run's trained filters need its weights, its covariance does not
-            offered = [s for s in runs_found if s.has_weights or source == "learned"]
+            offered = [s for s in runs_found if s.has_weights or source != frequency.TRAINED]
             kinds = NETWORKS if offered else NETWORKS[1:]
             if st.radio("Network", kinds, key="network") == NETWORKS[0]:
                 by_label = {labels.run_label(summary): summary.id for summary in offered}
@@ -70,7 +65,7 @@ with shown_errors():
         if not from_network:  # a network's filters keep their own kernel size
             k = st.slider("Kernel size k", 3, 31, 9, step=2, key="kernel_size")
         sigma = st.select_slider("σ of the closed form (pixels)", labels.SIGMA_OPTIONS, value=2.0,
-                                 key="sigma", disabled=source != "gaussian")
+                                 key="sigma", disabled=not frequency.uses_sigma(source))
         n = st.select_slider("Filters sampled per layer", FILTER_COUNTS, value=1024, key="n",
                              disabled=source == "trained")
         seed = st.number_input("Seed", 0, 2**31 - 1, 0, step=1, key="seed")
@@ -92,7 +87,7 @@ with shown_errors():
         upload, architecture = uploaded
         checkpoint = read_upload_once("fv_upload_memo", upload, frequency.filters_from_checkpoint, architecture)
         network = ("upload", upload.file_id, architecture)
-    result = view(source, k, n, sigma if source == "gaussian" else None, network, int(seed),
+    result = view(source, k, n, sigma if frequency.uses_sigma(source) else None, network, int(seed),
                   _checkpoint=checkpoint).at_energy(energy)
     summary = result.summary
     if network is not None and network[0] == "run" and (
@@ -128,8 +123,8 @@ with shown_errors():
                    "filters fill the window whatever σ: σ sets smoothness, not size.")
     with (middle[1] if one_layer else st.container()):
         st.plotly_chart(figures.sigma_curve_figure(
-            sigma_curve(summary.kernel_size, int(seed)),
-            current_sigma=sigma if source == "gaussian" else None,
+            sigma_curve(summary.kernel_size, int(seed), frequency.curve_scheme(source)),
+            current_sigma=sigma if frequency.uses_sigma(source) else None,
             fitted=result.fitted), **CHART)
         st.caption("Where the closed form's mean |FFT| falls to half its peak: the larger σ, the "
                    "smoother its filters and the lower the curve (at σ of about 0.5 px and below it "

@@ -73,7 +73,7 @@ def grid_widgets() -> sweeps.GridChoice:
         values["sigma_firsts"] = st.multiselect("σ first (layer 1, px)", labels.SIGMA_OPTIONS, key="sweep_sigma_first")
         values["sigma_lasts"] = st.multiselect("σ last (last layer, px)", labels.SIGMA_OPTIONS, key="sweep_sigma_last")
     schedule_note = st.empty()
-    values["inits"] = st.multiselect("Init schemes (the first is the reference)", list(sweeps.SCHEME_BY_LABEL),
+    values["inits"] = st.multiselect("Init schemes (the first is the reference)", list(sweeps.scheme_by_label()),
                                      key="sweep_inits")
     values["n_seeds"] = st.number_input("Seeds per cell and scheme", 1, 100, step=1, key="sweep_seeds",
                                         help="Seeds 0, 1, ...: each scheme runs once per seed, paired by seed.")

@@ -10,12 +10,12 @@ from torch import nn
 
 from convcov_core import covariance as C
 from convcov_core.init import (
-    SCHEMES,
     default_sigmas,
     default_variance,
     depthwise_convs,
     init_depthwise_,
     sample_scheme,
+    scheme_names,
 )
 
 
@@ -67,7 +67,7 @@ def test_finds_depthwise_convs_in_module_order():
     assert depthwise_convs(nn.Sequential(nn.Conv2d(3, 8, 3), nn.Conv2d(8, 8, 1, groups=8))) == []
 
 
-@pytest.mark.parametrize("scheme", list(SCHEMES))
+@pytest.mark.parametrize("scheme", scheme_names("depthwise"))
 def test_plain_convmixer_every_scheme(scheme):
     torch.manual_seed(0)
     model = reference_convmixer(96, 4, kernel_size=9, patch_size=4)

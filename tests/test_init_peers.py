@@ -80,7 +80,7 @@ def test_impulse_covariance_is_v_times_identity_minus_mean():
 
 def test_box_needs_enough_pixels():
     with pytest.raises(ValueError, match="box-3 needs at least 3 pixels"):
-        SCHEMES["box-3"].draw((1, 2), 4, 0.1, None, None)
+        SCHEMES["box-3"].filters((1, 2), 4, 0.1)
 
 
 def bumps_like(filters, sigma):

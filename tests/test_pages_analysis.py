@@ -7,6 +7,7 @@ import pytest
 import streamlit as st
 import torch
 
+from convcov_app import labels
 from convcov_core import runs, train
 from helpers.pages import assert_clean, check_widget_extremes, run_page
 
@@ -55,9 +56,10 @@ def test_frequency_default_shows_spectrum_profile_sizes_and_sigma_curve():
     at = run_page(FREQUENCY)
     assert charts(at) == 4
     assert len(at.caption) >= 4  # one sentence under each figure
-    assert at.radio(key="source").options == [
-        "Closed-form Gaussian (σ)", "PyTorch default (uniform)", "Learned covariance of a network",
-        "Trained filters of a network"]
+    options = at.radio(key="source").options
+    assert options == list(labels.frequency_sources()) and options[0] == "Gaussian covariance (σ)"
+    assert options[-3:] == ["PyTorch default (uniform)", "Learned covariance of a network",
+                            "Trained filters of a network"]
     at.radio(key="source").set_value("Trained filters of a network").run()  # no saved run: uploads only
     assert at.radio(key="network").options == ["An uploaded checkpoint"]
     assert "Upload a checkpoint in the sidebar" in at.info[0].value and charts(at) == 0

@@ -1,5 +1,5 @@
 """The analysis commands: `learned` (a trained network's learned covariances), `cnfa` (the Feature
-Ansatz check), `frequency` (filters in frequency), `covariance` and `sample` (the closed-form Gaussian
+Ansatz check), `frequency` (filters in frequency), `covariance` and `sample` (a closed-form
 covariance, filters drawn from an init) and `download` (a torchvision dataset), with their sub-parsers."""
 
 from __future__ import annotations
@@ -55,11 +55,11 @@ from .sources import covariances_from_file, run_or_example, writable_store
 
 
 def cmd_covariance(args) -> int:
-    S = covariance.gaussian(args.kernel_size, args.sigma)
+    S = covariance.closed_form(args.family, args.kernel_size, args.sigma, alpha=args.alpha)
     if args.view == "tiled":
         S = covariance.to_tiled(S)
     path = save_tensor(S, args.out, "covariance")
-    print(f"wrote {args.view} Gaussian covariance ({S.shape[0]} x {S.shape[1]}, k={args.kernel_size}, "
+    print(f"wrote {args.view} {args.family} covariance ({S.shape[0]} x {S.shape[1]}, k={args.kernel_size}, "
           f"sigma={args.sigma:g}) to {path}", file=sys.stderr)
     return 0
 
@@ -70,7 +70,7 @@ def cmd_sample(args) -> int:
     if args.covariance is not None:
         S = covariance.validate_covariance(load_matrix(args.covariance))
         k = covariance.kernel_size_of(S) if args.kernel_size is None else args.kernel_size
-        filters = init.sample_scheme("learned", k, args.n, covariance=S, variance=variance,
+        filters = init.sample_scheme(init.LEARNED, k, args.n, covariance=S, variance=variance,
                                      generator=generator)
         source = f"covariance {args.covariance}"
     else:
@@ -221,7 +221,7 @@ def _frequency_rows(view, table, seed) -> tuple[list[str], list[list[str]]]:
 
 def cmd_frequency(args) -> int:
     run = None
-    if args.source in ("learned", "trained"):
+    if args.source in frequency.NETWORK_SOURCES:
         if args.checkpoint is None:
             run = run_or_example(args, args.run)
         else:
@@ -275,7 +275,11 @@ def kernel_span() -> str:
 COVARIANCE_OPTIONS = (
     ("--kernel-size", dict(type=KERNEL_SIZE, required=True,
                            help=Later(lambda: f"k: the filters are k x k, the covariance k^2 x k^2; {kernel_span()}"))),
-    ("--sigma", dict(type=float, required=True, help="width of the Gaussian bump, in pixels")),
+    ("--family", dict(choices=Later(lambda: list(covariance.FAMILIES)), default="gaussian",
+                      help=Later(lambda: "closed form, in the distance d between two pixels: " + "; ".join(
+                          f"{name} {formula}" for name, formula in covariance.FAMILIES.items())))),
+    ("--sigma", dict(type=float, required=True, help="the family's length scale, in pixels")),
+    ("--alpha", dict(type=float, default=1.0, help="the rational quadratic's alpha")),
     ("--view", dict(choices=("flat", "tiled"), default="flat",
                     help="flat S[k*i+j, k*l+m] or the tiled k x k grid of k x k blocks")),
     OUT_FILE,
@@ -285,9 +289,10 @@ SAMPLE_OPTIONS = (
     ("--kernel-size", dict(type=KERNEL_SIZE, default=None,
                            help=Later(lambda: f"k of the k x k filters, {kernel_span()}; default 9, or the "
                                               "covariance's"))),
-    ("--scheme", dict(choices=Later(lambda: [s for s in init.SCHEMES if s != "learned"]), default="gaussian",
+    ("--scheme", dict(choices=Later(lambda: init.scheme_names("depthwise", with_source=False)), default="gaussian",
                       help="init scheme to sample from (ignored with --covariance)")),
-    ("--sigma", dict(type=float, default=None, help="Gaussian sigma (default 1)")),
+    ("--sigma", dict(type=float, default=None, help=Later(lambda: "sigma of the sigma schemes ("
+                     f"{', '.join(init.using_sigma(init.scheme_names()))}; default 1)"))),
     ("--covariance", dict(default=None, metavar="FILE", help="k^2 x k^2 covariance to sample from")),
     ("--variance", dict(type=float, default=None,
                         help="mean per-weight variance (default 1/(3 k^2), PyTorch's depthwise init)")),
@@ -371,9 +376,9 @@ CNFA_OPTIONS = (
 )
 
 FREQUENCY_SOURCE = (
-    ("--source", dict(choices=frequency.FREQUENCY_SOURCES, default="gaussian",
-                      help="gaussian / default: sampled from that init scheme; learned: sampled from a run's "
-                           "learned covariances; trained: a run's trained filters")),
+    ("--source", dict(choices=Later(frequency.frequency_sources), default="gaussian",
+                      help="an init scheme (a sigma scheme or default): sampled from it; learned: sampled from a "
+                           "run's learned covariances; trained: a run's trained filters")),
 )
 
 FREQUENCY_NETWORKS = (
@@ -386,7 +391,7 @@ FREQUENCY_OPTIONS = (
     ("--kernel-size", dict(type=KERNEL_SIZE, default=9,
                            help=Later(lambda: f"k of the sampled schemes, {kernel_span()} (a network keeps its "
                                               "own)"))),
-    ("--sigma", dict(type=float, default=2.0, help="sigma of the Gaussian closed form (pixels)")),
+    ("--sigma", dict(type=float, default=2.0, help="sigma of a sigma scheme (pixels)")),
     ("--n", dict(type=int, default=1024, help="filters sampled per layer")),
     ("--energy", dict(type=float, default=0.9, help="energy share of the effective size")),
     SEED,
@@ -402,7 +407,8 @@ DOWNLOAD_OPTIONS = (
 
 # name: (help, command, the steps that build its options: see args.add_command)
 COMMANDS = {
-    "covariance": ("write the closed-form Gaussian covariance", cmd_covariance, COVARIANCE_OPTIONS),
+    "covariance": ("write a closed-form covariance (Gaussian, Laplace, Matern, rational quadratic)", cmd_covariance,
+                   COVARIANCE_OPTIONS),
     "sample": ("draw filters from an init scheme or a covariance file", cmd_sample, SAMPLE_OPTIONS),
     "learned": ("learned covariances of a trained network: fitted sigma per layer, transfer, write, save for the "
                 "Training Lab", cmd_learned, exclusive(LEARNED_SOURCES), PRETRAINED_OPTIONS, add_arch, LEARNED_OPTIONS),

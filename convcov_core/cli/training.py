@@ -48,7 +48,7 @@ def cmd_compare(args) -> int:
     variants, references = variants_for(args.inits, args.freeze)
     run_store = writable_store(args) if args.save else None  # a read-only store refuses before training
     covariances = None
-    if args.learned_from is not None or "learned" in args.inits:
+    if args.learned_from is not None or init.needing_source(args.inits):
         covariances = learned_covariances(args)
     base = training_config(args, covariances)
     for seed in args.seeds:  # every run's config is refused before the estimate trains a step
@@ -179,12 +179,13 @@ _SETTINGS_HERE = (
     setting_option("schedule"),
     setting_option("label_smoothing"),
     ("--inits", dict(type=name_list, default=["default", "gaussian"],
-                     help=Later(lambda: f"comma-separated init schemes ({', '.join(init.init_names())}); "
+                     help=Later(lambda: f"comma-separated init schemes ({', '.join(init.scheme_names())}); "
                                         "the first is the reference"))),
     ("--freeze", dict(choices=FREEZE_MODES, default="none",
                       help="train the depthwise filters (none), freeze them (filters), or run both")),
-    setting_option("sigma_first", help="Gaussian init: sigma of the first layer (default 1)"),
-    setting_option("sigma_last", help="Gaussian init: sigma of the last layer (default max(1, k/3))"),
+    setting_option("sigma_first", help="sigma of the first layer, for the schemes with a sigma schedule (default 1)"),
+    setting_option("sigma_last", help="sigma of the last layer, for the schemes with a sigma schedule "
+                                      "(default max(1, k/3))"),
     ("--learned-from", dict(type=learned_ref, default=None, metavar="SOURCE",
                             help="where the 'learned' init's covariances come from: a stored run's id, 'example' "
                                  "(the bundled ConvMixer-64/8 trained on mnist5k; the default), set:NAME (saved by "

@@ -264,13 +264,13 @@ def effective_size_figure(sizes, names: list[str], *, kernel_size: int, energy: 
 
 def sigma_curve_figure(curve, *, current_sigma: float | None = None, fitted: list[dict] | None = None,
                        height: int = 330) -> go.Figure:
-    """Half-max frequency of closed-form Gaussian filters against sigma (log axis), PyTorch's default
+    """Half-max frequency of a sigma scheme's filters (curve.scheme) against sigma (log axis), PyTorch's default
     i.i.d. filters as a reference level (at the 0.5 cycles/pixel limit when they never fall to
     half), the current sigma marked, and a run's layers (`fitted`: layer, sigma, r, half-max
     frequency) as diamonds at their fitted sigma: below the curve, smoother than the closed form."""
     x, k = list(curve.sigmas), curve.kernel_size
     fig = go.Figure([
-        go.Scatter(x=x, y=curve.half_max, mode="lines+markers", name="Gaussian closed form",
+        go.Scatter(x=x, y=curve.half_max, mode="lines+markers", name=f"{curve.scheme.capitalize()} closed form",
                    line=dict(color=TRAINED_COLOUR), marker=dict(size=5),
                    hovertemplate="σ = %{x:.3g}: falls to half at %{y:.3f} cycles/pixel<extra></extra>"),
     ])

@@ -118,7 +118,7 @@ def run_suite(suite: Suite, callback: Callable[[ProgressEvent], object] | None =
         if stopped:
             return None
     sources, covariances = _source_covariances(suite, sweeps, store, notes)
-    learned = sweeps.learned_trials(covariances) if "learned" in suite.variants else []
+    learned = sweeps.learned_trials(covariances) if suite.sourced else []
     index, stopped = _sweep_stage(relay, index, "claims 1-4",
                                   lambda on_event, stop: run_trials(f"{sweeps.target.name}-learned", learned, store,
                                                                     executor, on_event, stop))
@@ -153,7 +153,7 @@ def _source_covariances(suite: Suite, sweeps, store: SweepStore, notes: list) ->
         run = runs[trial.seed]
         if run is not None and run.status == "ok" and run.covariances:
             covariances[trial.seed] = run.covariances
-        elif "learned" in suite.variants:
+        elif suite.sourced:
             notes.append(f"seed {trial.seed}: the source run ended {run.status if run else 'missing'} "
                          f"({run.message if run else ''}); no learned-init run for this seed")
     return runs, covariances
@@ -201,7 +201,7 @@ def estimate_seconds(suite: Suite, executor: Executor, store: SweepStore) -> tup
     sweeps = suite_sweeps(suite)
     grids = [g for g in (sweeps.sources, sweeps.target, sweeps.effect_map, sweeps.frozen_map) if g is not None]
     seconds, n_todo = pending_seconds(grids, executor, store)
-    if "learned" in suite.variants:
+    if suite.sourced:
         sources = [] if sweeps.sources is None else [t.key for t in sweeps.sources.trials()]
         if len(store.finished(sources)) == len(sources):  # the learned trials' keys are known
             learned = sweeps.learned_trials(_source_covariances(suite, sweeps, store, [])[1])

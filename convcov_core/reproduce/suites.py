@@ -13,6 +13,7 @@ import pandas as pd
 
 from .. import data, model_pairs, models, stats
 from ..compare import ComparisonResult
+from ..init import needing_source
 from ..sweep import Sweep, Trial, trial_key
 from ..train import TrainConfig, load_training_data, plan_steps, resolve_device
 
@@ -63,6 +64,11 @@ class Suite:
     effect_map: dict
     margin: float = MARGIN_POINTS
     seed_rule: SeedRule | None = None
+
+    @property
+    def sourced(self) -> list[str]:
+        """The variants whose init needs learned covariances: each seed's source run's (claim 3)."""
+        return [name for name, overrides in self.variants.items() if needing_source([overrides["init"]])]
 
 
 _TORCHVISION_SETS = ("cifar10", "cifar100", "svhn", "mnist", "fashionmnist")
@@ -243,7 +249,7 @@ def suite_sweeps(suite: Suite) -> SuiteSweeps:
     """The suite's sweeps, named reproduce-<suite>-<part>-<hash of the suite's settings>, so the same
     suite resumes under the same names and a changed one (another dataset) gets new ones (configs
     canonical: a TrainConfig field added since at its Setting.before changes no name)."""
-    target_variants = [v for v in suite.variants if v != "learned"]
+    target_variants = [v for v in suite.variants if v not in suite.sourced]
     inits = list(dict.fromkeys(suite.variants[v]["init"] for v in target_variants))
     freezes = list(dict.fromkeys(bool(suite.variants[v].get("freeze_filters")) for v in target_variants))
     source = None if suite.source is None else suite.source.canonical_dict()
@@ -272,7 +278,7 @@ def _suite_trials(suite: Suite) -> list[TrainConfig]:
     trials = [*(sweeps.sources.trials() if sweeps.sources else []), *sweeps.target.trials(),
               *sweeps.effect_map.trials(), *sweeps.frozen_map.trials()]
     unique = {t.key: t.config for t in trials}
-    learned = [suite.base.replace(seed=seed) for seed in suite.seeds] if "learned" in suite.variants else []
+    learned = [suite.base.replace(seed=seed) for seed in suite.seeds] if suite.sourced else []
     return [*unique.values(), *learned]
 
 

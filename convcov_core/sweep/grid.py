@@ -18,6 +18,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from .. import settings
+from ..init import needing_source
 from ..train import TrainConfig
 from ..train.config import canonical, settings_of
 
@@ -98,8 +99,8 @@ class Sweep:
                 raise ValueError(f"unknown sweep axis {axis!r}; an axis is one of: {', '.join(AXES)}")
             _check_list(list(values), f"axis {axis}")
         _check_list(self.inits, "the init schemes")
-        if "learned" in self.inits:
-            raise ValueError("sweeps take the closed-form and i.i.d. schemes; the learned scheme needs covariances "
+        if sourced := needing_source(self.inits):
+            raise ValueError(f"sweeps take schemes that need no source; the {sourced[0]} scheme needs covariances "
                              "that a sweep does not store (race it with compare --learned-from)")
         _check_list(self.seeds, "the seeds")
         cap = settings.max_sweep_trials()

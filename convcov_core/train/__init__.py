@@ -4,8 +4,9 @@ trained together through one network that holds them all (train_group; a lone ru
 A run trains a model built by `models.build_model` on a dataset from `data.load_dataset` with AdamW
 and (by default) the one-cycle schedule of the ConvMixer CIFAR-10 script: the learning rate rises
 linearly from 0 to `lr` over the first 40% of steps, falls to lr/20 at 80% and to 0 at the end.
-Depthwise filters are initialized by `init.init_depthwise_`; with `freeze_filters` they are never
-updated. At the end the centered empirical covariance of every depthwise layer's filters is kept.
+The model is initialized by `init.init_model_` as its scheme says (the depthwise filters by
+`init.init_depthwise_`); with `freeze_filters` the depthwise filters are never updated. At the end
+the centered empirical covariance of every depthwise layer's filters is kept.
 
 The modules, one job each:
   config      TrainConfig and its validation, RunResult, ProgressEvent, the device, the lr schedule

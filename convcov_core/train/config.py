@@ -152,12 +152,11 @@ class TrainConfig:
                                      flag="--kernel-size", note="CONVCOV_MAX_KERNEL sets the cap")
     patch_size: int | None = _field(2, "patch size (None: the model's own, for timm models)", int, low=1,
                                     high=256, optional=True, axis=True, flag="--patch-size")
-    init: str = _field("default", "the depthwise filters' init scheme (convcov_core.init.SCHEMES)", str,
-                       flag="--inits")
-    sigma_first: float | None = _field(None, "Gaussian init: sigma of the first layer, in pixels (None: 1)",
-                                       float, low=0, low_open=True, high=100, optional=True, axis=True,
-                                       flag="--sigma-first")
-    sigma_last: float | None = _field(None, "Gaussian init: sigma of the last layer, in pixels (None: "
+    init: str = _field("default", "the init scheme (convcov_core.init.SCHEMES)", str, flag="--inits")
+    sigma_first: float | None = _field(None, "sigma schemes (Scheme.uses_sigma): sigma of the first layer, in "
+                                       "pixels (None: 1)", float, low=0, low_open=True, high=100, optional=True,
+                                       axis=True, flag="--sigma-first")
+    sigma_last: float | None = _field(None, "sigma schemes: sigma of the last layer, in pixels (None: "
                                       "max(1, k/3))", float, low=0, low_open=True, high=100, optional=True,
                                       axis=True, flag="--sigma-last")
     covariances: list | None = _field(None, "the learned init's covariances, one k^2 x k^2 matrix per "
@@ -196,8 +195,7 @@ class TrainConfig:
         range, an unknown init scheme, or an init a NIFF model cannot take; return self."""
         for f in dataclasses.fields(self):
             f.metadata["setting"].check(f.name, getattr(self, f.name))
-        init.check_init(self.init)
-        if self.init != "default" and models.parse_spec(self.model)["niff"]:
+        if not init.get_scheme(self.init).native and models.parse_spec(self.model)["niff"]:
             raise ValueError(f"{self.model} computes its filters with an MLP over frequencies (NIFF): it has "
                              f"no k x k weights for the {self.init!r} init to draw; use init 'default'")
         return self

@@ -1,9 +1,10 @@
 """The network of a run: built from its config with the depthwise filters initialized, made ready for
 the training device, and its filters' covariances read at the end.
 
-Depthwise filters are initialized by `init.init_depthwise_`; with `freeze_filters` they are never
-updated. The "mimetic" init sets a Vision Transformer's attention weights instead (`init.mimetic_`),
-and "default" leaves a model without depthwise filters (a ViT) at its own init. On CPU, depthwise
+The model is initialized by `init.init_model_`: a depthwise scheme draws the depthwise filters (with
+`freeze_filters` they are never updated), a model-level one such as mimetic sets a Vision Transformer's
+attention weights, and the native default leaves a model without depthwise filters (a ViT) at its own
+init. On CPU, depthwise
 convs take their filter gradient from a swapped convolution (depthwise.py: all of them under bf16,
 from 7 x 7 on in fp32). A NIFF model's filters come from its MLPs at
 PyTorch's default init (no k x k weights to draw), and its covariances are read from its spatial
@@ -35,13 +36,8 @@ def build_model_for(config: TrainConfig, info) -> torch.nn.Module:
                                    image_size=info.image_size)
     if niff.niff_layers(model):  # its MLPs keep PyTorch's default init (TrainConfig.validate refuses others)
         return model
-    generator = torch.Generator().manual_seed(config.seed)
-    if config.init == "mimetic":
-        init.mimetic_(model, generator=generator)
-    elif config.init != "default" or init.depthwise_convs(model):
-        init.init_depthwise_(model, config.init, sigma_first=config.sigma_first,
-                             sigma_last=config.sigma_last, covariances=config.covariances,
-                             generator=generator)
+    init.init_model_(model, config.init, sigma_first=config.sigma_first, sigma_last=config.sigma_last,
+                     covariances=config.covariances, generator=torch.Generator().manual_seed(config.seed))
     return model
 
 
