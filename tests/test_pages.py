@@ -11,9 +11,10 @@ import torch
 
 from convcov_app.navigation import discover_pages
 from convcov_app.store import add_bundled_example
-from convcov_core import gallery, matrix_files
+from convcov_core import matrix_files
 from convcov_core.covariance import gaussian
 from convcov_core.plots import style
+from convcov_core.scheme_sample import scheme_sample
 from helpers.files import Payload, npy_bytes, torch_bytes
 from helpers.pages import ROOT, assert_clean, check_all_at, check_widget_extremes, new_app, run_page
 
@@ -149,8 +150,8 @@ def test_gallery_offers_learned_covariance_of_a_stored_run(monkeypatch, tmp_path
 @pytest.mark.parametrize("scheme", ["default", "kaiming_normal", "orthogonal", "gaussian"])
 def test_gallery_sample_covariance_approaches_the_target(scheme):
 
-    small = gallery.gallery_panel(scheme, 5, 4, 200, seed=1, sigma=1.5)
-    large = gallery.gallery_panel(scheme, 5, 4, 20000, seed=1, sigma=1.5)
+    small = scheme_sample(scheme, 5, 4, 200, seed=1, sigma=1.5)
+    large = scheme_sample(scheme, 5, 4, 20000, seed=1, sigma=1.5)
     assert small.filters.shape == (4, 5, 5)
     assert large.relative_error < 0.1
     assert large.relative_error <= small.relative_error

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from convcov_core.rfm import NoiseSweep, Setup, views
+from convcov_core.rfm import NoiseSweep, Setup, experiment
 from helpers.pages import assert_clean, run_page
 from test_pages_analysis import FEATURE, charts, tiny_training, wait_for
 
@@ -23,7 +23,7 @@ def measured(tmp_path, monkeypatch):
                                                                                     "Deep ConvRFM", "CNN"))]
     path = tmp_path / "noisy-bars.json"
     path.write_text(json.dumps(NoiseSweep(Setup(), [0.5, 1.0], [0, 1], rows).to_dict()))
-    monkeypatch.setattr(views, "MEASURED", path)
+    monkeypatch.setattr(experiment, "MEASURED", path)
     return path
 
 
@@ -50,7 +50,7 @@ def test_convrfm_section_shows_the_sweep_and_fits_beside_the_cnn(measured):
 
 
 def test_convrfm_section_says_where_the_sweep_comes_from_when_it_is_missing(tmp_path, monkeypatch):
-    monkeypatch.setattr(views, "MEASURED", tmp_path / "none.json")
+    monkeypatch.setattr(experiment, "MEASURED", tmp_path / "none.json")
     at = run_page(FEATURE, timeout=120)
     tiny_training(at, layers=1)
     wait_for(at, trained)

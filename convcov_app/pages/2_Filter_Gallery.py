@@ -10,7 +10,7 @@ from convcov_app.navigation import page_setup
 from convcov_app.store import learned_covariances, runs_with_learned_covariances
 from convcov_app.support import CHART, reset_when_changed, shown_errors, stored_runs_or_warning
 from convcov_app.uploads import too_small_kernel
-from convcov_core import gallery, learned_sets, matrix_files, plots, settings
+from convcov_core import learned_sets, matrix_files, plots, scheme_sample, settings
 
 page_setup("Filter Gallery")
 
@@ -35,7 +35,7 @@ def uploaded_report(data: bytes, name: str) -> matrix_files.CovarianceReport:
 
 
 @st.cache_data(max_entries=32, show_spinner="Sampling filters…")
-def panel(scheme, k, n_show, n_sample, seed, sigma, run_id, layer, uploaded) -> gallery.GalleryPanel:
+def panel(scheme, k, n_show, n_sample, seed, sigma, run_id, layer, uploaded) -> scheme_sample.SchemeSample:
     """One column; scheme "uploaded" samples the user's matrix (a numpy array) as a learned one."""
     learned_cov = None
     if scheme == "learned":
@@ -43,8 +43,8 @@ def panel(scheme, k, n_show, n_sample, seed, sigma, run_id, layer, uploaded) -> 
     elif scheme == "uploaded":
         learned_cov = uploaded
     name = "learned" if scheme == "uploaded" else scheme
-    return gallery.gallery_panel(name, k, n_show, n_sample, seed, sigma=sigma if labels.uses_sigma(name) else None,
-                                 learned=learned_cov)
+    return scheme_sample.scheme_sample(name, k, n_show, n_sample, seed,
+                                       sigma=sigma if labels.uses_sigma(name) else None, learned=learned_cov)
 
 
 @st.cache_resource(max_entries=32, show_spinner=False)  # read-only figure: no unpickling
@@ -54,7 +54,7 @@ def column_figures(scheme, k, n_show, n_sample, seed, sigma, run_id, layer, uplo
     p = panel(scheme, k, n_show, n_sample, seed, sigma, run_id, layer, uploaded)
     grid_columns = math.ceil(math.sqrt(n_show))
     grid_height = int((width - 20) * math.ceil(n_show / grid_columns) / grid_columns) + 98
-    spectrum_title = f"Mean |FFT| of {min(n_sample, gallery.SPECTRUM_FILTERS):,} filters"
+    spectrum_title = f"Mean |FFT| of {min(n_sample, scheme_sample.SPECTRUM_FILTERS):,} filters"
     return (plots.filter_grid_figure(p.filters, columns=grid_columns, height=grid_height,
                                      title=f"{n_show} filter{'s' if n_show > 1 else ''}, {k} × {k}"),
             plots.covariance_pair_figure(p.empirical, p.target, height=int((width - 20) * 0.47) + 118,

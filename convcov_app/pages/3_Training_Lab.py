@@ -11,7 +11,7 @@ from convcov_app.store import example_source, learned_covariances, learned_sourc
 from convcov_app.support import CHART, device_name, present_datasets, shown_errors
 from convcov_core import data, examples, init, jobs, learned_sets, models, reach, settings, text
 from convcov_core.ensemble import use_ensemble
-from convcov_core.plots import training as figures
+from convcov_core.plots import curves as figures
 
 page_setup("Training Lab")
 

@@ -13,7 +13,8 @@ from convcov_app.support import CHART, reset_when_changed, shown_errors
 from convcov_app.uploads import checkpoint_uploader, read_upload_once, too_small_kernel
 from convcov_core import covariance, data, examples, learned_sets, matrix_files, models, settings, train
 from convcov_core.matrix_files import MATRIX_SUFFIXES
-from convcov_core.plots import training as figures
+from convcov_core.plots import curves
+from convcov_core.plots import learned as figures
 from convcov_core.plots.covariance import TILE_LINES_MAX_K
 
 page_setup("Learned Covariances")
@@ -146,7 +147,7 @@ def quick_run_area() -> tuple | None:
     if background.running(SLOT) is not None:
         background.progress(SLOT, what="Training",
                           live=lambda events: st.plotly_chart(
-                              figures.loss_figure(lab.curves_from_events(events), height=260), **CHART,
+                              curves.loss_figure(lab.curves_from_events(events), height=260), **CHART,
                               key="lc_live_loss"))
         return None
     if background.others_running(SLOT):

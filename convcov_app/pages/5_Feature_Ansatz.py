@@ -132,8 +132,8 @@ def feature_maps_figure(key, which: str, matrix: str, layers: tuple, index: int,
     """Feature maps of test image #index and a natural picture under each layer's M; `key` names
     the model and the comparison's settings (the key of cnfa_comparison()'s memo)."""
     model = _pair.trained if which == "trained" else _pair.initial
-    rows = {r["name"]: r for r in (_comparison.trained if which == "trained" else _comparison.initial)}
-    matrices = {name: rows[name][matrix] for name in layers}
+    rows = {r.name: r for r in (_comparison.trained if which == "trained" else _comparison.initial)}
+    matrices = {name: getattr(rows[name], matrix) for name in layers}
     images = [cnfa.analysis_images(_pair.config, index + 1)[index],
               cnfa.natural_images([picture], NATURAL_SIZE, _pair.info)[0]]
     maps = [[m.numpy() for m in cnfa.layer_feature_maps(model, matrices, image).values()] for image in images]
@@ -252,9 +252,9 @@ with shown_errors():
     operator = c3.radio("Operator M for the views below", ("patch-AGOP", "CNFM"), horizontal=True,
                         key="operator")
     row = comparison.row(layer, "trained" if which == "trained" else "initial")
-    channels = row["in_channels"] if row["kind"] == "regular" else 1
-    st.plotly_chart(figures.matrix_pair_figure(row["agop"], row["cnfm"], kernel_size=row["kernel_size"],
-                                               channels=channels, r=row["r"]), **CHART)
+    channels = row.channels
+    st.plotly_chart(figures.matrix_pair_figure(row.agop, row.cnfm, kernel_size=row.kernel_size,
+                                               channels=channels, r=row.r), **CHART)
     st.caption("Each matrix divided by its largest |entry|; the ansatz predicts the same pattern in "
                "both. " + ("Tile (i, j) shows how patch pixel (i, j) pairs with every pixel of the "
                            "patch." if channels == 1 else "Entries run over (channel, row, column) "

@@ -8,8 +8,8 @@ from convcov_app.navigation import page_setup
 from convcov_app.store import run_store
 from convcov_app.support import CHART, present_datasets, shown_errors
 from convcov_core import settings, sweep
+from convcov_core.plots import curves as training_figures
 from convcov_core.plots import sweep as figures
-from convcov_core.plots import training as training_figures
 
 page_setup("Sweeps")
 
