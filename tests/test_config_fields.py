@@ -147,7 +147,7 @@ def _page_widgets() -> dict:
     slider's literal bounds (both ends), or a select slider's / multiselect's options (a constant of the
     page or of a convcov_app module); None where the page computes them (a bound from a setting)."""
     found = {}
-    for page in sorted((REPO / "pages").glob("*.py")):
+    for page in sorted((REPO / "convcov_app" / "pages").glob("*.py")):
         tree = ast.parse(page.read_text())
         constants = {t.id: ast.literal_eval(node.value) for node in tree.body if isinstance(node, ast.Assign)
                      for t in node.targets if isinstance(t, ast.Name) and isinstance(node.value, ast.Tuple)

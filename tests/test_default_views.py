@@ -7,10 +7,10 @@ from convcov_app.store import add_bundled_example, run_store
 from convcov_core import examples, learned_sets, train
 from helpers.pages import run_page
 
-LEARNED = "pages/4_Learned_Covariances.py"
-GALLERY = "pages/2_Filter_Gallery.py"
-FEATURE_ANSATZ = "pages/5_Feature_Ansatz.py"
-LAB = "pages/3_Training_Lab.py"
+LEARNED = "convcov_app/pages/4_Learned_Covariances.py"
+GALLERY = "convcov_app/pages/2_Filter_Gallery.py"
+FEATURE_ANSATZ = "convcov_app/pages/5_Feature_Ansatz.py"
+LAB = "convcov_app/pages/3_Training_Lab.py"
 
 
 @pytest.fixture(scope="module")

@@ -250,7 +250,7 @@ def test_lab_page_offers_the_preset_with_its_numbers():
     from convcov_app import lab
     from helpers.pages import assert_clean, run_page
 
-    at = run_page("pages/3_Training_Lab.py", timeout=120)
+    at = run_page("convcov_app/pages/3_Training_Lab.py", timeout=120)
     at.selectbox(key="lab_preset").set_value(lab.PEER_FROZEN).run()
     assert_clean(at, "peer preset")
     assert at.info[0].value.endswith(lab.PRESETS[lab.PEER_FROZEN].expect)  # the page's widgets match it

@@ -18,8 +18,8 @@ from convcov_core.scheme_sample import scheme_sample
 from helpers.files import Payload, npy_bytes, torch_bytes
 from helpers.pages import ROOT, assert_clean, check_all_at, check_widget_extremes, new_app, run_page
 
-EXPLORER = "pages/1_Covariance_Explorer.py"
-GALLERY = "pages/2_Filter_Gallery.py"
+EXPLORER = "convcov_app/pages/1_Covariance_Explorer.py"
+GALLERY = "convcov_app/pages/2_Filter_Gallery.py"
 
 
 def test_landing_lists_every_page_with_a_link_and_shows_status():
@@ -90,8 +90,8 @@ def test_gallery_hides_learned_scheme_without_stored_runs(tmp_path, monkeypatch)
 
 @pytest.mark.parametrize("script,hidden", [
     (GALLERY, "the learned scheme is hidden"),
-    ("pages/5_Feature_Ansatz.py", "saved runs are hidden"),
-    ("pages/6_Frequency_View.py", "saved runs are hidden"),
+    ("convcov_app/pages/5_Feature_Ansatz.py", "saved runs are hidden"),
+    ("convcov_app/pages/6_Frequency_View.py", "saved runs are hidden"),
 ])
 def test_a_damaged_run_store_hides_saved_runs_with_a_warning(script, hidden, tmp_path, monkeypatch):
     monkeypatch.setenv("CONVCOV_HOME", str(tmp_path))
@@ -246,7 +246,7 @@ def test_explorer_outlines_the_selected_tile_and_keeps_the_tile_lines():
 NO_CHART_ON_A_FRESH_STORE = ("Sweeps",)
 
 
-@pytest.mark.parametrize("script", ["app.py", *[f"pages/{page.path.name}" for page in discover_pages()
+@pytest.mark.parametrize("script", ["app.py", *[f"convcov_app/pages/{page.path.name}" for page in discover_pages()
                                                if page.title not in NO_CHART_ON_A_FRESH_STORE]])
 def test_every_chart_is_drawn_in_the_figures_own_look(script, tmp_path, monkeypatch):
     """Charts are drawn with theme=None and carry style.TEMPLATE: Streamlit's theme, applied anew on
@@ -264,7 +264,7 @@ def test_every_chart_is_drawn_in_the_figures_own_look(script, tmp_path, monkeypa
 
 def test_every_plotly_chart_call_passes_the_shared_chart_settings():
     """The pages that draw charts only after a run use the same settings (checked in their source)."""
-    sources = [ROOT / "app.py", *(ROOT / "pages").glob("*.py"), *(ROOT / "convcov_app").glob("*.py")]
+    sources = [ROOT / "app.py", *(ROOT / "convcov_app").glob("**/*.py")]
     calls = [(path.name, node.lineno, node) for path in sources for node in ast.walk(ast.parse(path.read_text()))
              if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "plotly_chart"]
     assert len(calls) >= 40

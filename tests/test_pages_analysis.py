@@ -10,8 +10,8 @@ import torch
 from convcov_core import runs, train
 from helpers.pages import assert_clean, check_widget_extremes, run_page
 
-FEATURE = "pages/5_Feature_Ansatz.py"
-FREQUENCY = "pages/6_Frequency_View.py"
+FEATURE = "convcov_app/pages/5_Feature_Ansatz.py"
+FREQUENCY = "convcov_app/pages/6_Frequency_View.py"
 TINY = {"n_train": 64, "n_test": 16, "image_size": 12, "bar_size": 4}
 
 

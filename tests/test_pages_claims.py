@@ -14,7 +14,7 @@ from convcov_core.cli import format_comparison
 from convcov_core.plots import claims as claim_plots
 from helpers.pages import assert_clean, check_widget_extremes, run_page
 
-PAGE = "pages/7_Paper_Claims.py"
+PAGE = "convcov_app/pages/7_Paper_Claims.py"
 JOB_DEADLINE_S = 300  # a stuck job fails the test instead of hanging it
 
 

@@ -17,8 +17,8 @@ from convcov_core.runs import RunStore
 from helpers.files import malicious_checkpoint, tiny_convmixer_state
 from helpers.pages import MAX_POLLS, POLL_S, assert_clean, new_app, poll_until_finished, run_page
 
-LAB = "pages/3_Training_Lab.py"
-LEARNED = "pages/4_Learned_Covariances.py"
+LAB = "convcov_app/pages/3_Training_Lab.py"
+LEARNED = "convcov_app/pages/4_Learned_Covariances.py"
 
 
 @pytest.fixture(autouse=True)
@@ -354,16 +354,16 @@ def test_a_1_by_1_covariance_file_gets_one_clear_message():
 def test_lab_keeps_the_visitors_setup_while_they_visit_another_page():
     at = new_app("app.py")
     at.run()
-    at.switch_page("pages/3_Training_Lab.py").run()
+    at.switch_page("convcov_app/pages/3_Training_Lab.py").run()
     assert_clean(at)
     at.number_input(key="lab_seeds").set_value(4)
     at.slider(key="lab_k").set_value(11)
     at.radio(key="lab_filters").set_value(at.radio(key="lab_filters").options[0]).run()
     chosen = (at.radio(key="lab_filters").value, at.number_input(key="lab_seeds").value,
               at.slider(key="lab_k").value)
-    at.switch_page("pages/1_Covariance_Explorer.py").run()
+    at.switch_page("convcov_app/pages/1_Covariance_Explorer.py").run()
     assert_clean(at)
-    at.switch_page("pages/3_Training_Lab.py").run()
+    at.switch_page("convcov_app/pages/3_Training_Lab.py").run()
     assert_clean(at)
     assert (at.radio(key="lab_filters").value, at.number_input(key="lab_seeds").value,
             at.slider(key="lab_k").value) == chosen == (chosen[0], 4, 11)
