@@ -57,7 +57,7 @@ def test_explorer_all_widgets_at_once(end):
 def test_explorer_kernel_cap_comes_from_environment(monkeypatch):
     monkeypatch.setenv("CONVCOV_MAX_KERNEL", "15")
     at = run_page(EXPLORER)
-    assert at.slider(key="kernel_size").max == 15
+    assert at.slider(key="explorer_kernel_size").max == 15
 
 
 def test_explorer_bad_kernel_cap_is_an_error_message_not_a_traceback(monkeypatch):
@@ -69,10 +69,10 @@ def test_explorer_bad_kernel_cap_is_an_error_message_not_a_traceback(monkeypatch
 
 def test_explorer_pixel_sliders_follow_kernel_size():
     at = run_page(EXPLORER)
-    at.slider(key="pixel_row").set_value(8).run()
-    at.slider(key="kernel_size").set_value(5).run()
-    assert at.slider(key="pixel_row").max == 4
-    assert at.slider(key="pixel_row").value == 2  # re-centred for the new size
+    at.slider(key="explorer_pixel_row").set_value(8).run()
+    at.slider(key="explorer_kernel_size").set_value(5).run()
+    assert at.slider(key="explorer_pixel_row").max == 4
+    assert at.slider(key="explorer_pixel_row").value == 2  # re-centred for the new size
 
 
 def test_gallery_default_two_schemes_each_with_grid_covariance_spectrum():
@@ -235,7 +235,7 @@ def test_explorer_outlines_the_selected_tile_and_keeps_the_tile_lines():
 
     at = run_page(EXPLORER)  # k = 9, centre pixel (4, 4)
     for row, top in ((4, 4 * 9 - 0.5), (0, -0.5)):
-        at.slider(key="pixel_row").set_value(row).run()
+        at.slider(key="explorer_pixel_row").set_value(row).run()
         found = shapes(at)
         outlines = [s for s in found if s.get("name") == "outline"]
         assert sum(s.get("name") == "tile line" for s in found) == 2 * (9 - 1)
