@@ -38,10 +38,10 @@ def test_learned_covariances_opens_on_the_most_structured_layer(example_layer):
 
 def test_gallery_learned_scheme_opens_on_the_most_structured_layer(example_layer):
     at = run_page(GALLERY, timeout=120)
-    learned = next(o for o in at.multiselect(key="schemes").options if "earned" in o)
-    at.multiselect(key="schemes").set_value([learned]).run()
+    learned = next(o for o in at.multiselect(key="gallery_schemes").options if "earned" in o)
+    at.multiselect(key="gallery_schemes").set_value([learned]).run()
     assert not at.exception
-    assert at.slider(key="layer").value == example_layer
+    assert at.slider(key="gallery_layer").value == example_layer
 
 
 def test_feature_ansatz_opens_on_the_bundled_example_analysis(example_layer):

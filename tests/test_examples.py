@@ -159,11 +159,11 @@ def test_every_page_that_reads_trained_filters_works_on_the_example():
         return selectbox.set_value(next(o for o in selectbox.options if " example: " in o))
 
     gallery = run_page("convcov_app/pages/2_Filter_Gallery.py", timeout=120)
-    gallery.multiselect(key="schemes").set_value(["Gaussian covariance", "Learned covariance"]).run()
-    pick_example(gallery.selectbox(key="run")).run()
-    gallery.slider(key="layer").set_value(7).run()
+    gallery.multiselect(key="gallery_schemes").set_value(["Gaussian covariance", "Learned covariance"]).run()
+    pick_example(gallery.selectbox(key="gallery_run")).run()
+    gallery.slider(key="gallery_layer").set_value(7).run()
     assert_clean(gallery, "gallery, learned scheme from the example")
-    assert all("frozen" not in o for o in gallery.selectbox(key="run").options)  # nothing learned
+    assert all("frozen" not in o for o in gallery.selectbox(key="gallery_run").options)  # nothing learned
     assert len(gallery.get("plotly_chart")) == 2 * 3
 
     frequency = run_page("convcov_app/pages/6_Frequency_View.py", timeout=120)

@@ -85,7 +85,7 @@ def test_gallery_default_two_schemes_each_with_grid_covariance_spectrum():
 def test_gallery_hides_learned_scheme_without_stored_runs(tmp_path, monkeypatch):
     monkeypatch.setenv("CONVCOV_HOME", str(tmp_path))  # an empty store (Home adds the example)
     at = run_page(GALLERY)
-    assert "Learned covariance" not in at.multiselect(key="schemes").options
+    assert "Learned covariance" not in at.multiselect(key="gallery_schemes").options
 
 
 @pytest.mark.parametrize("script,hidden", [
@@ -108,15 +108,15 @@ def test_gallery_widgets_at_extremes():
 @pytest.mark.parametrize("end", ["min", "max"])
 def test_gallery_all_widgets_at_once(end):
     at = check_all_at(GALLERY, end, timeout=90)
-    schemes = at.multiselect(key="schemes").value
+    schemes = at.multiselect(key="gallery_schemes").value
     assert len(at.get("plotly_chart")) == 3 * len(schemes)
 
 
 def test_gallery_resample_moves_to_next_seed():
     at = run_page(GALLERY)
-    seed = at.number_input(key="seed").value
-    at.button(key="resample").click().run()
-    assert at.number_input(key="seed").value == seed + 1
+    seed = at.number_input(key="gallery_seed").value
+    at.button(key="gallery_resample").click().run()
+    assert at.number_input(key="gallery_seed").value == seed + 1
 
 
 def test_gallery_offers_learned_covariance_of_a_stored_run(monkeypatch, tmp_path):
@@ -133,13 +133,13 @@ def test_gallery_offers_learned_covariance_of_a_stored_run(monkeypatch, tmp_path
 
     at = run_page(GALLERY)
     label = "Learned covariance"
-    assert label in at.multiselect(key="schemes").options
-    at.multiselect(key="schemes").set_value([label]).run()
+    assert label in at.multiselect(key="gallery_schemes").options
+    at.multiselect(key="gallery_schemes").set_value([label]).run()
     assert_clean(at, "learned scheme selected")
-    assert "#1 gaussian-init" in at.selectbox(key="run").value
+    assert "#1 gaussian-init" in at.selectbox(key="gallery_run").value
     assert len(at.get("plotly_chart")) == 3
     for layer in (1, 2):
-        at.slider(key="layer").set_value(layer).run()
+        at.slider(key="gallery_layer").set_value(layer).run()
         assert_clean(at, f"learned layer {layer}")
         assert len(at.get("plotly_chart")) == 3  # grid, covariance pair, spectrum
 
@@ -198,7 +198,7 @@ def test_gallery_projects_a_non_psd_upload_only_with_consent():
     at = _upload(run_page(GALLERY), "bad.pt", torch_bytes((V * w) @ V.T))
     assert not at.exception and "not positive semi-definite (smallest eigenvalue -0.2)" in at.warning[0].value
     assert len(at.get("plotly_chart")) == 2 * 3  # not sampled until the user agrees
-    at.checkbox(key="cov_project").check().run()
+    at.checkbox(key="gallery_project").check().run()
     assert_clean(at, "projected upload")
     assert len(at.get("plotly_chart")) == 3 * 3
     assert any(c.value.startswith("Projected: the matrix changed by") for c in at.caption)
