@@ -397,3 +397,19 @@ def history_json(comparisons: list, runs: list) -> str:
     doc = {"comparisons": [{"id": c.id, **c.to_dict()} for c in comparisons],
            "runs": [run_dict(r) for r in runs]}
     return json.dumps(json_safe(doc), allow_nan=False)
+
+
+def history_options(comparisons: list, runs: list) -> dict:
+    """How History lists saved comparisons and the runs outside them (runs.ComparisonSummary,
+    RunSummary, newest first): label -> ("c", comparison id) or ("r", run id)."""
+    options = {}
+    for c in comparisons:
+        cancelled = " [cancelled]" if c.status != "ok" else ""
+        options[f"comparison #{c.id} ({c.created[:16].replace('T', ' ')}): {', '.join(c.variants)} on "
+                f"{c.dataset}, {len(c.seeds)} seed(s){cancelled}"] = ("c", c.id)
+    for r in runs:
+        if r.comparison_id is None:
+            acc = f", test {r.test_acc:.1f}%" if r.test_acc is not None else f", {r.status}"
+            options[f"run #{r.id} ({r.created[:16].replace('T', ' ')}): {r.init} {r.model} on "
+                    f"{r.dataset}{acc}"] = ("r", r.id)
+    return options

@@ -61,6 +61,18 @@ def run_reach_warning(store_path: str, run_id: int) -> str | None:
     return reach.run_reach_warning(RunStore(store_path).get(run_id))
 
 
+@st.cache_data(max_entries=64, show_spinner=False)
+def stored_run(store_path: str, run_id: int):
+    """Run `run_id` of the run store at `store_path`, read once (a stored run never changes)."""
+    return run_store().get(run_id)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def stored_comparison(store_path: str, comparison_id: int):
+    """Comparison `comparison_id` of the run store at `store_path`, read once."""
+    return run_store().get_comparison(comparison_id)
+
+
 def runs_with_learned_covariances() -> list:
     """Summaries of stored runs that trained their depthwise filters and saved their covariances
     (a run with frozen filters ends with its init's covariance: nothing learned)."""

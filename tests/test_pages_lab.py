@@ -131,11 +131,11 @@ def test_lab_runs_a_tiny_comparison_end_to_end_then_learned_page_opens_its_run()
     assert "Saved as covariance set" in page.success[0].value
 
     lab_page = new_app(LAB, timeout=120)
-    lab_page.session_state["learned_init"] = page.session_state["learned_init"]
+    lab_page.session_state["lab_wanted_source"] = page.session_state["lab_wanted_source"]
     lab_page.run()
     lab_page.multiselect(key="lab_inits").set_value(["Gaussian covariance", "Learned covariance"]).run()
     assert_clean(lab_page, "learned init offered")
-    assert lab_page.selectbox(key="lab_learned").value == page.session_state["learned_init"]
+    assert lab_page.selectbox(key="lab_learned").value == page.session_state["lab_wanted_source"]
     assert "(7 × 7, 3 layers)" in lab_page.selectbox(key="lab_learned").value
 
 

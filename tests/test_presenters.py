@@ -1,6 +1,9 @@
 """The pages' presenters (convcov_app/<page>.py): what a page computes and says, without a server."""
 
-from convcov_app import explorer, gallery
+from types import SimpleNamespace
+
+from convcov_app import explorer, gallery, lab, lab_form, labels
+from convcov_core import models
 
 
 def test_explorer_maps_a_click_to_the_pixel_of_its_tile_or_row():
@@ -32,3 +35,36 @@ def test_gallery_says_what_the_schemes_draw_and_samples_an_upload_as_learned():
     assert gallery.heading(gallery.UPLOADED) == gallery.UPLOADED_LABEL
     assert gallery.upload_caption("a.npy", "25 × 25", 5, 5) == "a.npy: 25 × 25."
     assert "Sampled at k = 9" in gallery.upload_caption("a.npy", "25 × 25", 5, 9)
+
+
+def test_the_lab_form_shows_every_preset_and_a_custom_convmixer():
+    for name, preset in lab.PRESETS.items():
+        values = lab_form.widget_values(preset.setup, 9)
+        assert values["lab_model"] in lab_form.MODEL_CHOICES, name
+        assert set(values["lab_inits"]) <= set(lab_form.SCHEME_BY_LABEL), name
+    training = lab.lab_training(model=models.convmixer_spec(48, 5, "small"), kernel_size=7)
+    custom = lab.LabSetup(training, inits=("default",))
+    values = lab_form.widget_values(custom, 9)
+    assert values["lab_model"] == lab_form.CUSTOM_MODEL
+    assert (values["lab_width"], values["lab_depth"], values["lab_spatial"]) == (48, 5, "NIFF, small MLP (2-8-4-C)")
+    assert lab_form.preset_sizes(lab_form.CUSTOM_MODEL, 9) is None
+
+
+def test_the_lab_offers_the_schemes_a_model_can_start_from():
+    label = labels.scheme_label
+    assert lab_form.offered_schemes(9, True, {}) == [label("default")]
+    filters = lab_form.offered_schemes(9, False, {})
+    assert label("gaussian") in filters and label("learned") not in filters and label("mimetic") not in filters
+    assert label("learned") in lab_form.offered_schemes(9, False, {"set: a": ("set", "a")})
+    assert lab_form.offered_schemes(None, False, {}) == [label("default"), label("mimetic")]
+
+
+def test_lab_history_lists_comparisons_then_the_runs_outside_them():
+    cmp = SimpleNamespace(id=3, created="2026-01-02T03:04:05", variants=["default", "gaussian"], dataset="mnist5k",
+                          seeds=[0, 1], status="cancelled")
+    inside = SimpleNamespace(id=7, comparison_id=3)
+    alone = SimpleNamespace(id=8, comparison_id=None, created="2026-01-02T05:06:07", init="gaussian",
+                            model="convmixer-64/8", dataset="mnist5k", test_acc=91.25, status="ok")
+    assert lab.history_options([cmp], [inside, alone]) == {
+        "comparison #3 (2026-01-02 03:04): default, gaussian on mnist5k, 2 seed(s) [cancelled]": ("c", 3),
+        "run #8 (2026-01-02 05:06): gaussian convmixer-64/8 on mnist5k, test 91.2%": ("r", 8)}

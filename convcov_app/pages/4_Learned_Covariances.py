@@ -6,7 +6,7 @@ from functools import partial
 import pandas as pd
 import streamlit as st
 
-from convcov_app import attention_section, background, lab, labels, pretrained_source
+from convcov_app import attention_section, background, lab, lab_sidebar, labels, pretrained_source
 from convcov_app.navigation import page_setup
 from convcov_app.store import run_reach_warning, run_store, runs_with_learned_covariances
 from convcov_app.support import CHART, reset_when_changed, shown_errors
@@ -274,8 +274,8 @@ def save_and_download(learned: learned_sets.LearnedSet, key: str, default_name: 
     if n2.button("Use as init", key="lc_use", type="primary"):
         path = learned_sets.save_covariance_set(name, transferred(key, learned, new_k, new_depth),
                                                 source=learned.source)
-        st.session_state.learned_init = lab.covariance_set_label(
-            learned_sets.CovarianceSetInfo(path.stem, new_k, new_depth, learned.source))
+        lab_sidebar.preselect_learned(lab.covariance_set_label(
+            learned_sets.CovarianceSetInfo(path.stem, new_k, new_depth, learned.source)))
         st.success(f"Saved as covariance set '{name.strip()}'. Open the Training Lab and add *Learned "
                    "covariance* to the init schemes: this set is preselected.")
     d1, d2, d3 = st.columns([1, 1, 3], vertical_alignment="center")
