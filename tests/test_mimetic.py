@@ -274,11 +274,11 @@ def test_learned_covariances_page_shows_a_saved_vits_attention(tmp_path, monkeyp
     at = run_page("convcov_app/pages/4_Learned_Covariances.py")
     at.radio(key="lc_source").set_value("Attention of a saved ViT run").run()
     assert_clean(at, "attention source")
-    runs = at.selectbox(key="attn_run").options
+    runs = at.selectbox(key="lc_attn_run").options
     assert len(runs) == 2 and any("mimetic init" in label for label in runs)
     for label in runs:
-        at.selectbox(key="attn_run").set_value(label).run()
-        at.selectbox(key="attn_layer").set_value(2).run()
+        at.selectbox(key="lc_attn_run").set_value(label).run()
+        at.selectbox(key="lc_attn_layer").set_value(2).run()
         assert_clean(at, label)
         assert len(at.get("plotly_chart")) == 1 and len(at.dataframe) == 1
         assert len(at.dataframe[0].value) == 4  # 2 stages x 2 layers x 1 head

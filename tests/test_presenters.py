@@ -2,7 +2,7 @@
 
 from types import SimpleNamespace
 
-from convcov_app import explorer, gallery, lab, lab_form, labels
+from convcov_app import explorer, gallery, lab, lab_form, labels, learned
 from convcov_core import models
 
 
@@ -68,3 +68,17 @@ def test_lab_history_lists_comparisons_then_the_runs_outside_them():
     assert lab.history_options([cmp], [inside, alone]) == {
         "comparison #3 (2026-01-02 03:04): default, gaussian on mnist5k, 2 seed(s) [cancelled]": ("c", 3),
         "run #8 (2026-01-02 05:06): gaussian convmixer-64/8 on mnist5k, test 91.2%": ("r", 8)}
+
+
+def test_learned_covariances_names_sets_and_says_what_resizing_does():
+    assert learned.set_name("run 4/x", 15, 6) == "run-4-x-k15-d6" and len(learned.set_name("a" * 80, 9, 8)) == 60
+    assert learned.name_hint("convnext_atto.d2_in1k".split(".")[0]) == "convnext-atto"
+    assert learned.name_hint("my file!.npy".rsplit(".", 1)[0], 30) == "my-file-"
+    fits = [{"layer": 1, "sigma": 0.6, "r": 0.9}, {"layer": 2, "sigma": 1.3, "r": 0.8}]
+    assert learned.layer_titles(fits) == ["1: σ = 0.60, r = 0.90", "2: σ = 1.30, r = 0.80"]
+    assert "opens on layer 2, the widest bump" in learned.opened_caption(fits)
+    assert "(k′ − 1)/(k − 1) = 1.75" in learned.resize_caption(9, 15, fits, fits)
+    assert learned.transfer_step(12) == 1 and learned.transfer_step(32) == 2
+    assert learned.transfer_notes(9, 9, 8) == [] and len(learned.transfer_notes(9, 17, 24)) == 2
+    assert learned.nothing_to_show(learned.QUICK, "cmd") is None
+    assert "`cmd`" in learned.nothing_to_show(learned.ATTENTION, "cmd")
