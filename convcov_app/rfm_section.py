@@ -53,11 +53,11 @@ def beside_cnn(pair: model_pairs.ModelPair, row: CNFALayer, image_index: int) ->
     """Fit button, then ConvRFM's accuracy, correlations, eigenfilters and feature map."""
     q = row.kernel_size
     left, right = st.columns([2, 3], vertical_alignment="bottom")
-    n_images = left.select_slider("Training images for ConvRFM", IMAGE_COUNTS, value=200, key="rfm_images")
+    n_images = left.select_slider("Training images for ConvRFM", IMAGE_COUNTS, value=200, key="fa_rfm_images")
     setting = (pair.config, n_images, q)
-    if right.button("Fit ConvRFM", key="rfm_fit"):
-        st.session_state.rfm_setting = setting
-    if st.session_state.get("rfm_setting") != setting:
+    if right.button("Fit ConvRFM", key="fa_rfm_fit"):
+        st.session_state.fa_rfm_setting = setting
+    if st.session_state.get("fa_rfm_setting") != setting:
         st.caption(f"ConvRFM on {n_images} random training images of {model_pairs.describe_dataset(pair.config)} "
                    f"with {q} × {q} patches (the CNN's first layer), three AGOP iterations; its time grows "
                    "with the n × n kernel matrix of the n images." + load_note())
@@ -84,7 +84,7 @@ def beside_cnn(pair: model_pairs.ModelPair, row: CNFALayer, image_index: int) ->
 def show(pair: model_pairs.ModelPair, comparison: cnfa.CNFAComparison, image_index: int) -> None:
     """The section, behind a toggle (fitting takes seconds to minutes)."""
     st.subheader("ConvRFM: the same features without backpropagation")
-    if not st.toggle("Show ConvRFM (seed 001's kernel machines)", key="rfm_show",
+    if not st.toggle("Show ConvRFM (seed 001's kernel machines)", key="fa_rfm_show",
                      help="Kernel ridge regression whose patch metric M is the AGOP of its own "
                           "predictor (Algorithm 1), and its layer-wise deep version (Algorithm 2)."):
         return

@@ -46,7 +46,7 @@ def test_gallery_learned_scheme_opens_on_the_most_structured_layer(example_layer
 
 def test_feature_ansatz_opens_on_the_bundled_example_analysis(example_layer):
     at = run_page(FEATURE_ANSATZ, timeout=300)
-    assert at.radio(key="source").value == "A small CNN trained here"
+    assert at.radio(key="fa_source").value == "A small CNN trained here"
     assert "bundled example network" in at.info[0].value
     assert f"run #{examples.stored_id(run_store())}" in " ".join(m.value for m in at.markdown)
     assert len(at.get("plotly_chart")) >= 4  # r per layer, AGOP vs CNFM, eigenfilters, feature maps

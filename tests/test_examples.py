@@ -168,14 +168,14 @@ def test_every_page_that_reads_trained_filters_works_on_the_example():
 
     frequency = run_page("convcov_app/pages/6_Frequency_View.py", timeout=120)
     for source in ("Learned covariance of a network", "Trained filters of a network"):
-        frequency.radio(key="source").set_value(source).run()
-        pick_example(frequency.selectbox(key="run")).run()
+        frequency.radio(key="fv_source").set_value(source).run()
+        pick_example(frequency.selectbox(key="fv_run")).run()
         assert_clean(frequency, source)
         assert "Diamonds: the network's layers" in frequency.caption[-1].value  # its 8 layers placed by σ
 
     ansatz = run_page("convcov_app/pages/5_Feature_Ansatz.py", timeout=300)
-    ansatz.radio(key="source").set_value("A saved run (weights needed)").run()
-    pick_example(ansatz.selectbox(key="run")).run()
+    ansatz.radio(key="fa_source").set_value("A saved run (weights needed)").run()
+    pick_example(ansatz.selectbox(key="fa_run")).run()
     assert_clean(ansatz, "feature ansatz on the example")
     rows = ansatz.dataframe[0].value
     assert len(rows) == 17 and (rows["r trained"] > 0.5).all()  # stem, 8 depthwise, 8 pointwise

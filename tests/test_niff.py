@@ -257,9 +257,9 @@ def test_frequency_view_shows_a_stored_niff_runs_filters(niff_run):
     run_id = stored_niff_run_id(niff_run)
     at = run_page("convcov_app/pages/6_Frequency_View.py", timeout=60)
     for source in ("Learned covariance of a network", "Trained filters of a network"):
-        at.radio(key="source").set_value(source).run()
-        label = next(o for o in at.selectbox(key="run").options if o.startswith(f"#{run_id} "))
-        at.selectbox(key="run").set_value(label).run()
+        at.radio(key="fv_source").set_value(source).run()
+        label = next(o for o in at.selectbox(key="fv_run").options if o.startswith(f"#{run_id} "))
+        at.selectbox(key="fv_run").set_value(label).run()
         assert_clean(at, source)
         assert len(at.get("plotly_chart")) == 4
         assert any("central 5 × 5 window" in w.value for w in at.warning)
@@ -268,10 +268,10 @@ def test_frequency_view_shows_a_stored_niff_runs_filters(niff_run):
 def test_feature_ansatz_analyses_a_stored_niff_run(niff_run):
     run_id = stored_niff_run_id(niff_run)
     at = run_page("convcov_app/pages/5_Feature_Ansatz.py", timeout=60)
-    at.radio(key="source").set_value("A saved run (weights needed)").run()
-    label = next(o for o in at.selectbox(key="run").options if o.startswith(f"#{run_id} "))
-    at.selectbox(key="run").set_value(label).run()
-    at.select_slider(key="n_images").set_value(16).run()
+    at.radio(key="fa_source").set_value("A saved run (weights needed)").run()
+    label = next(o for o in at.selectbox(key="fa_run").options if o.startswith(f"#{run_id} "))
+    at.selectbox(key="fa_run").set_value(label).run()
+    at.select_slider(key="fa_n_images").set_value(16).run()
     assert_clean(at, "a stored NIFF run")
     assert list(at.dataframe[0].value["layer"]) == ["stem.0", "blocks.0.1", "blocks.1.1"]  # not the NIFF MLPs
 

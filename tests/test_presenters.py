@@ -2,7 +2,7 @@
 
 from types import SimpleNamespace
 
-from convcov_app import explorer, gallery, lab, lab_form, labels, learned
+from convcov_app import ansatz, explorer, frequency_view, gallery, lab, lab_form, labels, learned
 from convcov_core import models
 
 
@@ -82,3 +82,23 @@ def test_learned_covariances_names_sets_and_says_what_resizing_does():
     assert learned.transfer_notes(9, 9, 8) == [] and len(learned.transfer_notes(9, 17, 24)) == 2
     assert learned.nothing_to_show(learned.QUICK, "cmd") is None
     assert "`cmd`" in learned.nothing_to_show(learned.ATTENTION, "cmd")
+
+
+def test_feature_ansatz_says_what_it_shows():
+    assert ansatz.gradients_of(ansatz.ALL_OUTPUTS) == "all" and ansatz.gradients_of(ansatz.PREDICTED) == "predicted"
+    assert "Tile (i, j)" in ansatz.matrices_caption(1) and "(channel, row, column)" in ansatz.matrices_caption(3)
+    assert "small init on digits" in ansatz.eigenfilters_caption(1, small_cnn=True)
+    assert "small init" not in ansatz.eigenfilters_caption(3, small_cnn=False)
+    line = ansatz.model_line(SimpleNamespace(label="cnn-8", test_acc=91.26))
+    assert line == "**Model:** cnn-8, test accuracy 91.3%."
+    assert ansatz.model_line(SimpleNamespace(label="upload", test_acc=None)) == "**Model:** upload."
+
+
+def test_the_frequency_view_offers_runs_by_what_a_source_reads():
+    runs = [SimpleNamespace(has_weights=False), SimpleNamespace(has_weights=True)]
+    assert frequency_view.offered_runs(runs, "learned") == runs
+    assert frequency_view.offered_runs(runs, "trained") == runs[1:]
+    assert frequency_view.from_network("trained") and not frequency_view.from_network("gaussian")
+    assert "(dashed:" in frequency_view.profile_caption(True)
+    assert "(dashed:" not in frequency_view.profile_caption(False)
+    assert frequency_view.sigma_curve_caption(False).endswith("to place its layers here.")
