@@ -22,7 +22,7 @@ from helpers.pages import fuzz_page, page_scripts
 SEQUENCES = int(os.environ.get("CONVCOV_FUZZ_SEQUENCES", "100"))
 PARTS = 2
 STEPS = 2
-LONG_JOBS = ("lab_run", "lab_estimate", "lc_train", "fa_train", "run_quick", "sweep_run", "sweep_estimate",
+LONG_JOBS = ("lab_run", "lab_estimate", "lc_train", "fa_train", "claims_run_quick", "sweep_run", "sweep_estimate",
              "sweep_resume", "sweep_connect")
 WITHOUT_WIDGETS = ("app.py",)  # Home: text, figures and page links only
 SCRIPTS = ["app.py", *page_scripts()]

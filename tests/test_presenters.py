@@ -2,7 +2,7 @@
 
 from types import SimpleNamespace
 
-from convcov_app import ansatz, explorer, frequency_view, gallery, lab, lab_form, labels, learned
+from convcov_app import ansatz, claims, explorer, frequency_view, gallery, lab, lab_form, labels, learned
 from convcov_core import models
 
 
@@ -102,3 +102,16 @@ def test_the_frequency_view_offers_runs_by_what_a_source_reads():
     assert "(dashed:" in frequency_view.profile_caption(True)
     assert "(dashed:" not in frequency_view.profile_caption(False)
     assert frequency_view.sigma_curve_caption(False).endswith("to place its layers here.")
+
+
+def test_paper_claims_colours_verdicts_and_says_why_the_quick_suite_cannot_run_here():
+    assert claims.verdict_text("supported") == ":green[**supported**]"
+    assert claims.verdict_text("odd") == ":gray[**odd**]"
+    assert "more than one job may use" in claims.run_caption(243, 2_000_000, 200_000, "CPU", [])
+    took = claims.run_caption(243, 1000, 200_000, "CPU", [(None, {"suite": "quick", "wall_time_s": 90,
+                                                                  "device_label": "a GPU"})])
+    assert "The latest quick report took" in took and "on a GPU." in took
+    row = claims.part_row({"statement": "s", "low": None, "n": 1, "verdict": "inconclusive"})
+    assert row == {"test": "s", "numbers": "1 seed(s): too few for an interval", "verdict": "inconclusive"}
+    table = claims.claims_table([{"id": 1, "title": "t", "our_number": "n", "verdict": "supported"}])
+    assert table.endswith("| 1 | t | n | :green[**supported**] | not recorded (report from before regimes) |")
