@@ -61,6 +61,14 @@ def reset_when_changed(marker: str, value, widgets: dict) -> None:
         st.session_state.update(widgets)
 
 
+def choose(where, label: str, options: list, default, key: str, **kwargs):
+    """A selectbox in `where` (st or a column) whose kept value is reset to `default` (else the first
+    option) when it is no longer an option."""
+    if st.session_state.get(key) not in options:
+        st.session_state[key] = default if default in options else options[0]
+    return where.selectbox(label, options, key=key, **kwargs)
+
+
 def stored_runs_or_warning(read, hidden: str = "saved runs are hidden") -> list:
     """`read()`, a listing from the run store; [] and a warning that says what is `hidden` when
     the store cannot be read (a broken store must not take a page down with it)."""
