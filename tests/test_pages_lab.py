@@ -321,19 +321,15 @@ def test_each_bad_checkpoint_gets_its_own_message(upload_page, monkeypatch, case
 
 
 def test_checkpoint_limit_shown_is_the_web_servers_cap_when_lower(monkeypatch):
-    from streamlit import config
-
+    get_option = uploads.st.get_option  # the web server's option, 3 MB, through Streamlit's public API
     monkeypatch.delenv("CONVCOV_MAX_CHECKPOINT_MB", raising=False)
-    previous = config.get_option("server.maxUploadSize")
-    config.set_option("server.maxUploadSize", 3)
-    try:
-        at = new_app(LEARNED, timeout=120).run()
-        at.radio(key="lc_source").set_value("An uploaded checkpoint").run()
-        # the browser counts Streamlit's megabytes in 10^6 bytes (tests/test_browser_uploads.py)
-        assert any(c.value.startswith("Up to 3 MB (2.9 MiB).") for c in at.caption), [c.value for c in at.caption]
-        assert uploads.upload_limit() == 3_000_000
-    finally:
-        config.set_option("server.maxUploadSize", previous)
+    monkeypatch.setattr(uploads.st, "get_option",
+                        lambda name: 3 if name == "server.maxUploadSize" else get_option(name))
+    at = new_app(LEARNED, timeout=120).run()
+    at.radio(key="lc_source").set_value("An uploaded checkpoint").run()
+    # the browser counts Streamlit's megabytes in 10^6 bytes (tests/test_browser_uploads.py)
+    assert any(c.value.startswith("Up to 3 MB (2.9 MiB).") for c in at.caption), [c.value for c in at.caption]
+    assert uploads.upload_limit() == 3_000_000
 
 
 def test_a_1_by_1_covariance_file_gets_one_clear_message():
