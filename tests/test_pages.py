@@ -267,6 +267,6 @@ def test_every_plotly_chart_call_passes_the_shared_chart_settings():
     sources = [ROOT / "app.py", *(ROOT / "convcov_app").glob("**/*.py")]
     calls = [(path.name, node.lineno, node) for path in sources for node in ast.walk(ast.parse(path.read_text()))
              if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "plotly_chart"]
-    assert len(calls) >= 40
+    assert len(calls) >= 35  # the sources were found (curve_charts draws the loss and accuracy of several pages)
     assert not [(name, line) for name, line, call in calls
                 if not any(k.arg is None and getattr(k.value, "id", None) == "CHART" for k in call.keywords)]
