@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))  # pages import the convcov_app package from the r
 
 def open_page(page: str, timeout: float) -> AppTest:
     """The page's AppTest, run once."""
-    return AppTest.from_file(str(ROOT / "pages" / page), default_timeout=timeout).run()
+    return AppTest.from_file(str(ROOT / "convcov_app" / "pages" / page), default_timeout=timeout).run()
 
 
 def timed_reruns(at: AppTest, move: Callable[[AppTest, int], None], moves: int, *,

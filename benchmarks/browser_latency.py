@@ -53,10 +53,10 @@ def browser_moves(page, label: str, texts: list[str], timeout_s: float) -> list[
 def server_moves(k: int, key: str, values: list, timeout_s: float) -> list[float]:
     """Seconds per AppTest rerun for the same widget values."""
     at = open_page("1_Covariance_Explorer.py", timeout_s)
-    at.slider(key="kernel_size").set_value(k).run()
+    at.slider(key="explorer_kernel_size").set_value(k).run()
     times = []
     for value in values:
-        widget = at.select_slider(key=key) if key == "sigma" else at.slider(key=key)
+        widget = at.select_slider(key=key) if key == "explorer_sigma" else at.slider(key=key)
         widget.set_value(value)
         start = time.perf_counter()
         at.run()
@@ -92,8 +92,8 @@ def main(argv=None):
                      "pixel": browser_moves(page, "Row i", [f"Block of pixel ({r}, {centre})" for r in rows],
                                             timeout_s)}
         browser.close()
-    server_s = {"σ": server_moves(k, "sigma", sigmas, timeout_s),
-                "pixel": server_moves(k, "pixel_row", rows, timeout_s)}
+    server_s = {"σ": server_moves(k, "explorer_sigma", sigmas, timeout_s),
+                "pixel": server_moves(k, "explorer_pixel_row", rows, timeout_s)}
     load = os.getloadavg()[0]
     print(f"Covariance Explorer at k = {k}, {moves} moves per slider; 1-minute load average {load:.1f} "
           f"on {os.cpu_count()} cores")

@@ -26,19 +26,19 @@ def move_for(k: int):
     """Alternating moves: the selected-pixel slider, then the sigma slider."""
     def move(at: AppTest, step: int) -> None:
         if step % 2 == 0:
-            at.slider(key="pixel_row").set_value((step // 2) % k)
+            at.slider(key="explorer_pixel_row").set_value((step // 2) % k)
         else:
-            at.select_slider(key="sigma").set_value(SIGMAS[(step // 2) % 2])
+            at.select_slider(key="explorer_sigma").set_value(SIGMAS[(step // 2) % 2])
     return move
 
 
 def page_at(k: int) -> AppTest:
     at = open_page("1_Covariance_Explorer.py", timeout=300)
     assert not at.exception, [e.value for e in at.exception]
-    at.slider(key="kernel_size").set_value(k).run()
+    at.slider(key="explorer_kernel_size").set_value(k).run()
     # Warm both sigma values so the cached timings measure reruns, not first renders.
     for sigma in SIGMAS:
-        at.select_slider(key="sigma").set_value(sigma).run()
+        at.select_slider(key="explorer_sigma").set_value(sigma).run()
     return at
 
 

@@ -30,11 +30,11 @@ CASES = {
     "Learned Covariances, layer slider after a transfer to k' = 25": (
         "4_Learned_Covariances.py", [("slider", "lc_new_k", 25)], ("slider", "lc_layer", (2, 3))),
     "Feature Ansatz on the example, eigenvector count": (
-        "5_Feature_Ansatz.py", [("radio", "source", "A saved run (weights needed)"),
-                                ("select_slider", "n_images", 16)], ("slider", "n_vectors", (4, 6))),
+        "5_Feature_Ansatz.py", [("radio", "fa_source", "A saved run (weights needed)"),
+                                ("select_slider", "fa_n_images", 16)], ("slider", "fa_n_vectors", (4, 6))),
     "Frequency View, learned covariance of the example, energy share": (
-        "6_Frequency_View.py", [("radio", "source", "Learned covariance of a network")],
-        ("slider", "energy", (0.8, 0.85))),
+        "6_Frequency_View.py", [("radio", "fv_source", "Learned covariance of a network")],
+        ("slider", "fv_energy", (0.8, 0.85))),
 }
 
 

@@ -36,7 +36,7 @@ def pick_run() -> int | None:
     if not runs:
         st.caption(f"No saved Vision Transformer run with weights yet: `{MEASURE_COMMAND}` saves some.")
         return None
-    return runs[st.selectbox("Run", list(runs), key="attn_run")]
+    return runs[st.selectbox("Run", list(runs), key="lc_attn_run")]
 
 
 def show(run_id: int) -> None:
@@ -55,8 +55,8 @@ def show(run_id: int) -> None:
     stages = products_of(str(run_store().path), run_id)
     layers = stages["at init"]
     left, right = st.columns(2)
-    layer = left.selectbox("Layer", range(1, len(layers) + 1), key="attn_layer")
-    head = right.selectbox("Head", range(1, layers[0][0].shape[0] + 1), key="attn_head")
+    layer = left.selectbox("Layer", range(1, len(layers) + 1), key="lc_attn_layer")
+    head = right.selectbox("Head", range(1, layers[0][0].shape[0] + 1), key="lc_attn_head")
     chosen = {stage: tuple(p[head - 1] for p in pairs[layer - 1]) for stage, pairs in stages.items()}
     st.plotly_chart(attention_figure(chosen), **CHART)
     st.caption("Row: weights at init (rebuilt from the run's config and seed) and after training; one colour "

@@ -239,6 +239,24 @@ def plan_comparison(setup: LabSetup, learned: list[Tensor] | None = None) -> Com
     return ComparisonPlan(base, variants, references, list(range(setup.n_seeds)), setup.ensemble)
 
 
+def work_notes(plan: ComparisonPlan, max_images: int, max_tflop: int) -> tuple[str, list[str]]:
+    """What a comparison will run (markdown) and a warning for each of the server's caps it exceeds."""
+    images, tflop = plan_work(plan)
+    summary = (f"**{plan.n_runs} run{'s' if plan.n_runs > 1 else ''}:** {', '.join(plan.variants)} × seed(s) "
+               f"{', '.join(map(str, plan.seeds))}; {images:,} training images and about {tflop:,.1f} TFLOP "
+               "of training arithmetic in all.")
+    warnings = []
+    if images > max_images:
+        warnings.append(f"This comparison trains on {images:,} images, more than the {max_images:,} this server "
+                        "allows per job (CONVCOV_MAX_JOB_SAMPLES): use fewer epochs, seeds or variants, or run "
+                        "it from the command line on your own machine.")
+    if tflop > max_tflop:
+        warnings.append(f"This comparison needs about {tflop:,.0f} TFLOP, more than the {max_tflop:,} this server "
+                        "allows per job (CONVCOV_MAX_JOB_TFLOP): use a narrower or shallower model, a smaller "
+                        "kernel or larger patches, or run it on your own machine.")
+    return summary, warnings
+
+
 def plan_work(plan: ComparisonPlan) -> tuple[int, float]:
     """(training images, TFLOP) of the whole comparison: work.images_per_run and work.run_flops of
     its base config times its runs (the variants change filters, not shapes)."""
@@ -403,3 +421,19 @@ def history_json(comparisons: list, runs: list) -> str:
     doc = {"comparisons": [{"id": c.id, **c.to_dict()} for c in comparisons],
            "runs": [run_dict(r) for r in runs]}
     return json.dumps(json_safe(doc), allow_nan=False)
+
+
+def history_options(comparisons: list, runs: list) -> dict:
+    """How History lists saved comparisons and the runs outside them (runs.ComparisonSummary,
+    RunSummary, newest first): label -> ("c", comparison id) or ("r", run id)."""
+    options = {}
+    for c in comparisons:
+        cancelled = " [cancelled]" if c.status != "ok" else ""
+        options[f"comparison #{c.id} ({c.created[:16].replace('T', ' ')}): {', '.join(c.variants)} on "
+                f"{c.dataset}, {len(c.seeds)} seed(s){cancelled}"] = ("c", c.id)
+    for r in runs:
+        if r.comparison_id is None:
+            acc = f", test {r.test_acc:.1f}%" if r.test_acc is not None else f", {r.status}"
+            options[f"run #{r.id} ({r.created[:16].replace('T', ' ')}): {r.init} {r.model} on "
+                    f"{r.dataset}{acc}"] = ("r", r.id)
+    return options

@@ -1,4 +1,5 @@
-"""The run store as the pages reach it: one accessor, the bundled example added once, cached reads."""
+"""The run store as the pages reach it: one accessor (and its sweeps), the bundled example added once,
+cached reads."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import logging
 import streamlit as st
 import torch
 
-from convcov_core import examples, learned_sets, reach
+from convcov_core import examples, learned_sets, reach, sweep
 from convcov_core.runs import RunStore
 from convcov_core.sqlite_file import StoreUnreadable
 
@@ -21,6 +22,16 @@ log = logging.getLogger("convcov.app")
 def run_store() -> RunStore:
     """The server's run store ($CONVCOV_HOME/runs.db), the one the background jobs save to."""
     return job_manager().store
+
+
+def sweep_store() -> sweep.SweepStore:
+    """The sweeps kept in the server's run store."""
+    return _sweep_store(str(run_store().path))
+
+
+@st.cache_resource(show_spinner=False)
+def _sweep_store(path: str) -> sweep.SweepStore:
+    return sweep.SweepStore(path)
 
 
 def store_problem() -> str | None:
@@ -59,6 +70,18 @@ def run_reach_warning(store_path: str, run_id: int) -> str | None:
     """reach.run_reach_warning of a stored run, once per run of the store at `store_path` (a stored
     run never changes)."""
     return reach.run_reach_warning(RunStore(store_path).get(run_id))
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def stored_run(store_path: str, run_id: int):
+    """Run `run_id` of the run store at `store_path`, read once (a stored run never changes)."""
+    return run_store().get(run_id)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def stored_comparison(store_path: str, comparison_id: int):
+    """Comparison `comparison_id` of the run store at `store_path`, read once."""
+    return run_store().get_comparison(comparison_id)
 
 
 def runs_with_learned_covariances() -> list:

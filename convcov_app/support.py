@@ -1,5 +1,6 @@
-"""Streamlit helpers shared by app.py and the pages: how charts are drawn, error display, widgets that
-follow the data, the status box (device, versions, offline datasets, where runs are stored)."""
+"""Streamlit helpers shared by the pages: how charts are drawn (and training curves side by side), error
+display, widgets that follow the data, the status box (device, versions, offline datasets, where runs are
+stored)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import streamlit as st
 import torch
 
 from convcov_core import data
+from convcov_core.plots import curves as curve_figures
 from convcov_core.step import autocast_dtype
 from convcov_core.train import resolve_device
 
@@ -23,6 +25,14 @@ log = logging.getLogger("convcov.app")
 #: (convcov_core.plots.style.TEMPLATE) instead of Streamlit's theme, whose re-application on every
 #: redraw made plotly.js recalculate figures that had not changed.
 CHART = dict(config={"displaylogo": False}, theme=None)
+
+
+def curve_charts(curves, key: str | None = None) -> None:
+    """Training loss and test accuracy of runs side by side (lab.Curve objects); with `key`, the charts
+    are keyed `key`_loss and `key`_accuracy."""
+    left, right = st.columns(2, gap="medium")
+    left.plotly_chart(curve_figures.loss_figure(curves), **CHART, key=key and f"{key}_loss")
+    right.plotly_chart(curve_figures.accuracy_figure(curves), **CHART, key=key and f"{key}_accuracy")
 
 
 @contextlib.contextmanager
@@ -49,6 +59,14 @@ def reset_when_changed(marker: str, value, widgets: dict) -> None:
     if st.session_state.get(marker) != value:
         st.session_state[marker] = value
         st.session_state.update(widgets)
+
+
+def choose(where, label: str, options: list, default, key: str, **kwargs):
+    """A selectbox in `where` (st or a column) whose kept value is reset to `default` (else the first
+    option) when it is no longer an option."""
+    if st.session_state.get(key) not in options:
+        st.session_state[key] = default if default in options else options[0]
+    return where.selectbox(label, options, key=key, **kwargs)
 
 
 def stored_runs_or_warning(read, hidden: str = "saved runs are hidden") -> list:

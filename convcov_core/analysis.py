@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -37,6 +38,7 @@ __all__ = [
     "cnfm",
     "pearson",
     "cosine",
+    "CNFALayer",
     "cnfa_report",
     "conv_kind",
     "conv_layers",
@@ -94,6 +96,33 @@ def cosine(a, b) -> float:
     return float(a @ b / denominator) if denominator > 0 else math.nan
 
 
+@dataclass(frozen=True)
+class CNFALayer:
+    """The CNFA check of one conv layer: what it is, r = pearson(patch-AGOP, CNFM), the cosine (uncentered,
+    as in the seed's Fig. 9), and both matrices (for heatmaps)."""
+
+    name: str
+    kind: str  # "regular" or "depthwise"
+    in_channels: int
+    out_channels: int
+    kernel_size: int | tuple[int, int]  # an int for a square kernel
+    stride: int | tuple[int, int]
+    matrix_size: int
+    r: float
+    cosine: float
+    agop: torch.Tensor
+    cnfm: torch.Tensor
+
+    @property
+    def channels(self) -> int:
+        """The channels of the patches the matrices run over: a depthwise filter reads one."""
+        return self.in_channels if self.kind == "regular" else 1
+
+
+def _square_or_pair(pair: tuple[int, int]) -> int | tuple[int, int]:
+    return pair[0] if pair[0] == pair[1] else tuple(pair)
+
+
 def cnfa_report(
     model: nn.Module,
     inputs: torch.Tensor,
@@ -102,15 +131,9 @@ def cnfa_report(
     layers=None,
     batch_size: int = 64,
     progress: Callable[[int, int], None] | None = None,
-) -> list[dict]:
-    """Per conv layer: the CNFA check r = pearson(patch-AGOP, CNFM), with both matrices.
-
-    Each row: name, kind ('regular'/'depthwise'), in_channels, out_channels, kernel_size, stride,
-    matrix_size, r (Pearson), cosine (uncentered, as in the seed's Fig. 9), agop, cnfm (tensors, for
-    heatmaps; drop them to make a table). layers: names to include (default: every regular or
-    depthwise Conv2d). All layers share one forward/backward pass per batch; progress as in
-    patch_agop.
-    """
+) -> list[CNFALayer]:
+    """The CNFA check of each conv layer. layers: names to include (default: every regular or depthwise
+    Conv2d). All layers share one forward/backward pass per batch; progress as in patch_agop."""
     available = dict(conv_layers(model))
     if layers is None:
         names = list(available)
@@ -125,23 +148,11 @@ def cnfa_report(
     rows = []
     for name, conv in convs.items():
         feature_matrix = cnfm(conv)
-        rows.append(
-            {
-                "name": name,
-                "kind": conv_kind(conv),
-                "in_channels": conv.in_channels,
-                "out_channels": conv.out_channels,
-                "kernel_size": conv.kernel_size[0]
-                if conv.kernel_size[0] == conv.kernel_size[1]
-                else tuple(conv.kernel_size),
-                "stride": conv.stride[0] if conv.stride[0] == conv.stride[1] else tuple(conv.stride),
-                "matrix_size": feature_matrix.shape[0],
-                "r": pearson(agops[name], feature_matrix),
-                "cosine": cosine(agops[name], feature_matrix),
-                "agop": agops[name],
-                "cnfm": feature_matrix,
-            }
-        )
+        rows.append(CNFALayer(
+            name=name, kind=conv_kind(conv), in_channels=conv.in_channels, out_channels=conv.out_channels,
+            kernel_size=_square_or_pair(conv.kernel_size), stride=_square_or_pair(conv.stride),
+            matrix_size=feature_matrix.shape[0], r=pearson(agops[name], feature_matrix),
+            cosine=cosine(agops[name], feature_matrix), agop=agops[name], cnfm=feature_matrix))
     return rows
 
 

@@ -35,10 +35,10 @@ def analysis_images(config: train.TrainConfig, n: int) -> Tensor:
 
 @dataclass
 class CNFAComparison:
-    """cnfa_report rows of the trained model and of the same model at init (same layers, order)."""
+    """cnfa_report of the trained model and of the same model at init (same layers, order)."""
 
-    trained: list[dict]
-    initial: list[dict]
+    trained: list[analysis.CNFALayer]
+    initial: list[analysis.CNFALayer]
     n_images: int
     outputs: str | int
 
@@ -48,12 +48,9 @@ class CNFAComparison:
         rows = []
         for t, i in zip(self.trained, self.initial):
             rows.append({
-                "layer": t["name"], "kind": t["kind"],
-                "filters": f"{t['out_channels']} x {t['in_channels'] if t['kind'] == 'regular' else 1}"
-                           f" x {t['kernel_size']}²",
-                "matrix": t["matrix_size"],
-                "r trained": t["r"], "r at init": i["r"],
-                "r(CNFM init, CNFM trained)": analysis.pearson(i["cnfm"], t["cnfm"]),
+                "layer": t.name, "kind": t.kind, "filters": f"{t.out_channels} x {t.channels} x {t.kernel_size}²",
+                "matrix": t.matrix_size, "r trained": t.r, "r at init": i.r,
+                "r(CNFM init, CNFM trained)": analysis.pearson(i.cnfm, t.cnfm),
             })
         return rows
 
@@ -61,16 +58,16 @@ class CNFAComparison:
         """The first layer with k x k filters, k >= 3 (a ConvMixer starts with a p x p patch
         embedding), else the first layer."""
         for row in self.trained:
-            if isinstance(row["kernel_size"], int) and row["kernel_size"] >= 3:
-                return row["name"]
-        return self.trained[0]["name"]
+            if isinstance(row.kernel_size, int) and row.kernel_size >= 3:
+                return row.name
+        return self.trained[0].name
 
-    def row(self, layer: str, which: str = "trained") -> dict:
+    def row(self, layer: str, which: str = "trained") -> analysis.CNFALayer:
         rows = self.trained if which == "trained" else self.initial
         for row in rows:
-            if row["name"] == layer:
+            if row.name == layer:
                 return row
-        raise ValueError(f"no layer {layer!r}; layers: {[r['name'] for r in rows]}")
+        raise ValueError(f"no layer {layer!r}; layers: {[r.name for r in rows]}")
 
 
 def compare_cnfa(pair: ModelPair, inputs: Tensor, *, outputs="all", batch_size: int = 64,
@@ -112,18 +109,21 @@ def spatial_matrix(M: Tensor, in_chans: int, kernel_size: int) -> Tensor:
     return blocks.diagonal(dim1=0, dim2=2).mean(dim=-1)
 
 
-def eigenfilters(row: dict, matrix: str = "agop", n: int = 8) -> tuple[Tensor, Tensor]:
-    """(share of the trace held by each eigenvalue, top-n eigenvectors as (n, k, k) filters) of a
-    cnfa_report row's AGOP or CNFM; for a layer with several input channels, of its spatial part
-    (spatial_matrix): what the layer looks for in every channel's k x k patch."""
+def eigenfilters(layer: analysis.CNFALayer, matrix: str = "agop", n: int = 8) -> tuple[Tensor, Tensor]:
+    """patch_eigenfilters of a layer's AGOP or CNFM."""
     if matrix not in ("agop", "cnfm"):
         raise ValueError(f"matrix must be 'agop' or 'cnfm', got {matrix!r}")
-    k = row["kernel_size"]
-    if not isinstance(k, int):
-        raise ValueError(f"layer {row['name']} has a non-square kernel {k}; eigenfilters need k x k")
-    channels = row["in_channels"] if row["kind"] == "regular" else 1
-    M = spatial_matrix(row[matrix], channels, k)
-    values, vectors = analysis.top_eigenvectors(M, min(n, k * k), k)
+    if not isinstance(layer.kernel_size, int):
+        raise ValueError(f"layer {layer.name} has a non-square kernel {layer.kernel_size}; eigenfilters need k x k")
+    return patch_eigenfilters(getattr(layer, matrix), layer.channels, layer.kernel_size, n)
+
+
+def patch_eigenfilters(M: Tensor, channels: int, kernel_size: int, n: int = 8) -> tuple[Tensor, Tensor]:
+    """(share of the trace held by each eigenvalue, top-n eigenvectors as (n, k, k) filters) of a patch
+    matrix M over `channels` channels of k x k patches; for several channels, of its spatial part
+    (spatial_matrix): what M looks for in every channel's k x k patch."""
+    M = spatial_matrix(M, channels, kernel_size)
+    values, vectors = analysis.top_eigenvectors(M, min(n, kernel_size * kernel_size), kernel_size)
     trace = float(torch.trace(M))
     shares = values / trace if trace > 0 else torch.zeros_like(values)
     return shares, vectors[:, 0]

@@ -143,17 +143,17 @@ def test_cnfa_report_rows_match_single_layer_calls():
     calls = []
     rows = analysis.cnfa_report(model, x, batch_size=4, progress=lambda *done: calls.append(done))
     assert calls == [(4, 6), (6, 6)]
-    assert [row["name"] for row in rows] == ["0", "2"]
+    assert [row.name for row in rows] == ["0", "2"]
     for row in rows:
-        conv = model[int(row["name"])]
-        assert row["kind"] == "regular" and row["kernel_size"] == 3
-        assert row["matrix_size"] == conv.in_channels * 9
-        assert_relative_close(row["agop"], analysis.patch_agop(model, row["name"], x), rtol=1e-10)
-        assert torch.equal(row["cnfm"], analysis.cnfm(conv))
-        assert row["r"] == pytest.approx(analysis.pearson(row["agop"], row["cnfm"]))
-        assert -1 <= row["r"] <= 1 and -1 <= row["cosine"] <= 1
+        conv = model[int(row.name)]
+        assert row.kind == "regular" and row.kernel_size == 3
+        assert row.matrix_size == conv.in_channels * 9
+        assert_relative_close(row.agop, analysis.patch_agop(model, row.name, x), rtol=1e-10)
+        assert torch.equal(row.cnfm, analysis.cnfm(conv))
+        assert row.r == pytest.approx(analysis.pearson(row.agop, row.cnfm))
+        assert -1 <= row.r <= 1 and -1 <= row.cosine <= 1
     depthwise_rows = analysis.cnfa_report(depthwise_model(1, 1), x, layers=["2"], outputs=np.int64(0))
-    assert [(row["name"], row["kind"], row["matrix_size"]) for row in depthwise_rows] == [
+    assert [(row.name, row.kind, row.matrix_size) for row in depthwise_rows] == [
         ("2", "depthwise", 25)
     ]
 

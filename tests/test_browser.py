@@ -1,7 +1,7 @@
 """Real-browser test: every page of a live `streamlit run app.py`, in headless Chromium at 1280 x 800.
 
-Pages are discovered from pages/, so a new page is covered without editing this file. Screenshots
-go to $CONVCOV_SCREENSHOTS (or a temporary folder); the test prints where.
+Pages are discovered from convcov_app/pages/, so a new page is covered without editing this file.
+Screenshots go to $CONVCOV_SCREENSHOTS (or a temporary folder); the test prints where.
 """
 
 import pytest
@@ -16,17 +16,21 @@ pytestmark = [
 
 
 def test_every_page_renders_without_errors():
+    """Each page opened by its URL in a new tab shows itself with the app's navigation, Home first. The
+    first request to the fresh server is a page's URL, not Home's: a bookmark to a page works too."""
     sync_api = pytest.importorskip("playwright.sync_api")
     shots = screenshot_dir()
-    targets = [("home", "")] + [(entry.url_path.lower(), entry.url_path) for entry in discover_pages()]
+    targets = [(entry.url_path.lower(), entry.url_path, entry.title) for entry in discover_pages()]
+    targets.append(("home", "", "convcov"))
     problems = {}
     with streamlit_server() as base_url, sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         context = browser.new_context(viewport=VIEWPORT)
-        for name, path in targets:
+        for name, path, title in targets:
             report = visit(context, f"{base_url}/{path}", shots, name)
-            if report.problems():
-                problems[name] = report.problems()
+            wrong_page = [] if report.heading == title else [f"shows {report.heading!r}, not {title!r}"]
+            if report.problems() + wrong_page:
+                problems[name] = report.problems() + wrong_page
         browser.close()
     print(f"screenshots of {len(targets)} pages: {shots}")
     listing = "\n".join(f"{name}: {message}" for name, found in problems.items() for message in found)

@@ -2,6 +2,8 @@
 eigenfilters, feature maps, and checkpoints paired with their architecture at init."""
 
 
+from types import SimpleNamespace
+
 import pytest
 import torch
 
@@ -165,7 +167,7 @@ def test_compare_cnfa_rows_match_cnfa_report_of_each_model(tiny_pair):
     table = comparison.table()
     assert [row["layer"] for row in table] == ["block1.0", "block2.0"]
     for row, init_row in zip(table, direct):
-        assert row["r at init"] == pytest.approx(init_row["r"])
+        assert row["r at init"] == pytest.approx(init_row.r)
         assert -1 <= row["r trained"] <= 1
     assert table[1]["filters"] == "4 x 4 x 3²" and table[1]["matrix"] == 36
     with pytest.raises(ValueError, match="no layer"):
@@ -174,8 +176,8 @@ def test_compare_cnfa_rows_match_cnfa_report_of_each_model(tiny_pair):
 
 
 def test_first_spatial_layer_skips_a_patch_embedding():
-    rows = [{"name": "stem.0", "kernel_size": 2}, {"name": "pw", "kernel_size": 1},
-            {"name": "dw", "kernel_size": 9}]
+    rows = [SimpleNamespace(name="stem.0", kernel_size=2), SimpleNamespace(name="pw", kernel_size=1),
+            SimpleNamespace(name="dw", kernel_size=9)]
     assert cnfa.CNFAComparison(rows, rows, 4, "all").first_spatial_layer() == "dw"
     assert cnfa.CNFAComparison(rows[:2], rows[:2], 4, "all").first_spatial_layer() == "stem.0"
 
@@ -202,7 +204,7 @@ def test_eigenfilters_recover_a_planted_edge_detector():
     edge = torch.tensor([[1.0, 1, 1], [0, 0, 0], [-1, -1, -1]], dtype=torch.float64)
     v = edge.flatten() / edge.norm()
     M = 4 * torch.outer(v, v) + 0.01 * torch.eye(9, dtype=torch.float64)
-    row = {"name": "c", "kind": "regular", "in_channels": 1, "kernel_size": 3, "agop": M, "cnfm": M}
+    row = analysis.CNFALayer("c", "regular", 1, 4, 3, 1, 9, 1.0, 1.0, M, M)
     shares, filters = cnfa.eigenfilters(row, "agop", 2)
     assert filters.shape == (2, 3, 3)
     assert torch.allclose(filters[0], edge / edge.norm(), atol=1e-8)

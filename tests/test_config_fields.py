@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from convcov_app import lab, labels
+from convcov_app import lab, lab_form, labels
 from convcov_app import sweeps as sweeps_page
 from convcov_core import settings
 from convcov_core.cli import build_parser, main
@@ -139,15 +139,16 @@ WIDGETS = {"lab_k": "kernel_size", "lab_patch": "patch_size", "lab_sigma_first":
            "lab_max_steps": "max_steps", "sweep_sigma_first": "sigma_first", "sweep_sigma_last": "sigma_last",
            "sweep_max_steps": "max_steps", "sweep_batch": "batch_size", "lc_k": "kernel_size",
            "lc_patch": "patch_size", "lc_epochs": "epochs"}
-MODULES = {"labels": labels, "sweeps": sweeps_page, "lab": lab}
+MODULES = {"labels": labels, "sweeps": sweeps_page, "lab": lab, "lab_form": lab_form}
 
 
 def _page_widgets() -> dict:
-    """{widget key: the values it offers} for WIDGETS, read from the pages' source: a number input's or
-    slider's literal bounds (both ends), or a select slider's / multiselect's options (a constant of the
-    page or of a convcov_app module); None where the page computes them (a bound from a setting)."""
+    """{widget key: the values it offers} for WIDGETS, read from the source of the pages and the modules
+    that draw their widgets: a number input's or slider's literal bounds (both ends), or a select slider's /
+    multiselect's options (a constant of the module or of a convcov_app module); None where the page
+    computes them (a bound from a setting)."""
     found = {}
-    for page in sorted((REPO / "pages").glob("*.py")):
+    for page in sorted((REPO / "convcov_app").glob("**/*.py")):
         tree = ast.parse(page.read_text())
         constants = {t.id: ast.literal_eval(node.value) for node in tree.body if isinstance(node, ast.Assign)
                      for t in node.targets if isinstance(t, ast.Name) and isinstance(node.value, ast.Tuple)

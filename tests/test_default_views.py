@@ -7,10 +7,10 @@ from convcov_app.store import add_bundled_example, run_store
 from convcov_core import compare, examples, learned_sets, train
 from helpers.pages import run_page
 
-LEARNED = "pages/4_Learned_Covariances.py"
-GALLERY = "pages/2_Filter_Gallery.py"
-FEATURE_ANSATZ = "pages/5_Feature_Ansatz.py"
-LAB = "pages/3_Training_Lab.py"
+LEARNED = "convcov_app/pages/4_Learned_Covariances.py"
+GALLERY = "convcov_app/pages/2_Filter_Gallery.py"
+FEATURE_ANSATZ = "convcov_app/pages/5_Feature_Ansatz.py"
+LAB = "convcov_app/pages/3_Training_Lab.py"
 
 
 @pytest.fixture(scope="module")
@@ -38,15 +38,15 @@ def test_learned_covariances_opens_on_the_most_structured_layer(example_layer):
 
 def test_gallery_learned_scheme_opens_on_the_most_structured_layer(example_layer):
     at = run_page(GALLERY, timeout=120)
-    learned = next(o for o in at.multiselect(key="schemes").options if "earned" in o)
-    at.multiselect(key="schemes").set_value([learned]).run()
+    learned = next(o for o in at.multiselect(key="gallery_schemes").options if "earned" in o)
+    at.multiselect(key="gallery_schemes").set_value([learned]).run()
     assert not at.exception
-    assert at.slider(key="layer").value == example_layer
+    assert at.slider(key="gallery_layer").value == example_layer
 
 
 def test_feature_ansatz_opens_on_the_bundled_example_analysis(example_layer):
     at = run_page(FEATURE_ANSATZ, timeout=300)
-    assert at.radio(key="source").value == "A small CNN trained here"
+    assert at.radio(key="fa_source").value == "A small CNN trained here"
     assert "bundled example network" in at.info[0].value
     assert f"run #{examples.stored_id(run_store())}" in " ".join(m.value for m in at.markdown)
     assert len(at.get("plotly_chart")) >= 4  # r per layer, AGOP vs CNFM, eigenfilters, feature maps

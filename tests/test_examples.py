@@ -12,7 +12,7 @@ from convcov_core import covariance, examples, learned_sets, models, train
 from convcov_core.runs import RunStore
 from helpers.pages import assert_clean, new_app, poll_until_finished, run_page
 
-LAB = "pages/3_Training_Lab.py"
+LAB = "convcov_app/pages/3_Training_Lab.py"
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +93,7 @@ def test_the_app_puts_the_example_in_a_fresh_store_and_the_pages_show_it():
     [summary] = RunStore().list()
     assert summary.name == examples.EXAMPLE_NAME
 
-    learned = run_page("pages/4_Learned_Covariances.py", timeout=120)
+    learned = run_page("convcov_app/pages/4_Learned_Covariances.py", timeout=120)
     assert learned.radio(key="lc_source").value == "A saved run"
     assert learned.selectbox(key="lc_run").value.startswith(f"#{summary.id} example: convmixer-64/8")
     assert len(learned.get("plotly_chart")) == 5
@@ -107,7 +107,7 @@ def test_the_transfer_preview_says_what_resizing_does_to_sigma():
     """9 x 9 -> 15 x 15: align-corners interpolation stretches the window by (15 - 1)/(9 - 1) = 1.75,
     and the page gives the fitted sigma of the first and last layers before and after."""
     examples.add_to_store(RunStore())
-    page = run_page("pages/4_Learned_Covariances.py", timeout=120)
+    page = run_page("convcov_app/pages/4_Learned_Covariances.py", timeout=120)
     assert not [c for c in page.caption if "Resizing stretches" in c.value]  # k' = k: nothing resized
     page.slider(key="lc_new_k").set_value(15).run()
     [note] = [c.value for c in page.caption if "Resizing stretches" in c.value]
@@ -158,24 +158,24 @@ def test_every_page_that_reads_trained_filters_works_on_the_example():
     def pick_example(selectbox):
         return selectbox.set_value(next(o for o in selectbox.options if " example: " in o))
 
-    gallery = run_page("pages/2_Filter_Gallery.py", timeout=120)
-    gallery.multiselect(key="schemes").set_value(["Gaussian covariance", "Learned covariance"]).run()
-    pick_example(gallery.selectbox(key="run")).run()
-    gallery.slider(key="layer").set_value(7).run()
+    gallery = run_page("convcov_app/pages/2_Filter_Gallery.py", timeout=120)
+    gallery.multiselect(key="gallery_schemes").set_value(["Gaussian covariance", "Learned covariance"]).run()
+    pick_example(gallery.selectbox(key="gallery_run")).run()
+    gallery.slider(key="gallery_layer").set_value(7).run()
     assert_clean(gallery, "gallery, learned scheme from the example")
-    assert all("frozen" not in o for o in gallery.selectbox(key="run").options)  # nothing learned
+    assert all("frozen" not in o for o in gallery.selectbox(key="gallery_run").options)  # nothing learned
     assert len(gallery.get("plotly_chart")) == 2 * 3
 
-    frequency = run_page("pages/6_Frequency_View.py", timeout=120)
+    frequency = run_page("convcov_app/pages/6_Frequency_View.py", timeout=120)
     for source in ("Learned covariance of a network", "Trained filters of a network"):
-        frequency.radio(key="source").set_value(source).run()
-        pick_example(frequency.selectbox(key="run")).run()
+        frequency.radio(key="fv_source").set_value(source).run()
+        pick_example(frequency.selectbox(key="fv_run")).run()
         assert_clean(frequency, source)
         assert "Diamonds: the network's layers" in frequency.caption[-1].value  # its 8 layers placed by σ
 
-    ansatz = run_page("pages/5_Feature_Ansatz.py", timeout=300)
-    ansatz.radio(key="source").set_value("A saved run (weights needed)").run()
-    pick_example(ansatz.selectbox(key="run")).run()
+    ansatz = run_page("convcov_app/pages/5_Feature_Ansatz.py", timeout=300)
+    ansatz.radio(key="fa_source").set_value("A saved run (weights needed)").run()
+    pick_example(ansatz.selectbox(key="fa_run")).run()
     assert_clean(ansatz, "feature ansatz on the example")
     rows = ansatz.dataframe[0].value
     assert len(rows) == 17 and (rows["r trained"] > 0.5).all()  # stem, 8 depthwise, 8 pointwise

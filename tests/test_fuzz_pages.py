@@ -14,19 +14,18 @@ import numpy as np
 import pytest
 import torch
 
-from convcov_app.navigation import discover_pages
 from convcov_core import examples
 from convcov_core.covariance import gaussian
 from convcov_core.runs import RunStore
-from helpers.pages import fuzz_page
+from helpers.pages import fuzz_page, page_scripts
 
 SEQUENCES = int(os.environ.get("CONVCOV_FUZZ_SEQUENCES", "100"))
 PARTS = 2
 STEPS = 2
-LONG_JOBS = ("lab_run", "lab_estimate", "lc_train", "train", "run_quick", "sweep_run", "sweep_estimate", "sweep_resume",
-             "sweep_connect")
+LONG_JOBS = ("lab_run", "lab_estimate", "lc_train", "fa_train", "claims_run_quick", "sweep_run", "sweep_estimate",
+             "sweep_resume", "sweep_connect")
 WITHOUT_WIDGETS = ("app.py",)  # Home: text, figures and page links only
-SCRIPTS = ["app.py"] + [str(entry.path.relative_to(entry.path.parents[1])) for entry in discover_pages()]
+SCRIPTS = ["app.py", *page_scripts()]
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -12,7 +12,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from convcov_core import covariance as C
-from convcov_core import gallery
 from convcov_core.allpass import GRID
 from convcov_core.init import (
     SCHEMES,
@@ -24,6 +23,7 @@ from convcov_core.init import (
     sample_scheme,
     scheme_covariance,
 )
+from convcov_core.scheme_sample import scheme_sample
 from convcov_core.train import TrainConfig
 
 PEERS = ["impulse", "box-3", "gaussian-bump", "delta-orthogonal", "all-pass"]
@@ -193,9 +193,9 @@ def test_allpass_statistics_against_its_estimated_covariance():
 
 
 @pytest.mark.parametrize("name", PEERS)
-def test_gallery_panel_for_peer_schemes(name):
-    small = gallery.gallery_panel(name, 5, 4, 200, seed=1, sigma=1.5)
-    large = gallery.gallery_panel(name, 5, 4, 20000, seed=1, sigma=1.5)
+def test_scheme_sample_of_peer_schemes(name):
+    small = scheme_sample(name, 5, 4, 200, seed=1, sigma=1.5)
+    large = scheme_sample(name, 5, 4, 20000, seed=1, sigma=1.5)
     assert large.filters.shape == (4, 5, 5)
     assert large.relative_error < 0.1
     assert large.relative_error <= small.relative_error
@@ -250,7 +250,7 @@ def test_lab_page_offers_the_preset_with_its_numbers():
     from convcov_app import lab
     from helpers.pages import assert_clean, run_page
 
-    at = run_page("pages/3_Training_Lab.py", timeout=120)
+    at = run_page("convcov_app/pages/3_Training_Lab.py", timeout=120)
     at.selectbox(key="lab_preset").set_value(lab.PEER_FROZEN).run()
     assert_clean(at, "peer preset")
     assert at.info[0].value.endswith(lab.PRESETS[lab.PEER_FROZEN].expect)  # the page's widgets match it

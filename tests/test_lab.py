@@ -14,7 +14,8 @@ from safetensors.torch import save as save_safetensors
 from convcov_app import lab
 from convcov_core import compare, covariance, learned_sets, models, reach, text, train
 from convcov_core.jobs import JobManager
-from convcov_core.plots import training as figures
+from convcov_core.plots import curves as curve_figures
+from convcov_core.plots import learned as learned_figures
 from convcov_core.runs import RunStore
 from helpers.files import malicious_checkpoint, tiny_convmixer_state
 
@@ -248,18 +249,18 @@ def test_curves_from_saved_runs_and_figures():
     cmp = _comparison()
     curves = lab.curves_from_runs([r for rs in cmp.runs.values() for r in rs], prefix="#7 ")
     assert [c.group for c in curves] == ["#7 default"] * 2 + ["#7 gaussian"] * 2
-    loss = figures.loss_figure(curves)
+    loss = curve_figures.loss_figure(curves)
     assert len(loss.data) == 4 and sum(t.showlegend for t in loss.data) == 2
-    acc = figures.accuracy_figure(curves)
+    acc = curve_figures.accuracy_figure(curves)
     assert len(acc.data) == 3  # the diverged run never finished an epoch
-    assert len(figures.loss_figure([]).layout.annotations) == 1
-    bars = figures.results_figure(cmp.rows, cmp.seeds)
+    assert len(curve_figures.loss_figure([]).layout.annotations) == 1
+    bars = curve_figures.results_figure(cmp.rows, cmp.seeds)
     assert [t.type for t in bars.data] == ["bar", "scatter", "bar", "scatter"]
 
 
 def test_thin_keeps_short_curves_and_averages_long_ones():
-    assert figures.thin([1, 2], [3.0, None]) == ([1, 2], [3.0, None])
-    xs, ys = figures.thin(list(range(1000)), [float(i % 2) for i in range(1000)], max_points=10)
+    assert curve_figures.thin([1, 2], [3.0, None]) == ([1, 2], [3.0, None])
+    xs, ys = curve_figures.thin(list(range(1000)), [float(i % 2) for i in range(1000)], max_points=10)
     assert len(xs) == 10 and all(abs(y - 0.5) < 1e-9 for y in ys)
 
 
@@ -273,7 +274,7 @@ def test_offset_profile_of_the_closed_form_is_the_gaussian_of_the_offset():
     expected = torch.exp(-(d[:, None] ** 2 + d[None, :] ** 2) / (2 * sigma**2))
     assert profile.shape == (9, 9) and torch.allclose(profile, expected)
     assert float(learned_sets.offset_profile(torch.eye(k * k))[k - 1, k - 1]) == 1.0
-    assert len(figures.offset_profile_figure([profile, profile], ["a", "b"]).data) == 2
+    assert len(learned_figures.offset_profile_figure([profile, profile], ["a", "b"]).data) == 2
 
 
 def test_fits_recover_the_closed_form_sigmas_and_their_straight_line():
@@ -369,11 +370,11 @@ def test_learned_set_from_a_run_and_figures():
     learned = learned_sets.learned_from_run(run)
     assert learned.source.startswith("run #4") and "80.0%" in learned.source
     fits = learned_sets.layer_fits(learned.covariances)
-    grid = figures.layer_grid_figure(learned.covariances, ["a", "b"])
+    grid = learned_figures.layer_grid_figure(learned.covariances, ["a", "b"])
     assert [a.text for a in grid.layout.annotations] == ["a", "b"]
-    assert len(figures.sigma_depth_figure(fits, [1.0, 2.0], fitted_line=(1.0, 2.0)).data) == 3
+    assert len(learned_figures.sigma_depth_figure(fits, [1.0, 2.0], fitted_line=(1.0, 2.0)).data) == 3
     S, closed, diff = learned_sets.closed_form_beside(learned.covariances[1], fits[1]["sigma"])
-    pair = figures.closed_form_figure(S, closed, diff, sigma=2.0, r=1.0, layer="2")
+    pair = learned_figures.closed_form_figure(S, closed, diff, sigma=2.0, r=1.0, layer="2")
     assert [t.type for t in pair.data] == ["heatmap"] * 3
     run.covariances = []
     with pytest.raises(ValueError, match=r"saved no covariances \(its filters were not finite"):

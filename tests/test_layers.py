@@ -20,8 +20,8 @@ def _core(*names: str) -> list[str]:
 LAYERS = [
     ("base", ["convcov_core", *_core("validation", "text", "paths", "settings", "json_safe", "sqlite_file",
                                      "stats")]),
-    ("math", _core("covariance", "sampling", "allpass", "mimetic", "init", "spectra", "agop", "analysis", "gallery",
-                   "family_fits", "matrix_files")),
+    ("math", _core("covariance", "sampling", "allpass", "mimetic", "init", "spectra", "agop", "analysis",
+                   "scheme_sample", "family_fits", "matrix_files")),
     ("figures", _core("plots")),
     ("models and data", _core("models", "timm_adapt", "checkpoints", "niff", "data", "datasets_embedded",
                               "datasets_torchvision", "step", "depthwise", "batchnorm")),

@@ -272,14 +272,14 @@ def test_learned_covariances_page_shows_a_saved_vits_attention(tmp_path, monkeyp
     from helpers.pages import assert_clean, run_page
 
     saved_vit_runs(tmp_path, monkeypatch)
-    at = run_page("pages/4_Learned_Covariances.py")
+    at = run_page("convcov_app/pages/4_Learned_Covariances.py")
     at.radio(key="lc_source").set_value("Attention of a saved ViT run").run()
     assert_clean(at, "attention source")
-    runs = at.selectbox(key="attn_run").options
+    runs = at.selectbox(key="lc_attn_run").options
     assert len(runs) == 2 and any("mimetic init" in label for label in runs)
     for label in runs:
-        at.selectbox(key="attn_run").set_value(label).run()
-        at.selectbox(key="attn_layer").set_value(2).run()
+        at.selectbox(key="lc_attn_run").set_value(label).run()
+        at.selectbox(key="lc_attn_layer").set_value(2).run()
         assert_clean(at, label)
         assert len(at.get("plotly_chart")) == 1 and len(at.dataframe) == 1
         assert len(at.dataframe[0].value) == 4  # 2 stages x 2 layers x 1 head
@@ -289,7 +289,7 @@ def test_learned_covariances_page_says_how_to_save_a_vit_run(tmp_path, monkeypat
     from helpers.pages import assert_clean, run_page
 
     monkeypatch.setenv("CONVCOV_HOME", str(tmp_path))
-    at = run_page("pages/4_Learned_Covariances.py")
+    at = run_page("convcov_app/pages/4_Learned_Covariances.py")
     at.radio(key="lc_source").set_value("Attention of a saved ViT run").run()
     assert_clean(at, "no ViT runs")
     assert any("--keep-weights" in info.value for info in at.info)
@@ -316,7 +316,7 @@ def test_lab_page_races_default_against_mimetic_on_the_vit():
     from convcov_app import lab
     from helpers.pages import assert_clean, run_page
 
-    at = run_page("pages/3_Training_Lab.py", timeout=120)
+    at = run_page("convcov_app/pages/3_Training_Lab.py", timeout=120)
     at.selectbox(key="lab_preset").set_value(lab.VIT_MIMETIC).run()
     assert_clean(at, "ViT preset")
     assert at.info[0].value.endswith(lab.PRESETS[lab.VIT_MIMETIC].expect)  # the page's widgets match it

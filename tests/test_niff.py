@@ -13,7 +13,7 @@ from convcov_core import covariance, frequency, init, learned_sets, models, reac
 from convcov_core.niff import MLP_SIZES, NIFFDepthwise, centre_window, energy_outside, frequency_grid, niff_layers
 from helpers.pages import assert_clean, new_app, poll_until_finished, run_page
 
-LAB = "pages/3_Training_Lab.py"
+LAB = "convcov_app/pages/3_Training_Lab.py"
 TINY = {"n_train": 64, "n_test": 16, "image_size": 12, "bar_size": 4}  # 6 x 6 maps with 2 x 2 patches
 TINY_NIFF = train.TrainConfig(dataset="noisy-bars", dataset_params=TINY, model="convmixer-8/2-niff",
                               kernel_size=5, patch_size=2, epochs=1, batch_size=16, max_steps=3)
@@ -235,7 +235,7 @@ def test_learned_covariances_page_loads_a_stored_niff_run(niff_run):
     run_id = background.job_manager().store.save(niff_run, name="niff")
     stored = background.job_manager().store.get(run_id)
     assert stored.final["niff_energy_outside"] == pytest.approx(niff_run.final["niff_energy_outside"])
-    at = run_page("pages/4_Learned_Covariances.py", timeout=120)
+    at = run_page("convcov_app/pages/4_Learned_Covariances.py", timeout=120)
     label = next(o for o in at.selectbox(key="lc_run").options if o.startswith(f"#{run_id} "))
     at.selectbox(key="lc_run").set_value(label).run()
     assert_clean(at, "a stored NIFF run")
@@ -255,11 +255,11 @@ def stored_niff_run_id(niff_run) -> int:
 
 def test_frequency_view_shows_a_stored_niff_runs_filters(niff_run):
     run_id = stored_niff_run_id(niff_run)
-    at = run_page("pages/6_Frequency_View.py", timeout=60)
+    at = run_page("convcov_app/pages/6_Frequency_View.py", timeout=60)
     for source in ("Learned covariance of a network", "Trained filters of a network"):
-        at.radio(key="source").set_value(source).run()
-        label = next(o for o in at.selectbox(key="run").options if o.startswith(f"#{run_id} "))
-        at.selectbox(key="run").set_value(label).run()
+        at.radio(key="fv_source").set_value(source).run()
+        label = next(o for o in at.selectbox(key="fv_run").options if o.startswith(f"#{run_id} "))
+        at.selectbox(key="fv_run").set_value(label).run()
         assert_clean(at, source)
         assert len(at.get("plotly_chart")) == 4
         assert any("central 5 × 5 window" in w.value for w in at.warning)
@@ -267,11 +267,11 @@ def test_frequency_view_shows_a_stored_niff_runs_filters(niff_run):
 
 def test_feature_ansatz_analyses_a_stored_niff_run(niff_run):
     run_id = stored_niff_run_id(niff_run)
-    at = run_page("pages/5_Feature_Ansatz.py", timeout=60)
-    at.radio(key="source").set_value("A saved run (weights needed)").run()
-    label = next(o for o in at.selectbox(key="run").options if o.startswith(f"#{run_id} "))
-    at.selectbox(key="run").set_value(label).run()
-    at.select_slider(key="n_images").set_value(16).run()
+    at = run_page("convcov_app/pages/5_Feature_Ansatz.py", timeout=60)
+    at.radio(key="fa_source").set_value("A saved run (weights needed)").run()
+    label = next(o for o in at.selectbox(key="fa_run").options if o.startswith(f"#{run_id} "))
+    at.selectbox(key="fa_run").set_value(label).run()
+    at.select_slider(key="fa_n_images").set_value(16).run()
     assert_clean(at, "a stored NIFF run")
     assert list(at.dataframe[0].value["layer"]) == ["stem.0", "blocks.0.1", "blocks.1.1"]  # not the NIFF MLPs
 

@@ -14,7 +14,7 @@ from convcov_core.cli import format_comparison
 from convcov_core.plots import claims as claim_plots
 from helpers.pages import assert_clean, check_widget_extremes, run_page
 
-PAGE = "pages/7_Paper_Claims.py"
+PAGE = "convcov_app/pages/7_Paper_Claims.py"
 JOB_DEADLINE_S = 300  # a stuck job fails the test instead of hanging it
 
 
@@ -82,7 +82,7 @@ def test_page_shows_each_claim_with_number_verdict_and_figure(report_root, no_re
     assert text.count("**Verdict:**") == 5 and text.count("**Our number:**") == 5
     assert "gaussian - default = +2.00" in text  # made-up accuracies: gaussian is 2 points above default
     assert "Produced" in text and "wall time" in text and "CPU" in text
-    assert at.selectbox(key="report").value.startswith("quick suite")
+    assert at.selectbox(key="claims_report").value.startswith("quick suite")
     assert len(at.get("download_button")) == 1 and not at.info
 
 
@@ -91,7 +91,7 @@ def test_page_switches_between_reports(report_root, no_reports, monkeypatch, tmp
     home_reports = tmp_path / "home" / "reports"
     write_fake_report("full", {"default": 80.0, "gaussian": 79.0, "default-frozen": 50.0,
                                "gaussian-frozen": 60.0, "learned": 80.0}, home_reports / "full-1")
-    assert check_widget_extremes(PAGE, skip=("run_quick",)) >= 2
+    assert check_widget_extremes(PAGE, skip=("claims_run_quick",)) >= 2
 
 
 def test_page_without_report_says_how_to_make_one(no_reports, monkeypatch):
@@ -99,14 +99,14 @@ def test_page_without_report_says_how_to_make_one(no_reports, monkeypatch):
     at = run_page(PAGE)
     assert "No report yet" in at.info[0].value
     assert not at.get("plotly_chart")
-    assert not at.button(key="run_quick").disabled
+    assert not at.button(key="claims_run_quick").disabled
 
 
 def test_a_quick_suite_larger_than_the_servers_job_cap_says_how_to_run_it(no_reports):
     at = run_page(PAGE)
     images = reproduce.suite_images(reproduce.build_suite("quick"))
     assert images > settings.max_job_samples()
-    assert at.button(key="run_quick").disabled
+    assert at.button(key="claims_run_quick").disabled
     assert any(f"{images:,} images" in c.value and "convcov reproduce --suite quick" in c.value
                for c in at.caption)
 
@@ -114,7 +114,7 @@ def test_a_quick_suite_larger_than_the_servers_job_cap_says_how_to_run_it(no_rep
 def test_quick_suite_runs_from_the_page_and_its_report_appears(no_reports, monkeypatch):
     monkeypatch.setitem(reproduce.SUITES, "quick", reproduce.tiny_suite)
     at = run_page(PAGE)
-    at.button(key="run_quick").click().run()
+    at.button(key="claims_run_quick").click().run()
     assert_clean(at)
     deadline = time.monotonic() + JOB_DEADLINE_S
     while not at.get("plotly_chart") and time.monotonic() < deadline:

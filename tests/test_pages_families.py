@@ -9,7 +9,7 @@ from convcov_core import covariance, examples, matrix_files
 from convcov_core.family_fits import FamilyFit, LayerFamilies, family_fits
 from helpers.pages import assert_clean, new_app, run_page
 
-LEARNED = "pages/4_Learned_Covariances.py"
+LEARNED = "convcov_app/pages/4_Learned_Covariances.py"
 
 
 def layer(n: int, **r: float) -> LayerFamilies:

@@ -8,7 +8,7 @@ from convcov_app import background
 from convcov_core import jobs
 from helpers.pages import assert_clean, new_app
 
-LAB = "pages/3_Training_Lab.py"
+LAB = "convcov_app/pages/3_Training_Lab.py"
 FREE = 16 * 2**30  # the server's free memory in these tests, whatever the test machine has
 
 

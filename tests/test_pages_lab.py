@@ -17,8 +17,8 @@ from convcov_core.runs import RunStore
 from helpers.files import malicious_checkpoint, tiny_convmixer_state
 from helpers.pages import MAX_POLLS, POLL_S, assert_clean, new_app, poll_until_finished, run_page
 
-LAB = "pages/3_Training_Lab.py"
-LEARNED = "pages/4_Learned_Covariances.py"
+LAB = "convcov_app/pages/3_Training_Lab.py"
+LEARNED = "convcov_app/pages/4_Learned_Covariances.py"
 
 
 @pytest.fixture(autouse=True)
@@ -131,11 +131,11 @@ def test_lab_runs_a_tiny_comparison_end_to_end_then_learned_page_opens_its_run()
     assert "Saved as covariance set" in page.success[0].value
 
     lab_page = new_app(LAB, timeout=120)
-    lab_page.session_state["learned_init"] = page.session_state["learned_init"]
+    lab_page.session_state["lab_wanted_source"] = page.session_state["lab_wanted_source"]
     lab_page.run()
     lab_page.multiselect(key="lab_inits").set_value(["Gaussian covariance", "Learned covariance"]).run()
     assert_clean(lab_page, "learned init offered")
-    assert lab_page.selectbox(key="lab_learned").value == page.session_state["learned_init"]
+    assert lab_page.selectbox(key="lab_learned").value == page.session_state["lab_wanted_source"]
     assert "(7 × 7, 3 layers)" in lab_page.selectbox(key="lab_learned").value
 
 
@@ -321,19 +321,15 @@ def test_each_bad_checkpoint_gets_its_own_message(upload_page, monkeypatch, case
 
 
 def test_checkpoint_limit_shown_is_the_web_servers_cap_when_lower(monkeypatch):
-    from streamlit import config
-
+    get_option = uploads.st.get_option  # the web server's option, 3 MB, through Streamlit's public API
     monkeypatch.delenv("CONVCOV_MAX_CHECKPOINT_MB", raising=False)
-    previous = config.get_option("server.maxUploadSize")
-    config.set_option("server.maxUploadSize", 3)
-    try:
-        at = new_app(LEARNED, timeout=120).run()
-        at.radio(key="lc_source").set_value("An uploaded checkpoint").run()
-        # the browser counts Streamlit's megabytes in 10^6 bytes (tests/test_browser_uploads.py)
-        assert any(c.value.startswith("Up to 3 MB (2.9 MiB).") for c in at.caption), [c.value for c in at.caption]
-        assert uploads.upload_limit() == 3_000_000
-    finally:
-        config.set_option("server.maxUploadSize", previous)
+    monkeypatch.setattr(uploads.st, "get_option",
+                        lambda name: 3 if name == "server.maxUploadSize" else get_option(name))
+    at = new_app(LEARNED, timeout=120).run()
+    at.radio(key="lc_source").set_value("An uploaded checkpoint").run()
+    # the browser counts Streamlit's megabytes in 10^6 bytes (tests/test_browser_uploads.py)
+    assert any(c.value.startswith("Up to 3 MB (2.9 MiB).") for c in at.caption), [c.value for c in at.caption]
+    assert uploads.upload_limit() == 3_000_000
 
 
 def test_a_1_by_1_covariance_file_gets_one_clear_message():
@@ -354,16 +350,16 @@ def test_a_1_by_1_covariance_file_gets_one_clear_message():
 def test_lab_keeps_the_visitors_setup_while_they_visit_another_page():
     at = new_app("app.py")
     at.run()
-    at.switch_page("pages/3_Training_Lab.py").run()
+    at.switch_page("convcov_app/pages/3_Training_Lab.py").run()
     assert_clean(at)
     at.number_input(key="lab_seeds").set_value(4)
     at.slider(key="lab_k").set_value(11)
     at.radio(key="lab_filters").set_value(at.radio(key="lab_filters").options[0]).run()
     chosen = (at.radio(key="lab_filters").value, at.number_input(key="lab_seeds").value,
               at.slider(key="lab_k").value)
-    at.switch_page("pages/1_Covariance_Explorer.py").run()
+    at.switch_page("convcov_app/pages/1_Covariance_Explorer.py").run()
     assert_clean(at)
-    at.switch_page("pages/3_Training_Lab.py").run()
+    at.switch_page("convcov_app/pages/3_Training_Lab.py").run()
     assert_clean(at)
     assert (at.radio(key="lab_filters").value, at.number_input(key="lab_seeds").value,
             at.slider(key="lab_k").value) == chosen == (chosen[0], 4, 11)

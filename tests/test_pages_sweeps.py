@@ -19,7 +19,7 @@ from convcov_core.sweep import SweepSummary
 from helpers.browser import free_port
 from helpers.pages import MAX_POLLS, POLL_S, assert_clean, new_app, poll_until_finished, run_page
 
-PAGE = "pages/8_Sweeps.py"
+PAGE = "convcov_app/pages/8_Sweeps.py"
 TIMEOUT = 120
 
 

@@ -240,7 +240,7 @@ def test_the_cli_without_network_names_the_weights_folder_and_exits_2(hf_cache, 
 
 
 def pretrained_page(name: str, weights: str | None = None):
-    at = new_app("pages/4_Learned_Covariances.py", timeout=120).run()
+    at = new_app("convcov_app/pages/4_Learned_Covariances.py", timeout=120).run()
     at.radio(key="lc_source").set_value("A pretrained timm model").run()
     at.selectbox(key="lc_timm").set_value(name).run()
     if weights is not None:
@@ -263,7 +263,7 @@ def test_page_shows_a_pretrained_models_covariances_and_a_missing_ones_remedy(hf
 
 
 def test_page_without_network_says_within_seconds_where_to_put_the_weights_file(no_hub):
-    at = new_app("pages/4_Learned_Covariances.py", timeout=120).run()
+    at = new_app("convcov_app/pages/4_Learned_Covariances.py", timeout=120).run()
     at.radio(key="lc_source").set_value("A pretrained timm model").run()
     started = time.monotonic()
     at.selectbox(key="lc_timm").set_value("convnext_atto.d2_in1k").run()

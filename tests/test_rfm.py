@@ -176,9 +176,9 @@ def test_noisy_mnist_takes_a_random_subset_of_each_split():
 def test_a_convrfm_beside_a_cnn_fits_on_images_of_every_class():
     """mnist5k lists its training digits by class: the page's ConvRFM draws its images at random."""
     from convcov_core import model_pairs
-    from convcov_core.rfm import views
+    from convcov_core.rfm import against_cnn
 
-    machine, accuracy = views.fit_on(model_pairs.cnn_config("mnist5k"), 60, 3, iterations=0)
+    machine, accuracy = against_cnn.fit_on(model_pairs.cnn_config("mnist5k"), 60, 3, iterations=0)
     assert machine.classes == 10 and accuracy > 30  # chance is 10%
 
 

@@ -41,8 +41,7 @@ def test_paths_and_debug(monkeypatch, tmp_path):
 def test_no_module_reads_a_convcov_variable_but_settings():
     """Every CONVCOV_* variable is parsed in convcov_core/settings.py only."""
     root = Path(__file__).resolve().parents[1]
-    sources = [*root.glob("convcov_core/**/*.py"), *root.glob("convcov_app/*.py"), *root.glob("pages/*.py"),
-               root / "app.py"]
+    sources = [*root.glob("convcov_core/**/*.py"), *root.glob("convcov_app/**/*.py"), root / "app.py"]
     readers = [str(p.relative_to(root)) for p in sources if p.name != "settings.py"
                and any(f'{call}("CONVCOV_' in p.read_text() for call in ("environ.get", "getenv", "environ["))]
     assert readers == []

@@ -6,13 +6,13 @@ import os
 import pytest
 import streamlit as st
 
-from convcov_app.navigation import discover_pages
-from helpers.pages import new_app
+from helpers.pages import new_app, page_scripts
 
-NO_RUNS_READ = ("pages/1_Covariance_Explorer.py", "pages/7_Paper_Claims.py")  # closed forms; reports
+#: Pages that read no run: closed forms; reports.
+NO_RUNS_READ = ("convcov_app/pages/1_Covariance_Explorer.py", "convcov_app/pages/7_Paper_Claims.py")
 
 
-@pytest.mark.parametrize("page", ["app.py", *(f"pages/{entry.path.name}" for entry in discover_pages())])
+@pytest.mark.parametrize("page", ["app.py", *page_scripts()])
 def test_an_unreadable_run_store_is_named_on_every_page_without_an_exception(page, tmp_path, monkeypatch):
     st.cache_resource.clear()
     st.cache_data.clear()
@@ -32,7 +32,7 @@ def test_the_training_lab_names_an_unreadable_store_once_and_keeps_its_setup(tmp
     st.cache_data.clear()
     monkeypatch.setenv("CONVCOV_HOME", str(tmp_path))
     (tmp_path / "runs.db").write_bytes(os.urandom(8192))
-    at = new_app("pages/3_Training_Lab.py", timeout=120).run()
+    at = new_app("convcov_app/pages/3_Training_Lab.py", timeout=120).run()
     assert [e.value for e in at.exception] == []
     said = [m.value for kind in ("error", "warning", "info", "caption", "markdown") for m in at.get(kind)]
     assert sum("is not a readable run store" in m for m in said) == 1, said

@@ -1,8 +1,10 @@
 """Plotly figure builders used by the app pages and the CLI (plotly only, no streamlit).
 
 Modules: covariance (covariance matrices and their blocks, factors, eigenvalues), filters (sampled
-filters and their spectrum), training, analysis, claims (the pages' figures); style (shared colours,
-colour bars and layout) and matrix_image (large matrices as PNG images) hold the common parts.
+filters and their spectrum), curves (training curves, final accuracies), learned (learned covariances
+layer by layer), analysis (patch matrices, eigenfilters, feature maps, spectra), attention, claims,
+sweep, rfm; style (shared colours, colour bars and layout) and matrix_image (large matrices as PNG
+images) hold the common parts.
 """
 
 from .covariance import (

@@ -1,4 +1,5 @@
-"""Plotly figures for the Feature Ansatz and Frequency View pages (no streamlit here).
+"""Plotly figures of analyses (no streamlit): the CNFA check, patch matrices, eigenfilters, feature maps,
+filter spectra, radial profiles and effective sizes.
 
 Patch matrices (AGOP, CNFM) of a layer with one input channel are shown in the tiled view, so every
 k x k tile is an image of how one patch pixel pairs with the others; with several input channels
@@ -18,10 +19,9 @@ from plotly.subplots import make_subplots
 from ..analysis import half_max_frequency
 from ..covariance import to_tiled
 from .matrix_image import downscale
-from .style import DIVERGING, SEQUENTIAL, colour_range, finish_figure, small_multiples, tile_line_shapes
+from .style import BOTTOM_LEGEND, DIVERGING, SEQUENTIAL, colour_range, finish_figure, small_multiples, tile_line_shapes
 
 TRAINED_COLOUR = "#1f77b4"
-BOTTOM_LEGEND = dict(orientation="h", y=-0.3, yanchor="top", x=0, xanchor="left")
 LEGEND_ROW_PX = 20  # one legend entry
 AXIS_TITLE_PX = 56  # from the bottom of a plot to below its x-axis title
 INIT_COLOUR = "#aaaaaa"

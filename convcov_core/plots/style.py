@@ -33,6 +33,8 @@ TEMPLATE = go.layout.Template(layout=dict(
 ))
 #: Lines between the tiles of small tiled views: grey shows on the dark and the bright end of Viridis.
 TILE_LINE_GREY = "rgba(140, 140, 140, 0.9)"
+#: A horizontal legend under the plot, left-aligned.
+BOTTOM_LEGEND = dict(orientation="h", y=-0.3, yanchor="top", x=0, xanchor="left")
 
 
 def to_numpy(x) -> np.ndarray:

@@ -20,8 +20,8 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from .curves import group_colours
 from .style import DIVERGING, finish_figure
-from .training import group_colours
 
 MINUS = "\u2212"
 #: Most columns whose cells still show the interval under the mean (wider grids: the mean only).

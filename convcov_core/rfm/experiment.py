@@ -13,17 +13,22 @@ level by stats.paired_verdict over seeds, and the trend by the paired verdict on
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 from .. import model_pairs, stats, train
+from ..paths import REPO_REPORTS
 from .machines import BANDWIDTH, ConvRFM, DeepConvRFM, layer_patch_sizes
 
 MODELS = ("base kernel", "ConvRFM", "Deep ConvRFM", "CNN")
 #: The paired comparisons reported per noise level: (a, b) reads "a - b".
 CONTRASTS = (("ConvRFM", "base kernel"), ("Deep ConvRFM", "base kernel"), ("CNN", "base kernel"),
              ("Deep ConvRFM", "ConvRFM"))
+#: The sweep behind docs/results.md: `convcov rfm --json reports/rfm/noisy-bars.json`.
+MEASURED = REPO_REPORTS / "rfm" / "noisy-bars.json"
 
 
 @dataclass(frozen=True)
@@ -149,6 +154,13 @@ class NoiseSweep:
                 "verdicts": [{"noise": v["noise"], "a": v["a"], "b": v["b"], **verdict(v["verdict"])}
                              for v in self.verdicts()],
                 "trend": {model: verdict(self.trend(model)) for model in ("ConvRFM", "Deep ConvRFM")}}
+
+
+def measured_sweep(path: Path | None = None) -> dict | None:
+    """The document `convcov rfm --json` wrote (NoiseSweep.to_dict) at `path` (default MEASURED), or None
+    when the file is missing."""
+    path = Path(path or MEASURED)
+    return json.loads(path.read_text()) if path.is_file() else None
 
 
 def noise_sweep(setup: Setup, noises, seeds, progress: Progress | None = None) -> NoiseSweep:

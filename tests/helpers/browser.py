@@ -110,6 +110,7 @@ class PageReport:
     page_errors: list[str] = field(default_factory=list)
     shown_errors: list[str] = field(default_factory=list)
     navigation: str = ""
+    heading: str = ""  # the page's title (its first h1)
 
     def problems(self) -> list[str]:
         wrong_nav = [] if self.navigation.startswith("Home") else [
@@ -186,6 +187,8 @@ def visit(browser_context, url: str, screenshot_dir: Path, name: str) -> PageRep
     report.shown_errors = [e.inner_text()[:500] for e in page.locator(ERRORS).all()]
     nav = page.locator('[data-testid="stSidebarNav"]')
     report.navigation = " | ".join(nav.inner_text().split()) if nav.count() else ""
+    title = page.locator('[data-testid="stMain"] h1')
+    report.heading = title.first.inner_text().strip() if title.count() else ""
     page.screenshot(path=str(screenshot_dir / f"{name}.png"))
     screenshot_whole_page(page, screenshot_dir / f"{name}_full.png")
     page.close()

@@ -5,11 +5,11 @@ Pattern for a page test (copy it for a new page):
     from helpers.pages import check_widget_extremes, run_page
 
     def test_my_page_renders():
-        at = run_page("pages/3_My_Page.py")
+        at = run_page("convcov_app/pages/3_My_Page.py")
         assert len(at.get("plotly_chart")) >= 1
 
     def test_my_page_widgets_at_extremes():
-        check_widget_extremes("pages/3_My_Page.py")
+        check_widget_extremes("convcov_app/pages/3_My_Page.py")
 
 Conventions this relies on: every widget has a `key=`, and select-type widgets (radio, selectbox,
 select_slider, multiselect) offer plain options (strings or numbers, no `format_func` that maps
@@ -24,6 +24,8 @@ from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
+from convcov_app.navigation import discover_pages
+
 ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT_S = 30
 POLL_S = 0.5  # seconds between reruns while a background job runs
@@ -33,6 +35,11 @@ MAX_POLLS = 400
 _RANGE_KINDS = ("slider", "number_input")
 _CHOICE_KINDS = ("select_slider", "radio", "selectbox")
 _TOGGLE_KINDS = ("checkbox", "toggle")
+
+
+def page_scripts() -> list[str]:
+    """Every page script after Home (convcov_app.navigation.discover_pages), relative to the repository root."""
+    return [entry.path.relative_to(ROOT).as_posix() for entry in discover_pages()]
 
 
 def new_app(script: str, *, timeout: float = TIMEOUT_S) -> AppTest:

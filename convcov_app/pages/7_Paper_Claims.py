@@ -3,26 +3,15 @@
 import pandas as pd
 import streamlit as st
 
-from convcov_app import background
+from convcov_app import background, claims
 from convcov_app.navigation import page_setup
 from convcov_app.support import CHART, device_name, load_note, shown_errors
-from convcov_core import reproduce, settings, text
+from convcov_core import reproduce, settings
 from convcov_core.plots import claims as figures
 
 page_setup("Paper Claims")
 
 SLOT = "claims"
-COLOURS = {reproduce.SUPPORTED: "green", reproduce.NOT_SUPPORTED: "red", reproduce.INCONCLUSIVE: "orange"}
-
-
-def verdict_text(verdict: str) -> str:
-    return f":{COLOURS.get(verdict, 'gray')}[**{verdict}**]"
-
-
-def report_label(folder, report: dict) -> str:
-    where = "reports" if folder.parent == reproduce.report_folders()[0] else "your reports"
-    when = report.get("created", "?").replace("T", " ")[:16]
-    return f"{report.get('suite', '?')} suite, {when} UTC ({where}/{folder.name})"
 
 
 def quick_suite_job(callback):
@@ -35,29 +24,20 @@ def start_quick_suite() -> None:
         suite = reproduce.build_suite("quick")
         images = reproduce.suite_images(suite)
     background.start(SLOT, "task", quick_suite_job, samples=images,
-                   label=f"Paper claims: quick suite ({reproduce.suite_runs(suite)} runs)",
-                   batch_size=suite.base.batch_size)
+                     label=f"Paper claims: quick suite ({reproduce.suite_runs(suite)} runs)",
+                     batch_size=suite.base.batch_size)
 
 
 def run_area(reports: list) -> None:
     """The Run button, the running suite's progress, and how the last run ended."""
-    quick = [r for _, r in reports if r.get("suite") == "quick"]
-    took = (f" The latest quick report took {text.duration(quick[0]['wall_time_s'])} on "
-            f"{quick[0]['device_label']}." if quick else "")
     suite = reproduce.build_suite("quick")
     images, cap = reproduce.suite_images(suite), settings.max_job_samples()
     busy = background.running(SLOT) is not None
     button_col, text_col = st.columns([1, 4], vertical_alignment="center")
-    button_col.button("Run the quick suite", key="run_quick", type="primary", on_click=start_quick_suite,
+    button_col.button("Run the quick suite", key="claims_run_quick", type="primary", on_click=start_quick_suite,
                       disabled=busy or images > cap)
-    if images > cap:
-        text_col.caption(f"The quick suite trains {reproduce.suite_runs(suite)} small models on {images:,} images, "
-                         f"more than one job may use on this server ({cap:,}, CONVCOV_MAX_JOB_SAMPLES). Run "
-                         "`convcov reproduce --suite quick` in a terminal, or start the app with a larger "
-                         "CONVCOV_MAX_JOB_SAMPLES.")
-    else:
-        text_col.caption(f"Trains {reproduce.suite_runs(suite)} small models in the background on this server "
-                         f"({device_name()}).{took} Its report appears here when it is done." + load_note())
+    text_col.caption(claims.run_caption(reproduce.suite_runs(suite), images, cap, device_name(), reports)
+                     + ("" if images > cap else load_note()))
     background.show_message(SLOT)
     mine = background.running(SLOT)
     if mine is None and background.others_running(SLOT):
@@ -76,23 +56,14 @@ def run_area(reports: list) -> None:
             st.error(f"The quick suite failed: {status.message}")
 
 
-def part_row(part: dict) -> dict:
-    """One test of a claim as a table row: the statement, its interval (or layer count), the verdict."""
-    if part["low"] is None:
-        numbers = f"{part['n']} seed(s): too few for an interval"
-    else:
-        numbers = f"{part['mean']:+.2f}, interval [{part['low']:+.2f}, {part['high']:+.2f}], n = {part['n']}"
-    return {"test": part["statement"], "numbers": numbers, "verdict": part["verdict"]}
-
-
 def show_claim(claim: dict) -> None:
     st.subheader(f"Claim {claim['id']}: {claim['title']}")
     st.markdown(f"> {claim['claim']}  \n> — {claim['source']}")
     left, right = st.columns([3, 2], gap="medium")
-    left.plotly_chart(figures.claim_figure(claim["figure"]), **CHART, key=f"claim_{claim['id']}")
+    left.plotly_chart(figures.claim_figure(claim["figure"]), **CHART, key=f"claims_figure_{claim['id']}")
     with right:
         regime = claim.get("regime")
-        st.markdown(f"**Verdict:** {verdict_text(claim['verdict'])}"
+        st.markdown(f"**Verdict:** {claims.verdict_text(claim['verdict'])}"
                     + (f" at this regime: {regime['measured']}" if regime else ""))
         if regime:
             st.caption(f"The paper's regime: {regime['paper']}")
@@ -100,19 +71,15 @@ def show_claim(claim: dict) -> None:
             st.warning(claim["verdict_note"])
         st.markdown(f"**Our number:** {claim['our_number']}")
         st.caption(f"Setup: {claim['setup']}")
-    st.dataframe(pd.DataFrame([part_row(p) for p in claim["parts"]]), hide_index=True,
-                 key=f"parts_{claim['id']}")
+    st.dataframe(pd.DataFrame([claims.part_row(p) for p in claim["parts"]]), hide_index=True,
+                 key=f"claims_parts_{claim['id']}")
 
 
 def show_report(folder, report: dict) -> None:
     st.markdown(f"**{report['suite'].capitalize()} suite.** {reproduce.provenance(report)}")
     rule = report["settings"].get("seed_rule")
     st.caption(report["description"] + (f" Seeds: {rule}." if rule else ""))
-    st.markdown("| # | Claim | Our number | Verdict | Regime measured |\n|---|---|---|---|---|\n" + "\n".join(
-        f"| {c['id']} | {c['title']} | {c['our_number']} | {verdict_text(c['verdict'])}"
-        f"{' (see the note below)' if c.get('verdict_note') else ''} | "
-        f"{(c.get('regime') or {}).get('measured', 'not recorded (report from before regimes)')} |"
-        for c in report["claims"]))
+    st.markdown(claims.claims_table(report["claims"]))
     st.caption("A verdict holds at the regime it was measured in, not beyond: each claim below names the "
                "paper's regime beside ours.")
     with st.expander("How verdicts are decided"):
@@ -129,7 +96,7 @@ def show_report(folder, report: dict) -> None:
     markdown = folder / reproduce.REPORT_MD
     if markdown.is_file():
         st.download_button("Download the report (Markdown)", markdown.read_bytes(), file_name="report.md",
-                           mime="text/markdown", key="download_md")
+                           mime="text/markdown", key="claims_download_md")
 
 
 st.title("Paper Claims")
@@ -144,21 +111,20 @@ st.markdown(
     "against the feature map, steps, data), which each claim names beside the paper's; short runs often "
     "cannot tell, and then say so."
 )
-
 with shown_errors():
     found = reproduce.find_reports()
     run_area(found)
     done = background.finished(SLOT)
     if done is not None and st.session_state.get("claims_shown_job") != done[0].id:
         st.session_state.claims_shown_job = done[0].id
-        st.session_state.pop("report", None)  # show the new report
+        st.session_state.pop("claims_report", None)  # show the new report
     if not found:
         st.info("No report yet. Run the quick suite above, or on your own machine: "
                 "`python -m convcov_core reproduce --suite quick` (or `--suite full` on a GPU).")
     else:
-        by_label = {report_label(folder, report): (folder, report) for folder, report in found}
+        by_label = {claims.report_label(folder, report): (folder, report) for folder, report in found}
         with st.sidebar:
-            label = st.selectbox("Report", list(by_label), key="report",
+            label = st.selectbox("Report", list(by_label), key="claims_report",
                                  help="Newest first: the repository's reports/ and your own runs "
                                       "($CONVCOV_HOME/reports).")
         show_report(*by_label[label])

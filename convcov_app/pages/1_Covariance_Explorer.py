@@ -5,7 +5,7 @@ from functools import partial
 
 import streamlit as st
 
-from convcov_app import labels
+from convcov_app import explorer, labels
 from convcov_app.navigation import page_setup
 from convcov_app.support import CHART, shown_errors
 from convcov_core import covariance, matrix_files, plots, settings
@@ -59,13 +59,11 @@ def figure_html(k: int, sigma: float, view: str, per_block: bool) -> str:
 
 
 def pick_pixel_from_click(k: int, view: str) -> None:
-    """Chart click -> the pixel sliders: tile (i, j) in the tiled view, row k*i + j in the flat one."""
-    points = st.session_state["covariance_chart"].selection.points
-    if not points:
-        return
-    x, y = round(points[0]["x"]), round(points[0]["y"])
-    i, j = (y // k, x // k) if view == "tiled" else divmod(y, k)
-    st.session_state.pixel_row, st.session_state.pixel_col = min(max(i, 0), k - 1), min(max(j, 0), k - 1)
+    """Chart click -> the pixel sliders."""
+    points = st.session_state["explorer_chart"].selection.points
+    if points:
+        pixel = explorer.clicked_pixel(points[0]["x"], points[0]["y"], k, view)
+        st.session_state.explorer_pixel_row, st.session_state.explorer_pixel_col = pixel
 
 
 @st.fragment
@@ -75,36 +73,72 @@ def matrix_and_block(k: int, sigma: float, view: str, per_block: bool) -> None:
     with shown_errors():
         left, right = st.columns([3, 2], gap="medium")
         with right:  # the sliders first: the matrix below needs them, and is drawn before the block
-            if st.session_state.get("pixel_k") != k:  # new kernel size: start from the centre pixel
-                st.session_state.pixel_k = k
-                st.session_state.pixel_row = st.session_state.pixel_col = k // 2
+            if st.session_state.get("explorer_pixel_k") != k:  # new kernel size: start from the centre pixel
+                st.session_state.explorer_pixel_k = k
+                st.session_state.explorer_pixel_row = st.session_state.explorer_pixel_col = k // 2
             row_col, column_col = st.columns(2)
-            i = row_col.slider("Row i", 0, k - 1, key="pixel_row", help="Row of the selected pixel.")
-            j = column_col.slider("Column j", 0, k - 1, key="pixel_col", help="Column of the selected pixel.")
+            i = row_col.slider("Row i", 0, k - 1, key="explorer_pixel_row", help="Row of the selected pixel.")
+            j = column_col.slider("Column j", 0, k - 1, key="explorer_pixel_col",
+                                  help="Column of the selected pixel.")
         with left:
             fig, lock = main_figure(k, sigma, view, per_block)
             with lock:
                 plots.outline_block(fig, k, view, i, j)
-                st.plotly_chart(fig, key="covariance_chart",
-                                on_select=partial(pick_pixel_from_click, k, view),
+                st.plotly_chart(fig, key="explorer_chart", on_select=partial(pick_pixel_from_click, k, view),
                                 selection_mode="points", **CHART)
-            if k * k * k * k > plots.covariance.HEATMAP_MAX_CELLS:
-                st.caption(f"At k = {k} the {k * k} × {k * k} matrix is sent as an image of block averages, "
-                           "coloured on their own range (a tile's bump covers few of its cells, so the averages "
-                           "peak lower than the matrix): hover shows row and column only; the block on the "
-                           "right has exact values on hover.")
-            else:
-                st.caption("Hover a cell for its pixel pair and covariance."
-                           + (" Click a tile to select its pixel." if view == "tiled" else ""))
+            st.caption(explorer.matrix_caption(k, view))
         with right:
             st.plotly_chart(plots.block_figure(closed_form(k, sigma), i, j, height=330), **CHART)
             rank, eigen_fig = eigen_figure(k, sigma)
             st.plotly_chart(eigen_fig, **CHART)
-            st.caption(
-                "Effective rank = exp(−Σ pₙ log pₙ) with pₙ = λₙ / Σλ: the number of equally strong "
-                f"directions that would give the same eigenvalue entropy ({rank:.1f} of {k * k} here). "
-                "The eigenvalues are the products a_p·a_q of the eigenvalues of A."
-            )
+            st.caption(explorer.rank_caption(rank, k))
+
+
+def sidebar() -> tuple[int, float, str, bool]:
+    """Kernel size, σ, view and colour scale: (k, sigma, view, per_block)."""
+    st.header("Covariance")
+    k = st.slider("Kernel size k", 3, settings.max_kernel_size(), 9, step=2, key="explorer_kernel_size",
+                  help="Odd sizes only, so the filter has a centre pixel.")
+    sigma = st.select_slider("σ (pixels, log scale)", labels.SIGMA_OPTIONS, value=2.0, key="explorer_sigma",
+                             help="Width of the Gaussian: how far apart two pixels can be and still co-vary.")
+    view = st.radio("View", explorer.VIEWS, horizontal=True, key="explorer_view",
+                    help="tiled: a k × k grid of tiles, tile (i, j) is pixel (i, j)'s block. "
+                         "flat: row k·i + j of the k² × k² matrix is pixel (i, j).")
+    scale = st.radio("Colour scale", explorer.SCALES, horizontal=True, key="explorer_scale",
+                     help="per block: each block is scaled to its own maximum.")
+    return k, sigma, view, scale == "per block"
+
+
+def factor_and_downloads(k: int, sigma: float, view: str, per_block: bool) -> None:
+    factor_col, download_col = st.columns([2, 3], gap="medium")
+    factor_col.plotly_chart(factor_figure(k, sigma), **CHART)
+    with download_col:
+        st.subheader("Downloads")
+        st.markdown(f"The flat {k * k} × {k * k} covariance S[k·i + j, k·l + m] (float64, unit diagonal).")
+        name = explorer.download_name(k, sigma)
+        npy_col, pt_col, html_col = st.columns(3)
+        npy_col.download_button("Covariance .npy", partial(covariance_file, k, sigma, "npy"),
+                                file_name=f"{name}.npy", mime="application/octet-stream", key="explorer_npy")
+        pt_col.download_button("Covariance .pt", partial(covariance_file, k, sigma, "pt"),
+                               file_name=f"{name}.pt", mime="application/octet-stream", key="explorer_pt")
+        html_col.download_button("Figure .html", partial(figure_html, k, sigma, view, per_block),
+                                 file_name=f"{name}_{view}.html", mime="text/html", key="explorer_html")
+        st.caption("For a PNG of any figure use the camera button in the figure's toolbar (top right "
+                   "when you hover it). Load the .pt file with torch.load(path, weights_only=True).")
+
+
+def depth_schedule(k: int) -> None:
+    st.header("Depth schedule")
+    st.markdown("In trained ConvMixers the covariance spreads out with depth. Layer l of L uses "
+                "σ_l = σ_first + (σ_last − σ_first) · (l − 1) / (L − 1), l = 1 … L.")
+    first_col, last_col, depth_col = st.columns(3)
+    sigma_first = first_col.select_slider("σ_first (layer 1)", labels.SIGMA_OPTIONS, value=1.0,
+                                          key="explorer_sigma_first")
+    sigma_last = last_col.select_slider("σ_last (last layer)", labels.SIGMA_OPTIONS, value=3.0,
+                                        key="explorer_sigma_last")
+    depth = depth_col.slider("Depth L (layers)", 1, 12, 8, key="explorer_depth")
+    st.plotly_chart(schedule_figure(k, sigma_first, sigma_last, depth), **CHART)
+    st.caption(explorer.schedule_caption(k))
 
 
 st.title("Covariance Explorer")
@@ -113,55 +147,9 @@ st.markdown(
     "exp(−((i−l)² + (j−m)²) / 2σ²). It is the Kronecker product A ⊗ A of a 1-D Gaussian factor A, "
     "so sampling and eigenvalues cost O(k³) instead of O(k⁶)."
 )
-
 with shown_errors():
-    max_k = settings.max_kernel_size()
     with st.sidebar:
-        st.header("Covariance")
-        k = st.slider("Kernel size k", 3, max_k, 9, step=2, key="kernel_size",
-                      help="Odd sizes only, so the filter has a centre pixel.")
-        sigma = st.select_slider("σ (pixels, log scale)", labels.SIGMA_OPTIONS, value=2.0, key="sigma",
-                                 help="Width of the Gaussian: how far apart two pixels can be and "
-                                      "still co-vary.")
-        view = st.radio("View", ["tiled", "flat"], horizontal=True, key="view",
-                        help="tiled: a k × k grid of tiles, tile (i, j) is pixel (i, j)'s block. "
-                             "flat: row k·i + j of the k² × k² matrix is pixel (i, j).")
-        scale_mode = st.radio("Colour scale", ["shared", "per block"], horizontal=True, key="scale",
-                              help="per block: each block is scaled to its own maximum.")
-
-    per_block = scale_mode == "per block"
+        k, sigma, view, per_block = sidebar()
     matrix_and_block(k, sigma, view, per_block)
-
-    factor_col, download_col = st.columns([2, 3], gap="medium")
-    with factor_col:
-        st.plotly_chart(factor_figure(k, sigma), **CHART)
-    with download_col:
-        st.subheader("Downloads")
-        st.markdown(f"The flat {k * k} × {k * k} covariance S[k·i + j, k·l + m] (float64, unit diagonal).")
-        name = f"gaussian_k{k}_sigma{sigma:g}"
-        npy_col, pt_col, html_col = st.columns(3)
-        npy_col.download_button("Covariance .npy", partial(covariance_file, k, sigma, "npy"),
-                                file_name=f"{name}.npy", mime="application/octet-stream", key="dl_npy")
-        pt_col.download_button("Covariance .pt", partial(covariance_file, k, sigma, "pt"),
-                               file_name=f"{name}.pt", mime="application/octet-stream", key="dl_pt")
-        html_col.download_button("Figure .html", partial(figure_html, k, sigma, view, per_block),
-                                 file_name=f"{name}_{view}.html", mime="text/html", key="dl_html")
-        st.caption("For a PNG of any figure use the camera button in the figure's toolbar (top right "
-                   "when you hover it). Load the .pt file with torch.load(path, weights_only=True).")
-
-    st.header("Depth schedule")
-    st.markdown("In trained ConvMixers the covariance spreads out with depth. Layer l of L uses "
-                "σ_l = σ_first + (σ_last − σ_first) · (l − 1) / (L − 1), l = 1 … L.")
-    first_col, last_col, depth_col = st.columns(3)
-    sigma_first = first_col.select_slider("σ_first (layer 1)", labels.SIGMA_OPTIONS, value=1.0,
-                                          key="sigma_first")
-    sigma_last = last_col.select_slider("σ_last (last layer)", labels.SIGMA_OPTIONS, value=3.0,
-                                        key="sigma_last")
-    depth = depth_col.slider("Depth L (layers)", 1, 12, 8, key="depth")
-    st.plotly_chart(schedule_figure(k, sigma_first, sigma_last, depth), **CHART)
-    if k <= plots.covariance.TILE_LINES_MAX_K:
-        st.caption(f"Tiled covariances at k = {k} (grey lines between tiles), one shared colour scale.")
-    else:
-        st.caption(f"At k = {k} a panel has fewer pixels than the {k * k} × {k * k} tiled view has cells, so "
-                   f"each panel shows the centre pixel's block: how pixel ({k // 2}, {k // 2}) co-varies with "
-                   "every pixel. One shared colour scale.")
+    factor_and_downloads(k, sigma, view, per_block)
+    depth_schedule(k)
