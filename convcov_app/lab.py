@@ -21,6 +21,7 @@ from convcov_core.comparison_table import comparison_table
 from convcov_core.json_safe import json_safe
 from convcov_core.learned_sets import CovarianceSetInfo
 from convcov_core.text import duration
+from convcov_core.train import ComparisonPlan
 from convcov_core.validation import whole_number
 
 Tensor = torch.Tensor
@@ -187,25 +188,6 @@ def regime_text(config: train.TrainConfig) -> tuple[str, str | None]:
 # ---------------------------------------------------------------------------------------------
 # From a setup to a comparison
 # ---------------------------------------------------------------------------------------------
-
-
-@dataclass
-class ComparisonPlan:
-    """What train.compare (or JobManager.submit("compare", ...)) takes."""
-
-    base: train.TrainConfig
-    variants: dict
-    references: dict
-    seeds: list
-    ensemble: bool | None = None
-
-    @property
-    def n_runs(self) -> int:
-        return len(self.variants) * len(self.seeds)
-
-    def config(self, variant: str, seed: int | None = None) -> train.TrainConfig:
-        """The full config of one run."""
-        return self.base.replace(**self.variants[variant], seed=self.seeds[0] if seed is None else seed)
 
 
 def plan_comparison(setup: LabSetup, learned: list[Tensor] | None = None) -> ComparisonPlan:

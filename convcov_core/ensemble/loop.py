@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -58,7 +59,8 @@ def member_losses(out: Tensor, y: Tensor, label_smoothing: float) -> tuple[Tenso
 
 def train_ensemble(configs: list[TrainConfig], callback: Callback | None = None, *, models: list | None = None,
                    variants: list | None = None, run_indices: list[int] | None = None, n_runs: int | None = None,
-                   memory_budget: int | None = None, sync_every: int | None = None) -> list[RunResult]:
+                   memory_budget: int | None = None, sync_every: int | None = None,
+                   on_result: Callable[[RunResult], None] | None = None) -> list[RunResult]:
     """Train every config, compatible ones together (plan.group_compatible), and return their
     RunResults in the order of configs, each as train(config) returns it: wall_time is the member's
     share of its group's (the group's wall time over its members). A config trained alone goes
@@ -69,7 +71,8 @@ def train_ensemble(configs: list[TrainConfig], callback: Callback | None = None,
     models: train these networks from their weights as they are (one per config, one architecture,
     trained in place), as train(model=) does. memory_budget: bytes a group may use (default:
     plan.MEMORY_SHARE of the memory available). After a cancel the configs not started yet come back
-    "cancelled" with nothing trained."""
+    "cancelled" with nothing trained. on_result(result): each trained config's result as soon as its
+    group (or its lone run) ends, before the next group starts."""
     configs = [config.validate() for config in configs]
     n = len(configs)
     variants = [None] * n if variants is None else list(variants)
@@ -90,6 +93,7 @@ def train_ensemble(configs: list[TrainConfig], callback: Callback | None = None,
             i = group[0]
             model = None if models is None else models[i]
             results[i] = train(configs[i], callback, sync_every=sync_every, model=model, **labels[i])
+            _report(on_result, [results[i]])
             continue
         on_cpu = resolve_device(configs[group[0]].device).type == "cpu"
         with _cpu_threads(configs[group[0]].threads), keep_large_blocks(on_cpu):
@@ -97,7 +101,13 @@ def train_ensemble(configs: list[TrainConfig], callback: Callback | None = None,
                                    sync_every).run()
         for i, result in zip(group, group_results):
             results[i] = result
+        _report(on_result, group_results)
     return results
+
+
+def _report(on_result, results: list) -> None:
+    for result in results if on_result is not None else ():
+        on_result(result)
 
 
 def estimate_time(configs: list[TrainConfig], n_steps: int = 3) -> float:

@@ -12,7 +12,7 @@ The modules, one job each:
   model       the run's network: built and initialized, prepared for the device, its final covariances
   evaluation  test accuracy, with BatchNorm statistics settled on training images
   loop        train() and estimate_time()
-  comparison  paired comparisons over seeds: compare(), summarize(), ComparisonResult
+  comparison  paired comparisons over seeds: ComparisonPlan, compare(), summarize(), ComparisonResult
 This package re-exports the names other modules use, so `from convcov_core.train import X` and
 `train.X` work as they did when the engine was one module.
 """
@@ -20,6 +20,7 @@ This package re-exports the names other modules use, so `from convcov_core.train
 from .comparison import (
     FREEZE_MODES,
     METRICS,
+    ComparisonPlan,
     ComparisonResult,
     compare,
     compare_seconds,
@@ -43,8 +44,8 @@ from .loop import estimate_time, train
 from .model import build_model_for, model_label, size_label
 
 __all__ = [
-    "FREEZE_MODES", "METRICS", "SCHEDULES", "Callback", "ComparisonResult", "ProgressEvent", "RunResult",
-    "TrainConfig", "build_model_for", "compare", "compare_seconds", "device_and_precision", "estimate_time", "evaluate",
-    "load_training_data", "lr_at", "model_label", "new_history", "plan_steps", "resolve_device", "size_label",
-    "summarize", "train", "variants_for",
+    "FREEZE_MODES", "METRICS", "SCHEDULES", "Callback", "ComparisonPlan", "ComparisonResult", "ProgressEvent",
+    "RunResult", "TrainConfig", "build_model_for", "compare", "compare_seconds", "device_and_precision",
+    "estimate_time", "evaluate", "load_training_data", "lr_at", "model_label", "new_history", "plan_steps",
+    "resolve_device", "size_label", "summarize", "train", "variants_for",
 ]
