@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import torch
 
 from convcov_core import init, models, regime, train
+from convcov_core.comparison_jobs import InterruptedJob
 from convcov_core.comparison_table import comparison_table
 from convcov_core.json_safe import json_safe
 from convcov_core.learned_sets import CovarianceSetInfo
@@ -336,12 +337,29 @@ def problem_runs(cmp: train.ComparisonResult) -> list[str]:
 
 
 def verdict_text(cmp: train.ComparisonResult) -> str:
-    """The verdict sentences, with a note when the comparison was cancelled part way."""
+    """The verdict sentences, with a note when the comparison did not run to its end (cancelled,
+    interrupted, failed, or still running)."""
     text = cmp.verdict or "Only one variant: nothing to compare against."
-    if cmp.status == "cancelled":
+    if cmp.status != "ok":
         finished = sum(len(runs) for runs in cmp.runs.values())
-        text += f" (Cancelled: {finished} of {len(cmp.variants) * len(cmp.seeds)} runs finished.)"
+        text += f" ({cmp.status.capitalize()}: {finished} of {len(cmp.variants) * len(cmp.seeds)} runs finished.)"
     return text
+
+
+def interrupted_text(job: InterruptedJob) -> str:
+    """What the Lab says of a comparison job that stopped with the server."""
+    record = job.record
+    return (f"**Interrupted:** {record.label} (comparison #{record.comparison_id}, started "
+            f"{record.created[:16].replace('T', ' ')} UTC) stopped when the server did, with "
+            f"{len(job.finished)} of {record.plan.n_runs} runs finished and saved. Resume trains the "
+            f"{job.n_left} run{'s' if job.n_left != 1 else ''} left into the same comparison; nothing "
+            "finished is trained again.")
+
+
+def finished_rows(job: InterruptedJob) -> list[dict]:
+    """The runs an interrupted job finished, one dict per run, for a dataframe."""
+    return [{"run": f"#{r.id}", "variant": r.variant, "seed": r.seed, "status": r.status,
+             "test accuracy %": r.test_acc} for r in job.finished]
 
 
 def verdict_is_clear(cmp: train.ComparisonResult) -> bool:

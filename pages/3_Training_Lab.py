@@ -5,7 +5,7 @@ from functools import partial
 import pandas as pd
 import streamlit as st
 
-from convcov_app import background, lab, labels
+from convcov_app import background, interrupted, lab, labels
 from convcov_app.navigation import page_setup
 from convcov_app.store import example_source, learned_covariances, learned_sources, run_store, store_problem
 from convcov_app.support import CHART, device_name, present_datasets, shown_errors
@@ -290,9 +290,9 @@ def show_results(status, result) -> None:
 def history_options(store) -> dict:
     options = {}
     for c in store.list_comparisons():
-        cancelled = " [cancelled]" if c.status != "ok" else ""
+        unfinished = f" [{c.status}]" if c.status != "ok" else ""
         options[f"comparison #{c.id} ({c.created[:16].replace('T', ' ')}): {', '.join(c.variants)} on "
-                f"{c.dataset}, {len(c.seeds)} seed(s){cancelled}"] = ("c", c.id)
+                f"{c.dataset}, {len(c.seeds)} seed(s){unfinished}"] = ("c", c.id)
     for r in store.list():
         if r.comparison_id is None:
             acc = f", test {r.test_acc:.1f}%" if r.test_acc is not None else f", {r.status}"
@@ -419,6 +419,8 @@ def job_area() -> None:
     """Messages, the running job's progress and live curves, or the last result."""
     background.show_message(SLOT)
     mine = background.running(SLOT)
+    if mine is None and STORE_PROBLEM is None:
+        interrupted.show(SLOT)
     if mine is None and background.others_running(SLOT):
         background.busy_notice(SLOT)
     if mine is not None:

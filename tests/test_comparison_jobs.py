@@ -10,7 +10,8 @@ import torch
 from convcov_core import job_records
 from convcov_core.jobs import Busy, JobManager
 from convcov_core.runs import RunStore
-from convcov_core.train import ComparisonPlan, TrainConfig, train
+from convcov_core.train import ComparisonPlan, TrainConfig
+from helpers.jobs import interrupt
 
 TINY = TrainConfig(model="convmixer-16/2", kernel_size=5, patch_size=4, epochs=1, batch_size=32,
                    max_steps=3, device="cpu")
@@ -54,20 +55,6 @@ def test_a_comparison_cancelled_before_any_run_finished_leaves_nothing(manager):
     manager.cancel(job)
     assert manager.wait(job, WAIT_S).result_id is None
     assert manager.store.list_comparisons() == [] and manager.interrupted() == []
-
-
-def interrupt(store: RunStore, plan: ComparisonPlan, finished: list[tuple[str, int]]) -> int:
-    """A job as a server killed mid-job leaves it: recorded as running by a process that is gone,
-    its comparison holding the runs it finished (trained here); its record id."""
-    jobs = JobManager(store=store).comparisons
-    jobs.start(plan, "compare a, b", owner="visitor/lab")  # the work never runs: the server died
-    [summary] = store.list_comparisons()
-    for variant, seed in finished:
-        store.save(train(plan.config(variant, seed), variant=variant), comparison_id=summary.id)
-    with sqlite3.connect(store.path) as conn:
-        job_id = conn.execute("SELECT MAX(id) FROM jobs").fetchone()[0]
-        conn.execute("UPDATE jobs SET process = 'elsewhere 1 1' WHERE id = ?", (job_id,))
-    return job_id
 
 
 def test_an_interrupted_job_is_listed_and_resumed_with_only_the_runs_it_lacks(manager):
