@@ -49,6 +49,11 @@ class Busy(RuntimeError):
     """The server already runs as many jobs as it allows; the message says what to do."""
 
 
+class Interrupted(RuntimeError):
+    """A job's work stopped before its end for a reason outside it (e.g. the process driving a sweep
+    died); the job ends "interrupted" with this message, and what it had finished is kept."""
+
+
 class JobTooLarge(ValueError):
     """A job would train on more images than this server allows per job, or one of its runs would need
     more memory than the machine has free."""
@@ -56,7 +61,7 @@ class JobTooLarge(ValueError):
 
 @dataclass
 class JobStatus:
-    """A snapshot of one job. state: "running", "done", "cancelled" or "failed"; progress in [0, 1];
+    """A snapshot of one job. state: "running", "done", "cancelled", "interrupted" or "failed"; progress in [0, 1];
     result_id: the saved run or comparison id (None until saved); owner: as given to submit."""
 
     id: int
@@ -274,6 +279,8 @@ class JobManager:
                 job.result_id = result.id
             elif job.stop.is_set():
                 state, message = "cancelled", "cancelled"
+        except Interrupted as exc:
+            state, message = "interrupted", str(exc)
         except Exception as exc:  # the job's owner reads the message from status(); nothing to re-raise to
             saving = " (the work finished; saving it to the run store failed)" if result is not None else ""
             state, message = "failed", f"{type(exc).__name__}: {exc}{saving}"

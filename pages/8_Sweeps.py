@@ -30,7 +30,8 @@ def store() -> sweep.SweepStore:
 
 @st.cache_resource(show_spinner="Connecting to Ray…")
 def ray_executor(address, start_local: bool):
-    """One Ray connection per server process (a failure is not cached: Connect tries again)."""
+    """The Ray cluster as a probe found it, once per server process (a failure is not cached: Connect tries
+    again); the server never connects to Ray itself."""
     return sweeps.connect_ray(address, start_local)
 
 
@@ -200,6 +201,8 @@ def job_area() -> str | None:
             st.success(sweeps.outcome_text(outcome))
         elif status.state == "cancelled":
             st.info("Sweep stopped. Its finished trials are kept in the run store; Resume runs the rest.")
+        elif status.state == "interrupted":
+            st.warning(sweeps.interrupted_text(status))
         else:
             st.error(f"The sweep stopped with an error: {status.message}")
     return found[1] if found else None
