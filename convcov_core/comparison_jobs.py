@@ -40,7 +40,7 @@ class ComparisonJobs:
     def start(self, plan: ComparisonPlan, label: str, owner: str | None = None, name: str | None = None):
         """Record a new job and its empty comparison; the job's work, fn(callback) -> ComparisonResult.
         StoreReadOnly before any training when nothing can be saved."""
-        empty = ComparisonResult(plan.base, plan.variants, plan.seeds, runs={}, rows=[], verdicts=[], wall_time=0.0,
+        empty = ComparisonResult(plan.base, plan.variants, plan.seeds, runs={}, rows=[], verdicts=[], wall_time=None,
                                  status="running", references=paired_references(plan.variants, plan.references))
         comparison_id = self.store.save_comparison(empty, name=name)
         job_id = self.records.add(plan, comparison_id, label, owner, name)

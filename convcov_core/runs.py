@@ -338,6 +338,14 @@ class RunStore:
                                          verdict=" ".join(json.loads(r[7])), wall_time=r[8], n_runs=r[9]))
         return out
 
+    def comparison_state(self, comparison_id: int) -> tuple[str, int] | None:
+        """(status, number of runs) of a stored comparison, None when there is none: what changes
+        while a job adds runs to it (a cache of comparisons keys on it)."""
+        with self._db.connection() as conn:
+            row = conn.execute("SELECT status, (SELECT COUNT(*) FROM runs WHERE comparison_id = comparisons.id) "
+                               "FROM comparisons WHERE id = ?", (comparison_id,)).fetchone()
+        return tuple(row) if row else None
+
     def get_comparison(self, comparison_id: int) -> ComparisonResult:
         """A stored comparison with all of its runs; its table and verdicts are worked out again
         from the runs by train.summarize, so every comparison is judged by today's rule."""

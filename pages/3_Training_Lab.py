@@ -7,7 +7,14 @@ import streamlit as st
 
 from convcov_app import background, interrupted, lab, labels
 from convcov_app.navigation import page_setup
-from convcov_app.store import example_source, learned_covariances, learned_sources, run_store, store_problem
+from convcov_app.store import (
+    example_source,
+    learned_covariances,
+    learned_sources,
+    run_store,
+    store_problem,
+    stored_comparison,
+)
 from convcov_app.support import CHART, device_name, present_datasets, shown_errors
 from convcov_core import data, examples, init, jobs, learned_sets, models, reach, settings, text
 from convcov_core.ensemble import use_ensemble
@@ -245,11 +252,6 @@ def start_comparison(plan: lab.ComparisonPlan) -> None:
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
-def stored_comparison(store_path: str, comparison_id: int):
-    return run_store().get_comparison(comparison_id)
-
-
-@st.cache_data(max_entries=16, show_spinner=False)
 def stored_run(store_path: str, run_id: int):
     return run_store().get(run_id)
 
@@ -257,11 +259,10 @@ def stored_run(store_path: str, run_id: int):
 def show_results(status, result) -> None:
     """The finished job: verdict, table, figures, and where it was saved."""
     st.header("Results")
-    store = run_store()
     if status.state == "failed":
         st.error(f"The comparison stopped with an error: {status.message}")
         return
-    cmp = stored_comparison(str(store.path), status.result_id) if status.result_id else result
+    cmp = stored_comparison(status.result_id) if status.result_id else result
     if cmp is None or not any(cmp.runs.values()):
         st.info("Cancelled before any run finished: nothing to show or save.")
         return
@@ -325,7 +326,7 @@ def history() -> None:
         st.caption(f"{len(options)} saved. Pick some to overlay their curves, export or delete them.")
         return
     chosen = [options[label] for label in picked]
-    comparisons = [stored_comparison(str(store.path), ref) for kind, ref in chosen if kind == "c"]
+    comparisons = [stored_comparison(ref) for kind, ref in chosen if kind == "c"]
     runs = [stored_run(str(store.path), ref) for kind, ref in chosen if kind == "r"]
     curves = [c for cmp in comparisons for c in
               lab.curves_from_runs([r for rs in cmp.runs.values() for r in rs], prefix=f"#{cmp.id} ")]
@@ -439,7 +440,7 @@ def latest_comparison() -> None:
     store = run_store()
     saved = store.list_comparisons()  # newest first
     if saved:
-        cmp = stored_comparison(str(store.path), saved[0].id)
+        cmp = stored_comparison(saved[0].id)
         st.header("Latest comparison on this server")
         st.markdown(f"**Comparison #{cmp.id}:** {lab.verdict_text(cmp)}")
         st.caption(lab.setup_line(cmp) + ". Run your own with the settings in the sidebar; "

@@ -27,12 +27,15 @@ def test_an_interrupted_comparison_is_shown_with_its_finished_run_and_resume_tra
     table = next(d.value for d in at.dataframe if "variant" in d.value)
     assert list(table["run"]) == [f"#{finished}"] and list(table["variant"]) == ["default"]
     assert "[interrupted]" in " ".join(at.multiselect(key="lab_history").options)
+    assert "(Interrupted: 1 of 2 runs finished.)" in " ".join(m.value for m in at.markdown)  # the latest comparison
 
     at.button(key=f"lab.resume.{job_id}").click().run()
     assert_clean(at, "resume clicked")
     poll_until_finished(at)
     assert_clean(at, "resumed job finished")
     assert notices(at) == []
+    shown = " ".join(m.value for m in [*at.markdown, *at.warning, *at.info, *at.success, *at.caption])
+    assert "Interrupted" not in shown and "2 of 2" not in shown  # the comparison as it is now, not as cached
     [summary] = store.list_comparisons()
     stored = store.get_comparison(summary.id)
     assert stored.status == "ok" and [r.id for r in stored.runs["default"]] == [finished]

@@ -113,8 +113,16 @@ def run_sweep_apart(sweep: Sweep, store_path: str | Path, spec: RaySpec,
 
 
 def _drive(answers, sweep: Sweep, store_path: str, spec: RaySpec, stop) -> None:
-    outcome = run_sweep(sweep, SweepStore(store_path), spec.executor(), lambda e: answers.put(("event", e)),
-                        stop.is_set)
+    """The driver: run_sweep, its events and outcome sent back. An error of Ray's own (a trial's
+    failure comes back as a failed result, RayExecutor.run) means the cluster failed under the
+    sweep: DriverLost, as when Ray ends the driver."""
+    try:
+        outcome = run_sweep(sweep, SweepStore(store_path), spec.executor(), lambda e: answers.put(("event", e)),
+                            stop.is_set)
+    except Exception as exc:
+        if not type(exc).__module__.startswith("ray."):
+            raise
+        raise DriverLost(f"Ray failed under the sweep ({type(exc).__name__}: {exc})") from None
     answers.put(("outcome", outcome))
 
 
