@@ -13,7 +13,6 @@ import os
 import re
 import signal
 import sqlite3
-import time
 import urllib.request
 from pathlib import Path
 
@@ -33,6 +32,7 @@ from helpers.browser import (
 )
 from helpers.lab_browser import set_up_tiny_run, type_number
 from helpers.sweeps_browser import set_up_tiny_grid
+from helpers.waits import wait_for
 
 pytestmark = BROWSER_TESTS
 
@@ -70,15 +70,6 @@ def query(sql: str) -> list:
         return []
 
 
-def wait_for(condition, what: str, timeout: float = WAIT_S):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if found := condition():
-            return found
-        time.sleep(0.25)
-    raise TimeoutError(f"{what}: not seen in {timeout:.0f} s")
-
-
 def open_page(chromium, base_url: str, path: str, errors: list):
     """A new visitor on a page (Home first, so the app's navigation is set up)."""
     page = chromium.new_context(viewport=VIEWPORT).new_page()
@@ -114,7 +105,7 @@ def test_a_server_killed_mid_comparison_keeps_its_finished_runs_and_resume_train
         set_up_tiny_run(page, epochs=3)
         type_number(page, "Seeds", 2)
         page.get_by_role("button", name="Run comparison").click()
-        wait_for(lambda: query(runs_sql), "a first run in the store")
+        wait_for(lambda: query(runs_sql), "a first run in the store", WAIT_S)
         page.context.close()  # the tab would only report the server's end
         left = kill_session(first[0])
     assert left == {}, f"left running after the server was killed: {left}"
@@ -167,7 +158,7 @@ def test_a_ray_cluster_losing_its_gcs_interrupts_the_sweep_and_not_the_server(ch
                 wait_until_rendered(page, timeout=WAIT_S)
                 assert f"Runs on the Ray at {address}: 1 node(s), 1 CPU(s)" in main_text(page)
                 page.get_by_role("button", name="Run sweep").click()
-                wait_for(lambda: query(TRIALS_SQL), "a first trial in the store")
+                wait_for(lambda: query(TRIALS_SQL), "a first trial in the store", WAIT_S)
                 [gcs] = [pid for pid, name in session_processes(nodes[0].pid).items() if name.startswith("gcs_server")]
                 os.kill(gcs, signal.SIGKILL)
                 page.get_by_text("The sweep was interrupted").wait_for(timeout=WAIT_S * 1000)

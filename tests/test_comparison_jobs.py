@@ -2,7 +2,6 @@
 its plan, listed as interrupted once its process is gone, resumed with only the runs it lacks."""
 
 import sqlite3
-import time
 
 import pytest
 import torch
@@ -12,6 +11,7 @@ from convcov_core.jobs import Busy, JobManager
 from convcov_core.runs import RunStore
 from convcov_core.train import ComparisonPlan, TrainConfig
 from helpers.jobs import interrupt
+from helpers.waits import wait_for
 
 TINY = TrainConfig(model="convmixer-16/2", kernel_size=5, patch_size=4, epochs=1, batch_size=32,
                    max_steps=3, device="cpu")
@@ -24,18 +24,9 @@ def manager(tmp_path):
     return JobManager(max_jobs=1, store=RunStore(tmp_path / "runs.db"), max_samples=10_000_000)
 
 
-def wait_until(condition, what: str, timeout: float = WAIT_S):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if found := condition():
-            return found
-        time.sleep(0.05)
-    raise TimeoutError(f"{what} did not happen in {timeout:.0f} s")
-
-
 def test_each_run_is_stored_in_its_comparison_as_soon_as_it_finishes(manager):
     job = manager.submit("compare", TINY, variants={"a": {}, "b": LONG}, seeds=[0], ensemble=False)
-    wait_until(lambda: manager.store.list(), "the first run stored")
+    wait_for(lambda: manager.store.list(), "the first run stored")
     assert manager.status(job).running
     [summary] = manager.store.list_comparisons()
     assert summary.status == "running" and summary.n_runs == 1
@@ -51,7 +42,7 @@ def test_each_run_is_stored_in_its_comparison_as_soon_as_it_finishes(manager):
 
 def test_a_comparison_cancelled_before_any_run_finished_leaves_nothing(manager):
     job = manager.submit("compare", TINY, variants={"a": LONG}, seeds=[0])
-    wait_until(lambda: manager.events(job), "a first step")
+    wait_for(lambda: manager.events(job), "a first step")
     manager.cancel(job)
     assert manager.wait(job, WAIT_S).result_id is None
     assert manager.store.list_comparisons() == [] and manager.interrupted() == []
