@@ -262,7 +262,7 @@ def estimate_text(grid: sweeps.Sweep, executor, n_todo: int) -> str:
 NO_RAY_HERE = ("This app has no Ray cluster to run sweeps on, and it starts no Ray on the server by itself: choose "
                "**this machine** to run sweeps here. To use Ray, whoever runs the app sets `CONVCOV_RAY_ADDRESS` to a "
                "cluster's address (`auto`, `host:port` or `ray://host:10001`), or `CONVCOV_RAY_LOCAL=1` to let "
-               "Connect start Ray on this machine, and restarts the app (docs/settings.md).")
+               "sweeps start Ray on this machine, and restarts the app (docs/settings.md).")
 
 
 class RayNotConfigured(ValueError):
@@ -274,7 +274,8 @@ def ray_caption(address: str | None, start_local: bool) -> str:
     if address:
         return f"`CONVCOV_RAY_ADDRESS`: `{address}`"
     if start_local:
-        return "`CONVCOV_RAY_ADDRESS` is not set: Connect starts Ray on this machine (`CONVCOV_RAY_LOCAL` is on)."
+        return ("`CONVCOV_RAY_ADDRESS` is not set: each sweep starts a Ray of its own on this machine "
+                "(`CONVCOV_RAY_LOCAL` is on).")
     return "No Ray cluster is set for this app (`CONVCOV_RAY_ADDRESS`), and it starts none of its own."
 
 

@@ -117,7 +117,7 @@ def test_the_ray_section_starts_ray_only_where_the_operator_allows_it(setting):
                     assert "choose this machine to run the sweep here" in main and "Run sweep" not in main
                     assert others == {}  # nothing started
                 else:
-                    assert "Connect starts Ray on this machine (CONVCOV_RAY_LOCAL is on)" in sidebar
+                    assert "each sweep starts a Ray of its own on this machine (CONVCOV_RAY_LOCAL is on)" in sidebar
                     assert "Runs on the Ray started on this machine for each sweep: 1 node(s)" in main
                     assert others == {}  # the server itself never starts or joins Ray
                 errors += [e.inner_text()[:300] for e in page.locator(ERRORS).all()]

@@ -192,7 +192,8 @@ def test_without_an_address_connect_starts_no_ray_unless_the_operator_allows_it(
     monkeypatch.setenv("CONVCOV_RAY_LOCAL", "1")  # the operator's choice
     at = tiny_grid(new_app(PAGE, timeout=TIMEOUT).run())
     at.radio(key="sweep_executor").set_value("a Ray cluster").run()
-    assert "Connect starts Ray on this machine (`CONVCOV_RAY_LOCAL` is on)" in sidebar_captions(at)
+    assert "each sweep starts a Ray of its own on this machine (`CONVCOV_RAY_LOCAL` is on)" in \
+        sidebar_captions(at)
     assert at.info[0].value == "Connect to Ray in the sidebar to run there, or choose this machine."
     at.button(key="sweep_connect").click().run()
     assert_clean(at, "connected")
