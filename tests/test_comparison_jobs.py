@@ -9,7 +9,7 @@ import torch
 from convcov_core import job_records
 from convcov_core.jobs import Busy, JobManager
 from convcov_core.runs import RunStore
-from convcov_core.train import ComparisonPlan, TrainConfig
+from convcov_core.train import ComparisonPlan, TrainConfig, compare
 from helpers.jobs import interrupt
 from helpers.waits import wait_for
 
@@ -117,3 +117,18 @@ def test_a_process_is_alive_only_with_its_pid_and_its_start_time():
     assert not job_records._alive(f"{host} {pid} {int(started) + 1}")  # the pid, used again later
     assert not job_records._alive(f"other-{host} {pid} {started}")
     assert not job_records._alive(f"{host} 999999999 {started}")
+
+
+@pytest.mark.parametrize("together", [False, True])
+def test_compare_trains_only_the_runs_it_lacks_and_reports_each_as_it_ends(together):
+    variants = {"a": {}, "b": {"init": "gaussian"}}
+    first = compare(TINY, variants, [0], ensemble=False)
+    reported = []
+    result = compare(TINY, variants, [0, 1], finished=[first.runs["a"][0], first.runs["b"][0]],
+                     on_result=reported.append, ensemble=together)
+    assert [(r.variant, r.config.seed) for r in reported] == [("a", 1), ("b", 1)]
+    assert result.runs["a"][0] is first.runs["a"][0] and [r.config.seed for r in result.runs["b"]] == [0, 1]
+    assert result.status == "ok" and result.rows[1]["n"] == 2
+    assert result.wall_time >= first.runs["a"][0].wall_time + first.runs["b"][0].wall_time
+    with pytest.raises(ValueError, match="not one this comparison still needs"):
+        compare(TINY, variants, [0], finished=[first.runs["a"][0]] * 2)

@@ -71,8 +71,8 @@ def train_ensemble(configs: list[TrainConfig], callback: Callback | None = None,
     models: train these networks from their weights as they are (one per config, one architecture,
     trained in place), as train(model=) does. memory_budget: bytes a group may use (default:
     plan.MEMORY_SHARE of the memory available). After a cancel the configs not started yet come back
-    "cancelled" with nothing trained. on_result(result): each trained config's result as soon as its
-    group (or its lone run) ends, before the next group starts."""
+    "cancelled" with nothing trained. on_result(result): the result of each config that trained, as
+    soon as its group (or its lone run) ends, before the next group starts (a cancelled one too)."""
     configs = [config.validate() for config in configs]
     n = len(configs)
     variants = [None] * n if variants is None else list(variants)
