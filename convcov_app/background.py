@@ -68,9 +68,19 @@ def _owner(slot: str) -> str:
 def start(slot: str, kind: str, target, *, batch_size: int = 0, **submit_kwargs) -> None:
     """Submit a job (JobManager.submit arguments); a refusal (server busy, job too large, bad
     settings) is kept as a message that `show_message` displays."""
+    _follow_new(slot, batch_size, lambda owner: job_manager().submit(kind, target, owner=owner, **submit_kwargs))
+
+
+def resume(slot: str, job_id: int, batch_size: int = 0) -> None:
+    """Run the rest of an interrupted comparison job (JobManager.resume), followed in this slot as
+    a job started here; a refusal kept as start's are."""
+    _follow_new(slot, batch_size, lambda owner: job_manager().resume(job_id, owner=owner))
+
+
+def _follow_new(slot: str, batch_size: int, submit: Callable[[str], int]) -> None:
     state = st.session_state
     try:
-        job_id = job_manager().submit(kind, target, owner=_owner(slot), **submit_kwargs)
+        job_id = submit(_owner(slot))
     except Busy as err:
         state[_key(slot, "message")] = ("warning", f"The server is busy. {err}")
         return

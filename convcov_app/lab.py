@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 import torch
 
 from convcov_core import compare, init, models, regime, train, work
+from convcov_core.compare import ComparisonPlan
+from convcov_core.comparison_jobs import InterruptedJob
 from convcov_core.comparison_table import comparison_table
 from convcov_core.json_safe import json_safe
 from convcov_core.learned_sets import CovarianceSetInfo
@@ -189,25 +191,6 @@ def regime_text(config: train.TrainConfig) -> tuple[str, str | None]:
 # ---------------------------------------------------------------------------------------------
 
 
-@dataclass
-class ComparisonPlan:
-    """What compare.compare (or JobManager.submit("compare", ...)) takes."""
-
-    base: train.TrainConfig
-    variants: dict
-    references: dict
-    seeds: list
-    ensemble: bool | None = None
-
-    @property
-    def n_runs(self) -> int:
-        return len(self.variants) * len(self.seeds)
-
-    def config(self, variant: str, seed: int | None = None) -> train.TrainConfig:
-        """The full config of one run."""
-        return self.base.replace(**self.variants[variant], seed=self.seeds[0] if seed is None else seed)
-
-
 def offered_schemes(depthwise: bool, niff: bool, has_sources: bool) -> list[str]:
     """The schemes a model can start from, in registry order: a NIFF ConvMixer only the native default
     (its filters come from MLPs); a model without depthwise filters (a ViT) the native one and the
@@ -378,12 +361,29 @@ def problem_runs(cmp: compare.ComparisonResult) -> list[str]:
 
 
 def verdict_text(cmp: compare.ComparisonResult) -> str:
-    """The verdict sentences, with a note when the comparison was cancelled part way."""
+    """The verdict sentences, with a note when the comparison did not run to its end (cancelled,
+    interrupted, failed, or still running)."""
     text = cmp.verdict or "Only one variant: nothing to compare against."
-    if cmp.status == "cancelled":
+    if cmp.status != "ok":
         finished = sum(len(runs) for runs in cmp.runs.values())
-        text += f" (Cancelled: {finished} of {len(cmp.variants) * len(cmp.seeds)} runs finished.)"
+        text += f" ({cmp.status.capitalize()}: {finished} of {len(cmp.variants) * len(cmp.seeds)} runs finished.)"
     return text
+
+
+def interrupted_text(job: InterruptedJob) -> str:
+    """What the Lab says of a comparison job that stopped with the server."""
+    record = job.record
+    return (f"**Interrupted:** {record.label} (comparison #{record.comparison_id}, started "
+            f"{record.created[:16].replace('T', ' ')} UTC) stopped when the server did, with "
+            f"{len(job.finished)} of {record.plan.n_runs} runs finished and saved. Resume trains the "
+            f"{job.n_left} run{'s' if job.n_left != 1 else ''} left into the same comparison; nothing "
+            "finished is trained again.")
+
+
+def finished_rows(job: InterruptedJob) -> list[dict]:
+    """The runs an interrupted job finished, one dict per run, for a dataframe."""
+    return [{"run": f"#{r.id}", "variant": r.variant, "seed": r.seed, "status": r.status,
+             "test accuracy %": r.test_acc} for r in job.finished]
 
 
 def verdict_is_clear(cmp: compare.ComparisonResult) -> bool:
@@ -428,9 +428,9 @@ def history_options(comparisons: list, runs: list) -> dict:
     RunSummary, newest first): label -> ("c", comparison id) or ("r", run id)."""
     options = {}
     for c in comparisons:
-        cancelled = " [cancelled]" if c.status != "ok" else ""
+        unfinished = f" [{c.status}]" if c.status != "ok" else ""
         options[f"comparison #{c.id} ({c.created[:16].replace('T', ' ')}): {', '.join(c.variants)} on "
-                f"{c.dataset}, {len(c.seeds)} seed(s){cancelled}"] = ("c", c.id)
+                f"{c.dataset}, {len(c.seeds)} seed(s){unfinished}"] = ("c", c.id)
     for r in runs:
         if r.comparison_id is None:
             acc = f", test {r.test_acc:.1f}%" if r.test_acc is not None else f", {r.status}"

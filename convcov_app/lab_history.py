@@ -21,7 +21,7 @@ def latest_comparison() -> None:
     store = run_store()
     saved = store.list_comparisons()  # newest first
     if saved:
-        cmp = stored_comparison(str(store.path), saved[0].id)
+        cmp = stored_comparison(saved[0].id)
         st.header("Latest comparison on this server")
         st.markdown(f"**Comparison #{cmp.id}:** {lab.verdict_text(cmp)}")
         st.caption(lab.setup_line(cmp) + ". Run your own with the settings in the sidebar; "
@@ -61,7 +61,7 @@ def history() -> None:
         st.caption(f"{len(options)} saved. Pick some to overlay their curves, export or delete them.")
         return
     chosen = [options[label] for label in picked]
-    comparisons = [stored_comparison(str(store.path), ref) for kind, ref in chosen if kind == "c"]
+    comparisons = [stored_comparison(ref) for kind, ref in chosen if kind == "c"]
     runs = [stored_run(str(store.path), ref) for kind, ref in chosen if kind == "r"]
     curves = [c for cmp in comparisons for c in
               lab.curves_from_runs([r for rs in cmp.runs.values() for r in rs], prefix=f"#{cmp.id} ")]

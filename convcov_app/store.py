@@ -65,6 +65,18 @@ def _add_example_once(store_path: str) -> None:
         log.exception("could not add the bundled example to the run store %s", store_path)
 
 
+def stored_comparison(comparison_id: int):
+    """A stored comparison with its runs, read again only when its status or number of runs has
+    changed (a job stores each run as it finishes, and a resumed job adds to an interrupted one)."""
+    store = run_store()
+    return _comparison(str(store.path), comparison_id, store.comparison_state(comparison_id))
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def _comparison(store_path: str, comparison_id: int, state: tuple | None):
+    return run_store().get_comparison(comparison_id)
+
+
 @st.cache_data(max_entries=16, show_spinner=False)
 def run_reach_warning(store_path: str, run_id: int) -> str | None:
     """reach.run_reach_warning of a stored run, once per run of the store at `store_path` (a stored
@@ -76,12 +88,6 @@ def run_reach_warning(store_path: str, run_id: int) -> str | None:
 def stored_run(store_path: str, run_id: int):
     """Run `run_id` of the run store at `store_path`, read once (a stored run never changes)."""
     return run_store().get(run_id)
-
-
-@st.cache_data(max_entries=16, show_spinner=False)
-def stored_comparison(store_path: str, comparison_id: int):
-    """Comparison `comparison_id` of the run store at `store_path`, read once."""
-    return run_store().get_comparison(comparison_id)
 
 
 def runs_with_learned_covariances() -> list:

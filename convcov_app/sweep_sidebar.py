@@ -51,7 +51,8 @@ def grid_widgets() -> sweeps.GridChoice:
 
 @st.cache_resource(show_spinner="Connecting to Ray…")
 def ray_executor(address, start_local: bool):
-    """One Ray connection per server process (a failure is not cached: Connect tries again)."""
+    """The Ray cluster as a probe found it, once per server process (a failure is not cached: Connect tries
+    again); the server never connects to Ray itself."""
     return sweeps.connect_ray(address, start_local)
 
 

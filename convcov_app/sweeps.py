@@ -2,11 +2,12 @@
 the page's choices (datasets, widths, depths, kernel and patch sizes, epochs, filters, the σ
 schedule: convcov's default, the one fitted from the bundled example, or σ values as axes), its
 size and time estimate, the cells whose filters are wider than their feature map, the Ray
-executor or why there is none, the background job that runs a sweep (its SweepEvents turned into
-the job manager's progress events) and how a reloaded page finds it again, and the tables the page
-shows: the cells filling in, each cell's effect with a power note, a cell's per-seed runs. Every
-count comes from the run store (sweep.trial_table), which is the truth about a sweep. No
-streamlit here, so it can be tested without a page.
+cluster (probed, never connected to from the server) or why there is none, the background job
+that runs a sweep (its SweepEvents turned into the job manager's progress events) and how a
+reloaded page finds it again, and the tables the page shows: the cells filling in, each cell's
+effect with a power note, a cell's per-seed runs. Every count comes from the run store
+(sweep.trial_table), which is the truth about a sweep. No streamlit here, so it can be tested
+without a page.
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ import pandas as pd
 from convcov_core import examples, learned_sets, models
 from convcov_core import sweep as sweeps
 from convcov_core.init import scheme_names, using_sigma
-from convcov_core.jobs import JobStatus
+from convcov_core.jobs import Interrupted, JobStatus
 from convcov_core.sweep.ray_cluster import INSTALL_HINT
+from convcov_core.sweep.ray_job import DriverLost, RaySpec, probe, run_sweep_apart
 from convcov_core.sweep.results import WIDER_THAN_MAP_NOTE, cell_maps
 from convcov_core.sweep.run import trial_seconds
 from convcov_core.text import duration, number
@@ -264,7 +266,7 @@ def estimate_text(grid: sweeps.Sweep, executor, n_todo: int) -> str:
 NO_RAY_HERE = ("This app has no Ray cluster to run sweeps on, and it starts no Ray on the server by itself: choose "
                "**this machine** to run sweeps here. To use Ray, whoever runs the app sets `CONVCOV_RAY_ADDRESS` to a "
                "cluster's address (`auto`, `host:port` or `ray://host:10001`), or `CONVCOV_RAY_LOCAL=1` to let "
-               "Connect start Ray on this machine, and restarts the app (docs/settings.md).")
+               "sweeps start Ray on this machine, and restarts the app (docs/settings.md).")
 
 
 class RayNotConfigured(ValueError):
@@ -276,7 +278,8 @@ def ray_caption(address: str | None, start_local: bool) -> str:
     if address:
         return f"`CONVCOV_RAY_ADDRESS`: `{address}`"
     if start_local:
-        return "`CONVCOV_RAY_ADDRESS` is not set: Connect starts Ray on this machine (`CONVCOV_RAY_LOCAL` is on)."
+        return ("`CONVCOV_RAY_ADDRESS` is not set: each sweep starts a Ray of its own on this machine "
+                "(`CONVCOV_RAY_LOCAL` is on).")
     return "No Ray cluster is set for this app (`CONVCOV_RAY_ADDRESS`), and it starts none of its own."
 
 
@@ -288,16 +291,17 @@ def no_executor_text(address: str | None, start_local: bool) -> str:
             "machine to run the sweep here.")
 
 
-def connect_ray(address: str | None, start_local: bool = False):
-    """The RayExecutor at `address` (None: a Ray started on this machine, only with start_local);
-    RayNotConfigured (NO_RAY_HERE) for None without start_local, starting nothing; ValueError saying
+def connect_ray(address: str | None, start_local: bool = False) -> RaySpec:
+    """The Ray cluster at `address` as a probe from a process of its own finds it (None: a Ray that
+    each sweep starts on this machine, only with start_local): the server itself never connects to
+    Ray (ray_job). RayNotConfigured (NO_RAY_HERE) for None without start_local; ValueError saying
     why there is none (Ray not installed, the cluster not answering)."""
     if address is None and not start_local:
         raise RayNotConfigured(NO_RAY_HERE)
     if importlib.util.find_spec("ray") is None:
         raise ValueError(f"Ray is not installed on this server: {INSTALL_HINT}, then restart the app.")
     try:
-        return sweeps.make_executor("ray", ray_address=address)
+        return probe(address)
     except sweeps.ClusterUnreachable as exc:
         raise ValueError(f"No Ray cluster to run on: {exc}") from None
 
@@ -333,7 +337,9 @@ def progress_event(event: sweeps.SweepEvent, grid: sweeps.Sweep) -> ProgressEven
 
 def sweep_job(grid: sweeps.Sweep, store: sweeps.SweepStore, executor):
     """The job's work, fn(callback) -> SweepOutcome: run_sweep with every event but "queued" passed
-    on (progress_event); the sweep stops once the callback answers "stop" (Cancel)."""
+    on (progress_event); the sweep stops once the callback answers "stop" (Cancel). On Ray (a
+    RaySpec) the sweep is driven from a process of its own, whose death interrupts the job
+    (jobs.Interrupted), never the server."""
     def work(callback):
         stop = []
 
@@ -341,8 +347,19 @@ def sweep_job(grid: sweeps.Sweep, store: sweeps.SweepStore, executor):
             if event.kind != "queued" and callback(progress_event(event, grid)) == "stop":
                 stop.append(True)
 
-        return sweeps.run_sweep(grid, store, executor, on_event, lambda: bool(stop))
+        if not isinstance(executor, RaySpec):
+            return sweeps.run_sweep(grid, store, executor, on_event, lambda: bool(stop))
+        try:
+            return run_sweep_apart(grid, store.runs.path, executor, on_event, lambda: bool(stop))
+        except DriverLost as exc:
+            raise Interrupted(str(exc)) from None
     return work
+
+
+def interrupted_text(status: JobStatus) -> str:
+    """What the page says of a sweep job that was interrupted."""
+    return (f"The sweep was interrupted: {status.message}. This server goes on; the trials finished before are "
+            "kept in the run store, and Resume (below) runs the rest.")
 
 
 def progress_line(status: JobStatus) -> str:

@@ -10,11 +10,12 @@ from __future__ import annotations
 import dataclasses
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 from . import stats
 from .ensemble import estimate_time as ensemble_time
 from .ensemble import train_ensemble, use_ensemble
-from .train import Callback, ProgressEvent, TrainConfig, estimate_time, train, wants_stop
+from .train import Callback, ProgressEvent, RunResult, TrainConfig, estimate_time, train, wants_stop
 
 
 @dataclass
@@ -79,6 +80,26 @@ class ComparisonResult:
                 for name, runs in self.runs.items()
             },
         }
+
+
+@dataclass
+class ComparisonPlan:
+    """What compare (or JobManager.submit("compare", ...)) takes: the base config, the variants
+    (overrides of it), the reference of each, the seeds and whether the runs train together."""
+
+    base: TrainConfig
+    variants: dict
+    references: dict
+    seeds: list
+    ensemble: bool | None = None
+
+    @property
+    def n_runs(self) -> int:
+        return len(self.variants) * len(self.seeds)
+
+    def config(self, variant: str, seed: int | None = None) -> TrainConfig:
+        """The full config of one run."""
+        return self.base.replace(**self.variants[variant], seed=self.seeds[0] if seed is None else seed)
 
 
 #: What a comparison judges: the final test accuracy with settled BatchNorm statistics (the
@@ -146,7 +167,8 @@ def variants_for(inits: list[str], freeze: str) -> tuple[dict, dict]:
 
 
 def compare(base_config: TrainConfig, variants: dict, seeds, callback: Callback | None = None, *,
-            references: dict | None = None, metric: str = "test_acc", ensemble: bool | None = None) -> ComparisonResult:
+            references: dict | None = None, metric: str = "test_acc", ensemble: bool | None = None,
+            finished=(), on_result: Callable[[RunResult], None] | None = None) -> ComparisonResult:
     """Train every variant (overrides of base_config) once per seed, seed by seed, and compare the
     final test accuracies (final[metric]: settled BatchNorm statistics by default, see METRICS):
     mean ± std per variant and paired differences against a reference variant (the first one
@@ -155,7 +177,10 @@ def compare(base_config: TrainConfig, variants: dict, seeds, callback: Callback 
     cannot group trains alone), each ending as its lone run would; False: one after another; None:
     together on accelerators, one after another on the CPU (ensemble.pays_off). A
     callback answer of True/"stop" cancels the remaining runs (with the ensemble, the whole group
-    training then); the finished ones are summarized."""
+    training then); the finished ones are summarized. finished: runs of this comparison trained
+    before (an interrupted job's, read back from the run store): kept, and their variant and seed
+    not trained again; wall_time then counts their own. on_result(run): each run trained here, as
+    soon as it ends (with the ensemble, as its group ends); cancelled runs are not passed."""
     if metric not in METRICS:
         raise ValueError(f"unknown metric {metric!r}; choose one of: {', '.join(METRICS)}")
     if not variants:
@@ -166,37 +191,65 @@ def compare(base_config: TrainConfig, variants: dict, seeds, callback: Callback 
     if len(set(seeds)) != len(seeds):
         raise ValueError(f"seeds must be distinct, got {seeds}")
     first = next(iter(variants))
-    references = dict(references or {})
-    for name, ref in references.items():
-        if name not in variants or (ref is not None and ref not in variants):
-            raise ValueError(f"reference {name!r} -> {ref!r} names a variant that is not being run")
-    refs = {name: references.get(name, first if name != first else None) for name in variants}
+    refs = paired_references(variants, references)
     configs = {name: base_config.replace(**overrides).validate() for name, overrides in variants.items()}
     for seed in seeds:
         configs[first].replace(seed=seed).validate()
 
     started = time.perf_counter()
-    order = [(name, seed) for seed in seeds for name in variants]  # run_index = place in this list
+    kept = _finished_pairs(finished, variants, seeds)
+    order = [(name, seed) for seed in seeds for name in variants if (name, seed) not in kept]  # run_index: place here
+
+    def ended(result: RunResult) -> None:
+        if on_result is not None and result.status != "cancelled":
+            on_result(result)
+
     trained = (_together if use_ensemble(base_config, ensemble) else _one_after_another)(
-        [configs[name].replace(seed=seed) for name, seed in order], [name for name, _ in order], callback)
-    runs = {name: [] for name in variants}
-    for (name, _), result in zip(order, trained):
-        if result.status != "cancelled":
-            runs[name].append(result)
+        [configs[name].replace(seed=seed) for name, seed in order], [name for name, _ in order], callback,
+        ended) if order else []
+    by_pair = {**kept, **{pair: r for pair, r in zip(order, trained) if r.status != "cancelled"}}
+    runs = {name: [by_pair[name, seed] for seed in seeds if (name, seed) in by_pair] for name in variants}
     cancelled = len(trained) < len(order) or any(r.status == "cancelled" for r in trained)
     rows, verdicts = summarize(variants, seeds, runs, refs, metric)
+    wall_time = time.perf_counter() - started + sum(r.wall_time for r in kept.values())
     return ComparisonResult(base_config=base_config, variants=dict(variants), seeds=seeds, runs=runs,
-                            rows=rows, verdicts=verdicts, wall_time=time.perf_counter() - started,
+                            rows=rows, verdicts=verdicts, wall_time=wall_time,
                             status="cancelled" if cancelled else "ok", references=refs, metric=metric)
 
 
-def _together(configs: list[TrainConfig], names: list[str], callback: Callback | None) -> list:
-    """Every config's RunResult from train_ensemble (run_index: its place in configs)."""
-    return train_ensemble(configs, callback, variants=names)
+def paired_references(variants: dict, references: dict | None) -> dict:
+    """The reference of every variant: as `references` maps it, else the first variant (None for the
+    first itself); ValueError for a reference to a variant that is not being run."""
+    first = next(iter(variants))
+    references = dict(references or {})
+    for name, ref in references.items():
+        if name not in variants or (ref is not None and ref not in variants):
+            raise ValueError(f"reference {name!r} -> {ref!r} names a variant that is not being run")
+    return {name: references.get(name, first if name != first else None) for name in variants}
 
 
-def _one_after_another(configs: list[TrainConfig], names: list[str], callback: Callback | None) -> list:
-    """The RunResults of train() on each config in turn, up to the first cancelled one (included)."""
+def _finished_pairs(finished, variants: dict, seeds: list) -> dict:
+    """{(variant, seed): run} of runs trained before; ValueError for one this comparison does not
+    have, or for two of the same variant and seed."""
+    pairs = {}
+    for run in finished:
+        pair = (run.variant, run.config.seed)
+        if run.variant not in variants or run.config.seed not in seeds or pair in pairs:
+            raise ValueError(f"a finished run ({run.variant}, seed {run.config.seed}) is not one this comparison "
+                             "still needs: its variant or seed is not in it, or it is given twice")
+        pairs[pair] = run
+    return pairs
+
+
+def _together(configs: list[TrainConfig], names: list[str], callback: Callback | None, ended) -> list:
+    """Every config's RunResult from train_ensemble (run_index: its place in configs); ended(result)
+    as each group ends."""
+    return train_ensemble(configs, callback, variants=names, on_result=ended)
+
+
+def _one_after_another(configs: list[TrainConfig], names: list[str], callback: Callback | None, ended) -> list:
+    """The RunResults of train() on each config in turn, up to the first cancelled one (included);
+    ended(result) after each."""
     results = []
     for i, (config, name) in enumerate(zip(configs, names)):
         stop = []
@@ -208,6 +261,7 @@ def _one_after_another(configs: list[TrainConfig], names: list[str], callback: C
             return answer
 
         results.append(train(config, relay, variant=name, run_index=i, n_runs=len(configs)))
+        ended(results[-1])
         if results[-1].status == "cancelled" or stop:
             break
     return results

@@ -11,8 +11,11 @@ alone let a 512-wide network with 51 x 51 filters start), and on the memory one 
 (ensemble.plan.member_bytes: 16 P + 1.5 s B A, at most MEMORY_SHARE of the memory available when
 the job is submitted), and saves finished runs and comparisons to the
 run store (a cancelled comparison is saved with the runs it finished; a cancelled single run is
-not saved). A job may name its `owner` (an opaque string, e.g. a visitor's token): list_jobs
-reports it, so a page reloaded while its job runs finds that job again.
+not saved). A comparison job is recorded in the store and stores each run as it finishes
+(comparison_jobs), so a server killed mid-job loses only the runs then training: after a restart
+`interrupted()` lists the job and `resume` trains the runs it lacks. A job may name its `owner`
+(an opaque string, e.g. a visitor's token): list_jobs reports it, so a page reloaded while its job
+runs finds that job again.
 """
 
 from __future__ import annotations
@@ -25,7 +28,8 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from . import settings
-from .compare import ComparisonResult, compare
+from .compare import ComparisonPlan, ComparisonResult
+from .comparison_jobs import ComparisonJobs, InterruptedJob
 from .ensemble.plan import MEMORY_SHARE, available_bytes, config_member_bytes
 from .runs import RunStore
 from .train import ProgressEvent, RunResult, TrainConfig, resolve_device, train
@@ -38,6 +42,11 @@ class Busy(RuntimeError):
     """The server already runs as many jobs as it allows; the message says what to do."""
 
 
+class Interrupted(RuntimeError):
+    """A job's work stopped before its end for a reason outside it (e.g. the process driving a sweep
+    died); the job ends "interrupted" with this message, and what it had finished is kept."""
+
+
 class JobTooLarge(ValueError):
     """A job would train on more images than this server allows per job, or one of its runs would need
     more memory than the machine has free."""
@@ -45,7 +54,7 @@ class JobTooLarge(ValueError):
 
 @dataclass
 class JobStatus:
-    """A snapshot of one job. state: "running", "done", "cancelled" or "failed"; progress in [0, 1];
+    """A snapshot of one job. state: "running", "done", "cancelled", "interrupted" or "failed"; progress in [0, 1];
     result_id: the saved run or comparison id (None until saved); owner: as given to submit."""
 
     id: int
@@ -72,8 +81,7 @@ class _Job:
     id: int
     kind: str
     label: str
-    work: Callable
-    samples: int | None
+    work: Callable | None
     owner: str | None = None
     created: float = field(default_factory=time.time)
     state: str = "running"
@@ -118,6 +126,7 @@ class JobManager:
         if self.max_jobs < 1 or self.max_samples < 1:
             raise ValueError("max_jobs and max_samples must be >= 1")
         self._store, self._store_path = store, store_path
+        self._comparisons: ComparisonJobs | None = None
         self._lock = threading.Lock()
         self._jobs: dict[int, _Job] = {}
         self._next_id = 1
@@ -129,6 +138,13 @@ class JobManager:
         if self._store is None:
             self._store = RunStore(self._store_path)
         return self._store
+
+    @property
+    def comparisons(self) -> ComparisonJobs:
+        """The recorded comparison jobs of the store."""
+        if self._comparisons is None:
+            self._comparisons = ComparisonJobs(self.store)
+        return self._comparisons
 
     # -- submitting ------------------------------------------------------------------------------
 
@@ -145,40 +161,63 @@ class JobManager:
         """
         if kind == "train":
             config = target.validate()
-            samples, runs = images_per_run(config), 1
             label = label or (f"train {config.model} on {config.dataset}, init {config.init}, "
                               f"seed {config.seed}")
-            work = functools.partial(train, config)
-        elif kind == "compare":
+            self._check_size(config, images_per_run(config), runs=1)
+            return self._launch(kind, label, owner, name, lambda: functools.partial(train, config))
+        if kind == "compare":
             config = target.validate()
             if not variants or seeds is None or not list(seeds):
                 raise ValueError("a compare job needs variants and at least one seed")
-            seeds = list(seeds)
-            runs = len(variants) * len(seeds)
-            samples = images_per_run(config) * runs
+            plan = ComparisonPlan(config, variants, references or {}, list(seeds), ensemble)
             label = label or (f"compare {', '.join(variants)} on {config.dataset} ({config.model}), "
-                              f"{len(seeds)} seed(s)")
-            work = functools.partial(compare, config, variants, seeds, references=references, ensemble=ensemble)
-        elif kind == "task":
+                              f"{len(plan.seeds)} seed(s)")
+            self._check_size(config, images_per_run(config) * plan.n_runs, runs=plan.n_runs)
+            return self._launch(kind, label, owner, name, lambda: self.comparisons.start(plan, label, owner, name))
+        if kind == "task":
             if not callable(target):
                 raise ValueError("a task job needs a callable fn(callback) -> result")
-            label = label or getattr(target, "__name__", "task")
-            work = target
-        else:
-            raise ValueError(f"unknown job kind {kind!r}; use train, compare or task")
-        if samples is not None and samples > self.max_samples:
+            if samples is not None:
+                self._check_size(None, samples)
+            return self._launch(kind, label or getattr(target, "__name__", "task"), owner, name, lambda: target)
+        raise ValueError(f"unknown job kind {kind!r}; use train, compare or task")
+
+    def resume(self, job_id: int, owner: str | None = None) -> int:
+        """Run the rest of an interrupted comparison job (one of interrupted(), by its record id): the
+        runs its stored comparison lacks, stored into it. The new job's id. Busy and JobTooLarge as
+        submit; ValueError when the job is not interrupted (resumed or set aside already)."""
+        found = next((j for j in self.interrupted() if j.record.id == job_id), None)
+        if found is None:
+            raise ValueError(f"job {job_id} is not an interrupted job: it was resumed or set aside already")
+        plan = found.record.plan
+        self._check_size(plan.base, images_per_run(plan.base) * found.n_left, runs=found.n_left)
+        return self._launch("compare", found.record.label, owner, found.record.name,
+                            lambda: self.comparisons.resume(job_id)[1])
+
+    def interrupted(self) -> list[InterruptedJob]:
+        """Comparison jobs whose server died before they ended, with the runs they finished."""
+        return self.comparisons.interrupted()
+
+    def _check_size(self, config: TrainConfig | None, samples: int, runs: int = 0) -> None:
+        """JobTooLarge when the job would train on more images than allowed, its `runs` runs of `config`
+        (None: a task) with more arithmetic, or one run would not fit in memory."""
+        if samples > self.max_samples:
             raise JobTooLarge(
                 f"this job would train on {samples:,} images (epochs x training images x runs); this "
                 f"server allows {self.max_samples:,} per job (CONVCOV_MAX_JOB_SAMPLES). Use fewer "
                 "epochs, seeds or variants, a smaller dataset, or the command line "
                 "(python -m convcov_core compare ...) on your own machine.")
-        if kind != "task" and (tflop := run_flops(config) * runs / 1e12) > self.max_tflop:
+        if config is not None and (tflop := run_flops(config) * runs / 1e12) > self.max_tflop:
             raise JobTooLarge(
                 f"this job would train with about {tflop:,.0f} TFLOP of arithmetic; this server allows "
                 f"{self.max_tflop:,} per job (CONVCOV_MAX_JOB_TFLOP). Use a narrower or shallower model, a "
                 "smaller kernel, larger patches, fewer epochs or runs, or the command line on your own machine.")
-        if kind != "task" and (problem := memory_problem(config)):
+        if config is not None and (problem := memory_problem(config)):
             raise JobTooLarge(problem)
+
+    def _launch(self, kind: str, label: str, owner: str | None, name: str | None, make_work) -> int:
+        """Take a place among the running jobs (Busy when there is none), then start make_work()'s work
+        (what it records or refuses, it does with the place held) in a thread; the job's id."""
         with self._lock:
             running = [j for j in self._jobs.values() if j.state == "running"]
             if len(running) >= self.max_jobs:
@@ -186,10 +225,16 @@ class JobManager:
                 raise Busy(
                     f"this server already runs {len(running)} job(s), its limit (CONVCOV_MAX_JOBS="
                     f"{self.max_jobs}): {names}. Wait for it to finish or cancel it, then start again.")
-            job = _Job(self._next_id, kind, label, work, samples, owner)
+            job = _Job(self._next_id, kind, label, None, owner)
             self._next_id += 1
             self._jobs[job.id] = job
             self._forget_old_jobs()
+        try:
+            job.work = make_work()
+        except BaseException:
+            with self._lock:
+                del self._jobs[job.id]
+            raise
         job.thread = threading.Thread(target=self._run, args=(job, name), name=f"convcov-job-{job.id}",
                                       daemon=True)
         job.thread.start()
@@ -217,13 +262,14 @@ class JobManager:
                 message = result.message
                 if state == "done":
                     job.result_id = self.store.save(result, name=name)
-            elif isinstance(result, ComparisonResult):
+            elif isinstance(result, ComparisonResult):  # stored run by run (comparison_jobs)
                 state = "cancelled" if result.status == "cancelled" else "done"
                 message = result.verdict or result.status
-                if state == "done" or any(result.runs.values()):  # cancelled: keep the finished runs
-                    job.result_id = self.store.save_comparison(result, name=name)
+                job.result_id = result.id
             elif job.stop.is_set():
                 state, message = "cancelled", "cancelled"
+        except Interrupted as exc:
+            state, message = "interrupted", str(exc)
         except Exception as exc:  # the job's owner reads the message from status(); nothing to re-raise to
             saving = " (the work finished; saving it to the run store failed)" if result is not None else ""
             state, message = "failed", f"{type(exc).__name__}: {exc}{saving}"

@@ -220,18 +220,30 @@ class RunStore:
     def save_comparison(self, cmp: ComparisonResult, *, name: str | None = None) -> int:
         """Store a comparison and all of its runs in one transaction; return the comparison id."""
         with self._db.transaction() as conn:
-            cur = conn.execute(
+            cmp.id = conn.execute(
                 "INSERT INTO comparisons (created, name, base_config, variants, refs, seeds, rows, "
                 "verdicts, wall_time, status, metric) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (utc_timestamp(), name, _json(cmp.base_config.to_dict()), json.dumps(cmp.variants_dict()),
                  json.dumps(cmp.references), json.dumps(cmp.seeds), _json(rows_to_json(cmp.rows)),
-                 json.dumps(cmp.verdicts), cmp.wall_time, cmp.status, cmp.metric))
-            cmp_id = cur.lastrowid
+                 json.dumps(cmp.verdicts), cmp.wall_time, cmp.status, cmp.metric)).lastrowid
             for runs in cmp.runs.values():
                 for run in runs:
-                    run.id = self._insert_run(conn, run, name, cmp_id)
-        cmp.id = cmp_id
-        return cmp_id
+                    run.id = self._insert_run(conn, run, name, cmp.id)
+        return cmp.id
+
+    def update_comparison(self, cmp: ComparisonResult) -> None:
+        """Write the table, verdicts, wall time and status of the stored comparison cmp.id, whose runs
+        were saved as they finished (save(run, comparison_id=...)); ValueError if it is gone."""
+        with self._db.transaction() as conn:
+            if not conn.execute("UPDATE comparisons SET rows = ?, verdicts = ?, wall_time = ?, status = ? WHERE id = ?",
+                                (_json(rows_to_json(cmp.rows)), json.dumps(cmp.verdicts), cmp.wall_time, cmp.status,
+                                 cmp.id)).rowcount:
+                raise ValueError(f"no comparison with id {cmp.id} in {self.path}")
+
+    def set_comparison_status(self, comparison_id: int, status: str) -> None:
+        """Change a stored comparison's status only (e.g. "interrupted" when the job running it died)."""
+        with self._db.transaction() as conn:
+            conn.execute("UPDATE comparisons SET status = ? WHERE id = ?", (status, comparison_id))
 
     def _insert_run(self, conn, result: RunResult, name, comparison_id) -> int:
         cfg = result.config
@@ -326,6 +338,14 @@ class RunStore:
                                          seeds=json.loads(r[5]), status=r[6],
                                          verdict=" ".join(json.loads(r[7])), wall_time=r[8], n_runs=r[9]))
         return out
+
+    def comparison_state(self, comparison_id: int) -> tuple[str, int] | None:
+        """(status, number of runs) of a stored comparison, None when there is none: what changes
+        while a job adds runs to it (a cache of comparisons keys on it)."""
+        with self._db.connection() as conn:
+            row = conn.execute("SELECT status, (SELECT COUNT(*) FROM runs WHERE comparison_id = comparisons.id) "
+                               "FROM comparisons WHERE id = ?", (comparison_id,)).fetchone()
+        return tuple(row) if row else None
 
     def get_comparison(self, comparison_id: int) -> ComparisonResult:
         """A stored comparison with all of its runs; its table and verdicts are worked out again

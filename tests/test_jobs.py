@@ -159,7 +159,7 @@ def test_limits_come_from_the_environment(monkeypatch, tmp_path):
 def test_time_left_follows_the_pace_since_the_first_step_not_the_setup():
     from convcov_core.jobs import _eta, _Job
 
-    job = _Job(id=1, kind="task", label="", work=None, samples=None, created=0.0)
+    job = _Job(id=1, kind="task", label="", work=None, created=0.0)
     assert _eta(job, 0.0, now=5.0) is None  # nothing to go on yet
     assert _eta(job, 0.1, now=10.0) == pytest.approx(90.0)  # no event recorded: from the start
     job.first_progress = (30.0, 0.01)  # 30 s of loading and warm-up before the first step's event

@@ -28,7 +28,7 @@ LAYERS = [
     ("train", _core("train", "work")),
     ("ensemble", _core("ensemble")),
     ("compare", _core("compare", "comparison_table")),
-    ("store and jobs", _core("runs", "run_codec", "run_export", "jobs")),
+    ("store and jobs", _core("runs", "run_codec", "run_export", "job_records", "comparison_jobs", "jobs")),
     ("analyses", _core("regime", "reach", "attention", "examples", "learned_sets", "model_pairs", "cnfa", "frequency",
                        "pretrained", "rfm")),
     ("sweep", _core("sweep")),

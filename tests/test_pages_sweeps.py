@@ -156,24 +156,15 @@ def test_a_reload_while_a_sweep_runs_still_shows_it_and_cancel_keeps_what_finish
 
 
 def ray_calls(monkeypatch) -> list:
-    """The executors the page asks convcov_core.sweep.make_executor for ("ray" ones get a local pool
-    that calls itself Ray, so nothing starts); the list of (name, ray_address) asked."""
+    """The addresses the page asks ray_job.probe about (which, for none, starts nothing either)."""
     calls = []
-    real = sweep.make_executor
+    real = sweeps.probe
 
-    class StandIn(sweep.LocalPool):
-        name = "ray"
+    def probe(address, *args, **kwargs):
+        calls.append(address)
+        return real(address, *args, **kwargs)
 
-        def describe(self) -> str:
-            return "Ray started on this machine (a stand-in)"
-
-    def make(name="local", **kwargs):
-        if name != "ray":
-            return real(name, **kwargs)
-        calls.append((name, kwargs.get("ray_address")))
-        return StandIn(1)
-
-    monkeypatch.setattr(sweep, "make_executor", make)
+    monkeypatch.setattr(sweeps, "probe", probe)
     return calls
 
 
@@ -201,13 +192,18 @@ def test_without_an_address_connect_starts_no_ray_unless_the_operator_allows_it(
     monkeypatch.setenv("CONVCOV_RAY_LOCAL", "1")  # the operator's choice
     at = tiny_grid(new_app(PAGE, timeout=TIMEOUT).run())
     at.radio(key="sweep_executor").set_value("a Ray cluster").run()
-    assert "Connect starts Ray on this machine (`CONVCOV_RAY_LOCAL` is on)" in sidebar_captions(at)
+    assert "each sweep starts a Ray of its own on this machine (`CONVCOV_RAY_LOCAL` is on)" in \
+        sidebar_captions(at)
     assert at.info[0].value == "Connect to Ray in the sidebar to run there, or choose this machine."
     at.button(key="sweep_connect").click().run()
     assert_clean(at, "connected")
-    assert calls == [("ray", None)]
-    assert "Runs on the Ray started on this machine (a stand-in)." in [c.value for c in at.caption]
+    assert calls == [None]
+    assert any(c.value.startswith("Runs on the Ray started on this machine for each sweep: 1 node(s), ")
+               for c in at.caption)
     assert not at.button(key="sweep_run").disabled
+    if importlib.util.find_spec("ray") is not None:
+        import ray
+        assert not ray.is_initialized()  # each sweep's driver process starts its own
 
 
 def test_connect_without_an_address_or_the_setting_is_refused_before_ray_is_looked_at(monkeypatch):

@@ -1,17 +1,20 @@
 """Sweeps on a real Ray cluster started here: a head and a second node on 127.0.0.1, one CPU each
 (tests/helpers/ray_cluster.py), driven through the command line as a user would."""
 
+import multiprocessing
 import os
 import signal
 import sqlite3
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
 from convcov_core import reproduce as R
-from convcov_core.sweep import SweepStore, ray_cluster
+from convcov_core.sweep import Sweep, SweepStore, ray_cluster, ray_job
+from convcov_core.train import TrainConfig
 from tests.helpers.ray_cluster import free_port, trial_workers
 from tests.helpers.ray_cluster import ray_cluster as start_ray_cluster
 
@@ -135,3 +138,83 @@ def test_without_ray_installed_the_cli_says_how_to_get_it(tmp_path):
     assert done.returncode == 2
     assert done.stderr.strip() == f"convcov: error: --executor ray needs Ray, which is not installed here: " \
                                   f"{ray_cluster.INSTALL_HINT}"
+
+
+def apart_grid(name: str, max_steps: int) -> Sweep:
+    base = TrainConfig(model="convmixer-8/1", kernel_size=3, epochs=1, batch_size=16, max_steps=max_steps, device="cpu")
+    return Sweep(name, base, {"kernel_size": [3, 5]}, ["default", "gaussian"], [0, 1]).validate()
+
+
+def test_the_apps_probe_and_sweep_run_in_processes_of_their_own(cluster, tmp_path):
+    """The app's way (ray_job): this process asks and drives through children and never joins Ray itself."""
+    address, _ = cluster
+    spec = ray_job.probe(address)
+    assert (spec.nodes, spec.resources["CPU"], spec.slots) == (2, 2.0, 2)
+    assert spec.describe().startswith(f"Ray at {address}: 2 node(s), 2 CPU(s), 0 GPU(s)")
+    events = []
+    outcome = ray_job.run_sweep_apart(apart_grid("apart", 2), tmp_path / "runs.db", spec, events.append)
+    assert (outcome.ran, outcome.failed, outcome.cancelled) == (8, 0, False)
+    assert_each_trial_once(tmp_path / "runs.db", "apart", 8)
+    assert [e.kind for e in events].count("done") == 8
+    assert "ray" not in sys.modules or not sys.modules["ray"].is_initialized()
+
+
+def test_a_driver_that_dies_mid_sweep_is_driver_lost_here_and_its_stored_trials_stay(cluster, tmp_path):
+    address, _ = cluster
+    spec = ray_job.probe(address)
+    killed = []
+
+    def kill_the_driver_once_a_trial_is_stored(event):
+        if event.kind == "done" and not killed:
+            [driver] = [p for p in multiprocessing.active_children() if p.name == "convcov-ray-driver"]
+            os.kill(driver.pid, signal.SIGKILL)
+            killed.append(event.n_finished)
+
+    with pytest.raises(ray_job.DriverLost, match=r"ended before it had finished \(killed by SIGKILL\)"):
+        ray_job.run_sweep_apart(apart_grid("lost", 60), tmp_path / "runs.db", spec,
+                                kill_the_driver_once_a_trial_is_stored)
+    store = SweepStore(tmp_path / "runs.db")
+    stored = len(store.finished(store.keys("lost")))
+    assert killed and killed[0] <= stored < 8
+    assert not [p for p in multiprocessing.active_children() if p.name == "convcov-ray-driver"]
+
+
+def descendants(pid: int) -> dict[int, str]:
+    """{pid: name} of the processes below `pid` now, from /proc."""
+    children: dict[int, list[int]] = {}
+    names = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                name, _, fields = (entry / "stat").read_text().partition(" (")[2].rpartition(")")
+                children.setdefault(int(fields.split()[1]), []).append(int(entry.name))
+                names[int(entry.name)] = name
+            except (OSError, IndexError, ValueError):
+                continue
+    found, todo = {}, list(children.get(pid, []))
+    while todo:
+        child = todo.pop()
+        found[child] = names[child]
+        todo += children.get(child, [])
+    return found
+
+
+def test_a_ray_of_its_own_starts_in_the_sweeps_driver_and_ends_with_it(tmp_path):
+    """CONVCOV_RAY_LOCAL's way: nothing starts before the sweep; its driver starts Ray and takes it along."""
+    spec = ray_job.probe(None, workers=1)
+    assert spec.describe().startswith("Ray started on this machine for each sweep: 1 node(s), 1 CPU(s)")
+    assert not {"gcs_server", "raylet"} & set(descendants(os.getpid()).values())
+    seen = {}
+
+    def note_the_drivers_processes(event) -> None:
+        for driver in (p for p in multiprocessing.active_children() if p.name == "convcov-ray-driver"):
+            seen[driver.pid] = "driver"
+            seen.update(descendants(driver.pid))
+
+    outcome = ray_job.run_sweep_apart(apart_grid("own", 2), tmp_path / "runs.db", spec, note_the_drivers_processes)
+    assert outcome.ran == 8 and "gcs_server" in seen.values() and "raylet" in seen.values(), seen
+    deadline = time.monotonic() + 120
+    while (left := {pid: name for pid, name in seen.items() if Path(f"/proc/{pid}").exists()}) and \
+            time.monotonic() < deadline:
+        time.sleep(1)
+    assert left == {}

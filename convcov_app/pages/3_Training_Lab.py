@@ -3,9 +3,9 @@
 import pandas as pd
 import streamlit as st
 
-from convcov_app import background, lab, lab_history, lab_sidebar
+from convcov_app import background, interrupted, lab, lab_history, lab_sidebar
 from convcov_app.navigation import page_setup
-from convcov_app.store import learned_covariances, run_store, store_problem, stored_comparison
+from convcov_app.store import learned_covariances, store_problem, stored_comparison
 from convcov_app.support import CHART, curve_charts, device_name, present_datasets, shown_errors
 from convcov_core import jobs, learned_sets, reach, settings, text
 from convcov_core.plots import curves as figures
@@ -56,7 +56,7 @@ def show_results(status, result) -> None:
     if status.state == "failed":
         st.error(f"The comparison stopped with an error: {status.message}")
         return
-    cmp = stored_comparison(str(run_store().path), status.result_id) if status.result_id else result
+    cmp = stored_comparison(status.result_id) if status.result_id else result
     if cmp is None or not any(cmp.runs.values()):
         st.info("Cancelled before any run finished: nothing to show or save.")
         return
@@ -134,6 +134,8 @@ def job_area() -> None:
     """Messages, the running job's progress and live curves, or the last result."""
     background.show_message(SLOT)
     mine = background.running(SLOT)
+    if mine is None and STORE_PROBLEM is None:
+        interrupted.show(SLOT)
     if mine is None and background.others_running(SLOT):
         background.busy_notice(SLOT)
     if mine is not None:

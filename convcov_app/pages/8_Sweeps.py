@@ -92,6 +92,8 @@ def job_area() -> str | None:
             st.success(sweeps.outcome_text(outcome))
         elif status.state == "cancelled":
             st.info("Sweep stopped. Its finished trials are kept in the run store; Resume runs the rest.")
+        elif status.state == "interrupted":
+            st.warning(sweeps.interrupted_text(status))
         else:
             st.error(f"The sweep stopped with an error: {status.message}")
     return found[1] if found else None

@@ -9,6 +9,8 @@ groups after it. On the CPU a group's large activations stay in the heap (heap.k
 
 from __future__ import annotations
 
+from typing import Callable
+
 from ..train import (
     Callback,
     OwnNetwork,
@@ -28,7 +30,8 @@ from .plan import ensemble_key, group_compatible, max_members, split_evenly
 
 def train_ensemble(configs: list[TrainConfig], callback: Callback | None = None, *, models: list | None = None,
                    variants: list | None = None, run_indices: list[int] | None = None, n_runs: int | None = None,
-                   memory_budget: int | None = None, sync_every: int | None = None) -> list[RunResult]:
+                   memory_budget: int | None = None, sync_every: int | None = None,
+                   on_result: Callable[[RunResult], None] | None = None) -> list[RunResult]:
     """Train every config, compatible ones together (plan.group_compatible), and return their
     RunResults in the order of configs, each as train(config) returns it: wall_time is the member's
     share of its group's (the group's wall time over its members). A config trained alone is a
@@ -39,7 +42,8 @@ def train_ensemble(configs: list[TrainConfig], callback: Callback | None = None,
     models: train these networks from their weights as they are (one per config, one architecture,
     trained in place), as train(model=) does. memory_budget: bytes a group may use (default:
     plan.MEMORY_SHARE of the memory available). After a cancel the configs not started yet come back
-    "cancelled" with nothing trained."""
+    "cancelled" with nothing trained. on_result(result): the result of each config that trained, as
+    soon as its group (or its lone run) ends, before the next group starts (a cancelled one too)."""
     configs = [config.validate() for config in configs]
     n = len(configs)
     variants = [None] * n if variants is None else list(variants)
@@ -62,6 +66,7 @@ def train_ensemble(configs: list[TrainConfig], callback: Callback | None = None,
                                         n_runs=n if n_runs is None else n_runs, sync_every=sync_every)
         for i, result in zip(group, group_results):
             results[i] = result
+        _report(on_result, group_results)
     return results
 
 
@@ -70,6 +75,11 @@ def _network(configs: list[TrainConfig], models: list | None):
     if len(configs) == 1:
         return OwnNetwork(None if models is None else models[0])
     return GroupedNetwork(configs, models)
+
+
+def _report(on_result, results: list) -> None:
+    for result in results if on_result is not None else ():
+        on_result(result)
 
 
 def estimate_time(configs: list[TrainConfig], n_steps: int = 3) -> float:

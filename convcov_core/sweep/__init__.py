@@ -8,6 +8,8 @@ resumable, and turned into the effect of each init scheme against the reference 
     executor     Executor: the protocol every executor follows (describe, run, slots, threads)
     local        LocalPool: worker processes on this machine (the default executor)
     ray_cluster  RayExecutor: Ray tasks on a cluster (optional dependency)
+    ray_job      RaySpec, run_sweep_apart: a Ray sweep driven from a process of its own, for the app,
+                 whose server must never be a Ray driver
     run          run_sweep, run_trials: skip what is stored, run the rest, store results, progress events;
                  trial_seconds, pending_seconds: how long the trials left should take
     results      trial_table, cell_effects, write_table

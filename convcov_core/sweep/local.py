@@ -9,7 +9,7 @@ so they start with a clean torch. A worker that dies (killed, out of memory) bre
 trials it was running are retried in a new pool, up to MAX_ATTEMPTS times, then recorded as failed;
 the trials that had not started are simply run again. A driver that dies without shutting its pool
 down (kill -9 of its pid alone, the OOM killer) takes its workers with it: each watches the driver
-(_exit_with_driver) and ends itself within a second, which also lets the driver's resource tracker
+(exit_with_parent) and ends itself within a second, which also lets the driver's resource tracker
 exit; the trials they were running are simply not stored, and `sweep resume` runs them.
 """
 
@@ -31,14 +31,14 @@ from .worker import TrialProgress, batching, failed_result, run_batch, trial_bat
 
 MAX_ATTEMPTS = 3  # times a trial is started before a dying worker counts as the trial's failure
 _POLL_S = 0.5
-_DRIVER_POLL_S = 1.0  # at most this long between the driver's death and its workers' end
-DRIVER_GONE_EXIT = 75  # a worker's exit status when it ended because its driver had died
+_PARENT_POLL_S = 1.0  # at most this long between a parent's death and its children's end
+PARENT_GONE_EXIT = 75  # the exit status of a process that ended because its parent had died
 
 _worker = {}  # a pool worker's progress queue, stop flag and torch threads (set by _start_worker)
 
 
 def _start_worker(progress, stop, counter, threads: int, gpus: int) -> None:
-    _exit_with_driver()
+    exit_with_parent()
     with counter.get_lock():
         index = counter.value
         counter.value += 1
@@ -48,29 +48,29 @@ def _start_worker(progress, stop, counter, threads: int, gpus: int) -> None:
     _worker.update(progress=progress, stop=stop, threads=threads)
 
 
-def _exit_with_driver() -> None:
-    """End this worker as soon as the process that started it (the sweep's driver) is gone, from a
-    daemon thread. A driver killed with SIGKILL never shuts its pool down; its workers would wait for
-    work in a pipe read forever (each a whole torch, about 1 GB), and keep its resource tracker alive
-    by holding their end of its pipe. The thread waits on multiprocessing's parent sentinel, a pipe
-    whose other end only the driver holds (readable the moment the driver dies, however it dies, on
-    every platform); where there is none it notices the change of parent pid. Not prctl's
-    PR_SET_PDEATHSIG: Linux only, and it fires when the driver *thread* that spawned the worker
-    exits, while the app runs sweeps from threads."""
+def exit_with_parent() -> None:
+    """End this process as soon as the process that started it is gone (a pool worker's: the sweep's
+    driver; a Ray driver's: the app's server, ray_job), from a daemon thread. A driver killed with
+    SIGKILL never shuts its pool down; its workers would wait for work in a pipe read forever (each a
+    whole torch, about 1 GB), and keep its resource tracker alive by holding their end of its pipe.
+    The thread waits on multiprocessing's parent sentinel, a pipe whose other end only the parent
+    holds (readable the moment the parent dies, however it dies, on every platform); where there is
+    none it notices the change of parent pid. Not prctl's PR_SET_PDEATHSIG: Linux only, and it fires
+    when the parent *thread* that spawned the process exits, while the app runs sweeps from threads."""
     parent, parent_pid = multiprocessing.parent_process(), os.getppid()
 
-    def driver_alive() -> bool:
+    def parent_alive() -> bool:
         return (parent is None or parent.is_alive()) and os.getppid() == parent_pid
 
     def watch() -> None:
-        while driver_alive():
+        while parent_alive():
             if parent is not None:
-                parent.join(_DRIVER_POLL_S)  # returns at once when the driver dies
+                parent.join(_PARENT_POLL_S)  # returns at once when the parent dies
             else:
-                time.sleep(_DRIVER_POLL_S)
-        os._exit(DRIVER_GONE_EXIT)  # no cleanup to wait for: the trial's result has nowhere to go
+                time.sleep(_PARENT_POLL_S)
+        os._exit(PARENT_GONE_EXIT)  # no cleanup to wait for: the work's result has nowhere to go
 
-    threading.Thread(target=watch, name="convcov-driver-watch", daemon=True).start()
+    threading.Thread(target=watch, name="convcov-parent-watch", daemon=True).start()
 
 
 def _run_in_worker(configs: list, keys: list[str]):

@@ -30,7 +30,8 @@ class ClusterUnreachable(ValueError):
     """Ray is not installed, or the cluster's address does not answer; the message says which."""
 
 
-def _ray():
+def import_ray():
+    """The ray module; ClusterUnreachable saying how to install it where it is missing."""
     try:
         import ray
     except ImportError:
@@ -51,7 +52,7 @@ def _resolve_auto(ray) -> str:
                                  "`ray start --head` or give its host:port") from None
 
 
-def _check_reachable(address: str) -> None:
+def check_reachable(address: str) -> None:
     """ClusterUnreachable unless host:port of `address` ("host:port" or "ray://host:port") accepts
     a TCP connection within a few seconds."""
     parts = urlsplit(address if "://" in address else f"tcp://{address}")
@@ -71,13 +72,13 @@ def _check_reachable(address: str) -> None:
 def connect(address: str | None = None, num_cpus: int | None = None):
     """The ray module, connected to the cluster at `address` (None: a Ray started on this machine
     with num_cpus CPUs, no dashboard). A process already connected stays connected."""
-    ray = _ray()
+    ray = import_ray()
     if ray.is_initialized():
         return ray
     if address == "auto":
         address = _resolve_auto(ray)
     if address is not None:
-        _check_reachable(address)
+        check_reachable(address)
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     options = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)
     try:
@@ -96,6 +97,26 @@ def _ray_batch(configs: list, keys: list[str], progress):
     blocked in ray.get (Queue.put_nowait waits for the queue's answer) hands its CPUs back to Ray,
     which then starts another task on them, so more trials would train at once than there are CPUs."""
     return run_batch(configs, keys, report=progress.actor.put_nowait.remote)
+
+
+def alive_nodes(ray) -> int:
+    """The nodes of the connected cluster that are alive."""
+    return sum(1 for node in ray.nodes() if node.get("Alive"))
+
+
+def cluster_slots(resources: dict, cpus_per_trial: float, gpus_per_trial: float) -> int:
+    """Trials that run at once on a cluster's CPUs (and GPUs, when trials ask for them)."""
+    fits = [resources.get("CPU", 0) / cpus_per_trial]
+    if gpus_per_trial:
+        fits.append(resources.get("GPU", 0) / gpus_per_trial)
+    return max(1, int(min(fits)))
+
+
+def cluster_text(where: str, nodes: int, resources: dict, cpus_per_trial: float, gpus_per_trial: float,
+                 ensemble: bool | None) -> str:
+    """'Ray at host:port: 2 node(s), 2 CPU(s), 0 GPU(s); 1 CPU(s) and 0 GPU(s) per task, ...'."""
+    return (f"{where}: {nodes} node(s), {resources.get('CPU', 0):g} CPU(s), {resources.get('GPU', 0):g} GPU(s); "
+            f"{cpus_per_trial:g} CPU(s) and {gpus_per_trial:g} GPU(s) per task, {batching(ensemble)}")
 
 
 class RayExecutor:
@@ -118,10 +139,7 @@ class RayExecutor:
     @property
     def slots(self) -> int:
         """Trials that run at once on the cluster's CPUs (and GPUs, when trials ask for them)."""
-        fits = [self.resources.get("CPU", 0) / self.cpus_per_trial]
-        if self.gpus_per_trial:
-            fits.append(self.resources.get("GPU", 0) / self.gpus_per_trial)
-        return max(1, int(min(fits)))
+        return cluster_slots(self.resources, self.cpus_per_trial, self.gpus_per_trial)
 
     @property
     def threads(self) -> int:
@@ -129,11 +147,9 @@ class RayExecutor:
         return max(1, int(self.cpus_per_trial))
 
     def describe(self) -> str:
-        nodes = sum(1 for node in self.ray.nodes() if node.get("Alive"))
         where = f"Ray at {self.address}" if self.address else "Ray started on this machine"
-        return (f"{where}: {nodes} node(s), {self.resources.get('CPU', 0):g} CPU(s), "
-                f"{self.resources.get('GPU', 0):g} GPU(s); {self.cpus_per_trial:g} CPU(s) and "
-                f"{self.gpus_per_trial:g} GPU(s) per task, {batching(self.ensemble)}")
+        return cluster_text(where, alive_nodes(self.ray), self.resources, self.cpus_per_trial, self.gpus_per_trial,
+                            self.ensemble)
 
     def run(self, trials, on_progress, should_stop):
         """As LocalPool.run: yield (trial, RunResult) as tasks finish; should_stop() True cancels

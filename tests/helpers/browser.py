@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -99,6 +100,19 @@ def session_processes(sid: int) -> dict[int, str]:
                     command = (entry / "cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
                     found[int(entry.name)] = f"{name} {command}".strip()
     return found
+
+
+def stop_what_is_left(sid: int, wait_s: float = 240) -> dict:
+    """Wait until no process of session `sid` is left (Ray's agents notice their raylet is gone
+    within a few minutes), then kill, by id, those still there; what was left."""
+    deadline = time.monotonic() + wait_s
+    while session_processes(sid) and time.monotonic() < deadline:
+        time.sleep(2)
+    left = session_processes(sid)
+    for pid in left:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    return left
 
 
 @dataclass
