@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from convcov_core import covariance, learned_sets
-from convcov_core.plots import analysis, filters, style, training
+from convcov_core.plots import analysis, filters, learned, style
 from convcov_core.plots import covariance as cov_plots
 from convcov_core.plots.matrix_image import lookup_table
 
@@ -49,10 +49,10 @@ def extreme_figures():
                 yield f"pair k={k} σ={sigma} {panel_px}px", cov_plots.covariance_pair_figure(
                     (noisy + noisy.T) / 2, S, height=190, panel_px=panel_px)
             yield f"depth k={k} σ={sigma}", cov_plots.depth_figure([S, 2 * S], [sigma, sigma])
-            yield f"layers k={k} σ={sigma}", training.layer_grid_figure([S, noisy], ["1", "2"])
-            yield f"closed form k={k} σ={sigma}", training.closed_form_figure(
+            yield f"layers k={k} σ={sigma}", learned.layer_grid_figure([S, noisy], ["1", "2"])
+            yield f"closed form k={k} σ={sigma}", learned.closed_form_figure(
                 *learned_sets.closed_form_beside(noisy, sigma), sigma=sigma, r=0.5, layer="1")
-            yield f"profiles k={k} σ={sigma}", training.offset_profile_figure(
+            yield f"profiles k={k} σ={sigma}", learned.offset_profile_figure(
                 [learned_sets.offset_profile(S)], ["1"])
             yield f"AGOP k={k} σ={sigma}", analysis.matrix_pair_figure(S, noisy, kernel_size=k, channels=1, r=0.9)
     for n in (1, 64):
@@ -117,9 +117,9 @@ def test_a_large_tiled_view_uses_the_whole_colour_scale(sigma):
 def test_layer_grid_shows_the_centre_block_above_k_15():
     """A k' = 31 transfer preview: 961 x 961 tiled cells in a 170 px panel read as a dot grid."""
     layers = [covariance.gaussian(31, sigma) for sigma in (1.0, 3.0)]
-    fig = training.layer_grid_figure(layers, ["1", "2"])
+    fig = learned.layer_grid_figure(layers, ["1", "2"])
     assert not fig.layout.shapes and image_pixels(fig).shape[:2] == (31, 31)
-    small = training.layer_grid_figure([covariance.gaussian(9, 1.0)], ["1"])
+    small = learned.layer_grid_figure([covariance.gaussian(9, 1.0)], ["1"])
     assert len(small.layout.shapes) == 2 * (9 - 1) and image_pixels(small).shape[:2] == (81, 81)
 
 
@@ -170,10 +170,10 @@ def test_a_centre_pixel_with_half_the_variance_saturates_the_scales_instead_of_s
     entry was drawn at the middle colour (the panels read as empty grids)."""
     k = 9
     S = centre_dominated(k, 0.5)
-    (lo, hi, title), = bar_limits(training.layer_grid_figure([S], ["1"]))
+    (lo, hi, title), = bar_limits(learned.layer_grid_figure([S], ["1"]))
     assert lo == 0 and hi < 1 and "saturates; max 40.5" in title  # the centre: 40.5 x the mean variance
     closed = covariance.gaussian(k, 1.0)
-    fig = training.closed_form_figure(S / S.diagonal().mean(), closed, S / S.diagonal().mean() - closed,
+    fig = learned.closed_form_figure(S / S.diagonal().mean(), closed, S / S.diagonal().mean() - closed,
                                       sigma=1.0, r=0.1, layer="1")
     shared, difference = bar_limits(fig)
     assert shared[1] <= 1 and "saturates" in shared[2] and "saturates" in difference[2]
@@ -182,7 +182,7 @@ def test_a_centre_pixel_with_half_the_variance_saturates_the_scales_instead_of_s
 @pytest.mark.parametrize("sigma", SIGMAS + (1.0, 3.0))
 def test_gaussian_covariances_keep_their_whole_range(sigma):
     layers = [covariance.gaussian(9, sigma), covariance.gaussian(9, 2 * sigma)]
-    (lo, hi, title), = bar_limits(training.layer_grid_figure(layers, ["1", "2"]))
+    (lo, hi, title), = bar_limits(learned.layer_grid_figure(layers, ["1", "2"]))
     assert "saturates" not in title and hi == pytest.approx(1.0, rel=1e-6)
 
 
