@@ -18,6 +18,7 @@ from convcov_core.train import (
     lr_at,
     resolve_device,
     train,
+    train_group,
 )
 
 TINY = dict(dataset="mnist5k", model="convmixer-16/2", kernel_size=5, patch_size=4, epochs=1,
@@ -310,3 +311,10 @@ def test_a_model_with_band_filters_trains_and_keeps_its_square_layers_covariance
     assert result.status == "ok"
     assert len(result.covariances) == 12 and all(S.shape == (9, 9) for S in result.covariances)  # 3 x 3
     assert all(name.endswith("dwconv_hw") for name in result.layer_names)  # not the 1 x 9 / 9 x 1 bands
+
+
+def test_train_group_trains_several_configs_only_through_a_network_that_holds_them_all():
+    with pytest.raises(ValueError, match="a network that holds them all"):
+        train_group([tiny(), tiny(seed=1)])
+    with pytest.raises(ValueError, match="one variant and run index per config"):
+        train_group([tiny()], variants=["a", "b"])

@@ -78,7 +78,7 @@ def layer_grid_figure(covariances, titles: list[str], *, columns: int = 4, panel
 
 def offset_profile_figure(profiles, titles: list[str], *, columns: int = 6,
                           panel_height: int = 200) -> go.Figure:
-    """Small multiples of each layer's average covariance by pixel offset (lab.offset_profile),
+    """Small multiples of each layer's average covariance by pixel offset (learned_sets.offset_profile),
     (2k - 1) x (2k - 1) heatmaps on one scale centred on 0 with the variance at 1."""
     profiles = [np.asarray(p, dtype=np.float64) for p in profiles]
     if not profiles or len(titles) != len(profiles):

@@ -76,7 +76,7 @@ def train_group(configs: list[TrainConfig], callback: Callback | None = None, *,
     labels = [dict(variant=v, run_index=i, n_runs=n if n_runs is None else n_runs)
               for v, i in zip(variants, run_indices)]
     with _cpu_threads(configs[0].threads):
-        return _Group(configs, network or OwnNetwork(), callback, labels, sync_every).run()
+        return _Group(configs, OwnNetwork() if network is None else network, callback, labels, sync_every).run()
 
 
 @contextlib.contextmanager

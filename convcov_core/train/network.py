@@ -21,6 +21,7 @@ from .model import prepare_model
 
 Tensor = torch.Tensor
 Step = EagerStep | GraphStep
+Built = tuple[torch.nn.Module, Step, torch.dtype | None, bool]  # network, step, autocast dtype, channels_last
 
 
 @dataclass
@@ -45,8 +46,7 @@ class Setup:
 class Network(Protocol):
     """What train_group trains a group's runs through: one network holding every run's."""
 
-    def build(self, config: TrainConfig, info, device: torch.device) -> tuple[torch.nn.Module, Step,
-                                                                              torch.dtype | None, bool]:
+    def build(self, config: TrainConfig, info, device: torch.device) -> Built:
         """(network, its training step (make_step), autocast dtype, channels_last): the runs' networks
         ready on the device for the group's shared settings `config` and info's images."""
 
