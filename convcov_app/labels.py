@@ -82,10 +82,21 @@ def scheme_label(name: str) -> str:
     return SCHEME_LABELS.get(name) or (f"{family[:1].upper()}{family[1:]} covariance" if closed else description(name))
 
 
+MATH_SYMBOLS = {"sqrt(3)": "√3", "sqrt(5)": "√5", "sigma^2": "σ²", "d^2": "d²", "sigma": "σ", "alpha": "α",
+                "^(-α)": "^(−α)"}
+
+
+def formula(text: str) -> str:
+    """A formula as the library writes it (ASCII) in the symbols the pages use: sqrt(3) -> √3, sigma -> σ."""
+    for ascii_form, symbol in MATH_SYMBOLS.items():
+        text = text.replace(ascii_form, symbol)
+    return text
+
+
 def scheme_help(name: str) -> str:
     """SCHEME_HELP's sentences, else the formula of a closed-form scheme's covariance, else its description."""
     closed = init.get_scheme(name).closed_form
-    generic = (f"Samples of N(0, v S), S[p, q] = {covariance.FAMILIES[closed.family]}, d = |p − q| in pixels: "
+    generic = (f"Samples of N(0, v S), S[p, q] = {formula(covariance.FAMILIES[closed.family])}, d = |p − q| in pixels: "
                "a closed-form covariance beside the Gaussian, σ on the same depth schedule." if closed
                else description(name))
     return SCHEME_HELP.get(name) or generic

@@ -92,6 +92,19 @@ def gallery_peers(browser, base, out):
         screenshot_whole_page(page, out / name)
 
 
+def gallery_families(browser, base, out):
+    """The closed-form families side by side (Gaussian, Laplace, Matérn 3/2, rational quadratic), the
+    default dropped; "What these schemes draw" open."""
+    page = open_page(browser, base, "Filter_Gallery", WIDTH)
+    select = page.locator('[data-testid="stSidebar"] [data-testid="stMultiSelect"]').first
+    select.locator('button[aria-label="Remove PyTorch default (uniform)"]').first.click()
+    wait_until_rendered(page)
+    pick_schemes(page, ["Laplace covariance", "Matérn 3/2 covariance", "Rational quadratic covariance"])
+    page.locator('[data-testid="stExpander"] summary').first.click()
+    wait_until_rendered(page)
+    screenshot_whole_page(page, out / "filter_gallery_families.png")
+
+
 def lab(browser, base, out):
     open_page(browser, base, "Training_Lab", WIDTH).screenshot(path=str(out / "3_training_lab.png"))
 
@@ -280,7 +293,8 @@ EXTREMES = {"explorer_extremes": explorer_extremes, "gallery_extremes": gallery_
             "learned_extremes": learned_extremes, "frequency_extremes": frequency_extremes}
 
 SHOTS = {"home": home, "explorer": explorer, "gallery": gallery, "gallery_upload": gallery_upload,
-         "gallery_peers": gallery_peers, "lab": lab, "lab_peers": lab_peers, "lab_learned": lab_learned,
+         "gallery_peers": gallery_peers, "gallery_families": gallery_families, "lab": lab, "lab_peers": lab_peers,
+         "lab_learned": lab_learned,
          "lab_niff": lab_niff, "learned": learned, "learned_niff": learned_niff, "learned_attention": learned_attention,
          "feature_ansatz": feature_ansatz,
          "feature_ansatz_rfm": feature_ansatz_rfm, "frequency": frequency, "claims": claims,

@@ -94,9 +94,9 @@ def scheme_widgets(runs: list) -> tuple[list[str], int, float, int | None, int]:
                             default=[labels.scheme_label("default"), labels.scheme_label("gaussian")])
     schemes = [by_label[label] for label in chosen]
     k = st.slider("Kernel size k", 3, min(15, settings.max_kernel_size()), 9, step=2, key="gallery_kernel_size")
-    sigma = st.select_slider("σ of the Gaussian schemes (pixels)", labels.SIGMA_OPTIONS, value=2.0,
+    sigma = st.select_slider("σ of the closed forms (pixels)", labels.SIGMA_OPTIONS, value=2.0,
                              key="gallery_sigma", disabled=not any(map(labels.uses_sigma, schemes)),
-                             help="The Gaussian covariance's correlation length and the Gaussian bump's width.")
+                             help="The closed-form covariances' length scale and the Gaussian bump's width.")
     if not init.needing_source(schemes):
         return schemes, k, sigma, None, 0
     run_ids = {labels.run_label(summary): summary.id for summary in runs}
@@ -150,7 +150,8 @@ st.markdown(
     "Filters of one depthwise layer as each init scheme draws them, all at PyTorch's default "
     "per-weight variance 1 / (3k²) (the mean square, for the schemes whose mean is not zero) so only "
     "the *structure* differs. Under each grid: the covariance of a large sample next to the scheme's "
-    "target covariance, and the filters' mean |FFT|. Besides the i.i.d. and covariance schemes, the "
+    "target covariance, and the filters' mean |FFT|. Besides the i.i.d. schemes and the closed-form "
+    "covariances (Gaussian, Laplace, Matérn 3/2 and 5/2, rational quadratic), the "
     "structured inits of peers and of the seed papers (impulse, box, Gaussian bump, delta-orthogonal, "
     "all-pass) are offered: *What these schemes draw* says what each draws and where it comes from. "
     "Your own k² × k² covariance can be uploaded at the bottom of the sidebar."
