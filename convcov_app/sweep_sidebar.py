@@ -30,7 +30,7 @@ def grid_widgets() -> sweeps.GridChoice:
     values = {field: st.multiselect(label, options, key=key, help=help)
               for field, key, label, options, help in sweeps.grid_lists(list(present_datasets()),
                                                                         settings.max_kernel_size())}
-    values["schedule"] = st.selectbox("σ schedule (Gaussian schemes)", list(sweeps.SCHEDULE_BY_LABEL),
+    values["schedule"] = st.selectbox("σ schedule (closed-form schemes)", list(sweeps.SCHEDULE_BY_LABEL),
                                       key="sweep_schedule")
     if sweeps.SCHEDULE_BY_LABEL[values["schedule"]] == "custom":
         values["sigma_firsts"] = st.multiselect("σ first (layer 1, px)", labels.SIGMA_OPTIONS, key="sweep_sigma_first")
