@@ -25,6 +25,8 @@ from convcov_core.learned_sets import CovarianceSetInfo
 from convcov_core.text import duration
 from convcov_core.validation import whole_number
 
+from . import caps
+
 Tensor = torch.Tensor
 
 #: How the depthwise filters are treated, as the page names it -> the CLI's --freeze mode.
@@ -226,18 +228,8 @@ def work_notes(plan: ComparisonPlan, max_images: int, max_tflop: int) -> tuple[s
     """What a comparison will run (markdown) and a warning for each of the server's caps it exceeds."""
     images, tflop = plan_work(plan)
     summary = (f"**{plan.n_runs} run{'s' if plan.n_runs > 1 else ''}:** {', '.join(plan.variants)} × seed(s) "
-               f"{', '.join(map(str, plan.seeds))}; {images:,} training images and about {tflop:,.1f} TFLOP "
-               "of training arithmetic in all.")
-    warnings = []
-    if images > max_images:
-        warnings.append(f"This comparison trains on {images:,} images, more than the {max_images:,} this server "
-                        "allows per job (CONVCOV_MAX_JOB_SAMPLES): use fewer epochs, seeds or variants, or run "
-                        "it from the command line on your own machine.")
-    if tflop > max_tflop:
-        warnings.append(f"This comparison needs about {tflop:,.0f} TFLOP, more than the {max_tflop:,} this server "
-                        "allows per job (CONVCOV_MAX_JOB_TFLOP): use a narrower or shallower model, a smaller "
-                        "kernel or larger patches, or run it on your own machine.")
-    return summary, warnings
+               f"{', '.join(map(str, plan.seeds))}; {caps.work_line(images, tflop)} in all.")
+    return summary, caps.cap_warnings("This comparison", images, tflop, max_images, max_tflop)
 
 
 def plan_work(plan: ComparisonPlan) -> tuple[int, float]:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from convcov_core import examples, learned_sets, models
+from convcov_core import examples, learned_sets, models, work
 from convcov_core import sweep as sweeps
 from convcov_core.init import scheme_names, using_sigma
 from convcov_core.jobs import Interrupted, JobStatus
@@ -30,7 +30,7 @@ from convcov_core.sweep.run import trial_seconds
 from convcov_core.text import duration, number
 from convcov_core.train import ProgressEvent
 
-from . import lab, labels
+from . import caps, lab, labels
 
 #: How the page names the axes it builds (other axes of a CLI sweep keep their field names).
 AXIS_TITLES = {"kernel_size": "kernel size", "model": "model", "epochs": "epochs", "freeze_filters": "filters",
@@ -569,3 +569,14 @@ def slice_rows(effects: pd.DataFrame, scheme: str, fixed: dict) -> pd.DataFrame:
     for axis, value in fixed.items():
         keep &= effects[axis] == value
     return effects[keep]
+
+
+def work_notes(grid: sweeps.Sweep, pending: list, max_images: int, max_tflop: int) -> tuple[str, list[str]]:
+    """What the trials still to run will cost (work.total_work) against the server's caps: a caption and
+    a warning for each cap they exceed."""
+    images, flops = work.total_work([trial.config for trial in pending])
+    tflop = flops / 1e12
+    caption = (f"The {len(pending):,} trials to run: {caps.work_line(images, tflop)}; this server allows "
+               f"{max_images:,} images and {max_tflop:,} TFLOP per job.")
+    return caption, caps.cap_warnings("This sweep", images, tflop, max_images, max_tflop)
+

@@ -9,6 +9,8 @@ so a run trains on 3 F x images FLOPs: steps x batch images, evaluation not incl
 
 from __future__ import annotations
 
+import json
+
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -57,6 +59,20 @@ def images_per_run(config: TrainConfig) -> int:
     """Images one run trains on: steps x batch (full batches of every epoch, or max_steps)."""
     batch, _, total = plan_steps(config, len(load_training_data(config)[1]))
     return batch * total
+
+
+def total_work(configs) -> tuple[int, float]:
+    """(training images, FLOPs) of all `configs` together: images_per_run and run_flops of each,
+    counted once per distinct shape of run (the init, seed and filter mode change no arithmetic)."""
+    per_shape: dict[str, tuple[int, float]] = {}
+    images = flops = 0
+    for config in configs:
+        shape = json.dumps(config.replace(seed=0, init="default", sigma_first=None, sigma_last=None,
+                                          covariances=None, freeze_filters=False).to_dict(), sort_keys=True)
+        if shape not in per_shape:
+            per_shape[shape] = images_per_run(config), run_flops(config)
+        images, flops = images + per_shape[shape][0], flops + per_shape[shape][1]
+    return images, flops
 
 
 def run_flops(config: TrainConfig) -> float:

@@ -66,6 +66,17 @@ def test_default_grid_says_its_size_and_where_it_runs():
     assert not at.button(key="sweep_run").disabled and not at.get("progress")
 
 
+def test_a_grid_over_the_servers_caps_says_so_and_cannot_start():
+    at = new_app(PAGE, timeout=TIMEOUT).run()
+    assert any("training arithmetic; this server allows 200,000 images and 50 TFLOP per job" in c.value
+               for c in at.caption)
+    at.multiselect(key="sweep_kernels").set_value(list(range(3, 53, 2))).run()  # the 300-trial grid, about 3 h
+    assert not at.exception and "300 trials" in markdown(at)
+    warned = [w.value for w in at.warning if "This sweep trains on" in w.value]
+    assert len(warned) == 1 and "more than the 200,000 this server allows" in warned[0]
+    assert at.button(key="sweep_run").disabled
+
+
 @pytest.mark.parametrize("change, message", [
     (lambda at: at.multiselect(key="sweep_kernels").set_value([]), "Pick at least one kernel size."),
     (lambda at: at.multiselect(key="sweep_inits").set_value(["Gaussian covariance"]), "Pick at least two init"),

@@ -34,8 +34,15 @@ def new_sweep(choice: sweeps.GridChoice, executor) -> None:
         st.error(str(err))
         return
     store = sweep_store()
-    n_stored = len(store.finished(t.key for t in grid.trials()))
+    finished = store.finished(t.key for t in grid.trials())
+    n_stored = len(finished)
     st.markdown(f"**{sweeps.size_text(grid, n_stored)}.** {sweeps.setup_text(grid)}")
+    manager = background.job_manager()
+    caption, over_caps = sweeps.work_notes(grid, [t for t in grid.trials() if t.key not in finished],
+                                           manager.max_samples, manager.max_tflop)
+    st.caption(caption)
+    for warning in over_caps:
+        st.warning(warning)
     if note := sweeps.map_note(grid):
         st.markdown(note)
     conflict = sweeps.name_conflict(store, grid)
@@ -48,7 +55,7 @@ def new_sweep(choice: sweeps.GridChoice, executor) -> None:
     busy = background.running(SLOT) is not None
     run_col, estimate_col, note_col = st.columns([1, 1, 3], vertical_alignment="center")
     taken = [s.name for s in store.list()] + [grid.name]
-    run_col.button("Run sweep", type="primary", key="sweep_run", disabled=busy or bool(conflict),
+    run_col.button("Run sweep", type="primary", key="sweep_run", disabled=busy or bool(conflict) or bool(over_caps),
                    on_click=start, args=(grid, executor, grid.n_trials - n_stored, sweeps.next_name(taken)))
     if estimate_col.button("Estimate time", key="sweep_estimate", disabled=busy,
                            help="Times a few training steps of two trials on this machine."):
