@@ -71,3 +71,10 @@ def test_counting_on_the_meta_device_leaves_the_cached_data_real():
     inputs._load_data_cached.cache_clear()
     work.meta_model(TINY)
     assert inputs.load_training_data(TINY)[0].device.type == "cpu"  # was meta: "Cannot copy out of meta tensor"
+
+
+def test_total_work_adds_every_run_and_counts_each_shape_once():
+    runs = [TINY, TINY.replace(seed=1, init="gaussian"), TINY.replace(kernel_size=3, freeze_filters=True)]
+    images, flops = work.total_work(runs)
+    assert images == sum(work.images_per_run(c) for c in runs)
+    assert flops == pytest.approx(sum(work.run_flops(c) for c in runs))
