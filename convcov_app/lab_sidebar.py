@@ -35,7 +35,7 @@ def apply_preset(store_ok: bool) -> None:
 
 def apply_model_sizes() -> None:
     """A model preset brings its own kernel and patch size; a custom ConvMixer keeps the ones set."""
-    sizes = lab_form.preset_sizes(st.session_state.lab_model, st.session_state.lab_k)
+    sizes = lab_form.preset_sizes(st.session_state.lab_model, st.session_state.get("lab_k", 9))
     if sizes is None:
         for key, value in lab_form.CUSTOM_DEFAULTS.items():
             st.session_state.setdefault(key, value)

@@ -71,6 +71,16 @@ def test_lab_warns_when_the_filters_are_wider_than_the_maps_can_use():
     assert at.button(key="lab_run").disabled is False  # a warning, not a refusal
 
 
+def test_lab_says_when_a_model_does_not_take_the_images_and_counts_no_arithmetic_for_it():
+    """ConvNeXt-Atto shrinks 28 x 28 digits below its 2 x 2 downsampling: the page says so (a forward
+    pass to count its arithmetic raised a RuntimeError, shown as an unexpected error)."""
+    at = run_page(LAB, timeout=120)
+    at.selectbox(key="lab_model").set_value("timm-convnext-atto").run()
+    assert_clean(at, "ConvNeXt-Atto on mnist5k")
+    assert "does not fit the 28 × 28 images of mnist5k" in at.warning[-1].value
+    assert not [m for m in at.markdown if "TFLOP" in m.value]
+
+
 @pytest.mark.parametrize("name", list(lab.PRESETS))
 def test_each_preset_shows_its_regime_and_says_when_its_filters_are_wider_than_the_map(name):
     examples.add_to_store(RunStore())  # the learned preset's covariances

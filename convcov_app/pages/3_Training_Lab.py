@@ -25,12 +25,13 @@ def load_learned(source: tuple) -> list:
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
-def reach_warning(config) -> str | None:
-    """reach.kernel_reach_note, or why the model does not take these images at all (Run says it too)."""
+def reach_warning(config) -> tuple[str | None, bool]:
+    """(reach.kernel_reach_note, True), or (why the model does not take these images at all, False):
+    Run says it too, and there is no arithmetic to count."""
     try:
-        return reach.kernel_reach_note(config)
+        return reach.kernel_reach_note(config), True
     except ValueError as err:
-        return str(err)
+        return str(err), False
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
@@ -107,9 +108,11 @@ def controls(setup: lab.LabSetup, source) -> None:
         return
     plan = lab.plan_comparison(setup, load_learned(source) if source else None)
     manager = background.job_manager()
-    summary, over_caps = lab.work_notes(plan, manager.max_samples, manager.max_tflop)
-    st.markdown(summary)
-    for warning in filter(None, [reach_warning(plan.base.replace(covariances=None)), *over_caps]):
+    reach_note, fits = reach_warning(plan.base.replace(covariances=None))
+    summary, over_caps = lab.work_notes(plan, manager.max_samples, manager.max_tflop) if fits else (None, [])
+    if summary:
+        st.markdown(summary)
+    for warning in filter(None, [reach_note, *over_caps]):
         st.warning(warning)
     busy = background.running(SLOT) is not None
     run_col, estimate_col, note_col = st.columns([1, 1, 3], vertical_alignment="center")
