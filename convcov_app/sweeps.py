@@ -574,7 +574,10 @@ def slice_rows(effects: pd.DataFrame, scheme: str, fixed: dict) -> pd.DataFrame:
 def work_notes(grid: sweeps.Sweep, pending: list, max_images: int, max_tflop: int) -> tuple[str, list[str]]:
     """What the trials still to run will cost (work.total_work) against the server's caps: a caption and
     a warning for each cap they exceed."""
-    images, flops = work.total_work([trial.config for trial in pending])
+    try:
+        images, flops = work.total_work([trial.config for trial in pending])
+    except ValueError as err:
+        return f"The trials to run cannot be costed: {err}.", []
     tflop = flops / 1e12
     caption = (f"The {len(pending):,} trials to run: {caps.work_line(images, tflop)}; this server allows "
                f"{max_images:,} images and {max_tflop:,} TFLOP per job.")

@@ -115,6 +115,15 @@ def memory_problem(config: TrainConfig) -> str | None:
             "shallower model, a smaller kernel or larger patches.")
 
 
+def _tflop(config: TrainConfig, runs: int) -> float:
+    """work.run_flops of `runs` runs in TFLOP; 0 for a network that does not take its images (its run
+    says why, as memory_problem leaves it to the run)."""
+    try:
+        return run_flops(config) * runs / 1e12
+    except ValueError:
+        return 0.0
+
+
 class JobManager:
     """Runs train/compare jobs (or any callable taking a progress callback) in background threads."""
 
@@ -207,7 +216,7 @@ class JobManager:
                 f"server allows {self.max_samples:,} per job (CONVCOV_MAX_JOB_SAMPLES). Use fewer "
                 "epochs, seeds or variants, a smaller dataset, or the command line "
                 "(python -m convcov_core compare ...) on your own machine.")
-        if config is not None and (tflop := run_flops(config) * runs / 1e12) > self.max_tflop:
+        if config is not None and (tflop := _tflop(config, runs)) > self.max_tflop:
             raise JobTooLarge(
                 f"this job would train with about {tflop:,.0f} TFLOP of arithmetic; this server allows "
                 f"{self.max_tflop:,} per job (CONVCOV_MAX_JOB_TFLOP). Use a narrower or shallower model, a "

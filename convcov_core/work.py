@@ -46,13 +46,19 @@ def forward_flops(model: torch.nn.Module, in_chans: int, image_size: int) -> int
 
 def _per_image_flops(config: TrainConfig) -> int:
     """forward_flops of config's network: on the meta device, or on the CPU for a network with
-    operations the meta device lacks (NIFF's complex FFTs; their FLOPs are not counted)."""
+    operations the meta device lacks (NIFF's complex FFTs; their FLOPs are not counted). ValueError
+    for a network that does not take the images at all."""
     info = load_training_data(config)[4]
     try:
         return forward_flops(meta_model(config), info.in_chans, info.image_size)
     except (RuntimeError, NotImplementedError):
+        pass
+    try:
         with torch.no_grad():
             return forward_flops(network_for(config, info), info.in_chans, info.image_size)
+    except RuntimeError as err:
+        raise ValueError(f"{config.model} does not take {config.dataset}'s {info.image_size} x {info.image_size} "
+                         f"images ({' '.join(str(err).split())[:160]})") from None
 
 
 def images_per_run(config: TrainConfig) -> int:

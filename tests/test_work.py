@@ -78,3 +78,12 @@ def test_total_work_adds_every_run_and_counts_each_shape_once():
     images, flops = work.total_work(runs)
     assert images == sum(work.images_per_run(c) for c in runs)
     assert flops == pytest.approx(sum(work.run_flops(c) for c in runs))
+
+
+def test_a_network_that_does_not_take_the_images_is_named_not_counted(tmp_path):
+    atto = TINY.replace(model="timm:convnext_atto", kernel_size=None, patch_size=None)  # 28 x 28 digits
+    with pytest.raises(ValueError, match="timm:convnext_atto does not take mnist5k's 28 x 28 images"):
+        work.run_flops(atto)
+    manager = JobManager(max_jobs=1, store=RunStore(tmp_path / "runs.db"), max_tflop=1)
+    job = manager.submit("train", atto)  # not refused for its arithmetic: its run says why it cannot train
+    assert manager.wait(job, 120).state == "failed"
