@@ -1,8 +1,9 @@
 """Training arithmetic known before a run starts (work.py), and the job cap built on it."""
 
 import pytest
+import torch
 
-from convcov_core import work
+from convcov_core import init, work
 from convcov_core.jobs import JobManager, JobTooLarge
 from convcov_core.runs import RunStore
 from convcov_core.train import TrainConfig
@@ -71,3 +72,39 @@ def test_counting_on_the_meta_device_leaves_the_cached_data_real():
     inputs._load_data_cached.cache_clear()
     work.meta_model(TINY)
     assert inputs.load_training_data(TINY)[0].device.type == "cpu"  # was meta: "Cannot copy out of meta tensor"
+
+
+def _meta_step(config, batch):
+    model = work.meta_model(config).train()
+    return model, work.step_sites(model, torch.zeros(batch, 1, 28, 28, device="meta"))
+
+
+def test_a_steps_forward_passes_add_up_to_the_flop_counters_forward():
+    config = TINY.replace(model="convmixer-64/8", kernel_size=9, patch_size=2)
+    model, sites = _meta_step(config, 1)
+    rows = work.step_work(sites, 2, 0)
+    assert rows["depthwise fwd"].flops + rows["pointwise fwd"].flops == work.forward_flops(model, 1, 28)
+
+
+def test_each_backward_pass_costs_a_forward_and_frozen_filters_have_no_weight_gradient():
+    model, sites = _meta_step(TINY, 4)
+    n_params = sum(p.numel() for p in model.parameters())
+    rows = work.step_work(sites, 2, n_params)
+    assert rows["depthwise dL/dx"] == rows["depthwise dL/dw"] == rows["depthwise fwd"]
+    stem = work.site_work(sites[0], 2)["pointwise fwd"]  # its input, the images, needs no gradient
+    assert sites[0].kind == "pointwise" and not sites[0].input_grad
+    assert rows["pointwise bwd"].flops == 2 * rows["pointwise fwd"].flops - stem.flops
+    assert rows["adamw"] == work.OpWork(work.ADAMW_FLOPS * n_params, work.ADAMW_BYTES * n_params)
+    for _, conv in init.depthwise_convs(model):
+        conv.weight.requires_grad_(False)
+    frozen = work.step_work(sites, 2, n_params)
+    assert frozen["depthwise dL/dw"] == work.OpWork(0, 0) and frozen["depthwise dL/dx"] == rows["depthwise dL/dx"]
+
+
+def test_elementwise_passes_move_their_tensors():
+    _, sites = _meta_step(TINY, 4)
+    gelu = next(s for s in sites if s.kind == "gelu")
+    elements = torch.Size(gelu.out_shape).numel()
+    assert work.site_work(gelu, 2)["gelu fwd"].bytes == 2 * elements * 2  # read x, write y, bf16
+    assert work.site_work(gelu, 4)["gelu bwd"].bytes == 3 * elements * 4  # read g and x, write dx, fp32
+
