@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from convcov_core import init, work
+from convcov_core import init, reproduce, work
 from convcov_core.jobs import JobManager, JobTooLarge
 from convcov_core.runs import RunStore
 from convcov_core.train import TrainConfig
@@ -108,3 +108,8 @@ def test_elementwise_passes_move_their_tensors():
     assert work.site_work(gelu, 2)["gelu fwd"].bytes == 2 * elements * 2  # read x, write y, bf16
     assert work.site_work(gelu, 4)["gelu bwd"].bytes == 3 * elements * 4  # read g and x, write dx, fp32
 
+
+def test_a_suite_counts_flops_over_the_runs_it_counts_images_of(monkeypatch):
+    suite = reproduce.build_suite("tiny")
+    monkeypatch.setattr(work, "run_flops", work.images_per_run)  # one FLOP an image
+    assert reproduce.suite_flops(suite) == reproduce.suite_images(suite)
