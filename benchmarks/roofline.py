@@ -128,24 +128,26 @@ def pass_timers(site: work.Site, device: torch.device, dtype, layout) -> dict:
         with autocast(device, dtype):
             site.module(x)
 
-    weight = getattr(site.module, "weight", None)
-    weight_grad = weight is not None and weight.requires_grad
     names = work.PASSES[site.kind]
     if site.kind == "depthwise":
         timers = {names[0]: forward}
         if site.input_grad:
             timers[names[1]] = grad_timer(site, x, device, dtype, to_input=True, to_params=False)
-        if weight_grad:
+        if trains_weight(site):
             timers[names[2]] = grad_timer(site, x, device, dtype, to_input=False, to_params=True)
         return timers
     return {names[0]: forward, names[1]: grad_timer(site, x, device, dtype, to_input=site.input_grad, to_params=True)}
 
 
+def trains_weight(site: work.Site) -> bool:
+    weight = getattr(site.module, "weight", None)
+    return weight is not None and weight.requires_grad
+
+
 def signature(site: work.Site) -> tuple:
     """Sites with equal signatures run the same passes on the same shapes: timed once, counted n times."""
-    weight = getattr(site.module, "weight", None)
     return (site.kind, type(site.module).__name__, site.module.extra_repr(), site.in_shape, site.dtype,
-            site.input_grad, weight is not None and weight.requires_grad)
+            site.input_grad, trains_weight(site))
 
 
 def adamw_timer(config: TrainConfig, model: torch.nn.Module, device: torch.device):
@@ -157,12 +159,17 @@ def adamw_timer(config: TrainConfig, model: torch.nn.Module, device: torch.devic
     return optimizer.step
 
 
+def random_images(config: TrainConfig, info, device: torch.device, layout) -> torch.Tensor:
+    """A batch of config's size of random images of info's shape, in the step's layout."""
+    x = torch.randn(config.batch_size, info.in_chans, info.image_size, info.image_size, device=device)
+    return x.contiguous(memory_format=layout)
+
+
 def step_timer(config: TrainConfig, model: torch.nn.Module, info, device: torch.device, dtype, layout):
     """A timer of train's own step (forward, loss, backward, AdamW) on a random batch, warmed up past a
     CUDA graph's capture."""
     step = _train_step(config, model, device, dtype)
-    x = torch.randn(config.batch_size, info.in_chans, info.image_size, info.image_size, device=device)
-    x = x.contiguous(memory_format=layout)
+    x = random_images(config, info, device, layout)
     y = torch.randint(0, len(info.classes), (config.batch_size,), device=device)
     for _ in range(GRAPH_WARMUP_STEPS):
         step(x, y, config.lr)
@@ -175,9 +182,8 @@ def prepared(config: TrainConfig):
     info = load_training_data(config)[4]
     model, dtype, channels_last = _prepare_model(config, None, info, device)
     layout = torch.channels_last if channels_last else torch.contiguous_format
-    images = torch.randn(config.batch_size, info.in_chans, info.image_size, info.image_size, device=device)
     with autocast(device, dtype):
-        sites = work.step_sites(model, images.contiguous(memory_format=layout))
+        sites = work.step_sites(model, random_images(config, info, device, layout))
     return device, info, model, dtype, layout, sites
 
 
@@ -200,8 +206,9 @@ def measure_model(config: TrainConfig, rounds: int, quick: bool) -> dict:
     timers["step"] = step_timer(config, model, info, device, dtype, layout)
     load_start = os.getloadavg()[0]
     t = medians(timers, rounds, device)
+    peaks = {name: peak_work[name] / t[name] for name in peaks}
     return {"rows": rows, "times": {name: sum(t[key] * n for key, n in g) for name, g in groups.items()},
-            "step": t["step"], "peaks": {name: peak_work[name] / t[name] for name in peaks},
+            "step": t["step"], "peaks": peaks, "flops_peak": peaks[f"matmul {'bf16' if dtype else 'fp32'}"],
             "dtype": dtype, "load": (load_start, os.getloadavg()[0]), "device": device}
 
 
@@ -282,8 +289,7 @@ def ab(label: str, config: TrainConfig, experiment: str, rounds: int) -> list[fl
 
 def print_table(label: str, m: dict) -> float:
     """Print one model's table; returns the sum of the bounds over the measured step."""
-    peaks, step = m["peaks"], m["step"]
-    flops_peak = peaks["matmul bf16" if m["dtype"] == torch.bfloat16 else "matmul fp32"]
+    peaks, step, flops_peak = m["peaks"], m["step"], m["flops_peak"]
     print(f"\n{label} ({m['device'].type}, {'bf16 autocast' if m['dtype'] else 'fp32'}, "
           f"{torch.get_num_threads()} threads; load {m['load'][0]:.1f} -> {m['load'][1]:.1f})")
     print(f"peaks: matmul fp32 {peaks['matmul fp32'] / 1e9:.0f} GFLOP/s, bf16 {peaks['matmul bf16'] / 1e9:.0f} "
@@ -374,7 +380,7 @@ def main(argv=None) -> None:
         m = measure_model(config, rounds, args.quick)
         ratios[label] = print_table(label, m)
         torch.set_num_threads(threads)
-        flops_peaks.append(m["peaks"]["matmul bf16" if m["dtype"] else "matmul fp32"])
+        flops_peaks.append(m["flops_peak"])
     if not args.no_runs:  # the Lab against the first model's peak (its own), the suite against the last
         print()               # model's (the regime map's base on one thread, as the pool's workers train)
         order = (None, args.lab_threads, args.lab_threads, None) if args.lab_threads else (None,)
