@@ -33,12 +33,15 @@ from torch.autograd.function import once_differentiable
 Tensor = torch.Tensor
 
 SWAPPED_MIN_TAPS = 7 * 7  # kh * kw from which a conv switches in fp32 on CPU
-#: The largest kernel side that oneDNN's bf16 depthwise convolution runs well on CPU in any layout
-#: (torch 2.14.1, 2 cores): at k = 15, 80 x 8 x 32 x 32 images took 0.15 s with NCHW images and
-#: NCHW-strided filters, and had not returned after 20 s with channels_last images or with filters
-#: strided as channels_last (as a channels_last model's are); a single 30 x 30 map took 9 ms, a
-#: 31 x 31 one did not return (k = 17 and 21 the same). Wider bf16 convs run on NCHW copies
-#: (_depthwise_conv).
+#: The largest kernel side that oneDNN's bf16 depthwise convolution runs well on CPU (torch 2.14.1):
+#: with channels_last images at k = 15, 80 x 8 x 32 x 32 images and single 31 x 31 maps of 7, 8 or 16
+#: channels never return (24 or 64 channels do; seen on an Intel Xeon with AMX and on an AMD EPYC
+#: with AVX512-BF16), and on NCHW images oneDNN falls back to im2col and a GEMM at about 4 GFLOP/s.
+#: Wider bf16 convs run in fp32 on channels_last images (_depthwise_conv): every shape tried
+#: returned, 7-31x faster than NCHW bf16 (AMD EPYC, one thread, CPU time: 128 x 64 x 14 x 14 images
+#: at k = 15, 8.5 vs 180 ms; 128 x 256 x 32 x 32, 288 ms vs 3.7 s; 128 x 64 x 32 x 32 at k = 51,
+#: 216 ms vs 6.7 s). A ConvMixer-64/8 step at k = 15: 13x faster on one thread, 4.2x on two
+#: (benchmarks/roofline.py --ab).
 BF16_CHANNELS_LAST_MAX_KERNEL = 13
 
 
@@ -77,15 +80,16 @@ def _cpu_autocast_dtype() -> torch.dtype | None:
 
 def _depthwise_conv(x: Tensor, weight: Tensor, bias: Tensor | None, padding: tuple[int, int]) -> Tensor:
     """F.conv2d with one filter per channel, stride 1. A bf16 conv on CPU with filters wider than
-    BF16_CHANNELS_LAST_MAX_KERNEL runs on NCHW copies of images and filters (clone, not contiguous():
-    a C x 1 x k x k filter strided as channels_last counts as contiguous) and comes back in x's layout."""
+    BF16_CHANNELS_LAST_MAX_KERNEL runs in fp32 on channels_last images and comes back in bf16, in x's
+    layout."""
     wide = max(weight.shape[2:]) > BF16_CHANNELS_LAST_MAX_KERNEL
     if not (wide and x.device.type == "cpu" and torch.bfloat16 in (x.dtype, _cpu_autocast_dtype())):
         return F.conv2d(x, weight, bias, 1, padding, 1, x.shape[1])
     channels_last = not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
-    y = F.conv2d(x.contiguous(), weight.clone(memory_format=torch.contiguous_format), bias, 1, padding, 1,
-                 x.shape[1])
-    return y.contiguous(memory_format=torch.channels_last) if channels_last else y
+    with torch.autocast("cpu", enabled=False):
+        y = F.conv2d(x.float().contiguous(memory_format=torch.channels_last), weight.float(),
+                     None if bias is None else bias.float(), 1, padding, 1, x.shape[1])
+    return y.to(torch.bfloat16, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
 
 
 class _DepthwiseConv2dFn(torch.autograd.Function):

@@ -5,13 +5,22 @@ allocated, nothing computed): convolutions (a depthwise one as 2 C k^2 H W, whic
 right for the forward pass), matmuls and attention. One training image costs about 3 forward passes
 (the backward pass computes the gradients of activations and of weights, each about one forward),
 so a run trains on 3 F x images FLOPs: steps x batch images, evaluation not included.
+
+One training step by layer type (step_sites, step_work), for a roofline (benchmarks/roofline.py):
+FLOPs and the bytes each pass must move at least (every input read once, every output written
+once). Convolutions and the linear head by formula, each pass 2 x multiply-adds (a depthwise
+backward too: torch.utils.flop_counter counts a grouped convolution_backward far above its work);
+BatchNorm, GELU and the residual add by their tensors (ELEMENTWISE); AdamW by its fp32 state.
 """
 
 from __future__ import annotations
 
 import json
+import math
+from dataclasses import dataclass
 
 import torch
+from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from . import models
@@ -84,3 +93,98 @@ def total_work(configs) -> tuple[int, float]:
 def run_flops(config: TrainConfig) -> float:
     """FLOPs one run of config trains with: TRAINING_PASSES x forward FLOPs x images_per_run."""
     return float(TRAINING_PASSES * _per_image_flops(config) * images_per_run(config))
+
+
+#: (FLOPs, tensors of the layer's size moved) per element of each elementwise pass, a transcendental
+#: counted as one FLOP. BatchNorm forward: sums of x and x^2 (3), y = a x + b (2); reads x, writes y.
+#: Its backward: x_hat = a' x + b' (2), sums of g and g x_hat (3), dx = s g + t x_hat + u (4); reads
+#: g and x, writes dx. GELU x Phi(x): forward 4 (x / sqrt 2, erf, 1 +, x / 2 *), backward
+#: g (Phi(x) + x phi(x)) 8. The residual add, z = f(x) + x, forward and in the backward (the skip's
+#: gradient summed with the branch's): 1 FLOP each, two tensors read and one written each.
+ELEMENTWISE = {"batchnorm fwd": (5, 2), "batchnorm bwd": (9, 3), "gelu fwd": (4, 2), "gelu bwd": (8, 3),
+               "residual add": (2, 6)}
+#: AdamW per fp32 parameter: decay (1), first moment (3), second moment (4), update (4) FLOPs; reads
+#: the parameter, its gradient and both moments, writes the parameter and the moments: 7 x 4 bytes.
+ADAMW_FLOPS, ADAMW_BYTES = 12, 28
+PASSES = {"depthwise": ("depthwise fwd", "depthwise dL/dx", "depthwise dL/dw"),
+          "pointwise": ("pointwise fwd", "pointwise bwd"), "batchnorm": ("batchnorm fwd", "batchnorm bwd"),
+          "gelu": ("gelu fwd", "gelu bwd"), "residual": ("residual add",)}
+
+
+@dataclass(frozen=True)
+class OpWork:
+    """FLOPs and bytes moved of one pass (or a sum of passes)."""
+
+    flops: float
+    bytes: float
+
+    def __add__(self, other: "OpWork") -> "OpWork":
+        return OpWork(self.flops + other.flops, self.bytes + other.bytes)
+
+
+@dataclass(frozen=True)
+class Site:
+    """One layer as a training step runs it: its kind (a key of PASSES), the module, the shapes of its
+    input and output, the input's dtype and whether the step needs dL/d(input) (not for the images)."""
+
+    kind: str
+    module: nn.Module
+    in_shape: tuple
+    out_shape: tuple
+    dtype: torch.dtype
+    input_grad: bool
+
+
+def _kind(module: nn.Module) -> str | None:
+    """depthwise: a Conv2d with one filter per channel; pointwise: every other Conv2d (a 1 x 1 conv,
+    or the patch stem: a 1 x 1 conv on p x p patches) and Linear (a 1 x 1 conv on a 1 x 1 map)."""
+    if isinstance(module, nn.Conv2d):
+        return "depthwise" if module.groups == module.in_channels == module.out_channels > 1 else "pointwise"
+    kinds = {nn.Linear: "pointwise", nn.BatchNorm2d: "batchnorm", nn.GELU: "gelu", models.Residual: "residual"}
+    return kinds.get(type(module))
+
+
+def step_sites(model: nn.Module, x: torch.Tensor) -> list[Site]:
+    """Every layer of model(x) that site_work counts, in the order they run (model(x) runs once: call
+    it on the meta device, or under the step's autocast for the dtypes the step runs in)."""
+    sites, hooks = [], []
+
+    def record(module, args, out):
+        sites.append(Site(_kind(module), module, tuple(args[0].shape), tuple(out.shape), args[0].dtype,
+                          args[0].requires_grad))
+
+    for module in model.modules():
+        if _kind(module) is not None:
+            hooks.append(module.register_forward_hook(record))
+    try:
+        model(x)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return sites
+
+
+def site_work(site: Site, element_bytes: int) -> dict[str, OpWork]:
+    """{pass: OpWork} of one site in a training step, activations of element_bytes each. A conv or
+    linear pass (forward, dL/dx or dL/dw) is 2 x out x (fan-in) FLOPs and moves its input, output and
+    weight once; dL/dx only where the step needs it, dL/dw only for a trained weight."""
+    n_in, n_out = math.prod(site.in_shape), math.prod(site.out_shape)
+    if site.kind in ("depthwise", "pointwise"):
+        weight = site.module.weight
+        one = OpWork(2 * n_out * math.prod(weight.shape[1:]), (n_in + n_out + weight.numel()) * element_bytes)
+        zero, dx, dw = OpWork(0, 0), site.input_grad, weight.requires_grad
+        if site.kind == "depthwise":
+            return dict(zip(PASSES["depthwise"], (one, one if dx else zero, one if dw else zero)))
+        return {"pointwise fwd": one, "pointwise bwd": OpWork((dx + dw) * one.flops, (dx + dw) * one.bytes)}
+    return {name: OpWork(ELEMENTWISE[name][0] * n_out, ELEMENTWISE[name][1] * n_out * element_bytes)
+            for name in PASSES[site.kind]}
+
+
+def step_work(sites: list[Site], element_bytes: int, n_params: int) -> dict[str, OpWork]:
+    """{pass: OpWork} of one training step: site_work summed over the sites, and AdamW over n_params
+    trained fp32 parameters."""
+    rows: dict[str, OpWork] = {}
+    for site in sites:
+        for name, work in site_work(site, element_bytes).items():
+            rows[name] = rows.get(name, OpWork(0, 0)) + work
+    return {**rows, "adamw": OpWork(ADAMW_FLOPS * n_params, ADAMW_BYTES * n_params)}

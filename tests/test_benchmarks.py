@@ -22,6 +22,7 @@ SMOKE_RUNS = {
     "rfm_memory.py": ["--quick"],
     "sweep_throughput.py": ["--quick"],
     "browser_latency.py": ["--quick"],
+    "roofline.py": ["--quick", "--lab-threads", "1"],
 }
 
 

@@ -195,11 +195,22 @@ print("ok")
 @pytest.mark.parametrize("kernel", [15, 21])
 def test_wide_bf16_filters_on_32_pixel_maps_finish(kernel):
     """oneDNN's bf16 depthwise conv of channels_last images (or channels_last-strided filters) with
-    k >= 15 on 31 x 31 maps and larger never returned (torch 2.14.1 CPU); such convs run on NCHW
-    copies. In a subprocess with a deadline, so a hang fails the test instead of the suite."""
+    k >= 15 on 31 x 31 maps and larger never returned (torch 2.14.1 CPU); such convs run in fp32. In a
+    subprocess with a deadline, so a hang fails the test instead of the suite."""
     import subprocess
     import sys
 
     code = _WIDE_BF16_STEP.format(k=kernel, p=kernel // 2)
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-2000:]
+
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_a_wide_bf16_conv_runs_in_fp32_and_keeps_its_dtype_and_layout(channels_last):
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    x = torch.randn(2, 4, 9, 9).to(torch.bfloat16).contiguous(memory_format=layout)
+    weight = torch.randn(4, 1, 15, 15)
+    y = depthwise._depthwise_conv(x, weight, None, (7, 7))
+    assert y.dtype == torch.bfloat16 and y.is_contiguous(memory_format=layout)
+    torch.testing.assert_close(y.float(), F.conv2d(x.float(), weight, padding=7, groups=4), rtol=1e-2, atol=1e-2)

@@ -31,7 +31,7 @@ def test_a_registered_closed_form_scheme_is_offered_everywhere(toy):
     assert offered("toy-closed") == dict.fromkeys(offered("toy-closed"), True)
     assert init.using_sigma(["default", "toy-closed"]) == ["toy-closed"]
     assert labels.scheme_label("toy-closed") == "Rational quadratic covariance"  # named by its closed form
-    assert "(1 + d^2 / (2 alpha sigma^2))^(-alpha)" in labels.scheme_help("toy-closed")
+    assert "(1 + d² / (2 α σ²))^(−α)" in labels.scheme_help("toy-closed")  # typeset as the pages write it
     v = init.default_variance(5)
     assert torch.allclose(init.scheme_covariance("toy-closed", 5, sigma=1.5),
                           v * covariance.closed_form("rational-quadratic", 5, 1.5, alpha=3.0))

@@ -1,8 +1,9 @@
 """Training arithmetic known before a run starts (work.py), and the job cap built on it."""
 
 import pytest
+import torch
 
-from convcov_core import work
+from convcov_core import init, reproduce, work
 from convcov_core.jobs import JobManager, JobTooLarge
 from convcov_core.runs import RunStore
 from convcov_core.train import TrainConfig
@@ -87,3 +88,44 @@ def test_a_network_that_does_not_take_the_images_is_named_not_counted(tmp_path):
     manager = JobManager(max_jobs=1, store=RunStore(tmp_path / "runs.db"), max_tflop=1)
     job = manager.submit("train", atto)  # not refused for its arithmetic: its run says why it cannot train
     assert manager.wait(job, 120).state == "failed"
+
+
+def _meta_step(config, batch):
+    model = work.meta_model(config).train()
+    return model, work.step_sites(model, torch.zeros(batch, 1, 28, 28, device="meta"))
+
+
+def test_a_steps_forward_passes_add_up_to_the_flop_counters_forward():
+    config = TINY.replace(model="convmixer-64/8", kernel_size=9, patch_size=2)
+    model, sites = _meta_step(config, 1)
+    rows = work.step_work(sites, 2, 0)
+    assert rows["depthwise fwd"].flops + rows["pointwise fwd"].flops == work.forward_flops(model, 1, 28)
+
+
+def test_each_backward_pass_costs_a_forward_and_frozen_filters_have_no_weight_gradient():
+    model, sites = _meta_step(TINY, 4)
+    n_params = sum(p.numel() for p in model.parameters())
+    rows = work.step_work(sites, 2, n_params)
+    assert rows["depthwise dL/dx"] == rows["depthwise dL/dw"] == rows["depthwise fwd"]
+    stem = work.site_work(sites[0], 2)["pointwise fwd"]  # its input, the images, needs no gradient
+    assert sites[0].kind == "pointwise" and not sites[0].input_grad
+    assert rows["pointwise bwd"].flops == 2 * rows["pointwise fwd"].flops - stem.flops
+    assert rows["adamw"] == work.OpWork(work.ADAMW_FLOPS * n_params, work.ADAMW_BYTES * n_params)
+    for _, conv in init.depthwise_convs(model):
+        conv.weight.requires_grad_(False)
+    frozen = work.step_work(sites, 2, n_params)
+    assert frozen["depthwise dL/dw"] == work.OpWork(0, 0) and frozen["depthwise dL/dx"] == rows["depthwise dL/dx"]
+
+
+def test_elementwise_passes_move_their_tensors():
+    _, sites = _meta_step(TINY, 4)
+    gelu = next(s for s in sites if s.kind == "gelu")
+    elements = torch.Size(gelu.out_shape).numel()
+    assert work.site_work(gelu, 2)["gelu fwd"].bytes == 2 * elements * 2  # read x, write y, bf16
+    assert work.site_work(gelu, 4)["gelu bwd"].bytes == 3 * elements * 4  # read g and x, write dx, fp32
+
+
+def test_a_suite_counts_flops_over_the_runs_it_counts_images_of(monkeypatch):
+    suite = reproduce.build_suite("tiny")
+    monkeypatch.setattr(work, "run_flops", work.images_per_run)  # one FLOP an image
+    assert reproduce.suite_flops(suite) == reproduce.suite_images(suite)

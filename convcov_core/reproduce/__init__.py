@@ -38,11 +38,11 @@ Verdicts: RULES (paired t intervals from stats.mean_interval; a claim is support
 parts are, claim 2 when some case is, after Holm's correction).
 
 Modules: rules (verdict rules: RULES, superiority, non_inferiority, equivalence, above, settle),
-suites (Suite, SeedRule, tiny/quick/full/paper, build_suite, suite_sweeps, suite_runs, suite_images;
-SuiteRuns, what a suite trained), run (run_suite, prepare, reproduce, estimate_seconds), claims (the six
-claims, build_claims), report (make_report, provenance, markdown_report, write_report) and files (report
-file names, default_out, load_report, report_folders, find_reports, REPO_REPORTS). Every public name is
-re-exported here.
+suites (Suite, SeedRule, tiny/quick/full/paper, build_suite, suite_sweeps, suite_runs, suite_images,
+suite_flops; SuiteRuns, what a suite trained), run (run_suite, prepare, reproduce, estimate_seconds),
+claims (the six claims, build_claims), report (make_report, provenance, markdown_report, write_report)
+and files (report file names, default_out, load_report, report_folders, find_reports, REPO_REPORTS).
+Every public name is re-exported here.
 """
 
 from .claims import (
@@ -94,6 +94,7 @@ from .suites import (
     full_suite,
     paper_suite,
     quick_suite,
+    suite_flops,
     suite_images,
     suite_runs,
     suite_sweeps,
@@ -108,6 +109,7 @@ __all__ = [
     # suites
     "MARGIN_POINTS", "SeedRule", "Suite", "SuiteRuns", "SuiteSweeps", "tiny_suite", "quick_suite", "full_suite",
     "paper_suite",     "SUITES", "build_suite", "suite_sweeps", "suite_runs", "suite_images",
+    "suite_flops",
     # run
     "run_suite", "prepare", "reproduce", "estimate_seconds",
     # claims

@@ -1,6 +1,6 @@
 """The suites: fixed sets of experiments (Suite; tiny, quick and full), their seeds chosen by a power
-rule (SeedRule), the sweeps that train them (suite_sweeps), how many runs and images each takes, and
-SuiteRuns, everything a suite trained."""
+rule (SeedRule), the sweeps that train them (suite_sweeps), how many runs, images and FLOPs each takes,
+and SuiteRuns, everything a suite trained."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ from typing import Callable
 
 import pandas as pd
 
-from .. import data, model_pairs, models, stats
+from .. import data, model_pairs, models, stats, work
 from ..compare import ComparisonResult
 from ..init import needing_source
 from ..sweep import Sweep, Trial, trial_key
-from ..train import TrainConfig, load_training_data, plan_steps, resolve_device
+from ..train import TrainConfig, resolve_device
 
 MARGIN_POINTS = 1.0  # accuracy points: "about as well as" / "roughly match"
 MAP_INITS = ["default", "gaussian"]  # claim 6's effect map: gaussian - default in every cell
@@ -287,13 +287,19 @@ def suite_runs(suite: Suite) -> int:
     return len(_suite_trials(suite)) + len(suite.seeds)
 
 
+def _over_runs(suite: Suite, per_run: Callable[[TrainConfig], float]) -> float:
+    """per_run summed over the suite's runs: the sweeps' trials, the learned-init runs, one CNN per seed."""
+    return sum(map(per_run, _suite_trials(suite))) + per_run(suite.cnn) * len(suite.seeds)
+
+
 def suite_images(suite: Suite) -> int:
     """Images the suite trains on (steps x batch over every run), for a server's per-job cap."""
-    def images(config: TrainConfig) -> int:
-        batch, _, total = plan_steps(config, len(load_training_data(config)[1]))
-        return batch * total
+    return int(_over_runs(suite, work.images_per_run))
 
-    return sum(map(images, _suite_trials(suite))) + images(suite.cnn) * len(suite.seeds)
+
+def suite_flops(suite: Suite) -> float:
+    """Training FLOPs of the whole suite: work.run_flops summed over its runs."""
+    return _over_runs(suite, work.run_flops)
 
 
 @dataclass
