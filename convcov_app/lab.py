@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from convcov_core import compare, init, models, regime, train, work
+from convcov_core import compare, init, models, regime, throughput, train, work
 from convcov_core.compare import ComparisonPlan
 from convcov_core.comparison_jobs import InterruptedJob
 from convcov_core.comparison_table import comparison_table
@@ -224,11 +224,16 @@ def plan_comparison(setup: LabSetup, learned: list[Tensor] | None = None) -> Com
     return ComparisonPlan(base, variants, references, list(range(setup.n_seeds)), setup.ensemble)
 
 
-def work_notes(plan: ComparisonPlan, max_images: int, max_tflop: int) -> tuple[str, list[str]]:
-    """What a comparison will run (markdown) and a warning for each of the server's caps it exceeds."""
+def work_notes(plan: ComparisonPlan, max_images: int, max_tflop: int,
+               timings: list = ()) -> tuple[str, list[str]]:
+    """What a comparison will run and how long runs like these took here (markdown; timings:
+    RunStore.timings, see throughput.stored_estimate), and a warning for each of the server's caps it exceeds."""
     images, tflop = plan_work(plan)
+    estimate = throughput.stored_estimate([plan.config(v, seed) for v in plan.variants for seed in plan.seeds],
+                                          list(timings))
     summary = (f"**{plan.n_runs} run{'s' if plan.n_runs > 1 else ''}:** {', '.join(plan.variants)} × seed(s) "
-               f"{', '.join(map(str, plan.seeds))}; {caps.work_line(images, tflop)} in all.")
+               f"{', '.join(map(str, plan.seeds))}; {caps.work_line(images, tflop)} in all. "
+               f"{caps.stored_time_line(estimate)}")
     return summary, caps.cap_warnings("This comparison", images, tflop, max_images, max_tflop)
 
 

@@ -34,6 +34,16 @@ def _sweep_store(path: str) -> sweep.SweepStore:
     return sweep.SweepStore(path)
 
 
+@st.cache_data(ttl=30, show_spinner=False)
+def stored_timings() -> list:
+    """RunStore.timings of the server's store but the bundled example (trained on another machine),
+    none while it cannot be read: what the pages' time lines go by (throughput.stored_estimate)."""
+    try:
+        return run_store().timings(skip={examples.stored_id(run_store())})
+    except StoreUnreadable:
+        return []
+
+
 def store_problem() -> str | None:
     """Why the run store cannot be read (StoreUnreadable's message, with the mv that moves the file
     aside), or None. A page that reads the store in several places shows this once and leaves them out."""

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from convcov_core import examples, learned_sets, models, work
+from convcov_core import examples, learned_sets, models, throughput, work
 from convcov_core import sweep as sweeps
 from convcov_core.init import scheme_names, using_sigma
 from convcov_core.jobs import Interrupted, JobStatus
@@ -571,9 +571,11 @@ def slice_rows(effects: pd.DataFrame, scheme: str, fixed: dict) -> pd.DataFrame:
     return effects[keep]
 
 
-def work_notes(grid: sweeps.Sweep, pending: list, max_images: int, max_tflop: int) -> tuple[str, list[str]]:
-    """What the trials still to run will cost (work.total_work) against the server's caps: a caption and
-    a warning for each cap they exceed."""
+def work_notes(grid: sweeps.Sweep, pending: list, max_images: int, max_tflop: int, timings: list = (),
+               slots: int = 1) -> tuple[str, list[str]]:
+    """What the trials still to run will cost (work.total_work) against the server's caps, and how long
+    trials like them took here (throughput.stored_estimate over RunStore.timings, `slots` at a time):
+    a caption and a warning for each cap they exceed."""
     try:
         images, flops = work.total_work([trial.config for trial in pending])
     except ValueError as err:
@@ -581,5 +583,8 @@ def work_notes(grid: sweeps.Sweep, pending: list, max_images: int, max_tflop: in
     tflop = flops / 1e12
     caption = (f"The {len(pending):,} trials to run: {caps.work_line(images, tflop)}; this server allows "
                f"{max_images:,} images and {max_tflop:,} TFLOP per job.")
+    if pending:
+        estimate = throughput.stored_estimate([trial.config for trial in pending], list(timings))
+        caption += " " + caps.stored_time_line(estimate, slots)
     return caption, caps.cap_warnings("This sweep", images, tflop, max_images, max_tflop)
 

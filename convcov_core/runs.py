@@ -299,6 +299,22 @@ class RunStore:
                            has_covariances=bool(r[14]), variant=r[15], has_weights=bool(r[16]))
                 for r in rows]
 
+    def timings(self, limit: int = 200, *, skip=()) -> list[tuple[TrainConfig, float, str]]:
+        """(config, wall time in seconds, device) of the newest `limit` runs that finished ("ok"),
+        newest first, but the runs whose ids are in `skip`; a config this version cannot read is left out."""
+        with self._db.connection() as conn:
+            rows = conn.execute("SELECT id, config, wall_time, device FROM runs WHERE status = 'ok' "
+                                "ORDER BY id DESC LIMIT ?", (limit + len(skip),)).fetchall()
+        timings = []
+        for run_id, config, wall_time, device in rows:
+            if run_id in skip or len(timings) == limit:
+                continue
+            try:
+                timings.append((TrainConfig.from_dict(json.loads(config)), float(wall_time), device))
+            except (ValueError, TypeError, KeyError):
+                continue
+        return timings
+
     def get(self, run_id: int) -> RunResult:
         """The stored run with its history, covariances (float64) and state dict."""
         with self._db.connection() as conn:

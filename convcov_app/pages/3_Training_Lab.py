@@ -5,7 +5,7 @@ import streamlit as st
 
 from convcov_app import background, interrupted, lab, lab_history, lab_sidebar
 from convcov_app.navigation import page_setup
-from convcov_app.store import learned_covariances, store_problem, stored_comparison
+from convcov_app.store import learned_covariances, store_problem, stored_comparison, stored_timings
 from convcov_app.support import CHART, curve_charts, device_name, present_datasets, shown_errors
 from convcov_core import jobs, learned_sets, reach, settings, text
 from convcov_core.plots import curves as figures
@@ -109,7 +109,8 @@ def controls(setup: lab.LabSetup, source) -> None:
     plan = lab.plan_comparison(setup, load_learned(source) if source else None)
     manager = background.job_manager()
     reach_note, fits = reach_warning(plan.base.replace(covariances=None))
-    summary, over_caps = lab.work_notes(plan, manager.max_samples, manager.max_tflop) if fits else (None, [])
+    summary, over_caps = lab.work_notes(plan, manager.max_samples, manager.max_tflop,
+                                                stored_timings()) if fits else (None, [])
     if summary:
         st.markdown(summary)
     for warning in filter(None, [reach_note, *over_caps]):

@@ -4,7 +4,7 @@ import streamlit as st
 
 from convcov_app import background, sweep_results, sweep_sidebar, sweeps
 from convcov_app.navigation import page_setup
-from convcov_app.store import sweep_store
+from convcov_app.store import stored_timings, sweep_store
 from convcov_app.support import CHART, choose, shown_errors
 from convcov_core import settings, sweep
 from convcov_core.plots import sweep as figures
@@ -39,7 +39,8 @@ def new_sweep(choice: sweeps.GridChoice, executor) -> None:
     st.markdown(f"**{sweeps.size_text(grid, n_stored)}.** {sweeps.setup_text(grid)}")
     manager = background.job_manager()
     caption, over_caps = sweeps.work_notes(grid, [t for t in grid.trials() if t.key not in finished],
-                                           manager.max_samples, manager.max_tflop)
+                                           manager.max_samples, manager.max_tflop, stored_timings(),
+                                           executor.slots if executor else 1)
     st.caption(caption)
     for warning in over_caps:
         st.warning(warning)
