@@ -23,6 +23,7 @@ SMOKE_RUNS = {
     "sweep_throughput.py": ["--quick"],
     "browser_latency.py": ["--quick"],
     "roofline.py": ["--quick", "--lab-threads", "1"],
+    "lab_presets.py": ["--quick"],
 }
 
 

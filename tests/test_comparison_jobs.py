@@ -133,3 +133,21 @@ def test_compare_trains_only_the_runs_it_lacks_and_reports_each_as_it_ends(toget
     assert result.wall_time >= first.runs["a"][0].wall_time + first.runs["b"][0].wall_time
     with pytest.raises(ValueError, match="not one this comparison still needs"):
         compare(TINY, variants, [0], finished=[first.runs["a"][0]] * 2)
+
+
+def test_a_store_written_before_jobs_were_recorded_opens_and_records_them(tmp_path):
+    """A store of the version before the `jobs` table: its runs and comparisons read as before, the
+    first comparison job adds the table, and a finished job is not listed as interrupted."""
+    path = tmp_path / "runs.db"
+    old = compare(TINY, {"a": {}}, [0])
+    old_id = RunStore(path).save_comparison(old)
+    with sqlite3.connect(path) as conn:
+        conn.execute("DROP TABLE IF EXISTS jobs")
+    store = RunStore(path)
+    assert store.get_comparison(old_id).rows == old.rows and len(store.list()) == 1
+    manager = JobManager(max_jobs=1, store=store, max_samples=10_000_000)
+    assert manager.wait(manager.submit("compare", TINY, variants={"b": {"init": "gaussian"}}, seeds=[0],
+                                       ensemble=False), WAIT_S).state == "done"
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT state FROM jobs").fetchall() == [("done",)]
+    assert job_records.JobRecords(path).interrupted() == [] and len(store.list()) == 2
