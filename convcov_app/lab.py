@@ -371,7 +371,7 @@ def interrupted_text(job: InterruptedJob) -> str:
     """What the Lab says of a comparison job that stopped with the server."""
     record = job.record
     return (f"**Interrupted:** {record.label} (comparison #{record.comparison_id}, started "
-            f"{record.created[:16].replace('T', ' ')} UTC) stopped when the server did, with "
+            f"{record.created[:16].replace('T', ' ')} UTC) stopped when the process running it did, with "
             f"{len(job.finished)} of {record.plan.n_runs} runs finished and saved. Resume trains the "
             f"{job.n_left} run{'s' if job.n_left != 1 else ''} left into the same comparison; nothing "
             "finished is trained again.")

@@ -29,6 +29,12 @@ class InterruptedJob:
         return self.record.plan.n_runs - len(self.finished)
 
 
+def comparison_label(plan: ComparisonPlan, where: str = "") -> str:
+    """How a comparison job is named in lists: "compare a, b on mnist5k (convmixer-64/8), 3 seed(s)" + where."""
+    return (f"compare {', '.join(plan.variants)} on {plan.base.dataset} ({plan.base.model}), "
+            f"{len(plan.seeds)} seed(s){where}")
+
+
 class ComparisonJobs:
     """Recorded comparison jobs of one run store: start, list the interrupted ones, resume, set aside."""
 
@@ -36,11 +42,13 @@ class ComparisonJobs:
         self.store = store
         self.records = JobRecords(store.path)
 
-    def start(self, plan: ComparisonPlan, label: str, owner: str | None = None, name: str | None = None):
-        """Record a new job and its empty comparison; the job's work, fn(callback) -> ComparisonResult.
-        StoreReadOnly before any training when nothing can be saved."""
+    def start(self, plan: ComparisonPlan, label: str, owner: str | None = None, name: str | None = None,
+              metric: str = "test_acc"):
+        """Record a new job and its empty comparison, judged by `metric` (compare.METRICS); the job's
+        work, fn(callback) -> ComparisonResult. StoreReadOnly before any training when nothing can be saved."""
         empty = ComparisonResult(plan.base, plan.variants, plan.seeds, runs={}, rows=[], verdicts=[], wall_time=None,
-                                 status="running", references=paired_references(plan.variants, plan.references))
+                                 status="running", references=paired_references(plan.variants, plan.references),
+                                 metric=metric)
         comparison_id = self.store.save_comparison(empty, name=name)
         job_id = self.records.add(plan, comparison_id, label, owner, name)
         return functools.partial(self._run, job_id, plan, comparison_id, name)
@@ -81,7 +89,8 @@ class ComparisonJobs:
         try:
             stored = self.store.get_comparison(comparison_id)
             result = compare(plan.base, plan.variants, plan.seeds, callback, references=plan.references,
-                             ensemble=plan.ensemble, finished=[r for runs in stored.runs.values() for r in runs],
+                             metric=stored.metric, ensemble=plan.ensemble,
+                             finished=[r for runs in stored.runs.values() for r in runs],
                              on_result=lambda run: self.store.save(run, name=name, comparison_id=comparison_id))
         except BaseException:
             with contextlib.suppress(Exception):  # the job's own error is the one to report

@@ -29,7 +29,7 @@ from typing import Callable
 
 from . import settings
 from .compare import ComparisonPlan, ComparisonResult
-from .comparison_jobs import ComparisonJobs, InterruptedJob
+from .comparison_jobs import ComparisonJobs, InterruptedJob, comparison_label
 from .ensemble.plan import MEMORY_SHARE, available_bytes, config_member_bytes
 from .runs import RunStore
 from .train import ProgressEvent, RunResult, TrainConfig, resolve_device, train
@@ -179,8 +179,7 @@ class JobManager:
             if not variants or seeds is None or not list(seeds):
                 raise ValueError("a compare job needs variants and at least one seed")
             plan = ComparisonPlan(config, variants, references or {}, list(seeds), ensemble)
-            label = label or (f"compare {', '.join(variants)} on {config.dataset} ({config.model}), "
-                              f"{len(plan.seeds)} seed(s)")
+            label = label or comparison_label(plan)
             self._check_size(config, images_per_run(config) * plan.n_runs, runs=plan.n_runs)
             return self._launch(kind, label, owner, name, lambda: self.comparisons.start(plan, label, owner, name))
         if kind == "task":

@@ -15,9 +15,11 @@ from convcov_core import covariance
 from convcov_core.cli import COMMANDS, build_parser, main
 from convcov_core.cli.args import shown_default
 from convcov_core.compare import variants_for
+from convcov_core.comparison_jobs import ComparisonJobs
 from convcov_core.runs import RunStore
 from helpers.read_only import read_only
 from helpers.runs import fake_run
+from helpers.waits import wait_for
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_ARGS = ["--dataset", "mnist5k", "--model", "convmixer-16/2", "--kernel-size", "5", "--patch-size", "4",
@@ -440,3 +442,29 @@ def test_compare_prints_its_estimate_before_it_trains(capsys):
     assert "timed on this machine now)" in err.splitlines()[0]
     assert main(["compare", *TINY_ARGS, "--inits", "default", "--seeds", "0", "--max-steps", "1", "--quiet"]) == 0
     assert "estimate" not in capsys.readouterr().err  # --quiet: none, and no time spent on it
+
+
+def test_a_compare_save_killed_mid_run_keeps_its_finished_runs_for_resume(tmp_path):
+    """`compare --save` is a recorded job: each run is stored as it finishes, and killed with SIGKILL
+    (its pid alone, as a crash or the OOM killer) it is listed as interrupted; resuming trains only the
+    run it lacks, into the same comparison."""
+    args = [arg if arg != "3" else "40" for arg in TINY_ARGS]  # --max-steps 40: seconds a run
+    proc = subprocess.Popen([sys.executable, "-m", "convcov_core", "compare", *args, "--inits", "default,gaussian",
+                             "--seeds", "0", "--save", "--quiet"], cwd=REPO, env={**os.environ, "CONVCOV_HOME":
+                                                                                   str(tmp_path)},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    store = RunStore(tmp_path / "runs.db")
+    try:
+        wait_for(lambda: store.path.exists() and store.list(), "the first run stored", timeout=240, poll_s=0.05)
+    finally:
+        proc.kill()
+        proc.wait()
+    [job] = ComparisonJobs(store).interrupted()
+    assert "(command line)" in job.record.label and [r.variant for r in job.finished] == ["default"]
+    assert store.list_comparisons()[0].status == "interrupted"
+    _, work = ComparisonJobs(store).resume(job.record.id)
+    trained = []
+    result = work(lambda event: trained.append(event.variant) and None)
+    assert set(trained) == {"gaussian"} and result.id == job.record.comparison_id
+    assert sorted(r.variant for r in store.list()) == ["default", "gaussian"]
+    assert ComparisonJobs(store).interrupted() == [] and store.list_comparisons()[0].status == "ok"

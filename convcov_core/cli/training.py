@@ -8,7 +8,8 @@ import json
 import sys
 
 from .. import covariance, init, models, reach
-from ..compare import FREEZE_MODES, compare, compare_seconds, variants_for
+from ..compare import FREEZE_MODES, ComparisonPlan, compare, compare_seconds, variants_for
+from ..comparison_jobs import ComparisonJobs, comparison_label
 from ..text import duration, number
 from ..train import TrainConfig, size_label
 from ..train.config import settings_of
@@ -61,15 +62,18 @@ def cmd_compare(args) -> int:
                        f"{len(variants) * len(seeds)} run(s)", "a few training steps per filter mode")
     progress = None if args.quiet else TerminalProgress()
     metric = "test_acc_raw" if args.raw_bn_eval else "test_acc"
-    cmp = compare(base, variants, args.seeds, progress, references=references, metric=metric,
-                  ensemble=args.ensemble)
+    if run_store is None:
+        cmp = compare(base, variants, args.seeds, progress, references=references, metric=metric,
+                      ensemble=args.ensemble)
+    else:  # a recorded job: each run stored as it finishes; killed, it is listed as interrupted (Lab: Resume)
+        plan = ComparisonPlan(base, variants, references, list(args.seeds), args.ensemble)
+        label = comparison_label(plan, " (command line)")
+        cmp = ComparisonJobs(run_store).start(plan, label, name=args.name, metric=metric)(progress)
     print(format_comparison(cmp))
     if args.json:
         write_json(args.json, cmp.to_dict())
-    if run_store is not None:
-        cmp_id = run_store.save_comparison(cmp, name=args.name)
-        ids = [r.id for runs in cmp.runs.values() for r in runs]
-        print(f"saved comparison {cmp_id} (runs {min(ids)}-{max(ids)}) in {run_store.path}", file=sys.stderr)
+    if run_store is not None and (ids := [r.id for runs in cmp.runs.values() for r in runs]):
+        print(f"saved comparison {cmp.id} (runs {min(ids)}-{max(ids)}) in {run_store.path}", file=sys.stderr)
     return 0
 
 
