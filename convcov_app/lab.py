@@ -73,8 +73,12 @@ class Preset:
     setup: LabSetup
     expect: str
     fallback_dataset: str | None = None  # used where the setup's dataset is not available on the server
+    took_s: float | None = None  # wall seconds of the whole preset where PRESET_TIMES_WHERE says (None: not run there)
 
 
+#: Where and how Preset.took_s was measured.
+PRESET_TIMES_WHERE = ("the development machine's 2 CPU cores (AMD EPYC, nothing else running; "
+                      "benchmarks/lab_presets.py, 2026-12-07)")
 QUICK_CPU = "Quick CPU demo: frozen filters"
 LEARNED_FROZEN = "Frozen filters: learned vs Gaussian vs default"
 TRAINED_SHORT = "Trained filters, 1 epoch: default vs Gaussian"
@@ -147,6 +151,14 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
            "large jobs (6,000,000 training images; CONVCOV_MAX_JOB_SAMPLES).",
            fallback_dataset="textures"),
 )}
+
+
+def preset_time_text(preset: Preset) -> str | None:
+    """How long the preset took where it was timed, or None where it was not."""
+    if preset.took_s is None:
+        return None
+    return (f"On {PRESET_TIMES_WHERE} this preset took about {duration(preset.took_s)}; the line under the "
+            "plan says how long runs like these took on this server.")
 
 
 def preset_setup(name: str, available: dict[str, bool]) -> tuple[LabSetup, str | None]:

@@ -91,6 +91,8 @@ def setup_notes(setup: lab.LabSetup) -> None:
     regime, wider = regime_lines(setup.training)
     if preset:
         st.info(" ".join(filter(None, (f"**{preset}.**", regime, lab.PRESETS[preset].expect))))
+        if took := lab.preset_time_text(lab.PRESETS[preset]):
+            st.caption(took)
         if st.session_state.get("lab_preset_note"):
             st.caption(st.session_state.lab_preset_note)
     else:
