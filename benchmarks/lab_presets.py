@@ -2,8 +2,9 @@
 
     python benchmarks/lab_presets.py              # every CPU preset, as the Lab runs it
     python benchmarks/lab_presets.py --seeds 1    # one seed of each (a CPU runs them one after another)
-    python benchmarks/lab_presets.py --ab         # the learned preset (15 x 15 filters) with depthwise.py's
-                                                  # fp32 rule for wide bf16 filters, and without it
+    python benchmarks/lab_presets.py --ab --max-steps 8   # the learned preset (15 x 15 filters) with
+                                                          # depthwise.py's fp32 rule for wide bf16 filters,
+                                                          # and without it
     python benchmarks/lab_presets.py --quick      # tiny smoke run
 
 Each preset's comparison is timed as the Lab's job runs it (compare.compare on lab.plan_comparison,
@@ -79,10 +80,12 @@ def preset_row(name: str, plan: lab.ComparisonPlan, store: RunStore) -> tuple[st
     return row, timed / actual, stored.seconds / actual if stored else None
 
 
-def wide_filter_ab(quick: bool) -> str:
-    """The learned preset's comparison (one seed; with --quick a tiny one) with bf16 convs wider than
-    BF16_CHANNELS_LAST_MAX_KERNEL in fp32 (now) and left in bf16 (before), A B B A."""
+def wide_filter_ab(quick: bool, max_steps: int | None) -> str:
+    """The learned preset's comparison (one seed, `max_steps` steps a run, evaluation included; with
+    --quick a tiny one) with bf16 convs wider than BF16_CHANNELS_LAST_MAX_KERNEL in fp32 (now) and
+    left in bf16 (before), A B B A."""
     setup = setups(quick, 1)["tiny learned" if quick else lab.LEARNED_FROZEN]
+    setup = dataclasses.replace(setup, training=setup.training.replace(max_steps=max_steps))
     plan = plan_for(setup)
     now, before = depthwise.BF16_CHANNELS_LAST_MAX_KERNEL, 10**6
     times: dict[str, list[float]] = {"now": [], "before": []}
@@ -94,9 +97,10 @@ def wide_filter_ab(quick: bool) -> str:
             depthwise.BF16_CHANNELS_LAST_MAX_KERNEL = now
         print(f"  {label:<6} {times[label][-1]:8.1f} s  load {os.getloadavg()[0]:.1f}", flush=True)
     mean = {label: sum(t) / len(t) for label, t in times.items()}
+    steps = f"{max_steps} steps and the evaluation" if max_steps else "one epoch"
     return (f"summary: {plan.n_runs} runs of the learned preset ({plan.base.kernel_size} x "
-            f"{plan.base.kernel_size} filters, one seed): {mean['before']:.1f} s with wide bf16 filters left in "
-            f"bf16, {mean['now']:.1f} s in fp32: {mean['before'] / mean['now']:.1f}x")
+            f"{plan.base.kernel_size} filters, one seed, {steps} each): {mean['before']:.1f} s with wide bf16 "
+            f"filters left in bf16, {mean['now']:.1f} s in fp32: {mean['before'] / mean['now']:.1f}x")
 
 
 def main(argv=None) -> None:
@@ -105,10 +109,11 @@ def main(argv=None) -> None:
     parser.add_argument("--only", default="", help="only the presets whose name contains this text")
     parser.add_argument("--ab", action="store_true", help="instead: the learned preset with and without "
                         "depthwise.py's fp32 rule for wide bf16 filters")
+    parser.add_argument("--max-steps", type=int, default=None, help="with --ab: steps a run (default: one epoch)")
     parser.add_argument("--quick", action="store_true", help="two tiny comparisons, for a smoke test")
     args = parser.parse_args(argv)
     if args.ab:
-        print(wide_filter_ab(args.quick))
+        print(wide_filter_ab(args.quick, args.max_steps))
         return
     print(f"{'preset':<44} {'runs':>4} {'TFLOP':>6} {'wall s':>8} {'GFLOP/s':>6} {'Estimate time':>32}  "
           "stored-runs estimate")
