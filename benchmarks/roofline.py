@@ -6,7 +6,7 @@
     python benchmarks/roofline.py --quick         # tiny smoke run (tables and --ab)
 
 For each model, one training step as convcov_core.train runs it (its model prepared by train's own
-_prepare_model: fast depthwise backward, layout, autocast dtype; its step by _train_step): the FLOPs
+prepare_model: fast depthwise backward, layout, autocast dtype; its step by make_step): the FLOPs
 and bytes of every pass by formula (convcov_core.work.step_work), and each pass timed alone on the
 shapes, dtypes and layout the step runs it in (forward: the layer itself; backward: torch.autograd.grad
 of that layer's output towards its input or its weights alone, so a depthwise dL/dx and dL/dw are
@@ -45,11 +45,12 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from convcov_core import depthwise, reproduce, work  # noqa: E402
+from convcov_core.compare import compare  # noqa: E402
 from convcov_core.reproduce.regimes import cpu_map  # noqa: E402
 from convcov_core.step import GRAPH_WARMUP_STEPS, adamw, autocast  # noqa: E402
-from convcov_core.train import TrainConfig, compare, load_training_data, resolve_device  # noqa: E402
-from convcov_core.train.loop import _train_step  # noqa: E402
-from convcov_core.train.model import _prepare_model  # noqa: E402
+from convcov_core.train import TrainConfig, load_training_data, resolve_device  # noqa: E402
+from convcov_core.train.model import prepare_model  # noqa: E402
+from convcov_core.train.network import make_step  # noqa: E402
 
 QUICK = TrainConfig(model="convmixer-16/2", kernel_size=5, patch_size=4, batch_size=16, epochs=1, max_steps=2)
 #: matmul side and copy size (MiB) of the peaks: large enough to leave the caches
@@ -168,7 +169,7 @@ def random_images(config: TrainConfig, info, device: torch.device, layout) -> to
 def step_timer(config: TrainConfig, model: torch.nn.Module, info, device: torch.device, dtype, layout):
     """A timer of train's own step (forward, loss, backward, AdamW) on a random batch, warmed up past a
     CUDA graph's capture."""
-    step = _train_step(config, model, device, dtype)
+    step = make_step(config, model, device, dtype)
     x = random_images(config, info, device, layout)
     y = torch.randint(0, len(info.classes), (config.batch_size,), device=device)
     for _ in range(GRAPH_WARMUP_STEPS):
@@ -180,7 +181,7 @@ def prepared(config: TrainConfig):
     """(device, images info, model as train() prepares it, autocast dtype, layout, the step's sites)."""
     device = resolve_device(config.device)
     info = load_training_data(config)[4]
-    model, dtype, channels_last = _prepare_model(config, None, info, device)
+    model, dtype, channels_last = prepare_model(config, None, info, device)
     layout = torch.channels_last if channels_last else torch.contiguous_format
     with autocast(device, dtype):
         sites = work.step_sites(model, random_images(config, info, device, layout))
