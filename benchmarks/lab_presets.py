@@ -3,8 +3,8 @@
     python benchmarks/lab_presets.py              # every CPU preset, as the Lab runs it
     python benchmarks/lab_presets.py --seeds 1    # one seed of each (a CPU runs them one after another)
     python benchmarks/lab_presets.py --ab --max-steps 8   # the learned preset (15 x 15 filters) with
-                                                          # depthwise.py's fp32 rule for wide bf16 filters,
-                                                          # and without it
+                                                          # its wide bf16 depthwise convs in fp32 (now)
+                                                          # and on NCHW bf16 copies (before)
     python benchmarks/lab_presets.py --quick      # tiny smoke run
 
 Each preset's comparison is timed as the Lab's job runs it (compare.compare on lab.plan_comparison,
@@ -27,6 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from _depthwise_before import bf16_nchw_conv  # noqa: E402
 from convcov_app import lab  # noqa: E402
 from convcov_core import compare, depthwise, examples, throughput  # noqa: E402
 from convcov_core.runs import RunStore  # noqa: E402
@@ -82,25 +83,26 @@ def preset_row(name: str, plan: lab.ComparisonPlan, store: RunStore) -> tuple[st
 
 def wide_filter_ab(quick: bool, max_steps: int | None) -> str:
     """The learned preset's comparison (one seed, `max_steps` steps a run, evaluation included; with
-    --quick a tiny one) with bf16 convs wider than BF16_CHANNELS_LAST_MAX_KERNEL in fp32 (now) and
-    left in bf16 (before), A B B A."""
+    --quick a tiny one) with its depthwise convs as depthwise._depthwise_conv runs them (bf16 filters
+    wider than 13 in fp32 on channels_last images: now) and in bf16 on NCHW copies (before), A B B A."""
     setup = setups(quick, 1)["tiny learned" if quick else lab.LEARNED_FROZEN]
     setup = dataclasses.replace(setup, training=setup.training.replace(max_steps=max_steps))
     plan = plan_for(setup)
-    now, before = depthwise.BF16_CHANNELS_LAST_MAX_KERNEL, 10**6
+    forms = {"now": depthwise._depthwise_conv, "before": bf16_nchw_conv}
     times: dict[str, list[float]] = {"now": [], "before": []}
     for label in ("now", "before", "before", "now"):
-        depthwise.BF16_CHANNELS_LAST_MAX_KERNEL = now if label == "now" else before
+        depthwise._depthwise_conv = forms[label]
         try:
             times[label].append(run_plan(plan, None))
         finally:
-            depthwise.BF16_CHANNELS_LAST_MAX_KERNEL = now
+            depthwise._depthwise_conv = forms["now"]
         print(f"  {label:<6} {times[label][-1]:8.1f} s  load {os.getloadavg()[0]:.1f}", flush=True)
     mean = {label: sum(t) / len(t) for label, t in times.items()}
     steps = f"{max_steps} steps and the evaluation" if max_steps else "one epoch"
     return (f"summary: {plan.n_runs} runs of the learned preset ({plan.base.kernel_size} x "
-            f"{plan.base.kernel_size} filters, one seed, {steps} each): {mean['before']:.1f} s with wide bf16 "
-            f"filters left in bf16, {mean['now']:.1f} s in fp32: {mean['before'] / mean['now']:.1f}x")
+            f"{plan.base.kernel_size} filters, one seed, {steps} each): {mean['before']:.1f} s with its bf16 "
+            f"depthwise convs on NCHW copies (before), {mean['now']:.1f} s in fp32 on channels_last (now): "
+            f"{mean['before'] / mean['now']:.1f}x")
 
 
 def main(argv=None) -> None:

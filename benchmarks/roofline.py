@@ -44,6 +44,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from _depthwise_before import bf16_nchw_conv  # noqa: E402
 from convcov_core import depthwise, reproduce, work  # noqa: E402
 from convcov_core.compare import compare  # noqa: E402
 from convcov_core.reproduce.regimes import cpu_map  # noqa: E402
@@ -211,15 +212,6 @@ def measure_model(config: TrainConfig, rounds: int, quick: bool) -> dict:
     return {"rows": rows, "times": {name: sum(t[key] * n for key, n in g) for name, g in groups.items()},
             "step": t["step"], "peaks": peaks, "flops_peak": peaks[f"matmul {'bf16' if dtype else 'fp32'}"],
             "dtype": dtype, "load": (load_start, os.getloadavg()[0]), "device": device}
-
-
-def bf16_nchw_conv(x, weight, bias, padding):
-    """depthwise._depthwise_conv's rule for bf16 convs wider than 13 before it ran them in fp32: on NCHW
-    copies of images and filters (a clone: a C x 1 x k x k filter strided as channels_last counts as
-    contiguous), in bf16, back in x's layout."""
-    channels_last = not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
-    y = F.conv2d(x.contiguous(), weight.clone(memory_format=torch.contiguous_format), bias, 1, padding, 1, x.shape[1])
-    return y.contiguous(memory_format=torch.channels_last) if channels_last else y
 
 
 def chunked_weight_grad(x, grad_out, kernel_size, padding, chunk_bytes=2**20):
