@@ -94,7 +94,8 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
            "difference −2.7 to +9.7 points; with 5 seeds +2.7, −0.0 to +5.4). Open \"Raw eval-mode "
            "accuracy\" under the results: with the statistics training left, Gaussian reached 62 % and "
            "default 32 %. That gap is how fast the BatchNorm statistics settle in one short epoch, not "
-           "what the frozen filters can represent."),
+           "what the frozen filters can represent.",
+           took_s=26.6),
     Preset(LEARNED_FROZEN, LabSetup(lab_training(kernel_size=15), inits=("default", "gaussian", "learned"),
                                     n_seeds=3),
            "Frozen filters, as in the quick demo but 15 × 15, with a third scheme: the covariances learned "
@@ -103,7 +104,8 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
            "9 runs. Measured here: "
            "default 87.4 ± 0.7 %, Gaussian 87.2 ± 1.6 %, learned 88.7 ± 1.2 %: no clear winner "
            "(learned - default +1.4 points, 95% interval -3.3 to +6.0). Raw eval-mode accuracy: "
-           "13.6, 56.2 and 58.5 %."),
+           "13.6, 56.2 and 58.5 %.",
+           took_s=50.6),
     Preset(PEER_FROZEN, LabSetup(lab_training(model="convmixer-64/6", kernel_size=15),
                                  inits=("default", "gaussian", "impulse"), n_seeds=5),
            "The covariance init against a peer's structured init: impulse filters, each a single pixel "
@@ -112,7 +114,8 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
            "85.8 ± 2.1 %, Gaussian 89.5 ± 0.8 % (+3.7 points, 95% interval +0.5 to +6.9, 5 of 5 seeds: "
            "Gaussian better), impulse 84.7 ± 1.3 % (−1.1, −3.5 to +1.3: no clear winner). Raw eval-mode "
            "accuracy: 21.0, 54.2 and 28.5 %. The same run's delta-orthogonal filters (the identity: no "
-           "spatial mixing at all once frozen) reached 33.4 %."),
+           "spatial mixing at all once frozen) reached 33.4 %.",
+           took_s=67.0),
     Preset(VIT_MIMETIC, LabSetup(lab_training(model=models.MODEL_PRESETS["timm-vit-4x64"][0], kernel_size=None,
                                               patch_size=7, epochs=2, batch_size=64, lr=0.001),
                                  inits=("default", "mimetic"), filters="trained", n_seeds=3),
@@ -126,12 +129,14 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
            "with seeds 3 and 4 too, −7.1 points (−13.0 to −1.2). A ViT this short "
            "of data and steps is far from trained (ConvMixers reach 85-92 % here), and its attention "
            "products barely move in 124 steps; see them under Learned Covariances, *Attention of a saved "
-           "ViT run*, for runs saved with `compare --save --keep-weights`."),
+           "ViT run*, for runs saved with `compare --save --keep-weights`.",
+           took_s=26.2),
     Preset(TRAINED_SHORT, LabSetup(filters="trained", n_seeds=5),
            "The quick demo's ConvMixer with its filters trained, 5 seeds (10 runs). Measured here "
            "(reports/init_scan, the k = 9 row): default 93.0 ± 1.1 %, Gaussian 92.0 ± 1.0 %: the default "
            "init was ahead by 1.1 points (95% interval 0.1 to 2.0, 4 of 5 seeds). On these digits, at this "
-           "budget, the covariance init does not help trained filters."),
+           "budget, the covariance init does not help trained filters.",
+           took_s=58.1),
     Preset(NIFF_TRAINED, LabSetup(lab_training(model=models.MODEL_PRESETS["convmixer-64/8-niff"][0],
                                                kernel_size=15),
                                   inits=("default",), filters="trained", n_seeds=3),
@@ -142,7 +147,8 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
            "epochs of ConvMixer-64/4 NIFF trails by 11.5 points. Open a run under Learned Covariances: the "
            "central 15 × 15 crops of its filters hold most of their variance on the centre pixel and do not "
            "fit the Gaussian closed form. As the frozen init of 15 × 15 filters (*Use as init*) those crops "
-           "reached 54.1 ± 4.2 %, 31.8 points below the default init (5 seeds, reports/niff/as_init.json)."),
+           "reached 54.1 ± 4.2 %, 31.8 points below the default init (5 seeds, reports/niff/as_init.json).",
+           took_s=47.1),
     Preset("Paper-like, GPU", LabSetup(lab_training(dataset="cifar10", model="convmixer-256/8", kernel_size=9,
                                                     epochs=20, batch_size=512), filters="trained", n_seeds=3),
            "ConvMixer-256/8 with 9 × 9 filters and 2 × 2 patches on CIFAR-10, 20 epochs, filters "
@@ -157,8 +163,9 @@ def preset_time_text(preset: Preset) -> str | None:
     """How long the preset took where it was timed, or None where it was not."""
     if preset.took_s is None:
         return None
-    return (f"On {PRESET_TIMES_WHERE} this preset took about {duration(preset.took_s)}; the line under the "
-            "plan says how long runs like these took on this server.")
+    return (f"On {PRESET_TIMES_WHERE} this preset took about {duration(preset.took_s)}. With other work "
+            "on the same cores it takes longer; the line under the plan says how long runs like these took "
+            "on this server.")
 
 
 def preset_setup(name: str, available: dict[str, bool]) -> tuple[LabSetup, str | None]:

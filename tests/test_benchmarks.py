@@ -24,6 +24,7 @@ SMOKE_RUNS = {
     "browser_latency.py": ["--quick"],
     "roofline.py": ["--quick", "--lab-threads", "1"],
     "lab_presets.py": ["--quick"],
+    "threads_under_load.py": ["--quick", "--busy", "1"],
 }
 
 

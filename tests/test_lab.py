@@ -400,3 +400,13 @@ def test_cancelled_comparison_keeps_and_saves_its_finished_runs(tmp_path):
     assert status.state == "cancelled" and status.result_id is not None
     saved = manager.store.get_comparison(status.result_id)
     assert saved.status == "cancelled" and 1 <= sum(len(r) for r in saved.runs.values()) < 6
+
+
+def test_every_cpu_preset_says_how_long_it_took_where_it_was_timed():
+    for name, preset in lab.PRESETS.items():
+        if "GPU" in name:
+            assert preset.took_s is None and lab.preset_time_text(preset) is None
+            continue
+        assert preset.took_s > 0, name
+        assert f"this preset took about {lab.duration(preset.took_s)}" in lab.preset_time_text(preset)
+        assert lab.PRESET_TIMES_WHERE in lab.preset_time_text(preset)

@@ -58,6 +58,7 @@ def test_lab_default_is_the_frozen_cpu_demo_and_says_what_to_expect():
     assert at.radio(key="lab_filters").value == "frozen at init"
     markdown = " ".join(m.value for m in at.markdown)
     assert "6 runs:** default-frozen, gaussian-frozen × seed(s) 0, 1, 2" in markdown
+    assert "this preset took about 27 s" in " ".join(c.value for c in at.caption)
     assert not at.get("progress")
 
 

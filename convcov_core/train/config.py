@@ -179,7 +179,8 @@ class TrainConfig:
     device: str = _field("auto", "auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps", str, flag="--device")
     max_steps: int | None = _field(None, "cap on training steps per run (None: whole epochs)", int, low=1,
                                    high=10**9, optional=True, axis=True, flag="--max-steps")
-    threads: int | None = _field(None, "CPU threads for training (None: torch's choice, one per core)", int,
+    threads: int | None = _field(None, "CPU threads for training (None: one per core that other work leaves "
+                                 "free, at most torch's; train/threads.py)", int,
                                  low=1, high=1024, optional=True, flag="--threads", in_key=False)
     compile: bool = _field(False, "train through torch.compile (pays off on GPUs for long runs; compile time "
                            "is reported)", bool, axis=True, flag="--compile")

@@ -29,6 +29,7 @@ from .config import Callback, ProgressEvent, RunResult, TrainConfig, lr_at, reso
 from .inputs import _to_device, load_training_data, plan_steps
 from .network import Network, OwnNetwork, Setup
 from .run_state import RunState, finish_run
+from .threads import cpu_threads
 
 Tensor = torch.Tensor
 
@@ -75,13 +76,18 @@ def train_group(configs: list[TrainConfig], callback: Callback | None = None, *,
                          "(ensemble.GroupedNetwork)")
     labels = [dict(variant=v, run_index=i, n_runs=n if n_runs is None else n_runs)
               for v, i in zip(variants, run_indices)]
-    with _cpu_threads(configs[0].threads):
+    with _cpu_threads(configs[0]):
         return _Group(configs, OwnNetwork() if network is None else network, callback, labels, sync_every).run()
 
 
 @contextlib.contextmanager
-def _cpu_threads(n: int | None):
+def _cpu_threads(config: TrainConfig):
+    """torch's threads set to config.threads while the group trains; when None, on a CPU, to as many as
+    other work on the machine leaves free (threads.cpu_threads)."""
     previous = torch.get_num_threads()
+    n = config.threads
+    if n is None and resolve_device(config.device).type == "cpu":
+        n = cpu_threads(previous)
     if n is not None:
         torch.set_num_threads(n)
     try:
