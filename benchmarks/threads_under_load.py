@@ -89,6 +89,7 @@ def main(argv=None) -> None:
     torch_threads = torch.get_num_threads()
     print(f"torch {torch.__version__}, {os.cpu_count()} CPUs, torch's threads {torch_threads}")
     wait_s = 0 if args.quick else LOAD_WAIT_S
+    timed(lab_plan(True, args.max_steps, None))  # warm-up: data, imports and allocations, untimed
     wait_for_load(lambda load: load < QUIET_LOAD, wait_s)
     quiet = rounds(args.quick, args.max_steps, torch_threads, "quiet")
     busy = start_busy(args.busy)
