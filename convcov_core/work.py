@@ -70,9 +70,15 @@ def _per_image_flops(config: TrainConfig) -> int:
                          f"images ({' '.join(str(err).split())[:160]})") from None
 
 
+_TRAINING_IMAGES: dict[str, int] = {}  # training set size by dataset, its parameters and data root
+
+
 def images_per_run(config: TrainConfig) -> int:
     """Images one run trains on: steps x batch (full batches of every epoch, or max_steps)."""
-    batch, _, total = plan_steps(config, len(load_training_data(config)[1]))
+    data = json.dumps([config.dataset, config.dataset_params, config.data_root], sort_keys=True, default=str)
+    if data not in _TRAINING_IMAGES:
+        _TRAINING_IMAGES[data] = len(load_training_data(config)[1])
+    batch, _, total = plan_steps(config, _TRAINING_IMAGES[data])
     return batch * total
 
 
