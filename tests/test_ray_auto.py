@@ -2,12 +2,11 @@
 explicit address: a stale record of a stopped cluster is one line and exit 2, not Ray's long retries."""
 
 import os
+import socket
 import subprocess
 import sys
 
 import pytest
-
-from tests.helpers.ray_cluster import free_port
 
 pytest.importorskip("ray", reason="Ray is an optional extra (pip install 'convcov[ray]'); make test installs it")
 
@@ -25,9 +24,11 @@ def sweep_with_auto(tmp_path, ray_tmp):
 def test_a_stale_record_of_a_stopped_cluster_is_one_line(tmp_path):
     ray_tmp = tmp_path / "raytmp"
     (ray_tmp / "ray").mkdir(parents=True)
-    stale = f"127.0.0.1:{free_port()}"
-    (ray_tmp / "ray" / "ray_current_cluster").write_text(stale)
-    done = sweep_with_auto(tmp_path, ray_tmp)
+    with socket.socket() as held:  # bound, never listening: refused, and no test cluster can take the port
+        held.bind(("127.0.0.1", 0))
+        stale = f"127.0.0.1:{held.getsockname()[1]}"
+        (ray_tmp / "ray" / "ray_current_cluster").write_text(stale)
+        done = sweep_with_auto(tmp_path, ray_tmp)
     assert done.returncode == 2, done.stderr
     assert done.stderr.startswith(f"convcov: error: no Ray cluster answers at {stale}") and \
         done.stderr.count("\n") == 1, done.stderr
