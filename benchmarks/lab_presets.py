@@ -69,8 +69,7 @@ def preset_row(name: str, plan: lab.ComparisonPlan, store: RunStore) -> tuple[st
     start = time.perf_counter()
     timed = lab.estimate_seconds(plan)
     timing_cost = time.perf_counter() - start
-    stored = throughput.stored_estimate([plan.config(v, s) for v in plan.variants for s in plan.seeds],
-                                        store.timings())
+    stored = throughput.stored_estimate(plan.run_configs(), store.timings())
     actual = run_plan(plan, store)
     tflop = lab.plan_work(plan)[1]
     stored_text = (f"{stored.seconds:7.0f} s ({stored.seconds / actual:4.2f}x, "

@@ -248,8 +248,7 @@ def work_notes(plan: ComparisonPlan, max_images: int, max_tflop: int,
     """What a comparison will run and how long runs like these took here (markdown; timings:
     RunStore.timings, see throughput.stored_estimate), and a warning for each of the server's caps it exceeds."""
     images, tflop = plan_work(plan)
-    estimate = throughput.stored_estimate([plan.config(v, seed) for v in plan.variants for seed in plan.seeds],
-                                          list(timings))
+    estimate = throughput.stored_estimate(plan.run_configs(), list(timings))
     summary = (f"**{plan.n_runs} run{'s' if plan.n_runs > 1 else ''}:** {', '.join(plan.variants)} × seed(s) "
                f"{', '.join(map(str, plan.seeds))}; {caps.work_line(images, tflop)} in all. "
                f"{caps.stored_time_line(estimate)}")

@@ -101,6 +101,10 @@ class ComparisonPlan:
         """The full config of one run."""
         return self.base.replace(**self.variants[variant], seed=self.seeds[0] if seed is None else seed)
 
+    def run_configs(self) -> list[TrainConfig]:
+        """The full config of every run, variant by variant, seed by seed."""
+        return [self.config(variant, seed) for variant in self.variants for seed in self.seeds]
+
 
 #: What a comparison judges: the final test accuracy with settled BatchNorm statistics (the
 #: headline), or the raw eval-mode accuracy with the statistics training left (--raw-bn-eval).
